@@ -1,0 +1,107 @@
+//! PID 1 of the test VM: mount what the scenarios need, point the runner's stdout at the
+//! result port, reap every orphan, and end the VM when the runner is done.
+//!
+//! Ending the VM is a reboot: QEMU runs with `-no-reboot`, so a reboot request makes it exit
+//! at once, without ACPI in the kernel. Should this program die, the kernel panics ("Attempted
+//! to kill init") and `panic=-1` ends the VM the same way: the host never waits forever.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+const RESULT_PORT: &str = "/dev/ttyS1";
+const RUNNER: &str = "/bin/ue-scenarios";
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!("ue-init: this is the test VM's init; run `ue-scenarios --list` on a host instead");
+        std::process::exit(2);
+    }
+    for (src, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tracefs", "/sys/kernel/tracing", "tracefs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+    ] {
+        if let Err(e) = mount(src, target, fstype) {
+            // Not fatal here: a kernel without tracefs is reported by the scenarios.
+            eprintln!("ue-init: mount {fstype} on {target}: {e}");
+        }
+    }
+    let budget = whole_run_budget();
+    match run_scenarios(budget) {
+        Ok(()) => {}
+        Err(e) => eprintln!("ue-init: {e}"),
+    }
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_RESTART);
+    }
+    // Only reached if reboot failed; exiting PID 1 panics the kernel, which ends the VM too.
+    std::process::exit(1);
+}
+
+fn mount(src: &str, target: &str, fstype: &str) -> std::io::Result<()> {
+    let _ = std::fs::create_dir_all(target);
+    let (s, t, f) = (CString::new(src)?, CString::new(target)?, CString::new(fstype)?);
+    if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The plan's scenario limit times the number of scenarios, plus slack: the guest ends itself
+/// even if the runner wedges, before the host's own limit would have to.
+fn whole_run_budget() -> Duration {
+    let plan: Option<result_channel::Plan> =
+        std::fs::read(result_channel::PLAN_PATH).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let per = plan.as_ref().map_or(10_000, |p| p.scenario_timeout_ms);
+    let n = plan.as_ref().map_or(1, |p| p.scenarios.len() as u64);
+    Duration::from_millis(per * (n + 1) + 5_000)
+}
+
+fn run_scenarios(budget: Duration) -> Result<(), String> {
+    let port = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(RESULT_PORT)
+        .map_err(|e| format!("open result port {RESULT_PORT}: {e}"))?;
+    make_raw(port.as_raw_fd());
+    let child = std::process::Command::new(RUNNER)
+        .args(["--plan", result_channel::PLAN_PATH])
+        .stdout(port)
+        .spawn()
+        .map_err(|e| format!("start {RUNNER}: {e}"))?;
+    let runner = child.id() as libc::pid_t;
+    let start = Instant::now();
+    // Reap everything (orphans of scenarios land here) until the runner itself has exited.
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == runner {
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                return Err(format!("{RUNNER} ended abnormally (wait status {status:#x})"));
+            }
+            return Ok(());
+        }
+        if pid <= 0 {
+            if start.elapsed() > budget {
+                unsafe { libc::kill(runner, libc::SIGKILL) };
+                return Err(format!("{RUNNER} still running after {} s; ending the VM", budget.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// No echo, no newline translation: the port carries records byte for byte.
+fn make_raw(fd: i32) {
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The scenario runner. In the guest it runs a plan, one child process per scenario, and
+//! writes result records to stdout (which the init points at the result port). On the host,
+//! `--list`/`--list-json` print the scenarios without running anything.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use guest_tests::framework::{Ctx, Pipe, Stop};
+use guest_tests::scenarios;
+use result_channel::{Outcome, Plan, Record};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["--list"] => {
+            for s in scenarios::all() {
+                println!("{}: {}", s.name, s.about);
+            }
+            0
+        }
+        ["--list-json"] => {
+            let list: Vec<_> =
+                scenarios::all().iter().map(|s| serde_json::json!({"name": s.name, "about": s.about})).collect();
+            println!("{}", serde_json::Value::Array(list));
+            0
+        }
+        ["--plan", path] => run_plan(path),
+        // The exec'd side of a scenario that checks what exec does; not for people.
+        ["--helper", which, rest @ ..] => scenarios::helper(which, rest),
+        ["--run", name] => {
+            // For a person at a guest shell: one scenario, in this process, record on stdout.
+            let plan = Plan { scenarios: vec![name.to_string()], scenario_timeout_ms: 60_000, poll_deadline_ms: 5_000 };
+            let rec = run_in_child(name, &plan);
+            print!("{}", rec.to_line());
+            0
+        }
+        _ => {
+            eprintln!("usage: ue-scenarios --list | --list-json | --plan FILE | --run NAME");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_plan(path: &str) -> i32 {
+    let plan: Plan = match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| {
+        serde_json::from_slice(&b).map_err(|e| e.to_string())
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ue-scenarios: cannot read plan {path}: {e}");
+            return 1;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let emit = |out: &mut std::io::StdoutLock, r: &Record| {
+        let _ = out.write_all(r.to_line().as_bytes());
+        let _ = out.flush();
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    emit(&mut out, &Record::Hello { kernel_release: release, uptime_ms: uptime_ms(), planned: plan.scenarios.len() as u32 });
+    for name in &plan.scenarios {
+        emit(&mut out, &Record::Start { name: name.clone() });
+        let rec = run_in_child(name, &plan);
+        emit(&mut out, &rec);
+    }
+    emit(&mut out, &Record::Done { uptime_ms: uptime_ms() });
+    0
+}
+
+fn uptime_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
+    Record::End {
+        name: name.to_owned(),
+        outcome,
+        message,
+        duration_us: started.elapsed().as_micros() as u64,
+        snapshots: vec![],
+        notes: vec![],
+    }
+}
+
+/// Runs one scenario in a child process of its own (its own process group, so that a time-out
+/// also kills whatever it forked). A crash or hang fails that scenario only.
+fn run_in_child(name: &str, plan: &Plan) -> Record {
+    let started = Instant::now();
+    let Some(scenario) = scenarios::find(name) else {
+        return end(name, Outcome::Fail, format!("the guest has no scenario {name:?}"), started);
+    };
+    let pipe = match Pipe::new() {
+        Ok(p) => p,
+        Err(e) => return end(name, Outcome::Fail, format!("{e:?}"), started),
+    };
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return end(name, Outcome::Fail, format!("fork: {}", std::io::Error::last_os_error()), started);
+    }
+    if pid == 0 {
+        unsafe {
+            libc::setpgid(0, 0);
+            // Nothing a scenario prints may reach the result port: send stdout to the console.
+            libc::dup2(2, 1);
+        }
+        let poll = Duration::from_millis(plan.poll_deadline_ms);
+        let rec = match Ctx::new(scenario.name, poll) {
+            Err(e) => end(name, Outcome::Fail, format!("cannot open user_events_data: {e}"), started),
+            Ok(mut cx) => {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (scenario.run)(&mut cx)));
+                let (outcome, message) = match r {
+                    Ok(Ok(())) => (Outcome::Pass, String::new()),
+                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m),
+                    Ok(Err(Stop::Ignore(m))) => (Outcome::Ignored, m),
+                    Err(p) => (Outcome::Fail, format!("scenario panicked: {}", panic_text(&p))),
+                };
+                let mut rec = end(name, outcome, message, started);
+                if let Record::End { snapshots, notes, .. } = &mut rec {
+                    *snapshots = std::mem::take(&mut cx.snapshots);
+                    *notes = std::mem::take(&mut cx.notes);
+                }
+                rec
+            }
+        };
+        let line = rec.to_line();
+        let mut off = 0;
+        while off < line.len() {
+            let n = unsafe { libc::write(pipe.wr.as_raw_fd(), line[off..].as_ptr() as *const _, line.len() - off) };
+            if n <= 0 {
+                break;
+            }
+            off += n as usize;
+        }
+        unsafe { libc::_exit(0) };
+    }
+    drop(pipe.wr);
+    let limit = Duration::from_millis(plan.scenario_timeout_ms);
+    let mut buf = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        let mut pfd = libc::pollfd { fd: pipe.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if r == 0 || left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        if r < 0 {
+            continue; // EINTR
+        }
+        let mut chunk = [0u8; 65536];
+        let n = unsafe { libc::read(pipe.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        if n <= 0 {
+            break; // EOF: the child has exited (or closed the pipe)
+        }
+        buf.extend_from_slice(&chunk[..n as usize]);
+    }
+    if timed_out {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if timed_out {
+        return end(name, Outcome::Fail, format!("timed out after {} ms in the guest; killed", limit.as_millis()), started);
+    }
+    match serde_json::from_slice::<Record>(buf.trim_ascii_end()) {
+        Ok(rec @ Record::End { .. }) => rec,
+        _ if libc::WIFSIGNALED(status) => {
+            let sig = libc::WTERMSIG(status);
+            end(name, Outcome::Fail, format!("scenario process crashed: killed by signal {sig} ({})", signal_name(sig)), started)
+        }
+        _ => end(
+            name,
+            Outcome::Fail,
+            format!("scenario process exited (status {}) without a result", libc::WEXITSTATUS(status)),
+            started,
+        ),
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}

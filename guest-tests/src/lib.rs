@@ -1,0 +1,8 @@
+//! The guest side: everything here runs inside the VM, as static binaries in the initramfs.
+//! `ue-init` is PID 1; `ue-scenarios` runs the planned scenarios, each in a child process of
+//! its own, and reports them on the result channel (ttyS1).
+
+pub mod framework;
+pub mod scenarios;
+pub mod tracefs;
+pub mod uapi;

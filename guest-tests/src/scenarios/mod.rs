@@ -1,0 +1,40 @@
+//! Every scenario the guest can run, by family. This list is the single source of truth:
+//! the host learns it from `ue-scenarios --list-json`.
+
+use crate::framework::Scenario;
+
+mod abi;
+mod basic;
+mod cow;
+mod exec;
+mod fork;
+mod munmap;
+mod private;
+mod shared;
+mod threads;
+mod trace;
+
+pub fn all() -> Vec<Scenario> {
+    let families: [&[Scenario]; 10] = [
+        basic::SCENARIOS,
+        abi::SCENARIOS,
+        shared::SCENARIOS,
+        private::SCENARIOS,
+        fork::SCENARIOS,
+        cow::SCENARIOS,
+        threads::SCENARIOS,
+        munmap::SCENARIOS,
+        exec::SCENARIOS,
+        trace::SCENARIOS,
+    ];
+    families.iter().flat_map(|f| f.iter()).map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
+}
+
+pub fn find(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.name == name)
+}
+
+/// The exec'd half of a scenario (`ue-scenarios --helper WHICH ARGS...`); returns the exit code.
+pub fn helper(which: &str, args: &[&str]) -> i32 {
+    exec::helper(which, args)
+}

@@ -1,0 +1,163 @@
+//! Registrations live in a per-task user_event_mm that clone() shares only from the first
+//! REG on: threads created later share the process's registrations, threads that already
+//! existed get a user_event_mm of their own on their first REG (study §8).
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use crate::uapi::{self, Errno};
+use crate::{check_eq, fail, tracefs};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "threads::later_thread_shares",
+        about: "a thread created after the first REG shares it: its REG of the (addr, bit) is EADDRINUSE, its UNREG removes it",
+        run: later_thread_shares,
+    },
+    Scenario {
+        name: "threads::later_thread_registration_outlives_it",
+        about: "a registration made by a thread created after the first REG keeps working after that thread exits",
+        run: later_thread_registration_outlives_it,
+    },
+    Scenario {
+        name: "threads::earlier_thread_has_its_own",
+        about: "a thread that predates the first REG sees none of the process's registrations (UNREG ENOENT, REG of the same (addr, bit) works)",
+        run: earlier_thread_has_its_own,
+    },
+    Scenario {
+        name: "threads::earlier_thread_registration_dies_with_it",
+        about: "a registration made by a pre-existing thread follows enable while it lives and stops when it exits",
+        run: earlier_thread_registration_dies_with_it,
+    },
+];
+
+const STEP: Duration = Duration::from_secs(10);
+
+/// Runs `f` on a new thread and waits for its result (bounded: a stuck thread fails the
+/// scenario, whose process the runner then ends).
+fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
+    let (tx, rx) = mpsc::channel();
+    let t = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    let r = rx.recv_timeout(STEP).map_err(|_| Stop::Fail("thread gave no result".into()))?;
+    t.join().map_err(|_| Stop::Fail("thread panicked".into()))?;
+    Ok(r)
+}
+
+/// A thread started now that runs jobs later, until it is told to exit; it exists before
+/// any REG of the scenario.
+struct Early {
+    jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl Early {
+    fn start() -> Self {
+        let (jobs, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let handle = thread::spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+        Early { jobs: Some(jobs), handle }
+    }
+
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
+        let (tx, rx) = mpsc::channel();
+        let job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
+        rx.recv_timeout(STEP).map_err(|_| Stop::Fail("early thread gave no result".into()))
+    }
+
+    /// Ends the thread and waits until it has exited (its exit removes its user_event_mm).
+    fn exit(mut self) -> R {
+        // Closing the job channel ends the thread's loop.
+        self.jobs = None;
+        match self.handle.join() {
+            Err(_) => fail!("early thread panicked"),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// The data fd number, for use on other threads (the Ctx outlives them all).
+fn raw_fd(cx: &Ctx) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(&cx.data)
+}
+
+fn fd(raw: i32) -> std::os::fd::BorrowedFd<'static> {
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }
+}
+
+fn later_thread_shares(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (name, other) = (cx.event_name(), cx.event_name());
+    cx.reg(&name, page.addr(0), 4, 0)?;
+    tracefs::set_enabled(&name, true)?;
+    cx.wait_for("bit 0 set", || page.u32_at(0) == 1)?;
+    let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
+    let (reg, unreg) = on_thread(move || (uapi::reg(fd(raw), &other, addr, 4, 0, 0).err(), uapi::unreg(fd(raw), addr, 0)))?;
+    check_eq!(reg, Some(Errno(libc::EADDRINUSE)), "later thread's REG of the process's (addr, bit)");
+    check_eq!(unreg, Ok(()), "later thread's UNREG of the process's registration");
+    check_eq!(page.u32_at(0), 0, "word right after the thread's UNREG");
+    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), Some(Errno(libc::ENOENT)), "main thread's UNREG after the thread's");
+    Ok(())
+}
+
+fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (first, threads) = (cx.event_name(), cx.event_name());
+    cx.reg(&first, page.addr(0), 4, 0)?;
+    let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, threads.clone());
+    on_thread(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
+    tracefs::set_enabled(&threads, true)?;
+    cx.wait_for("bit 1 (registered by the exited thread) set", || page.u32_at(0) == 1 << 1)?;
+    tracefs::set_enabled(&threads, false)?;
+    cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
+    Ok(())
+}
+
+fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let early = Early::start();
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (name, other) = (cx.event_name(), cx.event_name());
+    cx.reg(&name, page.addr(0), 4, 0)?;
+    let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
+    let unreg = early.run(move || uapi::unreg(fd(raw), addr, 0))?;
+    check_eq!(unreg.err(), Some(Errno(libc::ENOENT)), "early thread's UNREG of the main thread's registration");
+    let reg = early.run(move || uapi::reg(fd(raw), &other, addr, 4, 0, 0))?;
+    check_eq!(reg.err(), None, "early thread's REG of the (addr, bit) the main thread holds");
+    // Each of the two user_event_mms now has its own entry for (addr, 0).
+    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), None, "main thread's UNREG");
+    check_eq!(early.run(move || uapi::unreg(fd(raw), addr, 0))?.err(), None, "early thread's UNREG of its own");
+    early.exit()
+}
+
+fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let early = Early::start();
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (mains, earlys) = (cx.event_name(), cx.event_name());
+    cx.reg(&mains, page.addr(0), 4, 0)?;
+    let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, earlys.clone());
+    early.run(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
+    tracefs::set_enabled(&earlys, true)?;
+    cx.wait_for("early thread's bit 1 set while it lives", || page.u32_at(0) == 1 << 1)?;
+    tracefs::set_enabled(&earlys, false)?;
+    cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
+    early.exit()?;
+    // Its user_event_mm went with it: nothing writes bit 1 now, while bit 0 still follows.
+    tracefs::set_enabled(&earlys, true)?;
+    tracefs::set_enabled(&mains, true)?;
+    cx.wait_for("main thread's bit 0 set", || page.u32_at(0) & 1 == 1)?;
+    cx.never_within("bit 1 set after the early thread exited", Duration::from_millis(300), || page.u32_at(0) != 1)?;
+    Ok(())
+}

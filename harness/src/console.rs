@@ -1,0 +1,126 @@
+//! Watches the kernel console for trouble: panics, oopses, BUG/WARNING splats, sanitizer and
+//! lockdep reports, lockups, and user_events' own fault warning. Works line by line, so it
+//! serves a live run and a saved console log alike (`xtask parse`).
+
+/// What kind of trouble a console line starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum TroubleKind {
+    Panic,
+    Oops,
+    Bug,
+    Warning,
+    Sanitizer,
+    Lockdep,
+    Lockup,
+    /// `user_events: Fault for mm`: expected only where a scenario unmaps the word.
+    UserEventsFault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Trouble {
+    pub kind: TroubleKind,
+    /// The scenario the result channel said was running when the first line arrived.
+    pub during: Option<String>,
+    /// The first line and what followed it (the call trace), bounded.
+    pub excerpt: Vec<String>,
+}
+
+const EXCERPT_LINES: usize = 40;
+
+/// Classifies one console line (timestamps and all).
+pub fn classify(line: &str) -> Option<TroubleKind> {
+    let l = strip_timestamp(line);
+    let starts = |p: &str| l.starts_with(p);
+    if starts("Kernel panic - not syncing") {
+        Some(TroubleKind::Panic)
+    } else if starts("Oops:") || l.contains("] Oops:") || starts("general protection fault") {
+        Some(TroubleKind::Oops)
+    } else if starts("BUG:") && !starts("BUG: KASAN") {
+        if l.contains("soft lockup") {
+            Some(TroubleKind::Lockup)
+        } else {
+            Some(TroubleKind::Bug)
+        }
+    } else if starts("kernel BUG at") {
+        Some(TroubleKind::Bug)
+    } else if starts("WARNING:") && l.contains(" at ") {
+        // "WARNING: CPU: 0 PID: 1 at kernel/...": a WARN(); lockdep's own "WARNING: possible
+        // circular locking dependency detected" has no " at ".
+        Some(TroubleKind::Warning)
+    } else if starts("WARNING: possible") || starts("WARNING: inconsistent lock state") || l.contains("lockdep") && starts("WARNING") {
+        Some(TroubleKind::Lockdep)
+    } else if starts("BUG: KASAN") || starts("UBSAN:") || starts("BUG: KFENCE") || starts("KFENCE:") {
+        Some(TroubleKind::Sanitizer)
+    } else if l.contains("Watchdog detected hard LOCKUP") || l.contains("rcu_sched self-detected stall") || l.contains("rcu: INFO: rcu_") && l.contains("stall") {
+        Some(TroubleKind::Lockup)
+    } else if starts("user_events: Fault for mm") {
+        Some(TroubleKind::UserEventsFault)
+    } else {
+        None
+    }
+}
+
+/// `[    1.234567] text` → `text`.
+pub fn strip_timestamp(line: &str) -> &str {
+    let t = line.trim_start_matches(['\r', '\0']);
+    if t.starts_with('[') {
+        if let Some(end) = t.find("] ") {
+            if t[1..end].trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return &t[end + 2..];
+            }
+        }
+    }
+    t
+}
+
+/// Feeds console lines in order, collecting [`Trouble`]s with their excerpts.
+#[derive(Default)]
+pub struct Watch {
+    pub found: Vec<Trouble>,
+    open: Option<usize>,
+}
+
+impl Watch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn feed(&mut self, line: &str, during: Option<&str>) {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(kind) = classify(line) {
+            // A panic that follows an oops belongs to it: extend, don't split.
+            let continues = kind == TroubleKind::Panic && self.open.is_some();
+            if !continues {
+                self.found.push(Trouble { kind, during: during.map(str::to_owned), excerpt: vec![] });
+                self.open = Some(self.found.len() - 1);
+            }
+        }
+        if let Some(i) = self.open {
+            let t = &mut self.found[i];
+            if t.excerpt.len() < EXCERPT_LINES {
+                t.excerpt.push(line.to_owned());
+            }
+            if strip_timestamp(line).starts_with("---[ end ") || t.excerpt.len() >= EXCERPT_LINES {
+                self.open = None;
+            }
+            // Fault warnings are one line.
+            if t.kind == TroubleKind::UserEventsFault {
+                self.open = None;
+            }
+        }
+    }
+
+    /// True once the kernel has certainly died (nothing after this will run).
+    pub fn kernel_died(&self) -> bool {
+        self.found.iter().any(|t| t.kind == TroubleKind::Panic || t.excerpt.iter().any(|l| l.contains("Kernel panic - not syncing")))
+    }
+}
+
+/// Scans a whole saved log (no scenario attribution: that needs the result channel's timing).
+pub fn scan(log: &str) -> Vec<Trouble> {
+    let mut w = Watch::new();
+    for l in log.lines() {
+        w.feed(l, None);
+    }
+    w.found
+}

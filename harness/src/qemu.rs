@@ -1,0 +1,141 @@
+//! QEMU's command line, in one place. The console is the first serial port (QEMU's stdout,
+//! read by the host as the kernel log); results go to the second serial port, connected to a
+//! Unix socket the host listens on, so kernel messages never interleave with records.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// How much slower than KVM things run: every time limit is scaled by this.
+    pub fn slowdown(self) -> u32 {
+        match self {
+            Accel::Kvm => 1,
+            Accel::Tcg => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Extra kernel command line, after the harness's own.
+    pub extra_cmdline: String,
+    /// Where the second serial port connects (the host's listener).
+    pub result_socket: PathBuf,
+}
+
+/// qboot starts a Linux kernel faster than SeaBIOS; use it when QEMU ships it.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+impl QemuConfig {
+    /// The kernel command line: console on ttyS0; `panic=-1` turns a panic into a reboot,
+    /// which `-no-reboot` turns into QEMU exiting, so a dead kernel never hangs the host.
+    /// `loglevel=5` keeps boot chatter off the slow serial console but keeps warnings
+    /// (WARNING:, "user_events: Fault for mm") that the console watch looks for.
+    pub fn cmdline(&self) -> String {
+        let mut s = String::from("console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr");
+        if !self.extra_cmdline.is_empty() {
+            s.push(' ');
+            s.push_str(&self.extra_cmdline);
+        }
+        s
+    }
+
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(s.into());
+        for s in ["-nodefaults", "-no-reboot", "-no-user-config", "-display", "none", "-monitor", "none"] {
+            push(s);
+        }
+        push("-machine");
+        push("pc");
+        if Path::new(QBOOT).exists() {
+            push("-bios");
+            push(QBOOT);
+        }
+        push("-accel");
+        push(match self.accel {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        });
+        if self.accel == Accel::Kvm {
+            push("-cpu");
+            push("host");
+        }
+        push("-m");
+        push(&self.memory_mib.to_string());
+        push("-smp");
+        push(&self.cpus.to_string());
+        push("-serial");
+        push("stdio");
+        push("-chardev");
+        push(&format!("socket,id=results,path={}", self.result_socket.display()));
+        push("-serial");
+        push("chardev:results");
+        push("-append");
+        push(&self.cmdline());
+        a.push("-kernel".into());
+        a.push(self.kernel.clone().into());
+        a.push("-initrd".into());
+        a.push(self.initrd.clone().into());
+        a
+    }
+
+    /// The command as a person would paste it into a shell, for the run's artifacts.
+    pub fn shell_line(&self) -> String {
+        std::iter::once(self.binary.as_os_str().to_owned())
+            .chain(self.args())
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> QemuConfig {
+        QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            kernel: "/k/bzImage".into(),
+            initrd: "/r/initramfs.cpio".into(),
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            cpus: 2,
+            extra_cmdline: "ue.debug=1".into(),
+            result_socket: "/run/x/results.sock".into(),
+        }
+    }
+
+    #[test]
+    fn console_first_results_second_and_no_reboot() {
+        let line = cfg().shell_line();
+        let stdio = line.find("-serial stdio").unwrap();
+        let res = line.find("-serial chardev:results").unwrap();
+        assert!(stdio < res, "ttyS0 must be the console: {line}");
+        assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
+        assert!(line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr ue.debug=1'"), "{line}");
+        assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");
+    }
+}

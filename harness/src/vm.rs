@@ -1,0 +1,310 @@
+//! One boot: start QEMU, read the console and the result channel side by side, enforce every
+//! time limit, and always reap QEMU. What comes out is a [`VmReport`] that says what the guest
+//! reported, what the console showed, and how the VM ended.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use result_channel::{Event, Parser, Record};
+
+use crate::console::{Trouble, Watch};
+use crate::qemu::QemuConfig;
+
+/// Every wait has one of these limits; [`Limits::scaled`] stretches them for TCG.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Limits {
+    /// From QEMU's start to the runner's hello.
+    pub boot: Duration,
+    /// From a scenario's start record to its end record (the guest enforces a shorter one).
+    pub scenario: Duration,
+    /// The whole VM.
+    pub whole: Duration,
+    /// Neither channel said anything for this long.
+    pub silence: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum VmEnd {
+    /// The guest said it was done and QEMU exited.
+    Finished,
+    /// A kernel panic was seen; the VM ended itself (`panic=-1`).
+    KernelPanicked,
+    /// QEMU exited before the guest said it was done.
+    ExitedEarly { status: String },
+    /// A limit ran out; QEMU was killed.
+    TimedOut { what: String },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VmReport {
+    pub kernel_release: Option<String>,
+    /// Guest uptime at the runner's hello and at done: the kernel's share of the wall time.
+    pub guest_hello_ms: Option<u64>,
+    pub guest_done_ms: Option<u64>,
+    pub records: Vec<Record>,
+    /// The scenario that had started but not ended when the VM stopped.
+    pub unfinished: Option<String>,
+    pub troubles: Vec<Trouble>,
+    pub garbage: Vec<String>,
+    pub end: VmEnd,
+    pub wall_ms: u64,
+    pub qemu_stderr: String,
+    pub console_log: PathBuf,
+}
+
+enum Msg {
+    Console(String),
+    ConsoleEof,
+    Result(Event),
+    ResultEof,
+    ResultConnectFailed(String),
+}
+
+/// Boots the VM described by `qemu` and collects its report. Artifacts (console log, QEMU
+/// command line) go to `run_dir`.
+pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<VmReport> {
+    let console_path = run_dir.join("console.log");
+    let mut console_log = File::create(&console_path).with_context(|| format!("create {}", console_path.display()))?;
+    std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")?;
+    let _ = std::fs::remove_file(&qemu.result_socket);
+    let listener = UnixListener::bind(&qemu.result_socket)
+        .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
+
+    let started = Instant::now();
+    let mut child = spawn_qemu(qemu)?;
+    let (tx, rx) = mpsc::channel();
+
+    // Console: QEMU's stdout. Lossy UTF-8, since a dying kernel prints what it likes.
+    let stdout = child.stdout.take().expect("piped");
+    let txc = tx.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if txc.send(Msg::Console(String::from_utf8_lossy(&buf).into_owned())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = txc.send(Msg::ConsoleEof);
+    });
+    let stderr = child.stderr.take().expect("piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).take(64 * 1024).read_to_string(&mut s);
+        s
+    });
+    // Results: QEMU connects to our listener when it starts; stop waiting when the boot
+    // limit runs out (QEMU that never connects has failed to start).
+    let socket_path = qemu.result_socket.clone();
+    let accept_limit = limits.boot;
+    std::thread::spawn(move || {
+        let stream = accept_with_limit(&listener, accept_limit);
+        let _ = std::fs::remove_file(&socket_path);
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Msg::ResultConnectFailed(e));
+                return;
+            }
+        };
+        let mut parser = Parser::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    for ev in parser.push(&buf[..n]) {
+                        if tx.send(Msg::Result(ev)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ev) = parser.finish() {
+            let _ = tx.send(Msg::Result(ev));
+        }
+        let _ = tx.send(Msg::ResultEof);
+    });
+
+    let mut watch = Watch::new();
+    let mut report = VmReport {
+        kernel_release: None,
+        guest_hello_ms: None,
+        guest_done_ms: None,
+        records: vec![],
+        unfinished: None,
+        troubles: vec![],
+        garbage: vec![],
+        end: VmEnd::Finished,
+        wall_ms: 0,
+        qemu_stderr: String::new(),
+        console_log: console_path.clone(),
+    };
+    let mut last_output = Instant::now();
+    let mut scenario_started = Instant::now();
+    let mut done = false;
+    let (mut console_open, mut results_open) = (true, true);
+    let mut exit_status = None;
+    let mut timed_out: Option<String> = None;
+
+    while console_open || results_open || exit_status.is_none() {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Msg::Console(line)) => {
+                last_output = Instant::now();
+                let _ = console_log.write_all(line.as_bytes());
+                watch.feed(&line, report.unfinished.as_deref());
+            }
+            Ok(Msg::ConsoleEof) => console_open = false,
+            Ok(Msg::ResultEof) => results_open = false,
+            Ok(Msg::ResultConnectFailed(e)) => {
+                results_open = false;
+                if exit_status.is_none() && timed_out.is_none() {
+                    timed_out = Some(format!("QEMU did not connect to the result channel: {e}"));
+                }
+            }
+            Ok(Msg::Result(Event::Garbage(g))) => {
+                last_output = Instant::now();
+                report.garbage.push(g);
+            }
+            Ok(Msg::Result(Event::Record(r))) => {
+                last_output = Instant::now();
+                match &r {
+                    Record::Hello { kernel_release, uptime_ms, .. } => {
+                        report.kernel_release = Some(kernel_release.clone());
+                        report.guest_hello_ms = Some(*uptime_ms);
+                    }
+                    Record::Start { name } => {
+                        report.unfinished = Some(name.clone());
+                        scenario_started = Instant::now();
+                    }
+                    Record::End { .. } => report.unfinished = None,
+                    Record::Done { uptime_ms } => {
+                        report.guest_done_ms = Some(*uptime_ms);
+                        done = true;
+                    }
+                }
+                report.records.push(r);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                console_open = false;
+                results_open = false;
+            }
+        }
+        if exit_status.is_none() {
+            if let Some(st) = child.try_wait()? {
+                exit_status = Some(st);
+            }
+        }
+        if exit_status.is_some() {
+            // QEMU is gone: give the readers a moment to drain, then stop.
+            if started.elapsed() > limits.whole || last_output.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            continue;
+        }
+        if timed_out.is_none() {
+            timed_out = check_limits(&limits, started, last_output, scenario_started, &report, done);
+        }
+        if let Some(what) = &timed_out {
+            kill(&mut child);
+            exit_status = Some(child.wait()?);
+            report.end = VmEnd::TimedOut { what: what.clone() };
+        }
+    }
+    kill(&mut child);
+    let status = child.wait()?;
+    report.qemu_stderr = stderr_reader.join().unwrap_or_default();
+    report.troubles = watch.found.clone();
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    if !matches!(report.end, VmEnd::TimedOut { .. }) {
+        report.end = if watch.kernel_died() {
+            VmEnd::KernelPanicked
+        } else if done {
+            VmEnd::Finished
+        } else {
+            VmEnd::ExitedEarly { status: status.to_string() }
+        };
+    }
+    Ok(report)
+}
+
+fn check_limits(
+    limits: &Limits,
+    started: Instant,
+    last_output: Instant,
+    scenario_started: Instant,
+    report: &VmReport,
+    done: bool,
+) -> Option<String> {
+    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    if started.elapsed() > limits.whole {
+        return Some(format!("the whole VM ran longer than {}", secs(limits.whole)));
+    }
+    if report.kernel_release.is_none() && started.elapsed() > limits.boot {
+        return Some(format!("no report from the guest within {} of starting QEMU (boot)", secs(limits.boot)));
+    }
+    if let Some(name) = &report.unfinished {
+        if scenario_started.elapsed() > limits.scenario {
+            return Some(format!("scenario {name} gave no result within {}", secs(limits.scenario)));
+        }
+    }
+    if done && last_output.elapsed() > limits.boot {
+        return Some(format!("the guest said done but the VM did not power off within {}", secs(limits.boot)));
+    }
+    if last_output.elapsed() > limits.silence {
+        return Some(format!("no output from the VM on either channel for {}", secs(limits.silence)));
+    }
+    None
+}
+
+fn spawn_qemu(qemu: &QemuConfig) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // QEMU must never outlive the harness, whatever ends it (Ctrl-C, kill, a panic).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} not found: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86), or run `cargo xtask setup`",
+            qemu.binary.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("start {}", qemu.binary.display())),
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+}
+
+fn accept_with_limit(listener: &UnixListener, limit: Duration) -> Result<std::os::unix::net::UnixStream, String> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let r = unsafe { libc::poll(&mut pfd, 1, limit.as_millis().min(i32::MAX as u128) as i32) };
+    if r <= 0 {
+        return Err(format!("no connection within {} s", limit.as_secs()));
+    }
+    listener.accept().map(|(s, _)| s).map_err(|e| e.to_string())
+}

@@ -1,0 +1,240 @@
+//! The result channel: what the guest tells the host, one JSON object per line, on a serial
+//! port of its own (ttyS1) so that kernel messages on the console never interleave with it.
+//!
+//! The guest is untrusted: the kernel under test may corrupt memory, panic mid-line, or flood
+//! the port. [`Parser`] therefore never panics, bounds what it buffers, and turns anything it
+//! cannot read into [`Event::Garbage`] instead of failing the whole run.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest record the host accepts. Trace snapshots are the largest records (a few KiB).
+pub const MAX_RECORD_LEN: usize = 256 * 1024;
+
+/// How a scenario ended, as the guest saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// The kernel lacks what the scenario checks; `message` says what the probe found.
+    Ignored,
+}
+
+/// Text the host compares with a reviewed snapshot (insta), after normalising it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub name: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    /// The runner is up. `uptime_ms` is the guest's CLOCK_BOOTTIME, so the host can tell
+    /// how much of a run was kernel boot.
+    Hello { kernel_release: String, uptime_ms: u64, planned: u32 },
+    /// A scenario is about to run: anything the console shows from now on belongs to it.
+    Start { name: String },
+    End {
+        name: String,
+        outcome: Outcome,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+        duration_us: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        snapshots: Vec<Snapshot>,
+        /// What the scenario measured on the way (poll latencies, counts), for the report.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
+    },
+    /// Every planned scenario has ended; the guest powers off next.
+    Done { uptime_ms: u64 },
+}
+
+impl Record {
+    /// The wire form: one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("records always serialise");
+        s.push('\n');
+        s
+    }
+}
+
+/// What the parser makes of the byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Record(Record),
+    /// A line that is not a record: kept (shortened) for the report.
+    Garbage(String),
+}
+
+/// Incremental line parser over the raw bytes of the result port.
+#[derive(Default)]
+pub struct Parser {
+    line: Vec<u8>,
+    /// Set while skipping the rest of an over-long line.
+    overflowed: bool,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes as they arrive; returns the events completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b == b'\n' {
+                if self.overflowed {
+                    out.push(Event::Garbage(format!("record longer than {MAX_RECORD_LEN} bytes")));
+                    self.overflowed = false;
+                } else if let Some(ev) = parse_line(&self.line) {
+                    out.push(ev);
+                }
+                self.line.clear();
+            } else if !self.overflowed {
+                if self.line.len() >= MAX_RECORD_LEN {
+                    self.overflowed = true;
+                    self.line.clear();
+                } else {
+                    self.line.push(b);
+                }
+            }
+        }
+        out
+    }
+
+    /// The stream ended (the VM is gone): a partial last line is reported, not dropped.
+    pub fn finish(&mut self) -> Option<Event> {
+        let ev = if self.overflowed {
+            Some(Event::Garbage(format!("record longer than {MAX_RECORD_LEN} bytes")))
+        } else if self.line.is_empty() {
+            None
+        } else {
+            Some(Event::Garbage(format!("truncated record: {}", shorten(&self.line))))
+        };
+        self.line.clear();
+        self.overflowed = false;
+        ev
+    }
+}
+
+fn parse_line(line: &[u8]) -> Option<Event> {
+    // Serial ports add carriage returns and the odd NUL while the UART settles.
+    let trimmed: &[u8] = {
+        let s = line.iter().position(|c| !matches!(c, b'\r' | 0 | b' ')).unwrap_or(line.len());
+        let e = line.iter().rposition(|c| !matches!(c, b'\r' | 0 | b' ')).map_or(s, |e| e + 1);
+        &line[s..e.max(s)]
+    };
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(match serde_json::from_slice::<Record>(trimmed) {
+        Ok(r) => Event::Record(r),
+        Err(e) => Event::Garbage(format!("{e}: {}", shorten(trimmed))),
+    })
+}
+
+fn shorten(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    if bytes.len() > 200 {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+/// Parses a whole saved result log (for `xtask parse` and the tests).
+pub fn parse_all(bytes: &[u8]) -> Vec<Event> {
+    let mut p = Parser::new();
+    let mut out = p.push(bytes);
+    out.extend(p.finish());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(name: &str) -> Record {
+        Record::End {
+            name: name.into(),
+            outcome: Outcome::Fail,
+            message: "bit 3 still set after 2000 ms".into(),
+            duration_us: 17,
+            snapshots: vec![Snapshot { name: "s".into(), content: "a\nb\n".into() }],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_split_writes() {
+        let recs = [
+            Record::Hello { kernel_release: "6.12.117".into(), uptime_ms: 812, planned: 2 },
+            Record::Start { name: "fork::x".into() },
+            end("fork::x"),
+            Record::Done { uptime_ms: 900 },
+        ];
+        let wire: String = recs.iter().map(Record::to_line).collect();
+        for chunk in [1usize, 3, 7, 4096] {
+            let mut p = Parser::new();
+            let mut got = Vec::new();
+            for c in wire.as_bytes().chunks(chunk) {
+                got.extend(p.push(c));
+            }
+            assert_eq!(p.finish(), None);
+            let want: Vec<Event> = recs.iter().cloned().map(Event::Record).collect();
+            assert_eq!(got, want, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn carriage_returns_and_nuls_from_the_uart_are_ignored() {
+        let line = format!("\0\r{}\r\n", Record::Start { name: "a".into() }.to_line().trim_end());
+        assert_eq!(parse_all(line.as_bytes()), vec![Event::Record(Record::Start { name: "a".into() })]);
+    }
+
+    #[test]
+    fn garbage_truncation_and_floods_become_events_not_panics() {
+        let mut input = b"\xff\xfe not json\n{\"kind\":\"start\"}\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(MAX_RECORD_LEN + 10));
+        input.extend(b"\n{\"kind\":\"done\",\"upti");
+        let evs = parse_all(&input);
+        assert_eq!(evs.len(), 4, "{evs:?}");
+        assert!(matches!(&evs[0], Event::Garbage(g) if g.contains("not json")));
+        assert!(matches!(&evs[1], Event::Garbage(g) if g.contains("missing field `name`")));
+        assert!(matches!(&evs[2], Event::Garbage(g) if g.contains("longer than")));
+        assert!(matches!(&evs[3], Event::Garbage(g) if g.starts_with("truncated record")));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic fuzz: xorshift bytes biased towards JSON punctuation.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let alphabet = b"{}[]\":,\n\\kindstartendpassfailoutcome0123456789 \xff\x00";
+        for _ in 0..2000 {
+            let mut buf = Vec::new();
+            for _ in 0..(x % 300) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let _ = parse_all(&buf);
+        }
+    }
+}
+
+/// What the host asks the guest to run; written into the initramfs as `/etc/ue-plan.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Scenario names, in the order to run them.
+    pub scenarios: Vec<String>,
+    /// Each scenario's limit, enforced by the guest runner (the host enforces it again).
+    pub scenario_timeout_ms: u64,
+    /// How long a scenario polls for an asynchronous kernel update before it gives up.
+    pub poll_deadline_ms: u64,
+}
+
+pub const PLAN_PATH: &str = "/etc/ue-plan.json";

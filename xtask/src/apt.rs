@@ -1,0 +1,330 @@
+//! Kernel source packages from Debian's archive, through a private apt state under the cache
+//! (own sources list, lists, archives and status). The system's apt configuration is read
+//! only to learn which mirror this machine uses, never changed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest, Sha256};
+
+use crate::progress::Progress;
+
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+pub struct PrivateApt {
+    root: PathBuf,
+}
+
+/// One package as the index describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub package: String,
+    pub version: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A downloaded, verified `.deb`.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub entry: IndexEntry,
+    pub deb: PathBuf,
+}
+
+impl PrivateApt {
+    pub fn new(cache: &Path) -> Self {
+        PrivateApt { root: cache.join("apt") }
+    }
+
+    fn opts(&self) -> Vec<String> {
+        let r = self.root.display();
+        vec![
+            format!("-oDir::Etc::SourceList={r}/sources.list"),
+            format!("-oDir::Etc::SourceParts={r}/sources.list.d"),
+            format!("-oDir::Etc::Preferences={r}/preferences"),
+            format!("-oDir::Etc::PreferencesParts={r}/preferences.d"),
+            format!("-oDir::State={r}/state"),
+            format!("-oDir::State::Lists={r}/lists"),
+            format!("-oDir::State::status={r}/status"),
+            format!("-oDir::Cache={r}/cache"),
+            // Downloads land in our cache as root; apt's _apt sandbox user cannot write there.
+            "-oAPT::Sandbox::User=root".into(),
+            "-oDebug::NoLocking=1".into(),
+            "-qq".into(),
+        ]
+    }
+
+    fn apt(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.args(self.opts());
+        c
+    }
+
+    /// Writes the sources list for `suites` and refreshes the index when the list changed or
+    /// the index is older than a day.
+    pub fn update(&self, suites: &[String], progress: &mut Progress) -> anyhow::Result<()> {
+        for d in ["sources.list.d", "preferences.d", "state", "lists/partial", "cache/archives/partial"] {
+            std::fs::create_dir_all(self.root.join(d))?;
+        }
+        let status = self.root.join("status");
+        if !status.exists() {
+            std::fs::write(&status, "")?;
+        }
+        if !Path::new(KEYRING).exists() {
+            bail!("{KEYRING} is missing: install it with `apt-get install debian-archive-keyring`");
+        }
+        let mirrors = Mirrors::from_system()?;
+        let list = suites
+            .iter()
+            .map(|s| format!("deb [signed-by={KEYRING}] {} {s} main\n", mirrors.for_suite(s)))
+            .collect::<String>();
+        let list_path = self.root.join("sources.list");
+        let stamp = self.root.join("lists/.updated");
+        let fresh = std::fs::read_to_string(&list_path).ok().as_deref() == Some(list.as_str())
+            && stamp.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400);
+        if fresh {
+            return Ok(());
+        }
+        std::fs::write(&list_path, &list)?;
+        let _ = std::fs::remove_file(&stamp);
+        progress.step("download", &format!("package index for {}", suites.join(", ")));
+        let out = self.apt("apt-get").arg("update").output().context("run apt-get update (is apt installed?)")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
+            bail!("apt-get update with the private sources list {} failed:\n{stderr}", list_path.display());
+        }
+        std::fs::write(&stamp, "")?;
+        Ok(())
+    }
+
+    /// The newest version of `package` in the private index.
+    pub fn newest(&self, package: &str) -> anyhow::Result<IndexEntry> {
+        let out = self.apt("apt-cache").args(["show", "--no-all-versions", package]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || text.trim().is_empty() {
+            bail!(
+                "package {package} is not in the private index ({}): check `suites` in kernel-configs/kernels.toml",
+                self.root.join("sources.list").display()
+            );
+        }
+        parse_index_entry(&text).with_context(|| format!("apt-cache show {package}"))
+    }
+
+    /// Downloads `entry` into `downloads/` unless a verified copy is there; a corrupt or
+    /// partial file is deleted and fetched again, never used.
+    pub fn fetch(&self, cache: &Path, entry: &IndexEntry, progress: &mut Progress) -> anyhow::Result<Fetched> {
+        let dir = cache.join("downloads");
+        std::fs::create_dir_all(&dir)?;
+        let deb = dir.join(format!("{}_{}.deb", entry.package, entry.version.replace(':', "%3a")));
+        if deb.exists() {
+            match verify(&deb, entry) {
+                Ok(()) => return Ok(Fetched { entry: entry.clone(), deb }),
+                Err(e) => {
+                    progress.note(&format!("{e}; downloading it again"));
+                    std::fs::remove_file(&deb)?;
+                }
+            }
+        }
+        progress.step("download", &format!("{} {} ({} MiB)", entry.package, entry.version, entry.size >> 20));
+        let tmp = tempdir_in(&dir)?;
+        let out = self
+            .apt("apt-get")
+            .current_dir(&tmp)
+            .args(["download", &format!("{}={}", entry.package, entry.version)])
+            .output()
+            .context("run apt-get download")?;
+        let got = std::fs::read_dir(&tmp)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb"));
+        let result = match (out.status.success(), got) {
+            (true, Some(p)) => verify(&p, entry).and_then(|()| Ok(std::fs::rename(&p, &deb)?)),
+            _ => Err(anyhow::anyhow!("apt-get download {} failed:\n{}", entry.package, String::from_utf8_lossy(&out.stderr))),
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        result?;
+        Ok(Fetched { entry: entry.clone(), deb })
+    }
+}
+
+fn tempdir_in(dir: &Path) -> anyhow::Result<PathBuf> {
+    let p = dir.join(format!(".partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}
+
+/// Checks size and SHA-256 against the package index.
+pub fn verify(deb: &Path, entry: &IndexEntry) -> anyhow::Result<()> {
+    let size = deb.metadata()?.len();
+    if size != entry.size {
+        bail!("{} is {size} bytes, the index says {}: partial download", deb.display(), entry.size);
+    }
+    let got = sha256_file(deb)?;
+    if got != entry.sha256 {
+        bail!("{} has SHA-256 {got}, the index says {}: corrupt download", deb.display(), entry.sha256);
+    }
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_index_entry(text: &str) -> anyhow::Result<IndexEntry> {
+    let field = |name: &str| -> anyhow::Result<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+            .map(|v| v.trim().to_owned())
+            .with_context(|| format!("no {name} field in the package record"))
+    };
+    Ok(IndexEntry {
+        package: field("Package")?,
+        version: field("Version")?,
+        filename: field("Filename")?,
+        sha256: field("SHA256")?,
+        size: field("Size")?.parse().context("Size field")?,
+    })
+}
+
+/// The archive URIs this machine's apt uses (so the project names no mirror of its own);
+/// `UE_DEBIAN_MIRROR` and `UE_DEBIAN_SECURITY_MIRROR` override them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mirrors {
+    pub debian: String,
+    pub security: String,
+}
+
+impl Mirrors {
+    pub fn from_system() -> anyhow::Result<Self> {
+        let mut texts = Vec::new();
+        for p in ["/etc/apt/sources.list"] {
+            if let Ok(t) = std::fs::read_to_string(p) {
+                texts.push(t);
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+            for e in rd.flatten() {
+                if let Ok(t) = std::fs::read_to_string(e.path()) {
+                    texts.push(t);
+                }
+            }
+        }
+        let found = Self::from_sources(&texts.join("\n"));
+        let debian = std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0);
+        let security = std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1);
+        match (debian, security) {
+            (Some(debian), Some(security)) => Ok(Mirrors { debian, security }),
+            _ => bail!(
+                "cannot tell which Debian mirror to use: this machine's apt sources name no Debian archive \
+                 (as on Ubuntu). Set UE_DEBIAN_MIRROR and UE_DEBIAN_SECURITY_MIRROR to a Debian mirror's \
+                 debian/ and debian-security/ URIs"
+            ),
+        }
+    }
+
+    /// Finds (debian, debian-security) URIs in one-line and deb822 sources.
+    pub fn from_sources(text: &str) -> (Option<String>, Option<String>) {
+        let (mut debian, mut security) = (None, None);
+        let mut consider = |uri: &str, suite: &str| {
+            let uri = uri.trim_end_matches('/').to_owned();
+            if suite.ends_with("-security") || uri.ends_with("debian-security") {
+                security.get_or_insert(uri);
+            } else if uri.ends_with("/debian") {
+                debian.get_or_insert(uri);
+            }
+        };
+        let mut uris: Vec<String> = Vec::new();
+        for l in text.lines() {
+            let l = l.trim();
+            if let Some(rest) = l.strip_prefix("deb ") {
+                let parts: Vec<&str> = rest.split_whitespace().filter(|p| !p.starts_with('[') && !p.ends_with(']')).collect();
+                if parts.len() >= 2 {
+                    consider(parts[0], parts[1]);
+                }
+            } else if let Some(u) = l.strip_prefix("URIs:") {
+                uris = u.split_whitespace().map(str::to_owned).collect();
+            } else if let Some(s) = l.strip_prefix("Suites:") {
+                for u in &uris {
+                    for suite in s.split_whitespace() {
+                        consider(u, suite);
+                    }
+                }
+            }
+        }
+        (debian, security)
+    }
+
+    pub fn for_suite(&self, suite: &str) -> &str {
+        if suite.ends_with("-security") {
+            &self.security
+        } else {
+            &self.debian
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_records_parse() {
+        let rec = "Package: linux-source-6.12\nVersion: 6.12.117-1~deb12u1\nSize: 153476148\n\
+                   Filename: pool/updates/main/l/linux-6.12/linux-source-6.12_6.12.117-1~deb12u1_all.deb\n\
+                   SHA256: 00ff\nDescription: x\n";
+        let e = parse_index_entry(rec).unwrap();
+        assert_eq!((e.version.as_str(), e.size, e.sha256.as_str()), ("6.12.117-1~deb12u1", 153476148, "00ff"));
+        assert!(parse_index_entry("Package: x\n").unwrap_err().to_string().contains("Version"));
+    }
+
+    #[test]
+    fn mirrors_come_from_deb822_and_one_line_sources() {
+        let deb822 = "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n\n\
+                      Types: deb\nURIs: http://m.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(
+            Mirrors::from_sources(deb822),
+            (Some("http://m.example/debian".into()), Some("http://m.example/debian-security".into()))
+        );
+        let one = "deb [arch=amd64] http://x.example/debian/ bookworm main\ndeb http://x.example/debian-security bookworm-security main\n";
+        assert_eq!(
+            Mirrors::from_sources(one),
+            (Some("http://x.example/debian".into()), Some("http://x.example/debian-security".into()))
+        );
+        assert_eq!(Mirrors::from_sources("deb http://archive.example/ubuntu noble main\n"), (None, None));
+    }
+
+    #[test]
+    fn a_corrupt_or_partial_download_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("x.deb");
+        std::fs::write(&deb, b"hello").unwrap();
+        let mut e = IndexEntry {
+            package: "x".into(),
+            version: "1".into(),
+            filename: "x.deb".into(),
+            sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+            size: 5,
+        };
+        verify(&deb, &e).unwrap();
+        e.size = 6;
+        assert!(verify(&deb, &e).unwrap_err().to_string().contains("partial download"));
+        e.size = 5;
+        e.sha256 = "00".into();
+        assert!(verify(&deb, &e).unwrap_err().to_string().contains("corrupt download"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Configure and build a kernel, cached by what went into it. A cache hit runs no `make` at
+//! all; a patched kernel starts from a copy of the unpatched build directory, so only what the
+//! patch touched is recompiled.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{self, KeyBuilder};
+use crate::kconfig::{self, TreeKconfig};
+use crate::progress::Progress;
+
+/// Bump when the build recipe changes in a way the inputs below do not capture.
+const RECIPE: &str = "kbuild-v1 tinyconfig bzImage";
+const MARKER: &str = "COMPLETE.json";
+const CONFIGURED: &str = ".ue-configured";
+
+pub enum Source {
+    /// A pristine extracted package tree (never built in; copied per build).
+    Pristine { tree: PathBuf, identity: String },
+    /// A developer's tree, built out of tree and never modified. Kbuild is the cache.
+    Tree { tree: PathBuf },
+}
+
+pub struct BuildRequest {
+    pub label: String,
+    pub source: Source,
+    pub fragments: Vec<PathBuf>,
+    pub patches: Vec<PathBuf>,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub key: String,
+    pub identity: String,
+    pub fragments: Vec<String>,
+    pub patches: Vec<String>,
+    pub compiler: String,
+    pub build_secs: f64,
+    pub steps: usize,
+}
+
+pub struct Built {
+    pub bzimage: PathBuf,
+    pub config: PathBuf,
+    pub record: BuildRecord,
+    /// Whether this call ran make.
+    pub ran_make: bool,
+}
+
+pub fn compiler_version() -> anyhow::Result<String> {
+    let out = Command::new("gcc").arg("--version").output().context("run gcc --version (install gcc)")?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned())
+}
+
+fn key_for(identity: &str, fragments: &[PathBuf], patches: &[PathBuf], compiler: &str) -> anyhow::Result<String> {
+    let mut k = KeyBuilder::new(RECIPE);
+    k.part("source", identity.as_bytes()).part("compiler", compiler.as_bytes());
+    for f in fragments {
+        let text = std::fs::read(f).with_context(|| format!("read fragment {}", f.display()))?;
+        k.part("fragment", &text);
+    }
+    for p in patches {
+        let text = std::fs::read(p).with_context(|| format!("read patch {}", p.display()))?;
+        k.part("patch", &text);
+    }
+    Ok(k.finish())
+}
+
+fn names(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect()
+}
+
+pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> anyhow::Result<Built> {
+    let compiler = compiler_version()?;
+    let builds = cache_root.join("builds");
+    let (identity, src, out, entry) = match &req.source {
+        Source::Pristine { identity, .. } => {
+            let key = key_for(identity, &req.fragments, &req.patches, &compiler)?;
+            let entry = builds.join(&key);
+            (identity.clone(), entry.join("src"), entry.join("src/out"), entry)
+        }
+        Source::Tree { tree } => {
+            if !req.patches.is_empty() {
+                bail!("--patch applies to packaged kernels; with --kernel-tree, commit the patches to a branch of your tree");
+            }
+            let identity = format!("tree:{}", tree.canonicalize()?.display());
+            let key = key_for(&identity, &req.fragments, &[], &compiler)?;
+            let entry = builds.join(format!("tree-{key}"));
+            (identity, tree.clone(), entry.join("out"), entry)
+        }
+    };
+    let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+    let bzimage = out.join("arch/x86/boot/bzImage");
+    let config = out.join(".config");
+    let marker = entry.join(MARKER);
+    let is_tree = matches!(req.source, Source::Tree { .. });
+    if !is_tree {
+        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
+            return Ok(Built { bzimage, config, record, ran_make: false });
+        }
+    }
+    let _lock = cache::lock(&entry.with_extension("lock"))?;
+    if let Source::Pristine { tree, .. } = &req.source {
+        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
+            return Ok(Built { bzimage, config, record, ran_make: false });
+        }
+        cache::need_space(&builds, 1 << 30, "building the kernel")?;
+        crate::source::patched_copy(tree, &src, &req.patches, progress)?;
+        if !req.patches.is_empty() && !out.exists() {
+            seed_from_base(cache_root, tree, identity.as_str(), req, &out, progress)?;
+        }
+    }
+    std::fs::create_dir_all(&out)?;
+    if !out.join(CONFIGURED).exists() || !config.exists() {
+        configure(&src, &out, &req.fragments, progress)?;
+    }
+    let start = Instant::now();
+    let expected = read_record(&builds.join("last-steps.json")).map(|r| r.steps);
+    let steps = make(&src, &out, req, &entry.join("build.log"), expected, progress)?;
+    let record = BuildRecord {
+        key,
+        identity,
+        fragments: names(&req.fragments),
+        patches: names(&req.patches),
+        compiler,
+        build_secs: start.elapsed().as_secs_f64(),
+        steps,
+    };
+    let json = serde_json::to_vec_pretty(&record)?;
+    if !bzimage.exists() {
+        bail!("make finished but {} is missing", bzimage.display());
+    }
+    cache::write_atomic(&marker, &json)?;
+    if steps > 500 {
+        // A full build: remember its size so the next one can show a percentage.
+        let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
+    }
+    Ok(Built { bzimage, config, record, ran_make: true })
+}
+
+fn read_record(path: &Path) -> Option<BuildRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Starts a patched build from a copy of the unpatched build directory (same fragments and
+/// compiler), building that first if needed. Relative paths inside it keep it valid.
+fn seed_from_base(
+    cache_root: &Path,
+    pristine: &Path,
+    identity: &str,
+    req: &BuildRequest,
+    out: &Path,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let base_req = BuildRequest {
+        label: req.label.clone(),
+        source: Source::Pristine { tree: pristine.to_owned(), identity: identity.to_owned() },
+        fragments: req.fragments.clone(),
+        patches: vec![],
+        jobs: req.jobs,
+    };
+    let base = build(cache_root, &base_req, progress)?;
+    let base_out = base.bzimage.ancestors().nth(3).unwrap().to_owned();
+    progress.step("patch", &format!("starting from the unpatched build {}", base.record.key));
+    let tmp = out.with_file_name(format!(".out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let st = Command::new("cp").arg("-a").arg(&base_out).arg(&tmp).status()?;
+    if !st.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        bail!("copying {} failed", base_out.display());
+    }
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}
+
+fn configure(src: &Path, out: &Path, fragments: &[PathBuf], progress: &mut Progress) -> anyhow::Result<()> {
+    progress.step("configure", &format!("tinyconfig + {}", names(fragments).join(" + ")));
+    let _ = std::fs::remove_file(out.join(CONFIGURED));
+    let settings = kconfig::merge(&kconfig::read_fragments(fragments)?)?;
+    run_quiet(src, out, &["tinyconfig"])?;
+    let dot = out.join(".config");
+    let text = std::fs::read_to_string(&dot)?;
+    std::fs::write(&dot, kconfig::apply(&text, &settings))?;
+    run_quiet(src, out, &["olddefconfig"])?;
+    kconfig::validate(&std::fs::read_to_string(&dot)?, &settings, &TreeKconfig(src.to_owned()))?;
+    std::fs::write(out.join(CONFIGURED), "")?;
+    Ok(())
+}
+
+fn make_cmd(src: &Path, out: &Path) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C").arg(src);
+    // A build directory inside the tree is named relatively, so kbuild records relative paths.
+    if out.parent() == Some(src) {
+        c.arg(format!("O={}", out.file_name().unwrap().to_string_lossy()));
+    } else {
+        c.arg(format!("O={}", out.display()));
+    }
+    c
+}
+
+fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
+    let o = make_cmd(src, out).args(targets).output().context("run make (install make, gcc, flex, bison)")?;
+    if !o.status.success() {
+        bail!(
+            "make {} failed in {}:\n{}{}",
+            targets.join(" "),
+            out.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn make(src: &Path, out: &Path, req: &BuildRequest, log: &Path, expected: Option<usize>, progress: &mut Progress) -> anyhow::Result<usize> {
+    progress.step("build", &format!("{} (log: {})", req.label, log.display()));
+    let mut logf = std::fs::File::create(log)?;
+    let mut child = make_cmd(src, out)
+        .arg(format!("-j{}", req.jobs))
+        .arg("bzImage")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run make")?;
+    // stderr goes to the same log, through a thread so neither pipe can fill and block make.
+    let stderr = child.stderr.take().unwrap();
+    let log2 = log.to_owned();
+    let errs = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.push(l);
+        }
+        let _ = std::fs::OpenOptions::new().append(true).open(log2).and_then(|mut f| {
+            f.write_all(b"\n--- stderr ---\n")?;
+            f.write_all(lines.join("\n").as_bytes())
+        });
+        lines
+    });
+    let mut steps = 0;
+    for l in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        let _ = writeln!(logf, "{l}");
+        if is_kbuild_step(&l) {
+            steps += 1;
+            progress.building(&req.label, steps, expected);
+        }
+    }
+    let status = child.wait()?;
+    progress.end_building();
+    let errs = errs.join().unwrap_or_default();
+    if !status.success() {
+        let tail: Vec<&str> = errs.iter().rev().take(25).rev().map(String::as_str).collect();
+        bail!("the kernel build failed ({status}); last lines:\n{}\nfull log: {}", tail.join("\n"), log.display());
+    }
+    Ok(steps)
+}
+
+/// `  CC      kernel/fork.o` and the like.
+fn is_kbuild_step(l: &str) -> bool {
+    let t = l.trim_start();
+    l.starts_with("  ")
+        && t.split_whitespace().next().is_some_and(|w| w.len() <= 8 && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        && t.split_whitespace().nth(1).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kbuild_steps_are_counted_and_other_lines_are_not() {
+        assert!(is_kbuild_step("  CC      kernel/fork.o"));
+        assert!(is_kbuild_step("  AR      lib/built-in.a"));
+        assert!(!is_kbuild_step("make[1]: Entering directory '/x'"));
+        assert!(!is_kbuild_step("kernel/fork.c:12: warning: unused"));
+        assert!(!is_kbuild_step("  GEN"));
+    }
+}

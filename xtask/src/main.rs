@@ -1,0 +1,363 @@
+//! `cargo xtask`: the project's commands. Each subcommand is a function below; the pipeline
+//! steps live in their own modules, in the order data flows:
+//! kernels (list) → apt (download) → source (extract, patch) → kconfig → kbuild (cached) →
+//! guest (static binaries) → harness (initramfs, QEMU, results, trials).
+
+mod apt;
+mod cache;
+mod guest;
+mod host_tools;
+mod kbuild;
+mod kconfig;
+mod kernels;
+mod progress;
+mod source;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use harness::accel::{self, AccelChoice, KvmProbe};
+use harness::qemu::Accel;
+use harness::suite::{KernelUnderTest, SuiteOptions};
+
+use crate::kbuild::{BuildRequest, Source};
+use crate::kernels::KernelList;
+use crate::progress::Progress;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build user_events kernels, boot them in QEMU, check the remote-write ABI")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the kernel(s) and guest, boot, and report every guest scenario as a test.
+    /// Arguments after `--` go to the test runner: a filter, --exact, --skip, --list, --format json.
+    Test(TestArgs),
+    /// Build (or find in the cache) the kernel and print the bzImage path.
+    BuildKernel(KernelArgs),
+    /// Build the static guest programs.
+    BuildGuest,
+    /// Install missing host tools and refresh the private package index.
+    Setup(KernelArgs),
+    /// Scan a saved console log for kernel trouble, and a saved result stream for records.
+    Parse {
+        /// A console log (console.log of a run, or any kernel log).
+        #[arg(long)]
+        console: Option<PathBuf>,
+        /// Raw bytes of a result channel.
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct KernelArgs {
+    /// Kernel(s) from kernel-configs/kernels.toml: a name, a comma list, or `all`.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Build this kernel source tree (out of tree; the tree is never modified).
+    #[arg(long, conflicts_with_all = ["kernel", "kernel_image"])]
+    kernel_tree: Option<PathBuf>,
+    /// Boot this ready bzImage, skipping the build.
+    #[arg(long, conflicts_with = "kernel")]
+    kernel_image: Option<PathBuf>,
+    /// A patch to apply on a copy of the pristine source (repeatable, in order).
+    #[arg(long = "patch")]
+    patches: Vec<PathBuf>,
+    /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Do not install missing host tools; print the command instead.
+    #[arg(long)]
+    no_install: bool,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// kvm, tcg or auto (auto probes KVM once and falls back to TCG, saying why).
+    #[arg(long, default_value = "auto")]
+    accel: AccelChoice,
+    /// Per-scenario limit in seconds at KVM speed (scaled for TCG).
+    #[arg(long, default_value_t = 5)]
+    scenario_timeout: u64,
+    /// How long a scenario polls for an asynchronous update, in ms at KVM speed.
+    #[arg(long, default_value_t = 500)]
+    poll_deadline_ms: u64,
+    /// Boot limit in seconds at KVM speed (scaled for TCG).
+    #[arg(long, default_value_t = 10)]
+    boot_timeout: u64,
+    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
+    #[arg(last = true)]
+    libtest: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Test(a) => test(a),
+        Cmd::BuildKernel(a) => build_kernel_cmd(a),
+        Cmd::BuildGuest => guest::build(&project_root(), &mut Progress::new()).map(|d| {
+            println!("{}", d.display());
+            ExitCode::SUCCESS
+        }),
+        Cmd::Setup(a) => setup(a),
+        Cmd::Parse { console, results } => parse(console, results),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn configs_dir() -> PathBuf {
+    project_root().join("kernel-configs")
+}
+
+fn jobs(a: &KernelArgs) -> usize {
+    a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+fn setup(a: KernelArgs) -> anyhow::Result<ExitCode> {
+    host_tools::ensure(!a.no_install)?;
+    let list = KernelList::load(&configs_dir())?;
+    let cache = cache::cache_dir(a.cache_dir.as_deref());
+    let mut progress = Progress::new();
+    for (_, spec) in list.select(a.kernel.as_deref())? {
+        apt::PrivateApt::new(&cache).update(&spec.suites, &mut progress)?;
+    }
+    eprintln!("host tools present; cache at {}", cache.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every kernel the arguments name, built (or found in the cache).
+fn resolve_kernels(a: &KernelArgs, progress: &mut Progress) -> anyhow::Result<Vec<KernelUnderTest>> {
+    let cache = cache::cache_dir(a.cache_dir.as_deref());
+    if let Some(img) = &a.kernel_image {
+        if !a.patches.is_empty() {
+            bail!("--patch needs a kernel to build; it cannot change a ready --kernel-image");
+        }
+        return Ok(vec![ready_image(img)?]);
+    }
+    let default_fragments = || -> anyhow::Result<Vec<PathBuf>> {
+        let list = KernelList::load(&configs_dir())?;
+        Ok(list.kernels[&list.default].fragment_paths(&configs_dir()))
+    };
+    let patches: Vec<PathBuf> = a
+        .patches
+        .iter()
+        .map(|p| p.canonicalize().with_context(|| format!("patch {}", p.display())))
+        .collect::<anyhow::Result<_>>()?;
+    if let Some(tree) = &a.kernel_tree {
+        source::check_kernel_tree(tree)?;
+        let label = tree.canonicalize()?.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let req = BuildRequest {
+            label: label.clone(),
+            source: Source::Tree { tree: tree.clone() },
+            fragments: default_fragments()?,
+            patches,
+            jobs: jobs(a),
+        };
+        let built = kbuild::build(&cache, &req, progress)?;
+        return Ok(vec![KernelUnderTest {
+            label,
+            bzimage: built.bzimage,
+            config: Some(built.config),
+            provenance: format!("tree {}", tree.display()),
+        }]);
+    }
+    let list = KernelList::load(&configs_dir())?;
+    let mut out = Vec::new();
+    for (name, spec) in list.select(a.kernel.as_deref())? {
+        let aptc = apt::PrivateApt::new(&cache);
+        aptc.update(&spec.suites, progress)?;
+        let entry = aptc.newest(&spec.package)?;
+        let fetched = aptc.fetch(&cache, &entry, progress)?;
+        let pristine = source::pristine(&cache, &fetched, progress)?;
+        let mut all_patches = spec.patch_paths(&configs_dir());
+        all_patches.extend(patches.iter().cloned());
+        let label = if patches.is_empty() { name.clone() } else { format!("{name}+patched") };
+        let identity = format!("deb:{}={} sha256:{}", entry.package, entry.version, entry.sha256);
+        let req = BuildRequest {
+            label: label.clone(),
+            source: Source::Pristine { tree: pristine, identity },
+            fragments: spec.fragment_paths(&configs_dir()),
+            patches: all_patches,
+            jobs: jobs(a),
+        };
+        let built = kbuild::build(&cache, &req, progress)?;
+        if !built.ran_make {
+            progress.note(&format!("{label}: cached build {} (nothing changed, no make)", built.record.key));
+        }
+        let patch_note = if built.record.patches.is_empty() { String::new() } else { format!(" + {}", built.record.patches.join(", ")) };
+        out.push(KernelUnderTest {
+            label,
+            bzimage: built.bzimage,
+            config: Some(built.config),
+            provenance: format!("{} {}{patch_note}", entry.package, entry.version),
+        });
+    }
+    Ok(out)
+}
+
+/// A ready bzImage: check it is one, and where its .config sits beside it (a build tree's
+/// arch/x86/boot/bzImage), that it has user_events.
+fn ready_image(img: &Path) -> anyhow::Result<KernelUnderTest> {
+    let bytes = std::fs::read(img).with_context(|| format!("read --kernel-image {}", img.display()))?;
+    if bytes.len() < 0x210 || &bytes[0x202..0x206] != b"HdrS" {
+        bail!("{} is not an x86 bzImage (no HdrS boot header at 0x202)", img.display());
+    }
+    let config = img.ancestors().nth(4).map(|d| d.join(".config")).filter(|c| c.is_file());
+    if let Some(c) = &config {
+        let have = kconfig::parse_dot_config(&std::fs::read_to_string(c)?);
+        if have.get("USER_EVENTS").map(String::as_str) != Some("y") {
+            bail!("{} was built without CONFIG_USER_EVENTS (see {}): rebuild with it, or let `cargo xtask test` build a kernel", img.display(), c.display());
+        }
+    }
+    Ok(KernelUnderTest {
+        label: "image".into(),
+        bzimage: img.to_owned(),
+        config,
+        provenance: format!("image {}", img.display()),
+    })
+}
+
+fn build_kernel_cmd(a: KernelArgs) -> anyhow::Result<ExitCode> {
+    host_tools::ensure(!a.no_install)?;
+    let mut progress = Progress::new();
+    for k in resolve_kernels(&a, &mut progress)? {
+        println!("{}\t{}", k.label, k.bzimage.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
+    let args = libtest_mimic::Arguments::from_iter(std::iter::once("cargo xtask test".to_owned()).chain(a.libtest.clone()));
+    let mut progress = Progress::new();
+    let root = project_root();
+    let listing = args.list;
+    if !listing {
+        host_tools::ensure(!a.kernel.no_install)?;
+    }
+    let guest_dir = guest::build(&root, &mut progress)?;
+    let scenarios = harness::suite::list_scenarios(&guest_dir)?;
+    let kernels = if listing { labels_only(&a.kernel)? } else { resolve_kernels(&a.kernel, &mut progress)? };
+    let mut opts = SuiteOptions {
+        guest_bin_dir: guest_dir,
+        manifest: root.join("images/initramfs.toml"),
+        qemu_binary: "qemu-system-x86_64".into(),
+        accel: Accel::Tcg,
+        runs_dir: root.join("target/ue-runs"),
+        scenario_timeout: Duration::from_secs(a.scenario_timeout),
+        poll_deadline: Duration::from_millis(a.poll_deadline_ms),
+        boot_timeout: Duration::from_secs(a.boot_timeout),
+        memory_mib: 512,
+        cpus: 2,
+    };
+    if !listing {
+        let cache = cache::cache_dir(a.kernel.cache_dir.as_deref());
+        let (accel, why) = accel::decide(a.accel, accel::dev_kvm_usable(), || cached_kvm_probe(&cache, &kernels[0], &opts))
+            .map_err(anyhow::Error::msg)?;
+        if let Some(why) = why {
+            progress.note(&why);
+        }
+        opts.accel = accel;
+        progress.step("boot", &format!("{} kernel(s) under {accel:?}", kernels.len()));
+    }
+    let mut failed_runs = Vec::new();
+    let conclusion = harness::trials::run(&args, &kernels, &scenarios, &opts, |run| {
+        let bad = run.verdicts.iter().any(|v| matches!(v.verdict, harness::verdict::Verdict::Fail(_)));
+        eprintln!(
+            "{}: booted {} in {:.1} s wall ({} ms to the runner's hello), artifacts in {}",
+            run.kernel.label,
+            run.kernel.provenance,
+            run.report.wall_ms as f64 / 1000.0,
+            run.report.guest_hello_ms.map_or("-".into(), |m| m.to_string()),
+            run.run_dir.display()
+        );
+        if bad {
+            failed_runs.push(run.run_dir.clone());
+        }
+    })?;
+    for d in &failed_runs {
+        eprintln!("failures: console log, QEMU command line and results.json are in {}", d.display());
+    }
+    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// For `--list`: the kernels' names only, nothing downloaded or built.
+fn labels_only(a: &KernelArgs) -> anyhow::Result<Vec<KernelUnderTest>> {
+    let stub = |label: String| KernelUnderTest { label, bzimage: PathBuf::new(), config: None, provenance: String::new() };
+    if a.kernel_image.is_some() {
+        return Ok(vec![stub("image".into())]);
+    }
+    if let Some(t) = &a.kernel_tree {
+        return Ok(vec![stub(t.canonicalize()?.file_name().unwrap_or_default().to_string_lossy().into_owned())]);
+    }
+    let list = KernelList::load(&configs_dir())?;
+    let suffix = if a.patches.is_empty() { "" } else { "+patched" };
+    Ok(list.select(a.kernel.as_deref())?.into_iter().map(|(n, _)| stub(format!("{n}{suffix}"))).collect())
+}
+
+/// The KVM probe boots a kernel, so its answer is kept per QEMU and host kernel.
+fn cached_kvm_probe(cache: &Path, kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
+    let qemu = std::process::Command::new(&opts.qemu_binary)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let key = format!("{qemu} | {}", host.trim());
+    let path = cache.join("kvm-probe.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok((k, probe)) = serde_json::from_slice::<(String, KvmProbe)>(&bytes) {
+            if k == key {
+                return probe;
+            }
+        }
+    }
+    eprintln!("probing KVM with one boot (cached in {})", path.display());
+    let probe = accel::probe_kvm(kernel, opts);
+    let _ = std::fs::create_dir_all(cache);
+    let _ = cache::write_atomic(&path, &serde_json::to_vec(&(key, &probe)).unwrap_or_default());
+    probe
+}
+
+fn parse(console: Option<PathBuf>, results: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut trouble = false;
+    if let Some(c) = console {
+        let text = String::from_utf8_lossy(&std::fs::read(&c).with_context(|| format!("read {}", c.display()))?).into_owned();
+        for t in harness::console::scan(&text) {
+            trouble = true;
+            println!("{:?}:\n    {}", t.kind, t.excerpt.join("\n    "));
+        }
+    }
+    if let Some(r) = results {
+        let bytes = std::fs::read(&r).with_context(|| format!("read {}", r.display()))?;
+        for ev in result_channel_events(&bytes) {
+            println!("{ev}");
+        }
+    }
+    Ok(if trouble { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn result_channel_events(bytes: &[u8]) -> Vec<String> {
+    harness::channel::parse_all(bytes).into_iter().map(|e| format!("{e:?}")).collect()
+}

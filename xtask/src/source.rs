@@ -1,0 +1,159 @@
+//! Kernel source trees: the pristine tree extracted from a source package, and the per-build
+//! copy (hard links, so seconds and no space) that patches are applied to.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use xshell::{cmd, Shell};
+
+use crate::apt::Fetched;
+use crate::progress::Progress;
+
+const COMPLETE: &str = ".ue-complete";
+
+/// Extracts the package's source tarball once into `sources/<pkg>_<ver>/`.
+pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+    let dir = cache.join("sources").join(format!("{}_{}", fetched.entry.package, fetched.entry.version));
+    if dir.join(COMPLETE).exists() {
+        return Ok(dir);
+    }
+    let _lock = crate::cache::lock(&dir.with_extension("lock"))?;
+    if dir.join(COMPLETE).exists() {
+        return Ok(dir);
+    }
+    crate::cache::need_space(&cache.join("sources"), 2 << 30, "extracting the kernel source")?;
+    progress.step("extract", &format!("{} {}", fetched.entry.package, fetched.entry.version));
+    let tmp = cache.join("sources").join(format!(".extract-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let result = extract_into(&fetched.deb, &tmp).and_then(|tree| {
+        let _ = std::fs::remove_dir_all(&dir); // a half-extracted tree from a killed run
+        std::fs::rename(&tree, &dir).with_context(|| format!("move {} to {}", tree.display(), dir.display()))?;
+        std::fs::write(dir.join(COMPLETE), "")?;
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result.map(|()| dir)
+}
+
+fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
+    let sh = Shell::new()?;
+    let data = tmp.join("data");
+    cmd!(sh, "dpkg-deb -x {deb} {data}").quiet().run().with_context(|| format!("unpack {}", deb.display()))?;
+    let src = data.join("usr/src");
+    let tarball = std::fs::read_dir(&src)
+        .with_context(|| format!("{} has no usr/src: not a linux-source package?", deb.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+        .with_context(|| format!("no .tar.xz under usr/src in {}", deb.display()))?;
+    let out = tmp.join("tree");
+    std::fs::create_dir_all(&out)?;
+    let r = Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&out).output().context("run tar")?;
+    if !r.status.success() {
+        bail!("extracting {} failed: {}", tarball.display(), String::from_utf8_lossy(&r.stderr).trim());
+    }
+    std::fs::remove_dir_all(&data)?;
+    let top: Vec<PathBuf> = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).collect();
+    match top.as_slice() {
+        [one] if one.join("Makefile").exists() => Ok(one.clone()),
+        _ => bail!("{} does not hold one kernel tree", tarball.display()),
+    }
+}
+
+/// Is `dir` a kernel source tree? (For `--kernel-tree`, checked before anything runs.)
+pub fn check_kernel_tree(dir: &Path) -> anyhow::Result<()> {
+    let ok = dir.join("Makefile").is_file() && dir.join("Kconfig").is_file() && dir.join("kernel/trace").is_dir();
+    if !ok {
+        bail!("{} is not a kernel source tree (no Makefile, Kconfig and kernel/trace/): pass the top of a Linux checkout", dir.display());
+    }
+    if dir.join(".config").exists() || dir.join("include/config").exists() {
+        bail!(
+            "{} has been configured or built in place (.config present); kbuild refuses out-of-tree builds of it. \
+             Run `make mrproper` there (this harness never modifies your tree)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Makes `dest` a hard-linked copy of `pristine` with `patches` applied, or fails with the
+/// patch and hunk named and leaves nothing behind.
+pub fn patched_copy(pristine: &Path, dest: &Path, patches: &[PathBuf], progress: &mut Progress) -> anyhow::Result<()> {
+    if dest.join(COMPLETE).exists() {
+        return Ok(());
+    }
+    let staging = dest.with_file_name(format!(".staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| -> anyhow::Result<()> {
+        progress.step("patch", &format!("copy of {} with {} patch(es)", pristine.display(), patches.len()));
+        std::fs::create_dir_all(&staging)?;
+        let sh = Shell::new()?;
+        for e in std::fs::read_dir(pristine)?.flatten() {
+            let name = e.file_name();
+            if name == COMPLETE {
+                continue;
+            }
+            let from = e.path();
+            cmd!(sh, "cp -al {from} {staging}").quiet().run()?;
+        }
+        for p in patches {
+            apply_patch(&staging, pristine, p)?;
+        }
+        let _ = std::fs::remove_dir_all(dest);
+        std::fs::rename(&staging, dest)?;
+        std::fs::write(dest.join(COMPLETE), "")?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()> {
+    if !patch.is_file() {
+        bail!("patch {} does not exist", patch.display());
+    }
+    // Dry run first: a patch that does not apply must not leave half its files changed.
+    for dry in [true, false] {
+        let mut c = Command::new("patch");
+        c.current_dir(tree).args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-r", "-", "-i"]).arg(patch);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().context("run patch (install it: apt-get install patch)")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let mut file = "";
+            let mut failures = Vec::new();
+            for l in stdout.lines() {
+                if let Some(f) = l.strip_prefix("checking file ").or_else(|| l.strip_prefix("patching file ")) {
+                    file = f;
+                }
+                if l.contains("FAILED") || l.contains("can't find file") || l.contains("Reversed") || l.contains("malformed") {
+                    failures.push(format!("{file}: {l}"));
+                }
+            }
+            if failures.is_empty() {
+                failures.push(format!("{}{}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim()));
+            }
+            bail!("patch {} does not apply:\n  {}", patch.display(), failures.join("\n  "));
+        }
+        if !dry {
+            // GNU patch writes each file anew; a file still sharing the pristine inode would
+            // mean the pristine tree was changed through the hard link.
+            for f in stdout.lines().filter_map(|l| l.strip_prefix("patching file ")) {
+                let f = f.trim_matches('\'');
+                if let (Ok(a), Ok(b)) = (std::fs::metadata(tree.join(f)), std::fs::metadata(pristine.join(f))) {
+                    if a.ino() == b.ino() {
+                        bail!("patching {f} modified the pristine tree through a hard link; delete {} and retry", pristine.display());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
