@@ -345,6 +345,18 @@ fn verdict_text(r: std::thread::Result<R>) -> String {
 }
 
 impl Child {
+    /// Joins after the parent's side of a step-by-step exchange has run: if that failed, the
+    /// child (likely stuck waiting for the parent, or failed first) gets a short limit, and
+    /// both messages are reported, since either may be the cause.
+    pub fn join_with(self, parent: R, limit: Duration) -> R {
+        let limit = if parent.is_ok() { limit } else { Duration::from_millis(500) };
+        match (parent, self.join(limit)) {
+            (Ok(()), child) => child,
+            (Err(Stop::Fail(p)), Err(Stop::Fail(c))) => fail!("{p} ({c})"),
+            (Err(p), _) => Err(p),
+        }
+    }
+
     /// Waits for the child's verdict (at most `limit`) and reaps it.
     pub fn join(self, limit: Duration) -> R {
         use std::os::fd::AsRawFd;

@@ -17,6 +17,9 @@ use result_channel::{Event, Parser, Record};
 use crate::console::{Trouble, Watch};
 use crate::qemu::QemuConfig;
 
+/// Set by the caller's SIGINT/SIGTERM handler: the run stops, QEMU is killed and reaped.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Every wait has one of these limits; [`Limits::scaled`] stretches them for TCG.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Limits {
@@ -217,6 +220,12 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
                 break;
             }
             continue;
+        }
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            kill(&mut child);
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&qemu.result_socket);
+            bail!("interrupted; QEMU stopped (console log so far: {})", console_path.display());
         }
         if timed_out.is_none() {
             timed_out = check_limits(&limits, started, last_output, scenario_started, &report, done);

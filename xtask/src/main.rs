@@ -10,7 +10,9 @@ mod host_tools;
 mod kbuild;
 mod kconfig;
 mod kernels;
+mod mutants;
 mod progress;
+mod selftest;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +47,27 @@ enum Cmd {
     BuildGuest,
     /// Install missing host tools and refresh the private package index.
     Setup(KernelArgs),
+    /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
+    /// kernel, run the suite on it, and print which scenarios caught it.
+    Mutants {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Only the mutants whose file name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// The harness's own integration tests: boot broken guests and check what is reported.
+    Selftest {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Arguments for the test runner (filter, --exact, --list).
+        #[arg(last = true)]
+        libtest: Vec<String>,
+    },
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
     Parse {
         /// A console log (console.log of a run, or any kernel log).
@@ -85,6 +108,15 @@ struct KernelArgs {
 struct TestArgs {
     #[command(flatten)]
     kernel: KernelArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
+    #[arg(last = true)]
+    libtest: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
     /// kvm, tcg or auto (auto probes KVM once and falls back to TCG, saying why).
     #[arg(long, default_value = "auto")]
     accel: AccelChoice,
@@ -97,13 +129,20 @@ struct TestArgs {
     /// Boot limit in seconds at KVM speed (scaled for TCG).
     #[arg(long, default_value_t = 10)]
     boot_timeout: u64,
-    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
-    #[arg(last = true)]
-    libtest: Vec<String>,
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    harness::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C stops a boot cleanly (QEMU killed and reaped, socket removed); make and cargo
+    // get the signal from the terminal themselves.
+    unsafe {
+        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
+    }
     let r = match cli.cmd {
         Cmd::Test(a) => test(a),
         Cmd::BuildKernel(a) => build_kernel_cmd(a),
@@ -113,6 +152,8 @@ fn main() -> ExitCode {
         }),
         Cmd::Setup(a) => setup(a),
         Cmd::Parse { console, results } => parse(console, results),
+        Cmd::Mutants { kernel, run, only } => mutants_cmd(kernel, run, only),
+        Cmd::Selftest { kernel, run, libtest } => selftest_cmd(kernel, run, libtest),
     };
     match r {
         Ok(code) => code,
@@ -149,12 +190,17 @@ fn setup(a: KernelArgs) -> anyhow::Result<ExitCode> {
 
 /// Every kernel the arguments name, built (or found in the cache).
 fn resolve_kernels(a: &KernelArgs, progress: &mut Progress) -> anyhow::Result<Vec<KernelUnderTest>> {
+    Ok(resolve_kernels_timed(a, progress)?.into_iter().map(|(k, _)| k).collect())
+}
+
+/// Like [`resolve_kernels`], with the seconds make took for each (None: from the cache).
+fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Result<Vec<(KernelUnderTest, Option<f64>)>> {
     let cache = cache::cache_dir(a.cache_dir.as_deref());
     if let Some(img) = &a.kernel_image {
         if !a.patches.is_empty() {
             bail!("--patch needs a kernel to build; it cannot change a ready --kernel-image");
         }
-        return Ok(vec![ready_image(img)?]);
+        return Ok(vec![(ready_image(img)?, None)]);
     }
     let default_fragments = || -> anyhow::Result<Vec<PathBuf>> {
         let list = KernelList::load(&configs_dir())?;
@@ -176,12 +222,9 @@ fn resolve_kernels(a: &KernelArgs, progress: &mut Progress) -> anyhow::Result<Ve
             jobs: jobs(a),
         };
         let built = kbuild::build(&cache, &req, progress)?;
-        return Ok(vec![KernelUnderTest {
-            label,
-            bzimage: built.bzimage,
-            config: Some(built.config),
-            provenance: format!("tree {}", tree.display()),
-        }]);
+        let secs = built.ran_make.then_some(built.record.build_secs);
+        let k = KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance: format!("tree {}", tree.display()) };
+        return Ok(vec![(k, secs)]);
     }
     let list = KernelList::load(&configs_dir())?;
     let mut out = Vec::new();
@@ -207,12 +250,9 @@ fn resolve_kernels(a: &KernelArgs, progress: &mut Progress) -> anyhow::Result<Ve
             progress.note(&format!("{label}: cached build {} (nothing changed, no make)", built.record.key));
         }
         let patch_note = if built.record.patches.is_empty() { String::new() } else { format!(" + {}", built.record.patches.join(", ")) };
-        out.push(KernelUnderTest {
-            label,
-            bzimage: built.bzimage,
-            config: Some(built.config),
-            provenance: format!("{} {}{patch_note}", entry.package, entry.version),
-        });
+        let secs = built.ran_make.then_some(built.record.build_secs);
+        let provenance = format!("{} {}{patch_note}", entry.package, entry.version);
+        out.push((KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance }, secs));
     }
     Ok(out)
 }
@@ -259,27 +299,10 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     let guest_dir = guest::build(&root, &mut progress)?;
     let scenarios = harness::suite::list_scenarios(&guest_dir)?;
     let kernels = if listing { labels_only(&a.kernel)? } else { resolve_kernels(&a.kernel, &mut progress)? };
-    let mut opts = SuiteOptions {
-        guest_bin_dir: guest_dir,
-        manifest: root.join("images/initramfs.toml"),
-        qemu_binary: "qemu-system-x86_64".into(),
-        accel: Accel::Tcg,
-        runs_dir: root.join("target/ue-runs"),
-        scenario_timeout: Duration::from_secs(a.scenario_timeout),
-        poll_deadline: Duration::from_millis(a.poll_deadline_ms),
-        boot_timeout: Duration::from_secs(a.boot_timeout),
-        memory_mib: 512,
-        cpus: 2,
-    };
+    let mut opts = suite_options(&a.run, guest_dir);
     if !listing {
-        let cache = cache::cache_dir(a.kernel.cache_dir.as_deref());
-        let (accel, why) = accel::decide(a.accel, accel::dev_kvm_usable(), || cached_kvm_probe(&cache, &kernels[0], &opts))
-            .map_err(anyhow::Error::msg)?;
-        if let Some(why) = why {
-            progress.note(&why);
-        }
-        opts.accel = accel;
-        progress.step("boot", &format!("{} kernel(s) under {accel:?}", kernels.len()));
+        choose_accel(&mut opts, &a.run, &a.kernel, &kernels[0], &mut progress)?;
+        progress.step("boot", &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel));
     }
     let mut failed_runs = Vec::new();
     let conclusion = harness::trials::run(&args, &kernels, &scenarios, &opts, |run| {
@@ -300,6 +323,109 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         eprintln!("failures: console log, QEMU command line and results.json are in {}", d.display());
     }
     Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn suite_options(r: &RunArgs, guest_bin_dir: PathBuf) -> SuiteOptions {
+    let root = project_root();
+    SuiteOptions {
+        guest_bin_dir,
+        manifest: root.join("images/initramfs.toml"),
+        qemu_binary: "qemu-system-x86_64".into(),
+        accel: Accel::Tcg,
+        runs_dir: root.join("target/ue-runs"),
+        scenario_timeout: Duration::from_secs(r.scenario_timeout),
+        poll_deadline: Duration::from_millis(r.poll_deadline_ms),
+        boot_timeout: Duration::from_secs(r.boot_timeout),
+        memory_mib: 512,
+        cpus: 2,
+        guest_scenario_timeout: None,
+    }
+}
+
+fn choose_accel(opts: &mut SuiteOptions, r: &RunArgs, k: &KernelArgs, kernel: &KernelUnderTest, progress: &mut Progress) -> anyhow::Result<()> {
+    let cache = cache::cache_dir(k.cache_dir.as_deref());
+    let (accel, why) =
+        accel::decide(r.accel, accel::dev_kvm_usable(), || cached_kvm_probe(&cache, kernel, opts)).map_err(anyhow::Error::msg)?;
+    if let Some(why) = why {
+        progress.note(&why);
+    }
+    opts.accel = accel;
+    Ok(())
+}
+
+fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Result<ExitCode> {
+    if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
+        bail!("mutants are applied to a packaged kernel: use --kernel, not --patch, --kernel-image or --kernel-tree");
+    }
+    host_tools::ensure(!k.no_install)?;
+    let mut progress = Progress::new();
+    let all = mutants::load(&configs_dir().join("mutants"))?;
+    let selected: Vec<_> = all.into_iter().filter(|m| only.as_deref().is_none_or(|o| m.name.contains(o))).collect();
+    if selected.is_empty() {
+        bail!("no mutant in kernel-configs/mutants matches");
+    }
+    let guest_dir = guest::build(&project_root(), &mut progress)?;
+    let names: Vec<String> = harness::suite::list_scenarios(&guest_dir)?.into_iter().map(|s| s.name).collect();
+    let mut opts = suite_options(&r, guest_dir);
+    let (base, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
+    choose_accel(&mut opts, &r, &k, &base, &mut progress)?;
+    progress.step("boot", &format!("{} unpatched", base.label));
+    let base_run = harness::suite::run_kernel(&base, &opts, &names)?;
+    let base_failing = mutants::failing(&base_run);
+    let mut rows = Vec::new();
+    for m in selected {
+        let mut mk = k.clone();
+        mk.patches = vec![m.path.clone()];
+        let (mut kernel, build_secs) = resolve_kernels_timed(&mk, &mut progress)?.remove(0);
+        kernel.label = format!("{}+{}", base.label, m.name);
+        progress.step("boot", &kernel.label);
+        let run = harness::suite::run_kernel(&kernel, &opts, &names)?;
+        let failing = mutants::failing(&run);
+        let caught = failing.iter().any(|f| m.catches.contains(f));
+        eprintln!("{}: {} (failing: {})", m.name, if caught { "caught" } else { "NOT CAUGHT" }, failing.join(", "));
+        rows.push(mutants::Row { mutant: m, failing, caught, build_secs });
+    }
+    let table = mutants::table(&base_failing, &rows);
+    println!("{table}");
+    let out = project_root().join("target/ue-runs/mutants.md");
+    std::fs::write(&out, &table)?;
+    eprintln!("table written to {}", out.display());
+    let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn selftest_cmd(k: KernelArgs, r: RunArgs, libtest: Vec<String>) -> anyhow::Result<ExitCode> {
+    use libtest_mimic::{Failed, Trial};
+    let args = libtest_mimic::Arguments::from_iter(std::iter::once("cargo xtask selftest".to_owned()).chain(libtest));
+    host_tools::ensure(!k.no_install)?;
+    let mut progress = Progress::new();
+    let guest_dir = guest::build(&project_root(), &mut progress)?;
+    let mut opts = suite_options(&r, guest_dir);
+    let (kernel, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
+    choose_accel(&mut opts, &r, &k, &kernel, &mut progress)?;
+    let runs_dir = opts.runs_dir.clone();
+    let mut trials: Vec<Trial> = selftest::CASES
+        .iter()
+        .map(|c| {
+            let (kernel, opts, runs_dir, run) = (kernel.clone(), opts.clone(), runs_dir.clone(), c.run);
+            Trial::test(c.name, move || {
+                run(&kernel, &opts).map_err(|e| Failed::from(format!("{e:#}")))?;
+                let left = selftest::leftover_qemus(&runs_dir);
+                if !left.is_empty() {
+                    return Err(format!("QEMU left running: {left:?}").into());
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let xtask = std::env::current_exe()?;
+    trials.push(Trial::test("selftest::ctrl_c_leaves_nothing_running", move || {
+        selftest::ctrl_c_leaves_nothing(&xtask, &runs_dir).map_err(|e| Failed::from(format!("{e:#}")))
+    }));
+    // One VM at a time: the cases measure time limits, and the machine is small.
+    let mut args = args;
+    args.test_threads = Some(1);
+    Ok(libtest_mimic::run(&args, trials).exit_code())
 }
 
 /// For `--list`: the kernels' names only, nothing downloaded or built.

@@ -69,17 +69,20 @@ fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
         }
         Ok(())
     })?;
-    to_parent.expect(b'r', STEP)?;
-    if first == FirstWriter::Parent {
-        write32(page.addr(SCRATCH), 1);
-    }
-    for (on, want) in steps {
-        tracefs::set_enabled(&name, on)?;
-        to_child.send(b"f")?;
-        cx.wait_for(&format!("parent sees {want:#x}"), || page.u32_at(0) == want)?;
-        to_parent.expect(b's', STEP)?;
-    }
-    child.join(STEP)
+    let parent = (|| {
+        to_parent.expect(b'r', STEP)?;
+        if first == FirstWriter::Parent {
+            write32(page.addr(SCRATCH), 1);
+        }
+        for (on, want) in steps {
+            tracefs::set_enabled(&name, on)?;
+            to_child.send(b"f")?;
+            cx.wait_for(&format!("parent sees {want:#x}"), || page.u32_at(0) == want)?;
+            to_parent.expect(b's', STEP)?;
+        }
+        Ok(())
+    })();
+    child.join_with(parent, STEP)
 }
 
 fn fork_disabled_untouched(cx: &mut Ctx) -> R {

@@ -82,11 +82,13 @@ fn registrations_dropped(cx: &mut Ctx) -> R {
         keep_across_exec(to_helper.rd.as_fd())?;
         keep_across_exec(to_parent.wr.as_fd())
     })?;
-    to_parent.expect(b'r', STEP)?;
-    tracefs::set_enabled(&name, true)?;
-    cx.wait_for("witness bit set", || witness.u32_at(0) == 1)?;
-    to_helper.send(b"e")?;
-    child.join(STEP)
+    let parent = (|| {
+        to_parent.expect(b'r', STEP)?;
+        tracefs::set_enabled(&name, true)?;
+        cx.wait_for("witness bit set", || witness.u32_at(0) == 1)?;
+        to_helper.send(b"e")
+    })();
+    child.join_with(parent, STEP)
 }
 
 fn dropped_after_exec(steps: Pipe, name: &str) -> R {
@@ -147,13 +149,15 @@ fn exit_freezes_child_bit(cx: &mut Ctx) -> R {
         to_parent.send(b"r")?;
         to_child.expect(b'x', STEP)
     })?;
-    to_parent.expect(b'r', STEP)?;
-    for n in [&parents, &childs] {
-        tracefs::set_enabled(n, true)?;
-    }
-    cx.wait_for("both bits set", || page.u32_at(0) == 0b11)?;
-    to_child.send(b"x")?;
-    child.join(STEP)?;
+    let parent = (|| {
+        to_parent.expect(b'r', STEP)?;
+        for n in [&parents, &childs] {
+            tracefs::set_enabled(n, true)?;
+        }
+        cx.wait_for("both bits set", || page.u32_at(0) == 0b11)?;
+        to_child.send(b"x")
+    })();
+    child.join_with(parent, STEP)?;
     check_eq!(page.u32_at(0), 0b11, "shared word after the child exited");
     for n in [&parents, &childs] {
         tracefs::set_enabled(n, false)?;

@@ -73,16 +73,18 @@ fn later_registrations_stay_per_process(cx: &mut Ctx) -> R {
         check_eq!(page.u32_at(0), 0b011, "child's word once the parent has seen its own update");
         Ok(())
     })?;
-    to_parent.expect(b'r', STEP)?;
-    cx.reg(&parent_only, word, 4, 2)?;
-    for n in [&both, &child_only, &parent_only] {
-        tracefs::set_enabled(n, true)?;
-    }
-    cx.wait_for("parent's word shows bits 0 and 2", || page.u32_at(0) == 0b101)?;
-    to_parent.expect(b's', STEP)?;
-    check_eq!(page.u32_at(0), 0b101, "parent's word once the child has seen its own update");
-    to_child.send(b"d")?;
-    child.join(STEP)
+    let parent = (|| {
+        to_parent.expect(b'r', STEP)?;
+        cx.reg(&parent_only, word, 4, 2)?;
+        for n in [&both, &child_only, &parent_only] {
+            tracefs::set_enabled(n, true)?;
+        }
+        cx.wait_for("parent's word shows bits 0 and 2", || page.u32_at(0) == 0b101)?;
+        to_parent.expect(b's', STEP)?;
+        check_eq!(page.u32_at(0), 0b101, "parent's word once the child has seen its own update");
+        to_child.send(b"d")
+    })();
+    child.join_with(parent, STEP)
 }
 
 fn child_unreg_keeps_parent(cx: &mut Ctx) -> R {
@@ -102,14 +104,16 @@ fn child_unreg_keeps_parent(cx: &mut Ctx) -> R {
         check_eq!(page.u32_at(0), 0, "child's word after the parent saw a disable and enable");
         Ok(())
     })?;
-    to_parent.expect(b'u', STEP)?;
-    check_eq!(page.u32_at(0), 1 << 6, "parent's word after the child's UNREG");
-    tracefs::set_enabled(&name, false)?;
-    cx.wait_for("parent's bit cleared on disable", || page.u32_at(0) == 0)?;
-    tracefs::set_enabled(&name, true)?;
-    cx.wait_for("parent's bit set on enable", || page.u32_at(0) == 1 << 6)?;
-    to_child.send(b"e")?;
-    child.join(STEP)
+    let parent = (|| {
+        to_parent.expect(b'u', STEP)?;
+        check_eq!(page.u32_at(0), 1 << 6, "parent's word after the child's UNREG");
+        tracefs::set_enabled(&name, false)?;
+        cx.wait_for("parent's bit cleared on disable", || page.u32_at(0) == 0)?;
+        tracefs::set_enabled(&name, true)?;
+        cx.wait_for("parent's bit set on enable", || page.u32_at(0) == 1 << 6)?;
+        to_child.send(b"e")
+    })();
+    child.join_with(parent, STEP)
 }
 
 fn vfork_shares_registrations(cx: &mut Ctx) -> R {

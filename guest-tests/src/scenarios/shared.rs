@@ -112,13 +112,16 @@ fn fork_both_see_changes(cx: &mut Ctx) -> R {
         }
         Ok(())
     })?;
-    for (on, want, tag) in [(true, 1u32 << 7, b'1'), (false, 0, b'0')] {
-        tracefs::set_enabled(&name, on)?;
-        cx.wait_for(&format!("parent sees {want:#x}"), || page.u32_at(0) == want)?;
-        to_child.send(&[tag])?;
-        to_parent.expect(tag, STEP)?;
-    }
-    child.join(STEP)
+    let parent = (|| {
+        for (on, want, tag) in [(true, 1u32 << 7, b'1'), (false, 0, b'0')] {
+            tracefs::set_enabled(&name, on)?;
+            cx.wait_for(&format!("parent sees {want:#x}"), || page.u32_at(0) == want)?;
+            to_child.send(&[tag])?;
+            to_parent.expect(tag, STEP)?;
+        }
+        Ok(())
+    })();
+    child.join_with(parent, STEP)
 }
 
 fn child_unreg_clears_parent_view(cx: &mut Ctx) -> R {

@@ -1,0 +1,42 @@
+//! Deliberately broken scenarios for the harness's own tests (`cargo xtask selftest`): each
+//! fails in one of the ways a real scenario or kernel can, so the host's reporting of that
+//! failure can be checked. Never part of the suite's list.
+
+use std::io::Write;
+
+use crate::framework::{pause, Ctx, Scenario, R};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario { name: "selftest::segfault", about: "dereferences a bad pointer", run: segfault },
+    Scenario { name: "selftest::exits_without_result", about: "exits before reporting", run: exits_without_result },
+    Scenario { name: "selftest::hangs", about: "never returns", run: hangs },
+    Scenario { name: "selftest::garbage_on_channel", about: "writes junk to the result port", run: garbage_on_channel },
+    Scenario { name: "selftest::kernel_panic", about: "panics the kernel through sysrq", run: kernel_panic },
+];
+
+fn segfault(_: &mut Ctx) -> R {
+    unsafe { std::ptr::write_volatile(8 as *mut u64, 1) };
+    Ok(())
+}
+
+fn exits_without_result(_: &mut Ctx) -> R {
+    unsafe { libc::_exit(3) }
+}
+
+fn hangs(_: &mut Ctx) -> R {
+    loop {
+        pause();
+    }
+}
+
+fn garbage_on_channel(_: &mut Ctx) -> R {
+    let mut port = std::fs::OpenOptions::new().write(true).open("/dev/ttyS1")?;
+    port.write_all(b"\x01\x02 this is not a record\n")?;
+    Ok(())
+}
+
+fn kernel_panic(_: &mut Ctx) -> R {
+    std::fs::write("/proc/sys/kernel/sysrq", "1")?;
+    std::fs::write("/proc/sysrq-trigger", "c")?;
+    crate::fail!("the kernel survived sysrq-c")
+}

@@ -1,0 +1,191 @@
+//! `cargo xtask selftest`: the harness's own integration tests. Each case boots the real kernel
+//! with deliberately broken guests (the `selftest::` scenarios, a guest without a runner) and
+//! checks the exact outcome the harness reports, and that no QEMU is left running.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use harness::suite::{self, KernelRun, KernelUnderTest, SuiteOptions};
+use harness::verdict::Verdict;
+use harness::vm::VmEnd;
+
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(&KernelUnderTest, &SuiteOptions) -> anyhow::Result<()>,
+}
+
+pub const CASES: &[Case] = &[
+    Case { name: "selftest::crashes_fail_alone", run: crashes_fail_alone },
+    Case { name: "selftest::panic_is_reported_not_hung", run: panic_is_reported },
+    Case { name: "selftest::host_limit_catches_a_stuck_guest", run: host_limit },
+    Case { name: "selftest::init_that_never_reports", run: init_never_reports },
+];
+
+fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {
+    run.verdicts.iter().find(|v| v.name == name).map(|v| &v.verdict).with_context(|| format!("no verdict for {name}"))
+}
+
+fn expect_fail(run: &KernelRun, name: &str, needles: &[&str]) -> anyhow::Result<()> {
+    match verdict(run, name)? {
+        Verdict::Fail(m) if needles.iter().all(|n| m.contains(n)) => Ok(()),
+        other => bail!("{name}: want a failure mentioning {needles:?}, got {other:?}"),
+    }
+}
+
+fn expect_pass(run: &KernelRun, name: &str) -> anyhow::Result<()> {
+    match verdict(run, name)? {
+        Verdict::Pass => Ok(()),
+        other => bail!("{name}: want pass, got {other:?}"),
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A segfault, an exit without a result, a hang and junk on the result port each fail their
+/// own scenario; the scenario after them still runs and passes.
+fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
+    let mut o = opts.clone();
+    o.scenario_timeout = Duration::from_secs(1);
+    let plan = names(&[
+        "selftest::segfault",
+        "selftest::exits_without_result",
+        "selftest::hangs",
+        "selftest::garbage_on_channel",
+        "basic::present",
+    ]);
+    let run = suite::run_kernel(k, &o, &plan)?;
+    expect_fail(&run, "selftest::segfault", &["killed by signal 11 (SIGSEGV)"])?;
+    expect_fail(&run, "selftest::exits_without_result", &["exited (status 3) without a result"])?;
+    expect_fail(&run, "selftest::hangs", &["timed out after", "in the guest; killed"])?;
+    expect_pass(&run, "basic::present")?;
+    expect_fail(&run, harness::verdict::HEALTH, &["1 unreadable record(s)", "this is not a record"])?;
+    if run.report.end != VmEnd::Finished {
+        bail!("the VM should have finished normally, ended {:?}", run.report.end);
+    }
+    Ok(())
+}
+
+/// A kernel panic mid-run: the scenario that caused it says so with the panic text, the one
+/// before it keeps its pass, the one after it is "not run", and the VM ends by itself.
+fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
+    let plan = names(&["basic::present", "selftest::kernel_panic", "basic::private_anon_enable_disable"]);
+    let run = suite::run_kernel(k, opts, &plan)?;
+    expect_pass(&run, "basic::present")?;
+    expect_fail(&run, "selftest::kernel_panic", &["not finished: the kernel panicked while running selftest::kernel_panic", "sysrq"])?;
+    expect_fail(&run, "basic::private_anon_enable_disable", &["not run: the kernel panicked while running selftest::kernel_panic"])?;
+    if run.report.end != VmEnd::KernelPanicked {
+        bail!("want VmEnd::KernelPanicked, got {:?}", run.report.end);
+    }
+    Ok(())
+}
+
+/// The guest's own limit is set far beyond the host's: the host's limit must end the VM and
+/// name the scenario.
+fn host_limit(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
+    let mut o = opts.clone();
+    o.scenario_timeout = Duration::from_secs(1);
+    o.guest_scenario_timeout = Some(Duration::from_secs(3600));
+    let run = suite::run_kernel(k, &o, &names(&["selftest::hangs"]))?;
+    expect_fail(&run, "selftest::hangs", &["not finished: timed out: scenario selftest::hangs gave no result within"])?;
+    match &run.report.end {
+        VmEnd::TimedOut { .. } => Ok(()),
+        other => bail!("want VmEnd::TimedOut, got {other:?}"),
+    }
+}
+
+/// An initramfs without the runner: init cannot start it and ends the VM; every scenario is
+/// "not run" and the health trial says the runner never reported.
+fn init_never_reports(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
+    let dir = opts.runs_dir.join("selftest-manifest");
+    std::fs::create_dir_all(&dir)?;
+    let manifest = dir.join("init-only.toml");
+    std::fs::write(&manifest, "dirs = [\"proc\", \"sys\", \"dev\", \"tmp\", \"etc\"]\n[[file]]\npath = \"init\"\nguest_bin = \"ue-init\"\n")?;
+    let mut o = opts.clone();
+    o.manifest = manifest;
+    let run = suite::run_kernel(k, &o, &names(&["basic::present"]))?;
+    expect_fail(&run, "basic::present", &["not run: the guest never started the runner"])?;
+    expect_fail(&run, harness::verdict::HEALTH, &["never reported"])?;
+    Ok(())
+}
+
+/// QEMU processes whose command line mentions `dir`: none may outlive a run.
+pub fn leftover_qemus(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let s = String::from_utf8_lossy(&c);
+                    s.contains("qemu-system") && s.contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Ctrl-C of `cargo xtask test` while the VM runs: the harness exits, and QEMU with it.
+pub fn ctrl_c_leaves_nothing(xtask: &Path, runs_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(xtask)
+        .args(["test", "--accel", "tcg", "--no-install", "--", "basic"])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pgid = child.id() as i32;
+    // Wait until a QEMU of ours is running, then interrupt the whole group as a terminal would.
+    let start = std::time::Instant::now();
+    while leftover_qemus(runs_dir).is_empty() {
+        if start.elapsed() > Duration::from_secs(120) || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("the child run never started QEMU");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(-pgid, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("cargo xtask test did not exit within 20 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.success() {
+        bail!("an interrupted run must not exit 0");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let left = leftover_qemus(runs_dir);
+    if !left.is_empty() {
+        bail!("QEMU still running after Ctrl-C: pids {left:?}");
+    }
+    let sockets: Vec<PathBuf> = walk_sockets(runs_dir);
+    if !sockets.is_empty() {
+        bail!("result sockets left behind: {sockets:?}");
+    }
+    Ok(())
+}
+
+fn walk_sockets(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() {
+            out.extend(walk_sockets(&e.path()));
+        } else if t.is_socket() {
+            out.push(e.path());
+        }
+    }
+    out
+}
