@@ -217,7 +217,7 @@ impl Mapping {
         }
         let m = Mapping { ptr: p as *mut u8, len };
         if flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0 {
-            check!(m.ptr as *const u8 == addr, "mmap gave {:p}, not the fixed {addr:p}", m.ptr);
+            check!(std::ptr::eq(m.ptr, addr), "mmap gave {:p}, not the fixed {addr:p}", m.ptr);
         }
         Ok(m)
     }

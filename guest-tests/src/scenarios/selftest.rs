@@ -15,7 +15,8 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 fn segfault(_: &mut Ctx) -> R {
-    unsafe { std::ptr::write_volatile(8 as *mut u64, 1) };
+    // Address 8: never mapped (mmap_min_addr), so the store faults.
+    unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
     Ok(())
 }
 
