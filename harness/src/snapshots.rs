@@ -12,13 +12,14 @@ pub fn snapshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots")
 }
 
-/// Replaces what changes from run to run: the pid, CPU, irq/preempt flags and timestamp of
-/// each trace line, and the event id in a `format` file.
+/// Replaces what changes from run to run: the task name (`<...>` when the kernel's comm cache
+/// missed it), pid, CPU, irq/preempt flags and timestamp of each trace line, and the event id
+/// in a `format` file.
 pub fn normalise(text: &str) -> String {
     static TRACE_PREFIX: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?m)^\s*(\S.*?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+(\d+\.\d+):").unwrap());
     static FORMAT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?m)^ID: \d+$").unwrap());
-    let t = TRACE_PREFIX.replace_all(text, "$1-<pid> [<cpu>] <flags> <time>:");
+    let t = TRACE_PREFIX.replace_all(text, "<task>-<pid> [<cpu>] <flags> <time>:");
     FORMAT_ID.replace_all(&t, "ID: <id>").into_owned()
 }
 
@@ -45,12 +46,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unknown_comm_is_normalised_too() {
+        assert_eq!(normalise("           <...>-57      [000] ..... 9.000001: e: x=1"), "<task>-<pid> [<cpu>] <flags> <time>: e: x=1");
+    }
+
+    #[test]
     fn trace_lines_lose_pid_cpu_flags_and_time_but_keep_the_event() {
         let raw = "    ue-scenarios-57      [001] .....     1.234567: ue_trace_1: count=0x5 (5) msg=hello\n\
                    ID: 1234\n";
         assert_eq!(
             normalise(raw),
-            "ue-scenarios-<pid> [<cpu>] <flags> <time>: ue_trace_1: count=0x5 (5) msg=hello\nID: <id>\n"
+            "<task>-<pid> [<cpu>] <flags> <time>: ue_trace_1: count=0x5 (5) msg=hello\nID: <id>\n"
         );
     }
 }

@@ -75,7 +75,7 @@ fn conclude(kernel: &str, scenario: &str, verdict: Verdict, snaps: Vec<Snapshot>
     match verdict {
         Verdict::Pass => {
             for s in &snaps {
-                crate::snapshots::assert_snapshot(kernel, scenario, s).map_err(|e| Failed::from(format!("{e}")))?;
+                crate::snapshots::assert_snapshot(kernel, scenario, s).map_err(Failed::from)?;
             }
             Ok(Completion::Completed)
         }

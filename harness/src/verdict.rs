@@ -140,3 +140,110 @@ fn health(report: &VmReport, planned: &[String]) -> ScenarioVerdict {
         notes: vec![],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Watch;
+
+    fn report(records: Vec<Record>, console: &[(&str, Option<&str>)], end: VmEnd) -> VmReport {
+        let mut w = Watch::new();
+        for (l, during) in console {
+            w.feed(l, *during);
+        }
+        let unfinished = records.iter().fold(None, |cur, r| match r {
+            Record::Start { name } => Some(name.clone()),
+            Record::End { .. } => None,
+            _ => cur,
+        });
+        VmReport {
+            kernel_release: Some("6.12.117".into()),
+            guest_hello_ms: Some(1500),
+            guest_done_ms: None,
+            records,
+            unfinished,
+            troubles: w.found,
+            garbage: vec![],
+            end,
+            wall_ms: 5000,
+            qemu_stderr: String::new(),
+            console_log: "console.log".into(),
+        }
+    }
+
+    fn end(name: &str, outcome: Outcome, message: &str) -> Record {
+        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![] }
+    }
+
+    fn start(name: &str) -> Record {
+        Record::Start { name: name.into() }
+    }
+
+    fn get<'a>(v: &'a [ScenarioVerdict], name: &str) -> &'a Verdict {
+        &v.iter().find(|x| x.name == name).unwrap().verdict
+    }
+
+    #[test]
+    fn every_planned_scenario_gets_exactly_one_verdict() {
+        let planned: Vec<String> = ["a::x", "a::y", "a::z"].map(String::from).to_vec();
+        let r = report(
+            vec![start("a::x"), end("a::x", Outcome::Pass, ""), start("a::y")],
+            &[("[    2.1] Kernel panic - not syncing: sysrq triggered crash", Some("a::y"))],
+            VmEnd::KernelPanicked,
+        );
+        let v = verdicts(&r, &planned);
+        assert_eq!(v.len(), 4, "three scenarios and the health trial");
+        assert_eq!(get(&v, "a::x"), &Verdict::Pass);
+        let Verdict::Fail(y) = get(&v, "a::y") else { panic!() };
+        assert!(y.starts_with("not finished: the kernel panicked while running a::y") && y.contains("sysrq triggered crash"), "{y}");
+        let Verdict::Fail(z) = get(&v, "a::z") else { panic!() };
+        assert_eq!(z, "not run: the kernel panicked while running a::y before this scenario started");
+        assert!(matches!(get(&v, HEALTH), Verdict::Fail(m) if m.contains("the kernel panicked")));
+    }
+
+    #[test]
+    fn kernel_trouble_fails_a_scenario_the_guest_passed() {
+        let planned = vec!["a::x".to_owned()];
+        let r = report(
+            vec![start("a::x"), end("a::x", Outcome::Pass, "")],
+            &[
+                ("[    3.0] WARNING: CPU: 1 PID: 57 at kernel/trace/trace_events_user.c:2690 user_events_ioctl+0x1/0x2", Some("a::x")),
+                ("[    3.0] Call Trace:", Some("a::x")),
+                ("[    3.0] ---[ end trace 0000000000000000 ]---", Some("a::x")),
+            ],
+            VmEnd::Finished,
+        );
+        let v = verdicts(&r, &planned);
+        let Verdict::Fail(m) = get(&v, "a::x") else { panic!() };
+        assert!(m.contains("Warning") && m.contains("trace_events_user.c:2690") && m.contains("Call Trace"), "{m}");
+        assert!(m.contains("the guest's own checks passed"), "{m}");
+    }
+
+    #[test]
+    fn fault_warnings_are_expected_only_in_the_munmap_family() {
+        let line = "[ 3.7] user_events: Fault for mm: 0x(____ptrval____) @ 0x7f1ae5c43000 event: e";
+        let planned: Vec<String> = ["munmap::a", "fork::b"].map(String::from).to_vec();
+        let r = report(
+            vec![start("munmap::a"), end("munmap::a", Outcome::Pass, ""), start("fork::b"), end("fork::b", Outcome::Pass, "")],
+            &[(line, Some("munmap::a")), (line, Some("fork::b"))],
+            VmEnd::Finished,
+        );
+        let v = verdicts(&r, &planned);
+        assert_eq!(get(&v, "munmap::a"), &Verdict::Pass);
+        assert!(matches!(get(&v, "fork::b"), Verdict::Fail(m) if m.contains("UserEventsFault")));
+        assert_eq!(get(&v, HEALTH), &Verdict::Pass);
+    }
+
+    #[test]
+    fn ignored_keeps_its_reason_and_a_silent_guest_is_never_a_pass() {
+        let planned: Vec<String> = ["a::x", "a::y"].map(String::from).to_vec();
+        let r = report(vec![start("a::x"), end("a::x", Outcome::Ignored, "no PERSIST")], &[], VmEnd::ExitedEarly { status: "exit status: 0".into() });
+        let v = verdicts(&r, &planned);
+        assert_eq!(get(&v, "a::x"), &Verdict::Ignored("no PERSIST".into()));
+        assert!(matches!(get(&v, "a::y"), Verdict::Fail(m) if m.starts_with("not run: QEMU exited early")));
+        let mut silent = report(vec![], &[], VmEnd::TimedOut { what: "no report from the guest within 40.0 s".into() });
+        silent.kernel_release = None;
+        let v = verdicts(&silent, &planned);
+        assert!(matches!(get(&v, "a::x"), Verdict::Fail(m) if m.starts_with("not run: the guest never started the runner (timed out")));
+    }
+}

@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn garbage_truncation_and_floods_become_events_not_panics() {
         let mut input = b"\xff\xfe not json\n{\"kind\":\"start\"}\n".to_vec();
-        input.extend(std::iter::repeat(b'x').take(MAX_RECORD_LEN + 10));
+        input.extend(std::iter::repeat_n(b'x', MAX_RECORD_LEN + 10));
         input.extend(b"\n{\"kind\":\"done\",\"upti");
         let evs = parse_all(&input);
         assert_eq!(evs.len(), 4, "{evs:?}");

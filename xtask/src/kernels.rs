@@ -42,6 +42,14 @@ impl KernelList {
         Ok(list)
     }
 
+    /// Every suite any kernel needs, in a stable order.
+    pub fn all_suites(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.kernels.values().flat_map(|k| k.suites.iter().cloned()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// `6.12`, `6.12,7.2` or `all`.
     pub fn select(&self, arg: Option<&str>) -> anyhow::Result<Vec<(String, KernelSpec)>> {
         let names: Vec<String> = match arg {

@@ -181,9 +181,7 @@ fn setup(a: KernelArgs) -> anyhow::Result<ExitCode> {
     let list = KernelList::load(&configs_dir())?;
     let cache = cache::cache_dir(a.cache_dir.as_deref());
     let mut progress = Progress::new();
-    for (_, spec) in list.select(a.kernel.as_deref())? {
-        apt::PrivateApt::new(&cache).update(&spec.suites, &mut progress)?;
-    }
+    apt::PrivateApt::new(&cache).update(&list.all_suites(), &mut progress)?;
     eprintln!("host tools present; cache at {}", cache.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -228,9 +226,10 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     }
     let list = KernelList::load(&configs_dir())?;
     let mut out = Vec::new();
+    // One index over every suite the list names, so switching kernels never refreshes it.
+    let aptc = apt::PrivateApt::new(&cache);
+    aptc.update(&list.all_suites(), progress)?;
     for (name, spec) in list.select(a.kernel.as_deref())? {
-        let aptc = apt::PrivateApt::new(&cache);
-        aptc.update(&spec.suites, progress)?;
         let entry = aptc.newest(&spec.package)?;
         let fetched = aptc.fetch(&cache, &entry, progress)?;
         let pristine = source::pristine(&cache, &fetched, progress)?;
@@ -381,7 +380,7 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
         progress.step("boot", &kernel.label);
         let run = harness::suite::run_kernel(&kernel, &opts, &names)?;
         let failing = mutants::failing(&run);
-        let caught = failing.iter().any(|f| m.catches.contains(f));
+        let caught = failing.iter().any(|f| m.names(f));
         eprintln!("{}: {} (failing: {})", m.name, if caught { "caught" } else { "NOT CAUGHT" }, failing.join(", "));
         rows.push(mutants::Row { mutant: m, failing, caught, build_secs });
     }

@@ -9,13 +9,24 @@ use anyhow::{bail, Context as _};
 use harness::suite;
 use harness::verdict::Verdict;
 
-/// A mutant patch and the scenarios it names in its preamble (`Catches: a::b, c::d`).
+/// A mutant patch, with what its preamble says: the promise it `Breaks:` and the scenarios
+/// that `Must catch:` it (full names, or `family::*`), over as many comment lines as needed.
 #[derive(Debug, Clone)]
 pub struct Mutant {
     pub name: String,
     pub path: PathBuf,
     pub breaks: String,
     pub catches: Vec<String>,
+}
+
+impl Mutant {
+    /// Does `scenario` count as catching this mutant?
+    pub fn names(&self, scenario: &str) -> bool {
+        self.catches.iter().any(|c| match c.strip_suffix('*') {
+            Some(prefix) => scenario.starts_with(prefix),
+            None => c == scenario,
+        })
+    }
 }
 
 pub fn load(dir: &Path) -> anyhow::Result<Vec<Mutant>> {
@@ -35,18 +46,34 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Mutant>> {
 }
 
 pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
-    let preamble: Vec<&str> = text.lines().take_while(|l| !l.starts_with("--- ") && !l.starts_with("diff ")).collect();
-    let field = |name: &str| preamble.iter().find_map(|l| l.trim_start_matches(['#', ' ']).strip_prefix(name)).map(str::trim);
-    let catches: Vec<String> = field("Catches:")
-        .map(|s| s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
-        .unwrap_or_default();
+    let preamble: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("--- ") && !l.starts_with("diff "))
+        .map(|l| l.trim_start_matches(['#', ' ']))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Each field runs until the next one starts.
+    let field = |name: &str| -> Option<String> {
+        let start = preamble.find(name)? + name.len();
+        let rest = &preamble[start..];
+        let end = ["Breaks:", "Must catch:"].iter().filter_map(|f| rest.find(f)).min().unwrap_or(rest.len());
+        Some(rest[..end].trim().to_owned())
+    };
+    let catches: Vec<String> = field("Must catch:")
+        .unwrap_or_default()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '*'))
+        .filter(|t| t.contains("::"))
+        .map(str::to_owned)
+        .collect();
     if catches.is_empty() {
-        bail!("{}: the preamble names no scenario (`Catches: family::name, ...`)", path.display());
+        bail!("{}: the preamble names no scenario (`Must catch: family::name, family::*`)", path.display());
     }
+    let breaks = field("Breaks:").unwrap_or_default();
+    let first_sentence = breaks.split_inclusive(". ").next().unwrap_or("").trim().to_owned();
     Ok(Mutant {
         name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
         path: path.to_owned(),
-        breaks: field("Breaks:").unwrap_or("").to_owned(),
+        breaks: first_sentence,
         catches,
     })
 }
@@ -96,10 +123,12 @@ mod tests {
     fn preamble_names_the_scenarios() {
         let m = parse(
             Path::new("fork-no-dup.patch"),
-            "Breaks: fork duplicates registrations\nCatches: fork::a, cow::b\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n",
+            "# Breaks: fork duplicates registrations. More prose.\n# Must catch: fork::a,\n# cow::* (the child\n# never sees a change).\n\n--- a/x\n+++ b/x\n",
         )
         .unwrap();
-        assert_eq!(m.catches, ["fork::a", "cow::b"]);
+        assert_eq!(m.catches, ["fork::a", "cow::*"]);
+        assert_eq!(m.breaks, "fork duplicates registrations.");
+        assert!(m.names("cow::child_writes_first") && m.names("fork::a") && !m.names("fork::b"));
         assert_eq!(m.name, "fork-no-dup");
         assert!(parse(Path::new("x.patch"), "--- a/x\n").is_err());
     }
@@ -125,7 +154,8 @@ mod tests {
         };
         for m in load(&dir).unwrap() {
             for c in &m.catches {
-                assert!(names.contains(c), "{}: names {c}, which is not a scenario", m.path.display());
+                let probe = Mutant { catches: vec![c.clone()], ..m.clone() };
+                assert!(names.iter().any(|n| probe.names(n)), "{}: names {c}, which matches no scenario", m.path.display());
             }
         }
     }

@@ -19,7 +19,7 @@ pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> any
     if dir.join(COMPLETE).exists() {
         return Ok(dir);
     }
-    let _lock = crate::cache::lock(&dir.with_extension("lock"))?;
+    let _lock = crate::cache::lock(&PathBuf::from(format!("{}.lock", dir.display())))?;
     if dir.join(COMPLETE).exists() {
         return Ok(dir);
     }
