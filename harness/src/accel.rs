@@ -76,7 +76,7 @@ pub fn probe_kvm(kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
     let mut o = opts.clone();
     o.accel = Accel::Kvm;
     o.boot_timeout = Duration::from_secs(8);
-    match crate::suite::run_kernel(kernel, &o, &[]) {
+    match crate::suite::run_kernel(kernel, &o, &[], &[]) {
         Err(e) => KvmProbe::Fails(format!("{e:#}")),
         Ok(run) if run.report.end == VmEnd::Finished => KvmProbe::Works,
         Ok(run) => {

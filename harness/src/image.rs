@@ -75,7 +75,7 @@ mod tests {
             "dirs=['proc']\n[[file]]\npath='init'\nguest_bin='ue-init'\n[[file]]\npath='bin/ue-scenarios'\nguest_bin='ue-scenarios'\n",
         )
         .unwrap();
-        let plan = Plan { scenarios: vec!["a::b".into()], scenario_timeout_ms: 1, poll_deadline_ms: 2 };
+        let plan = Plan { scenarios: vec!["a::b".into()], scenario_timeout_ms: 1, poll_deadline_ms: 2, kselftests: vec![] };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
         let plan_entry = entries.iter().find(|e| e.path == "etc/ue-plan.json").unwrap();
@@ -87,7 +87,7 @@ mod tests {
     fn a_missing_guest_binary_says_how_to_build_it() {
         let dir = tempfile::tempdir().unwrap();
         let m: Manifest = toml::from_str("dirs=[]\n[[file]]\npath='init'\nguest_bin='ue-init'\n").unwrap();
-        let plan = Plan { scenarios: vec![], scenario_timeout_ms: 1, poll_deadline_ms: 1 };
+        let plan = Plan { scenarios: vec![], scenario_timeout_ms: 1, poll_deadline_ms: 1, kselftests: vec![] };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(err.contains("ue-init") && err.contains("build-guest"), "{err}");
     }

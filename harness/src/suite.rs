@@ -6,9 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use result_channel::Plan;
+use result_channel::{KselftestPlan, Plan};
 
-use crate::image::{self, Manifest};
+use crate::image::{self, ExtraFile, Manifest};
 use crate::qemu::{Accel, QemuConfig};
 use crate::verdict::{self, ScenarioVerdict};
 use crate::vm::{self, Limits, VmReport};
@@ -22,6 +22,22 @@ pub struct KernelUnderTest {
     pub config: Option<PathBuf>,
     /// Where it came from: package and version, tree path, patches.
     pub provenance: String,
+    /// The upstream selftests built from the same tree (empty for a ready image).
+    pub kselftests: Vec<KselftestBinary>,
+}
+
+/// The programs of `tools/testing/selftests/user_events/` (its Makefile's TEST_GEN_PROGS since
+/// 6.4; 6.1 lacks abi_test). Fixed here so `--list` needs no kernel tree.
+pub const KSELFTESTS: [&str; 4] = ["abi_test", "dyn_test", "ftrace_test", "perf_test"];
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KselftestBinary {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    /// Why it is not there: the compiler's message, or that the tree has no such test.
+    pub build_error: Option<String>,
+    /// From the selftests' `settings` file.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -44,16 +60,20 @@ pub struct SuiteOptions {
 }
 
 impl SuiteOptions {
-    pub fn limits(&self, scenarios: usize) -> Limits {
+    pub fn limits(&self, scenarios: usize, kselftests: &[&KselftestBinary]) -> Limits {
         let k = self.accel.slowdown();
-        let scenario = self.scenario_timeout * k;
+        let scenario = self.guest_scenario_timeout.unwrap_or(self.scenario_timeout * k);
         let boot = self.boot_timeout * k;
+        let margin = Duration::from_secs(5) * k;
+        let kselftest = kselftests.iter().map(|b| b.timeout * k).max().unwrap_or_default();
+        let kselftest_total: Duration = kselftests.iter().map(|b| b.timeout * k + margin).sum();
         Limits {
             boot,
             // The guest gives up first; the host's limit only catches a guest that cannot.
-            scenario: scenario + Duration::from_secs(5) * k,
-            whole: boot + (scenario + Duration::from_secs(1)) * scenarios as u32 + Duration::from_secs(10) * k,
-            silence: scenario + boot,
+            scenario: self.scenario_timeout * k + margin,
+            kselftest: kselftest + margin,
+            whole: boot + (scenario + Duration::from_secs(1)) * scenarios as u32 + kselftest_total + Duration::from_secs(10) * k,
+            silence: scenario.max(kselftest) + boot,
         }
     }
 }
@@ -87,18 +107,29 @@ pub struct KernelRun {
     pub verdicts: Vec<ScenarioVerdict>,
 }
 
-/// Boots `kernel` once with `selected` scenarios and writes `results.json` beside the logs.
-pub fn run_kernel(kernel: &KernelUnderTest, opts: &SuiteOptions, selected: &[String]) -> anyhow::Result<KernelRun> {
+/// Boots `kernel` once with `selected` scenarios and the `kselftests` programs that built, and
+/// writes `results.json` beside the logs.
+pub fn run_kernel(kernel: &KernelUnderTest, opts: &SuiteOptions, selected: &[String], kselftests: &[String]) -> anyhow::Result<KernelRun> {
     let run_dir = new_run_dir(&opts.runs_dir, &kernel.label)?;
     let k = opts.accel.slowdown();
+    let programs: Vec<&KselftestBinary> =
+        kernel.kselftests.iter().filter(|b| b.path.is_some() && kselftests.contains(&b.name)).collect();
     let plan = Plan {
         scenarios: selected.to_vec(),
         scenario_timeout_ms: opts.guest_scenario_timeout.unwrap_or(opts.scenario_timeout * k).as_millis() as u64,
         poll_deadline_ms: (opts.poll_deadline * k).as_millis() as u64,
+        kselftests: programs
+            .iter()
+            .map(|b| KselftestPlan { name: b.name.clone(), path: format!("/bin/kselftest/{}", b.name), timeout_ms: (b.timeout * k).as_millis() as u64 })
+            .collect(),
     };
+    let extra: Vec<ExtraFile> = programs
+        .iter()
+        .map(|b| ExtraFile { path: format!("bin/kselftest/{}", b.name), source: b.path.clone().unwrap() })
+        .collect();
     let manifest = Manifest::load(&opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
-    std::fs::write(&initrd, image::build(&manifest, &opts.guest_bin_dir, &plan, &[])?)
+    std::fs::write(&initrd, image::build(&manifest, &opts.guest_bin_dir, &plan, &extra)?)
         .with_context(|| format!("write {}", initrd.display()))?;
     if let Some(cfg) = &kernel.config {
         let _ = std::fs::copy(cfg, run_dir.join("kernel.config"));
@@ -113,11 +144,25 @@ pub fn run_kernel(kernel: &KernelUnderTest, opts: &SuiteOptions, selected: &[Str
         extra_cmdline: String::new(),
         result_socket: socket_path(&run_dir),
     };
-    let limits = opts.limits(selected.len());
+    let limits = opts.limits(selected.len(), &programs);
     let report = vm::run(&qemu, &run_dir, limits)?;
-    let verdicts = verdict::verdicts(&report, selected);
+    let known = |p: &String| kernel.kselftests.iter().any(|b| &b.name == p);
+    let mut planned = selected.to_vec();
+    planned.extend(kselftests.iter().filter(|p| known(p)).map(|p| result_channel::kselftest_name(p)));
+    let mut verdicts = verdict::verdicts(&report, &planned);
+    verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, kselftests);
+    for p in kselftests.iter().filter(|p| !known(p)) {
+        verdicts.push(ScenarioVerdict {
+            name: result_channel::kselftest_name(p),
+            verdict: verdict::Verdict::Ignored("no kernel tree to build the upstream selftests from (a ready --kernel-image)".into()),
+            duration_us: None,
+            snapshots: vec![],
+            notes: vec![],
+        });
+    }
     let run = KernelRun { kernel: kernel.clone(), accel: opts.accel, run_dir: run_dir.clone(), limits, report, verdicts };
     std::fs::write(run_dir.join("results.json"), serde_json::to_vec_pretty(&run)?)?;
+    std::fs::write(run_dir.join("junit.xml"), crate::report::junit(&run))?;
     // The image is rebuilt every run and is the largest artifact: keep logs, not the image.
     let _ = std::fs::remove_file(run_dir.join("initramfs.cpio"));
     Ok(run)

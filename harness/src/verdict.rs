@@ -5,6 +5,8 @@
 use result_channel::{Outcome, Record, Snapshot};
 
 use crate::console::{Trouble, TroubleKind};
+use crate::ktap::{self, KtapResult};
+use crate::suite::KselftestBinary;
 use crate::vm::{VmEnd, VmReport};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,7 +55,7 @@ pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
     let mut out = Vec::new();
     for name in planned {
         let end = report.records.iter().find_map(|r| match r {
-            Record::End { name: n, outcome, message, duration_us, snapshots, notes } if n == name => {
+            Record::End { name: n, outcome, message, duration_us, snapshots, notes, .. } if n == name => {
                 Some((outcome, message, duration_us, snapshots, notes))
             }
             _ => None,
@@ -101,6 +103,54 @@ pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
     }
     out.push(health(report, planned));
     out
+}
+
+/// The upstream selftests: `kselftest::P` keeps the program's own verdict (exit status, crash,
+/// panic), with build failures and KTAP stream problems folded in; each KTAP result becomes
+/// a verdict of its own, `kselftest::P::<test>`.
+pub fn expand_kselftests(verdicts: &mut Vec<ScenarioVerdict>, report: &VmReport, programs: &[KselftestBinary], selected: &[String]) {
+    for p in programs.iter().filter(|p| selected.contains(&p.name)) {
+        let name = result_channel::kselftest_name(&p.name);
+        let Some(i) = verdicts.iter().position(|v| v.name == name) else { continue };
+        if let Some(err) = &p.build_error {
+            verdicts[i].verdict = if p.path.is_none() && err.starts_with("this kernel's tree has no") {
+                Verdict::Ignored(err.clone())
+            } else {
+                Verdict::Fail(format!("does not build for this kernel: {err}"))
+            };
+            continue;
+        }
+        let output = report.records.iter().find_map(|r| match r {
+            Record::End { name: n, output, .. } if *n == name => Some(output.as_str()),
+            _ => None,
+        });
+        let Some(output) = output else { continue };
+        let ktap = ktap::parse(output);
+        let problems = ktap.problems();
+        if !problems.is_empty() {
+            let extra = problems.join("; ");
+            verdicts[i].verdict = match &verdicts[i].verdict {
+                Verdict::Fail(m) => Verdict::Fail(format!("{m}; {extra}")),
+                _ => Verdict::Fail(format!("the program's TAP output is incomplete: {extra}")),
+            };
+        }
+        if let Some(t) = &ktap.totals {
+            verdicts[i].notes.push(format!("totals: {t}"));
+        }
+        let sub = ktap.results.into_iter().map(|(desc, r)| ScenarioVerdict {
+            name: format!("{name}::{desc}"),
+            verdict: match r {
+                KtapResult::Ok => Verdict::Pass,
+                KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
+                KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() { "not ok".into() } else { diag }),
+            },
+            duration_us: None,
+            snapshots: vec![],
+            notes: vec![],
+        });
+        let at = i + 1;
+        verdicts.splice(at..at, sub);
+    }
 }
 
 fn guest_said(outcome: Outcome, message: &str) -> String {
@@ -172,7 +222,7 @@ mod tests {
     }
 
     fn end(name: &str, outcome: Outcome, message: &str) -> Record {
-        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![] }
+        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![], output: String::new() }
     }
 
     fn start(name: &str) -> Record {

@@ -27,6 +27,8 @@ pub struct Limits {
     pub boot: Duration,
     /// From a scenario's start record to its end record (the guest enforces a shorter one).
     pub scenario: Duration,
+    /// The same for an upstream selftest program (its `settings` timeout, scaled).
+    pub kselftest: Duration,
     /// The whole VM.
     pub whole: Duration,
     /// Neither channel said anything for this long.
@@ -269,8 +271,9 @@ fn check_limits(
         return Some(format!("no report from the guest within {} of starting QEMU (boot)", secs(limits.boot)));
     }
     if let Some(name) = &report.unfinished {
-        if scenario_started.elapsed() > limits.scenario {
-            return Some(format!("scenario {name} gave no result within {}", secs(limits.scenario)));
+        let limit = if name.starts_with("kselftest::") { limits.kselftest } else { limits.scenario };
+        if scenario_started.elapsed() > limit {
+            return Some(format!("scenario {name} gave no result within {}", secs(limit)));
         }
     }
     if done && last_output.elapsed() > limits.boot {

@@ -46,6 +46,9 @@ pub enum Record {
         /// What the scenario measured on the way (poll latencies, counts), for the report.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// A program's own output (the upstream selftests' KTAP), parsed by the host.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        output: String,
     },
     /// Every planned scenario has ended; the guest powers off next.
     Done { uptime_ms: u64 },
@@ -165,6 +168,7 @@ mod tests {
             duration_us: 17,
             snapshots: vec![Snapshot { name: "s".into(), content: "a\nb\n".into() }],
             notes: vec![],
+            output: "TAP version 13\n1..1\nok 1 x\n".into(),
         }
     }
 
@@ -235,6 +239,24 @@ pub struct Plan {
     pub scenario_timeout_ms: u64,
     /// How long a scenario polls for an asynchronous kernel update before it gives up.
     pub poll_deadline_ms: u64,
+    /// Upstream selftest programs to run after the scenarios, in the same boot.
+    #[serde(default)]
+    pub kselftests: Vec<KselftestPlan>,
+}
+
+/// One program of `tools/testing/selftests/user_events/`, reported as `kselftest::<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KselftestPlan {
+    pub name: String,
+    /// Where it is in the initramfs.
+    pub path: String,
+    /// From the selftests' `settings` file, scaled like every other limit.
+    pub timeout_ms: u64,
+}
+
+/// The record name of a selftest program.
+pub fn kselftest_name(program: &str) -> String {
+    format!("kselftest::{program}")
 }
 
 pub const PLAN_PATH: &str = "/etc/ue-plan.json";

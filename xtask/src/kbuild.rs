@@ -19,16 +19,21 @@ const RECIPE: &str = "kbuild-v1 tinyconfig bzImage";
 const MARKER: &str = "COMPLETE.json";
 const CONFIGURED: &str = ".ue-configured";
 
-pub enum Source {
-    /// A pristine extracted package tree (never built in; copied per build).
-    Pristine { tree: PathBuf, identity: String },
+/// What fetches and extracts a package's pristine tree; called only when a build must run, so
+/// a cached build needs neither the download nor the extracted source.
+pub type FetchTree<'a> = &'a dyn Fn(&mut Progress) -> anyhow::Result<PathBuf>;
+
+pub enum Source<'a> {
+    /// A source package: its identity (name, version, SHA-256) keys the cache; the pristine
+    /// tree is extracted once and never built in (each build gets a hard-linked copy).
+    Pristine { identity: String, fetch: FetchTree<'a> },
     /// A developer's tree, built out of tree and never modified. Kbuild is the cache.
     Tree { tree: PathBuf },
 }
 
-pub struct BuildRequest {
+pub struct BuildRequest<'a> {
     pub label: String,
-    pub source: Source,
+    pub source: Source<'a>,
     pub fragments: Vec<PathBuf>,
     pub patches: Vec<PathBuf>,
     pub jobs: usize,
@@ -46,6 +51,8 @@ pub struct BuildRecord {
 }
 
 pub struct Built {
+    pub src: PathBuf,
+    pub out: PathBuf,
     pub bzimage: PathBuf,
     pub config: PathBuf,
     pub record: BuildRecord,
@@ -102,18 +109,19 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            return Ok(Built { bzimage, config, record, ran_make: false });
+            return Ok(Built { src, out, bzimage, config, record, ran_make: false });
         }
     }
     let _lock = cache::lock(&entry.with_extension("lock"))?;
-    if let Source::Pristine { tree, .. } = &req.source {
+    if let Source::Pristine { fetch, .. } = &req.source {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            return Ok(Built { bzimage, config, record, ran_make: false });
+            return Ok(Built { src, out, bzimage, config, record, ran_make: false });
         }
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
-        crate::source::patched_copy(tree, &src, &req.patches, progress)?;
+        let tree = fetch(progress)?;
+        crate::source::patched_copy(&tree, &src, &req.patches, progress)?;
         if !req.patches.is_empty() && !out.exists() {
-            seed_from_base(cache_root, tree, identity.as_str(), req, &out, progress)?;
+            seed_from_base(cache_root, *fetch, identity.as_str(), req, &out, progress)?;
         }
     }
     std::fs::create_dir_all(&out)?;
@@ -141,7 +149,7 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
         // A full build: remember its size so the next one can show a percentage.
         let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
     }
-    Ok(Built { bzimage, config, record, ran_make: true })
+    Ok(Built { src, out, bzimage, config, record, ran_make: true })
 }
 
 fn read_record(path: &Path) -> Option<BuildRecord> {
@@ -152,7 +160,7 @@ fn read_record(path: &Path) -> Option<BuildRecord> {
 /// compiler), building that first if needed. Relative paths inside it keep it valid.
 fn seed_from_base(
     cache_root: &Path,
-    pristine: &Path,
+    fetch: FetchTree<'_>,
     identity: &str,
     req: &BuildRequest,
     out: &Path,
@@ -160,13 +168,13 @@ fn seed_from_base(
 ) -> anyhow::Result<()> {
     let base_req = BuildRequest {
         label: req.label.clone(),
-        source: Source::Pristine { tree: pristine.to_owned(), identity: identity.to_owned() },
+        source: Source::Pristine { identity: identity.to_owned(), fetch },
         fragments: req.fragments.clone(),
         patches: vec![],
         jobs: req.jobs,
     };
     let base = build(cache_root, &base_req, progress)?;
-    let base_out = base.bzimage.ancestors().nth(3).unwrap().to_owned();
+    let base_out = base.out;
     progress.step("patch", &format!("starting from the unpatched build {}", base.record.key));
     let tmp = out.with_file_name(format!(".out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -193,7 +201,7 @@ fn configure(src: &Path, out: &Path, fragments: &[PathBuf], progress: &mut Progr
     Ok(())
 }
 
-fn make_cmd(src: &Path, out: &Path) -> Command {
+pub fn make_cmd(src: &Path, out: &Path) -> Command {
     let mut c = Command::new("make");
     c.arg("-C").arg(src);
     // A build directory inside the tree is named relatively, so kbuild records relative paths.

@@ -10,6 +10,7 @@ mod host_tools;
 mod kbuild;
 mod kconfig;
 mod kernels;
+mod kselftests;
 mod mutants;
 mod progress;
 mod selftest;
@@ -47,6 +48,15 @@ enum Cmd {
     BuildGuest,
     /// Install missing host tools and refresh the private package index.
     Setup(KernelArgs),
+    /// Every kernel of the list (or --kernel's): builds one after another while the VMs of the
+    /// kernels already built run beside them; ends with one table, also as Markdown, JSON and
+    /// JUnit XML.
+    Matrix {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
     /// kernel, run the suite on it, and print which scenarios caught it.
     Mutants {
@@ -154,6 +164,7 @@ fn main() -> ExitCode {
         Cmd::Parse { console, results } => parse(console, results),
         Cmd::Mutants { kernel, run, only } => mutants_cmd(kernel, run, only),
         Cmd::Selftest { kernel, run, libtest } => selftest_cmd(kernel, run, libtest),
+        Cmd::Matrix { kernel, run } => matrix_cmd(kernel, run),
     };
     match r {
         Ok(code) => code,
@@ -221,7 +232,9 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
         };
         let built = kbuild::build(&cache, &req, progress)?;
         let secs = built.ran_make.then_some(built.record.build_secs);
-        let k = KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance: format!("tree {}", tree.display()) };
+        let kselftests = kselftests::build(&built.src, &built.out, true, progress)?;
+        let provenance = format!("tree {}", tree.display());
+        let k = KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance, kselftests };
         return Ok(vec![(k, secs)]);
     }
     let list = KernelList::load(&configs_dir())?;
@@ -231,15 +244,17 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     aptc.update(&list.all_suites(), progress)?;
     for (name, spec) in list.select(a.kernel.as_deref())? {
         let entry = aptc.newest(&spec.package)?;
-        let fetched = aptc.fetch(&cache, &entry, progress)?;
-        let pristine = source::pristine(&cache, &fetched, progress)?;
+        let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
+            let fetched = aptc.fetch(&cache, &entry, p)?;
+            source::pristine(&cache, &fetched, p)
+        };
         let mut all_patches = spec.patch_paths(&configs_dir());
         all_patches.extend(patches.iter().cloned());
         let label = if patches.is_empty() { name.clone() } else { format!("{name}+patched") };
         let identity = format!("deb:{}={} sha256:{}", entry.package, entry.version, entry.sha256);
         let req = BuildRequest {
             label: label.clone(),
-            source: Source::Pristine { tree: pristine, identity },
+            source: Source::Pristine { identity, fetch: &fetch },
             fragments: spec.fragment_paths(&configs_dir()),
             patches: all_patches,
             jobs: jobs(a),
@@ -251,7 +266,8 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
         let patch_note = if built.record.patches.is_empty() { String::new() } else { format!(" + {}", built.record.patches.join(", ")) };
         let secs = built.ran_make.then_some(built.record.build_secs);
         let provenance = format!("{} {}{patch_note}", entry.package, entry.version);
-        out.push((KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance }, secs));
+        let kselftests = kselftests::build(&built.src, &built.out, built.ran_make, progress)?;
+        out.push((KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance, kselftests }, secs));
     }
     Ok(out)
 }
@@ -275,6 +291,7 @@ fn ready_image(img: &Path) -> anyhow::Result<KernelUnderTest> {
         bzimage: img.to_owned(),
         config,
         provenance: format!("image {}", img.display()),
+        kselftests: vec![],
     })
 }
 
@@ -369,8 +386,12 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
     let (base, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
     choose_accel(&mut opts, &r, &k, &base, &mut progress)?;
     progress.step("boot", &format!("{} unpatched", base.label));
-    let base_run = harness::suite::run_kernel(&base, &opts, &names)?;
-    let base_failing = mutants::failing(&base_run);
+    let kselftests: Vec<String> = harness::suite::KSELFTESTS.iter().map(|s| s.to_string()).collect();
+    let base_run = harness::suite::run_kernel(&base, &opts, &names, &kselftests)?;
+    let (base_failing, base_ks_failing) = mutants::failing(&base_run);
+    if !base_ks_failing.is_empty() {
+        eprintln!("note: upstream selftests failing on the unpatched kernel: {}", base_ks_failing.join(", "));
+    }
     let mut rows = Vec::new();
     for m in selected {
         let mut mk = k.clone();
@@ -378,11 +399,11 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
         let (mut kernel, build_secs) = resolve_kernels_timed(&mk, &mut progress)?.remove(0);
         kernel.label = format!("{}+{}", base.label, m.name);
         progress.step("boot", &kernel.label);
-        let run = harness::suite::run_kernel(&kernel, &opts, &names)?;
-        let failing = mutants::failing(&run);
+        let run = harness::suite::run_kernel(&kernel, &opts, &names, &kselftests)?;
+        let (failing, kselftests_failing) = mutants::failing(&run);
         let caught = failing.iter().any(|f| m.names(f));
         eprintln!("{}: {} (failing: {})", m.name, if caught { "caught" } else { "NOT CAUGHT" }, failing.join(", "));
-        rows.push(mutants::Row { mutant: m, failing, caught, build_secs });
+        rows.push(mutants::Row { mutant: m, failing, kselftests_failing, caught, build_secs });
     }
     let table = mutants::table(&base_failing, &rows);
     println!("{table}");
@@ -391,6 +412,56 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
     eprintln!("table written to {}", out.display());
     let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn matrix_cmd(mut k: KernelArgs, r: RunArgs) -> anyhow::Result<ExitCode> {
+    if k.kernel_image.is_some() || k.kernel_tree.is_some() {
+        bail!("matrix runs kernels of kernel-configs/kernels.toml; use `test` for a tree or an image");
+    }
+    host_tools::ensure(!k.no_install)?;
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new();
+    let guest_dir = guest::build(&project_root(), &mut progress)?;
+    let names: Vec<String> = harness::suite::list_scenarios(&guest_dir)?.into_iter().map(|s| s.name).collect();
+    let kselftests: Vec<String> = harness::suite::KSELFTESTS.iter().map(|s| s.to_string()).collect();
+    let mut opts = suite_options(&r, guest_dir);
+    let list = KernelList::load(&configs_dir())?;
+    let wanted: Vec<String> = list.select(Some(k.kernel.as_deref().unwrap_or("all")))?.into_iter().map(|(n, _)| n).collect();
+    let mut runs = Vec::new();
+    let mut accel_chosen = false;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut vms = Vec::new();
+        // Builds take both cores in turn; each finished kernel boots at once beside the next build.
+        for name in &wanted {
+            k.kernel = Some(name.clone());
+            let (kernel, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
+            if !accel_chosen {
+                choose_accel(&mut opts, &r, &k, &kernel, &mut progress)?;
+                accel_chosen = true;
+            }
+            progress.step("boot", &format!("{} (beside the next build)", kernel.label));
+            let (opts, names, kselftests) = (opts.clone(), names.clone(), kselftests.clone());
+            vms.push(scope.spawn(move || harness::suite::run_kernel(&kernel, &opts, &names, &kselftests)));
+        }
+        for vm in vms {
+            let run = vm.join().map_err(|_| anyhow::anyhow!("a VM thread panicked"))??;
+            eprintln!("{}: done in {:.1} s, artifacts in {}", run.kernel.label, run.report.wall_ms as f64 / 1000.0, run.run_dir.display());
+            runs.push(run);
+        }
+        Ok(())
+    })?;
+    let md = harness::report::matrix_markdown(&runs);
+    println!("{md}");
+    let dir = project_root().join("target/ue-runs").join(format!("matrix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("matrix.md"), format!("{md}\nwall time: {:.0} s\n", started.elapsed().as_secs_f64()))?;
+    std::fs::write(dir.join("matrix.json"), serde_json::to_vec_pretty(&harness::report::matrix_json(&runs))?)?;
+    for run in &runs {
+        std::fs::write(dir.join(format!("junit-{}.xml", run.kernel.label)), harness::report::junit(run))?;
+    }
+    eprintln!("matrix wall time {:.0} s; table, JSON and JUnit XML in {}", started.elapsed().as_secs_f64(), dir.display());
+    let failed = runs.iter().any(|r| r.verdicts.iter().any(|v| matches!(v.verdict, harness::verdict::Verdict::Fail(_))));
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn selftest_cmd(k: KernelArgs, r: RunArgs, libtest: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -429,7 +500,13 @@ fn selftest_cmd(k: KernelArgs, r: RunArgs, libtest: Vec<String>) -> anyhow::Resu
 
 /// For `--list`: the kernels' names only, nothing downloaded or built.
 fn labels_only(a: &KernelArgs) -> anyhow::Result<Vec<KernelUnderTest>> {
-    let stub = |label: String| KernelUnderTest { label, bzimage: PathBuf::new(), config: None, provenance: String::new() };
+    let stub = |label: String| KernelUnderTest {
+        label,
+        bzimage: PathBuf::new(),
+        config: None,
+        provenance: String::new(),
+        kselftests: vec![],
+    };
     if a.kernel_image.is_some() {
         return Ok(vec![stub("image".into())]);
     }

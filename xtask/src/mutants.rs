@@ -80,31 +80,35 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
 
 pub struct Row {
     pub mutant: Mutant,
+    /// Failing scenarios and failing upstream selftests, apart: the comparison is the point.
     pub failing: Vec<String>,
+    pub kselftests_failing: Vec<String>,
     pub caught: bool,
     /// Seconds make took, or None when the build came from the cache.
     pub build_secs: Option<f64>,
 }
 
-/// The failing scenarios of one run; the VM's own health trial does not count, since a
-/// mutant must break a promise a scenario checks.
-pub fn failing(run: &suite::KernelRun) -> Vec<String> {
-    run.verdicts
-        .iter()
-        .filter(|v| matches!(v.verdict, Verdict::Fail(_)) && v.name != harness::verdict::HEALTH)
-        .map(|v| v.name.clone())
-        .collect()
+/// The failing scenarios of one run, and apart from them the failing upstream selftests
+/// (program-level verdicts left out where their tests are listed). The VM's own health trial
+/// does not count: a mutant must break a promise that a check names.
+pub fn failing(run: &suite::KernelRun) -> (Vec<String>, Vec<String>) {
+    let failed = |v: &&harness::verdict::ScenarioVerdict| matches!(v.verdict, Verdict::Fail(_)) && v.name != harness::verdict::HEALTH;
+    let (ks, sc): (Vec<_>, Vec<_>) = run.verdicts.iter().filter(failed).map(|v| v.name.clone()).partition(|n| n.starts_with("kselftest::"));
+    (sc, ks)
 }
 
 pub fn table(base_failing: &[String], rows: &[Row]) -> String {
-    let mut s = String::from("| mutant | breaks | expected to fail | observed failing | caught | rebuild |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| mutant | breaks | expected to fail | scenarios failing | upstream selftests failing | caught | rebuild |\n|---|---|---|---|---|---|---|\n",
+    );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.mutant.name,
             r.mutant.breaks,
             r.mutant.catches.join(", "),
             if r.failing.is_empty() { "none".to_owned() } else { r.failing.join(", ") },
+            if r.kselftests_failing.is_empty() { "none".to_owned() } else { r.kselftests_failing.join(", ") },
             if r.caught { "yes" } else { "**NO**" },
             r.build_secs.map_or("cached".into(), |s| format!("{s:.0} s")),
         ));

@@ -56,7 +56,7 @@ fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
         "selftest::garbage_on_channel",
         "basic::present",
     ]);
-    let run = suite::run_kernel(k, &o, &plan)?;
+    let run = suite::run_kernel(k, &o, &plan, &[])?;
     expect_fail(&run, "selftest::segfault", &["killed by signal 11 (SIGSEGV)"])?;
     expect_fail(&run, "selftest::exits_without_result", &["exited (status 3) without a result"])?;
     expect_fail(&run, "selftest::hangs", &["timed out after", "in the guest; killed"])?;
@@ -72,7 +72,7 @@ fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
 /// before it keeps its pass, the one after it is "not run", and the VM ends by itself.
 fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
     let plan = names(&["basic::present", "selftest::kernel_panic", "basic::private_anon_enable_disable"]);
-    let run = suite::run_kernel(k, opts, &plan)?;
+    let run = suite::run_kernel(k, opts, &plan, &[])?;
     expect_pass(&run, "basic::present")?;
     expect_fail(&run, "selftest::kernel_panic", &["not finished: the kernel panicked while running selftest::kernel_panic", "sysrq"])?;
     expect_fail(&run, "basic::private_anon_enable_disable", &["not run: the kernel panicked while running selftest::kernel_panic"])?;
@@ -88,7 +88,7 @@ fn host_limit(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
     let mut o = opts.clone();
     o.scenario_timeout = Duration::from_secs(1);
     o.guest_scenario_timeout = Some(Duration::from_secs(3600));
-    let run = suite::run_kernel(k, &o, &names(&["selftest::hangs"]))?;
+    let run = suite::run_kernel(k, &o, &names(&["selftest::hangs"]), &[])?;
     expect_fail(&run, "selftest::hangs", &["not finished: timed out: scenario selftest::hangs gave no result within"])?;
     match &run.report.end {
         VmEnd::TimedOut { .. } => Ok(()),
@@ -105,7 +105,7 @@ fn init_never_reports(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
     std::fs::write(&manifest, "dirs = [\"proc\", \"sys\", \"dev\", \"tmp\", \"etc\"]\n[[file]]\npath = \"init\"\nguest_bin = \"ue-init\"\n")?;
     let mut o = opts.clone();
     o.manifest = manifest;
-    let run = suite::run_kernel(k, &o, &names(&["basic::present"]))?;
+    let run = suite::run_kernel(k, &o, &names(&["basic::present"]), &[])?;
     expect_fail(&run, "basic::present", &["not run: the guest never started the runner"])?;
     expect_fail(&run, harness::verdict::HEALTH, &["never reported"])?;
     Ok(())

@@ -30,7 +30,12 @@ fn main() {
         ["--helper", which, rest @ ..] => scenarios::helper(which, rest),
         ["--run", name] => {
             // For a person at a guest shell: one scenario, in this process, record on stdout.
-            let plan = Plan { scenarios: vec![name.to_string()], scenario_timeout_ms: 60_000, poll_deadline_ms: 5_000 };
+            let plan = Plan {
+                scenarios: vec![name.to_string()],
+                scenario_timeout_ms: 60_000,
+                poll_deadline_ms: 5_000,
+                kselftests: vec![],
+            };
             let rec = run_in_child(name, &plan);
             print!("{}", rec.to_line());
             0
@@ -65,6 +70,11 @@ fn run_plan(path: &str) -> i32 {
         let rec = run_in_child(name, &plan);
         emit(&mut out, &rec);
     }
+    for k in &plan.kselftests {
+        let name = result_channel::kselftest_name(&k.name);
+        emit(&mut out, &Record::Start { name: name.clone() });
+        emit(&mut out, &run_kselftest(&name, k));
+    }
     emit(&mut out, &Record::Done { uptime_ms: uptime_ms() });
     0
 }
@@ -83,6 +93,7 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         duration_us: started.elapsed().as_micros() as u64,
         snapshots: vec![],
         notes: vec![],
+        output: String::new(),
     }
 }
 
@@ -181,6 +192,71 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
             started,
         ),
     }
+}
+
+/// Runs an upstream selftest program with its output captured; the host parses the KTAP.
+/// Exit 0 is pass and 4 is KSFT_SKIP (whole program skipped), as kselftest's runner counts them.
+fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let started = Instant::now();
+    let child = std::process::Command::new(&k.path)
+        .current_dir("/tmp")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return end(name, Outcome::Fail, format!("cannot start {}: {e}", k.path), started),
+    };
+    // Both pipes drain in threads so a chatty test cannot block on a full pipe.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let limit = Duration::from_millis(k.timeout_ms);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut output = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    if !stderr.is_empty() {
+        output.push_str("\n# stderr:\n");
+        output.push_str(&stderr);
+    }
+    let (outcome, message) = match status {
+        None => (Outcome::Fail, format!("timed out after {} ms (selftest settings); killed", limit.as_millis())),
+        Some(st) => match (st.code(), st.signal()) {
+            (Some(0), _) => (Outcome::Pass, String::new()),
+            (Some(4), _) => (Outcome::Ignored, "the program skipped itself (KSFT_SKIP)".into()),
+            (Some(c), _) => (Outcome::Fail, format!("exited with status {c}")),
+            (None, Some(sig)) => (Outcome::Fail, format!("killed by signal {sig} ({})", signal_name(sig))),
+            (None, None) => (Outcome::Fail, "ended without a status".into()),
+        },
+    };
+    let mut rec = end(name, outcome, message, started);
+    if let Record::End { output: o, .. } = &mut rec {
+        *o = output;
+    }
+    rec
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

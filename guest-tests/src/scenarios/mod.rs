@@ -5,9 +5,11 @@ use crate::framework::Scenario;
 
 mod abi;
 mod basic;
+mod client;
 mod cow;
 mod exec;
 mod fork;
+mod legacy;
 mod munmap;
 mod private;
 mod selftest;
@@ -16,7 +18,7 @@ mod threads;
 mod trace;
 
 pub fn all() -> Vec<Scenario> {
-    let families: [&[Scenario]; 10] = [
+    let families: [&[Scenario]; 12] = [
         basic::SCENARIOS,
         abi::SCENARIOS,
         shared::SCENARIOS,
@@ -27,6 +29,8 @@ pub fn all() -> Vec<Scenario> {
         munmap::SCENARIOS,
         exec::SCENARIOS,
         trace::SCENARIOS,
+        legacy::SCENARIOS,
+        client::SCENARIOS,
     ];
     families.iter().flat_map(|f| f.iter()).map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
 }
@@ -40,5 +44,9 @@ pub fn find(name: &str) -> Option<Scenario> {
 
 /// The exec'd half of a scenario (`ue-scenarios --helper WHICH ARGS...`); returns the exit code.
 pub fn helper(which: &str, args: &[&str]) -> i32 {
-    exec::helper(which, args)
+    if which.starts_with("client-") {
+        client::helper(which, args)
+    } else {
+        exec::helper(which, args)
+    }
 }

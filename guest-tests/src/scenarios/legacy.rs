@@ -1,0 +1,82 @@
+//! The status-page ABI of 5.18–6.3 (6.1 here, built with its BROKEN dependency lifted): the
+//! kernel keeps one bit per event in a page that programs map read-only from
+//! `user_events_status`. These checks run only where that ABI is what the kernel has.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+
+use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use crate::uapi::{self, Errno};
+use crate::{check, check_eq, tracefs};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "legacy::status_bit_follows_enable",
+        about: "old ABI: the event's bit in the mmap'd status page is set on enable and cleared on disable",
+        run: status_bit_follows_enable,
+    },
+    Scenario {
+        name: "legacy::write_reaches_trace",
+        about: "old ABI: a written event reaches `trace` under its name",
+        run: write_reaches_trace,
+    },
+];
+
+/// `struct user_reg` before 6.4: packed, 20 bytes, the kernel answers with a status bit.
+#[repr(C, packed)]
+#[derive(Default)]
+struct OldUserReg {
+    size: u32,
+    name_args: u64,
+    status_bit: u32,
+    write_index: u32,
+}
+
+/// Ignores the scenario unless the kernel has the old ABI: there DIAG_IOCSUNREG does not exist.
+fn require_status_page_abi(cx: &Ctx) -> R {
+    match uapi::unreg(cx.fd(), 0, 0) {
+        Err(Errno(libc::ENOTTY)) => Ok(()),
+        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore(
+            "kernel has the remote-write ABI (DIAG_IOCSUNREG exists); the status page was removed in 6.4".into(),
+        )),
+        other => Err(Stop::Fail(format!("probe DIAG_IOCSUNREG: unexpected {other:?}"))),
+    }
+}
+
+fn old_reg(cx: &Ctx, name_args: &str) -> Result<(u32, u32), Stop> {
+    let c = CString::new(name_args).unwrap();
+    let mut r = OldUserReg { size: 20, name_args: c.as_ptr() as u64, status_bit: u32::MAX, write_index: u32::MAX };
+    let rc = unsafe { libc::ioctl(cx.fd().as_raw_fd(), uapi::DIAG_IOCSREG, &mut r as *mut OldUserReg) };
+    check!(rc == 0, "old-ABI DIAG_IOCSREG {name_args:?}: {}", Errno::last());
+    Ok((r.status_bit, r.write_index))
+}
+
+fn status_bit_follows_enable(cx: &mut Ctx) -> R {
+    require_status_page_abi(cx)?;
+    let name = cx.event_name();
+    let (bit, _) = old_reg(cx, &name)?;
+    let status = std::fs::File::open(tracefs::path("user_events_status"))?;
+    let page = Mapping::map(4096, libc::PROT_READ, libc::MAP_SHARED, status.as_raw_fd(), 0)?;
+    let (byte, mask) = ((bit / 8) as usize, 1u8 << (bit % 8));
+    let read = || unsafe { std::ptr::read_volatile(page.addr(byte)) } & mask;
+    check_eq!(read(), 0, "status bit {bit} of a disabled event");
+    tracefs::set_enabled(&name, true)?;
+    cx.wait_for(&format!("status bit {bit} set after enable"), || read() != 0)?;
+    tracefs::set_enabled(&name, false)?;
+    cx.wait_for(&format!("status bit {bit} cleared after disable"), || read() == 0)?;
+    Ok(())
+}
+
+fn write_reaches_trace(cx: &mut Ctx) -> R {
+    require_status_page_abi(cx)?;
+    let name = cx.event_name();
+    let (_, idx) = old_reg(cx, &format!("{name} u32 count"))?;
+    tracefs::clear_trace()?;
+    tracefs::set_enabled(&name, true)?;
+    let n = uapi::write_event(cx.fd(), idx, &0x2a_u32.to_ne_bytes())?;
+    check_eq!(n, 8, "bytes accepted by write()");
+    tracefs::set_enabled(&name, false)?;
+    let lines: Vec<String> = tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&name)).collect();
+    check_eq!(lines.len(), 1, "lines for {name} in trace: {lines:?}");
+    Ok(())
+}

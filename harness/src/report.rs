@@ -1,0 +1,117 @@
+//! Reports over finished runs: JUnit XML per kernel (for CI systems), and the matrix table
+//! (scenario rows, kernel columns) as Markdown and JSON.
+
+use std::collections::BTreeMap;
+
+use crate::suite::KernelRun;
+use crate::verdict::Verdict;
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+pub fn junit(run: &KernelRun) -> String {
+    let v = &run.verdicts;
+    let failures = v.iter().filter(|x| matches!(x.verdict, Verdict::Fail(_))).count();
+    let skipped = v.iter().filter(|x| matches!(x.verdict, Verdict::Ignored(_))).count();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
+        xml_escape(&run.kernel.label),
+        v.len(),
+        run.report.wall_ms as f64 / 1000.0
+    );
+    for x in v {
+        let (class, name) = x.name.rsplit_once("::").unwrap_or(("", &x.name));
+        let time = x.duration_us.map_or(0.0, |u| u as f64 / 1e6);
+        s.push_str(&format!(
+            "  <testcase classname=\"{}::{}\" name=\"{}\" time=\"{time:.6}\"",
+            xml_escape(&run.kernel.label),
+            xml_escape(class),
+            xml_escape(name)
+        ));
+        match &x.verdict {
+            Verdict::Pass => s.push_str("/>\n"),
+            Verdict::Ignored(r) => s.push_str(&format!("><skipped message=\"{}\"/></testcase>\n", xml_escape(r))),
+            Verdict::Fail(m) => {
+                let first = m.lines().next().unwrap_or("");
+                s.push_str(&format!("><failure message=\"{}\">{}</failure></testcase>\n", xml_escape(first), xml_escape(m)))
+            }
+        }
+    }
+    s.push_str("</testsuite>\n</testsuites>\n");
+    s
+}
+
+fn cell(v: &Verdict) -> String {
+    match v {
+        Verdict::Pass => "pass".into(),
+        Verdict::Fail(m) => format!("FAIL ({})", m.lines().next().unwrap_or("").chars().take(60).collect::<String>()),
+        Verdict::Ignored(r) => format!("ignored ({})", r.chars().take(60).collect::<String>()),
+    }
+}
+
+/// Scenario rows, kernel columns; a scenario a kernel did not run shows "-".
+pub fn matrix_markdown(runs: &[KernelRun]) -> String {
+    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    for r in runs {
+        for v in &r.verdicts {
+            rows.entry(v.name.as_str()).or_default().insert(r.kernel.label.as_str(), cell(&v.verdict).replace('|', "\\|"));
+        }
+    }
+    let labels: Vec<&str> = runs.iter().map(|r| r.kernel.label.as_str()).collect();
+    let mut s = format!("| scenario | {} |\n|---|{}\n", labels.join(" | "), "---|".repeat(labels.len()));
+    for (name, cells) in &rows {
+        let cols: Vec<String> = labels.iter().map(|l| cells.get(l).cloned().unwrap_or_else(|| "-".into())).collect();
+        s.push_str(&format!("| {name} | {} |\n", cols.join(" | ")));
+    }
+    s.push('\n');
+    for r in runs {
+        let count = |f: fn(&Verdict) -> bool| r.verdicts.iter().filter(|v| f(&v.verdict)).count();
+        s.push_str(&format!(
+            "- {}: {} — {} passed, {} failed, {} ignored; boot + suite {:.1} s\n",
+            r.kernel.label,
+            r.kernel.provenance,
+            count(|v| matches!(v, Verdict::Pass)),
+            count(|v| matches!(v, Verdict::Fail(_))),
+            count(|v| matches!(v, Verdict::Ignored(_))),
+            r.report.wall_ms as f64 / 1000.0
+        ));
+    }
+    s
+}
+
+pub fn matrix_json(runs: &[KernelRun]) -> serde_json::Value {
+    serde_json::Value::Array(
+        runs.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "kernel": r.kernel.label,
+                    "provenance": r.kernel.provenance,
+                    "kernel_release": r.report.kernel_release,
+                    "wall_ms": r.report.wall_ms,
+                    "run_dir": r.run_dir,
+                    "verdicts": r.verdicts.iter().map(|v| serde_json::json!({"name": v.name, "result": v.verdict})).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_special_characters_and_control_bytes_are_escaped() {
+        assert_eq!(xml_escape("a<b & \"c\"\u{1b}[0m"), "a&lt;b &amp; &quot;c&quot;[0m");
+    }
+}

@@ -1,0 +1,94 @@
+//! The kernel tree's own user_events selftests (`tools/testing/selftests/user_events/`), built
+//! statically from the same tree as the kernel, against that tree's uapi headers, so they run
+//! in the same boot as the scenarios. A program that does not build is reported with the
+//! compiler's message.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use harness::suite::KselftestBinary;
+use serde::{Deserialize, Serialize};
+
+use crate::progress::Progress;
+
+const STAMP: &str = "BUILT.json";
+
+#[derive(Serialize, Deserialize)]
+struct Stamp {
+    programs: Vec<KselftestBinary>,
+}
+
+/// Builds every program of [`harness::suite::KSELFTESTS`] (into `out/kselftest/`), or takes
+/// them from an earlier build of the same entry unless `rebuild`.
+pub fn build(src: &Path, out: &Path, rebuild: bool, progress: &mut Progress) -> anyhow::Result<Vec<KselftestBinary>> {
+    let dir = out.join("kselftest");
+    let stamp = dir.join(STAMP);
+    if !rebuild {
+        if let Some(s) = std::fs::read(&stamp).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
+            return Ok(s.programs);
+        }
+    }
+    progress.step("kselftest", &format!("upstream user_events selftests from {}", src.display()));
+    std::fs::create_dir_all(&dir)?;
+    let tests = src.join("tools/testing/selftests/user_events");
+    let timeout = settings_timeout(&tests.join("settings"));
+    // `make headers` installs this tree's uapi headers under out/usr/include (KHDR_INCLUDES).
+    let headers = crate::kbuild::make_cmd(src, out).arg("headers").output().context("make headers")?;
+    let headers_err = (!headers.status.success()).then(|| String::from_utf8_lossy(&headers.stderr).into_owned());
+    let mut programs = Vec::new();
+    for name in harness::suite::KSELFTESTS {
+        let c_file = tests.join(format!("{name}.c"));
+        let binary = dir.join(name);
+        let mut p = KselftestBinary { name: name.to_string(), path: None, build_error: None, timeout };
+        if !c_file.exists() {
+            p.build_error = Some(format!("this kernel's tree has no {}", c_file.strip_prefix(src).unwrap_or(&c_file).display()));
+        } else if let Some(e) = &headers_err {
+            p.build_error = Some(format!("make headers failed:\n{e}"));
+        } else {
+            let o = Command::new("gcc")
+                .args(["-static", "-O2", "-Wall", "-Wl,-no-as-needed"])
+                .arg(format!("-I{}", out.join("usr/include").display()))
+                .arg("-o")
+                .arg(&binary)
+                .arg(&c_file)
+                .args(["-lrt", "-lpthread", "-lm"])
+                .output()
+                .context("run gcc")?;
+            if o.status.success() {
+                p.path = Some(binary);
+            } else {
+                let msg = String::from_utf8_lossy(&o.stderr);
+                let errors: Vec<&str> = msg.lines().filter(|l| l.contains("error")).take(8).collect();
+                p.build_error = Some(format!("gcc failed:\n{}", if errors.is_empty() { msg.trim().to_owned() } else { errors.join("\n") }));
+            }
+        }
+        programs.push(p);
+    }
+    crate::cache::write_atomic(&stamp, &serde_json::to_vec_pretty(&Stamp { programs: programs.clone() })?)?;
+    Ok(programs)
+}
+
+/// `timeout=90` from the selftests' `settings` file (kselftest's runner default: 45 s).
+fn settings_timeout(path: &Path) -> Duration {
+    let secs = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.trim().strip_prefix("timeout=").and_then(|v| v.parse().ok())))
+        .unwrap_or(45);
+    Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_timeout_is_read_or_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("settings");
+        std::fs::write(&p, "timeout=90\n").unwrap();
+        assert_eq!(settings_timeout(&p), Duration::from_secs(90));
+        assert_eq!(settings_timeout(&d.path().join("none")), Duration::from_secs(45));
+    }
+}
