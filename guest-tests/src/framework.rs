@@ -483,21 +483,21 @@ pub fn pread(fd: BorrowedFd<'_>, len: usize, off: i64) -> Result<Vec<u8>, Stop> 
     Ok(buf)
 }
 
-/// Whether a kernel log record (read from /dev/kmsg, from the start) contains `needle`: for
+/// How many kernel log records (read from /dev/kmsg, from the start) contain `needle`: for
 /// waiting on a pr_warn that marks the end of asynchronous kernel work.
-pub fn kmsg_contains(needle: &str) -> Result<bool, Stop> {
+pub fn kmsg_count(needle: &str) -> Result<usize, Stop> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg")?;
     let mut buf = vec![0u8; 8192];
+    let mut count = 0;
     loop {
         // One record per read; EAGAIN at the end, EPIPE when a record was overwritten.
         match f.read(&mut buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) if String::from_utf8_lossy(&buf[..n]).contains(needle) => return Ok(true),
-            Ok(_) => {}
+            Ok(0) => return Ok(count),
+            Ok(n) => count += usize::from(String::from_utf8_lossy(&buf[..n]).contains(needle)),
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
             Err(e) => fail!("/dev/kmsg: {e}"),
         }
     }

@@ -57,6 +57,8 @@ pub struct SuiteOptions {
     /// The guest's own per-scenario limit, when it should differ from the host's (the
     /// harness's self-tests use a long one to see the host's limit act alone).
     pub guest_scenario_timeout: Option<Duration>,
+    /// Run the kernel tree's own selftests in the same boot (`kselftest::*` trials).
+    pub kselftests: bool,
 }
 
 impl SuiteOptions {

@@ -52,11 +52,12 @@ pub fn run(
 ) -> anyhow::Result<Conclusion> {
     let mut trials = Vec::new();
     for k in kernels {
+        let programs: &[&str] = if opts.kselftests { &KSELFTESTS } else { &[] };
         let names: Vec<String> = scenarios
             .iter()
             .map(|s| s.name.clone())
             .chain([HEALTH.to_owned()])
-            .chain(KSELFTESTS.iter().map(|p| kselftest_name(p)))
+            .chain(programs.iter().map(|p| kselftest_name(p)))
             .collect();
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
         // by the same rules that left them unplanned. They are never reported as passes.
@@ -66,7 +67,7 @@ pub fn run(
             continue;
         }
         let chosen = selected(args, &k.label, scenarios);
-        let chosen_ks = selected_kselftests(args, &k.label);
+        let chosen_ks = if opts.kselftests { selected_kselftests(args, &k.label) } else { vec![] };
         if chosen.is_empty() && chosen_ks.is_empty() && !is_selected(args, &trial_name(&k.label, HEALTH)) {
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;

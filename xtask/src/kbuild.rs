@@ -35,7 +35,11 @@ pub struct BuildRequest<'a> {
     pub label: String,
     pub source: Source<'a>,
     pub fragments: Vec<PathBuf>,
+    /// All patches, in order: the kernel list's own first, then `extra_patches`' copies.
     pub patches: Vec<PathBuf>,
+    /// How many of the last `patches` are on top of the kernel as listed (--patch, a
+    /// mutant): such a build starts from a copy of the build without them.
+    pub extra_patches: usize,
     pub jobs: usize,
 }
 
@@ -120,7 +124,7 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
         let tree = fetch(progress)?;
         crate::source::patched_copy(&tree, &src, &req.patches, progress)?;
-        if !req.patches.is_empty() && !out.exists() {
+        if req.extra_patches > 0 && !out.exists() {
             seed_from_base(cache_root, *fetch, identity.as_str(), req, &out, progress)?;
         }
     }
@@ -156,8 +160,8 @@ fn read_record(path: &Path) -> Option<BuildRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Starts a patched build from a copy of the unpatched build directory (same fragments and
-/// compiler), building that first if needed. Relative paths inside it keep it valid.
+/// Starts a patched build from a copy of the build without the extra patches (same fragments
+/// and compiler), building that first if needed. Relative paths inside it keep it valid.
 fn seed_from_base(
     cache_root: &Path,
     fetch: FetchTree<'_>,
@@ -170,7 +174,8 @@ fn seed_from_base(
         label: req.label.clone(),
         source: Source::Pristine { identity: identity.to_owned(), fetch },
         fragments: req.fragments.clone(),
-        patches: vec![],
+        patches: req.patches[..req.patches.len() - req.extra_patches].to_vec(),
+        extra_patches: 0,
         jobs: req.jobs,
     };
     let base = build(cache_root, &base_req, progress)?;

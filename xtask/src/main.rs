@@ -139,6 +139,10 @@ struct RunArgs {
     /// Boot limit in seconds at KVM speed (scaled for TCG).
     #[arg(long, default_value_t = 10)]
     boot_timeout: u64,
+    /// Also run the kernel tree's own user_events selftests in the same boot, as
+    /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
+    #[arg(long)]
+    kselftest: bool,
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -227,6 +231,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
             label: label.clone(),
             source: Source::Tree { tree: tree.clone() },
             fragments: default_fragments()?,
+            extra_patches: patches.len(),
             patches,
             jobs: jobs(a),
         };
@@ -257,6 +262,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
             source: Source::Pristine { identity, fetch: &fetch },
             fragments: spec.fragment_paths(&configs_dir()),
             patches: all_patches,
+            extra_patches: patches.len(),
             jobs: jobs(a),
         };
         let built = kbuild::build(&cache, &req, progress)?;
@@ -355,6 +361,7 @@ fn suite_options(r: &RunArgs, guest_bin_dir: PathBuf) -> SuiteOptions {
         memory_mib: 512,
         cpus: 2,
         guest_scenario_timeout: None,
+        kselftests: r.kselftest,
     }
 }
 
@@ -414,7 +421,8 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn matrix_cmd(mut k: KernelArgs, r: RunArgs) -> anyhow::Result<ExitCode> {
+fn matrix_cmd(mut k: KernelArgs, mut r: RunArgs) -> anyhow::Result<ExitCode> {
+    r.kselftest = true;
     if k.kernel_image.is_some() || k.kernel_tree.is_some() {
         bail!("matrix runs kernels of kernel-configs/kernels.toml; use `test` for a tree or an image");
     }

@@ -197,60 +197,77 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
 /// Runs an upstream selftest program with its output captured; the host parses the KTAP.
 /// Exit 0 is pass and 4 is KSFT_SKIP (whole program skipped), as kselftest's runner counts them.
 fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
-    use std::io::Read;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let started = Instant::now();
-    let child = std::process::Command::new(&k.path)
-        .current_dir("/tmp")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return end(name, Outcome::Fail, format!("cannot start {}: {e}", k.path), started),
+    // One pipe for stdout and stderr: the harness's assertion messages (stderr) then sit
+    // next to the KTAP line they explain.
+    let out = match Pipe::new() {
+        Ok(o) => o,
+        Err(e) => return end(name, Outcome::Fail, format!("{e:?}"), started),
     };
-    // Both pipes drain in threads so a chatty test cannot block on a full pipe.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let limit = Duration::from_millis(k.timeout_ms);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let mut output = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    if !stderr.is_empty() {
-        output.push_str("\n# stderr:\n");
-        output.push_str(&stderr);
+    let path = std::ffi::CString::new(k.path.as_str()).unwrap();
+    // fork/exec by hand: std's spawn with a process group or a pre_exec hook fails with
+    // ENOSYS on these tinyconfig kernels, and the program needs its own group (a time-out
+    // kills what it forked) and a writable cwd.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return end(name, Outcome::Fail, format!("fork: {}", std::io::Error::last_os_error()), started);
     }
-    let (outcome, message) = match status {
-        None => (Outcome::Fail, format!("timed out after {} ms (selftest settings); killed", limit.as_millis())),
-        Some(st) => match (st.code(), st.signal()) {
-            (Some(0), _) => (Outcome::Pass, String::new()),
-            (Some(4), _) => (Outcome::Ignored, "the program skipped itself (KSFT_SKIP)".into()),
-            (Some(c), _) => (Outcome::Fail, format!("exited with status {c}")),
-            (None, Some(sig)) => (Outcome::Fail, format!("killed by signal {sig} ({})", signal_name(sig))),
-            (None, None) => (Outcome::Fail, "ended without a status".into()),
-        },
+    if pid == 0 {
+        unsafe {
+            libc::setpgid(0, 0);
+            libc::chdir(c"/tmp".as_ptr());
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            libc::dup2(null, 0);
+            libc::dup2(out.wr.as_raw_fd(), 1);
+            libc::dup2(out.wr.as_raw_fd(), 2);
+            let argv = [path.as_ptr(), std::ptr::null()];
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            let msg = format!("exec {}: {}\n", k.path, std::io::Error::last_os_error());
+            libc::write(2, msg.as_ptr() as *const _, msg.len());
+            libc::_exit(127);
+        }
+    }
+    drop(out.wr);
+    let limit = Duration::from_millis(k.timeout_ms);
+    let mut bytes = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        let mut pfd = libc::pollfd { fd: out.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) } <= 0 {
+            continue;
+        }
+        let mut chunk = [0u8; 16384];
+        let n = unsafe { libc::read(out.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        if n <= 0 {
+            break;
+        }
+        if bytes.len() < 1 << 20 {
+            bytes.extend_from_slice(&chunk[..n as usize]);
+        }
+    }
+    if timed_out {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let output = String::from_utf8_lossy(&bytes).into_owned();
+    // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
+    let (outcome, message) = if timed_out {
+        (Outcome::Fail, format!("timed out after {} ms (selftest settings); killed", limit.as_millis()))
+    } else if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        (Outcome::Fail, format!("killed by signal {sig} ({})", signal_name(sig)))
+    } else {
+        match libc::WEXITSTATUS(status) {
+            0 => (Outcome::Pass, String::new()),
+            4 => (Outcome::Ignored, "the program skipped itself (KSFT_SKIP)".into()),
+            c => (Outcome::Fail, format!("exited with status {c}")),
+        }
     };
     let mut rec = end(name, outcome, message, started);
     if let Record::End { output: o, .. } = &mut rec {

@@ -138,16 +138,11 @@ macro_rules! register_provider {
     }};
 }
 
-/// The crate's view of one tracepoint and the write through it, as a scenario checks them.
-fn tp_state(tp: &TracepointState) -> (bool, i32) {
-    (tp.enabled(), write_u32(tp, 1))
-}
-
 fn tracepoint_follows_tracefs(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
     let name = cx.event_name();
     register(&TP_TRACEFS, &format!("{name} u32 n"))?;
-    check_eq!(tp_state(&TP_TRACEFS), (false, EBADF), "(enabled, write) right after register");
+    check_eq!((TP_TRACEFS.enabled(), write_u32(&TP_TRACEFS, 1)), (false, EBADF), "(enabled, write) right after register");
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("TracepointState::enabled() after enable", || TP_TRACEFS.enabled())?;
     check_eq!(write_u32(&TP_TRACEFS, 1), 0, "TracepointState::write while enabled");
@@ -235,13 +230,6 @@ fn lines_of(name: &str) -> Result<Vec<String>, Stop> {
     Ok(tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&format!(" {name}: "))).collect())
 }
 
-/// Sleeps briefly so that this task is switched out while its events are still enabled: ftrace
-/// saves a task's comm for `trace` only at a context switch while event recording is on, and
-/// prints `<...>` otherwise, which would make the snapshots depend on scheduling.
-fn save_comm() {
-    std::thread::sleep(Duration::from_millis(1));
-}
-
 /// Whether a `trace` line was written by `pid` (its `comm-pid` prefix).
 fn by_pid(line: &str, pid: libc::pid_t) -> bool {
     line.split_whitespace().next().is_some_and(|task| task.ends_with(&format!("-{pid}")))
@@ -273,7 +261,6 @@ fn tracepoint_write_reaches_trace(cx: &mut Ctx) -> R {
         EventDataDescriptor::from_bytes(&field2),
     ]);
     check_eq!(err, 0, "TracepointState::write of the doc example's 24 bytes");
-    save_comm();
     for n in [&name, &doc] {
         tracefs::set_enabled(n, false)?;
     }
@@ -385,7 +372,6 @@ fn eventheader_write_reaches_trace(cx: &mut Ctx) -> R {
     let (count, msg) = (42u32, "hello");
     let fields = eh::write_event!(WRITE, "Fields", level(Informational), keyword(5), u32("count", &count), str8("msg", msg));
     check_eq!(fields, 0, "write_event! with fields");
-    save_comm();
     let samples = ring.raw_samples()?;
     tracefs::set_enabled(tp, false)?;
     let lines = lines_of(tp)?;
@@ -434,7 +420,6 @@ fn fork_child_follows(cx: &mut Ctx) -> R {
         to_parent.send(b"f")?;
         wait_until("child sees both enabled", deadline, || state() == (true, true))?;
         check_eq!(write_u32(&TP_FORK, 7), 0, "child's TracepointState::write");
-        save_comm();
         to_parent.send(b"w")?;
         wait_until("child sees both disabled", deadline, || state() == (false, false))?;
         to_parent.send(&[b'd', sent])
@@ -636,6 +621,5 @@ fn registered_after_exec(rd: &str, wr: &str, ms: &str) -> R {
     steps.send(b"r")?;
     steps.expect(b'e', STEP)?;
     wait_until("the new image's write_event! sends", Duration::from_millis(ms), on)?;
-    save_comm();
     steps.send(b"w")
 }
