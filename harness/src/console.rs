@@ -78,6 +78,9 @@ pub fn strip_timestamp(line: &str) -> &str {
 pub struct Watch {
     pub found: Vec<Trouble>,
     open: Option<usize>,
+    /// The scenario between the runner's start and end markers in the console stream.
+    marked: Option<String>,
+    seen_markers: bool,
 }
 
 impl Watch {
@@ -85,8 +88,16 @@ impl Watch {
         Self::default()
     }
 
+    /// `during` is what the result channel says is running; the runner's markers in the console
+    /// itself take precedence once seen, since they are ordered with the splats exactly.
     pub fn feed(&mut self, line: &str, during: Option<&str>) {
         let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(rest) = strip_timestamp(line).strip_prefix(result_channel::KMSG_MARKER) {
+            self.seen_markers = true;
+            self.marked = rest.strip_prefix("start ").map(str::to_owned);
+            return;
+        }
+        let during = if self.seen_markers { self.marked.as_deref() } else { during };
         if let Some(kind) = classify(line) {
             // A panic that follows an oops belongs to it: extend, don't split.
             let continues = kind == TroubleKind::Panic && self.open.is_some();

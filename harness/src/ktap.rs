@@ -50,7 +50,7 @@ pub fn parse(text: &str) -> Ktap {
             continue;
         }
         if let Some(rest) = line.strip_prefix("1..") {
-            if let Ok(n) = rest.trim().split_whitespace().next().unwrap_or("").parse() {
+            if let Ok(n) = rest.split_whitespace().next().unwrap_or("").parse() {
                 k.plan = Some(n);
             }
         } else if let Some(rest) = line.strip_prefix("Bail out!") {

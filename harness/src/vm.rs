@@ -211,6 +211,12 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
                 results_open = false;
             }
         }
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            kill(&mut child);
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&qemu.result_socket);
+            bail!("interrupted; QEMU stopped (console log so far: {})", console_path.display());
+        }
         if exit_status.is_none() {
             if let Some(st) = child.try_wait()? {
                 exit_status = Some(st);
@@ -223,12 +229,6 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             }
             continue;
         }
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            kill(&mut child);
-            let _ = child.wait();
-            let _ = std::fs::remove_file(&qemu.result_socket);
-            bail!("interrupted; QEMU stopped (console log so far: {})", console_path.display());
-        }
         if timed_out.is_none() {
             timed_out = check_limits(&limits, started, last_output, scenario_started, &report, done);
         }
@@ -240,6 +240,8 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
     }
     kill(&mut child);
     let status = child.wait()?;
+    // Gone already if QEMU connected; if it never did, the listener's file must not stay.
+    let _ = std::fs::remove_file(&qemu.result_socket);
     report.qemu_stderr = stderr_reader.join().unwrap_or_default();
     report.troubles = watch.found.clone();
     report.wall_ms = started.elapsed().as_millis() as u64;

@@ -259,4 +259,8 @@ pub fn kselftest_name(program: &str) -> String {
     format!("kselftest::{program}")
 }
 
+/// The prefix of the runner's own kernel log lines (`<prefix>start NAME`, `<prefix>end NAME`)
+/// that bracket each scenario in the console stream.
+pub const KMSG_MARKER: &str = "ue-runner: ";
+
 pub const PLAN_PATH: &str = "/etc/ue-plan.json";

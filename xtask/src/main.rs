@@ -496,6 +496,13 @@ fn selftest_cmd(k: KernelArgs, r: RunArgs, libtest: Vec<String>) -> anyhow::Resu
             })
         })
         .collect();
+    let mut wk = k.clone();
+    wk.patches = vec![configs_dir().join("selftest/warn-in-unreg.patch")];
+    let (warn_kernel, _) = resolve_kernels_timed(&wk, &mut progress)?.remove(0);
+    let warn_opts = opts.clone();
+    trials.push(Trial::test("selftest::kernel_warning_fails_the_running_scenario", move || {
+        selftest::warning_fails_the_running_scenario(&warn_kernel, &warn_opts).map_err(|e| Failed::from(format!("{e:#}")))
+    }));
     let xtask = std::env::current_exe()?;
     trials.push(Trial::test("selftest::ctrl_c_leaves_nothing_running", move || {
         selftest::ctrl_c_leaves_nothing(&xtask, &runs_dir).map_err(|e| Failed::from(format!("{e:#}")))

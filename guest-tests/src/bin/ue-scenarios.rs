@@ -67,16 +67,31 @@ fn run_plan(path: &str) -> i32 {
     emit(&mut out, &Record::Hello { kernel_release: release, uptime_ms: uptime_ms(), planned: plan.scenarios.len() as u32 });
     for name in &plan.scenarios {
         emit(&mut out, &Record::Start { name: name.clone() });
+        kmsg_marker("start", name);
         let rec = run_in_child(name, &plan);
+        kmsg_marker("end", name);
         emit(&mut out, &rec);
     }
     for k in &plan.kselftests {
         let name = result_channel::kselftest_name(&k.name);
         emit(&mut out, &Record::Start { name: name.clone() });
-        emit(&mut out, &run_kselftest(&name, k));
+        kmsg_marker("start", &name);
+        let rec = run_kselftest(&name, k);
+        kmsg_marker("end", &name);
+        emit(&mut out, &rec);
     }
     emit(&mut out, &Record::Done { uptime_ms: uptime_ms() });
     0
+}
+
+/// Marks where a scenario starts and ends in the kernel log itself, so the host attributes
+/// a console splat by its place in the console stream, not by when it happened to arrive.
+fn kmsg_marker(what: &str, name: &str) {
+    // Level 4 (warning): shown at the harness's loglevel=5, like the splats it brackets.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut f| f.write_all(format!("<4>{}{what} {name}\n", result_channel::KMSG_MARKER).as_bytes()));
 }
 
 fn uptime_ms() -> u64 {
