@@ -84,6 +84,9 @@ impl SuiteOptions {
 pub struct ScenarioInfo {
     pub name: String,
     pub about: String,
+    /// Run only when asked for (the stress family).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Asks the guest runner for its scenarios: it is a static x86-64 binary, so it runs here.

@@ -112,6 +112,10 @@ struct KernelArgs {
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     no_install: bool,
+    /// The debug variant: add kernel-configs/debug.config (KASAN, KFENCE, DEBUG_VM, lockdep,
+    /// atomic-sleep checks); trials are named `<kernel>-debug::...`.
+    #[arg(long)]
+    debug: bool,
 }
 
 #[derive(Args)]
@@ -139,6 +143,9 @@ struct RunArgs {
     /// Boot limit in seconds at KVM speed (scaled for TCG).
     #[arg(long, default_value_t = 10)]
     boot_timeout: u64,
+    /// Also run the stress family (bounded-time hammering of the asynchronous paths).
+    #[arg(long)]
+    stress: bool,
     /// Also run the kernel tree's own user_events selftests in the same boot, as
     /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
     #[arg(long)]
@@ -217,7 +224,11 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     }
     let default_fragments = || -> anyhow::Result<Vec<PathBuf>> {
         let list = KernelList::load(&configs_dir())?;
-        Ok(list.kernels[&list.default].fragment_paths(&configs_dir()))
+        let mut f = list.kernels[&list.default].fragment_paths(&configs_dir());
+        if a.debug {
+            f.push(configs_dir().join("debug.config"));
+        }
+        Ok(f)
     };
     let patches: Vec<PathBuf> = a
         .patches
@@ -255,12 +266,17 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
         };
         let mut all_patches = spec.patch_paths(&configs_dir());
         all_patches.extend(patches.iter().cloned());
-        let label = if patches.is_empty() { name.clone() } else { format!("{name}+patched") };
+        let variant = if a.debug { "-debug" } else { "" };
+        let label = if patches.is_empty() { format!("{name}{variant}") } else { format!("{name}{variant}+patched") };
+        let mut fragments = spec.fragment_paths(&configs_dir());
+        if a.debug {
+            fragments.push(configs_dir().join("debug.config"));
+        }
         let identity = format!("deb:{}={} sha256:{}", entry.package, entry.version, entry.sha256);
         let req = BuildRequest {
             label: label.clone(),
             source: Source::Pristine { identity, fetch: &fetch },
-            fragments: spec.fragment_paths(&configs_dir()),
+            fragments,
             patches: all_patches,
             extra_patches: patches.len(),
             jobs: jobs(a),
@@ -319,7 +335,8 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         host_tools::ensure(!a.kernel.no_install)?;
     }
     let guest_dir = guest::build(&root, &mut progress)?;
-    let scenarios = harness::suite::list_scenarios(&guest_dir)?;
+    let scenarios: Vec<_> =
+        harness::suite::list_scenarios(&guest_dir)?.into_iter().filter(|s| a.run.stress || !s.optional).collect();
     let kernels = if listing { labels_only(&a.kernel)? } else { resolve_kernels(&a.kernel, &mut progress)? };
     let mut opts = suite_options(&a.run, guest_dir);
     if !listing {
@@ -388,7 +405,8 @@ fn mutants_cmd(k: KernelArgs, r: RunArgs, only: Option<String>) -> anyhow::Resul
         bail!("no mutant in kernel-configs/mutants matches");
     }
     let guest_dir = guest::build(&project_root(), &mut progress)?;
-    let names: Vec<String> = harness::suite::list_scenarios(&guest_dir)?.into_iter().map(|s| s.name).collect();
+    let names: Vec<String> =
+        harness::suite::list_scenarios(&guest_dir)?.into_iter().filter(|s| r.stress || !s.optional).map(|s| s.name).collect();
     let mut opts = suite_options(&r, guest_dir);
     let (base, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
     choose_accel(&mut opts, &r, &k, &base, &mut progress)?;
@@ -430,7 +448,8 @@ fn matrix_cmd(mut k: KernelArgs, mut r: RunArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut progress = Progress::new();
     let guest_dir = guest::build(&project_root(), &mut progress)?;
-    let names: Vec<String> = harness::suite::list_scenarios(&guest_dir)?.into_iter().map(|s| s.name).collect();
+    let names: Vec<String> =
+        harness::suite::list_scenarios(&guest_dir)?.into_iter().filter(|s| r.stress || !s.optional).map(|s| s.name).collect();
     let kselftests: Vec<String> = harness::suite::KSELFTESTS.iter().map(|s| s.to_string()).collect();
     let mut opts = suite_options(&r, guest_dir);
     let list = KernelList::load(&configs_dir())?;
@@ -529,8 +548,9 @@ fn labels_only(a: &KernelArgs) -> anyhow::Result<Vec<KernelUnderTest>> {
         return Ok(vec![stub(t.canonicalize()?.file_name().unwrap_or_default().to_string_lossy().into_owned())]);
     }
     let list = KernelList::load(&configs_dir())?;
+    let variant = if a.debug { "-debug" } else { "" };
     let suffix = if a.patches.is_empty() { "" } else { "+patched" };
-    Ok(list.select(a.kernel.as_deref())?.into_iter().map(|(n, _)| stub(format!("{n}{suffix}"))).collect())
+    Ok(list.select(a.kernel.as_deref())?.into_iter().map(|(n, _)| stub(format!("{n}{variant}{suffix}"))).collect())
 }
 
 /// The KVM probe boots a kernel, so its answer is kept per QEMU and host kernel.

@@ -20,8 +20,14 @@ fn main() {
             0
         }
         ["--list-json"] => {
-            let list: Vec<_> =
-                scenarios::all().iter().map(|s| serde_json::json!({"name": s.name, "about": s.about})).collect();
+            let entry = |s: &guest_tests::framework::Scenario, optional: bool| {
+                serde_json::json!({"name": s.name, "about": s.about, "optional": optional})
+            };
+            let list: Vec<_> = scenarios::all()
+                .iter()
+                .map(|s| entry(s, false))
+                .chain(scenarios::optional().iter().map(|s| entry(s, true)))
+                .collect();
             println!("{}", serde_json::Value::Array(list));
             0
         }

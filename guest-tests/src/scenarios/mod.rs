@@ -14,6 +14,7 @@ mod munmap;
 mod private;
 mod selftest;
 mod shared;
+mod stress;
 mod threads;
 mod trace;
 
@@ -35,11 +36,16 @@ pub fn all() -> Vec<Scenario> {
     families.iter().flat_map(|f| f.iter()).map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
 }
 
-/// Finds a scenario by name, including the deliberately broken `selftest::` ones that only the
-/// harness's own tests plan (they are not in [`all`]).
+/// Scenarios that run only when asked for (`cargo xtask test --stress`).
+pub fn optional() -> Vec<Scenario> {
+    stress::SCENARIOS.iter().map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
+}
+
+/// Finds a scenario by name, including the optional ones and the deliberately broken
+/// `selftest::` ones that only the harness's own tests plan (they are in no list).
 pub fn find(name: &str) -> Option<Scenario> {
-    let s = all().into_iter().chain(selftest::SCENARIOS.iter().map(|s| Scenario { name: s.name, about: s.about, run: s.run }));
-    s.into_iter().find(|s| s.name == name)
+    let broken = selftest::SCENARIOS.iter().map(|s| Scenario { name: s.name, about: s.about, run: s.run });
+    all().into_iter().chain(optional()).chain(broken).find(|s| s.name == name)
 }
 
 /// The exec'd half of a scenario (`ue-scenarios --helper WHICH ARGS...`); returns the exit code.
