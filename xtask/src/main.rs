@@ -4,6 +4,7 @@
 //! guest (static binaries) → harness (initramfs, QEMU, results, trials).
 
 mod apt;
+mod bench;
 mod cache;
 mod guest;
 mod host_tools;
@@ -78,6 +79,9 @@ enum Cmd {
         #[arg(last = true)]
         libtest: Vec<String>,
     },
+    /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
+    /// builds, the last matrix, and virtme-ng on the same kernel; a Markdown table and JSON.
+    Bench(bench::BenchArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
     Parse {
         /// A console log (console.log of a run, or any kernel log).
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Cmd::Mutants { kernel, run, only } => mutants_cmd(kernel, run, only),
         Cmd::Selftest { kernel, run, libtest } => selftest_cmd(kernel, run, libtest),
         Cmd::Matrix { kernel, run } => matrix_cmd(kernel, run),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(code) => code,
@@ -597,4 +602,25 @@ fn parse(console: Option<PathBuf>, results: Option<PathBuf>) -> anyhow::Result<E
 
 fn result_channel_events(bytes: &[u8]) -> Vec<String> {
     harness::channel::parse_all(bytes).into_iter().map(|e| format!("{e:?}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's scenario table is kept by hand: every scenario must have its row.
+    #[test]
+    fn readme_lists_every_scenario() {
+        let root = super::project_root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let dir = root.join("guest-tests/src/scenarios");
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            for name in text.split("name: \"").skip(1).map(|s| s.split('"').next().unwrap()) {
+                if name.starts_with("selftest::") {
+                    continue;
+                }
+                let short = name.split_once("::").map_or(name, |(_, s)| s);
+                assert!(readme.contains(&format!("`{short}`")), "README.md has no row for {name}");
+            }
+        }
+    }
 }

@@ -1,0 +1,777 @@
+//! `cargo xtask bench`: how long the harness takes, and where the time goes. Each row is the
+//! median of several runs with min and max, measured side by side in one invocation (rows 1–3
+//! interleaved run by run, so they see the same background load). The table goes to stdout and,
+//! with a JSON copy, to `target/ue-runs/bench-<stamp>/`.
+//!
+//! Rows: 1 boot floor (harness init with an empty plan; a static C init that reboots at once),
+//! 2 the warm suite end to end, 3 a no-op `build-kernel`, 4 a one-line kernel edit rebuilt and
+//! rerun, 5 recorded cold builds, 6 the newest matrix run, 7 virtme-ng on the same kernel.
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::Parser as _;
+use harness::initramfs::Initramfs;
+use harness::qemu::QemuConfig;
+use harness::suite::{KernelUnderTest, SuiteOptions};
+use harness::vm::{self, VmEnd};
+use harness::channel::{Event, Outcome, Plan, Record};
+use serde::Serialize;
+
+use crate::kbuild::{BuildRequest, Source};
+use crate::kernels::KernelList;
+use crate::progress::Progress;
+use crate::{cache, configs_dir, project_root, KernelArgs, RunArgs};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Runs per measured row (each row reports the median, min and max).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Only these rows (comma list of row numbers, 1–7).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
+    /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Parser)]
+struct Defaults {
+    #[command(flatten)]
+    kernel_args: KernelArgs,
+    #[command(flatten)]
+    run_args: RunArgs,
+}
+
+/// Limits for the commands the bench runs: generous, but every wait ends.
+const SUITE_LIMIT: Duration = Duration::from_secs(20 * 60);
+const NOOP_LIMIT: Duration = Duration::from_secs(5 * 60);
+const EDIT_LIMIT: Duration = Duration::from_secs(40 * 60);
+const VNG_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    /// The issue's row number (what `--only` selects).
+    row: u32,
+    /// `1a`, `2.vm`, ...
+    id: String,
+    what: String,
+    /// Seconds, one per run (empty when the row is a note only).
+    samples: Vec<f64>,
+    median: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    ratio: Option<String>,
+    note: String,
+}
+
+impl Row {
+    fn new(row: u32, id: &str, what: &str, samples: Vec<f64>, note: impl Into<String>) -> Row {
+        let mut sorted = samples.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let median = (!sorted.is_empty()).then(|| {
+            let n = sorted.len();
+            if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            }
+        });
+        Row {
+            row,
+            id: id.into(),
+            what: what.into(),
+            min: sorted.first().copied(),
+            max: sorted.last().copied(),
+            median,
+            samples,
+            ratio: None,
+            note: note.into(),
+        }
+    }
+
+    fn text(row: u32, id: &str, what: &str, note: impl Into<String>) -> Row {
+        Row::new(row, id, what, vec![], note)
+    }
+
+    fn ratio_to(mut self, other: Option<f64>, name: &str) -> Row {
+        if let (Some(a), Some(b)) = (self.median, other) {
+            if b > 0.0 {
+                self.ratio = Some(format!("{:.1}× {name}", a / b));
+            }
+        }
+        self
+    }
+}
+
+fn secs(x: Option<f64>) -> String {
+    x.map_or("–".into(), |s| if s < 10.0 { format!("{s:.2}") } else { format!("{s:.1}") })
+}
+
+fn markdown(rows: &[Row], header: &str) -> String {
+    let mut s = String::new();
+    s.push_str(header);
+    s.push_str("\n\n| # | what | median s | min s | max s | n | ratio | notes |\n|---|---|---:|---:|---:|---:|---|---|\n");
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.id,
+            r.what,
+            secs(r.median),
+            secs(r.min),
+            secs(r.max),
+            if r.samples.is_empty() { "–".into() } else { r.samples.len().to_string() },
+            r.ratio.as_deref().unwrap_or(""),
+            r.note.replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    s
+}
+
+fn say(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+/// The state every row shares: the default kernel (built), the guest, the suite's options.
+struct Setup {
+    dir: PathBuf,
+    cache: PathBuf,
+    kernel_args: KernelArgs,
+    opts: SuiteOptions,
+    kernel: KernelUnderTest,
+    /// The label `cargo xtask test` gives the default kernel (`6.12`).
+    label: String,
+    scenarios: Vec<String>,
+    xtask: PathBuf,
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if let Some(bad) = a.only.iter().find(|r| !(1..=7).contains(*r)) {
+        bail!("--only {bad}: rows are numbered 1 to 7");
+    }
+    let want = |r: u32| a.only.is_empty() || a.only.contains(&r);
+    crate::host_tools::ensure(false)?;
+    let mut progress = Progress::new();
+    let root = project_root();
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let dir = root.join("target/ue-runs").join(format!("bench-{stamp}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let load_before = load_average();
+    let started = Instant::now();
+
+    // The same defaults `cargo xtask test --no-install` gets, whatever fields the arguments grow.
+    let Defaults { mut kernel_args, run_args } = Defaults::parse_from(["bench", "--no-install"]);
+    kernel_args.cache_dir = a.cache_dir.clone();
+    let guest_dir = crate::guest::build(&root, &mut progress)?;
+    // What `cargo xtask test` runs by default: the optional (stress) family is left out.
+    let scenarios: Vec<String> =
+        harness::suite::list_scenarios(&guest_dir)?.into_iter().filter(|s| !s.optional).map(|s| s.name).collect();
+    let (kernel, _) = crate::resolve_kernels_timed(&kernel_args, &mut progress)?.remove(0);
+    let mut opts = crate::suite_options(&run_args, guest_dir);
+    crate::choose_accel(&mut opts, &run_args, &kernel_args, &kernel, &mut progress)?;
+    let setup = Setup {
+        dir: dir.clone(),
+        cache: cache::cache_dir(a.cache_dir.as_deref()),
+        label: kernel.label.clone(),
+        kernel_args,
+        opts,
+        kernel,
+        scenarios,
+        xtask: std::env::current_exe().context("find the xtask binary itself")?,
+    };
+    say(&format!("writing to {}; {} run(s) per row; accelerator {:?}", dir.display(), a.runs, setup.opts.accel));
+
+    let mut rows: Vec<Row> = Vec::new();
+    if want(1) || want(2) || want(3) {
+        rows.extend(interleaved(&setup, a.runs, want(1), want(2), want(3))?);
+    }
+    let floor = rows.iter().find(|r| r.id == "1b").or_else(|| rows.iter().find(|r| r.id == "1a")).and_then(|r| r.median);
+    if want(4) {
+        rows.extend(edit_rerun(&setup, a.runs, floor)?);
+    }
+    if want(5) {
+        rows.extend(cold_builds(&setup.cache)?);
+    }
+    if want(6) {
+        rows.extend(matrix(&root)?);
+    }
+    if want(7) {
+        rows.extend(vng(&setup, a.runs, &mut progress)?);
+    }
+
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let header = format!(
+        "## cargo xtask bench ({} run(s) per row, {:?}, {} CPUs)\n\n\
+         Noisy machine: {cpus} cores shared with whatever else runs (other kernel builds, VMs). \
+         Load average {load_before} at the start, {} at the end; the bench took {:.0} s. \
+         Each row is the median of its runs with min and max, all measured in this one invocation \
+         (rows 1–3 interleaved run by run); compare ratios, not absolute seconds, across machines.",
+        a.runs,
+        setup.opts.accel,
+        cpus,
+        load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    let md = markdown(&rows, &header);
+    std::fs::write(dir.join("bench.md"), &md)?;
+    let json = serde_json::json!({
+        "accel": setup.opts.accel,
+        "runs": a.runs,
+        "cpus": cpus,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "rows": rows,
+    });
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)?;
+    println!("{md}");
+    println!("```json\n{}\n```", serde_json::to_string_pretty(&json)?);
+    say(&format!("table and JSON in {}", dir.display()));
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows 1–3, interleaved.
+
+fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::Result<Vec<Row>> {
+    let trivial_init = if r1 { Some(trivial_init(&s.dir)) } else { None };
+    let (mut floor_h, mut floor_h_hello, mut floor_t) = (vec![], vec![], vec![]);
+    let mut suite: Vec<SuiteSample> = vec![];
+    let mut noop = vec![];
+    let mut noop_made = 0;
+    for i in 0..runs {
+        let n = format!("{}/{runs}", i + 1);
+        if r1 {
+            let (wall, hello) = floor_harness(s, i)?;
+            say(&format!("1a floor, harness init, empty plan, run {n}: {wall:.2} s (guest hello at {:.2} s)", hello));
+            floor_h.push(wall);
+            floor_h_hello.push(hello);
+            if let Some(Ok(init)) = &trivial_init {
+                let wall = floor_trivial(s, i, init)?;
+                say(&format!("1b floor, static C init that reboots, run {n}: {wall:.2} s"));
+                floor_t.push(wall);
+            }
+        }
+        if r2 {
+            let mut cmd = Command::new(&s.xtask);
+            cmd.args(["test", "--no-install"]);
+            add_cache_dir(&mut cmd, s);
+            let out = run_limited(cmd, SUITE_LIMIT, &s.dir.join(format!("suite-{i}")), "cargo xtask test")?;
+            let sample = SuiteSample::from_run(s, &out, &s.label)?;
+            say(&format!("2 warm suite run {n}: {:.1} s{}", out.secs, if out.status.success() { "" } else { " (the suite reported failures)" }));
+            suite.push(sample);
+        }
+        if r3 {
+            let mut cmd = Command::new(&s.xtask);
+            cmd.args(["build-kernel", "--no-install"]);
+            add_cache_dir(&mut cmd, s);
+            let out = run_limited(cmd, NOOP_LIMIT, &s.dir.join(format!("noop-{i}")), "cargo xtask build-kernel")?;
+            if !out.status.success() {
+                bail!("cargo xtask build-kernel --no-install failed ({}); see {}", out.status, out.stderr_path.display());
+            }
+            if !out.stderr.contains("nothing changed, no make") {
+                noop_made += 1;
+            }
+            say(&format!("3 no-op build-kernel run {n}: {:.2} s", out.secs));
+            noop.push(out.secs);
+        }
+    }
+    let mut rows = vec![];
+    let floor_1b = Row::new(1, "1b", "boot floor: static C init, reboot(RB_AUTOBOOT) at once", floor_t, "same QEMU command line (QemuConfig), initramfs holds only /init");
+    let floor_1b = match &trivial_init {
+        Some(Err(e)) => Row::text(1, "1b", "boot floor: static C init", format!("not measured: {e}")),
+        _ => floor_1b,
+    };
+    let floor = floor_1b.median;
+    if r1 {
+        let floor_h_row = Row::new(1, "1a", "boot floor of this harness: ue-init, plan with no scenarios", floor_h, "QEMU start → QEMU exit (vm::run wall); runner says hello/done, VM reboots")
+            .ratio_to(floor, "1b");
+        rows.push(floor_h_row);
+        rows.push(Row::new(1, "1a.boot", "  of which guest uptime at the runner's hello", floor_h_hello, "kernel boot + init until the runner starts (guest clock)"));
+        rows.push(floor_1b);
+    }
+    let floor = floor.or_else(|| rows.iter().find(|r| r.id == "1a").and_then(|r| r.median));
+    if r2 {
+        let failed = suite.iter().filter(|x| !x.ok).count();
+        let scen_n = suite.first().map_or(0, |x| x.verdicts);
+        let note = format!(
+            "`cargo xtask test --no-install`, kernel and guest built; {scen_n} verdicts per run{}",
+            if failed > 0 { format!("; {failed} run(s) reported failing scenarios (logs in the bench folder)") } else { String::new() }
+        );
+        let col = |f: fn(&SuiteSample) -> f64| suite.iter().map(f).collect::<Vec<_>>();
+        rows.push(Row::new(2, "2", "warm suite, end to end", col(|x| x.total), note).ratio_to(floor, "floor"));
+        rows.push(Row::new(2, "2.out", "  outside the VM (cargo guest check, cache lookup, initramfs, reports)", col(|x| x.total - x.vm), "total − VM wall"));
+        rows.push(Row::new(2, "2.vm", "  VM wall (QEMU start → exit)", col(|x| x.vm), "from results.json report.wall_ms").ratio_to(floor, "floor"));
+        rows.push(Row::new(2, "2.boot", "    guest boot until the runner's hello", col(|x| x.hello), "report.guest_hello_ms"));
+        rows.push(Row::new(2, "2.scen", "    scenarios (guest-reported)", col(|x| x.scenarios), "Σ verdicts' duration_us"));
+        rows.push(Row::new(2, "2.runner", "    runner between scenarios", col(|x| x.done - x.hello - x.scenarios), "done − hello − Σ scenarios"));
+        rows.push(Row::new(2, "2.exit", "    before the guest clock starts + after done (QEMU start, firmware, power-off)", col(|x| x.vm - x.done), "VM wall − guest_done_ms"));
+    }
+    if r3 {
+        let note = if noop_made == 0 {
+            "no make ran in any run (\"nothing changed, no make\")".to_owned()
+        } else {
+            format!("make RAN in {noop_made} run(s): the cache missed")
+        };
+        rows.push(Row::new(3, "3", "no-op `cargo xtask build-kernel --no-install`", noop, note));
+    }
+    Ok(rows)
+}
+
+fn add_cache_dir(cmd: &mut Command, s: &Setup) {
+    if let Some(c) = &s.kernel_args.cache_dir {
+        cmd.arg("--cache-dir").arg(c);
+    }
+}
+
+/// The harness's own init with a plan of no scenarios: the floor of this harness.
+fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64)> {
+    let run_dir = s.dir.join(format!("floor-harness-{i}"));
+    std::fs::create_dir_all(&run_dir)?;
+    let k = s.opts.accel.slowdown();
+    let plan = Plan { scenarios: vec![], scenario_timeout_ms: (s.opts.scenario_timeout * k).as_millis() as u64, poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64, kselftests: vec![] };
+    let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
+    let initrd = run_dir.join("initramfs.cpio");
+    std::fs::write(&initrd, harness::image::build(&manifest, &s.opts.guest_bin_dir, &plan, &[])?)?;
+    let started = Instant::now();
+    let report = vm::run(&qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone()), &run_dir, s.opts.limits(0, &[]))?;
+    let wall = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&initrd);
+    if report.end != VmEnd::Finished {
+        bail!("the empty-plan boot did not finish cleanly ({:?}); console log: {}", report.end, report.console_log.display());
+    }
+    Ok((wall, report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0))
+}
+
+fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> QemuConfig {
+    let sock = run_dir.join("results.sock");
+    let result_socket = if sock.as_os_str().len() < 100 { sock } else { std::env::temp_dir().join(format!("ue-bench-{}.sock", std::process::id())) };
+    QemuConfig {
+        binary: s.opts.qemu_binary.clone(),
+        kernel: bzimage.to_owned(),
+        initrd,
+        accel: s.opts.accel,
+        memory_mib: s.opts.memory_mib,
+        cpus: s.opts.cpus,
+        extra_cmdline: String::new(),
+        result_socket,
+    }
+}
+
+/// A static C program that reboots at once: with `-no-reboot`, QEMU exits. Returns the binary.
+fn trivial_init(dir: &Path) -> Result<Vec<u8>, String> {
+    let c = dir.join("trivial-init.c");
+    let bin = dir.join("trivial-init");
+    std::fs::write(&c, "#include <sys/reboot.h>\n#include <unistd.h>\nint main(void) { reboot(RB_AUTOBOOT); return 1; }\n")
+        .map_err(|e| format!("write {}: {e}", c.display()))?;
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&c)
+        .output()
+        .map_err(|e| format!("run gcc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gcc -static failed (is libc6-dev installed?): {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    std::fs::read(&bin).map_err(|e| format!("read {}: {e}", bin.display()))
+}
+
+fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<f64> {
+    let run_dir = s.dir.join(format!("floor-trivial-{i}"));
+    std::fs::create_dir_all(&run_dir)?;
+    let mut img = Initramfs::new();
+    img.dir("dev");
+    img.file("init", 0o755, init.to_vec());
+    let initrd = run_dir.join("initramfs.cpio");
+    std::fs::write(&initrd, img.to_bytes())?;
+    let started = Instant::now();
+    let report = vm::run(&qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone()), &run_dir, s.opts.limits(0, &[]))?;
+    let wall = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&initrd);
+    // This init never speaks on the result channel, so the VM "exits early"; what must hold is
+    // that it rebooted on purpose (a failed init panics, which also ends the VM, just as fast).
+    let console = std::fs::read_to_string(&report.console_log).unwrap_or_default();
+    if matches!(report.end, VmEnd::TimedOut { .. } | VmEnd::KernelPanicked) || !report.troubles.is_empty() || console.contains("Kernel panic") {
+        bail!("the trivial-init boot did not end with a clean reboot ({:?}); console log: {}", report.end, report.console_log.display());
+    }
+    Ok(wall)
+}
+
+struct SuiteSample {
+    ok: bool,
+    total: f64,
+    vm: f64,
+    hello: f64,
+    done: f64,
+    scenarios: f64,
+    verdicts: usize,
+}
+
+impl SuiteSample {
+    fn from_run(s: &Setup, out: &Limited, label: &str) -> anyhow::Result<SuiteSample> {
+        let run_dir = find_run_dir(&s.opts.runs_dir, out.pid, label).with_context(|| {
+            format!("cargo xtask test ({}) left no run folder for {label}; see {}", out.status, out.stderr_path.display())
+        })?;
+        let path = run_dir.join("results.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("read {}", path.display()))?)
+            .with_context(|| format!("parse {}", path.display()))?;
+        let ms = |p: &str| v.pointer(p).and_then(|x| x.as_u64()).map(|m| m as f64 / 1000.0);
+        let verdicts = v["verdicts"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let scenarios = verdicts.iter().filter_map(|x| x["duration_us"].as_u64()).sum::<u64>() as f64 / 1e6;
+        let vm = ms("/report/wall_ms").with_context(|| format!("{} has no report.wall_ms", path.display()))?;
+        Ok(SuiteSample {
+            ok: out.status.success(),
+            total: out.secs,
+            vm,
+            hello: ms("/report/guest_hello_ms").unwrap_or(0.0),
+            done: ms("/report/guest_done_ms").unwrap_or(vm),
+            scenarios,
+            verdicts: verdicts.len(),
+        })
+    }
+}
+
+/// The folder `harness::suite` made for this process and kernel: `<secs>-<pid>-<label>`.
+fn find_run_dir(runs_dir: &Path, pid: u32, label: &str) -> Option<PathBuf> {
+    let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let suffix = format!("-{pid}-{safe}");
+    std::fs::read_dir(runs_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&suffix)))
+        .max()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 4: a one-line edit of kernel/trace/trace_events_user.c, rebuilt and rerun.
+
+fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<Row>> {
+    const FILE: &str = "kernel/trace/trace_events_user.c";
+    // The default kernel's build tree is a patched (here: unpatched) copy of the pristine source.
+    let src = s.kernel.bzimage.ancestors().nth(4).context("bzImage path has no build tree")?.to_owned();
+    let original = std::fs::read_to_string(src.join(FILE)).with_context(|| format!("read {}", src.join(FILE).display()))?;
+    let first: Vec<&str> = original.lines().take(3).collect();
+    if first.len() < 3 {
+        bail!("{FILE} is shorter than 3 lines");
+    }
+    let (mut total, mut make, mut vm, mut other) = (vec![], vec![], vec![], vec![]);
+    let mut failed = 0;
+    for i in 0..runs {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let name = format!("bench-edit-{nanos}.patch");
+        let patch = s.dir.join(&name);
+        std::fs::write(
+            &patch,
+            format!(
+                "--- a/{FILE}\n+++ b/{FILE}\n@@ -1,3 +1,4 @@\n {}\n+/* ue-bench edit {nanos} */\n {}\n {}\n",
+                first[0], first[1], first[2]
+            ),
+        )?;
+        let mut cmd = Command::new(&s.xtask);
+        cmd.args(["test", "--no-install", "--patch"]).arg(&patch);
+        add_cache_dir(&mut cmd, s);
+        let out = run_limited(cmd, EDIT_LIMIT, &s.dir.join(format!("edit-{i}")), "cargo xtask test --patch")?;
+        let entry = find_build(&s.cache, &name)
+            .with_context(|| format!("no complete cache entry for {name} after `cargo xtask test --patch` ({}); see {}", out.status, out.stderr_path.display()))?;
+        let sample = SuiteSample::from_run(s, &out, &format!("{}+patched", s.label))?;
+        if !sample.ok {
+            failed += 1;
+        }
+        say(&format!("4 edit + rebuild + suite run {}/{runs}: {:.1} s (make {:.1} s, VM {:.1} s)", i + 1, out.secs, entry.1, sample.vm));
+        total.push(out.secs);
+        make.push(entry.1);
+        vm.push(sample.vm);
+        other.push(out.secs - entry.1 - sample.vm);
+        // Each edit is its own cache entry (a copy of the build folder); drop it.
+        let _ = std::fs::remove_dir_all(&entry.0);
+        let _ = std::fs::remove_file(entry.0.with_extension("lock"));
+    }
+    let note = format!(
+        "`cargo xtask test --patch FILE --no-install`, FILE adds a unique comment line to {FILE}{}",
+        if failed > 0 { format!("; {failed} run(s) reported failing scenarios") } else { String::new() }
+    );
+    Ok(vec![
+        Row::new(4, "4", "edit one line, rebuild + boot + suite", total, note).ratio_to(floor, "floor"),
+        Row::new(4, "4.make", "  make alone", make, "COMPLETE.json build_secs of the new cache entry"),
+        Row::new(4, "4.vm", "  VM wall", vm, "results.json report.wall_ms"),
+        Row::new(4, "4.other", "  the rest (hard-linked copy, patch, copy of the build folder, cargo, initramfs)", other, "total − make − VM"),
+    ])
+}
+
+/// The cache entry whose record names this patch: (folder, build_secs).
+fn find_build(cache: &Path, patch_name: &str) -> Option<(PathBuf, f64)> {
+    for e in std::fs::read_dir(cache.join("builds")).ok()?.flatten() {
+        let Ok(bytes) = std::fs::read(e.path().join("COMPLETE.json")) else { continue };
+        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else { continue };
+        if rec.patches.iter().any(|p| p == patch_name) {
+            return Some((e.path(), rec.build_secs));
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows 5 and 6: recorded figures.
+
+fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
+    let mut rows = vec![];
+    let mut entries: Vec<_> = std::fs::read_dir(cache.join("builds")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_else(|_| vec![]);
+    entries.sort();
+    for e in entries {
+        let Ok(bytes) = std::fs::read(e.join("COMPLETE.json")) else { continue };
+        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else { continue };
+        if rec.steps <= 500 {
+            continue;
+        }
+        let ident = rec.identity.split(" sha256:").next().unwrap_or(&rec.identity).trim_start_matches("deb:").to_owned();
+        let mut inputs = rec.fragments.join(" + ");
+        if !rec.patches.is_empty() {
+            inputs.push_str(&format!(", patches {}", rec.patches.join(", ")));
+        }
+        let mut row = Row::new(5, "5", &format!("cold build {ident} ({inputs})"), vec![rec.build_secs], "");
+        row.note = format!(
+            "RECORDED by an earlier build (cache entry {}, {} kbuild steps, -j{}), not measured now; ccache: not measured",
+            rec.key,
+            rec.steps,
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        );
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        rows.push(Row::text(5, "5", "cold build", format!("no full build recorded under {}/builds; ccache: not measured", cache.display())));
+    }
+    Ok(rows)
+}
+
+fn matrix(root: &Path) -> anyhow::Result<Vec<Row>> {
+    let runs = root.join("target/ue-runs");
+    let newest = std::fs::read_dir(&runs)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("matrix-") && e.path().join("matrix.md").is_file())
+                .filter_map(|e| Some((e.path().join("matrix.md").metadata().ok()?.modified().ok()?, e.path())))
+                .max()
+        })
+        .ok()
+        .flatten();
+    let Some((_, dir)) = newest else {
+        return Ok(vec![Row::text(6, "6", "matrix (`cargo xtask matrix`)", "not run (no target/ue-runs/matrix-*/matrix.md)")]);
+    };
+    let md = std::fs::read_to_string(dir.join("matrix.md"))?;
+    let wall = md.lines().find_map(|l| l.trim().strip_prefix("wall time: ")?.strip_suffix(" s")?.trim().parse::<f64>().ok());
+    let mut rows = vec![match wall {
+        Some(w) => Row::new(6, "6", "matrix, all kernels (recorded)", vec![w], format!("from {} (not run by the bench)", dir.join("matrix.md").display())),
+        None => Row::text(6, "6", "matrix", format!("{} has no \"wall time: N s\" line", dir.join("matrix.md").display())),
+    }];
+    if let Ok(bytes) = std::fs::read(dir.join("matrix.json")) {
+        if let Ok(serde_json::Value::Array(kernels)) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            for k in kernels {
+                let name = k["kernel"].as_str().unwrap_or("?");
+                if let Some(ms) = k["wall_ms"].as_u64() {
+                    rows.push(Row::new(6, &format!("6.{name}"), &format!("  VM wall of {name}"), vec![ms as f64 / 1000.0], "matrix.json wall_ms"));
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 7: virtme-ng against this harness, same kernel, same scenarios.
+
+fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Row>> {
+    let what = "virtme-ng (`vng --run`) vs this harness, same kernel and scenarios";
+    let version = Command::new("vng").arg("--version").stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+    let version = match version {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        Ok(o) => return Ok(vec![Row::text(7, "7", what, format!("not measured: `vng --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim()))]),
+        Err(e) => return Ok(vec![Row::text(7, "7", what, format!("not measured: vng not found ({e}); `pip install virtme-ng`"))]),
+    };
+    // The same 6.12 package, with the fragment vng needs on top of the suite's two.
+    let cfg = configs_dir();
+    let list = KernelList::load(&cfg)?;
+    let spec = &list.kernels[&list.default];
+    let aptc = crate::apt::PrivateApt::new(&s.cache);
+    aptc.update(&list.all_suites(), progress)?;
+    let entry = aptc.newest(&spec.package)?;
+    let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
+        let fetched = aptc.fetch(&s.cache, &entry, p)?;
+        crate::source::pristine(&s.cache, &fetched, p)
+    };
+    let mut fragments = spec.fragment_paths(&cfg);
+    fragments.push(cfg.join("vng.config"));
+    let req = BuildRequest {
+        label: format!("{}+vng", list.default),
+        source: Source::Pristine { identity: format!("deb:{}={} sha256:{}", entry.package, entry.version, entry.sha256), fetch: &fetch },
+        fragments,
+        patches: spec.patch_paths(&cfg),
+        extra_patches: 0,
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let built = crate::kbuild::build(&s.cache, &req, progress)?;
+    let build_note = if built.ran_make { format!("built now in {:.0} s", built.record.build_secs) } else { "from the cache".into() };
+    let kernel = KernelUnderTest {
+        label: req.label.clone(),
+        bzimage: built.bzimage.clone(),
+        config: Some(built.config.clone()),
+        provenance: format!("{} {} + vng.config", entry.package, entry.version),
+        kselftests: vec![],
+    };
+
+    // vng runs ue-scenarios from the host's root filesystem, with the suite's own plan; the
+    // records come back on vng's stdout (the runner writes them to stdout).
+    let k = s.opts.accel.slowdown();
+    let plan = Plan {
+        scenarios: s.scenarios.clone(),
+        scenario_timeout_ms: (s.opts.scenario_timeout * k).as_millis() as u64,
+        poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
+        kselftests: vec![],
+    };
+    let plan_path = s.dir.join("vng-plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
+    let runner = s.opts.guest_bin_dir.join("ue-scenarios");
+    // ue-init mounts tracefs for the harness; under vng the command does it itself.
+    let exec = format!("mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; {} --plan {}", runner.display(), plan_path.display());
+    let vng_cmd = |extra: &[&str]| {
+        let mut c = Command::new("vng");
+        c.arg("--run").arg(&built.bzimage);
+        if s.opts.accel == harness::qemu::Accel::Tcg {
+            c.arg("--disable-kvm");
+        }
+        c.args(["--memory", &format!("{}M", s.opts.memory_mib), "--cpus", &s.opts.cpus.to_string()]);
+        c.args(extra);
+        c.args(["--exec", &exec]);
+        c
+    };
+
+    // First find a way vng boots here: its default (virtiofs) and then 9p.
+    let mut how: Option<(&[&str], String)> = None;
+    let mut tried = vec![];
+    let ways: [(&[&str], &str); 2] = [(&[], "virtiofs (vng's default)"), (&["--force-9p"], "9p (--force-9p)")];
+    for (extra, name) in ways {
+        let out = run_limited(vng_cmd(extra), VNG_LIMIT, &s.dir.join(format!("vng-probe-{}", if extra.is_empty() { "default" } else { "9p" })), "vng")?;
+        let (hello, ends, passes) = records(&out.stdout);
+        if hello && ends > 0 {
+            say(&format!("7 vng works with {name}: {passes}/{ends} scenarios passed, {:.1} s", out.secs));
+            how = Some((extra, name.to_owned()));
+            break;
+        }
+        let tail: String = out.stderr.lines().chain(out.stdout.lines()).filter(|l| !l.trim().is_empty()).rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" / ");
+        say(&format!("7 vng with {name} did not run the scenarios ({}): {tail}", out.status));
+        tried.push(format!("{name}: {} — {}", out.status, tail.chars().take(300).collect::<String>()));
+    }
+    let Some((extra, way)) = how else {
+        return Ok(vec![Row::text(7, "7", what, format!("vng {version} could not run the scenarios on this machine: {}", tried.join("; ")))]);
+    };
+
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    let (mut our_pass, mut their_pass, mut their_ends) = (0, 0, 0);
+    for i in 0..runs {
+        let started = Instant::now();
+        let run = harness::suite::run_kernel(&kernel, &s.opts, &s.scenarios, &[])?;
+        let w = started.elapsed().as_secs_f64();
+        our_pass = run.verdicts.iter().filter(|v| matches!(v.verdict, harness::verdict::Verdict::Pass)).count();
+        ours.push(w);
+        let out = run_limited(vng_cmd(extra), VNG_LIMIT, &s.dir.join(format!("vng-{i}")), "vng")?;
+        let (_, ends, passes) = records(&out.stdout);
+        (their_pass, their_ends) = (passes, ends);
+        theirs.push(out.secs);
+        say(&format!("7 run {}/{runs}: harness {w:.1} s ({our_pass} pass), vng {:.1} s ({passes}/{ends} pass)", i + 1, out.secs));
+    }
+    let ours_row = Row::new(7, "7a", "this harness on the vng kernel (initramfs, one boot)", ours, format!("harness::suite::run_kernel, {our_pass}/{} pass; kernel 6.12 + vng.config, {build_note}", s.scenarios.len()));
+    let ours_median = ours_row.median;
+    Ok(vec![
+        ours_row,
+        Row::new(7, "7b", &format!("vng {version}, same kernel, same ue-scenarios plan"), theirs, format!("`vng --run bzImage{} --exec 'ue-scenarios --plan …'`, root over {way}; {their_pass}/{their_ends} pass", if s.opts.accel == harness::qemu::Accel::Tcg { " --disable-kvm" } else { "" }))
+            .ratio_to(ours_median, "7a"),
+    ])
+}
+
+/// From a runner's stdout: whether it said hello, how many scenarios ended, how many passed.
+fn records(stdout: &str) -> (bool, usize, usize) {
+    let (mut hello, mut ends, mut passes) = (false, 0, 0);
+    for ev in harness::channel::parse_all(stdout.as_bytes()) {
+        match ev {
+            Event::Record(Record::Hello { .. }) => hello = true,
+            Event::Record(Record::End { outcome, .. }) => {
+                ends += 1;
+                if outcome == Outcome::Pass {
+                    passes += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    (hello, ends, passes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands with a limit.
+
+struct Limited {
+    secs: f64,
+    pid: u32,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    stderr_path: PathBuf,
+}
+
+/// Runs `cmd` in its own process group with stdout and stderr in `<log>.stdout/.stderr`; kills
+/// the group when `limit` runs out or the bench is interrupted. QEMU under it dies with its
+/// parent (PR_SET_PDEATHSIG), and so does the command if the bench itself dies.
+fn run_limited(mut cmd: Command, limit: Duration, log: &Path, what: &str) -> anyhow::Result<Limited> {
+    let out_path = log.with_extension("stdout");
+    let err_path = log.with_extension("stderr");
+    let out_f = std::fs::File::create(&out_path).with_context(|| format!("create {}", out_path.display()))?;
+    let err_f = std::fs::File::create(&err_path).with_context(|| format!("create {}", err_path.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out_f).stderr(err_f).process_group(0);
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("start {what}"))?;
+    let pid = child.id();
+    let kill_group = |child: &mut std::process::Child| {
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            kill_group(&mut child);
+            bail!("interrupted while running {what}; stopped it (log: {})", err_path.display());
+        }
+        if started.elapsed() > limit {
+            kill_group(&mut child);
+            bail!("{what} ran longer than {} s and was killed; its output is in {}", limit.as_secs(), err_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    // Anything the command left in its group (a stray QEMU) must not run into the next step.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let _ = std::io::stderr().flush();
+    Ok(Limited { secs, pid, status, stdout: read(&out_path), stderr: read(&err_path), stderr_path: err_path })
+}
