@@ -63,8 +63,10 @@ impl PrivateApt {
     }
 
     /// Writes the sources list for `suites` and refreshes the index when the list changed or
-    /// the index is older than a day.
-    pub fn update(&self, suites: &[String], progress: &mut Progress) -> anyhow::Result<()> {
+    /// the index is older than a day; then records the newest version of each of `packages`
+    /// in `resolved.json`, so that a run with nothing to do never waits for apt-cache (which
+    /// reads the whole sid index each time: seconds).
+    pub fn update(&self, suites: &[String], packages: &[String], progress: &mut Progress) -> anyhow::Result<()> {
         for d in ["sources.list.d", "preferences.d", "state", "lists/partial", "cache/archives/partial"] {
             std::fs::create_dir_all(self.root.join(d))?;
         }
@@ -84,32 +86,48 @@ impl PrivateApt {
         let stamp = self.root.join("lists/.updated");
         let fresh = std::fs::read_to_string(&list_path).ok().as_deref() == Some(list.as_str())
             && stamp.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400);
-        if fresh {
+        if fresh && self.resolved().is_some_and(|r| packages.iter().all(|p| r.iter().any(|e| &e.package == p))) {
             return Ok(());
         }
-        std::fs::write(&list_path, &list)?;
-        let _ = std::fs::remove_file(&stamp);
-        progress.step("download", &format!("package index for {}", suites.join(", ")));
-        let out = self.apt("apt-get").arg("update").output().context("run apt-get update (is apt installed?)")?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
-            bail!("apt-get update with the private sources list {} failed:\n{stderr}", list_path.display());
+        if !fresh {
+            std::fs::write(&list_path, &list)?;
+            let _ = std::fs::remove_file(&stamp);
+            progress.step("download", &format!("package index for {}", suites.join(", ")));
+            let out = self.apt("apt-get").arg("update").output().context("run apt-get update (is apt installed?)")?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
+                bail!("apt-get update with the private sources list {} failed:\n{stderr}", list_path.display());
+            }
+            std::fs::write(&stamp, "")?;
         }
-        std::fs::write(&stamp, "")?;
+        let out = self.apt("apt-cache").args(["show", "--no-all-versions"]).args(packages).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let entries: Vec<IndexEntry> = text.split("\n\n").filter(|r| !r.trim().is_empty()).map(parse_index_entry).collect::<anyhow::Result<_>>()?;
+        let rows: Vec<[String; 5]> = entries
+            .iter()
+            .map(|e| [e.package.clone(), e.version.clone(), e.filename.clone(), e.sha256.clone(), e.size.to_string()])
+            .collect();
+        crate::cache::write_atomic(&self.root.join("resolved.json"), &serde_json::to_vec_pretty(&rows)?)?;
         Ok(())
     }
 
-    /// The newest version of `package` in the private index.
+    fn resolved(&self) -> Option<Vec<IndexEntry>> {
+        let rows: Vec<[String; 5]> = serde_json::from_slice(&std::fs::read(self.root.join("resolved.json")).ok()?).ok()?;
+        rows.into_iter()
+            .map(|[package, version, filename, sha256, size]| {
+                Some(IndexEntry { package, version, filename, sha256, size: size.parse().ok()? })
+            })
+            .collect()
+    }
+
+    /// The newest version of `package` in the private index, as [`Self::update`] recorded it.
     pub fn newest(&self, package: &str) -> anyhow::Result<IndexEntry> {
-        let out = self.apt("apt-cache").args(["show", "--no-all-versions", package]).output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || text.trim().is_empty() {
-            bail!(
+        self.resolved().and_then(|r| r.into_iter().find(|e| e.package == package)).with_context(|| {
+            format!(
                 "package {package} is not in the private index ({}): check `suites` in kernel-configs/kernels.toml",
                 self.root.join("sources.list").display()
-            );
-        }
-        parse_index_entry(&text).with_context(|| format!("apt-cache show {package}"))
+            )
+        })
     }
 
     /// Downloads `entry` into `downloads/` unless a verified copy is there; a corrupt or

@@ -50,6 +50,13 @@ impl KernelList {
         v
     }
 
+    pub fn all_packages(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.kernels.values().map(|k| k.package.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// `6.12`, `6.12,7.2` or `all`.
     pub fn select(&self, arg: Option<&str>) -> anyhow::Result<Vec<(String, KernelSpec)>> {
         let names: Vec<String> = match arg {

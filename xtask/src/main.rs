@@ -208,7 +208,7 @@ fn setup(a: KernelArgs) -> anyhow::Result<ExitCode> {
     let list = KernelList::load(&configs_dir())?;
     let cache = cache::cache_dir(a.cache_dir.as_deref());
     let mut progress = Progress::new();
-    apt::PrivateApt::new(&cache).update(&list.all_suites(), &mut progress)?;
+    apt::PrivateApt::new(&cache).update(&list.all_suites(), &list.all_packages(), &mut progress)?;
     eprintln!("host tools present; cache at {}", cache.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -262,7 +262,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     let mut out = Vec::new();
     // One index over every suite the list names, so switching kernels never refreshes it.
     let aptc = apt::PrivateApt::new(&cache);
-    aptc.update(&list.all_suites(), progress)?;
+    aptc.update(&list.all_suites(), &list.all_packages(), progress)?;
     for (name, spec) in list.select(a.kernel.as_deref())? {
         let entry = aptc.newest(&spec.package)?;
         let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {

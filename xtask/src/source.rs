@@ -120,7 +120,8 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
     // Dry run first: a patch that does not apply must not leave half its files changed.
     for dry in [true, false] {
         let mut c = Command::new("patch");
-        c.current_dir(tree).args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-r", "-", "-i"]).arg(patch);
+        // --fuzz=0: a patch whose context does not match exactly must fail, not land elsewhere.
+        c.current_dir(tree).args(["-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-", "-i"]).arg(patch);
         if dry {
             c.arg("--dry-run");
         }
