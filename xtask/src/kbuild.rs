@@ -133,7 +133,8 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
         configure(&src, &out, &req.fragments, progress)?;
     }
     let start = Instant::now();
-    let expected = read_record(&builds.join("last-steps.json")).map(|r| r.steps);
+    // A percentage only means something for a full build; an incremental one shows a count.
+    let expected = (req.extra_patches == 0 && !is_tree).then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps)).flatten();
     let steps = make(&src, &out, req, &entry.join("build.log"), expected, progress)?;
     let record = BuildRecord {
         key,
