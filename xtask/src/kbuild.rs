@@ -40,6 +40,9 @@ pub struct BuildRequest<'a> {
     /// How many of the last `patches` are on top of the kernel as listed (--patch, a
     /// mutant): such a build starts from a copy of the build without them.
     pub extra_patches: usize,
+    /// Options of the shared fragments that this kernel does not have (renamed or removed
+    /// upstream); dropped from what is asked, after checking that no Kconfig defines them.
+    pub absent: Vec<String>,
     pub jobs: usize,
 }
 
@@ -69,8 +72,11 @@ pub fn compiler_version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned())
 }
 
-fn key_for(identity: &str, fragments: &[PathBuf], patches: &[PathBuf], compiler: &str) -> anyhow::Result<String> {
+fn key_for(identity: &str, fragments: &[PathBuf], patches: &[PathBuf], absent: &[String], compiler: &str) -> anyhow::Result<String> {
     let mut k = KeyBuilder::new(RECIPE);
+    for a in absent {
+        k.part("absent", a.as_bytes());
+    }
     k.part("source", identity.as_bytes()).part("compiler", compiler.as_bytes());
     for f in fragments {
         let text = std::fs::read(f).with_context(|| format!("read fragment {}", f.display()))?;
@@ -92,7 +98,7 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
     let builds = cache_root.join("builds");
     let (identity, src, out, entry) = match &req.source {
         Source::Pristine { identity, .. } => {
-            let key = key_for(identity, &req.fragments, &req.patches, &compiler)?;
+            let key = key_for(identity, &req.fragments, &req.patches, &req.absent, &compiler)?;
             let entry = builds.join(&key);
             (identity.clone(), entry.join("src"), entry.join("src/out"), entry)
         }
@@ -101,7 +107,7 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
                 bail!("--patch applies to packaged kernels; with --kernel-tree, commit the patches to a branch of your tree");
             }
             let identity = format!("tree:{}", tree.canonicalize()?.display());
-            let key = key_for(&identity, &req.fragments, &[], &compiler)?;
+            let key = key_for(&identity, &req.fragments, &[], &req.absent, &compiler)?;
             let entry = builds.join(format!("tree-{key}"));
             (identity, tree.clone(), entry.join("out"), entry)
         }
@@ -130,7 +136,7 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
     }
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
-        configure(&src, &out, &req.fragments, progress)?;
+        configure(&src, &out, &req.fragments, &req.absent, progress)?;
     }
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
@@ -177,6 +183,7 @@ fn seed_from_base(
         fragments: req.fragments.clone(),
         patches: req.patches[..req.patches.len() - req.extra_patches].to_vec(),
         extra_patches: 0,
+        absent: req.absent.clone(),
         jobs: req.jobs,
     };
     let base = build(cache_root, &base_req, progress)?;
@@ -193,10 +200,10 @@ fn seed_from_base(
     Ok(())
 }
 
-fn configure(src: &Path, out: &Path, fragments: &[PathBuf], progress: &mut Progress) -> anyhow::Result<()> {
+fn configure(src: &Path, out: &Path, fragments: &[PathBuf], absent: &[String], progress: &mut Progress) -> anyhow::Result<()> {
     progress.step("configure", &format!("tinyconfig + {}", names(fragments).join(" + ")));
     let _ = std::fs::remove_file(out.join(CONFIGURED));
-    let settings = kconfig::merge(&kconfig::read_fragments(fragments)?)?;
+    let settings = kconfig::without_absent(kconfig::merge(&kconfig::read_fragments(fragments)?)?, absent, &TreeKconfig(src.to_owned()))?;
     run_quiet(src, out, &["tinyconfig"])?;
     let dot = out.join(".config");
     let text = std::fs::read_to_string(&dot)?;

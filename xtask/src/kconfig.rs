@@ -196,6 +196,17 @@ pub fn deps_in(text: &str, option: &str) -> Option<Vec<String>> {
     found
 }
 
+/// Drops the options a kernel is listed without (`absent` in kernels.toml), refusing any that
+/// the tree does define: a stale entry there must not silently weaken the check.
+pub fn without_absent(settings: Vec<Setting>, absent: &[String], tree: &dyn KconfigLookup) -> anyhow::Result<Vec<Setting>> {
+    for a in absent {
+        if tree.lookup(a).is_some() {
+            bail!("kernels.toml lists CONFIG_{a} as absent from this kernel, but its Kconfig defines it: remove it from `absent`");
+        }
+    }
+    Ok(settings.into_iter().filter(|s| !absent.contains(&s.option)).collect())
+}
+
 /// Checks the final `.config` against what the fragments asked for; one error lists every
 /// option that is not as asked, each with the reason where it can be told.
 pub fn validate(dot_config: &str, wanted: &[Setting], tree: &dyn KconfigLookup) -> anyhow::Result<()> {
@@ -278,6 +289,15 @@ mod tests {
         assert!(e.contains("CONFIG_USER_EVNTS=y (ue.config:3) ended up not set: no Kconfig file"), "{e}");
         assert!(!e.contains("CONFIG_OK"), "{e}");
         validate("CONFIG_USER_EVENTS=y\nCONFIG_FTRACE=y\nCONFIG_USER_EVNTS=y\nCONFIG_OK=y\n", &wanted, &FakeTree).unwrap();
+    }
+
+    #[test]
+    fn absent_options_are_dropped_only_where_no_kconfig_defines_them() {
+        let s = parse_fragment("CONFIG_PROC_SYSCTL=y\nCONFIG_OK=y\n", "b").unwrap();
+        let kept = without_absent(s.clone(), &["PROC_SYSCTL".into()], &FakeTree).unwrap();
+        assert_eq!(kept.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(), ["OK"]);
+        let e = without_absent(s, &["FTRACE".into()], &FakeTree).unwrap_err().to_string();
+        assert!(e.contains("CONFIG_FTRACE as absent") && e.contains("defines it"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct KernelSpec {
     pub fragments: Vec<String>,
     #[serde(default)]
     pub patches: Vec<String>,
+    /// Options of the shared fragments this kernel does not have (renamed or removed).
+    #[serde(default)]
+    pub absent: Vec<String>,
 }
 
 impl KernelList {

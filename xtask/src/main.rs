@@ -249,6 +249,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
             fragments: default_fragments()?,
             extra_patches: patches.len(),
             patches,
+            absent: vec![],
             jobs: jobs(a),
         };
         let built = kbuild::build(&cache, &req, progress)?;
@@ -284,6 +285,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
             fragments,
             patches: all_patches,
             extra_patches: patches.len(),
+            absent: spec.absent.clone(),
             jobs: jobs(a),
         };
         let built = kbuild::build(&cache, &req, progress)?;
