@@ -118,27 +118,72 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
     }
 }
 
-/// Runs one scenario in a child process of its own (its own process group, so that a time-out
-/// also kills whatever it forked). A crash or hang fails that scenario only.
+/// What a forked child left: the bytes it wrote to the pipe, its wait status, and whether
+/// the limit ran out (then its whole process group was killed).
+struct Collected {
+    bytes: Vec<u8>,
+    status: i32,
+    timed_out: bool,
+}
+
+/// Forks a child in a process group of its own (so a time-out also kills whatever it forked),
+/// runs `child` there with the write end of a pipe, and collects what comes through the pipe
+/// until EOF or `limit`. `child` ends with `_exit` or `exec`; should it return, the child exits 127.
+fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, String> {
+    let started = Instant::now();
+    let pipe = Pipe::new().map_err(|e| format!("{e:?}"))?;
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        unsafe { libc::setpgid(0, 0) };
+        child(pipe.wr.as_raw_fd());
+        unsafe { libc::_exit(127) };
+    }
+    drop(pipe.wr);
+    let mut bytes = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        let mut pfd = libc::pollfd { fd: pipe.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) } <= 0 {
+            continue; // EINTR, or the limit: checked at the top
+        }
+        let mut chunk = [0u8; 65536];
+        let n = unsafe { libc::read(pipe.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        if n <= 0 {
+            break; // EOF: the child has exited (or closed the pipe)
+        }
+        if bytes.len() < 1 << 20 {
+            bytes.extend_from_slice(&chunk[..n as usize]);
+        }
+    }
+    if timed_out {
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(Collected { bytes, status, timed_out })
+}
+
+/// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
 fn run_in_child(name: &str, plan: &Plan) -> Record {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
         return end(name, Outcome::Fail, format!("the guest has no scenario {name:?}"), started);
     };
-    let pipe = match Pipe::new() {
-        Ok(p) => p,
-        Err(e) => return end(name, Outcome::Fail, format!("{e:?}"), started),
-    };
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return end(name, Outcome::Fail, format!("fork: {}", std::io::Error::last_os_error()), started);
-    }
-    if pid == 0 {
-        unsafe {
-            libc::setpgid(0, 0);
-            // Nothing a scenario prints may reach the result port: send stdout to the console.
-            libc::dup2(2, 1);
-        }
+    let limit = Duration::from_millis(plan.scenario_timeout_ms);
+    let collected = fork_collect(limit, |fd| {
+        // Nothing a scenario prints may reach the result port: send stdout to the console.
+        unsafe { libc::dup2(2, 1) };
         let poll = Duration::from_millis(plan.poll_deadline_ms);
         let rec = match Ctx::new(scenario.name, poll) {
             Err(e) => end(name, Outcome::Fail, format!("cannot open user_events_data: {e}"), started),
@@ -161,138 +206,77 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
         let line = rec.to_line();
         let mut off = 0;
         while off < line.len() {
-            let n = unsafe { libc::write(pipe.wr.as_raw_fd(), line[off..].as_ptr() as *const _, line.len() - off) };
+            let n = unsafe { libc::write(fd, line[off..].as_ptr() as *const _, line.len() - off) };
             if n <= 0 {
                 break;
             }
             off += n as usize;
         }
-        unsafe { libc::_exit(0) };
-    }
-    drop(pipe.wr);
-    let limit = Duration::from_millis(plan.scenario_timeout_ms);
-    let mut buf = Vec::new();
-    let mut timed_out = false;
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        let mut pfd = libc::pollfd { fd: pipe.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if r == 0 || left.is_zero() {
-            timed_out = true;
-            break;
-        }
-        if r < 0 {
-            continue; // EINTR
-        }
-        let mut chunk = [0u8; 65536];
-        let n = unsafe { libc::read(pipe.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
-        if n <= 0 {
-            break; // EOF: the child has exited (or closed the pipe)
-        }
-        buf.extend_from_slice(&chunk[..n as usize]);
-    }
-    if timed_out {
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if timed_out {
+        unsafe { libc::_exit(0) }
+    });
+    let c = match collected {
+        Ok(c) => c,
+        Err(e) => return end(name, Outcome::Fail, e, started),
+    };
+    if c.timed_out {
         return end(name, Outcome::Fail, format!("timed out after {} ms in the guest; killed", limit.as_millis()), started);
     }
-    match serde_json::from_slice::<Record>(buf.trim_ascii_end()) {
+    match serde_json::from_slice::<Record>(c.bytes.trim_ascii_end()) {
         Ok(rec @ Record::End { .. }) => rec,
-        _ if libc::WIFSIGNALED(status) => {
-            let sig = libc::WTERMSIG(status);
+        _ if libc::WIFSIGNALED(c.status) => {
+            let sig = libc::WTERMSIG(c.status);
             end(name, Outcome::Fail, format!("scenario process crashed: killed by signal {sig} ({})", signal_name(sig)), started)
         }
         _ => end(
             name,
             Outcome::Fail,
-            format!("scenario process exited (status {}) without a result", libc::WEXITSTATUS(status)),
+            format!("scenario process exited (status {}) without a result", libc::WEXITSTATUS(c.status)),
             started,
         ),
     }
 }
 
 /// Runs an upstream selftest program with its output captured; the host parses the KTAP.
-/// Exit 0 is pass and 4 is KSFT_SKIP (whole program skipped), as kselftest's runner counts them.
+/// It is forked and exec'd by hand: std's spawn with a process group or a pre_exec hook fails
+/// with ENOSYS on these tinyconfig kernels.
 fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
     let started = Instant::now();
-    // One pipe for stdout and stderr: the harness's assertion messages (stderr) then sit
-    // next to the KTAP line they explain.
-    let out = match Pipe::new() {
-        Ok(o) => o,
-        Err(e) => return end(name, Outcome::Fail, format!("{e:?}"), started),
-    };
     let path = std::ffi::CString::new(k.path.as_str()).unwrap();
-    // fork/exec by hand: std's spawn with a process group or a pre_exec hook fails with
-    // ENOSYS on these tinyconfig kernels, and the program needs its own group (a time-out
-    // kills what it forked) and a writable cwd.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return end(name, Outcome::Fail, format!("fork: {}", std::io::Error::last_os_error()), started);
-    }
-    if pid == 0 {
-        unsafe {
-            libc::setpgid(0, 0);
-            libc::chdir(c"/tmp".as_ptr());
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-            libc::dup2(null, 0);
-            libc::dup2(out.wr.as_raw_fd(), 1);
-            libc::dup2(out.wr.as_raw_fd(), 2);
-            let argv = [path.as_ptr(), std::ptr::null()];
-            libc::execv(path.as_ptr(), argv.as_ptr());
-            let msg = format!("exec {}: {}\n", k.path, std::io::Error::last_os_error());
-            libc::write(2, msg.as_ptr() as *const _, msg.len());
-            libc::_exit(127);
-        }
-    }
-    drop(out.wr);
     let limit = Duration::from_millis(k.timeout_ms);
-    let mut bytes = Vec::new();
-    let mut timed_out = false;
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            timed_out = true;
-            break;
-        }
-        let mut pfd = libc::pollfd { fd: out.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) } <= 0 {
-            continue;
-        }
-        let mut chunk = [0u8; 16384];
-        let n = unsafe { libc::read(out.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
-        if n <= 0 {
-            break;
-        }
-        if bytes.len() < 1 << 20 {
-            bytes.extend_from_slice(&chunk[..n as usize]);
-        }
-    }
-    if timed_out {
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let output = String::from_utf8_lossy(&bytes).into_owned();
+    // One pipe for stdout and stderr: the harness's assertion messages (stderr) then sit
+    // next to the KTAP line they explain. The cwd must be writable.
+    let collected = fork_collect(limit, |fd| unsafe {
+        libc::chdir(c"/tmp".as_ptr());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        libc::dup2(null, 0);
+        libc::dup2(fd, 1);
+        libc::dup2(fd, 2);
+        let argv = [path.as_ptr(), std::ptr::null()];
+        libc::execv(path.as_ptr(), argv.as_ptr());
+        let msg = format!("exec {}: {}\n", k.path, std::io::Error::last_os_error());
+        libc::write(2, msg.as_ptr() as *const _, msg.len());
+        libc::_exit(127)
+    });
+    let c = match collected {
+        Ok(c) => c,
+        Err(e) => return end(name, Outcome::Fail, e, started),
+    };
     // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
-    let (outcome, message) = if timed_out {
+    let (outcome, message) = if c.timed_out {
         (Outcome::Fail, format!("timed out after {} ms (selftest settings); killed", limit.as_millis()))
-    } else if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
+    } else if libc::WIFSIGNALED(c.status) {
+        let sig = libc::WTERMSIG(c.status);
         (Outcome::Fail, format!("killed by signal {sig} ({})", signal_name(sig)))
     } else {
-        match libc::WEXITSTATUS(status) {
+        match libc::WEXITSTATUS(c.status) {
             0 => (Outcome::Pass, String::new()),
             4 => (Outcome::Ignored, "the program skipped itself (KSFT_SKIP)".into()),
-            c => (Outcome::Fail, format!("exited with status {c}")),
+            code => (Outcome::Fail, format!("exited with status {code}")),
         }
     };
     let mut rec = end(name, outcome, message, started);
-    if let Record::End { output: o, .. } = &mut rec {
-        *o = output;
+    if let Record::End { output, .. } = &mut rec {
+        *output = String::from_utf8_lossy(&c.bytes).into_owned();
     }
     rec
 }
