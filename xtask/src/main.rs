@@ -463,9 +463,17 @@ fn matrix_cmd(mut k: KernelArgs, mut r: RunArgs) -> anyhow::Result<ExitCode> {
     let wanted: Vec<String> = list.select(Some(k.kernel.as_deref().unwrap_or("all")))?.into_iter().map(|(n, _)| n).collect();
     let mut runs = Vec::new();
     let mut accel_chosen = false;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let mut vms = Vec::new();
-        // Builds take both cores in turn; each finished kernel boots at once beside the next build.
+        let mut vms = std::collections::VecDeque::new();
+        let mut finish = |vm: std::thread::ScopedJoinHandle<'_, anyhow::Result<harness::suite::KernelRun>>| -> anyhow::Result<()> {
+            let run = vm.join().map_err(|_| anyhow::anyhow!("a VM thread panicked"))??;
+            eprintln!("{}: done in {:.1} s, artifacts in {}", run.kernel.label, run.report.wall_ms as f64 / 1000.0, run.run_dir.display());
+            runs.push(run);
+            Ok(())
+        };
+        // Builds take both cores in turn; each finished kernel boots at once beside the next
+        // build, with at most one VM per core.
         for name in &wanted {
             k.kernel = Some(name.clone());
             let (kernel, _) = resolve_kernels_timed(&k, &mut progress)?.remove(0);
@@ -474,13 +482,14 @@ fn matrix_cmd(mut k: KernelArgs, mut r: RunArgs) -> anyhow::Result<ExitCode> {
                 accel_chosen = true;
             }
             progress.step("boot", &format!("{} (beside the next build)", kernel.label));
+            if vms.len() >= cores {
+                finish(vms.pop_front().unwrap())?;
+            }
             let (opts, names, kselftests) = (opts.clone(), names.clone(), kselftests.clone());
-            vms.push(scope.spawn(move || harness::suite::run_kernel(&kernel, &opts, &names, &kselftests)));
+            vms.push_back(scope.spawn(move || harness::suite::run_kernel(&kernel, &opts, &names, &kselftests)));
         }
-        for vm in vms {
-            let run = vm.join().map_err(|_| anyhow::anyhow!("a VM thread panicked"))??;
-            eprintln!("{}: done in {:.1} s, artifacts in {}", run.kernel.label, run.report.wall_ms as f64 / 1000.0, run.run_dir.display());
-            runs.push(run);
+        while let Some(vm) = vms.pop_front() {
+            finish(vm)?;
         }
         Ok(())
     })?;
