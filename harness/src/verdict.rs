@@ -53,6 +53,17 @@ pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
         .map(|t| format!("\n    {}", t.excerpt.join("\n    ")))
         .unwrap_or_default();
     let mut out = Vec::new();
+    if !report.user_events {
+        // One cause, said once per trial in the same words: no scenario can run.
+        let msg = format!("this kernel ({}) has no user_events: tracefs has no user_events_data. \
+                           Build it with CONFIG_USER_EVENTS=y (kernel-configs/user_events.config)",
+                          report.kernel_release.as_deref().unwrap_or("?"));
+        for name in planned {
+            out.push(ScenarioVerdict { name: name.clone(), verdict: Verdict::Fail(msg.clone()), duration_us: None, snapshots: vec![], notes: vec![] });
+        }
+        out.push(health(report, planned));
+        return out;
+    }
     for name in planned {
         let end = report.records.iter().find_map(|r| match r {
             Record::End { name: n, outcome, message, duration_us, snapshots, notes, .. } if n == name => {
@@ -208,6 +219,7 @@ mod tests {
         });
         VmReport {
             kernel_release: Some("6.12.117".into()),
+            user_events: true,
             guest_hello_ms: Some(1500),
             guest_done_ms: None,
             records,
@@ -282,6 +294,17 @@ mod tests {
         assert_eq!(get(&v, "munmap::a"), &Verdict::Pass);
         assert!(matches!(get(&v, "fork::b"), Verdict::Fail(m) if m.contains("UserEventsFault")));
         assert_eq!(get(&v, HEALTH), &Verdict::Pass);
+    }
+
+    #[test]
+    fn a_kernel_without_user_events_is_one_clear_message() {
+        let planned: Vec<String> = ["a::x", "a::y"].map(String::from).to_vec();
+        let mut r = report(vec![start("a::x"), end("a::x", Outcome::Fail, "cannot open user_events_data")], &[], VmEnd::Finished);
+        r.user_events = false;
+        let v = verdicts(&r, &planned);
+        for n in &planned {
+            assert!(matches!(get(&v, n), Verdict::Fail(m) if m.contains("has no user_events") && m.contains("CONFIG_USER_EVENTS=y")));
+        }
     }
 
     #[test]

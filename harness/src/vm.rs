@@ -51,6 +51,8 @@ pub enum VmEnd {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VmReport {
     pub kernel_release: Option<String>,
+    /// False when the guest found no `user_events_data` in tracefs.
+    pub user_events: bool,
     /// Guest uptime at the runner's hello and at done: the kernel's share of the wall time.
     pub guest_hello_ms: Option<u64>,
     pub guest_done_ms: Option<u64>,
@@ -149,6 +151,7 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
     let mut watch = Watch::new();
     let mut report = VmReport {
         kernel_release: None,
+        user_events: true,
         guest_hello_ms: None,
         guest_done_ms: None,
         records: vec![],
@@ -189,8 +192,9 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             Ok(Msg::Result(Event::Record(r))) => {
                 last_output = Instant::now();
                 match &r {
-                    Record::Hello { kernel_release, uptime_ms, .. } => {
+                    Record::Hello { kernel_release, uptime_ms, user_events, .. } => {
                         report.kernel_release = Some(kernel_release.clone());
+                        report.user_events = *user_events;
                         report.guest_hello_ms = Some(*uptime_ms);
                     }
                     Record::Start { name } => {

@@ -32,7 +32,15 @@ pub struct Snapshot {
 pub enum Record {
     /// The runner is up. `uptime_ms` is the guest's CLOCK_BOOTTIME, so the host can tell
     /// how much of a run was kernel boot.
-    Hello { kernel_release: String, uptime_ms: u64, planned: u32 },
+    Hello {
+        kernel_release: String,
+        uptime_ms: u64,
+        planned: u32,
+        /// Whether tracefs has `user_events_data`: a kernel without the feature is one clear
+        /// message, not a failure per scenario.
+        #[serde(default = "yes")]
+        user_events: bool,
+    },
     /// A scenario is about to run: anything the console shows from now on belongs to it.
     Start { name: String },
     End {
@@ -52,6 +60,10 @@ pub enum Record {
     },
     /// Every planned scenario has ended; the guest powers off next.
     Done { uptime_ms: u64 },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Record {
@@ -175,7 +187,7 @@ mod tests {
     #[test]
     fn records_round_trip_through_split_writes() {
         let recs = [
-            Record::Hello { kernel_release: "6.12.117".into(), uptime_ms: 812, planned: 2 },
+            Record::Hello { kernel_release: "6.12.117".into(), uptime_ms: 812, planned: 2, user_events: true },
             Record::Start { name: "fork::x".into() },
             end("fork::x"),
             Record::Done { uptime_ms: 900 },

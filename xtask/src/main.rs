@@ -353,6 +353,9 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     let mut failed_runs = Vec::new();
     let conclusion = harness::trials::run(&args, &kernels, &scenarios, &opts, |run| {
         let bad = run.verdicts.iter().any(|v| matches!(v.verdict, harness::verdict::Verdict::Fail(_)));
+        if !run.report.user_events {
+            eprintln!("error: {} has no user_events (no user_events_data in tracefs): build it with CONFIG_USER_EVENTS=y", run.kernel.label);
+        }
         eprintln!(
             "{}: booted {} in {:.1} s wall ({} ms to the runner's hello), artifacts in {}",
             run.kernel.label,

@@ -70,7 +70,9 @@ fn run_plan(path: &str) -> i32 {
         let _ = out.flush();
     };
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
-    emit(&mut out, &Record::Hello { kernel_release: release, uptime_ms: uptime_ms(), planned: plan.scenarios.len() as u32 });
+    let user_events = std::path::Path::new(&guest_tests::tracefs::path("user_events_data")).exists();
+    let planned = plan.scenarios.len() as u32;
+    emit(&mut out, &Record::Hello { kernel_release: release, uptime_ms: uptime_ms(), planned, user_events });
     for name in &plan.scenarios {
         emit(&mut out, &Record::Start { name: name.clone() });
         kmsg_marker("start", name);
