@@ -10,8 +10,36 @@ use crate::progress::Progress;
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Builds the guest binaries; returns the folder that holds them.
+/// The guest programs the initramfs takes (see images/initramfs.toml).
+const PROGRAMS: [&str; 2] = ["ue-init", "ue-scenarios"];
+
+/// Builds the guest binaries; returns a folder that holds a snapshot of them, named by their
+/// content: a run that boots many times (mutants, matrix) keeps using the same binaries even
+/// if cargo rewrites target/ meanwhile, and identical builds share one folder.
 pub fn build(root: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+    let built = cargo_build(root, progress)?;
+    let mut key = crate::cache::KeyBuilder::new("guest");
+    let mut bytes = Vec::new();
+    for p in PROGRAMS {
+        let b = std::fs::read(built.join(p)).with_context(|| format!("read {}", built.join(p).display()))?;
+        key.part(p, &b);
+        bytes.push(b);
+    }
+    let dir = root.join("target/ue-guest").join(key.finish());
+    if !dir.join(PROGRAMS[PROGRAMS.len() - 1]).exists() {
+        let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp)?;
+        for (p, b) in PROGRAMS.iter().zip(&bytes) {
+            std::fs::write(tmp.join(p), b)?;
+            std::fs::set_permissions(tmp.join(p), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        let _ = std::fs::rename(&tmp, &dir);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(dir)
+}
+
+fn cargo_build(root: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
     progress.step("guest", "static guest-tests binaries");
     let sh = Shell::new()?;
     sh.change_dir(root);
