@@ -86,7 +86,13 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
         .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
 
     let started = Instant::now();
-    let mut child = spawn_qemu(qemu)?;
+    let mut child = match spawn_qemu(qemu) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&qemu.result_socket);
+            return Err(e);
+        }
+    };
     let (tx, rx) = mpsc::channel();
 
     // Console: QEMU's stdout. Lossy UTF-8, since a dying kernel prints what it likes.
@@ -325,4 +331,29 @@ fn accept_with_limit(listener: &UnixListener, limit: Duration) -> Result<std::os
         return Err(format!("no connection within {} s", limit.as_secs()));
     }
     listener.accept().map(|(s, _)| s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Accel;
+
+    #[test]
+    fn a_missing_qemu_is_one_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = QemuConfig {
+            binary: "/nonexistent/qemu-system-x86_64".into(),
+            kernel: d.path().join("bzImage"),
+            initrd: d.path().join("initramfs.cpio"),
+            accel: Accel::Tcg,
+            memory_mib: 64,
+            cpus: 1,
+            extra_cmdline: String::new(),
+            result_socket: d.path().join("r.sock"),
+        };
+        let limits = Limits { boot: Duration::from_secs(1), scenario: Duration::from_secs(1), kselftest: Duration::from_secs(1), whole: Duration::from_secs(2), silence: Duration::from_secs(1) };
+        let e = format!("{:#}", run(&cfg, d.path(), limits).unwrap_err());
+        assert!(e.contains("not found") && e.contains("apt-get install qemu-system-x86"), "{e}");
+        assert!(!d.path().join("r.sock").exists(), "the listener's socket is removed");
+    }
 }

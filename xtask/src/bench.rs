@@ -247,20 +247,24 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
 fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::Result<Vec<Row>> {
     let trivial_init = if r1 { Some(trivial_init(&s.dir)) } else { None };
     let (mut floor_h, mut floor_h_hello, mut floor_t) = (vec![], vec![], vec![]);
+    let (mut floor_h_reboot, mut floor_t_reboot, mut floor_t_pre) = (vec![], vec![], vec![]);
     let mut suite: Vec<SuiteSample> = vec![];
     let mut noop = vec![];
     let mut noop_made = 0;
     for i in 0..runs {
         let n = format!("{}/{runs}", i + 1);
         if r1 {
-            let (wall, hello) = floor_harness(s, i)?;
-            say(&format!("1a floor, harness init, empty plan, run {n}: {wall:.2} s (guest hello at {:.2} s)", hello));
+            let (wall, hello, reboot) = floor_harness(s, i)?;
+            say(&format!("1a floor, harness init, empty plan, run {n}: {wall:.2} s (guest hello at {hello:.2} s, reboot at {} s)", secs(reboot)));
             floor_h.push(wall);
             floor_h_hello.push(hello);
+            floor_h_reboot.extend(reboot);
             if let Some(Ok(init)) = &trivial_init {
-                let wall = floor_trivial(s, i, init)?;
-                say(&format!("1b floor, static C init that reboots, run {n}: {wall:.2} s"));
+                let (wall, reboot, pre) = floor_trivial(s, i, init)?;
+                say(&format!("1b floor, static C init that reboots, run {n}: {wall:.2} s (reboot at {} s, kernel clock started after {} s)", secs(reboot), secs(pre)));
                 floor_t.push(wall);
+                floor_t_reboot.extend(reboot);
+                floor_t_pre.extend(pre);
             }
         }
         if r2 {
@@ -288,7 +292,7 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         }
     }
     let mut rows = vec![];
-    let floor_1b = Row::new(1, "1b", "boot floor: static C init, reboot(RB_AUTOBOOT) at once", floor_t, "same QEMU command line (QemuConfig), initramfs holds only /init");
+    let floor_1b = Row::new(1, "1b", "boot floor: static C init, reboot(RB_AUTOBOOT) at once", floor_t, "same QEMU command line (QemuConfig::args), initramfs holds only /init; QEMU start → exit");
     let floor_1b = match &trivial_init {
         Some(Err(e)) => Row::text(1, "1b", "boot floor: static C init", format!("not measured: {e}")),
         _ => floor_1b,
@@ -298,8 +302,15 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         let floor_h_row = Row::new(1, "1a", "boot floor of this harness: ue-init, plan with no scenarios", floor_h, "QEMU start → QEMU exit (vm::run wall); runner says hello/done, VM reboots")
             .ratio_to(floor, "1b");
         rows.push(floor_h_row);
-        rows.push(Row::new(1, "1a.boot", "  of which guest uptime at the runner's hello", floor_h_hello, "kernel boot + init until the runner starts (guest clock)"));
+        rows.push(Row::new(1, "1a.boot", "  guest uptime at the runner's hello", floor_h_hello, "kernel boot + init until the runner starts (guest clock)"));
+        rows.push(Row::new(1, "1a.reboot", "  guest uptime at `reboot: Restarting system`", floor_h_reboot, "printk time; the rest of the wall is QEMU start, firmware, decompression before the clock, exit"));
         rows.push(floor_1b);
+        if !floor_t_reboot.is_empty() {
+            rows.push(Row::new(1, "1b.reboot", "  guest uptime at `reboot: Restarting system`", floor_t_reboot, "printk time"));
+        }
+        if !floor_t_pre.is_empty() {
+            rows.push(Row::new(1, "1b.pre", "  before the kernel's clock starts (QEMU start, qboot, bzImage decompression)", floor_t_pre, "host time of the first console line − its printk time"));
+        }
     }
     let floor = floor.or_else(|| rows.iter().find(|r| r.id == "1a").and_then(|r| r.median));
     if r2 {
@@ -312,6 +323,7 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         let col = |f: fn(&SuiteSample) -> f64| suite.iter().map(f).collect::<Vec<_>>();
         rows.push(Row::new(2, "2", "warm suite, end to end", col(|x| x.total), note).ratio_to(floor, "floor"));
         rows.push(Row::new(2, "2.out", "  outside the VM (cargo guest check, cache lookup, initramfs, reports)", col(|x| x.total - x.vm), "total − VM wall"));
+        rows.push(Row::new(2, "2.prep", "    of which before the boot step (guest `cargo build` check + kernel cache lookup)", suite.iter().filter_map(|x| x.prep).collect(), "the child's own progress stamps"));
         rows.push(Row::new(2, "2.vm", "  VM wall (QEMU start → exit)", col(|x| x.vm), "from results.json report.wall_ms").ratio_to(floor, "floor"));
         rows.push(Row::new(2, "2.boot", "    guest boot until the runner's hello", col(|x| x.hello), "report.guest_hello_ms"));
         rows.push(Row::new(2, "2.scen", "    scenarios (guest-reported)", col(|x| x.scenarios), "Σ verdicts' duration_us"));
@@ -336,7 +348,7 @@ fn add_cache_dir(cmd: &mut Command, s: &Setup) {
 }
 
 /// The harness's own init with a plan of no scenarios: the floor of this harness.
-fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64)> {
+fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)> {
     let run_dir = s.dir.join(format!("floor-harness-{i}"));
     std::fs::create_dir_all(&run_dir)?;
     let k = s.opts.accel.slowdown();
@@ -351,7 +363,7 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64)> {
     if report.end != VmEnd::Finished {
         bail!("the empty-plan boot did not finish cleanly ({:?}); console log: {}", report.end, report.console_log.display());
     }
-    Ok((wall, report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0))
+    Ok((wall, report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0, reboot_uptime(&report.console_log)))
 }
 
 fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> QemuConfig {
@@ -387,7 +399,12 @@ fn trivial_init(dir: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(&bin).map_err(|e| format!("read {}: {e}", bin.display()))
 }
 
-fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<f64> {
+/// Boots the trivial init with the harness's QEMU command line, but reads the console itself
+/// so each line gets a host timestamp: the first line's host time minus its printk time is what
+/// passes before the kernel's clock starts (QEMU start, qboot, bzImage decompression).
+/// Returns (wall, guest uptime at reboot, time before the kernel's clock).
+fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Option<f64>, Option<f64>)> {
+    use std::io::BufRead as _;
     let run_dir = s.dir.join(format!("floor-trivial-{i}"));
     std::fs::create_dir_all(&run_dir)?;
     let mut img = Initramfs::new();
@@ -395,17 +412,74 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<f64> {
     img.file("init", 0o755, init.to_vec());
     let initrd = run_dir.join("initramfs.cpio");
     std::fs::write(&initrd, img.to_bytes())?;
-    let started = Instant::now();
-    let report = vm::run(&qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone()), &run_dir, s.opts.limits(0, &[]))?;
-    let wall = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&initrd);
-    // This init never speaks on the result channel, so the VM "exits early"; what must hold is
-    // that it rebooted on purpose (a failed init panics, which also ends the VM, just as fast).
-    let console = std::fs::read_to_string(&report.console_log).unwrap_or_default();
-    if matches!(report.end, VmEnd::TimedOut { .. } | VmEnd::KernelPanicked) || !report.troubles.is_empty() || console.contains("Kernel panic") {
-        bail!("the trivial-init boot did not end with a clean reboot ({:?}); console log: {}", report.end, report.console_log.display());
+    let qemu = qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone());
+    std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")?;
+    let _ = std::fs::remove_file(&qemu.result_socket);
+    // QEMU connects its second serial port here at start; nothing is ever sent on it.
+    let listener = std::os::unix::net::UnixListener::bind(&qemu.result_socket)
+        .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    Ok(wall)
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("start {}", qemu.binary.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let _ = tx.send((started.elapsed().as_secs_f64(), String::from_utf8_lossy(&line).into_owned()));
+        }
+    });
+    let limit = s.opts.limits(0, &[]).boot;
+    let mut lines: Vec<(f64, String)> = vec![];
+    let status = loop {
+        while let Ok(l) = rx.try_recv() {
+            lines.push(l);
+        }
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if started.elapsed() > limit || harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&qemu.result_socket);
+            bail!("the trivial-init boot did not end within {} s (or was interrupted); see {}", limit.as_secs(), run_dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = started.elapsed().as_secs_f64();
+    drop(listener);
+    let _ = std::fs::remove_file(&qemu.result_socket);
+    // The reader ends with QEMU's stdout; take what is left.
+    let drain_until = Instant::now() + Duration::from_secs(2);
+    while let Ok(l) = rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+        lines.push(l);
+    }
+    let console: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    let console_log = run_dir.join("console.log");
+    std::fs::write(&console_log, &console)?;
+    let _ = std::fs::remove_file(&initrd);
+    // A failed init panics, which also ends the VM, just as fast: it must have rebooted on purpose.
+    if console.contains("Kernel panic") || !harness::console::scan(&console).is_empty() || !console.contains("reboot: Restarting system") {
+        bail!("the trivial-init boot did not end with a clean reboot ({status}); console log: {}", console_log.display());
+    }
+    let printk = |l: &str| -> Option<f64> { l.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse().ok() };
+    let before_clock = lines.iter().find_map(|(t, l)| Some(t - printk(l)?));
+    Ok((wall, reboot_uptime(&console_log), before_clock))
+}
+
+/// The guest's uptime when the kernel printed `reboot: Restarting system` (printk time).
+fn reboot_uptime(console_log: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(console_log).ok()?;
+    let line = text.lines().rev().find(|l| l.contains("reboot: Restarting system"))?;
+    line.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse().ok()
 }
 
 struct SuiteSample {
@@ -416,6 +490,8 @@ struct SuiteSample {
     done: f64,
     scenarios: f64,
     verdicts: usize,
+    /// From the command's start to its `boot` step (guest cargo check, kernel lookup, ...).
+    prep: Option<f64>,
 }
 
 impl SuiteSample {
@@ -438,8 +514,30 @@ impl SuiteSample {
             done: ms("/report/guest_done_ms").unwrap_or(vm),
             scenarios,
             verdicts: verdicts.len(),
+            prep: progress_lines(&out.stderr).iter().find(|(_, t)| t.starts_with("boot ")).map(|(t, _)| *t),
         })
     }
+}
+
+/// The child's progress lines (`[  12.3s] step      what`): (seconds, text after the stamp).
+fn progress_lines(stderr: &str) -> Vec<(f64, &str)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (t, text) = rest.split_once("s] ")?;
+            Some((t.trim().parse().ok()?, text))
+        })
+        .collect()
+}
+
+/// When the first progress line starting with `prefix` was printed, and when the next one was.
+fn step_span(lines: &[(f64, &str)], prefix: &str) -> Option<(f64, f64)> {
+    let i = lines.iter().position(|(_, t)| t.starts_with(prefix))?;
+    let step = lines[i].1.split_whitespace().next().unwrap_or("");
+    // The build prints "build  <label>: N steps" while it runs: those continue the same step.
+    let next = lines[i + 1..].iter().find(|(_, t)| !(step == "build" && t.starts_with("build") && t.contains(" steps")))?;
+    Some((lines[i].0, next.0))
 }
 
 /// The folder `harness::suite` made for this process and kernel: `<secs>-<pid>-<label>`.
@@ -460,13 +558,15 @@ fn find_run_dir(runs_dir: &Path, pid: u32, label: &str) -> Option<PathBuf> {
 fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<Row>> {
     const FILE: &str = "kernel/trace/trace_events_user.c";
     // The default kernel's build tree is a patched (here: unpatched) copy of the pristine source.
-    let src = s.kernel.bzimage.ancestors().nth(4).context("bzImage path has no build tree")?.to_owned();
+    // <entry>/src/out/arch/x86/boot/bzImage: the source is the build folder's parent.
+    let src = s.kernel.bzimage.ancestors().nth(5).context("bzImage path has no build tree")?.to_owned();
     let original = std::fs::read_to_string(src.join(FILE)).with_context(|| format!("read {}", src.join(FILE).display()))?;
     let first: Vec<&str> = original.lines().take(3).collect();
     if first.len() < 3 {
         bail!("{FILE} is shorter than 3 lines");
     }
     let (mut total, mut make, mut vm, mut other) = (vec![], vec![], vec![], vec![]);
+    let (mut guest, mut copy, mut seed, mut kself) = (vec![], vec![], vec![], vec![]);
     let mut failed = 0;
     for i in 0..runs {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -494,6 +594,13 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
         make.push(entry.1);
         vm.push(sample.vm);
         other.push(out.secs - entry.1 - sample.vm);
+        let lines = progress_lines(&out.stderr);
+        if let Some((t, _)) = step_span(&lines, "patch     copy of") {
+            guest.push(t);
+        }
+        copy.extend(step_span(&lines, "patch     copy of").map(|(a, b)| b - a));
+        seed.extend(step_span(&lines, "patch     starting from").map(|(a, b)| b - a));
+        kself.extend(step_span(&lines, "kselftest").map(|(a, b)| b - a));
         // Each edit is its own cache entry (a copy of the build folder); drop it.
         let _ = std::fs::remove_dir_all(&entry.0);
         let _ = std::fs::remove_file(entry.0.with_extension("lock"));
@@ -506,7 +613,11 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
         Row::new(4, "4", "edit one line, rebuild + boot + suite", total, note).ratio_to(floor, "floor"),
         Row::new(4, "4.make", "  make alone", make, "COMPLETE.json build_secs of the new cache entry"),
         Row::new(4, "4.vm", "  VM wall", vm, "results.json report.wall_ms"),
-        Row::new(4, "4.other", "  the rest (hard-linked copy, patch, copy of the build folder, cargo, initramfs)", other, "total − make − VM"),
+        Row::new(4, "4.other", "  the rest", other, "total − make − VM; split below from the child's progress stamps"),
+        Row::new(4, "4.guest", "    guest `cargo build` check + apt index check", guest, "start → patch step"),
+        Row::new(4, "4.copy", "    hard-linked copy of the source + patch", copy, "cp -al of the pristine tree, GNU patch"),
+        Row::new(4, "4.seed", "    copy of the unpatched build folder", seed, "cp -a of builds/<key>/src/out"),
+        Row::new(4, "4.kselftest", "    upstream user_events selftests rebuilt", kself, "kselftests::build runs after every make"),
     ])
 }
 
@@ -604,7 +715,7 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
     let list = KernelList::load(&cfg)?;
     let spec = &list.kernels[&list.default];
     let aptc = crate::apt::PrivateApt::new(&s.cache);
-    aptc.update(&list.all_suites(), progress)?;
+    aptc.update(&list.all_suites(), &list.all_packages(), progress)?;
     let entry = aptc.newest(&spec.package)?;
     let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
         let fetched = aptc.fetch(&s.cache, &entry, p)?;
@@ -618,6 +729,7 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
         fragments,
         patches: spec.patch_paths(&cfg),
         extra_patches: 0,
+        absent: spec.absent.clone(),
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let built = crate::kbuild::build(&s.cache, &req, progress)?;
@@ -665,7 +777,13 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
         let (hello, ends, passes) = records(&out.stdout);
         if hello && ends > 0 {
             say(&format!("7 vng works with {name}: {passes}/{ends} scenarios passed, {:.1} s", out.secs));
-            how = Some((extra, name.to_owned()));
+            // vng falls back to 9p by itself when virtiofsd will not start: say which it used.
+            let fell_back = out.stderr.lines().find(|l| l.contains("fallback to 9p")).map(|l| l.trim().to_owned());
+            let way = match fell_back {
+                Some(line) if extra.is_empty() => format!("9p (vng's own fallback: \"{line}\")"),
+                _ => name.to_owned(),
+            };
+            how = Some((extra, way));
             break;
         }
         let tail: String = out.stderr.lines().chain(out.stdout.lines()).filter(|l| !l.trim().is_empty()).rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" / ");
@@ -774,4 +892,47 @@ fn run_limited(mut cmd: Command, limit: Duration, log: &Path, what: &str) -> any
     let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     let _ = std::io::stderr().flush();
     Ok(Limited { secs, pid, status, stdout: read(&out_path), stderr: read(&err_path), stderr_path: err_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts_with_min_and_max() {
+        let r = Row::new(1, "1", "x", vec![3.0, 1.0, 2.0], "");
+        assert_eq!((r.median, r.min, r.max), (Some(2.0), Some(1.0), Some(3.0)));
+        let r = Row::new(1, "1", "x", vec![4.0, 1.0, 2.0, 3.0], "").ratio_to(Some(1.25), "floor");
+        assert_eq!(r.median, Some(2.5));
+        assert_eq!(r.ratio.as_deref(), Some("2.0× floor"));
+        assert_eq!(Row::text(6, "6", "matrix", "not run").median, None);
+    }
+
+    #[test]
+    fn phases_come_from_the_progress_stamps_and_build_updates_are_skipped() {
+        let stderr = "[   0.0s] guest     static guest-tests binaries\n\
+                      [  26.5s] patch     copy of /src with 1 patch(es)\n\
+                      [  33.2s] patch     starting from the unpatched build abc\n\
+                      [  35.6s] build     6.12+patched (log: x)\n\
+                      [  50.6s] build     6.12+patched: 12 steps (~1%)\n\
+                      [ 105.2s] kselftest upstream user_events selftests\n\
+                      [ 116.3s]           using TCG\n\
+                      6.12+patched: booted in 16.0 s wall\n";
+        let lines = progress_lines(stderr);
+        assert_eq!(step_span(&lines, "patch     copy of"), Some((26.5, 33.2)));
+        assert_eq!(step_span(&lines, "build "), Some((35.6, 105.2)));
+        assert_eq!(step_span(&lines, "kselftest"), Some((105.2, 116.3)));
+        assert_eq!(step_span(&lines, "boot "), None);
+    }
+
+    #[test]
+    fn runner_records_are_found_among_console_lines() {
+        let hello = Record::Hello { kernel_release: "6.12".into(), uptime_ms: 1, planned: 1, user_events: true }.to_line();
+        let out = format!("[    1.0] booting\r\n{hello}not json\n");
+        assert_eq!(records(&out), (true, 0, 0));
+        let reboot = "[    0.1] x\n[    2.984129] reboot: Restarting system\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.log"), reboot).unwrap();
+        assert_eq!(reboot_uptime(&dir.path().join("c.log")), Some(2.984129));
+    }
 }

@@ -620,6 +620,54 @@ fn result_channel_events(bytes: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_bzimage_is_refused_before_booting() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("vmlinux");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let e = format!("{:#}", ready_image(&img).unwrap_err());
+        assert!(e.contains("is not an x86 bzImage"), "{e}");
+    }
+
+    #[test]
+    fn a_bzimage_whose_config_lacks_user_events_is_refused() {
+        // The layout of a build tree: <out>/arch/x86/boot/bzImage beside <out>/.config.
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("arch/x86/boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        std::fs::write(boot.join("bzImage"), &image).unwrap();
+        std::fs::write(d.path().join(".config"), "CONFIG_FTRACE=y\n# CONFIG_USER_EVENTS is not set\n").unwrap();
+        let e = format!("{:#}", ready_image(&boot.join("bzImage")).unwrap_err());
+        assert!(e.contains("without CONFIG_USER_EVENTS"), "{e}");
+        std::fs::write(d.path().join(".config"), "CONFIG_USER_EVENTS=y\n").unwrap();
+        assert!(ready_image(&boot.join("bzImage")).is_ok());
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_kernel_tree_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let e = source::check_kernel_tree(d.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a kernel source tree"), "{e}");
+        for f in ["Makefile", "Kconfig"] {
+            std::fs::write(d.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("kernel/trace")).unwrap();
+        source::check_kernel_tree(d.path()).unwrap();
+        std::fs::write(d.path().join(".config"), "").unwrap();
+        let e = source::check_kernel_tree(d.path()).unwrap_err().to_string();
+        assert!(e.contains("make mrproper"), "{e}");
+    }
+
+    #[test]
+    fn too_little_disk_space_is_said_before_starting() {
+        let e = cache::need_space(Path::new("/"), u64::MAX / 2, "extracting the kernel source").unwrap_err().to_string();
+        assert!(e.contains("extracting the kernel source needs about") && e.contains("UE_CACHE_DIR"), "{e}");
+    }
+
     /// The README's scenario table is kept by hand: every scenario must have its row.
     #[test]
     fn readme_lists_every_scenario() {
