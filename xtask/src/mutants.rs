@@ -80,7 +80,8 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
 
 pub struct Row {
     pub mutant: Mutant,
-    /// Failing scenarios and failing upstream selftests, apart: the comparison is the point.
+    /// Failing scenarios, and apart from them the upstream selftests that fail on this mutant
+    /// but not on the unpatched kernel: the comparison is the point.
     pub failing: Vec<String>,
     pub kselftests_failing: Vec<String>,
     pub caught: bool,
@@ -99,7 +100,7 @@ pub fn failing(run: &suite::KernelRun) -> (Vec<String>, Vec<String>) {
 
 pub fn table(base_failing: &[String], rows: &[Row]) -> String {
     let mut s = String::from(
-        "| mutant | breaks | expected to fail | scenarios failing | upstream selftests failing | caught | rebuild |\n|---|---|---|---|---|---|---|\n",
+        "| mutant | breaks | expected to fail | scenarios failing | upstream selftests newly failing | caught | rebuild |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(

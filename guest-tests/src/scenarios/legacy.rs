@@ -17,7 +17,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "legacy::write_reaches_trace",
-        about: "old ABI: a written event reaches `trace` under its name",
+        about: "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
         run: write_reaches_trace,
     },
 ];
@@ -76,7 +76,15 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
     let n = uapi::write_event(cx.fd(), idx, &0x2a_u32.to_ne_bytes())?;
     check_eq!(n, 8, "bytes accepted by write()");
     tracefs::set_enabled(&name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&name)).collect();
-    check_eq!(lines.len(), 1, "lines for {name} in trace: {lines:?}");
+    // The old ABI prints no field names, not even the event's: `trace` shows a hex dump of
+    // the entry, whose first two bytes are the event id (common_type) and whose payload
+    // follows the 8-byte header.
+    let id = tracefs::event_id(&name)?;
+    let head = format!("00000000: {:02x} {:02x} ", id & 0xff, (id >> 8) & 0xff);
+    let lines = tracefs::trace_lines()?;
+    let dumps: Vec<&String> = lines.iter().filter(|l| l.contains(&head)).collect();
+    check_eq!(dumps.len(), 1, "hex dumps of event id {id} in trace: {lines:?}");
+    let bytes: Vec<&str> = dumps[0].split(&head).nth(1).unwrap_or("").split_whitespace().take(10).collect();
+    check_eq!(bytes.get(6..10), Some(&["2a", "00", "00", "00"][..]), "payload bytes after the header in {:?}", dumps[0]);
     Ok(())
 }
