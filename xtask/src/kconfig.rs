@@ -186,10 +186,20 @@ pub fn deps_in(text: &str, option: &str) -> Option<Vec<String>> {
                 if nt.starts_with("config ") || nt.starts_with("menuconfig ") || nt.starts_with("endmenu") || nt.starts_with("if ") {
                     break;
                 }
-                if let Some(d) = nt.strip_prefix("depends on ") {
-                    deps.push(d.to_owned());
-                }
                 lines.next();
+                if let Some(d) = nt.strip_prefix("depends on ") {
+                    // A dependency may continue over lines ending in a backslash.
+                    let mut dep = d.trim_end_matches('\\').trim().to_owned();
+                    let mut cont = nt.ends_with('\\');
+                    while cont {
+                        let Some(more) = lines.next() else { break };
+                        let m = more.trim();
+                        cont = m.ends_with('\\');
+                        dep.push(' ');
+                        dep.push_str(m.trim_end_matches('\\').trim());
+                    }
+                    deps.push(dep);
+                }
             }
         }
     }
@@ -298,6 +308,15 @@ mod tests {
         assert_eq!(kept.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(), ["OK"]);
         let e = without_absent(s, &["FTRACE".into()], &FakeTree).unwrap_err().to_string();
         assert!(e.contains("CONFIG_FTRACE as absent") && e.contains("defines it"), "{e}");
+    }
+
+    #[test]
+    fn continued_dependencies_are_read_whole() {
+        let text = "config KASAN\n\tbool \"KASAN\"\n\tdepends on (HAVE_ARCH_KASAN && CC_HAS_KASAN_GENERIC) || \\\n\t\t   (HAVE_ARCH_KASAN_SW_TAGS && CC_HAS_KASAN_SW_TAGS)\n\tdepends on SYSFS && !SLUB_TINY\n";
+        assert_eq!(
+            deps_in(text, "KASAN").unwrap(),
+            ["(HAVE_ARCH_KASAN && CC_HAS_KASAN_GENERIC) || (HAVE_ARCH_KASAN_SW_TAGS && CC_HAS_KASAN_SW_TAGS)", "SYSFS && !SLUB_TINY"]
+        );
     }
 
     #[test]
