@@ -50,6 +50,8 @@ pub fn build(src: &Path, out: &Path, rebuild: bool, progress: &mut Progress) -> 
             let o = Command::new("gcc")
                 .args(["-static", "-O2", "-Wall", "-Wl,-no-as-needed"])
                 .arg(format!("-I{}", out.join("usr/include").display()))
+                // lib.mk's own include path: newer selftests include "kselftest_harness.h" bare.
+                .arg(format!("-I{}", src.join("tools/testing/selftests").display()))
                 .arg("-o")
                 .arg(&binary)
                 .arg(&c_file)
