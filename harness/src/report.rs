@@ -54,7 +54,12 @@ pub fn junit(run: &KernelRun) -> String {
 fn cell(v: &Verdict) -> String {
     match v {
         Verdict::Pass => "pass".into(),
-        Verdict::Fail(m) => format!("FAIL ({})", m.lines().next().unwrap_or("").chars().take(60).collect::<String>()),
+        Verdict::Fail(m) => {
+            // An upstream selftest's first line is its RUN banner; its assertion says more.
+            let line = m.lines().find(|l| l.contains("Expected")).or_else(|| m.lines().next()).unwrap_or("");
+            let line = line.rsplit_once(".c:").map_or(line, |(_, rest)| rest);
+            format!("FAIL ({})", line.chars().take(70).collect::<String>())
+        }
         Verdict::Ignored(r) => format!("ignored ({})", r.chars().take(60).collect::<String>()),
     }
 }
