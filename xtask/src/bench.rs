@@ -52,7 +52,7 @@ struct Defaults {
 const SUITE_LIMIT: Duration = Duration::from_secs(20 * 60);
 const NOOP_LIMIT: Duration = Duration::from_secs(5 * 60);
 const EDIT_LIMIT: Duration = Duration::from_secs(40 * 60);
-const VNG_LIMIT: Duration = Duration::from_secs(15 * 60);
+const VNG_LIMIT: Duration = Duration::from_secs(6 * 60);
 
 #[derive(Debug, Clone, Serialize)]
 struct Row {
@@ -504,7 +504,13 @@ impl SuiteSample {
             .with_context(|| format!("parse {}", path.display()))?;
         let ms = |p: &str| v.pointer(p).and_then(|x| x.as_u64()).map(|m| m as f64 / 1000.0);
         let verdicts = v["verdicts"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let scenarios = verdicts.iter().filter_map(|x| x["duration_us"].as_u64()).sum::<u64>() as f64 / 1e6;
+        // The health trial's duration is the whole VM's wall time: not a scenario.
+        let scenarios = verdicts
+            .iter()
+            .filter(|x| x["name"].as_str() != Some(harness::verdict::HEALTH))
+            .filter_map(|x| x["duration_us"].as_u64())
+            .sum::<u64>() as f64
+            / 1e6;
         let vm = ms("/report/wall_ms").with_context(|| format!("{} has no report.wall_ms", path.display()))?;
         Ok(SuiteSample {
             ok: out.status.success(),
@@ -614,10 +620,10 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
         Row::new(4, "4.make", "  make alone", make, "COMPLETE.json build_secs of the new cache entry"),
         Row::new(4, "4.vm", "  VM wall", vm, "results.json report.wall_ms"),
         Row::new(4, "4.other", "  the rest", other, "total − make − VM; split below from the child's progress stamps"),
-        Row::new(4, "4.guest", "    guest `cargo build` check + apt index check", guest, "start → patch step"),
+        Row::new(4, "4.guest", "    guest `cargo build` check, cache lookups, SHA-256 re-check of the cached .deb", guest, "start → patch step"),
         Row::new(4, "4.copy", "    hard-linked copy of the source + patch", copy, "cp -al of the pristine tree, GNU patch"),
         Row::new(4, "4.seed", "    copy of the unpatched build folder", seed, "cp -a of builds/<key>/src/out"),
-        Row::new(4, "4.kselftest", "    upstream user_events selftests rebuilt", kself, "kselftests::build runs after every make"),
+        Row::new(4, "4.kselftest", "    upstream user_events selftests rebuilt", kself, "rebuilt only when the selftests' sources or the uapi header change"),
     ])
 }
 
@@ -754,34 +760,57 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
     let plan_path = s.dir.join("vng-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
     let runner = s.opts.guest_bin_dir.join("ue-scenarios");
-    // ue-init mounts tracefs for the harness; under vng the command does it itself.
-    let exec = format!("mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; {} --plan {}", runner.display(), plan_path.display());
-    let vng_cmd = |extra: &[&str]| {
+    // ue-init mounts tracefs for the harness; under vng the command does it itself. The records
+    // go to a file in the bench folder, shared read-write (--rwdir): without udev, vng's init
+    // finds no virtio-serial ports for the command's output and falls back to the serial
+    // console, which vng sends to /dev/null unless -v. Without ACPI (tinyconfig) vng's power-off
+    // only halts and QEMU would wait forever: the command ends the VM with a SysRq reboot, which
+    // vng's -no-reboot turns into QEMU exiting (vng then exits 255: it got no return code).
+    let vng_cmd = |extra: &[&str], records: &Path| {
+        let _ = std::fs::remove_file(records);
+        let exec = format!(
+            "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; {} --plan {} > {}; echo b > /proc/sysrq-trigger",
+            runner.display(),
+            plan_path.display(),
+            records.display()
+        );
         let mut c = Command::new("vng");
         c.arg("--run").arg(&built.bzimage);
         if s.opts.accel == harness::qemu::Accel::Tcg {
             c.arg("--disable-kvm");
         }
         c.args(["--memory", &format!("{}M", s.opts.memory_mib), "--cpus", &s.opts.cpus.to_string()]);
+        c.arg(format!("--rwdir={}", s.dir.display()));
         c.args(extra);
+        // Without CONFIG_BLOCK the kernel mounts a 9p root only when root= names its tag; vng
+        // leaves root= out for 9p (its configs have CONFIG_BLOCK, where /dev/root is implied).
+        c.args(["--append", "root=/dev/root"]);
         c.args(["--exec", &exec]);
         c
     };
+    let read_records = |p: &Path| records(&String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()));
 
     // First find a way vng boots here: its default (virtiofs) and then 9p.
     let mut how: Option<(&[&str], String)> = None;
     let mut tried = vec![];
-    let ways: [(&[&str], &str); 2] = [(&[], "virtiofs (vng's default)"), (&["--force-9p"], "9p (--force-9p)")];
+    let ways: [(&[&str], &str); 2] = [(&[], "vng's default"), (&["--force-9p"], "9p (--force-9p)")];
     for (extra, name) in ways {
-        let out = run_limited(vng_cmd(extra), VNG_LIMIT, &s.dir.join(format!("vng-probe-{}", if extra.is_empty() { "default" } else { "9p" })), "vng")?;
-        let (hello, ends, passes) = records(&out.stdout);
+        let rec = s.dir.join(format!("vng-probe-{}.jsonl", if extra.is_empty() { "default" } else { "9p" }));
+        let out = run_limited(vng_cmd(extra, &rec), VNG_LIMIT, &rec.with_extension(""), "vng")?;
+        let (hello, ends, passes) = read_records(&rec);
         if hello && ends > 0 {
             say(&format!("7 vng works with {name}: {passes}/{ends} scenarios passed, {:.1} s", out.secs));
-            // vng falls back to 9p by itself when virtiofsd will not start: say which it used.
-            let fell_back = out.stderr.lines().find(|l| l.contains("fallback to 9p")).map(|l| l.trim().to_owned());
-            let way = match fell_back {
-                Some(line) if extra.is_empty() => format!("9p (vng's own fallback: \"{line}\")"),
-                _ => name.to_owned(),
+            // vng picks 9p by itself when it cannot use virtiofsd (here: QEMU 7.2's C daemon,
+            // which vng refuses, or no KVM): its --dry-run command line says which it used.
+            let mut dry = vng_cmd(extra, &rec);
+            dry.arg("--dry-run");
+            let dry = run_limited(dry, Duration::from_secs(60), &s.dir.join("vng-dry-run"), "vng --dry-run")?;
+            let way = if dry.stdout.contains("rootfstype=9p") || dry.stderr.contains("rootfstype=9p") {
+                "9p (vng's choice: no usable virtiofsd)".to_owned()
+            } else if dry.stdout.contains("rootfstype=virtiofs") || dry.stderr.contains("rootfstype=virtiofs") {
+                "virtiofs".to_owned()
+            } else {
+                name.to_owned()
             };
             how = Some((extra, way));
             break;
@@ -802,8 +831,9 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
         let w = started.elapsed().as_secs_f64();
         our_pass = run.verdicts.iter().filter(|v| matches!(v.verdict, harness::verdict::Verdict::Pass)).count();
         ours.push(w);
-        let out = run_limited(vng_cmd(extra), VNG_LIMIT, &s.dir.join(format!("vng-{i}")), "vng")?;
-        let (_, ends, passes) = records(&out.stdout);
+        let rec = s.dir.join(format!("vng-{i}.jsonl"));
+        let out = run_limited(vng_cmd(extra, &rec), VNG_LIMIT, &rec.with_extension(""), "vng")?;
+        let (_, ends, passes) = read_records(&rec);
         (their_pass, their_ends) = (passes, ends);
         theirs.push(out.secs);
         say(&format!("7 run {}/{runs}: harness {w:.1} s ({our_pass} pass), vng {:.1} s ({passes}/{ends} pass)", i + 1, out.secs));
@@ -812,7 +842,7 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
     let ours_median = ours_row.median;
     Ok(vec![
         ours_row,
-        Row::new(7, "7b", &format!("vng {version}, same kernel, same ue-scenarios plan"), theirs, format!("`vng --run bzImage{} --exec 'ue-scenarios --plan …'`, root over {way}; {their_pass}/{their_ends} pass", if s.opts.accel == harness::qemu::Accel::Tcg { " --disable-kvm" } else { "" }))
+        Row::new(7, "7b", &format!("vng {version}, same kernel, same ue-scenarios plan"), theirs, format!("`vng --run bzImage{} --rwdir BENCH --append root=/dev/root --exec 'ue-scenarios --plan … > BENCH/…; SysRq reboot'`, root over {way}; {their_pass}/{their_ends} pass", if s.opts.accel == harness::qemu::Accel::Tcg { " --disable-kvm" } else { "" }))
             .ratio_to(ours_median, "7a"),
     ])
 }

@@ -17,16 +17,35 @@ const STAMP: &str = "BUILT.json";
 
 #[derive(Serialize, Deserialize)]
 struct Stamp {
+    /// What the programs were built from (see [`inputs_key`]).
+    inputs: String,
     programs: Vec<KselftestBinary>,
 }
 
+/// The selftests depend on their own sources and on the uapi header, not on the kernel's C
+/// files: a patch to kernel/trace/ (an edit, a mutant) does not rebuild them.
+fn inputs_key(src: &Path) -> String {
+    let mut k = crate::cache::KeyBuilder::new("kselftests");
+    let tests = src.join("tools/testing/selftests/user_events");
+    let mut files: Vec<_> = std::fs::read_dir(&tests).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    files.sort();
+    files.push(src.join("include/uapi/linux/user_events.h"));
+    files.push(src.join("tools/testing/selftests/kselftest_harness.h"));
+    for f in files {
+        k.part(&f.to_string_lossy(), &std::fs::read(&f).unwrap_or_default());
+    }
+    k.finish()
+}
+
 /// Builds every program of [`harness::suite::KSELFTESTS`] (into `out/kselftest/`), or takes
-/// them from an earlier build of the same entry unless `rebuild`.
-pub fn build(src: &Path, out: &Path, rebuild: bool, progress: &mut Progress) -> anyhow::Result<Vec<KselftestBinary>> {
+/// them from an earlier build whose inputs were the same.
+pub fn build(src: &Path, out: &Path, progress: &mut Progress) -> anyhow::Result<Vec<KselftestBinary>> {
     let dir = out.join("kselftest");
     let stamp = dir.join(STAMP);
-    if !rebuild {
-        if let Some(s) = std::fs::read(&stamp).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
+    let inputs = inputs_key(src);
+    if let Some(s) = std::fs::read(&stamp).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
+        // A cache restored without its source tree (CI) keeps what was built with it.
+        if s.inputs == inputs || !src.join("tools/testing/selftests").exists() {
             return Ok(s.programs);
         }
     }
@@ -68,7 +87,7 @@ pub fn build(src: &Path, out: &Path, rebuild: bool, progress: &mut Progress) -> 
         }
         programs.push(p);
     }
-    crate::cache::write_atomic(&stamp, &serde_json::to_vec_pretty(&Stamp { programs: programs.clone() })?)?;
+    crate::cache::write_atomic(&stamp, &serde_json::to_vec_pretty(&Stamp { inputs, programs: programs.clone() })?)?;
     Ok(programs)
 }
 

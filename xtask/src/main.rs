@@ -254,7 +254,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
         };
         let built = kbuild::build(&cache, &req, progress)?;
         let secs = built.ran_make.then_some(built.record.build_secs);
-        let kselftests = kselftests::build(&built.src, &built.out, true, progress)?;
+        let kselftests = kselftests::build(&built.src, &built.out, progress)?;
         let provenance = format!("tree {}", tree.display());
         let k = KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance, kselftests };
         return Ok(vec![(k, secs)]);
@@ -267,6 +267,10 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     for (name, spec) in list.select(a.kernel.as_deref())? {
         let entry = aptc.newest(&spec.package)?;
         let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
+            // An extracted tree was verified when it was extracted: no download to check again.
+            if let Some(tree) = source::extracted(&cache, &entry) {
+                return Ok(tree);
+            }
             let fetched = aptc.fetch(&cache, &entry, p)?;
             source::pristine(&cache, &fetched, p)
         };
@@ -295,7 +299,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
         let patch_note = if built.record.patches.is_empty() { String::new() } else { format!(" + {}", built.record.patches.join(", ")) };
         let secs = built.ran_make.then_some(built.record.build_secs);
         let provenance = format!("{} {}{patch_note}", entry.package, entry.version);
-        let kselftests = kselftests::build(&built.src, &built.out, built.ran_make, progress)?;
+        let kselftests = kselftests::build(&built.src, &built.out, progress)?;
         out.push((KernelUnderTest { label, bzimage: built.bzimage, config: Some(built.config), provenance, kselftests }, secs));
     }
     Ok(out)

@@ -8,14 +8,24 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use xshell::{cmd, Shell};
 
-use crate::apt::Fetched;
+use crate::apt::{Fetched, IndexEntry};
 use crate::progress::Progress;
 
 const COMPLETE: &str = ".ue-complete";
 
+fn tree_dir(cache: &Path, entry: &IndexEntry) -> PathBuf {
+    cache.join("sources").join(format!("{}_{}", entry.package, entry.version))
+}
+
+/// The pristine tree of `entry`, if it has been extracted completely already.
+pub fn extracted(cache: &Path, entry: &IndexEntry) -> Option<PathBuf> {
+    let dir = tree_dir(cache, entry);
+    dir.join(COMPLETE).exists().then_some(dir)
+}
+
 /// Extracts the package's source tarball once into `sources/<pkg>_<ver>/`.
 pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> anyhow::Result<PathBuf> {
-    let dir = cache.join("sources").join(format!("{}_{}", fetched.entry.package, fetched.entry.version));
+    let dir = tree_dir(cache, &fetched.entry);
     if dir.join(COMPLETE).exists() {
         return Ok(dir);
     }
