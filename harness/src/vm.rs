@@ -297,10 +297,9 @@ fn check_limits(
     None
 }
 
-fn spawn_qemu(qemu: &QemuConfig) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(&qemu.binary);
-    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // QEMU must never outlive the harness, whatever ends it (Ctrl-C, kill, a panic).
+/// The child gets SIGKILL when the harness dies, whatever ends it (Ctrl-C, kill, a panic):
+/// QEMU must never outlive the harness.
+pub fn die_with_parent(cmd: &mut Command) {
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -309,6 +308,12 @@ fn spawn_qemu(qemu: &QemuConfig) -> anyhow::Result<Child> {
             Ok(())
         });
     }
+}
+
+fn spawn_qemu(qemu: &QemuConfig) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
     match cmd.spawn() {
         Ok(c) => Ok(c),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(

@@ -420,14 +420,7 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Optio
         .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
     let mut cmd = Command::new(&qemu.binary);
     cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    harness::vm::die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("start {}", qemu.binary.display()))?;
     let stdout = child.stdout.take().expect("piped");
@@ -886,14 +879,7 @@ fn run_limited(mut cmd: Command, limit: Duration, log: &Path, what: &str) -> any
     let out_f = std::fs::File::create(&out_path).with_context(|| format!("create {}", out_path.display()))?;
     let err_f = std::fs::File::create(&err_path).with_context(|| format!("create {}", err_path.display()))?;
     cmd.stdin(Stdio::null()).stdout(out_f).stderr(err_f).process_group(0);
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    harness::vm::die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("start {what}"))?;
     let pid = child.id();
