@@ -23,6 +23,7 @@ pub const TOOLS: &[Tool] = &[
     Tool { check: "perl", package: "perl", why: "kernel build scripts" },
     Tool { check: "/usr/include/gelf.h", package: "libelf-dev", why: "kernel build (objtool)" },
     Tool { check: "/usr/include/openssl/opensslv.h", package: "libssl-dev", why: "kernel build (certificate tools)" },
+    Tool { check: "lz4", package: "lz4", why: "kernel build (the bzImage is LZ4-compressed: fastest to boot)" },
     Tool { check: "patch", package: "patch", why: "applies --patch files and kernel mutants" },
     Tool { check: "xz", package: "xz-utils", why: "unpacks the kernel source tarball" },
     Tool { check: "cpio", package: "cpio", why: "cross-checks the initramfs writer in the project's tests" },
