@@ -36,6 +36,33 @@ pub struct QemuConfig {
     pub result_socket: PathBuf,
 }
 
+/// The oldest QEMU the command line is known to work with (socket chardevs as serial ports,
+/// `-accel`, qboot): Debian bookworm ships 7.2, Ubuntu 22.04 ships 6.2.
+pub const MIN_VERSION: (u32, u32) = (6, 2);
+
+/// `QEMU emulator version 7.2.22 (Debian ...)` → (7, 2).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+    let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Fails with what to do when `binary` is older than [`MIN_VERSION`] or does not answer.
+pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
+    let out = std::process::Command::new(binary).arg("--version").output().map_err(|e| {
+        anyhow::anyhow!("{}: {e}: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)", binary.display())
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = parse_version(&text).ok_or_else(|| anyhow::anyhow!("{} --version said {text:?}: not a QEMU version", binary.display()))?;
+    if v < MIN_VERSION {
+        anyhow::bail!(
+            "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer qemu-system-x86)",
+            v.0, v.1, MIN_VERSION.0, MIN_VERSION.1
+        );
+    }
+    Ok(v)
+}
+
 /// qboot starts a Linux kernel faster than SeaBIOS; use it when QEMU ships it.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
@@ -126,6 +153,16 @@ mod tests {
             extra_cmdline: "ue.debug=1".into(),
             result_socket: "/run/x/results.sock".into(),
         }
+    }
+
+    #[test]
+    fn qemu_versions_are_read_and_old_ones_refused() {
+        assert_eq!(parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"), Some((7, 2)));
+        assert_eq!(parse_version("QEMU emulator version 10.0.2\n"), Some((10, 0)));
+        assert_eq!(parse_version("garbage"), None);
+        assert!((5, 2) < MIN_VERSION && (10, 0) > MIN_VERSION);
+        let e = check_version(Path::new("/nonexistent/qemu")).unwrap_err().to_string();
+        assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
     }
 
     #[test]

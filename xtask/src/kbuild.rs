@@ -295,6 +295,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_entry_a_killed_build_left_is_never_taken_for_a_build() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join(MARKER);
+        assert!(read_record(&marker).is_none(), "no marker: not complete");
+        std::fs::write(&marker, b"{\"key\": \"ab\", \"identity\": ").unwrap();
+        assert!(read_record(&marker).is_none(), "a torn marker: not complete");
+        let whole = BuildRecord {
+            key: "ab".into(),
+            identity: "deb:x=1".into(),
+            fragments: vec![],
+            patches: vec![],
+            compiler: "gcc".into(),
+            build_secs: 1.0,
+            steps: 1,
+        };
+        crate::cache::write_atomic(&marker, &serde_json::to_vec(&whole).unwrap()).unwrap();
+        assert_eq!(read_record(&marker).unwrap().key, "ab");
+    }
+
+    #[test]
     fn kbuild_steps_are_counted_and_other_lines_are_not() {
         assert!(is_kbuild_step("  CC      kernel/fork.o"));
         assert!(is_kbuild_step("  AR      lib/built-in.a"));

@@ -397,6 +397,7 @@ fn suite_options(r: &RunArgs, guest_bin_dir: PathBuf) -> SuiteOptions {
 }
 
 fn choose_accel(opts: &mut SuiteOptions, r: &RunArgs, k: &KernelArgs, kernel: &KernelUnderTest, progress: &mut Progress) -> anyhow::Result<()> {
+    harness::qemu::check_version(&opts.qemu_binary)?;
     let cache = cache::cache_dir(k.cache_dir.as_deref());
     let (accel, why) =
         accel::decide(r.accel, accel::dev_kvm_usable(), || cached_kvm_probe(&cache, kernel, opts)).map_err(anyhow::Error::msg)?;
