@@ -80,9 +80,11 @@ pub fn probe_kvm(kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
         Err(e) => KvmProbe::Fails(format!("{e:#}")),
         Ok(run) if run.report.end == VmEnd::Finished => KvmProbe::Works,
         Ok(run) => {
-            let stderr = run.report.qemu_stderr.lines().find(|l| l.contains("KVM")).unwrap_or("").trim().to_owned();
+            // QEMU's own words say most: "KVM internal error", "failed to set MSR ...".
+            let stderr = run.report.qemu_stderr.lines().find(|l| l.contains("KVM") || l.contains("error")).unwrap_or("").trim().to_owned();
             let end = match &run.report.end {
                 VmEnd::TimedOut { what } => what.clone(),
+                VmEnd::ExitedEarly { status } => format!("QEMU ended: {status}"),
                 other => format!("{other:?}"),
             };
             KvmProbe::Fails(if stderr.is_empty() { end } else { format!("{stderr} ({end})") })
