@@ -716,10 +716,7 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
     let aptc = crate::apt::PrivateApt::new(&s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), progress)?;
     let entry = aptc.newest(&spec.package)?;
-    let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
-        let fetched = aptc.fetch(&s.cache, &entry, p)?;
-        crate::source::pristine(&s.cache, &fetched, p)
-    };
+    let fetch = |p: &mut Progress| crate::source::fetch_pristine(&aptc, &s.cache, &entry, p);
     let mut fragments = spec.fragment_paths(&cfg);
     fragments.push(cfg.join("vng.config"));
     let req = BuildRequest {

@@ -266,14 +266,7 @@ fn resolve_kernels_timed(a: &KernelArgs, progress: &mut Progress) -> anyhow::Res
     aptc.update(&list.all_suites(), &list.all_packages(), progress)?;
     for (name, spec) in list.select(a.kernel.as_deref())? {
         let entry = aptc.newest(&spec.package)?;
-        let fetch = |p: &mut Progress| -> anyhow::Result<PathBuf> {
-            // An extracted tree was verified when it was extracted: no download to check again.
-            if let Some(tree) = source::extracted(&cache, &entry) {
-                return Ok(tree);
-            }
-            let fetched = aptc.fetch(&cache, &entry, p)?;
-            source::pristine(&cache, &fetched, p)
-        };
+        let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, &cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs_dir());
         all_patches.extend(patches.iter().cloned());
         let variant = if a.debug { "-debug" } else { "" };

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use xshell::{cmd, Shell};
 
-use crate::apt::{Fetched, IndexEntry};
+use crate::apt::{Fetched, IndexEntry, PrivateApt};
 use crate::progress::Progress;
 
 const COMPLETE: &str = ".ue-complete";
@@ -21,6 +21,16 @@ fn tree_dir(cache: &Path, entry: &IndexEntry) -> PathBuf {
 pub fn extracted(cache: &Path, entry: &IndexEntry) -> Option<PathBuf> {
     let dir = tree_dir(cache, entry);
     dir.join(COMPLETE).exists().then_some(dir)
+}
+
+/// The pristine tree of `entry`: as extracted already (it was verified then, so the download
+/// is not checked again), or downloaded, verified and extracted now.
+pub fn fetch_pristine(apt: &PrivateApt, cache: &Path, entry: &IndexEntry, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+    if let Some(tree) = extracted(cache, entry) {
+        return Ok(tree);
+    }
+    let fetched = apt.fetch(cache, entry, progress)?;
+    pristine(cache, &fetched, progress)
 }
 
 /// Extracts the package's source tarball once into `sources/<pkg>_<ver>/`.
