@@ -234,7 +234,7 @@ mod tests {
     }
 
     fn end(name: &str, outcome: Outcome, message: &str) -> Record {
-        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![], output: String::new() }
+        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![], output: String::new(), missing: None }
     }
 
     fn start(name: &str) -> Record {

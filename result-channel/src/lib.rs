@@ -57,6 +57,10 @@ pub enum Record {
         /// A program's own output (the upstream selftests' KTAP), parsed by the host.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         output: String,
+        /// With `Outcome::Ignored`: the feature the guest's probe found missing. The host
+        /// holds what each kernel must have; an ignore it did not expect is a failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing: Option<Feature>,
     },
     /// Every planned scenario has ended; the guest powers off next.
     Done { uptime_ms: u64 },
@@ -181,6 +185,7 @@ mod tests {
             snapshots: vec![Snapshot { name: "s".into(), content: "a\nb\n".into() }],
             notes: vec![],
             output: "TAP version 13\n1..1\nok 1 x\n".into(),
+            missing: None,
         }
     }
 
@@ -240,6 +245,75 @@ mod tests {
             let _ = parse_all(&buf);
         }
     }
+}
+
+/// A capability of the kernel under test that some scenarios need and probe for. The kernel
+/// list (`kernel-configs/kernels.toml`) says which of these each kernel must have, so that a
+/// scenario is `ignored` only where the host expected the kernel to lack what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// The 6.4+ ABI: DIAG_IOCSREG with an enable address, DIAG_IOCSUNREG.
+    RemoteWrite,
+    /// The pre-6.4 ABI: a status page mmap'd from `user_events_status`.
+    StatusPage,
+    /// The USER_EVENT_REG_PERSIST flag of DIAG_IOCSREG (6.7+).
+    RegPersist,
+    /// The USER_EVENT_REG_MULTI_FORMAT flag of DIAG_IOCSREG (6.9+).
+    RegMultiFormat,
+    /// madvise(2) (CONFIG_ADVISE_SYSCALLS).
+    Madvise,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 5] =
+        [Feature::RemoteWrite, Feature::StatusPage, Feature::RegPersist, Feature::RegMultiFormat, Feature::Madvise];
+
+    /// The name used in `kernels.toml` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::RemoteWrite => "remote_write",
+            Feature::StatusPage => "status_page",
+            Feature::RegPersist => "reg_persist",
+            Feature::RegMultiFormat => "reg_multi_format",
+            Feature::Madvise => "madvise",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Feature> {
+        Feature::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the guest runner says about each scenario it can run (`ue-scenarios --list-json`):
+/// the host plans, filters and judges from this, never from the shape of a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// `family::name`, the trial's name after the kernel's.
+    pub name: String,
+    /// The family it belongs to (the part of `name` before `::`, declared by the family).
+    pub family: String,
+    /// One line: the promise of the ABI it checks.
+    pub about: String,
+    /// Run only when asked for (the stress family).
+    #[serde(default)]
+    pub optional: bool,
+    /// The kernel's "user_events: Fault for mm" warning is an expected outcome of this
+    /// scenario (it unmaps or protects the enable word on purpose), not trouble.
+    #[serde(default)]
+    pub fault_warnings: bool,
+    /// Must not share the machine with other scenarios (timing-sensitive or load-making).
+    #[serde(default)]
+    pub alone: bool,
+    /// The features its probes require: without one of them it reports `ignored`.
+    #[serde(default)]
+    pub requires: Vec<Feature>,
 }
 
 /// What the host asks the guest to run; written into the initramfs as `/etc/ue-plan.json`.

@@ -117,6 +117,7 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         snapshots: vec![],
         notes: vec![],
         output: String::new(),
+        missing: None,
     }
 }
 
