@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::model::{KernelUnderTest, SuiteOptions};
 use crate::qemu::Accel;
-use crate::suite::{KernelUnderTest, SuiteOptions};
 use crate::vm::VmEnd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +58,21 @@ pub fn decide(
             dev.map_err(|e| format!("--accel kvm: {e}"))?;
             match probe() {
                 KvmProbe::Works => Ok((Accel::Kvm, None)),
-                KvmProbe::Fails(why) => Err(format!("--accel kvm: KVM cannot run this kernel here: {why}")),
+                KvmProbe::Fails(why) => Err(format!(
+                    "--accel kvm: KVM cannot run this kernel here: {why}"
+                )),
             }
         }
         AccelChoice::Auto => match dev {
             Err(e) => Ok((Accel::Tcg, Some(format!("using TCG (slow emulation): {e}")))),
             Ok(()) => match probe() {
                 KvmProbe::Works => Ok((Accel::Kvm, None)),
-                KvmProbe::Fails(why) => Ok((Accel::Tcg, Some(format!("using TCG (slow emulation): KVM probe failed: {why}")))),
+                KvmProbe::Fails(why) => Ok((
+                    Accel::Tcg,
+                    Some(format!(
+                        "using TCG (slow emulation): KVM probe failed: {why}"
+                    )),
+                )),
             },
         },
     }
@@ -76,18 +83,29 @@ pub fn probe_kvm(kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
     let mut o = opts.clone();
     o.accel = Accel::Kvm;
     o.boot_timeout = Duration::from_secs(8);
-    match crate::suite::run_kernel(kernel, &o, &[], &[]) {
+    match crate::run::run_kernel(kernel, &o, &crate::run::Selection::default()) {
         Err(e) => KvmProbe::Fails(format!("{e:#}")),
         Ok(run) if run.report.end == VmEnd::Finished => KvmProbe::Works,
         Ok(run) => {
             // QEMU's own words say most: "KVM internal error", "failed to set MSR ...".
-            let stderr = run.report.qemu_stderr.lines().find(|l| l.contains("KVM") || l.contains("error")).unwrap_or("").trim().to_owned();
+            let stderr = run
+                .report
+                .qemu_stderr
+                .lines()
+                .find(|l| l.contains("KVM") || l.contains("error"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             let end = match &run.report.end {
                 VmEnd::TimedOut { what } => what.clone(),
                 VmEnd::ExitedEarly { status } => format!("QEMU ended: {status}"),
                 other => format!("{other:?}"),
             };
-            KvmProbe::Fails(if stderr.is_empty() { end } else { format!("{stderr} ({end})") })
+            KvmProbe::Fails(if stderr.is_empty() {
+                end
+            } else {
+                format!("{stderr} ({end})")
+            })
         }
     }
 }
@@ -98,19 +116,44 @@ mod tests {
 
     #[test]
     fn auto_falls_back_to_tcg_and_says_why() {
-        let (a, why) = decide(AccelChoice::Auto, Ok(()), || KvmProbe::Fails("KVM internal error".into())).unwrap();
+        let (a, why) = decide(AccelChoice::Auto, Ok(()), || {
+            KvmProbe::Fails("KVM internal error".into())
+        })
+        .unwrap();
         assert_eq!(a, Accel::Tcg);
         assert!(why.unwrap().contains("KVM internal error"));
-        let (a, why) = decide(AccelChoice::Auto, Err("/dev/kvm: No such file".into()), || unreachable!()).unwrap();
-        assert_eq!((a, why.unwrap().contains("No such file")), (Accel::Tcg, true));
-        assert_eq!(decide(AccelChoice::Auto, Ok(()), || KvmProbe::Works).unwrap(), (Accel::Kvm, None));
+        let (a, why) = decide(
+            AccelChoice::Auto,
+            Err("/dev/kvm: No such file".into()),
+            || unreachable!(),
+        )
+        .unwrap();
+        assert_eq!(
+            (a, why.unwrap().contains("No such file")),
+            (Accel::Tcg, true)
+        );
+        assert_eq!(
+            decide(AccelChoice::Auto, Ok(()), || KvmProbe::Works).unwrap(),
+            (Accel::Kvm, None)
+        );
     }
 
     #[test]
     fn explicit_choices_are_obeyed_or_refused() {
-        assert_eq!(decide(AccelChoice::Tcg, Ok(()), || unreachable!()).unwrap(), (Accel::Tcg, None));
-        let e = decide(AccelChoice::Kvm, Ok(()), || KvmProbe::Fails("internal error".into())).unwrap_err();
+        assert_eq!(
+            decide(AccelChoice::Tcg, Ok(()), || unreachable!()).unwrap(),
+            (Accel::Tcg, None)
+        );
+        let e = decide(AccelChoice::Kvm, Ok(()), || {
+            KvmProbe::Fails("internal error".into())
+        })
+        .unwrap_err();
         assert!(e.contains("--accel kvm") && e.contains("internal error"));
-        assert!(decide(AccelChoice::Kvm, Err("/dev/kvm: denied".into()), || unreachable!()).is_err());
+        assert!(decide(
+            AccelChoice::Kvm,
+            Err("/dev/kvm: denied".into()),
+            || unreachable!()
+        )
+        .is_err());
     }
 }

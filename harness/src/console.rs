@@ -3,7 +3,7 @@
 //! serves a live run and a saved console log alike (`xtask parse`).
 
 /// What kind of trouble a console line starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TroubleKind {
     Panic,
     Oops,
@@ -16,7 +16,7 @@ pub enum TroubleKind {
     UserEventsFault,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trouble {
     pub kind: TroubleKind,
     /// The scenario the result channel said was running when the first line arrived.
@@ -47,11 +47,18 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
         // "WARNING: CPU: 0 PID: 1 at kernel/...": a WARN(); lockdep's own "WARNING: possible
         // circular locking dependency detected" has no " at ".
         Some(TroubleKind::Warning)
-    } else if starts("WARNING: possible") || starts("WARNING: inconsistent lock state") || l.contains("lockdep") && starts("WARNING") {
+    } else if starts("WARNING: possible")
+        || starts("WARNING: inconsistent lock state")
+        || l.contains("lockdep") && starts("WARNING")
+    {
         Some(TroubleKind::Lockdep)
-    } else if starts("BUG: KASAN") || starts("UBSAN:") || starts("BUG: KFENCE") || starts("KFENCE:") {
+    } else if starts("BUG: KASAN") || starts("UBSAN:") || starts("BUG: KFENCE") || starts("KFENCE:")
+    {
         Some(TroubleKind::Sanitizer)
-    } else if l.contains("Watchdog detected hard LOCKUP") || l.contains("rcu_sched self-detected stall") || l.contains("rcu: INFO: rcu_") && l.contains("stall") {
+    } else if l.contains("Watchdog detected hard LOCKUP")
+        || l.contains("rcu_sched self-detected stall")
+        || l.contains("rcu: INFO: rcu_") && l.contains("stall")
+    {
         Some(TroubleKind::Lockup)
     } else if starts("user_events: Fault for mm") {
         Some(TroubleKind::UserEventsFault)
@@ -65,7 +72,11 @@ pub fn strip_timestamp(line: &str) -> &str {
     let t = line.trim_start_matches(['\r', '\0']);
     if t.starts_with('[') {
         if let Some(end) = t.find("] ") {
-            if t[1..end].trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+            if t[1..end]
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+            {
                 return &t[end + 2..];
             }
         }
@@ -97,12 +108,20 @@ impl Watch {
             self.marked = rest.strip_prefix("start ").map(str::to_owned);
             return;
         }
-        let during = if self.seen_markers { self.marked.as_deref() } else { during };
+        let during = if self.seen_markers {
+            self.marked.as_deref()
+        } else {
+            during
+        };
         if let Some(kind) = classify(line) {
             // A panic that follows an oops belongs to it: extend, don't split.
             let continues = kind == TroubleKind::Panic && self.open.is_some();
             if !continues {
-                self.found.push(Trouble { kind, during: during.map(str::to_owned), excerpt: vec![] });
+                self.found.push(Trouble {
+                    kind,
+                    during: during.map(str::to_owned),
+                    excerpt: vec![],
+                });
                 self.open = Some(self.found.len() - 1);
             }
         }
@@ -123,7 +142,12 @@ impl Watch {
 
     /// True once the kernel has certainly died (nothing after this will run).
     pub fn kernel_died(&self) -> bool {
-        self.found.iter().any(|t| t.kind == TroubleKind::Panic || t.excerpt.iter().any(|l| l.contains("Kernel panic - not syncing")))
+        self.found.iter().any(|t| {
+            t.kind == TroubleKind::Panic
+                || t.excerpt
+                    .iter()
+                    .any(|l| l.contains("Kernel panic - not syncing"))
+        })
     }
 }
 

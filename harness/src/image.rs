@@ -26,7 +26,8 @@ pub struct ManifestFile {
 
 impl Manifest {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parse {}", path.display()))
     }
 }
@@ -37,22 +38,36 @@ pub struct ExtraFile {
     pub source: PathBuf,
 }
 
-pub fn build(manifest: &Manifest, guest_bin_dir: &Path, plan: &Plan, extra: &[ExtraFile]) -> anyhow::Result<Vec<u8>> {
+pub fn build(
+    manifest: &Manifest,
+    guest_bin_dir: &Path,
+    plan: &Plan,
+    extra: &[ExtraFile],
+) -> anyhow::Result<Vec<u8>> {
     let mut img = Initramfs::new();
     for d in &manifest.dirs {
         img.dir(d);
     }
     for f in &manifest.files {
         let src = guest_bin_dir.join(&f.guest_bin);
-        let data = std::fs::read(&src)
-            .with_context(|| format!("guest binary {} (build it with `cargo xtask build-guest`)", src.display()))?;
+        let data = std::fs::read(&src).with_context(|| {
+            format!(
+                "guest binary {} (build it with `cargo xtask build-guest`)",
+                src.display()
+            )
+        })?;
         img.file(&f.path, 0o755, data);
     }
     for f in extra {
-        let data = std::fs::read(&f.source).with_context(|| format!("read {}", f.source.display()))?;
+        let data =
+            std::fs::read(&f.source).with_context(|| format!("read {}", f.source.display()))?;
         img.file(&f.path, 0o755, data);
     }
-    img.file(result_channel::PLAN_PATH, 0o644, serde_json::to_vec_pretty(plan)?);
+    img.file(
+        result_channel::PLAN_PATH,
+        0o644,
+        serde_json::to_vec_pretty(plan)?,
+    );
     Ok(img.to_bytes())
 }
 
@@ -62,7 +77,9 @@ mod tests {
 
     #[test]
     fn the_shipped_manifest_parses_and_names_an_init() {
-        let m = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/initramfs.toml")).unwrap();
+        let m =
+            Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/initramfs.toml"))
+                .unwrap();
         assert!(m.files.iter().any(|f| f.path == "init"));
     }
 
@@ -75,20 +92,43 @@ mod tests {
             "dirs=['proc']\n[[file]]\npath='init'\nguest_bin='ue-init'\n[[file]]\npath='bin/ue-scenarios'\nguest_bin='ue-scenarios'\n",
         )
         .unwrap();
-        let plan = Plan { scenarios: vec!["a::b".into()], scenario_timeout_ms: 1, poll_deadline_ms: 2, kselftests: vec![] };
+        let plan = Plan {
+            scenarios: vec!["a::b".into()],
+            scenario_timeout_ms: 1,
+            poll_deadline_ms: 2,
+            kselftests: vec![],
+        };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
-        let plan_entry = entries.iter().find(|e| e.path == "etc/ue-plan.json").unwrap();
-        assert_eq!(serde_json::from_slice::<Plan>(&plan_entry.data).unwrap(), plan);
-        assert_eq!(entries.iter().find(|e| e.path == "init").unwrap().data, b"I");
+        let plan_entry = entries
+            .iter()
+            .find(|e| e.path == "etc/ue-plan.json")
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Plan>(&plan_entry.data).unwrap(),
+            plan
+        );
+        assert_eq!(
+            entries.iter().find(|e| e.path == "init").unwrap().data,
+            b"I"
+        );
     }
 
     #[test]
     fn a_missing_guest_binary_says_how_to_build_it() {
         let dir = tempfile::tempdir().unwrap();
-        let m: Manifest = toml::from_str("dirs=[]\n[[file]]\npath='init'\nguest_bin='ue-init'\n").unwrap();
-        let plan = Plan { scenarios: vec![], scenario_timeout_ms: 1, poll_deadline_ms: 1, kselftests: vec![] };
+        let m: Manifest =
+            toml::from_str("dirs=[]\n[[file]]\npath='init'\nguest_bin='ue-init'\n").unwrap();
+        let plan = Plan {
+            scenarios: vec![],
+            scenario_timeout_ms: 1,
+            poll_deadline_ms: 1,
+            kselftests: vec![],
+        };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
-        assert!(err.contains("ue-init") && err.contains("build-guest"), "{err}");
+        assert!(
+            err.contains("ue-init") && err.contains("build-guest"),
+            "{err}"
+        );
     }
 }

@@ -38,7 +38,11 @@ impl Initramfs {
             }
             so_far.push_str(part);
             if !self.entries.iter().any(|e| e.path == so_far) {
-                self.entries.push(Entry { path: so_far.clone(), mode: S_IFDIR | 0o755, data: vec![] });
+                self.entries.push(Entry {
+                    path: so_far.clone(),
+                    mode: S_IFDIR | 0o755,
+                    data: vec![],
+                });
             }
         }
         self
@@ -50,13 +54,24 @@ impl Initramfs {
             self.dir(parent);
         }
         self.entries.retain(|e| e.path != path);
-        self.entries.push(Entry { path, mode: S_IFREG | (perm & 0o7777), data });
+        self.entries.push(Entry {
+            path,
+            mode: S_IFREG | (perm & 0o7777),
+            data,
+        });
         self
     }
 
     pub fn write_to(&self, mut w: impl Write) -> io::Result<()> {
         for (i, e) in self.entries.iter().enumerate() {
-            write_entry(&mut w, i as u32 + 1, e.mode, 1 + u32::from(e.mode & S_IFDIR != 0), &e.path, &e.data)?;
+            write_entry(
+                &mut w,
+                i as u32 + 1,
+                e.mode,
+                1 + u32::from(e.mode & S_IFDIR != 0),
+                &e.path,
+                &e.data,
+            )?;
         }
         write_entry(&mut w, 0, 0, 1, TRAILER, &[])?;
         w.flush()
@@ -69,8 +84,16 @@ impl Initramfs {
     }
 }
 
-fn write_entry(w: &mut impl Write, ino: u32, mode: u32, nlink: u32, name: &str, data: &[u8]) -> io::Result<()> {
-    let size = u32::try_from(data.len()).map_err(|_| io::Error::other(format!("{name}: larger than 4 GiB")))?;
+fn write_entry(
+    w: &mut impl Write,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    name: &str,
+    data: &[u8],
+) -> io::Result<()> {
+    let size = u32::try_from(data.len())
+        .map_err(|_| io::Error::other(format!("{name}: larger than 4 GiB")))?;
     let namesize = name.len() as u32 + 1;
     // magic, ino, mode, uid, gid, nlink, mtime (0: reproducible), filesize, dev major/minor,
     // rdev major/minor, namesize, check.
@@ -113,7 +136,11 @@ pub fn read_newc(mut b: &[u8]) -> Result<Vec<Entry>, String> {
         if name == TRAILER {
             return Ok(out);
         }
-        out.push(Entry { path: name, mode, data: b[data_start..data_end].to_vec() });
+        out.push(Entry {
+            path: name,
+            mode,
+            data: b[data_start..data_end].to_vec(),
+        });
         let next = data_end + pad4(data_end);
         offset += next;
         b = &b[next.min(b.len())..];
@@ -137,7 +164,17 @@ mod tests {
     fn reads_back_what_it_wrote_with_parents_first() {
         let got = read_newc(&sample().to_bytes()).unwrap();
         let names: Vec<&str> = got.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(names, ["init", "bin", "bin/ue-scenarios", "etc", "etc/ue-plan.json", "proc"]);
+        assert_eq!(
+            names,
+            [
+                "init",
+                "bin",
+                "bin/ue-scenarios",
+                "etc",
+                "etc/ue-plan.json",
+                "proc"
+            ]
+        );
         assert_eq!(got[2].data, vec![7; 1001]);
         assert_eq!(got[2].mode, 0o100755);
         assert_eq!(got[1].mode, 0o040755);
@@ -155,10 +192,18 @@ mod tests {
             eprintln!("cpio not installed; covered by read_newc only");
             return;
         };
-        child.stdin.take().unwrap().write_all(&sample().to_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&sample().to_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), "init\nbin\nbin/ue-scenarios\netc\netc/ue-plan.json\nproc\n");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "init\nbin\nbin/ue-scenarios\netc\netc/ue-plan.json\nproc\n"
+        );
     }
 
     #[test]

@@ -28,9 +28,10 @@ impl Ktap {
         let mut p = Vec::new();
         match self.plan {
             None => p.push("no TAP plan (1..N) in the output".to_owned()),
-            Some(n) if n != self.results.len() => {
-                p.push(format!("the plan says {n} tests, the output has {} results", self.results.len()))
-            }
+            Some(n) if n != self.results.len() => p.push(format!(
+                "the plan says {n} tests, the output has {} results",
+                self.results.len()
+            )),
             _ => {}
         }
         if let Some(b) = &self.bailed {
@@ -62,7 +63,11 @@ pub fn parse(text: &str) -> Ktap {
             if last_diag.len() > 12 {
                 last_diag.remove(0);
             }
-        } else if let Some((ok, rest)) = line.strip_prefix("not ok ").map(|r| (false, r)).or_else(|| line.strip_prefix("ok ").map(|r| (true, r))) {
+        } else if let Some((ok, rest)) = line
+            .strip_prefix("not ok ")
+            .map(|r| (false, r))
+            .or_else(|| line.strip_prefix("ok ").map(|r| (true, r)))
+        {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
             let (desc, directive) = match rest.split_once(" # ") {
                 Some((d, dir)) => (d.trim(), Some(dir.trim())),
@@ -70,7 +75,9 @@ pub fn parse(text: &str) -> Ktap {
             };
             let desc = desc.trim_start_matches("- ").to_owned();
             let result = match directive {
-                Some(dir) if dir.to_ascii_uppercase().starts_with("SKIP") => KtapResult::Skip(dir[4..].trim().to_owned()),
+                Some(dir) if dir.to_ascii_uppercase().starts_with("SKIP") => {
+                    KtapResult::Skip(dir[4..].trim().to_owned())
+                }
                 Some(dir) if dir.to_ascii_uppercase().starts_with("XFAIL") => KtapResult::Ok,
                 _ if ok => KtapResult::Ok,
                 _ => KtapResult::NotOk(last_diag.join("\n")),
@@ -99,15 +106,27 @@ mod tests {
             KtapResult::NotOk(d) => assert!(d.contains("abi_test.c:120"), "{d}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(k.results[2], ("user.perf".into(), KtapResult::Skip("perf not supported".into())));
+        assert_eq!(
+            k.results[2],
+            (
+                "user.perf".into(),
+                KtapResult::Skip("perf not supported".into())
+            )
+        );
         assert!(k.problems().is_empty());
-        assert_eq!(k.totals.as_deref(), Some("pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0"));
+        assert_eq!(
+            k.totals.as_deref(),
+            Some("pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0")
+        );
     }
 
     #[test]
     fn interrupted_output_and_a_missing_plan_are_problems() {
         let k = parse("TAP version 13\n1..4\nok 1 a\nok 2 b\n#  RUN  c ...\n");
-        assert_eq!(k.problems(), ["the plan says 4 tests, the output has 2 results"]);
+        assert_eq!(
+            k.problems(),
+            ["the plan says 4 tests, the output has 2 results"]
+        );
         let k = parse("ok 1 a\n");
         assert_eq!(k.problems(), ["no TAP plan (1..N) in the output"]);
         let k = parse("1..1\nBail out! no tracefs\n");

@@ -1,17 +1,23 @@
 //! The host side of the harness, in the order data flows through it:
-//! [`image`] (initramfs from [`initramfs`]) → [`qemu`] (command line) → [`vm`] (one boot: console
-//! and result channel, limits) → [`console`] (kernel trouble) → [`verdict`] (one per scenario)
-//! → [`trials`] (libtest-mimic) with [`snapshots`]; [`suite`] ties one kernel's run together.
+//! [`model`] (the shared types: kernel, options, verdicts, a run) → [`listing`] (what the
+//! guest can run) → [`image`] (initramfs from [`initramfs`]) → [`qemu`] (command line) →
+//! [`vm`] (one boot: console and result channel, limits) → [`console`] and [`ktap`] (what the
+//! kernel and upstream programs said) → [`verdict`] (one per scenario) → [`run`] (one kernel's
+//! boot, tying those together) → [`artifacts`] (results.json, JUnit) → [`trials`]
+//! (libtest-mimic, with [`snapshots`]) and [`report`] (the matrix).
 
 pub mod accel;
+pub mod artifacts;
 pub mod console;
 pub mod image;
 pub mod initramfs;
 pub mod ktap;
+pub mod listing;
+pub mod model;
 pub mod qemu;
 pub mod report;
+pub mod run;
 pub mod snapshots;
-pub mod suite;
 pub mod trials;
 pub mod verdict;
 pub mod vm;

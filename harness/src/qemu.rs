@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
@@ -49,11 +49,22 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// Fails with what to do when `binary` is older than [`MIN_VERSION`] or does not answer.
 pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
-    let out = std::process::Command::new(binary).arg("--version").output().map_err(|e| {
-        anyhow::anyhow!("{}: {e}: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)", binary.display())
-    })?;
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)",
+                binary.display()
+            )
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = parse_version(&text).ok_or_else(|| anyhow::anyhow!("{} --version said {text:?}: not a QEMU version", binary.display()))?;
+    let v = parse_version(&text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} --version said {text:?}: not a QEMU version",
+            binary.display()
+        )
+    })?;
     if v < MIN_VERSION {
         anyhow::bail!(
             "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer qemu-system-x86)",
@@ -83,7 +94,15 @@ impl QemuConfig {
     pub fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
-        for s in ["-nodefaults", "-no-reboot", "-no-user-config", "-display", "none", "-monitor", "none"] {
+        for s in [
+            "-nodefaults",
+            "-no-reboot",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+        ] {
             push(s);
         }
         push("-machine");
@@ -108,7 +127,10 @@ impl QemuConfig {
         push("-serial");
         push("stdio");
         push("-chardev");
-        push(&format!("socket,id=results,path={}", self.result_socket.display()));
+        push(&format!(
+            "socket,id=results,path={}",
+            self.result_socket.display()
+        ));
         push("-serial");
         push("chardev:results");
         push("-append");
@@ -131,7 +153,10 @@ impl QemuConfig {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -157,11 +182,19 @@ mod tests {
 
     #[test]
     fn qemu_versions_are_read_and_old_ones_refused() {
-        assert_eq!(parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"), Some((7, 2)));
-        assert_eq!(parse_version("QEMU emulator version 10.0.2\n"), Some((10, 0)));
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"),
+            Some((7, 2))
+        );
+        assert_eq!(
+            parse_version("QEMU emulator version 10.0.2\n"),
+            Some((10, 0))
+        );
         assert_eq!(parse_version("garbage"), None);
         assert!((5, 2) < MIN_VERSION && (10, 0) > MIN_VERSION);
-        let e = check_version(Path::new("/nonexistent/qemu")).unwrap_err().to_string();
+        let e = check_version(Path::new("/nonexistent/qemu"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
     }
 
@@ -172,7 +205,10 @@ mod tests {
         let res = line.find("-serial chardev:results").unwrap();
         assert!(stdio < res, "ttyS0 must be the console: {line}");
         assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
-        assert!(line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr ue.debug=1'"), "{line}");
+        assert!(
+            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr ue.debug=1'"),
+            "{line}"
+        );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");
     }
 }

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::suite::KernelRun;
-use crate::verdict::Verdict;
+use crate::model::{KernelRun, Verdict};
 
 fn xml_escape(s: &str) -> String {
     s.chars()
@@ -21,8 +20,14 @@ fn xml_escape(s: &str) -> String {
 
 pub fn junit(run: &KernelRun) -> String {
     let v = &run.verdicts;
-    let failures = v.iter().filter(|x| matches!(x.verdict, Verdict::Fail(_))).count();
-    let skipped = v.iter().filter(|x| matches!(x.verdict, Verdict::Ignored(_))).count();
+    let failures = v
+        .iter()
+        .filter(|x| matches!(x.verdict, Verdict::Fail(_)))
+        .count();
+    let skipped = v
+        .iter()
+        .filter(|x| matches!(x.verdict, Verdict::Ignored(_)))
+        .count();
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
         xml_escape(&run.kernel.label),
@@ -40,10 +45,17 @@ pub fn junit(run: &KernelRun) -> String {
         ));
         match &x.verdict {
             Verdict::Pass => s.push_str("/>\n"),
-            Verdict::Ignored(r) => s.push_str(&format!("><skipped message=\"{}\"/></testcase>\n", xml_escape(r))),
+            Verdict::Ignored(r) => s.push_str(&format!(
+                "><skipped message=\"{}\"/></testcase>\n",
+                xml_escape(r)
+            )),
             Verdict::Fail(m) => {
                 let first = m.lines().next().unwrap_or("");
-                s.push_str(&format!("><failure message=\"{}\">{}</failure></testcase>\n", xml_escape(first), xml_escape(m)))
+                s.push_str(&format!(
+                    "><failure message=\"{}\">{}</failure></testcase>\n",
+                    xml_escape(first),
+                    xml_escape(m)
+                ))
             }
         }
     }
@@ -56,7 +68,11 @@ fn cell(v: &Verdict) -> String {
         Verdict::Pass => "pass".into(),
         Verdict::Fail(m) => {
             // An upstream selftest's first line is its RUN banner; its assertion says more.
-            let line = m.lines().find(|l| l.contains("Expected")).or_else(|| m.lines().next()).unwrap_or("");
+            let line = m
+                .lines()
+                .find(|l| l.contains("Expected"))
+                .or_else(|| m.lines().next())
+                .unwrap_or("");
             let line = line.rsplit_once(".c:").map_or(line, |(_, rest)| rest);
             format!("FAIL ({})", line.chars().take(70).collect::<String>())
         }
@@ -69,13 +85,23 @@ pub fn matrix_markdown(runs: &[KernelRun]) -> String {
     let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
     for r in runs {
         for v in &r.verdicts {
-            rows.entry(v.name.as_str()).or_default().insert(r.kernel.label.as_str(), cell(&v.verdict).replace('|', "\\|"));
+            rows.entry(v.name.as_str()).or_default().insert(
+                r.kernel.label.as_str(),
+                cell(&v.verdict).replace('|', "\\|"),
+            );
         }
     }
     let labels: Vec<&str> = runs.iter().map(|r| r.kernel.label.as_str()).collect();
-    let mut s = format!("| scenario | {} |\n|---|{}\n", labels.join(" | "), "---|".repeat(labels.len()));
+    let mut s = format!(
+        "| scenario | {} |\n|---|{}\n",
+        labels.join(" | "),
+        "---|".repeat(labels.len())
+    );
     for (name, cells) in &rows {
-        let cols: Vec<String> = labels.iter().map(|l| cells.get(l).cloned().unwrap_or_else(|| "-".into())).collect();
+        let cols: Vec<String> = labels
+            .iter()
+            .map(|l| cells.get(l).cloned().unwrap_or_else(|| "-".into()))
+            .collect();
         s.push_str(&format!("| {name} | {} |\n", cols.join(" | ")));
     }
     s.push('\n');
@@ -94,21 +120,51 @@ pub fn matrix_markdown(runs: &[KernelRun]) -> String {
     s
 }
 
-pub fn matrix_json(runs: &[KernelRun]) -> serde_json::Value {
-    serde_json::Value::Array(
-        runs.iter()
-            .map(|r| {
-                serde_json::json!({
-                    "kernel": r.kernel.label,
-                    "provenance": r.kernel.provenance,
-                    "kernel_release": r.report.kernel_release,
-                    "wall_ms": r.report.wall_ms,
-                    "run_dir": r.run_dir,
-                    "verdicts": r.verdicts.iter().map(|v| serde_json::json!({"name": v.name, "result": v.verdict})).collect::<Vec<_>>(),
-                })
+/// `matrix.json`: one entry per kernel, and the wall time of the whole matrix.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct MatrixReport {
+    pub wall_secs: f64,
+    pub kernels: Vec<MatrixKernel>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct MatrixKernel {
+    pub kernel: String,
+    pub provenance: String,
+    pub kernel_release: Option<String>,
+    pub wall_ms: u64,
+    pub run_dir: std::path::PathBuf,
+    pub verdicts: Vec<MatrixCell>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct MatrixCell {
+    pub name: String,
+    pub result: Verdict,
+}
+
+impl MatrixReport {
+    pub fn new(runs: &[KernelRun], wall_secs: f64) -> Self {
+        let kernels = runs
+            .iter()
+            .map(|r| MatrixKernel {
+                kernel: r.kernel.label.clone(),
+                provenance: r.kernel.provenance.clone(),
+                kernel_release: r.report.kernel_release.clone(),
+                wall_ms: r.report.wall_ms,
+                run_dir: r.run_dir.clone(),
+                verdicts: r
+                    .verdicts
+                    .iter()
+                    .map(|v| MatrixCell {
+                        name: v.name.clone(),
+                        result: v.verdict.clone(),
+                    })
+                    .collect(),
             })
-            .collect(),
-    )
+            .collect();
+        MatrixReport { wall_secs, kernels }
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +173,9 @@ mod tests {
 
     #[test]
     fn xml_special_characters_and_control_bytes_are_escaped() {
-        assert_eq!(xml_escape("a<b & \"c\"\u{1b}[0m"), "a&lt;b &amp; &quot;c&quot;[0m");
+        assert_eq!(
+            xml_escape("a<b & \"c\"\u{1b}[0m"),
+            "a&lt;b &amp; &quot;c&quot;[0m"
+        );
     }
 }

@@ -16,8 +16,9 @@ pub fn snapshot_dir() -> PathBuf {
 /// missed it), pid, CPU, irq/preempt flags and timestamp of each trace line, and the event id
 /// in a `format` file.
 pub fn normalise(text: &str) -> String {
-    static TRACE_PREFIX: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?m)^\s*(\S.*?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+(\d+\.\d+):").unwrap());
+    static TRACE_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?m)^\s*(\S.*?)-(\d+)\s+\[(\d+)\]\s+(\S+)\s+(\d+\.\d+):").unwrap()
+    });
     static FORMAT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?m)^ID: \d+$").unwrap());
     let t = TRACE_PREFIX.replace_all(text, "<task>-<pid> [<cpu>] <flags> <time>:");
     FORMAT_ID.replace_all(&t, "ID: <id>").into_owned()
@@ -30,7 +31,11 @@ fn snapshot_name(scenario: &str, snap: &str) -> String {
 pub fn assert_snapshot(kernel: &str, scenario: &str, s: &Snapshot) -> Result<(), String> {
     let name = snapshot_name(scenario, &s.name);
     let per_kernel = snapshot_dir().join(kernel);
-    let dir = if per_kernel.join(format!("{name}.snap")).exists() { per_kernel } else { snapshot_dir() };
+    let dir = if per_kernel.join(format!("{name}.snap")).exists() {
+        per_kernel
+    } else {
+        snapshot_dir()
+    };
     let content = normalise(&s.content);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(dir);
@@ -47,7 +52,10 @@ mod tests {
 
     #[test]
     fn an_unknown_comm_is_normalised_too() {
-        assert_eq!(normalise("           <...>-57      [000] ..... 9.000001: e: x=1"), "<task>-<pid> [<cpu>] <flags> <time>: e: x=1");
+        assert_eq!(
+            normalise("           <...>-57      [000] ..... 9.000001: e: x=1"),
+            "<task>-<pid> [<cpu>] <flags> <time>: e: x=1"
+        );
     }
 
     #[test]

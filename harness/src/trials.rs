@@ -7,12 +7,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
-use result_channel::Snapshot;
+use result_channel::{kselftest_name, Snapshot};
 
-use result_channel::kselftest_name;
-
-use crate::suite::{self, KernelRun, KernelUnderTest, ScenarioInfo, SuiteOptions, KSELFTESTS};
-use crate::verdict::{Verdict, HEALTH};
+use crate::model::{
+    KernelRun, KernelUnderTest, Origin, ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict,
+    HEALTH, KSELFTESTS,
+};
+use crate::run::Selection;
 
 pub fn trial_name(kernel: &str, scenario: &str) -> String {
     format!("{kernel}::{scenario}")
@@ -23,42 +24,108 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
     !args.is_filtered_out(&t) && !args.is_ignored(&t)
 }
 
-/// Which scenarios libtest's filters select for this kernel.
-pub fn selected(args: &Arguments, kernel: &str, scenarios: &[ScenarioInfo]) -> Vec<String> {
-    scenarios.iter().filter(|s| is_selected(args, &trial_name(kernel, &s.name))).map(|s| s.name.clone()).collect()
+/// What libtest's filters select for this kernel: scenarios, and the upstream programs whose
+/// program-level trial is selected or whose tests a filter names (`kselftest::abi_test::user.flags`).
+pub fn selection(
+    args: &Arguments,
+    kernel: &str,
+    scenarios: &[ScenarioInfo],
+    kselftests: bool,
+) -> Selection {
+    let scenarios = scenarios
+        .iter()
+        .filter(|s| is_selected(args, &trial_name(kernel, &s.name)))
+        .cloned()
+        .collect();
+    let kselftests = if kselftests {
+        KSELFTESTS
+            .iter()
+            .filter(|p| {
+                let prog = kselftest_name(p);
+                is_selected(args, &trial_name(kernel, &prog)) || named_test(args, p).is_some()
+            })
+            .map(|p| p.to_string())
+            .collect()
+    } else {
+        vec![]
+    };
+    Selection {
+        scenarios,
+        kselftests,
+    }
 }
 
-/// Which upstream selftest programs to run: those whose program-level trial is selected, or
-/// whose tests a filter names (`kselftest::abi_test::user.flags`).
-pub fn selected_kselftests(args: &Arguments, kernel: &str) -> Vec<String> {
-    KSELFTESTS
+/// The test of `program` the filter names (`kselftest::abi_test::user.flags` → `user.flags`).
+fn named_test(args: &Arguments, program: &str) -> Option<String> {
+    let prefix = format!("{}::", kselftest_name(program));
+    let f = args.filter.as_deref()?;
+    let at = f.find(&prefix)?;
+    Some(f[at + prefix.len()..].to_owned())
+}
+
+/// A filter that names one upstream test must not come back empty because its program died
+/// before reaching it: that test gets a failure naming how the program ended.
+fn unreported_named_tests(
+    args: &Arguments,
+    run: &KernelRun,
+    sel: &Selection,
+) -> Vec<ScenarioVerdict> {
+    let mut out = vec![];
+    for p in &sel.kselftests {
+        let Some(test) = named_test(args, p).filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let prog = kselftest_name(p);
+        let wanted = format!("{prog}::{test}");
+        let reported = run
+            .verdicts
+            .iter()
+            .any(|v| v.name.starts_with(&format!("{prog}::")) && v.name.contains(&test));
+        if reported {
+            continue;
+        }
+        let how =
+            run.verdicts
+                .iter()
+                .find(|v| v.name == prog)
+                .map_or("it was not run".to_owned(), |v| match &v.verdict {
+                    Verdict::Pass => "it exited 0 without reporting this test".to_owned(),
+                    Verdict::Fail(m) => format!("it failed: {}", m.lines().next().unwrap_or("")),
+                    Verdict::Ignored(m) => format!("it was ignored: {m}"),
+                });
+        out.push(ScenarioVerdict::new(
+            wanted,
+            Origin::Upstream,
+            Verdict::Fail(format!("{prog} never reported {test}: {how}")),
+        ));
+    }
+    out
+}
+
+/// Every trial name a kernel can have, for `--list` and for the stand-ins of what was not run.
+fn all_names(scenarios: &[ScenarioInfo], kselftests: bool) -> Vec<String> {
+    let programs: &[&str] = if kselftests { &KSELFTESTS } else { &[] };
+    scenarios
         .iter()
-        .filter(|p| {
-            let prog = kselftest_name(p);
-            is_selected(args, &trial_name(kernel, &prog)) || args.filter.as_deref().is_some_and(|f| f.contains(&format!("{prog}::")))
-        })
-        .map(|p| p.to_string())
+        .map(|s| s.name.clone())
+        .chain([HEALTH.to_owned()])
+        .chain(programs.iter().map(|p| kselftest_name(p)))
         .collect()
 }
 
-/// Runs everything and hands the results to libtest-mimic. `on_run` sees each kernel's run
-/// as soon as it ends (reports, artifacts).
+/// Runs everything and hands the results to libtest-mimic. `boot` runs one kernel (the
+/// pipeline's run-and-write step); `on_run` sees each kernel's run as soon as it ends.
 pub fn run(
     args: &Arguments,
     kernels: &[KernelUnderTest],
     scenarios: &[ScenarioInfo],
     opts: &SuiteOptions,
+    mut boot: impl FnMut(&KernelUnderTest, &Selection) -> anyhow::Result<KernelRun>,
     mut on_run: impl FnMut(&KernelRun),
 ) -> anyhow::Result<Conclusion> {
     let mut trials = Vec::new();
     for k in kernels {
-        let programs: &[&str] = if opts.kselftests { &KSELFTESTS } else { &[] };
-        let names: Vec<String> = scenarios
-            .iter()
-            .map(|s| s.name.clone())
-            .chain([HEALTH.to_owned()])
-            .chain(programs.iter().map(|p| kselftest_name(p)))
-            .collect();
+        let names = all_names(scenarios, opts.kselftests);
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
         // by the same rules that left them unplanned. They are never reported as passes.
         let stand_in = |n: &str| Trial::test(trial_name(&k.label, n), || Ok(()));
@@ -66,27 +133,42 @@ pub fn run(
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;
         }
-        let chosen = selected(args, &k.label, scenarios);
-        let chosen_ks = if opts.kselftests { selected_kselftests(args, &k.label) } else { vec![] };
-        if chosen.is_empty() && chosen_ks.is_empty() && !is_selected(args, &trial_name(&k.label, HEALTH)) {
+        let sel = selection(args, &k.label, scenarios, opts.kselftests);
+        if sel.is_empty() && !is_selected(args, &trial_name(&k.label, HEALTH)) {
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;
         }
-        let run = suite::run_kernel(k, opts, &chosen, &chosen_ks)?;
+        let mut run = boot(k, &sel)?;
+        let extra = unreported_named_tests(args, &run, &sel);
+        run.verdicts.extend(extra);
         on_run(&run);
         let console = run.report.console_log.clone();
         for v in &run.verdicts {
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
             let (label, console, scenario) = (k.label.clone(), console.clone(), v.name.clone());
-            trials.push(Trial::ignorable_test(trial_name(&k.label, &v.name), move || conclude(&label, &scenario, verdict, snaps, console)));
+            trials.push(Trial::ignorable_test(
+                trial_name(&k.label, &v.name),
+                move || conclude(&label, &scenario, verdict, snaps, console),
+            ));
         }
         let run_names: HashSet<&str> = run.verdicts.iter().map(|v| v.name.as_str()).collect();
-        trials.extend(names.iter().filter(|n| !run_names.contains(n.as_str())).map(|n| stand_in(n)));
+        trials.extend(
+            names
+                .iter()
+                .filter(|n| !run_names.contains(n.as_str()))
+                .map(|n| stand_in(n)),
+        );
     }
     Ok(libtest_mimic::run(args, trials))
 }
 
-fn conclude(kernel: &str, scenario: &str, verdict: Verdict, snaps: Vec<Snapshot>, console: PathBuf) -> Result<Completion, Failed> {
+fn conclude(
+    kernel: &str,
+    scenario: &str,
+    verdict: Verdict,
+    snaps: Vec<Snapshot>,
+    console: PathBuf,
+) -> Result<Completion, Failed> {
     match verdict {
         Verdict::Pass => {
             for s in &snaps {
@@ -96,5 +178,23 @@ fn conclude(kernel: &str, scenario: &str, verdict: Verdict, snaps: Vec<Snapshot>
         }
         Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
         Verdict::Fail(msg) => Err(format!("{msg}\n  console log: {}", console.display()).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Arguments {
+        Arguments::from_iter(std::iter::once("t").chain(a.iter().copied()))
+    }
+
+    #[test]
+    fn a_filter_naming_an_upstream_test_selects_its_program() {
+        let a = args(&["kselftest::abi_test::user.flags"]);
+        let sel = selection(&a, "6.12", &[], true);
+        assert_eq!(sel.kselftests, vec!["abi_test".to_owned()]);
+        assert_eq!(named_test(&a, "abi_test").as_deref(), Some("user.flags"));
+        assert_eq!(named_test(&a, "dyn_test"), None);
     }
 }

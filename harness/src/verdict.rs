@@ -2,44 +2,67 @@
 //! planned scenario gets exactly one: a scenario the guest never reported is a failure that
 //! says why, never a pass and never missing.
 
-use result_channel::{Outcome, Record, Snapshot};
+use result_channel::{Outcome, Record};
 
 use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
-use crate::suite::KselftestBinary;
+use crate::model::{
+    Expectation, KselftestBinary, KselftestBuild, Origin, ScenarioInfo, ScenarioVerdict, Verdict,
+    HEALTH,
+};
 use crate::vm::{VmEnd, VmReport};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "verdict", content = "message", rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    Fail(String),
-    Ignored(String),
+/// What the host knows of one planned record before the guest says anything.
+struct Planned<'a> {
+    name: &'a str,
+    /// The scenario's own declaration; None for an upstream program.
+    scenario: Option<&'a ScenarioInfo>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ScenarioVerdict {
-    pub name: String,
-    pub verdict: Verdict,
-    pub duration_us: Option<u64>,
-    pub snapshots: Vec<Snapshot>,
-    pub notes: Vec<String>,
-}
+impl Planned<'_> {
+    fn origin(&self) -> Origin {
+        if self.scenario.is_some() {
+            Origin::Scenario
+        } else {
+            Origin::Upstream
+        }
+    }
 
-/// The host's own check of the boot itself, reported as a trial beside the scenarios.
-pub const HEALTH: &str = "vm::health";
-
-/// Families whose scenarios unmap or protect the enable word on purpose: the kernel's
-/// "user_events: Fault for mm" warning is the expected outcome there, and trouble elsewhere.
-fn expects_fault_warnings(scenario: &str) -> bool {
-    scenario.starts_with("munmap::") || scenario.starts_with("stress::")
+    /// The kernel's "user_events: Fault for mm" warning is what this scenario provokes.
+    fn expects_fault_warnings(&self) -> bool {
+        self.scenario.is_some_and(|s| s.fault_warnings)
+    }
 }
 
 fn trouble_text(t: &Trouble) -> String {
-    format!("kernel console reported {:?}:\n    {}", t.kind, t.excerpt.join("\n    "))
+    format!(
+        "kernel console reported {:?}:\n    {}",
+        t.kind,
+        t.excerpt.join("\n    ")
+    )
 }
 
-pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
+/// One verdict per planned scenario and upstream program (`programs`: their record names),
+/// plus the health trial. An `ignored` stands only for a feature `expected` says the kernel
+/// lacks; any other is a failure that says what was expected and what the probe saw.
+pub fn verdicts(
+    report: &VmReport,
+    scenarios: &[ScenarioInfo],
+    programs: &[String],
+    expected: &Expectation,
+) -> Vec<ScenarioVerdict> {
+    let planned: Vec<Planned> = scenarios
+        .iter()
+        .map(|s| Planned {
+            name: &s.name,
+            scenario: Some(s),
+        })
+        .chain(programs.iter().map(|p| Planned {
+            name: p,
+            scenario: None,
+        }))
+        .collect();
+    let planned_names: Vec<&str> = planned.iter().map(|p| p.name).collect();
     let how_vm_ended = match &report.end {
         VmEnd::Finished => "the VM finished".to_owned(),
         VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
@@ -49,48 +72,69 @@ pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
     let panic_excerpt = report
         .troubles
         .iter()
-        .find(|t| t.kind == TroubleKind::Panic || t.excerpt.iter().any(|l| l.contains("Kernel panic")))
+        .find(|t| {
+            t.kind == TroubleKind::Panic || t.excerpt.iter().any(|l| l.contains("Kernel panic"))
+        })
         .map(|t| format!("\n    {}", t.excerpt.join("\n    ")))
         .unwrap_or_default();
     let mut out = Vec::new();
     if !report.user_events {
         // One cause, said once per trial in the same words: no scenario can run.
-        let msg = format!("this kernel ({}) has no user_events: tracefs has no user_events_data. \
+        let msg = format!(
+            "this kernel ({}) has no user_events: tracefs has no user_events_data. \
                            Build it with CONFIG_USER_EVENTS=y (kernel-configs/user_events.config)",
-                          report.kernel_release.as_deref().unwrap_or("?"));
-        for name in planned {
-            out.push(ScenarioVerdict { name: name.clone(), verdict: Verdict::Fail(msg.clone()), duration_us: None, snapshots: vec![], notes: vec![] });
+            report.kernel_release.as_deref().unwrap_or("?")
+        );
+        for p in &planned {
+            out.push(ScenarioVerdict::new(
+                p.name,
+                p.origin(),
+                Verdict::Fail(msg.clone()),
+            ));
         }
-        out.push(health(report, planned));
+        out.push(health(report, &planned_names));
         return out;
     }
-    for name in planned {
+    for p in &planned {
+        let name = p.name;
         let end = report.records.iter().find_map(|r| match r {
-            Record::End { name: n, outcome, message, duration_us, snapshots, notes, .. } if n == name => {
-                Some((outcome, message, duration_us, snapshots, notes))
-            }
+            Record::End {
+                name: n,
+                outcome,
+                message,
+                duration_us,
+                snapshots,
+                notes,
+                missing,
+                ..
+            } if n == name => Some((outcome, message, duration_us, snapshots, notes, missing)),
             _ => None,
         });
         let troubles: Vec<&Trouble> = report
             .troubles
             .iter()
-            .filter(|t| t.during.as_deref() == Some(name.as_str()))
-            .filter(|t| !(t.kind == TroubleKind::UserEventsFault && expects_fault_warnings(name)))
+            .filter(|t| t.during.as_deref() == Some(name))
+            .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
-            Some((outcome, message, duration_us, snapshots, notes)) => {
+            Some((outcome, message, duration_us, snapshots, notes, missing)) => {
                 let verdict = if let Some(t) = troubles.first() {
                     // The guest may have seen nothing wrong; the kernel did.
-                    Verdict::Fail(format!("{}{}", trouble_text(t), guest_said(*outcome, message)))
+                    Verdict::Fail(format!(
+                        "{}{}",
+                        trouble_text(t),
+                        guest_said(*outcome, message)
+                    ))
                 } else {
                     match outcome {
                         Outcome::Pass => Verdict::Pass,
                         Outcome::Fail => Verdict::Fail(message.clone()),
-                        Outcome::Ignored => Verdict::Ignored(message.clone()),
+                        Outcome::Ignored => judge_ignore(p, message, *missing, expected),
                     }
                 };
                 ScenarioVerdict {
-                    name: name.clone(),
+                    name: name.to_owned(),
+                    origin: p.origin(),
                     verdict,
                     duration_us: Some(*duration_us),
                     snapshots: snapshots.clone(),
@@ -98,41 +142,90 @@ pub fn verdicts(report: &VmReport, planned: &[String]) -> Vec<ScenarioVerdict> {
                 }
             }
             None => {
-                let msg = if report.unfinished.as_deref() == Some(name.as_str()) {
-                    let excerpt = troubles.first().map(|t| format!("\n{}", trouble_text(t))).unwrap_or(panic_excerpt.clone());
+                let msg = if report.unfinished.as_deref() == Some(name) {
+                    let excerpt = troubles
+                        .first()
+                        .map(|t| format!("\n{}", trouble_text(t)))
+                        .unwrap_or(panic_excerpt.clone());
                     format!("not finished: {how_vm_ended} while running {name}{excerpt}")
                 } else if report.kernel_release.is_none() {
                     format!("not run: the guest never started the runner ({how_vm_ended}){panic_excerpt}")
                 } else {
-                    let during = report.unfinished.as_deref().map(|u| format!(" while running {u}")).unwrap_or_default();
+                    let during = report
+                        .unfinished
+                        .as_deref()
+                        .map(|u| format!(" while running {u}"))
+                        .unwrap_or_default();
                     format!("not run: {how_vm_ended}{during} before this scenario started")
                 };
-                ScenarioVerdict { name: name.clone(), verdict: Verdict::Fail(msg), duration_us: None, snapshots: vec![], notes: vec![] }
+                ScenarioVerdict::new(name, p.origin(), Verdict::Fail(msg))
             }
         };
         out.push(v);
     }
-    out.push(health(report, planned));
+    out.push(health(report, &planned_names));
     out
+}
+
+/// The guest reported `ignored`: it stands only where the host expected the kernel to lack
+/// the feature the probe found missing.
+fn judge_ignore(
+    p: &Planned,
+    found: &str,
+    missing: Option<result_channel::Feature>,
+    expected: &Expectation,
+) -> Verdict {
+    match (p.scenario, missing) {
+        (None, _) => Verdict::Fail(format!(
+            "the upstream program skipped itself ({found}); it runs as root with tracefs mounted, so a skip hides what it checks"
+        )),
+        (Some(_), None) => Verdict::Fail(format!("ignored without naming the feature it lacks: {found}")),
+        (Some(_), Some(f)) if expected.has(f) => Verdict::Fail(format!(
+            "ignored for want of {f}, but {} says this kernel has {f}; the probe found: {found}",
+            expected.source
+        )),
+        (Some(_), Some(f)) => Verdict::Ignored(format!("no {f} (as {} expects): {found}", expected.source)),
+    }
 }
 
 /// The upstream selftests: `kselftest::P` keeps the program's own verdict (exit status, crash,
 /// panic), with build failures and KTAP stream problems folded in; each KTAP result becomes
 /// a verdict of its own, `kselftest::P::<test>`.
-pub fn expand_kselftests(verdicts: &mut Vec<ScenarioVerdict>, report: &VmReport, programs: &[KselftestBinary], selected: &[String]) {
+pub fn expand_kselftests(
+    verdicts: &mut Vec<ScenarioVerdict>,
+    report: &VmReport,
+    programs: &[KselftestBinary],
+    selected: &[String],
+) {
     for p in programs.iter().filter(|p| selected.contains(&p.name)) {
         let name = result_channel::kselftest_name(&p.name);
-        let Some(i) = verdicts.iter().position(|v| v.name == name) else { continue };
-        if let Some(err) = &p.build_error {
-            verdicts[i].verdict = if p.path.is_none() && err.starts_with("this kernel's tree has no") {
-                Verdict::Ignored(err.clone())
-            } else {
-                Verdict::Fail(format!("does not build for this kernel: {err}"))
-            };
+        let verdict = match &p.build {
+            KselftestBuild::Built { .. } => None,
+            KselftestBuild::NotInTree => Some(Verdict::Ignored(format!(
+                "this kernel's tree has no tools/testing/selftests/user_events/{}.c",
+                p.name
+            ))),
+            KselftestBuild::Failed { message } => Some(Verdict::Fail(format!(
+                "does not build for this kernel: {message}"
+            ))),
+        };
+        if let Some(verdict) = verdict {
+            // Never built, so never planned: its verdict comes from the build alone.
+            verdicts.retain(|v| v.name != name);
+            let at = verdicts
+                .iter()
+                .position(|v| v.name == HEALTH)
+                .unwrap_or(verdicts.len());
+            verdicts.insert(at, ScenarioVerdict::new(name, Origin::Upstream, verdict));
             continue;
         }
+        let Some(i) = verdicts.iter().position(|v| v.name == name) else {
+            continue;
+        };
         let output = report.records.iter().find_map(|r| match r {
-            Record::End { name: n, output, .. } if *n == name => Some(output.as_str()),
+            Record::End {
+                name: n, output, ..
+            } if *n == name => Some(output.as_str()),
             _ => None,
         });
         let Some(output) = output else { continue };
@@ -148,16 +241,23 @@ pub fn expand_kselftests(verdicts: &mut Vec<ScenarioVerdict>, report: &VmReport,
         if let Some(t) = &ktap.totals {
             verdicts[i].notes.push(format!("totals: {t}"));
         }
-        let sub = ktap.results.into_iter().map(|(desc, r)| ScenarioVerdict {
-            name: format!("{name}::{desc}"),
-            verdict: match r {
-                KtapResult::Ok => Verdict::Pass,
-                KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
-                KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() { "not ok".into() } else { diag }),
-            },
-            duration_us: None,
-            snapshots: vec![],
-            notes: vec![],
+        let sub = ktap.results.into_iter().map(|(desc, r)| {
+            ScenarioVerdict::new(
+                format!("{name}::{desc}"),
+                Origin::Upstream,
+                match r {
+                    KtapResult::Ok => Verdict::Pass,
+                    // Upstream skips when it is not root or tracefs is missing: never so here.
+                    KtapResult::Skip(why) => {
+                        Verdict::Fail(format!("the upstream test skipped itself: SKIP {why}"))
+                    }
+                    KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() {
+                        "not ok".into()
+                    } else {
+                        diag
+                    }),
+                },
+            )
         });
         let at = i + 1;
         verdicts.splice(at..at, sub);
@@ -173,29 +273,45 @@ fn guest_said(outcome: Outcome, message: &str) -> String {
 
 /// The boot itself: the runner said hello, the channel carried only records, no kernel
 /// trouble outside any scenario, and the VM ended the way it should.
-fn health(report: &VmReport, planned: &[String]) -> ScenarioVerdict {
+fn health(report: &VmReport, planned: &[&str]) -> ScenarioVerdict {
     let mut problems = Vec::new();
     if report.kernel_release.is_none() {
-        problems.push("the guest runner never reported (no hello on the result channel)".to_owned());
+        problems
+            .push("the guest runner never reported (no hello on the result channel)".to_owned());
     }
     match &report.end {
         VmEnd::Finished => {}
         VmEnd::KernelPanicked => problems.push("the kernel panicked".into()),
-        VmEnd::ExitedEarly { status } => problems.push(format!("QEMU exited before the guest was done ({status})")),
+        VmEnd::ExitedEarly { status } => {
+            problems.push(format!("QEMU exited before the guest was done ({status})"))
+        }
         VmEnd::TimedOut { what } => problems.push(format!("timed out: {what}")),
     }
-    for t in report.troubles.iter().filter(|t| t.during.as_ref().is_none_or(|d| !planned.contains(d))) {
+    for t in report
+        .troubles
+        .iter()
+        .filter(|t| t.during.as_deref().is_none_or(|d| !planned.contains(&d)))
+    {
         problems.push(trouble_text(t));
     }
     if !report.garbage.is_empty() {
-        problems.push(format!("{} unreadable record(s) on the result channel, first: {}", report.garbage.len(), report.garbage[0]));
+        problems.push(format!(
+            "{} unreadable record(s) on the result channel, first: {}",
+            report.garbage.len(),
+            report.garbage[0]
+        ));
     }
     if !report.qemu_stderr.trim().is_empty() && report.end != VmEnd::Finished {
         problems.push(format!("QEMU said: {}", report.qemu_stderr.trim()));
     }
     ScenarioVerdict {
         name: HEALTH.to_owned(),
-        verdict: if problems.is_empty() { Verdict::Pass } else { Verdict::Fail(problems.join("\n")) },
+        origin: Origin::Vm,
+        verdict: if problems.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(problems.join("\n"))
+        },
         duration_us: Some(report.wall_ms * 1000),
         snapshots: vec![],
         notes: vec![],
@@ -206,6 +322,7 @@ fn health(report: &VmReport, planned: &[String]) -> ScenarioVerdict {
 mod tests {
     use super::*;
     use crate::console::Watch;
+    use result_channel::Feature;
 
     fn report(records: Vec<Record>, console: &[(&str, Option<&str>)], end: VmEnd) -> VmReport {
         let mut w = Watch::new();
@@ -234,7 +351,44 @@ mod tests {
     }
 
     fn end(name: &str, outcome: Outcome, message: &str) -> Record {
-        Record::End { name: name.into(), outcome, message: message.into(), duration_us: 10, snapshots: vec![], notes: vec![], output: String::new(), missing: None }
+        Record::End {
+            name: name.into(),
+            outcome,
+            message: message.into(),
+            duration_us: 10,
+            snapshots: vec![],
+            notes: vec![],
+            output: String::new(),
+            missing: None,
+        }
+    }
+
+    fn info(name: &str) -> ScenarioInfo {
+        let family = name.split("::").next().unwrap().to_owned();
+        ScenarioInfo {
+            name: name.into(),
+            family,
+            about: String::new(),
+            optional: false,
+            fault_warnings: false,
+            alone: false,
+            requires: vec![],
+        }
+    }
+
+    fn plan(names: &[&str]) -> Vec<ScenarioInfo> {
+        names.iter().map(|n| info(n)).collect()
+    }
+
+    fn all_features() -> Expectation {
+        Expectation {
+            features: result_channel::Feature::ALL.into_iter().collect(),
+            source: "the test's list".into(),
+        }
+    }
+
+    fn verdicts(r: &VmReport, planned: &[ScenarioInfo]) -> Vec<ScenarioVerdict> {
+        super::verdicts(r, planned, &[], &all_features())
     }
 
     fn start(name: &str) -> Record {
@@ -247,25 +401,39 @@ mod tests {
 
     #[test]
     fn every_planned_scenario_gets_exactly_one_verdict() {
-        let planned: Vec<String> = ["a::x", "a::y", "a::z"].map(String::from).to_vec();
+        let planned = plan(&["a::x", "a::y", "a::z"]);
         let r = report(
             vec![start("a::x"), end("a::x", Outcome::Pass, ""), start("a::y")],
-            &[("[    2.1] Kernel panic - not syncing: sysrq triggered crash", Some("a::y"))],
+            &[(
+                "[    2.1] Kernel panic - not syncing: sysrq triggered crash",
+                Some("a::y"),
+            )],
             VmEnd::KernelPanicked,
         );
         let v = verdicts(&r, &planned);
         assert_eq!(v.len(), 4, "three scenarios and the health trial");
         assert_eq!(get(&v, "a::x"), &Verdict::Pass);
-        let Verdict::Fail(y) = get(&v, "a::y") else { panic!() };
-        assert!(y.starts_with("not finished: the kernel panicked while running a::y") && y.contains("sysrq triggered crash"), "{y}");
-        let Verdict::Fail(z) = get(&v, "a::z") else { panic!() };
-        assert_eq!(z, "not run: the kernel panicked while running a::y before this scenario started");
+        let Verdict::Fail(y) = get(&v, "a::y") else {
+            panic!()
+        };
+        assert!(
+            y.starts_with("not finished: the kernel panicked while running a::y")
+                && y.contains("sysrq triggered crash"),
+            "{y}"
+        );
+        let Verdict::Fail(z) = get(&v, "a::z") else {
+            panic!()
+        };
+        assert_eq!(
+            z,
+            "not run: the kernel panicked while running a::y before this scenario started"
+        );
         assert!(matches!(get(&v, HEALTH), Verdict::Fail(m) if m.contains("the kernel panicked")));
     }
 
     #[test]
     fn kernel_trouble_fails_a_scenario_the_guest_passed() {
-        let planned = vec!["a::x".to_owned()];
+        let planned = plan(&["a::x"]);
         let r = report(
             vec![start("a::x"), end("a::x", Outcome::Pass, "")],
             &[
@@ -276,17 +444,30 @@ mod tests {
             VmEnd::Finished,
         );
         let v = verdicts(&r, &planned);
-        let Verdict::Fail(m) = get(&v, "a::x") else { panic!() };
-        assert!(m.contains("Warning") && m.contains("trace_events_user.c:2690") && m.contains("Call Trace"), "{m}");
+        let Verdict::Fail(m) = get(&v, "a::x") else {
+            panic!()
+        };
+        assert!(
+            m.contains("Warning")
+                && m.contains("trace_events_user.c:2690")
+                && m.contains("Call Trace"),
+            "{m}"
+        );
         assert!(m.contains("the guest's own checks passed"), "{m}");
     }
 
     #[test]
-    fn fault_warnings_are_expected_only_in_the_munmap_family() {
+    fn fault_warnings_are_expected_only_where_the_scenario_declares_them() {
         let line = "[ 3.7] user_events: Fault for mm: 0x(____ptrval____) @ 0x7f1ae5c43000 event: e";
-        let planned: Vec<String> = ["munmap::a", "fork::b"].map(String::from).to_vec();
+        let mut planned = plan(&["munmap::a", "fork::b"]);
+        planned[0].fault_warnings = true;
         let r = report(
-            vec![start("munmap::a"), end("munmap::a", Outcome::Pass, ""), start("fork::b"), end("fork::b", Outcome::Pass, "")],
+            vec![
+                start("munmap::a"),
+                end("munmap::a", Outcome::Pass, ""),
+                start("fork::b"),
+                end("fork::b", Outcome::Pass, ""),
+            ],
             &[(line, Some("munmap::a")), (line, Some("fork::b"))],
             VmEnd::Finished,
         );
@@ -298,25 +479,163 @@ mod tests {
 
     #[test]
     fn a_kernel_without_user_events_is_one_clear_message() {
-        let planned: Vec<String> = ["a::x", "a::y"].map(String::from).to_vec();
-        let mut r = report(vec![start("a::x"), end("a::x", Outcome::Fail, "cannot open user_events_data")], &[], VmEnd::Finished);
+        let planned = plan(&["a::x", "a::y"]);
+        let mut r = report(
+            vec![
+                start("a::x"),
+                end("a::x", Outcome::Fail, "cannot open user_events_data"),
+            ],
+            &[],
+            VmEnd::Finished,
+        );
         r.user_events = false;
         let v = verdicts(&r, &planned);
         for n in &planned {
-            assert!(matches!(get(&v, n), Verdict::Fail(m) if m.contains("has no user_events") && m.contains("CONFIG_USER_EVENTS=y")));
+            assert!(
+                matches!(get(&v, &n.name), Verdict::Fail(m) if m.contains("has no user_events") && m.contains("CONFIG_USER_EVENTS=y"))
+            );
         }
     }
 
     #[test]
     fn ignored_keeps_its_reason_and_a_silent_guest_is_never_a_pass() {
-        let planned: Vec<String> = ["a::x", "a::y"].map(String::from).to_vec();
-        let r = report(vec![start("a::x"), end("a::x", Outcome::Ignored, "no PERSIST")], &[], VmEnd::ExitedEarly { status: "exit status: 0".into() });
-        let v = verdicts(&r, &planned);
-        assert_eq!(get(&v, "a::x"), &Verdict::Ignored("no PERSIST".into()));
-        assert!(matches!(get(&v, "a::y"), Verdict::Fail(m) if m.starts_with("not run: QEMU exited early")));
-        let mut silent = report(vec![], &[], VmEnd::TimedOut { what: "no report from the guest within 40.0 s".into() });
+        let planned = plan(&["a::x", "a::y"]);
+        let mut ignored = end(
+            "a::x",
+            Outcome::Ignored,
+            "REG with the PERSIST flag: EINVAL",
+        );
+        if let Record::End { missing, .. } = &mut ignored {
+            *missing = Some(Feature::RegPersist);
+        }
+        let r = report(
+            vec![start("a::x"), ignored],
+            &[],
+            VmEnd::ExitedEarly {
+                status: "exit status: 0".into(),
+            },
+        );
+        let without = Expectation {
+            features: [Feature::RemoteWrite].into_iter().collect(),
+            source: "kernels.toml".into(),
+        };
+        let v = super::verdicts(&r, &planned, &[], &without);
+        assert!(
+            matches!(get(&v, "a::x"), Verdict::Ignored(m) if m.contains("no reg_persist") && m.contains("PERSIST flag: EINVAL")),
+            "{v:?}"
+        );
+        assert!(
+            matches!(get(&v, "a::y"), Verdict::Fail(m) if m.starts_with("not run: QEMU exited early"))
+        );
+        let mut silent = report(
+            vec![],
+            &[],
+            VmEnd::TimedOut {
+                what: "no report from the guest within 40.0 s".into(),
+            },
+        );
         silent.kernel_release = None;
         let v = verdicts(&silent, &planned);
-        assert!(matches!(get(&v, "a::x"), Verdict::Fail(m) if m.starts_with("not run: the guest never started the runner (timed out")));
+        assert!(
+            matches!(get(&v, "a::x"), Verdict::Fail(m) if m.starts_with("not run: the guest never started the runner (timed out"))
+        );
+    }
+}
+
+#[cfg(test)]
+mod ignore_policy {
+    use super::*;
+    use result_channel::Feature;
+
+    fn ignored(missing: Option<Feature>) -> VmReport {
+        let end = Record::End {
+            name: "abi::multi_format".into(),
+            outcome: Outcome::Ignored,
+            message: "kernel rejects the MULTI_FORMAT flag with EINVAL".into(),
+            duration_us: 10,
+            snapshots: vec![],
+            notes: vec![],
+            output: String::new(),
+            missing,
+        };
+        VmReport {
+            kernel_release: Some("6.12.117".into()),
+            user_events: true,
+            guest_hello_ms: Some(1),
+            guest_done_ms: Some(2),
+            records: vec![
+                Record::Start {
+                    name: "abi::multi_format".into(),
+                },
+                end,
+            ],
+            unfinished: None,
+            troubles: vec![],
+            garbage: vec![],
+            end: VmEnd::Finished,
+            wall_ms: 3,
+            qemu_stderr: String::new(),
+            console_log: "console.log".into(),
+        }
+    }
+
+    fn scenario() -> Vec<ScenarioInfo> {
+        vec![ScenarioInfo {
+            name: "abi::multi_format".into(),
+            family: "abi".into(),
+            about: String::new(),
+            optional: false,
+            fault_warnings: false,
+            alone: false,
+            requires: vec![Feature::RemoteWrite, Feature::RegMultiFormat],
+        }]
+    }
+
+    /// The old behaviour let a kernel that rejects every REG flag pass with two ignores.
+    #[test]
+    fn an_ignore_the_kernel_list_does_not_expect_fails_and_names_both_sides() {
+        let expected = Expectation {
+            features: [Feature::RemoteWrite, Feature::RegMultiFormat]
+                .into_iter()
+                .collect(),
+            source: "kernel-configs/kernels.toml [kernel.\"6.12\"]".into(),
+        };
+        let v = verdicts(
+            &ignored(Some(Feature::RegMultiFormat)),
+            &scenario(),
+            &[],
+            &expected,
+        );
+        let Verdict::Fail(m) = &v[0].verdict else {
+            panic!("{v:?}")
+        };
+        assert!(
+            m.contains("reg_multi_format") && m.contains("kernels.toml") && m.contains("EINVAL"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn an_ignore_that_names_no_feature_fails() {
+        let v = verdicts(&ignored(None), &scenario(), &[], &Expectation::default());
+        assert!(
+            matches!(&v[0].verdict, Verdict::Fail(m) if m.contains("without naming the feature")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_expected_ignore_stays_ignored() {
+        let expected = Expectation {
+            features: [Feature::RemoteWrite].into_iter().collect(),
+            source: "6.8 tree".into(),
+        };
+        let v = verdicts(
+            &ignored(Some(Feature::RegMultiFormat)),
+            &scenario(),
+            &[],
+            &expected,
+        );
+        assert!(matches!(&v[0].verdict, Verdict::Ignored(_)), "{v:?}");
     }
 }

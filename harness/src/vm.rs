@@ -20,22 +20,33 @@ use crate::qemu::QemuConfig;
 /// Set by the caller's SIGINT/SIGTERM handler: the run stops, QEMU is killed and reaped.
 pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Every wait has one of these limits; [`Limits::scaled`] stretches them for TCG.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+/// Every wait has one of these limits, already scaled for the accelerator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// From QEMU's start to the runner's hello.
     pub boot: Duration,
     /// From a scenario's start record to its end record (the guest enforces a shorter one).
     pub scenario: Duration,
-    /// The same for an upstream selftest program (its `settings` timeout, scaled).
-    pub kselftest: Duration,
+    /// The same for each upstream selftest program, by record name (its `settings`
+    /// timeout, scaled): the plan says which records are programs, not their names' shape.
+    pub programs: Vec<(String, Duration)>,
     /// The whole VM.
     pub whole: Duration,
     /// Neither channel said anything for this long.
     pub silence: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+impl Limits {
+    /// The limit between a record's start and its end.
+    pub fn limit_for(&self, name: &str) -> Duration {
+        self.programs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(self.scenario, |(_, d)| *d)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "how", rename_all = "snake_case")]
 pub enum VmEnd {
     /// The guest said it was done and QEMU exited.
@@ -48,7 +59,7 @@ pub enum VmEnd {
     TimedOut { what: String },
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmReport {
     pub kernel_release: Option<String>,
     /// False when the guest found no `user_events_data` in tracefs.
@@ -77,9 +88,10 @@ enum Msg {
 
 /// Boots the VM described by `qemu` and collects its report. Artifacts (console log, QEMU
 /// command line) go to `run_dir`.
-pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<VmReport> {
+pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result<VmReport> {
     let console_path = run_dir.join("console.log");
-    let mut console_log = File::create(&console_path).with_context(|| format!("create {}", console_path.display()))?;
+    let mut console_log = File::create(&console_path)
+        .with_context(|| format!("create {}", console_path.display()))?;
     std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")?;
     let _ = std::fs::remove_file(&qemu.result_socket);
     let listener = UnixListener::bind(&qemu.result_socket)
@@ -106,7 +118,10 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if txc.send(Msg::Console(String::from_utf8_lossy(&buf).into_owned())).is_err() {
+                    if txc
+                        .send(Msg::Console(String::from_utf8_lossy(&buf).into_owned()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -117,7 +132,9 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
     let stderr = child.stderr.take().expect("piped");
     let stderr_reader = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = BufReader::new(stderr).take(64 * 1024).read_to_string(&mut s);
+        let _ = BufReader::new(stderr)
+            .take(64 * 1024)
+            .read_to_string(&mut s);
         s
     });
     // Results: QEMU connects to our listener when it starts; stop waiting when the boot
@@ -198,7 +215,12 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             Ok(Msg::Result(Event::Record(r))) => {
                 last_output = Instant::now();
                 match &r {
-                    Record::Hello { kernel_release, uptime_ms, user_events, .. } => {
+                    Record::Hello {
+                        kernel_release,
+                        uptime_ms,
+                        user_events,
+                        ..
+                    } => {
                         report.kernel_release = Some(kernel_release.clone());
                         report.user_events = *user_events;
                         report.guest_hello_ms = Some(*uptime_ms);
@@ -225,7 +247,10 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             kill(&mut child);
             let _ = child.wait();
             let _ = std::fs::remove_file(&qemu.result_socket);
-            bail!("interrupted; QEMU stopped (console log so far: {})", console_path.display());
+            bail!(
+                "interrupted; QEMU stopped (console log so far: {})",
+                console_path.display()
+            );
         }
         if exit_status.is_none() {
             if let Some(st) = child.try_wait()? {
@@ -240,7 +265,14 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
             continue;
         }
         if timed_out.is_none() {
-            timed_out = check_limits(&limits, started, last_output, scenario_started, &report, done);
+            timed_out = check_limits(
+                limits,
+                started,
+                last_output,
+                scenario_started,
+                &report,
+                done,
+            );
         }
         if let Some(what) = &timed_out {
             kill(&mut child);
@@ -261,7 +293,9 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: Limits) -> anyhow::Result<
         } else if done {
             VmEnd::Finished
         } else {
-            VmEnd::ExitedEarly { status: status.to_string() }
+            VmEnd::ExitedEarly {
+                status: status.to_string(),
+            }
         };
     }
     Ok(report)
@@ -277,22 +311,37 @@ fn check_limits(
 ) -> Option<String> {
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     if started.elapsed() > limits.whole {
-        return Some(format!("the whole VM ran longer than {}", secs(limits.whole)));
+        return Some(format!(
+            "the whole VM ran longer than {}",
+            secs(limits.whole)
+        ));
     }
     if report.kernel_release.is_none() && started.elapsed() > limits.boot {
-        return Some(format!("no report from the guest within {} of starting QEMU (boot)", secs(limits.boot)));
+        return Some(format!(
+            "no report from the guest within {} of starting QEMU (boot)",
+            secs(limits.boot)
+        ));
     }
     if let Some(name) = &report.unfinished {
-        let limit = if name.starts_with("kselftest::") { limits.kselftest } else { limits.scenario };
+        let limit = limits.limit_for(name);
         if scenario_started.elapsed() > limit {
-            return Some(format!("scenario {name} gave no result within {}", secs(limit)));
+            return Some(format!(
+                "scenario {name} gave no result within {}",
+                secs(limit)
+            ));
         }
     }
     if done && last_output.elapsed() > limits.boot {
-        return Some(format!("the guest said done but the VM did not power off within {}", secs(limits.boot)));
+        return Some(format!(
+            "the guest said done but the VM did not power off within {}",
+            secs(limits.boot)
+        ));
     }
     if last_output.elapsed() > limits.silence {
-        return Some(format!("no output from the VM on either channel for {}", secs(limits.silence)));
+        return Some(format!(
+            "no output from the VM on either channel for {}",
+            secs(limits.silence)
+        ));
     }
     None
 }
@@ -312,7 +361,10 @@ pub fn die_with_parent(cmd: &mut Command) {
 
 fn spawn_qemu(qemu: &QemuConfig) -> anyhow::Result<Child> {
     let mut cmd = Command::new(&qemu.binary);
-    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(qemu.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     die_with_parent(&mut cmd);
     match cmd.spawn() {
         Ok(c) => Ok(c),
@@ -328,9 +380,16 @@ fn kill(child: &mut Child) {
     let _ = child.kill();
 }
 
-fn accept_with_limit(listener: &UnixListener, limit: Duration) -> Result<std::os::unix::net::UnixStream, String> {
+fn accept_with_limit(
+    listener: &UnixListener,
+    limit: Duration,
+) -> Result<std::os::unix::net::UnixStream, String> {
     use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let r = unsafe { libc::poll(&mut pfd, 1, limit.as_millis().min(i32::MAX as u128) as i32) };
     if r <= 0 {
         return Err(format!("no connection within {} s", limit.as_secs()));
@@ -356,9 +415,21 @@ mod tests {
             extra_cmdline: String::new(),
             result_socket: d.path().join("r.sock"),
         };
-        let limits = Limits { boot: Duration::from_secs(1), scenario: Duration::from_secs(1), kselftest: Duration::from_secs(1), whole: Duration::from_secs(2), silence: Duration::from_secs(1) };
-        let e = format!("{:#}", run(&cfg, d.path(), limits).unwrap_err());
-        assert!(e.contains("not found") && e.contains("apt-get install qemu-system-x86"), "{e}");
-        assert!(!d.path().join("r.sock").exists(), "the listener's socket is removed");
+        let limits = Limits {
+            boot: Duration::from_secs(1),
+            scenario: Duration::from_secs(1),
+            programs: vec![],
+            whole: Duration::from_secs(2),
+            silence: Duration::from_secs(1),
+        };
+        let e = format!("{:#}", run(&cfg, d.path(), &limits).unwrap_err());
+        assert!(
+            e.contains("not found") && e.contains("apt-get install qemu-system-x86"),
+            "{e}"
+        );
+        assert!(
+            !d.path().join("r.sock").exists(),
+            "the listener's socket is removed"
+        );
     }
 }

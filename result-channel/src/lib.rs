@@ -106,7 +106,9 @@ impl Parser {
         for &b in bytes {
             if b == b'\n' {
                 if self.overflowed {
-                    out.push(Event::Garbage(format!("record longer than {MAX_RECORD_LEN} bytes")));
+                    out.push(Event::Garbage(format!(
+                        "record longer than {MAX_RECORD_LEN} bytes"
+                    )));
                     self.overflowed = false;
                 } else if let Some(ev) = parse_line(&self.line) {
                     out.push(ev);
@@ -127,11 +129,16 @@ impl Parser {
     /// The stream ended (the VM is gone): a partial last line is reported, not dropped.
     pub fn finish(&mut self) -> Option<Event> {
         let ev = if self.overflowed {
-            Some(Event::Garbage(format!("record longer than {MAX_RECORD_LEN} bytes")))
+            Some(Event::Garbage(format!(
+                "record longer than {MAX_RECORD_LEN} bytes"
+            )))
         } else if self.line.is_empty() {
             None
         } else {
-            Some(Event::Garbage(format!("truncated record: {}", shorten(&self.line))))
+            Some(Event::Garbage(format!(
+                "truncated record: {}",
+                shorten(&self.line)
+            )))
         };
         self.line.clear();
         self.overflowed = false;
@@ -142,8 +149,14 @@ impl Parser {
 fn parse_line(line: &[u8]) -> Option<Event> {
     // Serial ports add carriage returns and the odd NUL while the UART settles.
     let trimmed: &[u8] = {
-        let s = line.iter().position(|c| !matches!(c, b'\r' | 0 | b' ')).unwrap_or(line.len());
-        let e = line.iter().rposition(|c| !matches!(c, b'\r' | 0 | b' ')).map_or(s, |e| e + 1);
+        let s = line
+            .iter()
+            .position(|c| !matches!(c, b'\r' | 0 | b' '))
+            .unwrap_or(line.len());
+        let e = line
+            .iter()
+            .rposition(|c| !matches!(c, b'\r' | 0 | b' '))
+            .map_or(s, |e| e + 1);
         &line[s..e.max(s)]
     };
     if trimmed.is_empty() {
@@ -182,7 +195,10 @@ mod tests {
             outcome: Outcome::Fail,
             message: "bit 3 still set after 2000 ms".into(),
             duration_us: 17,
-            snapshots: vec![Snapshot { name: "s".into(), content: "a\nb\n".into() }],
+            snapshots: vec![Snapshot {
+                name: "s".into(),
+                content: "a\nb\n".into(),
+            }],
             notes: vec![],
             output: "TAP version 13\n1..1\nok 1 x\n".into(),
             missing: None,
@@ -192,8 +208,15 @@ mod tests {
     #[test]
     fn records_round_trip_through_split_writes() {
         let recs = [
-            Record::Hello { kernel_release: "6.12.117".into(), uptime_ms: 812, planned: 2, user_events: true },
-            Record::Start { name: "fork::x".into() },
+            Record::Hello {
+                kernel_release: "6.12.117".into(),
+                uptime_ms: 812,
+                planned: 2,
+                user_events: true,
+            },
+            Record::Start {
+                name: "fork::x".into(),
+            },
             end("fork::x"),
             Record::Done { uptime_ms: 900 },
         ];
@@ -212,8 +235,14 @@ mod tests {
 
     #[test]
     fn carriage_returns_and_nuls_from_the_uart_are_ignored() {
-        let line = format!("\0\r{}\r\n", Record::Start { name: "a".into() }.to_line().trim_end());
-        assert_eq!(parse_all(line.as_bytes()), vec![Event::Record(Record::Start { name: "a".into() })]);
+        let line = format!(
+            "\0\r{}\r\n",
+            Record::Start { name: "a".into() }.to_line().trim_end()
+        );
+        assert_eq!(
+            parse_all(line.as_bytes()),
+            vec![Event::Record(Record::Start { name: "a".into() })]
+        );
     }
 
     #[test]
@@ -266,8 +295,13 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] =
-        [Feature::RemoteWrite, Feature::StatusPage, Feature::RegPersist, Feature::RegMultiFormat, Feature::Madvise];
+    pub const ALL: [Feature; 5] = [
+        Feature::RemoteWrite,
+        Feature::StatusPage,
+        Feature::RegPersist,
+        Feature::RegMultiFormat,
+        Feature::Madvise,
+    ];
 
     /// The name used in `kernels.toml` and on the command line.
     pub fn name(self) -> &'static str {

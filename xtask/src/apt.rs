@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -35,7 +35,9 @@ pub struct Fetched {
 
 impl PrivateApt {
     pub fn new(cache: &Path) -> Self {
-        PrivateApt { root: cache.join("apt") }
+        PrivateApt {
+            root: cache.join("apt"),
+        }
     }
 
     fn opts(&self) -> Vec<String> {
@@ -66,8 +68,19 @@ impl PrivateApt {
     /// the index is older than a day; then records the newest version of each of `packages`
     /// in `resolved.json`, so that a run with nothing to do never waits for apt-cache (which
     /// reads the whole sid index each time: seconds).
-    pub fn update(&self, suites: &[String], packages: &[String], progress: &mut Progress) -> anyhow::Result<()> {
-        for d in ["sources.list.d", "preferences.d", "state", "lists/partial", "cache/archives/partial"] {
+    pub fn update(
+        &self,
+        suites: &[String],
+        packages: &[String],
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
+        for d in [
+            "sources.list.d",
+            "preferences.d",
+            "state",
+            "lists/partial",
+            "cache/archives/partial",
+        ] {
             std::fs::create_dir_all(self.root.join(d))?;
         }
         let status = self.root.join("status");
@@ -80,42 +93,90 @@ impl PrivateApt {
         let mirrors = Mirrors::from_system()?;
         let list = suites
             .iter()
-            .map(|s| format!("deb [signed-by={KEYRING}] {} {s} main\n", mirrors.for_suite(s)))
+            .map(|s| {
+                format!(
+                    "deb [signed-by={KEYRING}] {} {s} main\n",
+                    mirrors.for_suite(s)
+                )
+            })
             .collect::<String>();
         let list_path = self.root.join("sources.list");
         let stamp = self.root.join("lists/.updated");
         let fresh = std::fs::read_to_string(&list_path).ok().as_deref() == Some(list.as_str())
-            && stamp.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400);
-        if fresh && self.resolved().is_some_and(|r| packages.iter().all(|p| r.iter().any(|e| &e.package == p))) {
+            && stamp
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 86_400);
+        if fresh
+            && self
+                .resolved()
+                .is_some_and(|r| packages.iter().all(|p| r.iter().any(|e| &e.package == p)))
+        {
             return Ok(());
         }
         if !fresh {
             std::fs::write(&list_path, &list)?;
             let _ = std::fs::remove_file(&stamp);
-            progress.step("download", &format!("package index for {}", suites.join(", ")));
-            let out = self.apt("apt-get").arg("update").output().context("run apt-get update (is apt installed?)")?;
+            progress.step(
+                Step::Download,
+                &format!("package index for {}", suites.join(", ")),
+            );
+            let out = self
+                .apt("apt-get")
+                .arg("update")
+                .output()
+                .context("run apt-get update (is apt installed?)")?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
-                bail!("apt-get update with the private sources list {} failed:\n{stderr}", list_path.display());
+                bail!(
+                    "apt-get update with the private sources list {} failed:\n{stderr}",
+                    list_path.display()
+                );
             }
             std::fs::write(&stamp, "")?;
         }
-        let out = self.apt("apt-cache").args(["show", "--no-all-versions"]).args(packages).output()?;
+        let out = self
+            .apt("apt-cache")
+            .args(["show", "--no-all-versions"])
+            .args(packages)
+            .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let entries: Vec<IndexEntry> = text.split("\n\n").filter(|r| !r.trim().is_empty()).map(parse_index_entry).collect::<anyhow::Result<_>>()?;
+        let entries: Vec<IndexEntry> = text
+            .split("\n\n")
+            .filter(|r| !r.trim().is_empty())
+            .map(parse_index_entry)
+            .collect::<anyhow::Result<_>>()?;
         let rows: Vec<[String; 5]> = entries
             .iter()
-            .map(|e| [e.package.clone(), e.version.clone(), e.filename.clone(), e.sha256.clone(), e.size.to_string()])
+            .map(|e| {
+                [
+                    e.package.clone(),
+                    e.version.clone(),
+                    e.filename.clone(),
+                    e.sha256.clone(),
+                    e.size.to_string(),
+                ]
+            })
             .collect();
-        crate::cache::write_atomic(&self.root.join("resolved.json"), &serde_json::to_vec_pretty(&rows)?)?;
+        crate::cache::write_atomic(
+            &self.root.join("resolved.json"),
+            &serde_json::to_vec_pretty(&rows)?,
+        )?;
         Ok(())
     }
 
     fn resolved(&self) -> Option<Vec<IndexEntry>> {
-        let rows: Vec<[String; 5]> = serde_json::from_slice(&std::fs::read(self.root.join("resolved.json")).ok()?).ok()?;
+        let rows: Vec<[String; 5]> =
+            serde_json::from_slice(&std::fs::read(self.root.join("resolved.json")).ok()?).ok()?;
         rows.into_iter()
             .map(|[package, version, filename, sha256, size]| {
-                Some(IndexEntry { package, version, filename, sha256, size: size.parse().ok()? })
+                Some(IndexEntry {
+                    package,
+                    version,
+                    filename,
+                    sha256,
+                    size: size.parse().ok()?,
+                })
             })
             .collect()
     }
@@ -132,20 +193,42 @@ impl PrivateApt {
 
     /// Downloads `entry` into `downloads/` unless a verified copy is there; a corrupt or
     /// partial file is deleted and fetched again, never used.
-    pub fn fetch(&self, cache: &Path, entry: &IndexEntry, progress: &mut Progress) -> anyhow::Result<Fetched> {
+    pub fn fetch(
+        &self,
+        cache: &Path,
+        entry: &IndexEntry,
+        progress: &mut Progress,
+    ) -> anyhow::Result<Fetched> {
         let dir = cache.join("downloads");
         std::fs::create_dir_all(&dir)?;
-        let deb = dir.join(format!("{}_{}.deb", entry.package, entry.version.replace(':', "%3a")));
+        let deb = dir.join(format!(
+            "{}_{}.deb",
+            entry.package,
+            entry.version.replace(':', "%3a")
+        ));
         if deb.exists() {
             match verify(&deb, entry) {
-                Ok(()) => return Ok(Fetched { entry: entry.clone(), deb }),
+                Ok(()) => {
+                    return Ok(Fetched {
+                        entry: entry.clone(),
+                        deb,
+                    })
+                }
                 Err(e) => {
                     progress.note(&format!("{e}; downloading it again"));
                     std::fs::remove_file(&deb)?;
                 }
             }
         }
-        progress.step("download", &format!("{} {} ({} MiB)", entry.package, entry.version, entry.size >> 20));
+        progress.step(
+            Step::Download,
+            &format!(
+                "{} {} ({} MiB)",
+                entry.package,
+                entry.version,
+                entry.size >> 20
+            ),
+        );
         let tmp = tempdir_in(&dir)?;
         let out = self
             .apt("apt-get")
@@ -153,14 +236,24 @@ impl PrivateApt {
             .args(["download", &format!("{}={}", entry.package, entry.version)])
             .output()
             .context("run apt-get download")?;
-        let got = std::fs::read_dir(&tmp)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb"));
+        let got = std::fs::read_dir(&tmp)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"));
         let result = match (out.status.success(), got) {
             (true, Some(p)) => verify(&p, entry).and_then(|()| Ok(std::fs::rename(&p, &deb)?)),
-            _ => Err(anyhow::anyhow!("apt-get download {} failed:\n{}", entry.package, String::from_utf8_lossy(&out.stderr))),
+            _ => Err(anyhow::anyhow!(
+                "apt-get download {} failed:\n{}",
+                entry.package,
+                String::from_utf8_lossy(&out.stderr)
+            )),
         };
         let _ = std::fs::remove_dir_all(&tmp);
         result?;
-        Ok(Fetched { entry: entry.clone(), deb })
+        Ok(Fetched {
+            entry: entry.clone(),
+            deb,
+        })
     }
 }
 
@@ -175,11 +268,19 @@ fn tempdir_in(dir: &Path) -> anyhow::Result<PathBuf> {
 pub fn verify(deb: &Path, entry: &IndexEntry) -> anyhow::Result<()> {
     let size = deb.metadata()?.len();
     if size != entry.size {
-        bail!("{} is {size} bytes, the index says {}: partial download", deb.display(), entry.size);
+        bail!(
+            "{} is {size} bytes, the index says {}: partial download",
+            deb.display(),
+            entry.size
+        );
     }
     let got = sha256_file(deb)?;
     if got != entry.sha256 {
-        bail!("{} has SHA-256 {got}, the index says {}: corrupt download", deb.display(), entry.sha256);
+        bail!(
+            "{} has SHA-256 {got}, the index says {}: corrupt download",
+            deb.display(),
+            entry.sha256
+        );
     }
     Ok(())
 }
@@ -196,11 +297,7 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::cache::hex(&h.finalize()))
 }
 
 pub fn parse_index_entry(text: &str) -> anyhow::Result<IndexEntry> {
@@ -270,7 +367,10 @@ impl Mirrors {
         for l in text.lines() {
             let l = l.trim();
             if let Some(rest) = l.strip_prefix("deb ") {
-                let parts: Vec<&str> = rest.split_whitespace().filter(|p| !p.starts_with('[') && !p.ends_with(']')).collect();
+                let parts: Vec<&str> = rest
+                    .split_whitespace()
+                    .filter(|p| !p.starts_with('[') && !p.ends_with(']'))
+                    .collect();
                 if parts.len() >= 2 {
                     consider(parts[0], parts[1]);
                 }
@@ -306,8 +406,14 @@ mod tests {
                    Filename: pool/updates/main/l/linux-6.12/linux-source-6.12_6.12.117-1~deb12u1_all.deb\n\
                    SHA256: 00ff\nDescription: x\n";
         let e = parse_index_entry(rec).unwrap();
-        assert_eq!((e.version.as_str(), e.size, e.sha256.as_str()), ("6.12.117-1~deb12u1", 153476148, "00ff"));
-        assert!(parse_index_entry("Package: x\n").unwrap_err().to_string().contains("Version"));
+        assert_eq!(
+            (e.version.as_str(), e.size, e.sha256.as_str()),
+            ("6.12.117-1~deb12u1", 153476148, "00ff")
+        );
+        assert!(parse_index_entry("Package: x\n")
+            .unwrap_err()
+            .to_string()
+            .contains("Version"));
     }
 
     #[test]
@@ -316,14 +422,23 @@ mod tests {
                       Types: deb\nURIs: http://m.example/debian-security\nSuites: bookworm-security\n";
         assert_eq!(
             Mirrors::from_sources(deb822),
-            (Some("http://m.example/debian".into()), Some("http://m.example/debian-security".into()))
+            (
+                Some("http://m.example/debian".into()),
+                Some("http://m.example/debian-security".into())
+            )
         );
         let one = "deb [arch=amd64] http://x.example/debian/ bookworm main\ndeb http://x.example/debian-security bookworm-security main\n";
         assert_eq!(
             Mirrors::from_sources(one),
-            (Some("http://x.example/debian".into()), Some("http://x.example/debian-security".into()))
+            (
+                Some("http://x.example/debian".into()),
+                Some("http://x.example/debian-security".into())
+            )
         );
-        assert_eq!(Mirrors::from_sources("deb http://archive.example/ubuntu noble main\n"), (None, None));
+        assert_eq!(
+            Mirrors::from_sources("deb http://archive.example/ubuntu noble main\n"),
+            (None, None)
+        );
     }
 
     #[test]
@@ -340,9 +455,15 @@ mod tests {
         };
         verify(&deb, &e).unwrap();
         e.size = 6;
-        assert!(verify(&deb, &e).unwrap_err().to_string().contains("partial download"));
+        assert!(verify(&deb, &e)
+            .unwrap_err()
+            .to_string()
+            .contains("partial download"));
         e.size = 5;
         e.sha256 = "00".into();
-        assert!(verify(&deb, &e).unwrap_err().to_string().contains("corrupt download"));
+        assert!(verify(&deb, &e)
+            .unwrap_err()
+            .to_string()
+            .contains("corrupt download"));
     }
 }

@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 
+/// Lower-case hex, as sha256sum and apt's indexes write digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return p.to_owned();
@@ -55,7 +60,7 @@ impl KeyBuilder {
     }
 
     pub fn finish(&self) -> String {
-        crate::apt::hex(&self.0.clone().finalize())[..16].to_owned()
+        hex(&self.0.clone().finalize())[..16].to_owned()
     }
 }
 
@@ -70,7 +75,11 @@ pub fn lock(path: &Path) -> anyhow::Result<Lock> {
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         eprintln!("waiting for another run that holds {}", path.display());
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("lock {}: {}", path.display(), std::io::Error::last_os_error());
+            bail!(
+                "lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(Lock(f))
@@ -88,7 +97,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn free_bytes(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0)
+        .then(|| s.f_bavail as u64 * s.f_frsize as u64)
 }
 
 /// Fails early, with what to do, when a step needs more room than there is.
@@ -111,6 +121,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn too_little_disk_space_is_said_before_starting() {
+        let e = need_space(Path::new("/"), u64::MAX / 2, "extracting the kernel source")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("extracting the kernel source needs about") && e.contains("UE_CACHE_DIR"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn keys_change_with_every_part_and_only_then() {
         let key = |parts: &[(&str, &str)]| {
             let mut k = KeyBuilder::new("r1");
@@ -120,9 +141,18 @@ mod tests {
             k.finish()
         };
         let base = key(&[("source", "6.12.117"), ("fragment", "CONFIG_A=y")]);
-        assert_eq!(base, key(&[("source", "6.12.117"), ("fragment", "CONFIG_A=y")]));
-        assert_ne!(base, key(&[("source", "6.12.118"), ("fragment", "CONFIG_A=y")]));
-        assert_ne!(base, key(&[("source", "6.12.117"), ("fragment", "CONFIG_A=n")]));
+        assert_eq!(
+            base,
+            key(&[("source", "6.12.117"), ("fragment", "CONFIG_A=y")])
+        );
+        assert_ne!(
+            base,
+            key(&[("source", "6.12.118"), ("fragment", "CONFIG_A=y")])
+        );
+        assert_ne!(
+            base,
+            key(&[("source", "6.12.117"), ("fragment", "CONFIG_A=n")])
+        );
         assert_ne!(key(&[("a", "bc")]), key(&[("a", "b"), ("c", "")]));
         assert_eq!(base.len(), 16);
     }

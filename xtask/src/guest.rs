@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use xshell::{cmd, Shell};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -16,22 +16,26 @@ const PROGRAMS: [&str; 2] = ["ue-init", "ue-scenarios"];
 /// Builds the guest binaries; returns a folder that holds a snapshot of them, named by their
 /// content: a run that boots many times (mutants, matrix) keeps using the same binaries even
 /// if cargo rewrites target/ meanwhile, and identical builds share one folder.
-pub fn build(root: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
-    let built = cargo_build(root, progress)?;
+pub fn build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+    let built = cargo_build(root, target, progress)?;
     let mut key = crate::cache::KeyBuilder::new("guest");
     let mut bytes = Vec::new();
     for p in PROGRAMS {
-        let b = std::fs::read(built.join(p)).with_context(|| format!("read {}", built.join(p).display()))?;
+        let b = std::fs::read(built.join(p))
+            .with_context(|| format!("read {}", built.join(p).display()))?;
         key.part(p, &b);
         bytes.push(b);
     }
-    let dir = root.join("target/ue-guest").join(key.finish());
+    let dir = target.join("ue-guest").join(key.finish());
     if !dir.join(PROGRAMS[PROGRAMS.len() - 1]).exists() {
         let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
         std::fs::create_dir_all(&tmp)?;
         for (p, b) in PROGRAMS.iter().zip(&bytes) {
             std::fs::write(tmp.join(p), b)?;
-            std::fs::set_permissions(tmp.join(p), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            std::fs::set_permissions(
+                tmp.join(p),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )?;
         }
         let _ = std::fs::rename(&tmp, &dir);
         let _ = std::fs::remove_dir_all(&tmp);
@@ -39,17 +43,21 @@ pub fn build(root: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn cargo_build(root: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
-    progress.step("guest", "static guest-tests binaries");
+fn cargo_build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+    progress.step(Step::Guest, "static guest-tests binaries");
     let sh = Shell::new()?;
     sh.change_dir(root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // An explicit --target keeps RUSTFLAGS off build scripts and proc-macros (serde_derive),
     // which must stay dynamically linked host programs.
-    cmd!(sh, "{cargo} build --quiet --release --package guest-tests --target {TARGET}")
-        .quiet()
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .run()
-        .context("building the static guest programs failed")?;
-    Ok(root.join("target").join(TARGET).join("release"))
+    cmd!(
+        sh,
+        "{cargo} build --quiet --release --package guest-tests --target {TARGET}"
+    )
+    .quiet()
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env("CARGO_TARGET_DIR", target)
+    .run()
+    .context("building the static guest programs failed")?;
+    Ok(target.join(TARGET).join("release"))
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, KeyBuilder};
 use crate::kconfig::{self, TreeKconfig};
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 
 /// Bump when the build recipe changes in a way the inputs below do not capture.
 const RECIPE: &str = "kbuild-v1 tinyconfig bzImage";
@@ -26,7 +26,10 @@ pub type FetchTree<'a> = &'a dyn Fn(&mut Progress) -> anyhow::Result<PathBuf>;
 pub enum Source<'a> {
     /// A source package: its identity (name, version, SHA-256) keys the cache; the pristine
     /// tree is extracted once and never built in (each build gets a hard-linked copy).
-    Pristine { identity: String, fetch: FetchTree<'a> },
+    Pristine {
+        identity: String,
+        fetch: FetchTree<'a>,
+    },
     /// A developer's tree, built out of tree and never modified. Kbuild is the cache.
     Tree { tree: PathBuf },
 }
@@ -68,16 +71,30 @@ pub struct Built {
 }
 
 pub fn compiler_version() -> anyhow::Result<String> {
-    let out = Command::new("gcc").arg("--version").output().context("run gcc --version (install gcc)")?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned())
+    let out = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .context("run gcc --version (install gcc)")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
 }
 
-fn key_for(identity: &str, fragments: &[PathBuf], patches: &[PathBuf], absent: &[String], compiler: &str) -> anyhow::Result<String> {
+fn key_for(
+    identity: &str,
+    fragments: &[PathBuf],
+    patches: &[PathBuf],
+    absent: &[String],
+    compiler: &str,
+) -> anyhow::Result<String> {
     let mut k = KeyBuilder::new(RECIPE);
     for a in absent {
         k.part("absent", a.as_bytes());
     }
-    k.part("source", identity.as_bytes()).part("compiler", compiler.as_bytes());
+    k.part("source", identity.as_bytes())
+        .part("compiler", compiler.as_bytes());
     for f in fragments {
         let text = std::fs::read(f).with_context(|| format!("read fragment {}", f.display()))?;
         k.part("fragment", &text);
@@ -90,17 +107,40 @@ fn key_for(identity: &str, fragments: &[PathBuf], patches: &[PathBuf], absent: &
 }
 
 fn names(paths: &[PathBuf]) -> Vec<String> {
-    paths.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect()
+    paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
-pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> anyhow::Result<Built> {
+pub fn build(
+    cache_root: &Path,
+    req: &BuildRequest,
+    progress: &mut Progress,
+) -> anyhow::Result<Built> {
     let compiler = compiler_version()?;
     let builds = cache_root.join("builds");
     let (identity, src, out, entry) = match &req.source {
         Source::Pristine { identity, .. } => {
-            let key = key_for(identity, &req.fragments, &req.patches, &req.absent, &compiler)?;
+            let key = key_for(
+                identity,
+                &req.fragments,
+                &req.patches,
+                &req.absent,
+                &compiler,
+            )?;
             let entry = builds.join(&key);
-            (identity.clone(), entry.join("src"), entry.join("src/out"), entry)
+            (
+                identity.clone(),
+                entry.join("src"),
+                entry.join("src/out"),
+                entry,
+            )
         }
         Source::Tree { tree } => {
             if !req.patches.is_empty() {
@@ -119,13 +159,27 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            return Ok(Built { src, out, bzimage, config, record, ran_make: false });
+            return Ok(Built {
+                src,
+                out,
+                bzimage,
+                config,
+                record,
+                ran_make: false,
+            });
         }
     }
     let _lock = cache::lock(&entry.with_extension("lock"))?;
     if let Source::Pristine { fetch, .. } = &req.source {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            return Ok(Built { src, out, bzimage, config, record, ran_make: false });
+            return Ok(Built {
+                src,
+                out,
+                bzimage,
+                config,
+                record,
+                ran_make: false,
+            });
         }
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
         let tree = fetch(progress)?;
@@ -140,8 +194,17 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
     }
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
-    let expected = (req.extra_patches == 0 && !is_tree).then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps)).flatten();
-    let steps = make(&src, &out, req, &entry.join("build.log"), expected, progress)?;
+    let expected = (req.extra_patches == 0 && !is_tree)
+        .then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps))
+        .flatten();
+    let steps = make(
+        &src,
+        &out,
+        req,
+        &entry.join("build.log"),
+        expected,
+        progress,
+    )?;
     let record = BuildRecord {
         key,
         identity,
@@ -160,7 +223,14 @@ pub fn build(cache_root: &Path, req: &BuildRequest, progress: &mut Progress) -> 
         // A full build: remember its size so the next one can show a percentage.
         let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
     }
-    Ok(Built { src, out, bzimage, config, record, ran_make: true })
+    Ok(Built {
+        src,
+        out,
+        bzimage,
+        config,
+        record,
+        ran_make: true,
+    })
 }
 
 fn read_record(path: &Path) -> Option<BuildRecord> {
@@ -179,7 +249,10 @@ fn seed_from_base(
 ) -> anyhow::Result<()> {
     let base_req = BuildRequest {
         label: req.label.clone(),
-        source: Source::Pristine { identity: identity.to_owned(), fetch },
+        source: Source::Pristine {
+            identity: identity.to_owned(),
+            fetch,
+        },
         fragments: req.fragments.clone(),
         patches: req.patches[..req.patches.len() - req.extra_patches].to_vec(),
         extra_patches: 0,
@@ -188,10 +261,17 @@ fn seed_from_base(
     };
     let base = build(cache_root, &base_req, progress)?;
     let base_out = base.out;
-    progress.step("patch", &format!("starting from the unpatched build {}", base.record.key));
+    progress.step(
+        Step::Seed,
+        &format!("starting from the unpatched build {}", base.record.key),
+    );
     let tmp = out.with_file_name(format!(".out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let st = Command::new("cp").arg("-a").arg(&base_out).arg(&tmp).status()?;
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&base_out)
+        .arg(&tmp)
+        .status()?;
     if !st.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("copying {} failed", base_out.display());
@@ -200,16 +280,33 @@ fn seed_from_base(
     Ok(())
 }
 
-fn configure(src: &Path, out: &Path, fragments: &[PathBuf], absent: &[String], progress: &mut Progress) -> anyhow::Result<()> {
-    progress.step("configure", &format!("tinyconfig + {}", names(fragments).join(" + ")));
+fn configure(
+    src: &Path,
+    out: &Path,
+    fragments: &[PathBuf],
+    absent: &[String],
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    progress.step(
+        Step::Configure,
+        &format!("tinyconfig + {}", names(fragments).join(" + ")),
+    );
     let _ = std::fs::remove_file(out.join(CONFIGURED));
-    let settings = kconfig::without_absent(kconfig::merge(&kconfig::read_fragments(fragments)?)?, absent, &TreeKconfig(src.to_owned()))?;
+    let settings = kconfig::without_absent(
+        kconfig::merge(&kconfig::read_fragments(fragments)?)?,
+        absent,
+        &TreeKconfig(src.to_owned()),
+    )?;
     run_quiet(src, out, &["tinyconfig"])?;
     let dot = out.join(".config");
     let text = std::fs::read_to_string(&dot)?;
     std::fs::write(&dot, kconfig::apply(&text, &settings))?;
     run_quiet(src, out, &["olddefconfig"])?;
-    kconfig::validate(&std::fs::read_to_string(&dot)?, &settings, &TreeKconfig(src.to_owned()))?;
+    kconfig::validate(
+        &std::fs::read_to_string(&dot)?,
+        &settings,
+        &TreeKconfig(src.to_owned()),
+    )?;
     std::fs::write(out.join(CONFIGURED), "")?;
     Ok(())
 }
@@ -227,7 +324,10 @@ pub fn make_cmd(src: &Path, out: &Path) -> Command {
 }
 
 fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
-    let o = make_cmd(src, out).args(targets).output().context("run make (install make, gcc, flex, bison)")?;
+    let o = make_cmd(src, out)
+        .args(targets)
+        .output()
+        .context("run make (install make, gcc, flex, bison)")?;
     if !o.status.success() {
         bail!(
             "make {} failed in {}:\n{}{}",
@@ -240,8 +340,18 @@ fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn make(src: &Path, out: &Path, req: &BuildRequest, log: &Path, expected: Option<usize>, progress: &mut Progress) -> anyhow::Result<usize> {
-    progress.step("build", &format!("{} (log: {})", req.label, log.display()));
+fn make(
+    src: &Path,
+    out: &Path,
+    req: &BuildRequest,
+    log: &Path,
+    expected: Option<usize>,
+    progress: &mut Progress,
+) -> anyhow::Result<usize> {
+    progress.step(
+        Step::Build,
+        &format!("{} (log: {})", req.label, log.display()),
+    );
     let mut logf = std::fs::File::create(log)?;
     let mut child = make_cmd(src, out)
         .arg(format!("-j{}", req.jobs))
@@ -258,14 +368,20 @@ fn make(src: &Path, out: &Path, req: &BuildRequest, log: &Path, expected: Option
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
             lines.push(l);
         }
-        let _ = std::fs::OpenOptions::new().append(true).open(log2).and_then(|mut f| {
-            f.write_all(b"\n--- stderr ---\n")?;
-            f.write_all(lines.join("\n").as_bytes())
-        });
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log2)
+            .and_then(|mut f| {
+                f.write_all(b"\n--- stderr ---\n")?;
+                f.write_all(lines.join("\n").as_bytes())
+            });
         lines
     });
     let mut steps = 0;
-    for l in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+    for l in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
         let _ = writeln!(logf, "{l}");
         if is_kbuild_step(&l) {
             steps += 1;
@@ -276,8 +392,18 @@ fn make(src: &Path, out: &Path, req: &BuildRequest, log: &Path, expected: Option
     progress.end_building();
     let errs = errs.join().unwrap_or_default();
     if !status.success() {
-        let tail: Vec<&str> = errs.iter().rev().take(25).rev().map(String::as_str).collect();
-        bail!("the kernel build failed ({status}); last lines:\n{}\nfull log: {}", tail.join("\n"), log.display());
+        let tail: Vec<&str> = errs
+            .iter()
+            .rev()
+            .take(25)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        bail!(
+            "the kernel build failed ({status}); last lines:\n{}\nfull log: {}",
+            tail.join("\n"),
+            log.display()
+        );
     }
     Ok(steps)
 }
@@ -286,7 +412,11 @@ fn make(src: &Path, out: &Path, req: &BuildRequest, log: &Path, expected: Option
 fn is_kbuild_step(l: &str) -> bool {
     let t = l.trim_start();
     l.starts_with("  ")
-        && t.split_whitespace().next().is_some_and(|w| w.len() <= 8 && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        && t.split_whitespace().next().is_some_and(|w| {
+            w.len() <= 8
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
         && t.split_whitespace().nth(1).is_some()
 }
 
@@ -300,7 +430,10 @@ mod tests {
         let marker = d.path().join(MARKER);
         assert!(read_record(&marker).is_none(), "no marker: not complete");
         std::fs::write(&marker, b"{\"key\": \"ab\", \"identity\": ").unwrap();
-        assert!(read_record(&marker).is_none(), "a torn marker: not complete");
+        assert!(
+            read_record(&marker).is_none(),
+            "a torn marker: not complete"
+        );
         let whole = BuildRecord {
             key: "ab".into(),
             identity: "deb:x=1".into(),

@@ -30,7 +30,11 @@ pub fn parse_fragment(text: &str, name: &str) -> anyhow::Result<Vec<Setting>> {
         if let Some(rest) = line.strip_prefix("# CONFIG_") {
             if let Some(opt) = rest.strip_suffix(" is not set") {
                 check_name(opt, &origin)?;
-                out.push(Setting { option: opt.to_owned(), value: "n".into(), origin });
+                out.push(Setting {
+                    option: opt.to_owned(),
+                    value: "n".into(),
+                    origin,
+                });
             }
             continue;
         }
@@ -52,15 +56,25 @@ pub fn parse_fragment(text: &str, name: &str) -> anyhow::Result<Vec<Setting>> {
             bail!("{origin}: CONFIG_{opt}=m: the test VM loads no modules; use =y");
         }
         if !ok_value {
-            bail!("{origin}: CONFIG_{opt}={value}: the value must be y, n, a number or a \"string\"");
+            bail!(
+                "{origin}: CONFIG_{opt}={value}: the value must be y, n, a number or a \"string\""
+            );
         }
-        out.push(Setting { option: opt.to_owned(), value: value.to_owned(), origin });
+        out.push(Setting {
+            option: opt.to_owned(),
+            value: value.to_owned(),
+            origin,
+        });
     }
     Ok(out)
 }
 
 fn check_name(opt: &str, origin: &str) -> anyhow::Result<()> {
-    if opt.is_empty() || !opt.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+    if opt.is_empty()
+        || !opt
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
         bail!("{origin}: {opt:?} is not a valid option name (upper case letters, digits and _)");
     }
     Ok(())
@@ -77,7 +91,11 @@ pub fn merge(fragments: &[(String, String)]) -> anyhow::Result<Vec<Setting>> {
                 if prev.value != s.value {
                     bail!(
                         "CONFIG_{} is {} at {} but {} at {}: fragments disagree",
-                        s.option, prev.value, prev.origin, s.value, s.origin
+                        s.option,
+                        prev.value,
+                        prev.origin,
+                        s.value,
+                        s.origin
                     );
                 }
                 continue;
@@ -86,22 +104,33 @@ pub fn merge(fragments: &[(String, String)]) -> anyhow::Result<Vec<Setting>> {
             by_opt.insert(s.option.clone(), s);
         }
     }
-    Ok(order.into_iter().map(|o| by_opt.remove(&o).unwrap()).collect())
+    Ok(order
+        .into_iter()
+        .map(|o| by_opt.remove(&o).unwrap())
+        .collect())
 }
 
 pub fn read_fragments(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).with_context(|| format!("read config fragment {}", p.display()))?;
-            Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), text))
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("read config fragment {}", p.display()))?;
+            Ok((
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                text,
+            ))
         })
         .collect()
 }
 
 /// Rewrites `.config` text with the settings applied (replacing any earlier line for them).
 pub fn apply(dot_config: &str, settings: &[Setting]) -> String {
-    let touched: std::collections::HashSet<&str> = settings.iter().map(|s| s.option.as_str()).collect();
+    let touched: std::collections::HashSet<&str> =
+        settings.iter().map(|s| s.option.as_str()).collect();
     let mut out: String = dot_config
         .lines()
         .filter(|l| line_option(l).is_none_or(|o| !touched.contains(o)))
@@ -121,14 +150,19 @@ fn line_option(line: &str) -> Option<&str> {
     if let Some(rest) = line.strip_prefix("# CONFIG_") {
         return rest.strip_suffix(" is not set");
     }
-    line.strip_prefix("CONFIG_").and_then(|r| r.split_once('=')).map(|(o, _)| o)
+    line.strip_prefix("CONFIG_")
+        .and_then(|r| r.split_once('='))
+        .map(|(o, _)| o)
 }
 
 /// Option → value in a `.config` (unset options map to "n").
 pub fn parse_dot_config(text: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for l in text.lines() {
-        if let Some(rest) = l.strip_prefix("# CONFIG_").and_then(|r| r.strip_suffix(" is not set")) {
+        if let Some(rest) = l
+            .strip_prefix("# CONFIG_")
+            .and_then(|r| r.strip_suffix(" is not set"))
+        {
             m.insert(rest.to_owned(), "n".to_owned());
         } else if let Some((o, v)) = l.strip_prefix("CONFIG_").and_then(|r| r.split_once('=')) {
             m.insert(o.to_owned(), v.to_owned());
@@ -151,7 +185,9 @@ impl KconfigLookup for TreeKconfig {
         let mut found = None;
         let mut stack = vec![self.0.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 let name = e.file_name();
@@ -183,7 +219,11 @@ pub fn deps_in(text: &str, option: &str) -> Option<Vec<String>> {
             let deps = found.get_or_insert_with(Vec::new);
             while let Some(n) = lines.peek() {
                 let nt = n.trim();
-                if nt.starts_with("config ") || nt.starts_with("menuconfig ") || nt.starts_with("endmenu") || nt.starts_with("if ") {
+                if nt.starts_with("config ")
+                    || nt.starts_with("menuconfig ")
+                    || nt.starts_with("endmenu")
+                    || nt.starts_with("if ")
+                {
                     break;
                 }
                 lines.next();
@@ -208,18 +248,29 @@ pub fn deps_in(text: &str, option: &str) -> Option<Vec<String>> {
 
 /// Drops the options a kernel is listed without (`absent` in kernels.toml), refusing any that
 /// the tree does define: a stale entry there must not silently weaken the check.
-pub fn without_absent(settings: Vec<Setting>, absent: &[String], tree: &dyn KconfigLookup) -> anyhow::Result<Vec<Setting>> {
+pub fn without_absent(
+    settings: Vec<Setting>,
+    absent: &[String],
+    tree: &dyn KconfigLookup,
+) -> anyhow::Result<Vec<Setting>> {
     for a in absent {
         if tree.lookup(a).is_some() {
             bail!("kernels.toml lists CONFIG_{a} as absent from this kernel, but its Kconfig defines it: remove it from `absent`");
         }
     }
-    Ok(settings.into_iter().filter(|s| !absent.contains(&s.option)).collect())
+    Ok(settings
+        .into_iter()
+        .filter(|s| !absent.contains(&s.option))
+        .collect())
 }
 
 /// Checks the final `.config` against what the fragments asked for; one error lists every
 /// option that is not as asked, each with the reason where it can be told.
-pub fn validate(dot_config: &str, wanted: &[Setting], tree: &dyn KconfigLookup) -> anyhow::Result<()> {
+pub fn validate(
+    dot_config: &str,
+    wanted: &[Setting],
+    tree: &dyn KconfigLookup,
+) -> anyhow::Result<()> {
     let have = parse_dot_config(dot_config);
     let mut problems = Vec::new();
     for s in wanted {
@@ -232,11 +283,21 @@ pub fn validate(dot_config: &str, wanted: &[Setting], tree: &dyn KconfigLookup) 
             Some(deps) if deps.is_empty() => "its dependencies or a `select` overrode it".to_owned(),
             Some(deps) => format!("it depends on: {}", deps.join(" && ")),
         };
-        let got = if got == "n" { "not set".to_owned() } else { format!("={got}") };
-        problems.push(format!("  CONFIG_{}={} ({}) ended up {got}: {why}", s.option, s.value, s.origin));
+        let got = if got == "n" {
+            "not set".to_owned()
+        } else {
+            format!("={got}")
+        };
+        problems.push(format!(
+            "  CONFIG_{}={} ({}) ended up {got}: {why}",
+            s.option, s.value, s.origin
+        ));
     }
     if !problems.is_empty() {
-        bail!("the kernel config is not what the fragments ask for:\n{}", problems.join("\n"));
+        bail!(
+            "the kernel config is not what the fragments ask for:\n{}",
+            problems.join("\n")
+        );
     }
     Ok(())
 }
@@ -259,9 +320,19 @@ mod tests {
 
     #[test]
     fn fragments_parse_strictly() {
-        let s = parse_fragment("# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\nCONFIG_D=0x10\n", "f").unwrap();
-        let got: Vec<(&str, &str)> = s.iter().map(|s| (s.option.as_str(), s.value.as_str())).collect();
-        assert_eq!(got, [("A", "y"), ("B", "n"), ("C", "\"x y\""), ("D", "0x10")]);
+        let s = parse_fragment(
+            "# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\nCONFIG_D=0x10\n",
+            "f",
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = s
+            .iter()
+            .map(|s| (s.option.as_str(), s.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("A", "y"), ("B", "n"), ("C", "\"x y\""), ("D", "0x10")]
+        );
         assert_eq!(s[1].origin, "f:4");
         for (bad, what) in [
             ("CONFG_A=y", "does not start with CONFIG_"),
@@ -277,10 +348,24 @@ mod tests {
 
     #[test]
     fn merging_keeps_order_and_refuses_conflicts() {
-        let m = merge(&[("a".into(), "CONFIG_X=y\nCONFIG_Y=y\n".into()), ("b".into(), "CONFIG_Y=y\nCONFIG_Z=1\n".into())]).unwrap();
-        assert_eq!(m.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(), ["X", "Y", "Z"]);
-        let e = merge(&[("a".into(), "CONFIG_X=y\n".into()), ("b".into(), "# CONFIG_X is not set\n".into())]).unwrap_err();
-        assert_eq!(e.to_string(), "CONFIG_X is y at a:1 but n at b:1: fragments disagree");
+        let m = merge(&[
+            ("a".into(), "CONFIG_X=y\nCONFIG_Y=y\n".into()),
+            ("b".into(), "CONFIG_Y=y\nCONFIG_Z=1\n".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(),
+            ["X", "Y", "Z"]
+        );
+        let e = merge(&[
+            ("a".into(), "CONFIG_X=y\n".into()),
+            ("b".into(), "# CONFIG_X is not set\n".into()),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CONFIG_X is y at a:1 but n at b:1: fragments disagree"
+        );
     }
 
     #[test]
@@ -292,22 +377,51 @@ mod tests {
 
     #[test]
     fn validation_names_the_dropped_option_and_why() {
-        let wanted = parse_fragment("CONFIG_USER_EVENTS=y\nCONFIG_FTRACE=y\nCONFIG_USER_EVNTS=y\nCONFIG_OK=y\n", "ue.config").unwrap();
-        let e = validate("CONFIG_OK=y\n# CONFIG_USER_EVENTS is not set\n", &wanted, &FakeTree).unwrap_err().to_string();
+        let wanted = parse_fragment(
+            "CONFIG_USER_EVENTS=y\nCONFIG_FTRACE=y\nCONFIG_USER_EVNTS=y\nCONFIG_OK=y\n",
+            "ue.config",
+        )
+        .unwrap();
+        let e = validate(
+            "CONFIG_OK=y\n# CONFIG_USER_EVENTS is not set\n",
+            &wanted,
+            &FakeTree,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("CONFIG_USER_EVENTS=y (ue.config:1) ended up not set: it depends on: BROKEN || COMPILE_TEST"), "{e}");
-        assert!(e.contains("CONFIG_FTRACE=y (ue.config:2) ended up not set: its dependencies"), "{e}");
-        assert!(e.contains("CONFIG_USER_EVNTS=y (ue.config:3) ended up not set: no Kconfig file"), "{e}");
+        assert!(
+            e.contains("CONFIG_FTRACE=y (ue.config:2) ended up not set: its dependencies"),
+            "{e}"
+        );
+        assert!(
+            e.contains("CONFIG_USER_EVNTS=y (ue.config:3) ended up not set: no Kconfig file"),
+            "{e}"
+        );
         assert!(!e.contains("CONFIG_OK"), "{e}");
-        validate("CONFIG_USER_EVENTS=y\nCONFIG_FTRACE=y\nCONFIG_USER_EVNTS=y\nCONFIG_OK=y\n", &wanted, &FakeTree).unwrap();
+        validate(
+            "CONFIG_USER_EVENTS=y\nCONFIG_FTRACE=y\nCONFIG_USER_EVNTS=y\nCONFIG_OK=y\n",
+            &wanted,
+            &FakeTree,
+        )
+        .unwrap();
     }
 
     #[test]
     fn absent_options_are_dropped_only_where_no_kconfig_defines_them() {
         let s = parse_fragment("CONFIG_PROC_SYSCTL=y\nCONFIG_OK=y\n", "b").unwrap();
         let kept = without_absent(s.clone(), &["PROC_SYSCTL".into()], &FakeTree).unwrap();
-        assert_eq!(kept.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(), ["OK"]);
-        let e = without_absent(s, &["FTRACE".into()], &FakeTree).unwrap_err().to_string();
-        assert!(e.contains("CONFIG_FTRACE as absent") && e.contains("defines it"), "{e}");
+        assert_eq!(
+            kept.iter().map(|s| s.option.as_str()).collect::<Vec<_>>(),
+            ["OK"]
+        );
+        let e = without_absent(s, &["FTRACE".into()], &FakeTree)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CONFIG_FTRACE as absent") && e.contains("defines it"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -322,7 +436,10 @@ mod tests {
     #[test]
     fn kconfig_dependencies_are_read_from_the_definition() {
         let text = "config USER_EVENTS\n\tbool \"x\"\n\tdepends on BROKEN || COMPILE_TEST\n\tselect TRACING\n\nconfig OTHER\n\tdepends on NOPE\n";
-        assert_eq!(deps_in(text, "USER_EVENTS").unwrap(), ["BROKEN || COMPILE_TEST"]);
+        assert_eq!(
+            deps_in(text, "USER_EVENTS").unwrap(),
+            ["BROKEN || COMPILE_TEST"]
+        );
         assert_eq!(deps_in(text, "MISSING"), None);
     }
 
@@ -333,7 +450,10 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "config") {
-                all.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+                all.push((
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).unwrap(),
+                ));
                 parse_fragment(&all.last().unwrap().1, &p.display().to_string()).unwrap();
             }
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use harness::model::{Expectation, Feature};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -25,20 +26,45 @@ pub struct KernelSpec {
     /// Options of the shared fragments this kernel does not have (renamed or removed).
     #[serde(default)]
     pub absent: Vec<String>,
+    /// What this kernel must have (names of [`Feature`]): a scenario may be `ignored` here
+    /// only for a feature not in this list.
+    pub features: Vec<String>,
 }
 
 impl KernelList {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("kernels.toml");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        let list: KernelList = toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let list: KernelList =
+            toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
         if !list.kernels.contains_key(&list.default) {
-            bail!("{}: default kernel {:?} is not in the list", path.display(), list.default);
+            bail!(
+                "{}: default kernel {:?} is not in the list",
+                path.display(),
+                list.default
+            );
         }
         for (name, k) in &list.kernels {
+            if name.is_empty()
+                || name == "all"
+                || name.contains(',')
+                || name.contains(char::is_whitespace)
+            {
+                bail!(
+                    "{}: {name:?} cannot be a kernel's name (it must be usable in `--kernel`)",
+                    path.display()
+                );
+            }
+            parse_features(&k.features)
+                .with_context(|| format!("{}: kernel {name:?}", path.display()))?;
             for f in k.fragments.iter().chain(&k.patches) {
                 if !dir.join(f).is_file() {
-                    bail!("{}: kernel {name:?} names {f:?}, which is not a file in {}", path.display(), dir.display());
+                    bail!(
+                        "{}: kernel {name:?} names {f:?}, which is not a file in {}",
+                        path.display(),
+                        dir.display()
+                    );
                 }
             }
         }
@@ -47,7 +73,11 @@ impl KernelList {
 
     /// Every suite any kernel needs, in a stable order.
     pub fn all_suites(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.kernels.values().flat_map(|k| k.suites.iter().cloned()).collect();
+        let mut v: Vec<String> = self
+            .kernels
+            .values()
+            .flat_map(|k| k.suites.iter().cloned())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -60,13 +90,27 @@ impl KernelList {
         v
     }
 
-    /// `6.12`, `6.12,7.2` or `all`.
+    /// `6.12`, `6.12,7.2` or `all`; each kernel once, in the order given. An empty list
+    /// (`--kernel ""`, `--kernel ,`) is an error, not the default.
     pub fn select(&self, arg: Option<&str>) -> anyhow::Result<Vec<(String, KernelSpec)>> {
-        let names: Vec<String> = match arg {
+        let mut names: Vec<String> = match arg.map(str::trim) {
             None => vec![self.default.clone()],
             Some("all") => self.kernels.keys().cloned().collect(),
-            Some(list) => list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         };
+        if names.is_empty() {
+            bail!(
+                "--kernel {:?} names no kernel: give one of {}, a comma list, or `all`",
+                arg.unwrap_or_default(),
+                self.kernels.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         names
             .into_iter()
             .map(|n| match self.kernels.get(&n) {
@@ -80,7 +124,34 @@ impl KernelList {
     }
 }
 
+/// Feature names as `kernels.toml` and `--features` write them.
+pub fn parse_features(names: &[String]) -> anyhow::Result<std::collections::BTreeSet<Feature>> {
+    names
+        .iter()
+        .map(|n| {
+            Feature::from_name(n.trim()).with_context(|| {
+                format!(
+                    "unknown feature {n:?}: the features are {}",
+                    Feature::ALL
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
 impl KernelSpec {
+    /// What the list says this kernel must have.
+    pub fn expectation(&self, name: &str) -> Expectation {
+        Expectation {
+            features: parse_features(&self.features).unwrap_or_default(),
+            source: format!("kernel-configs/kernels.toml [kernel.\"{name}\"]"),
+        }
+    }
+
     pub fn fragment_paths(&self, dir: &Path) -> Vec<PathBuf> {
         self.fragments.iter().map(|f| dir.join(f)).collect()
     }
@@ -99,6 +170,39 @@ mod tests {
         let list = KernelList::load(&dir).unwrap();
         assert_eq!(list.select(None).unwrap()[0].0, list.default);
         let e = list.select(Some("6.66")).unwrap_err().to_string();
-        assert!(e.contains("unknown kernel \"6.66\"") && e.contains("6.12"), "{e}");
+        assert!(
+            e.contains("unknown kernel \"6.66\"") && e.contains("6.12"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn odd_kernel_lists_are_errors_or_deduplicated_never_panics() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        for odd in ["", ",", " , ,", "  "] {
+            let e = list.select(Some(odd)).unwrap_err().to_string();
+            assert!(e.contains("names no kernel"), "{odd:?}: {e}");
+        }
+        let twice = list.select(Some("6.12,6.12, 6.12")).unwrap();
+        assert_eq!(twice.len(), 1);
+        assert_eq!(list.select(Some("all")).unwrap().len(), list.kernels.len());
+    }
+
+    #[test]
+    fn every_kernel_states_its_features() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        for (name, k) in &list.kernels {
+            let e = k.expectation(name);
+            assert!(
+                e.has(Feature::RemoteWrite) != e.has(Feature::StatusPage),
+                "{name}: exactly one ABI generation"
+            );
+        }
+        assert!(parse_features(&["remote_writ".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("remote_write"));
     }
 }

@@ -8,10 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use harness::suite::KselftestBinary;
+use harness::model::{KselftestBinary, KselftestBuild, KSELFTESTS};
 use serde::{Deserialize, Serialize};
 
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 
 const STAMP: &str = "BUILT.json";
 
@@ -27,7 +27,12 @@ struct Stamp {
 fn inputs_key(src: &Path) -> String {
     let mut k = crate::cache::KeyBuilder::new("kselftests");
     let tests = src.join("tools/testing/selftests/user_events");
-    let mut files: Vec<_> = std::fs::read_dir(&tests).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&tests)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
     files.push(src.join("include/uapi/linux/user_events.h"));
     files.push(src.join("tools/testing/selftests/kselftest_harness.h"));
@@ -37,40 +42,58 @@ fn inputs_key(src: &Path) -> String {
     k.finish()
 }
 
-/// Builds every program of [`harness::suite::KSELFTESTS`] (into `out/kselftest/`), or takes
+/// Builds every program of [`KSELFTESTS`] (into `out/kselftest/`), or takes
 /// them from an earlier build whose inputs were the same.
-pub fn build(src: &Path, out: &Path, progress: &mut Progress) -> anyhow::Result<Vec<KselftestBinary>> {
+pub fn build(
+    src: &Path,
+    out: &Path,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<KselftestBinary>> {
     let dir = out.join("kselftest");
     let stamp = dir.join(STAMP);
     let inputs = inputs_key(src);
-    if let Some(s) = std::fs::read(&stamp).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
+    if let Some(s) = std::fs::read(&stamp)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Stamp>(&b).ok())
+    {
         // A cache restored without its source tree (CI) keeps what was built with it.
         if s.inputs == inputs || !src.join("tools/testing/selftests").exists() {
             return Ok(s.programs);
         }
     }
-    progress.step("kselftest", &format!("upstream user_events selftests from {}", src.display()));
+    progress.step(
+        Step::Kselftest,
+        &format!("upstream user_events selftests from {}", src.display()),
+    );
     std::fs::create_dir_all(&dir)?;
     let tests = src.join("tools/testing/selftests/user_events");
     let timeout = settings_timeout(&tests.join("settings"));
     // `make headers` installs this tree's uapi headers under out/usr/include (KHDR_INCLUDES).
-    let headers = crate::kbuild::make_cmd(src, out).arg("headers").output().context("make headers")?;
-    let headers_err = (!headers.status.success()).then(|| String::from_utf8_lossy(&headers.stderr).into_owned());
+    let headers = crate::kbuild::make_cmd(src, out)
+        .arg("headers")
+        .output()
+        .context("make headers")?;
+    let headers_err =
+        (!headers.status.success()).then(|| String::from_utf8_lossy(&headers.stderr).into_owned());
     let mut programs = Vec::new();
-    for name in harness::suite::KSELFTESTS {
+    for name in KSELFTESTS {
         let c_file = tests.join(format!("{name}.c"));
         let binary = dir.join(name);
-        let mut p = KselftestBinary { name: name.to_string(), path: None, build_error: None, timeout };
-        if !c_file.exists() {
-            p.build_error = Some(format!("this kernel's tree has no {}", c_file.strip_prefix(src).unwrap_or(&c_file).display()));
+        let build = if !c_file.exists() {
+            KselftestBuild::NotInTree
         } else if let Some(e) = &headers_err {
-            p.build_error = Some(format!("make headers failed:\n{e}"));
+            KselftestBuild::Failed {
+                message: format!("make headers failed:\n{e}"),
+            }
         } else {
             let o = Command::new("gcc")
                 .args(["-static", "-O2", "-Wall", "-Wl,-no-as-needed"])
                 .arg(format!("-I{}", out.join("usr/include").display()))
                 // lib.mk's own include path: newer selftests include "kselftest_harness.h" bare.
-                .arg(format!("-I{}", src.join("tools/testing/selftests").display()))
+                .arg(format!(
+                    "-I{}",
+                    src.join("tools/testing/selftests").display()
+                ))
                 .arg("-o")
                 .arg(&binary)
                 .arg(&c_file)
@@ -78,16 +101,38 @@ pub fn build(src: &Path, out: &Path, progress: &mut Progress) -> anyhow::Result<
                 .output()
                 .context("run gcc")?;
             if o.status.success() {
-                p.path = Some(binary);
+                KselftestBuild::Built { path: binary }
             } else {
                 let msg = String::from_utf8_lossy(&o.stderr);
-                let errors: Vec<&str> = msg.lines().filter(|l| l.contains("error")).take(8).collect();
-                p.build_error = Some(format!("gcc failed:\n{}", if errors.is_empty() { msg.trim().to_owned() } else { errors.join("\n") }));
+                let errors: Vec<&str> = msg
+                    .lines()
+                    .filter(|l| l.contains("error"))
+                    .take(8)
+                    .collect();
+                let message = format!(
+                    "gcc failed:\n{}",
+                    if errors.is_empty() {
+                        msg.trim().to_owned()
+                    } else {
+                        errors.join("\n")
+                    }
+                );
+                KselftestBuild::Failed { message }
             }
-        }
-        programs.push(p);
+        };
+        programs.push(KselftestBinary {
+            name: name.to_string(),
+            build,
+            timeout,
+        });
     }
-    crate::cache::write_atomic(&stamp, &serde_json::to_vec_pretty(&Stamp { inputs, programs: programs.clone() })?)?;
+    crate::cache::write_atomic(
+        &stamp,
+        &serde_json::to_vec_pretty(&Stamp {
+            inputs,
+            programs: programs.clone(),
+        })?,
+    )?;
     Ok(programs)
 }
 
@@ -95,7 +140,13 @@ pub fn build(src: &Path, out: &Path, progress: &mut Progress) -> anyhow::Result<
 fn settings_timeout(path: &Path) -> Duration {
     let secs = std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.trim().strip_prefix("timeout=").and_then(|v| v.parse().ok())))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("timeout=")
+                    .and_then(|v| v.parse().ok())
+            })
+        })
         .unwrap_or(45);
     Duration::from_secs(secs)
 }
@@ -110,6 +161,9 @@ mod tests {
         let p = d.path().join("settings");
         std::fs::write(&p, "timeout=90\n").unwrap();
         assert_eq!(settings_timeout(&p), Duration::from_secs(90));
-        assert_eq!(settings_timeout(&d.path().join("none")), Duration::from_secs(45));
+        assert_eq!(
+            settings_timeout(&d.path().join("none")),
+            Duration::from_secs(45)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask mutants`: proves that the suite can fail. Each patch in
+//! The shipped kernel mutants: proof that the suite can fail. Each patch in
 //! `kernel-configs/mutants/` breaks one promise of the ABI; built on top of the cached kernel
 //! (an incremental rebuild), it must make at least one of the scenarios it names fail, while
 //! the unpatched kernel passes them all.
@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use harness::suite;
-use harness::verdict::Verdict;
+use harness::model::{KernelRun, Origin};
 
 /// A mutant patch, with what its preamble says: the promise it `Breaks:` and the scenarios
 /// that `Must catch:` it (full names, or `family::*`), over as many comment lines as needed.
@@ -56,7 +55,11 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
     let field = |name: &str| -> Option<String> {
         let start = preamble.find(name)? + name.len();
         let rest = &preamble[start..];
-        let end = ["Breaks:", "Must catch:"].iter().filter_map(|f| rest.find(f)).min().unwrap_or(rest.len());
+        let end = ["Breaks:", "Must catch:"]
+            .iter()
+            .filter_map(|f| rest.find(f))
+            .min()
+            .unwrap_or(rest.len());
         Some(rest[..end].trim().to_owned())
     };
     let catches: Vec<String> = field("Must catch:")
@@ -66,12 +69,24 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
         .map(str::to_owned)
         .collect();
     if catches.is_empty() {
-        bail!("{}: the preamble names no scenario (`Must catch: family::name, family::*`)", path.display());
+        bail!(
+            "{}: the preamble names no scenario (`Must catch: family::name, family::*`)",
+            path.display()
+        );
     }
     let breaks = field("Breaks:").unwrap_or_default();
-    let first_sentence = breaks.split_inclusive(". ").next().unwrap_or("").trim().to_owned();
+    let first_sentence = breaks
+        .split_inclusive(". ")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
     Ok(Mutant {
-        name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+        name: path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         path: path.to_owned(),
         breaks: first_sentence,
         catches,
@@ -92,10 +107,15 @@ pub struct Row {
 /// The failing scenarios of one run, and apart from them the failing upstream selftests
 /// (program-level verdicts left out where their tests are listed). The VM's own health trial
 /// does not count: a mutant must break a promise that a check names.
-pub fn failing(run: &suite::KernelRun) -> (Vec<String>, Vec<String>) {
-    let failed = |v: &&harness::verdict::ScenarioVerdict| matches!(v.verdict, Verdict::Fail(_)) && v.name != harness::verdict::HEALTH;
-    let (ks, sc): (Vec<_>, Vec<_>) = run.verdicts.iter().filter(failed).map(|v| v.name.clone()).partition(|n| n.starts_with("kselftest::"));
-    (sc, ks)
+pub fn failing(run: &KernelRun) -> (Vec<String>, Vec<String>) {
+    let failed = |origin: Origin| -> Vec<String> {
+        run.verdicts
+            .iter()
+            .filter(|v| v.origin == origin && v.verdict.is_fail())
+            .map(|v| v.name.clone())
+            .collect()
+    };
+    (failed(Origin::Scenario), failed(Origin::Upstream))
 }
 
 pub fn table(base_failing: &[String], rows: &[Row]) -> String {
@@ -108,14 +128,26 @@ pub fn table(base_failing: &[String], rows: &[Row]) -> String {
             r.mutant.name,
             r.mutant.breaks,
             r.mutant.catches.join(", "),
-            if r.failing.is_empty() { "none".to_owned() } else { r.failing.join(", ") },
-            if r.kselftests_failing.is_empty() { "none".to_owned() } else { r.kselftests_failing.join(", ") },
+            if r.failing.is_empty() {
+                "none".to_owned()
+            } else {
+                r.failing.join(", ")
+            },
+            if r.kselftests_failing.is_empty() {
+                "none".to_owned()
+            } else {
+                r.kselftests_failing.join(", ")
+            },
             if r.caught { "yes" } else { "**NO**" },
-            r.build_secs.map_or("cached".into(), |s| format!("{s:.0} s")),
+            r.build_secs
+                .map_or("cached".into(), |s| format!("{s:.0} s")),
         ));
     }
     if !base_failing.is_empty() {
-        s.push_str(&format!("\nThe unpatched kernel FAILED: {}\n", base_failing.join(", ")));
+        s.push_str(&format!(
+            "\nThe unpatched kernel FAILED: {}\n",
+            base_failing.join(", ")
+        ));
     }
     s
 }
@@ -150,16 +182,30 @@ mod tests {
                 .flatten()
                 .flat_map(|e| {
                     let t = std::fs::read_to_string(e.path()).unwrap();
-                    t.split("name: \"").skip(1).map(|s| s.split('"').next().unwrap().to_owned()).collect::<Vec<_>>()
+                    t.split("name: \"")
+                        .skip(1)
+                        .map(|s| s.split('"').next().unwrap().to_owned())
+                        .collect::<Vec<_>>()
                 })
                 .collect()
         };
         let mutants = load(&dir).unwrap();
-        assert!(mutants.len() >= 10, "the shipped mutants are missing from {}", dir.display());
+        assert!(
+            mutants.len() >= 10,
+            "the shipped mutants are missing from {}",
+            dir.display()
+        );
         for m in mutants {
             for c in &m.catches {
-                let probe = Mutant { catches: vec![c.clone()], ..m.clone() };
-                assert!(names.iter().any(|n| probe.names(n)), "{}: names {c}, which matches no scenario", m.path.display());
+                let probe = Mutant {
+                    catches: vec![c.clone()],
+                    ..m.clone()
+                };
+                assert!(
+                    names.iter().any(|n| probe.names(n)),
+                    "{}: names {c}, which matches no scenario",
+                    m.path.display()
+                );
             }
         }
     }

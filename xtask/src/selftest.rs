@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use harness::suite::{self, KernelRun, KernelUnderTest, SuiteOptions};
-use harness::verdict::Verdict;
+use harness::model::{KernelRun, KernelUnderTest, ScenarioInfo, SuiteOptions, Verdict, HEALTH};
+use harness::run::{run_kernel, Selection};
 use harness::vm::VmEnd;
 
 pub struct Case {
@@ -16,14 +16,30 @@ pub struct Case {
 }
 
 pub const CASES: &[Case] = &[
-    Case { name: "selftest::crashes_fail_alone", run: crashes_fail_alone },
-    Case { name: "selftest::panic_is_reported_not_hung", run: panic_is_reported },
-    Case { name: "selftest::host_limit_catches_a_stuck_guest", run: host_limit },
-    Case { name: "selftest::init_that_never_reports", run: init_never_reports },
+    Case {
+        name: "selftest::crashes_fail_alone",
+        run: crashes_fail_alone,
+    },
+    Case {
+        name: "selftest::panic_is_reported_not_hung",
+        run: panic_is_reported,
+    },
+    Case {
+        name: "selftest::host_limit_catches_a_stuck_guest",
+        run: host_limit,
+    },
+    Case {
+        name: "selftest::init_that_never_reports",
+        run: init_never_reports,
+    },
 ];
 
 fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {
-    run.verdicts.iter().find(|v| v.name == name).map(|v| &v.verdict).with_context(|| format!("no verdict for {name}"))
+    run.verdicts
+        .iter()
+        .find(|v| v.name == name)
+        .map(|v| &v.verdict)
+        .with_context(|| format!("no verdict for {name}"))
 }
 
 fn expect_fail(run: &KernelRun, name: &str, needles: &[&str]) -> anyhow::Result<()> {
@@ -40,8 +56,22 @@ fn expect_pass(run: &KernelRun, name: &str) -> anyhow::Result<()> {
     }
 }
 
-fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+/// A plan of named scenarios. The `selftest::` ones are in no listing (only these cases plan
+/// them), so each is described here: none of them expects fault warnings.
+fn names(list: &[&str]) -> Selection {
+    let info = |name: &&str| ScenarioInfo {
+        name: name.to_string(),
+        family: name.split("::").next().unwrap_or_default().to_owned(),
+        about: String::new(),
+        optional: false,
+        fault_warnings: false,
+        alone: true,
+        requires: vec![],
+    };
+    Selection {
+        scenarios: list.iter().map(info).collect(),
+        kselftests: vec![],
+    }
 }
 
 /// A segfault, an exit without a result, a hang and junk on the result port each fail their
@@ -56,14 +86,33 @@ fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
         "selftest::garbage_on_channel",
         "basic::present",
     ]);
-    let run = suite::run_kernel(k, &o, &plan, &[])?;
-    expect_fail(&run, "selftest::segfault", &["killed by signal 11 (SIGSEGV)"])?;
-    expect_fail(&run, "selftest::exits_without_result", &["exited (status 3) without a result"])?;
-    expect_fail(&run, "selftest::hangs", &["timed out after", "in the guest; killed"])?;
+    let run = run_kernel(k, &o, &plan)?;
+    expect_fail(
+        &run,
+        "selftest::segfault",
+        &["killed by signal 11 (SIGSEGV)"],
+    )?;
+    expect_fail(
+        &run,
+        "selftest::exits_without_result",
+        &["exited (status 3) without a result"],
+    )?;
+    expect_fail(
+        &run,
+        "selftest::hangs",
+        &["timed out after", "in the guest; killed"],
+    )?;
     expect_pass(&run, "basic::present")?;
-    expect_fail(&run, harness::verdict::HEALTH, &["1 unreadable record(s)", "this is not a record"])?;
+    expect_fail(
+        &run,
+        HEALTH,
+        &["1 unreadable record(s)", "this is not a record"],
+    )?;
     if run.report.end != VmEnd::Finished {
-        bail!("the VM should have finished normally, ended {:?}", run.report.end);
+        bail!(
+            "the VM should have finished normally, ended {:?}",
+            run.report.end
+        );
     }
     Ok(())
 }
@@ -71,11 +120,26 @@ fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
 /// A kernel panic mid-run: the scenario that caused it says so with the panic text, the one
 /// before it keeps its pass, the one after it is "not run", and the VM ends by itself.
 fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
-    let plan = names(&["basic::present", "selftest::kernel_panic", "basic::private_anon_enable_disable"]);
-    let run = suite::run_kernel(k, opts, &plan, &[])?;
+    let plan = names(&[
+        "basic::present",
+        "selftest::kernel_panic",
+        "basic::private_anon_enable_disable",
+    ]);
+    let run = run_kernel(k, opts, &plan)?;
     expect_pass(&run, "basic::present")?;
-    expect_fail(&run, "selftest::kernel_panic", &["not finished: the kernel panicked while running selftest::kernel_panic", "sysrq"])?;
-    expect_fail(&run, "basic::private_anon_enable_disable", &["not run: the kernel panicked while running selftest::kernel_panic"])?;
+    expect_fail(
+        &run,
+        "selftest::kernel_panic",
+        &[
+            "not finished: the kernel panicked while running selftest::kernel_panic",
+            "sysrq",
+        ],
+    )?;
+    expect_fail(
+        &run,
+        "basic::private_anon_enable_disable",
+        &["not run: the kernel panicked while running selftest::kernel_panic"],
+    )?;
     if run.report.end != VmEnd::KernelPanicked {
         bail!("want VmEnd::KernelPanicked, got {:?}", run.report.end);
     }
@@ -88,8 +152,12 @@ fn host_limit(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
     let mut o = opts.clone();
     o.scenario_timeout = Duration::from_secs(1);
     o.guest_scenario_timeout = Some(Duration::from_secs(3600));
-    let run = suite::run_kernel(k, &o, &names(&["selftest::hangs"]), &[])?;
-    expect_fail(&run, "selftest::hangs", &["not finished: timed out: scenario selftest::hangs gave no result within"])?;
+    let run = run_kernel(k, &o, &names(&["selftest::hangs"]))?;
+    expect_fail(
+        &run,
+        "selftest::hangs",
+        &["not finished: timed out: scenario selftest::hangs gave no result within"],
+    )?;
     match &run.report.end {
         VmEnd::TimedOut { .. } => Ok(()),
         other => bail!("want VmEnd::TimedOut, got {other:?}"),
@@ -105,26 +173,42 @@ fn init_never_reports(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
     std::fs::write(&manifest, "dirs = [\"proc\", \"sys\", \"dev\", \"tmp\", \"etc\"]\n[[file]]\npath = \"init\"\nguest_bin = \"ue-init\"\n")?;
     let mut o = opts.clone();
     o.manifest = manifest;
-    let run = suite::run_kernel(k, &o, &names(&["basic::present"]), &[])?;
-    expect_fail(&run, "basic::present", &["not run: the guest never started the runner"])?;
-    expect_fail(&run, harness::verdict::HEALTH, &["never reported"])?;
+    let run = run_kernel(k, &o, &names(&["basic::present"]))?;
+    expect_fail(
+        &run,
+        "basic::present",
+        &["not run: the guest never started the runner"],
+    )?;
+    expect_fail(&run, HEALTH, &["never reported"])?;
     Ok(())
 }
 
 /// A kernel that WARNs in DIAG_IOCSUNREG (kernel-configs/selftest/warn-in-unreg.patch): the
 /// first scenario to unregister passes its own checks but fails with the splat; the one
 /// before it passes, and so does the one after it (WARN_ON_ONCE).
-pub fn warning_fails_the_running_scenario(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
-    let plan = names(&["basic::present", "basic::private_anon_enable_disable", "basic::write_reaches_trace"]);
-    let run = suite::run_kernel(k, opts, &plan, &[])?;
+pub fn warning_fails_the_running_scenario(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+) -> anyhow::Result<()> {
+    let plan = names(&[
+        "basic::present",
+        "basic::private_anon_enable_disable",
+        "basic::write_reaches_trace",
+    ]);
+    let run = run_kernel(k, opts, &plan)?;
     expect_pass(&run, "basic::present")?;
     expect_fail(
         &run,
         "basic::private_anon_enable_disable",
-        &["kernel console reported Warning", "at kernel/trace/trace_events_user.c:", "Call Trace:", "the guest's own checks passed"],
+        &[
+            "kernel console reported Warning",
+            "at kernel/trace/trace_events_user.c:",
+            "Call Trace:",
+            "the guest's own checks passed",
+        ],
     )?;
     expect_pass(&run, "basic::write_reaches_trace")?;
-    expect_pass(&run, harness::verdict::HEALTH)
+    expect_pass(&run, HEALTH)
 }
 
 /// QEMU processes whose command line mentions `dir`: none may outlive a run.
@@ -186,7 +270,10 @@ pub fn ctrl_c_leaves_nothing(xtask: &Path, runs_dir: &Path) -> anyhow::Result<()
     if !left.is_empty() {
         bail!("QEMU still running after Ctrl-C: pids {left:?}");
     }
-    let sockets: Vec<PathBuf> = walk_sockets(runs_dir).into_iter().filter(|s| !sockets_before.contains(s)).collect();
+    let sockets: Vec<PathBuf> = walk_sockets(runs_dir)
+        .into_iter()
+        .filter(|s| !sockets_before.contains(s))
+        .collect();
     if !sockets.is_empty() {
         bail!("result sockets left behind: {sockets:?}");
     }

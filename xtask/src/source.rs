@@ -9,12 +9,14 @@ use anyhow::{bail, Context as _};
 use xshell::{cmd, Shell};
 
 use crate::apt::{Fetched, IndexEntry, PrivateApt};
-use crate::progress::Progress;
+use crate::progress::{Progress, Step};
 
 const COMPLETE: &str = ".ue-complete";
 
 fn tree_dir(cache: &Path, entry: &IndexEntry) -> PathBuf {
-    cache.join("sources").join(format!("{}_{}", entry.package, entry.version))
+    cache
+        .join("sources")
+        .join(format!("{}_{}", entry.package, entry.version))
 }
 
 /// The pristine tree of `entry`, if it has been extracted completely already.
@@ -25,7 +27,12 @@ pub fn extracted(cache: &Path, entry: &IndexEntry) -> Option<PathBuf> {
 
 /// The pristine tree of `entry`: as extracted already (it was verified then, so the download
 /// is not checked again), or downloaded, verified and extracted now.
-pub fn fetch_pristine(apt: &PrivateApt, cache: &Path, entry: &IndexEntry, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+pub fn fetch_pristine(
+    apt: &PrivateApt,
+    cache: &Path,
+    entry: &IndexEntry,
+    progress: &mut Progress,
+) -> anyhow::Result<PathBuf> {
     if let Some(tree) = extracted(cache, entry) {
         return Ok(tree);
     }
@@ -34,7 +41,11 @@ pub fn fetch_pristine(apt: &PrivateApt, cache: &Path, entry: &IndexEntry, progre
 }
 
 /// Extracts the package's source tarball once into `sources/<pkg>_<ver>/`.
-pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> anyhow::Result<PathBuf> {
+pub fn pristine(
+    cache: &Path,
+    fetched: &Fetched,
+    progress: &mut Progress,
+) -> anyhow::Result<PathBuf> {
     let dir = tree_dir(cache, &fetched.entry);
     if dir.join(COMPLETE).exists() {
         return Ok(dir);
@@ -43,14 +54,24 @@ pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> any
     if dir.join(COMPLETE).exists() {
         return Ok(dir);
     }
-    crate::cache::need_space(&cache.join("sources"), 2 << 30, "extracting the kernel source")?;
-    progress.step("extract", &format!("{} {}", fetched.entry.package, fetched.entry.version));
-    let tmp = cache.join("sources").join(format!(".extract-{}", std::process::id()));
+    crate::cache::need_space(
+        &cache.join("sources"),
+        2 << 30,
+        "extracting the kernel source",
+    )?;
+    progress.step(
+        Step::Extract,
+        &format!("{} {}", fetched.entry.package, fetched.entry.version),
+    );
+    let tmp = cache
+        .join("sources")
+        .join(format!(".extract-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     let result = extract_into(&fetched.deb, &tmp).and_then(|tree| {
         let _ = std::fs::remove_dir_all(&dir); // a half-extracted tree from a killed run
-        std::fs::rename(&tree, &dir).with_context(|| format!("move {} to {}", tree.display(), dir.display()))?;
+        std::fs::rename(&tree, &dir)
+            .with_context(|| format!("move {} to {}", tree.display(), dir.display()))?;
         std::fs::write(dir.join(COMPLETE), "")?;
         Ok(())
     });
@@ -61,22 +82,43 @@ pub fn pristine(cache: &Path, fetched: &Fetched, progress: &mut Progress) -> any
 fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     let data = tmp.join("data");
-    cmd!(sh, "dpkg-deb -x {deb} {data}").quiet().run().with_context(|| format!("unpack {}", deb.display()))?;
+    cmd!(sh, "dpkg-deb -x {deb} {data}")
+        .quiet()
+        .run()
+        .with_context(|| format!("unpack {}", deb.display()))?;
     let src = data.join("usr/src");
     let tarball = std::fs::read_dir(&src)
-        .with_context(|| format!("{} has no usr/src: not a linux-source package?", deb.display()))?
+        .with_context(|| {
+            format!(
+                "{} has no usr/src: not a linux-source package?",
+                deb.display()
+            )
+        })?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
         .with_context(|| format!("no .tar.xz under usr/src in {}", deb.display()))?;
     let out = tmp.join("tree");
     std::fs::create_dir_all(&out)?;
-    let r = Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&out).output().context("run tar")?;
+    let r = Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .context("run tar")?;
     if !r.status.success() {
-        bail!("extracting {} failed: {}", tarball.display(), String::from_utf8_lossy(&r.stderr).trim());
+        bail!(
+            "extracting {} failed: {}",
+            tarball.display(),
+            String::from_utf8_lossy(&r.stderr).trim()
+        );
     }
     std::fs::remove_dir_all(&data)?;
-    let top: Vec<PathBuf> = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).collect();
+    let top: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     match top.as_slice() {
         [one] if one.join("Makefile").exists() => Ok(one.clone()),
         _ => bail!("{} does not hold one kernel tree", tarball.display()),
@@ -85,7 +127,9 @@ fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
 
 /// Is `dir` a kernel source tree? (For `--kernel-tree`, checked before anything runs.)
 pub fn check_kernel_tree(dir: &Path) -> anyhow::Result<()> {
-    let ok = dir.join("Makefile").is_file() && dir.join("Kconfig").is_file() && dir.join("kernel/trace").is_dir();
+    let ok = dir.join("Makefile").is_file()
+        && dir.join("Kconfig").is_file()
+        && dir.join("kernel/trace").is_dir();
     if !ok {
         bail!("{} is not a kernel source tree (no Makefile, Kconfig and kernel/trace/): pass the top of a Linux checkout", dir.display());
     }
@@ -101,14 +145,26 @@ pub fn check_kernel_tree(dir: &Path) -> anyhow::Result<()> {
 
 /// Makes `dest` a hard-linked copy of `pristine` with `patches` applied, or fails with the
 /// patch and hunk named and leaves nothing behind.
-pub fn patched_copy(pristine: &Path, dest: &Path, patches: &[PathBuf], progress: &mut Progress) -> anyhow::Result<()> {
+pub fn patched_copy(
+    pristine: &Path,
+    dest: &Path,
+    patches: &[PathBuf],
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
     if dest.join(COMPLETE).exists() {
         return Ok(());
     }
     let staging = dest.with_file_name(format!(".staging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let result = (|| -> anyhow::Result<()> {
-        progress.step("patch", &format!("copy of {} with {} patch(es)", pristine.display(), patches.len()));
+        progress.step(
+            Step::Copy,
+            &format!(
+                "copy of {} with {} patch(es)",
+                pristine.display(),
+                patches.len()
+            ),
+        );
         std::fs::create_dir_all(&staging)?;
         let sh = Shell::new()?;
         for e in std::fs::read_dir(pristine)?.flatten() {
@@ -141,34 +197,68 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
     for dry in [true, false] {
         let mut c = Command::new("patch");
         // --fuzz=0: a patch whose context does not match exactly must fail, not land elsewhere.
-        c.current_dir(tree).args(["-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-", "-i"]).arg(patch);
+        c.current_dir(tree)
+            .args([
+                "-p1",
+                "--batch",
+                "--forward",
+                "--fuzz=0",
+                "--no-backup-if-mismatch",
+                "-r",
+                "-",
+                "-i",
+            ])
+            .arg(patch);
         if dry {
             c.arg("--dry-run");
         }
-        let out = c.output().context("run patch (install it: apt-get install patch)")?;
+        let out = c
+            .output()
+            .context("run patch (install it: apt-get install patch)")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let mut file = "";
             let mut failures = Vec::new();
             for l in stdout.lines() {
-                if let Some(f) = l.strip_prefix("checking file ").or_else(|| l.strip_prefix("patching file ")) {
+                if let Some(f) = l
+                    .strip_prefix("checking file ")
+                    .or_else(|| l.strip_prefix("patching file "))
+                {
                     file = f;
                 }
-                if l.contains("FAILED") || l.contains("can't find file") || l.contains("Reversed") || l.contains("malformed") {
+                if l.contains("FAILED")
+                    || l.contains("can't find file")
+                    || l.contains("Reversed")
+                    || l.contains("malformed")
+                {
                     failures.push(format!("{file}: {l}"));
                 }
             }
             if failures.is_empty() {
-                failures.push(format!("{}{}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim()));
+                failures.push(format!(
+                    "{}{}",
+                    stdout.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
             }
-            bail!("patch {} does not apply:\n  {}", patch.display(), failures.join("\n  "));
+            bail!(
+                "patch {} does not apply:\n  {}",
+                patch.display(),
+                failures.join("\n  ")
+            );
         }
         if !dry {
             // GNU patch writes each file anew; a file still sharing the pristine inode would
             // mean the pristine tree was changed through the hard link.
-            for f in stdout.lines().filter_map(|l| l.strip_prefix("patching file ")) {
+            for f in stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("patching file "))
+            {
                 let f = f.trim_matches('\'');
-                if let (Ok(a), Ok(b)) = (std::fs::metadata(tree.join(f)), std::fs::metadata(pristine.join(f))) {
+                if let (Ok(a), Ok(b)) = (
+                    std::fs::metadata(tree.join(f)),
+                    std::fs::metadata(pristine.join(f)),
+                ) {
                     if a.ino() == b.ino() {
                         bail!("patching {f} modified the pristine tree through a hard link; delete {} and retry", pristine.display());
                     }
@@ -177,4 +267,24 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_that_is_not_a_kernel_tree_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let e = check_kernel_tree(d.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a kernel source tree"), "{e}");
+        for f in ["Makefile", "Kconfig"] {
+            std::fs::write(d.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("kernel/trace")).unwrap();
+        check_kernel_tree(d.path()).unwrap();
+        std::fs::write(d.path().join(".config"), "").unwrap();
+        let e = check_kernel_tree(d.path()).unwrap_err().to_string();
+        assert!(e.contains("make mrproper"), "{e}");
+    }
 }

@@ -14,18 +14,18 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use clap::Parser as _;
-use harness::initramfs::Initramfs;
-use harness::qemu::QemuConfig;
-use harness::suite::{KernelUnderTest, SuiteOptions};
-use harness::vm::{self, VmEnd};
 use harness::channel::{Event, Outcome, Plan, Record};
-use serde::Serialize;
+use harness::initramfs::Initramfs;
+use harness::model::{KernelRun, KernelUnderTest, ScenarioInfo, SuiteOptions, Verdict};
+use harness::qemu::QemuConfig;
+use harness::run::Selection;
+use harness::vm::{self, VmEnd};
+use serde::{Deserialize, Serialize};
 
+use crate::args::{KernelArgs, RunArgs};
 use crate::kbuild::{BuildRequest, Source};
-use crate::kernels::KernelList;
-use crate::progress::Progress;
-use crate::{cache, configs_dir, project_root, KernelArgs, RunArgs};
+use crate::progress::{Progress, Step};
+use crate::session::Session;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -40,22 +40,12 @@ pub struct BenchArgs {
     cache_dir: Option<PathBuf>,
 }
 
-#[derive(clap::Parser)]
-struct Defaults {
-    #[command(flatten)]
-    kernel_args: KernelArgs,
-    #[command(flatten)]
-    run_args: RunArgs,
-}
-
 /// Limits for the commands the bench runs: generous, but every wait ends.
-const SUITE_LIMIT: Duration = Duration::from_secs(20 * 60);
-const NOOP_LIMIT: Duration = Duration::from_secs(5 * 60);
-const EDIT_LIMIT: Duration = Duration::from_secs(40 * 60);
 const VNG_LIMIT: Duration = Duration::from_secs(6 * 60);
 
-#[derive(Debug, Clone, Serialize)]
-struct Row {
+/// One row of the table; `bench.json` holds them as [`BenchReport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
     /// The issue's row number (what `--only` selects).
     row: u32,
     /// `1a`, `2.vm`, ...
@@ -110,7 +100,13 @@ impl Row {
 }
 
 fn secs(x: Option<f64>) -> String {
-    x.map_or("–".into(), |s| if s < 10.0 { format!("{s:.2}") } else { format!("{s:.1}") })
+    x.map_or("–".into(), |s| {
+        if s < 10.0 {
+            format!("{s:.2}")
+        } else {
+            format!("{s:.1}")
+        }
+    })
 }
 
 fn markdown(rows: &[Row], header: &str) -> String {
@@ -125,7 +121,11 @@ fn markdown(rows: &[Row], header: &str) -> String {
             secs(r.median),
             secs(r.min),
             secs(r.max),
-            if r.samples.is_empty() { "–".into() } else { r.samples.len().to_string() },
+            if r.samples.is_empty() {
+                "–".into()
+            } else {
+                r.samples.len().to_string()
+            },
             r.ratio.as_deref().unwrap_or(""),
             r.note.replace('|', "\\|").replace('\n', " ")
         ));
@@ -138,20 +138,33 @@ fn say(msg: &str) {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The state every row shares: the default kernel (built), the guest, the suite's options.
 struct Setup {
     dir: PathBuf,
     cache: PathBuf,
+    /// What `cargo xtask test --no-install` gets by default.
     kernel_args: KernelArgs,
+    run_args: RunArgs,
     opts: SuiteOptions,
     kernel: KernelUnderTest,
-    /// The label `cargo xtask test` gives the default kernel (`6.12`).
-    label: String,
-    scenarios: Vec<String>,
-    xtask: PathBuf,
+    /// What `cargo xtask test` runs by default: the optional (stress) family left out.
+    scenarios: Vec<ScenarioInfo>,
+}
+
+/// `bench.json`: the rows and the conditions they were measured in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub accel: harness::qemu::Accel,
+    pub runs: usize,
+    pub cpus: usize,
+    pub load_before: String,
+    pub load_after: String,
+    pub rows: Vec<Row>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -162,42 +175,52 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         bail!("--only {bad}: rows are numbered 1 to 7");
     }
     let want = |r: u32| a.only.is_empty() || a.only.contains(&r);
-    crate::host_tools::ensure(false)?;
-    let mut progress = Progress::new();
-    let root = project_root();
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let dir = root.join("target/ue-runs").join(format!("bench-{stamp}"));
+    let kernel_args = KernelArgs {
+        no_install: true,
+        cache_dir: a.cache_dir.clone(),
+        ..KernelArgs::default()
+    };
+    let run_args = RunArgs::default();
+    let mut session = Session::for_kernels(&kernel_args);
+    session.host_tools()?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let dir = session.runs_dir().join(format!("bench-{stamp}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let load_before = load_average();
     let started = Instant::now();
 
-    // The same defaults `cargo xtask test --no-install` gets, whatever fields the arguments grow.
-    let Defaults { mut kernel_args, run_args } = Defaults::parse_from(["bench", "--no-install"]);
-    kernel_args.cache_dir = a.cache_dir.clone();
-    let guest_dir = crate::guest::build(&root, &mut progress)?;
-    // What `cargo xtask test` runs by default: the optional (stress) family is left out.
-    let scenarios: Vec<String> =
-        harness::suite::list_scenarios(&guest_dir)?.into_iter().filter(|s| !s.optional).map(|s| s.name).collect();
-    let (kernel, _) = crate::resolve_kernels_timed(&kernel_args, &mut progress)?.remove(0);
-    let mut opts = crate::suite_options(&run_args, guest_dir);
-    crate::choose_accel(&mut opts, &run_args, &kernel_args, &kernel, &mut progress)?;
+    let kernel = session.kernels(&kernel_args)?.remove(0).kernel;
+    let guest = session.guest()?;
+    let mut opts = session.suite_options(&run_args, &guest);
+    session.choose_accel(&mut opts, run_args.accel, &kernel)?;
     let setup = Setup {
         dir: dir.clone(),
-        cache: cache::cache_dir(a.cache_dir.as_deref()),
-        label: kernel.label.clone(),
+        cache: session.cache.clone(),
         kernel_args,
+        run_args,
         opts,
         kernel,
-        scenarios,
-        xtask: std::env::current_exe().context("find the xtask binary itself")?,
+        scenarios: guest.scenarios(false),
     };
-    say(&format!("writing to {}; {} run(s) per row; accelerator {:?}", dir.display(), a.runs, setup.opts.accel));
+    say(&format!(
+        "writing to {}; {} run(s) per row; accelerator {:?}",
+        dir.display(),
+        a.runs,
+        setup.opts.accel
+    ));
 
     let mut rows: Vec<Row> = Vec::new();
     if want(1) || want(2) || want(3) {
         rows.extend(interleaved(&setup, a.runs, want(1), want(2), want(3))?);
     }
-    let floor = rows.iter().find(|r| r.id == "1b").or_else(|| rows.iter().find(|r| r.id == "1a")).and_then(|r| r.median);
+    let floor = rows
+        .iter()
+        .find(|r| r.id == "1b")
+        .or_else(|| rows.iter().find(|r| r.id == "1a"))
+        .and_then(|r| r.median);
     if want(4) {
         rows.extend(edit_rerun(&setup, a.runs, floor)?);
     }
@@ -205,10 +228,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         rows.extend(cold_builds(&setup.cache)?);
     }
     if want(6) {
-        rows.extend(matrix(&root)?);
+        rows.extend(matrix(&session.runs_dir())?);
     }
     if want(7) {
-        rows.extend(vng(&setup, a.runs, &mut progress)?);
+        rows.extend(vng(&setup, a.runs, &mut session)?);
     }
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -226,14 +249,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     );
     let md = markdown(&rows, &header);
     std::fs::write(dir.join("bench.md"), &md)?;
-    let json = serde_json::json!({
-        "accel": setup.opts.accel,
-        "runs": a.runs,
-        "cpus": cpus,
-        "load_before": load_before,
-        "load_after": load_average(),
-        "rows": rows,
-    });
+    let json = BenchReport {
+        accel: setup.opts.accel,
+        runs: a.runs,
+        cpus,
+        load_before,
+        load_after: load_average(),
+        rows,
+    };
     std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)?;
     println!("{md}");
     println!("```json\n{}\n```", serde_json::to_string_pretty(&json)?);
@@ -268,48 +291,86 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
             }
         }
         if r2 {
-            let mut cmd = Command::new(&s.xtask);
-            cmd.args(["test", "--no-install"]);
-            add_cache_dir(&mut cmd, s);
-            let out = run_limited(cmd, SUITE_LIMIT, &s.dir.join(format!("suite-{i}")), "cargo xtask test")?;
-            let sample = SuiteSample::from_run(s, &out, &s.label)?;
-            say(&format!("2 warm suite run {n}: {:.1} s{}", out.secs, if out.status.success() { "" } else { " (the suite reported failures)" }));
+            let sample = warm_suite(s, &s.kernel_args)?;
+            say(&format!(
+                "2 warm suite run {n}: {:.1} s{}",
+                sample.total,
+                if sample.ok {
+                    ""
+                } else {
+                    " (the suite reported failures)"
+                }
+            ));
             suite.push(sample);
         }
         if r3 {
-            let mut cmd = Command::new(&s.xtask);
-            cmd.args(["build-kernel", "--no-install"]);
-            add_cache_dir(&mut cmd, s);
-            let out = run_limited(cmd, NOOP_LIMIT, &s.dir.join(format!("noop-{i}")), "cargo xtask build-kernel")?;
-            if !out.status.success() {
-                bail!("cargo xtask build-kernel --no-install failed ({}); see {}", out.status, out.stderr_path.display());
-            }
-            if !out.stderr.contains("nothing changed, no make") {
+            // What `cargo xtask build-kernel --no-install` does: host tools, then the kernel.
+            let started = Instant::now();
+            let mut session = Session::for_kernels(&s.kernel_args);
+            session.host_tools()?;
+            let resolved = session.kernels(&s.kernel_args)?.remove(0);
+            let secs = started.elapsed().as_secs_f64();
+            if resolved.build_secs.is_some() {
                 noop_made += 1;
             }
-            say(&format!("3 no-op build-kernel run {n}: {:.2} s", out.secs));
-            noop.push(out.secs);
+            say(&format!("3 no-op build-kernel run {n}: {secs:.2} s"));
+            noop.push(secs);
         }
     }
     let mut rows = vec![];
-    let floor_1b = Row::new(1, "1b", "boot floor: static C init, reboot(RB_AUTOBOOT) at once", floor_t, "same QEMU command line (QemuConfig::args), initramfs holds only /init; QEMU start → exit");
+    let floor_1b = Row::new(
+        1,
+        "1b",
+        "boot floor: static C init, reboot(RB_AUTOBOOT) at once",
+        floor_t,
+        "same QEMU command line (QemuConfig::args), initramfs holds only /init; QEMU start → exit",
+    );
     let floor_1b = match &trivial_init {
-        Some(Err(e)) => Row::text(1, "1b", "boot floor: static C init", format!("not measured: {e}")),
+        Some(Err(e)) => Row::text(
+            1,
+            "1b",
+            "boot floor: static C init",
+            format!("not measured: {e}"),
+        ),
         _ => floor_1b,
     };
     let floor = floor_1b.median;
     if r1 {
-        let floor_h_row = Row::new(1, "1a", "boot floor of this harness: ue-init, plan with no scenarios", floor_h, "QEMU start → QEMU exit (vm::run wall); runner says hello/done, VM reboots")
-            .ratio_to(floor, "1b");
+        let floor_h_row = Row::new(
+            1,
+            "1a",
+            "boot floor of this harness: ue-init, plan with no scenarios",
+            floor_h,
+            "QEMU start → QEMU exit (vm::run wall); runner says hello/done, VM reboots",
+        )
+        .ratio_to(floor, "1b");
         rows.push(floor_h_row);
-        rows.push(Row::new(1, "1a.boot", "  guest uptime at the runner's hello", floor_h_hello, "kernel boot + init until the runner starts (guest clock)"));
+        rows.push(Row::new(
+            1,
+            "1a.boot",
+            "  guest uptime at the runner's hello",
+            floor_h_hello,
+            "kernel boot + init until the runner starts (guest clock)",
+        ));
         rows.push(Row::new(1, "1a.reboot", "  guest uptime at `reboot: Restarting system`", floor_h_reboot, "printk time; the rest of the wall is QEMU start, firmware, decompression before the clock, exit"));
         rows.push(floor_1b);
         if !floor_t_reboot.is_empty() {
-            rows.push(Row::new(1, "1b.reboot", "  guest uptime at `reboot: Restarting system`", floor_t_reboot, "printk time"));
+            rows.push(Row::new(
+                1,
+                "1b.reboot",
+                "  guest uptime at `reboot: Restarting system`",
+                floor_t_reboot,
+                "printk time",
+            ));
         }
         if !floor_t_pre.is_empty() {
-            rows.push(Row::new(1, "1b.pre", "  before the kernel's clock starts (QEMU start, qboot, bzImage decompression)", floor_t_pre, "host time of the first console line − its printk time"));
+            rows.push(Row::new(
+                1,
+                "1b.pre",
+                "  before the kernel's clock starts (QEMU start, qboot, bzImage decompression)",
+                floor_t_pre,
+                "host time of the first console line − its printk time",
+            ));
         }
     }
     let floor = floor.or_else(|| rows.iter().find(|r| r.id == "1a").and_then(|r| r.median));
@@ -317,34 +378,82 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         let failed = suite.iter().filter(|x| !x.ok).count();
         let scen_n = suite.first().map_or(0, |x| x.verdicts);
         let note = format!(
-            "`cargo xtask test --no-install`, kernel and guest built; {scen_n} verdicts per run{}",
+            "what `cargo xtask test --no-install` runs, called in-process; kernel and guest built; {scen_n} verdicts per run{}",
             if failed > 0 { format!("; {failed} run(s) reported failing scenarios (logs in the bench folder)") } else { String::new() }
         );
         let col = |f: fn(&SuiteSample) -> f64| suite.iter().map(f).collect::<Vec<_>>();
-        rows.push(Row::new(2, "2", "warm suite, end to end", col(|x| x.total), note).ratio_to(floor, "floor"));
-        rows.push(Row::new(2, "2.out", "  outside the VM (cargo guest check, cache lookup, initramfs, reports)", col(|x| x.total - x.vm), "total − VM wall"));
-        rows.push(Row::new(2, "2.prep", "    of which before the boot step (guest `cargo build` check + kernel cache lookup)", suite.iter().filter_map(|x| x.prep).collect(), "the child's own progress stamps"));
-        rows.push(Row::new(2, "2.vm", "  VM wall (QEMU start → exit)", col(|x| x.vm), "from results.json report.wall_ms").ratio_to(floor, "floor"));
-        rows.push(Row::new(2, "2.boot", "    guest boot until the runner's hello", col(|x| x.hello), "report.guest_hello_ms"));
-        rows.push(Row::new(2, "2.scen", "    scenarios (guest-reported)", col(|x| x.scenarios), "Σ verdicts' duration_us"));
-        rows.push(Row::new(2, "2.runner", "    runner between scenarios", col(|x| x.done - x.hello - x.scenarios), "done − hello − Σ scenarios"));
-        rows.push(Row::new(2, "2.exit", "    before the guest clock starts + after done (QEMU start, firmware, power-off)", col(|x| x.vm - x.done), "VM wall − guest_done_ms"));
+        rows.push(
+            Row::new(2, "2", "warm suite, end to end", col(|x| x.total), note)
+                .ratio_to(floor, "floor"),
+        );
+        rows.push(Row::new(
+            2,
+            "2.out",
+            "  outside the VM (cargo guest check, cache lookup, initramfs, reports)",
+            col(|x| x.total - x.vm),
+            "total − VM wall",
+        ));
+        rows.push(Row::new(
+            2,
+            "2.prep",
+            "    of which before the boot step (kernel cache lookup + guest `cargo build` check)",
+            col(|x| x.prep),
+            "from the session's start to the boot",
+        ));
+        rows.push(
+            Row::new(
+                2,
+                "2.vm",
+                "  VM wall (QEMU start → exit)",
+                col(|x| x.vm),
+                "from results.json report.wall_ms",
+            )
+            .ratio_to(floor, "floor"),
+        );
+        rows.push(Row::new(
+            2,
+            "2.boot",
+            "    guest boot until the runner's hello",
+            col(|x| x.hello),
+            "report.guest_hello_ms",
+        ));
+        rows.push(Row::new(
+            2,
+            "2.scen",
+            "    scenarios (guest-reported)",
+            col(|x| x.scenarios),
+            "Σ verdicts' duration_us",
+        ));
+        rows.push(Row::new(
+            2,
+            "2.runner",
+            "    runner between scenarios",
+            col(|x| x.done - x.hello - x.scenarios),
+            "done − hello − Σ scenarios",
+        ));
+        rows.push(Row::new(
+            2,
+            "2.exit",
+            "    before the guest clock starts + after done (QEMU start, firmware, power-off)",
+            col(|x| x.vm - x.done),
+            "VM wall − guest_done_ms",
+        ));
     }
     if r3 {
         let note = if noop_made == 0 {
-            "no make ran in any run (\"nothing changed, no make\")".to_owned()
+            "no make ran in any run".to_owned()
         } else {
             format!("make RAN in {noop_made} run(s): the cache missed")
         };
-        rows.push(Row::new(3, "3", "no-op `cargo xtask build-kernel --no-install`", noop, note));
+        rows.push(Row::new(
+            3,
+            "3",
+            "no-op `cargo xtask build-kernel --no-install` (in-process)",
+            noop,
+            note,
+        ));
     }
     Ok(rows)
-}
-
-fn add_cache_dir(cmd: &mut Command, s: &Setup) {
-    if let Some(c) = &s.kernel_args.cache_dir {
-        cmd.arg("--cache-dir").arg(c);
-    }
 }
 
 /// The harness's own init with a plan of no scenarios: the floor of this harness.
@@ -352,23 +461,47 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)>
     let run_dir = s.dir.join(format!("floor-harness-{i}"));
     std::fs::create_dir_all(&run_dir)?;
     let k = s.opts.accel.slowdown();
-    let plan = Plan { scenarios: vec![], scenario_timeout_ms: (s.opts.scenario_timeout * k).as_millis() as u64, poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64, kselftests: vec![] };
+    let plan = Plan {
+        scenarios: vec![],
+        scenario_timeout_ms: (s.opts.scenario_timeout * k).as_millis() as u64,
+        poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
+        kselftests: vec![],
+    };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
-    std::fs::write(&initrd, harness::image::build(&manifest, &s.opts.guest_bin_dir, &plan, &[])?)?;
+    std::fs::write(
+        &initrd,
+        harness::image::build(&manifest, &s.opts.guest_bin_dir, &plan, &[])?,
+    )?;
     let started = Instant::now();
-    let report = vm::run(&qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone()), &run_dir, s.opts.limits(0, &[]))?;
+    let report = vm::run(
+        &qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone()),
+        &run_dir,
+        &s.opts.limits(0, &[]),
+    )?;
     let wall = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&initrd);
     if report.end != VmEnd::Finished {
-        bail!("the empty-plan boot did not finish cleanly ({:?}); console log: {}", report.end, report.console_log.display());
+        bail!(
+            "the empty-plan boot did not finish cleanly ({:?}); console log: {}",
+            report.end,
+            report.console_log.display()
+        );
     }
-    Ok((wall, report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0, reboot_uptime(&report.console_log)))
+    Ok((
+        wall,
+        report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0,
+        reboot_uptime(&report.console_log),
+    ))
 }
 
 fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> QemuConfig {
     let sock = run_dir.join("results.sock");
-    let result_socket = if sock.as_os_str().len() < 100 { sock } else { std::env::temp_dir().join(format!("ue-bench-{}.sock", std::process::id())) };
+    let result_socket = if sock.as_os_str().len() < 100 {
+        sock
+    } else {
+        std::env::temp_dir().join(format!("ue-bench-{}.sock", std::process::id()))
+    };
     QemuConfig {
         binary: s.opts.qemu_binary.clone(),
         kernel: bzimage.to_owned(),
@@ -394,7 +527,10 @@ fn trivial_init(dir: &Path) -> Result<Vec<u8>, String> {
         .output()
         .map_err(|e| format!("run gcc: {e}"))?;
     if !out.status.success() {
-        return Err(format!("gcc -static failed (is libc6-dev installed?): {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "gcc -static failed (is libc6-dev installed?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     std::fs::read(&bin).map_err(|e| format!("read {}: {e}", bin.display()))
 }
@@ -403,7 +539,11 @@ fn trivial_init(dir: &Path) -> Result<Vec<u8>, String> {
 /// so each line gets a host timestamp: the first line's host time minus its printk time is what
 /// passes before the kernel's clock starts (QEMU start, qboot, bzImage decompression).
 /// Returns (wall, guest uptime at reboot, time before the kernel's clock).
-fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Option<f64>, Option<f64>)> {
+fn floor_trivial(
+    s: &Setup,
+    i: usize,
+    init: &[u8],
+) -> anyhow::Result<(f64, Option<f64>, Option<f64>)> {
     use std::io::BufRead as _;
     let run_dir = s.dir.join(format!("floor-trivial-{i}"));
     std::fs::create_dir_all(&run_dir)?;
@@ -419,15 +559,26 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Optio
     let listener = std::os::unix::net::UnixListener::bind(&qemu.result_socket)
         .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
     let mut cmd = Command::new(&qemu.binary);
-    cmd.args(qemu.args()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.args(qemu.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     harness::vm::die_with_parent(&mut cmd);
     let started = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("start {}", qemu.binary.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", qemu.binary.display()))?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-            let _ = tx.send((started.elapsed().as_secs_f64(), String::from_utf8_lossy(&line).into_owned()));
+        for line in std::io::BufReader::new(stdout)
+            .split(b'\n')
+            .map_while(Result::ok)
+        {
+            let _ = tx.send((
+                started.elapsed().as_secs_f64(),
+                String::from_utf8_lossy(&line).into_owned(),
+            ));
         }
     });
     let limit = s.opts.limits(0, &[]).boot;
@@ -439,11 +590,17 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Optio
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if started.elapsed() > limit || harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if started.elapsed() > limit
+            || harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+        {
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_file(&qemu.result_socket);
-            bail!("the trivial-init boot did not end within {} s (or was interrupted); see {}", limit.as_secs(), run_dir.display());
+            bail!(
+                "the trivial-init boot did not end within {} s (or was interrupted); see {}",
+                limit.as_secs(),
+                run_dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -460,10 +617,24 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Optio
     std::fs::write(&console_log, &console)?;
     let _ = std::fs::remove_file(&initrd);
     // A failed init panics, which also ends the VM, just as fast: it must have rebooted on purpose.
-    if console.contains("Kernel panic") || !harness::console::scan(&console).is_empty() || !console.contains("reboot: Restarting system") {
-        bail!("the trivial-init boot did not end with a clean reboot ({status}); console log: {}", console_log.display());
+    if console.contains("Kernel panic")
+        || !harness::console::scan(&console).is_empty()
+        || !console.contains("reboot: Restarting system")
+    {
+        bail!(
+            "the trivial-init boot did not end with a clean reboot ({status}); console log: {}",
+            console_log.display()
+        );
     }
-    let printk = |l: &str| -> Option<f64> { l.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse().ok() };
+    let printk = |l: &str| -> Option<f64> {
+        l.trim_start()
+            .strip_prefix('[')?
+            .split(']')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
     let before_clock = lines.iter().find_map(|(t, l)| Some(t - printk(l)?));
     Ok((wall, reboot_uptime(&console_log), before_clock))
 }
@@ -471,8 +642,17 @@ fn floor_trivial(s: &Setup, i: usize, init: &[u8]) -> anyhow::Result<(f64, Optio
 /// The guest's uptime when the kernel printed `reboot: Restarting system` (printk time).
 fn reboot_uptime(console_log: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(console_log).ok()?;
-    let line = text.lines().rev().find(|l| l.contains("reboot: Restarting system"))?;
-    line.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse().ok()
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("reboot: Restarting system"))?;
+    line.trim_start()
+        .strip_prefix('[')?
+        .split(']')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 struct SuiteSample {
@@ -483,72 +663,48 @@ struct SuiteSample {
     done: f64,
     scenarios: f64,
     verdicts: usize,
-    /// From the command's start to its `boot` step (guest cargo check, kernel lookup, ...).
-    prep: Option<f64>,
+    /// From the start to the boot (kernel lookup, guest cargo check, options).
+    prep: f64,
+    /// The pipeline's own step log, for the rows that split a run further.
+    progress: Progress,
+    /// Seconds make ran (a patched kernel), None from the cache.
+    make: Option<f64>,
 }
 
-impl SuiteSample {
-    fn from_run(s: &Setup, out: &Limited, label: &str) -> anyhow::Result<SuiteSample> {
-        let run_dir = find_run_dir(&s.opts.runs_dir, out.pid, label).with_context(|| {
-            format!("cargo xtask test ({}) left no run folder for {label}; see {}", out.status, out.stderr_path.display())
-        })?;
-        let path = run_dir.join("results.json");
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("read {}", path.display()))?)
-            .with_context(|| format!("parse {}", path.display()))?;
-        let ms = |p: &str| v.pointer(p).and_then(|x| x.as_u64()).map(|m| m as f64 / 1000.0);
-        let verdicts = v["verdicts"].as_array().map(Vec::as_slice).unwrap_or_default();
-        // The health trial's duration is the whole VM's wall time: not a scenario.
-        let scenarios = verdicts
-            .iter()
-            .filter(|x| x["name"].as_str() != Some(harness::verdict::HEALTH))
-            .filter_map(|x| x["duration_us"].as_u64())
-            .sum::<u64>() as f64
-            / 1e6;
-        let vm = ms("/report/wall_ms").with_context(|| format!("{} has no report.wall_ms", path.display()))?;
-        Ok(SuiteSample {
-            ok: out.status.success(),
-            total: out.secs,
-            vm,
-            hello: ms("/report/guest_hello_ms").unwrap_or(0.0),
-            done: ms("/report/guest_done_ms").unwrap_or(vm),
-            scenarios,
-            verdicts: verdicts.len(),
-            prep: progress_lines(&out.stderr).iter().find(|(_, t)| t.starts_with("boot ")).map(|(t, _)| *t),
-        })
-    }
-}
-
-/// The child's progress lines (`[  12.3s] step      what`): (seconds, text after the stamp).
-fn progress_lines(stderr: &str) -> Vec<(f64, &str)> {
-    stderr
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix('[')?;
-            let (t, text) = rest.split_once("s] ")?;
-            Some((t.trim().parse().ok()?, text))
-        })
-        .collect()
-}
-
-/// When the first progress line starting with `prefix` was printed, and when the next one was.
-fn step_span(lines: &[(f64, &str)], prefix: &str) -> Option<(f64, f64)> {
-    let i = lines.iter().position(|(_, t)| t.starts_with(prefix))?;
-    let step = lines[i].1.split_whitespace().next().unwrap_or("");
-    // The build prints "build  <label>: N steps" while it runs: those continue the same step.
-    let next = lines[i + 1..].iter().find(|(_, t)| !(step == "build" && t.starts_with("build") && t.contains(" steps")))?;
-    Some((lines[i].0, next.0))
-}
-
-/// The folder `harness::suite` made for this process and kernel: `<secs>-<pid>-<label>`.
-fn find_run_dir(runs_dir: &Path, pid: u32, label: &str) -> Option<PathBuf> {
-    let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    let suffix = format!("-{pid}-{safe}");
-    std::fs::read_dir(runs_dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&suffix)))
-        .max()
+/// What `cargo xtask test --no-install` runs, in-process: session, kernel, guest, one boot,
+/// artifacts. The accelerator is the one the bench chose once (its probe is cached anyway).
+fn warm_suite(s: &Setup, kernel_args: &KernelArgs) -> anyhow::Result<SuiteSample> {
+    let started = Instant::now();
+    let mut session = Session::for_kernels(kernel_args);
+    session.host_tools()?;
+    let resolved = session.kernels(kernel_args)?.remove(0);
+    let guest = session.guest()?;
+    let mut opts = session.suite_options(&s.run_args, &guest);
+    opts.accel = s.opts.accel;
+    let sel = Selection {
+        scenarios: guest.scenarios(false),
+        kselftests: vec![],
+    };
+    session.progress.step(Step::Boot, &resolved.kernel.label);
+    let prep = started.elapsed().as_secs_f64();
+    let run = harness::run::run_kernel(&resolved.kernel, &opts, &sel)?;
+    harness::artifacts::write(&run)?;
+    // Read back what was written, as a reader of results.json would.
+    let run: KernelRun = harness::artifacts::read_results(&run.run_dir)?;
+    let total = started.elapsed().as_secs_f64();
+    let vm = run.report.wall_ms as f64 / 1000.0;
+    Ok(SuiteSample {
+        ok: !run.failed(),
+        total,
+        vm,
+        hello: run.report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0,
+        done: run.report.guest_done_ms.map_or(vm, |m| m as f64 / 1000.0),
+        scenarios: run.scenario_secs(),
+        verdicts: run.verdicts.len(),
+        prep,
+        progress: session.progress,
+        make: resolved.build_secs,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -558,8 +714,15 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
     const FILE: &str = "kernel/trace/trace_events_user.c";
     // The default kernel's build tree is a patched (here: unpatched) copy of the pristine source.
     // <entry>/src/out/arch/x86/boot/bzImage: the source is the build folder's parent.
-    let src = s.kernel.bzimage.ancestors().nth(5).context("bzImage path has no build tree")?.to_owned();
-    let original = std::fs::read_to_string(src.join(FILE)).with_context(|| format!("read {}", src.join(FILE).display()))?;
+    let src = s
+        .kernel
+        .bzimage
+        .ancestors()
+        .nth(5)
+        .context("bzImage path has no build tree")?
+        .to_owned();
+    let original = std::fs::read_to_string(src.join(FILE))
+        .with_context(|| format!("read {}", src.join(FILE).display()))?;
     let first: Vec<&str> = original.lines().take(3).collect();
     if first.len() < 3 {
         bail!("{FILE} is shorter than 3 lines");
@@ -568,7 +731,10 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
     let (mut guest, mut copy, mut seed, mut kself) = (vec![], vec![], vec![], vec![]);
     let mut failed = 0;
     for i in 0..runs {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let name = format!("bench-edit-{nanos}.patch");
         let patch = s.dir.join(&name);
         std::fs::write(
@@ -578,53 +744,99 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
                 first[0], first[1], first[2]
             ),
         )?;
-        let mut cmd = Command::new(&s.xtask);
-        cmd.args(["test", "--no-install", "--patch"]).arg(&patch);
-        add_cache_dir(&mut cmd, s);
-        let out = run_limited(cmd, EDIT_LIMIT, &s.dir.join(format!("edit-{i}")), "cargo xtask test --patch")?;
-        let entry = find_build(&s.cache, &name)
-            .with_context(|| format!("no complete cache entry for {name} after `cargo xtask test --patch` ({}); see {}", out.status, out.stderr_path.display()))?;
-        let sample = SuiteSample::from_run(s, &out, &format!("{}+patched", s.label))?;
+        let args = KernelArgs {
+            patches: vec![patch],
+            ..s.kernel_args.clone()
+        };
+        let sample = warm_suite(s, &args)?;
+        let entry = find_build(&s.cache, &name).with_context(|| {
+            format!("no complete cache entry for {name} after the patched build")
+        })?;
         if !sample.ok {
             failed += 1;
         }
-        say(&format!("4 edit + rebuild + suite run {}/{runs}: {:.1} s (make {:.1} s, VM {:.1} s)", i + 1, out.secs, entry.1, sample.vm));
-        total.push(out.secs);
-        make.push(entry.1);
+        let made = sample.make.unwrap_or(entry.1);
+        say(&format!(
+            "4 edit + rebuild + suite run {}/{runs}: {:.1} s (make {made:.1} s, VM {:.1} s)",
+            i + 1,
+            sample.total,
+            sample.vm
+        ));
+        total.push(sample.total);
+        make.push(made);
         vm.push(sample.vm);
-        other.push(out.secs - entry.1 - sample.vm);
-        let lines = progress_lines(&out.stderr);
-        if let Some((t, _)) = step_span(&lines, "patch     copy of") {
-            guest.push(t);
-        }
-        copy.extend(step_span(&lines, "patch     copy of").map(|(a, b)| b - a));
-        seed.extend(step_span(&lines, "patch     starting from").map(|(a, b)| b - a));
-        kself.extend(step_span(&lines, "kselftest").map(|(a, b)| b - a));
+        other.push(sample.total - made - sample.vm);
+        let p = &sample.progress;
+        guest.extend(p.span(Step::Copy).map(|(start, _)| start));
+        copy.extend(p.span(Step::Copy).map(|(a, b)| b - a));
+        seed.extend(p.span(Step::Seed).map(|(a, b)| b - a));
+        kself.extend(p.span(Step::Kselftest).map(|(a, b)| b - a));
         // Each edit is its own cache entry (a copy of the build folder); drop it.
         let _ = std::fs::remove_dir_all(&entry.0);
         let _ = std::fs::remove_file(entry.0.with_extension("lock"));
     }
     let note = format!(
-        "`cargo xtask test --patch FILE --no-install`, FILE adds a unique comment line to {FILE}{}",
+        "`cargo xtask test --patch FILE --no-install` in-process, FILE adds a unique comment line to {FILE}{}",
         if failed > 0 { format!("; {failed} run(s) reported failing scenarios") } else { String::new() }
     );
     Ok(vec![
-        Row::new(4, "4", "edit one line, rebuild + boot + suite", total, note).ratio_to(floor, "floor"),
-        Row::new(4, "4.make", "  make alone", make, "COMPLETE.json build_secs of the new cache entry"),
+        Row::new(4, "4", "edit one line, rebuild + boot + suite", total, note)
+            .ratio_to(floor, "floor"),
+        Row::new(
+            4,
+            "4.make",
+            "  make alone",
+            make,
+            "the build's own record (build_secs)",
+        ),
         Row::new(4, "4.vm", "  VM wall", vm, "results.json report.wall_ms"),
-        Row::new(4, "4.other", "  the rest", other, "total − make − VM; split below from the child's progress stamps"),
-        Row::new(4, "4.guest", "    guest `cargo build` check, cache lookups, SHA-256 re-check of the cached .deb", guest, "start → patch step"),
-        Row::new(4, "4.copy", "    hard-linked copy of the source + patch", copy, "cp -al of the pristine tree, GNU patch"),
-        Row::new(4, "4.seed", "    copy of the unpatched build folder", seed, "cp -a of builds/<key>/src/out"),
-        Row::new(4, "4.kselftest", "    upstream user_events selftests rebuilt", kself, "rebuilt only when the selftests' sources or the uapi header change"),
+        Row::new(
+            4,
+            "4.other",
+            "  the rest",
+            other,
+            "total − make − VM; split below from the pipeline's step log",
+        ),
+        Row::new(
+            4,
+            "4.guest",
+            "    host tools, cache lookups, SHA-256 re-check of the cached .deb",
+            guest,
+            "start → patch step",
+        ),
+        Row::new(
+            4,
+            "4.copy",
+            "    hard-linked copy of the source + patch",
+            copy,
+            "cp -al of the pristine tree, GNU patch",
+        ),
+        Row::new(
+            4,
+            "4.seed",
+            "    copy of the unpatched build folder",
+            seed,
+            "cp -a of builds/<key>/src/out",
+        ),
+        Row::new(
+            4,
+            "4.kselftest",
+            "    upstream user_events selftests rebuilt",
+            kself,
+            "rebuilt only when the selftests' sources or the uapi header change",
+        ),
     ])
 }
 
 /// The cache entry whose record names this patch: (folder, build_secs).
 fn find_build(cache: &Path, patch_name: &str) -> Option<(PathBuf, f64)> {
     for e in std::fs::read_dir(cache.join("builds")).ok()?.flatten() {
-        let Ok(bytes) = std::fs::read(e.path().join("COMPLETE.json")) else { continue };
-        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else { continue };
+        let Ok(bytes) = std::fs::read(e.path().join("COMPLETE.json")) else {
+            continue;
+        };
+        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else {
+            continue;
+        };
         if rec.patches.iter().any(|p| p == patch_name) {
             return Some((e.path(), rec.build_secs));
         }
@@ -637,20 +849,38 @@ fn find_build(cache: &Path, patch_name: &str) -> Option<(PathBuf, f64)> {
 
 fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![];
-    let mut entries: Vec<_> = std::fs::read_dir(cache.join("builds")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_else(|_| vec![]);
+    let mut entries: Vec<_> = std::fs::read_dir(cache.join("builds"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_else(|_| vec![]);
     entries.sort();
     for e in entries {
-        let Ok(bytes) = std::fs::read(e.join("COMPLETE.json")) else { continue };
-        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else { continue };
+        let Ok(bytes) = std::fs::read(e.join("COMPLETE.json")) else {
+            continue;
+        };
+        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else {
+            continue;
+        };
         if rec.steps <= 500 {
             continue;
         }
-        let ident = rec.identity.split(" sha256:").next().unwrap_or(&rec.identity).trim_start_matches("deb:").to_owned();
+        let ident = rec
+            .identity
+            .split(" sha256:")
+            .next()
+            .unwrap_or(&rec.identity)
+            .trim_start_matches("deb:")
+            .to_owned();
         let mut inputs = rec.fragments.join(" + ");
         if !rec.patches.is_empty() {
             inputs.push_str(&format!(", patches {}", rec.patches.join(", ")));
         }
-        let mut row = Row::new(5, "5", &format!("cold build {ident} ({inputs})"), vec![rec.build_secs], "");
+        let mut row = Row::new(
+            5,
+            "5",
+            &format!("cold build {ident} ({inputs})"),
+            vec![rec.build_secs],
+            "",
+        );
         row.note = format!(
             "RECORDED by an earlier build (cache entry {}, {} kbuild steps, -j{}), not measured now; ccache: not measured",
             rec.key,
@@ -660,40 +890,69 @@ fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
         rows.push(row);
     }
     if rows.is_empty() {
-        rows.push(Row::text(5, "5", "cold build", format!("no full build recorded under {}/builds; ccache: not measured", cache.display())));
+        rows.push(Row::text(
+            5,
+            "5",
+            "cold build",
+            format!(
+                "no full build recorded under {}/builds; ccache: not measured",
+                cache.display()
+            ),
+        ));
     }
     Ok(rows)
 }
 
-fn matrix(root: &Path) -> anyhow::Result<Vec<Row>> {
-    let runs = root.join("target/ue-runs");
-    let newest = std::fs::read_dir(&runs)
+fn matrix(runs_dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let newest = std::fs::read_dir(runs_dir)
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("matrix-") && e.path().join("matrix.md").is_file())
-                .filter_map(|e| Some((e.path().join("matrix.md").metadata().ok()?.modified().ok()?, e.path())))
+                .map(|e| e.path().join("matrix.json"))
+                .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
                 .max()
         })
         .ok()
         .flatten();
-    let Some((_, dir)) = newest else {
-        return Ok(vec![Row::text(6, "6", "matrix (`cargo xtask matrix`)", "not run (no target/ue-runs/matrix-*/matrix.md)")]);
+    let Some((_, path)) = newest else {
+        return Ok(vec![Row::text(
+            6,
+            "6",
+            "matrix (`cargo xtask matrix`)",
+            format!("not run (no {}/matrix-*/matrix.json)", runs_dir.display()),
+        )]);
     };
-    let md = std::fs::read_to_string(dir.join("matrix.md"))?;
-    let wall = md.lines().find_map(|l| l.trim().strip_prefix("wall time: ")?.strip_suffix(" s")?.trim().parse::<f64>().ok());
-    let mut rows = vec![match wall {
-        Some(w) => Row::new(6, "6", "matrix, all kernels (recorded)", vec![w], format!("from {} (not run by the bench)", dir.join("matrix.md").display())),
-        None => Row::text(6, "6", "matrix", format!("{} has no \"wall time: N s\" line", dir.join("matrix.md").display())),
-    }];
-    if let Ok(bytes) = std::fs::read(dir.join("matrix.json")) {
-        if let Ok(serde_json::Value::Array(kernels)) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            for k in kernels {
-                let name = k["kernel"].as_str().unwrap_or("?");
-                if let Some(ms) = k["wall_ms"].as_u64() {
-                    rows.push(Row::new(6, &format!("6.{name}"), &format!("  VM wall of {name}"), vec![ms as f64 / 1000.0], "matrix.json wall_ms"));
-                }
-            }
+    let report: harness::report::MatrixReport = match std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(vec![Row::text(
+                6,
+                "6",
+                "matrix",
+                format!(
+                    "{} is not a matrix report of this version: {e}",
+                    path.display()
+                ),
+            )])
         }
+    };
+    let mut rows = vec![Row::new(
+        6,
+        "6",
+        "matrix, all kernels (recorded)",
+        vec![report.wall_secs],
+        format!("from {} (not run by the bench)", path.display()),
+    )];
+    for k in &report.kernels {
+        rows.push(Row::new(
+            6,
+            &format!("6.{}", k.kernel),
+            &format!("  VM wall of {}", k.kernel),
+            vec![k.wall_ms as f64 / 1000.0],
+            "matrix.json wall_ms",
+        ));
     }
     Ok(rows)
 }
@@ -701,48 +960,88 @@ fn matrix(root: &Path) -> anyhow::Result<Vec<Row>> {
 // ---------------------------------------------------------------------------------------------
 // Row 7: virtme-ng against this harness, same kernel, same scenarios.
 
-fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Row>> {
+fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>> {
     let what = "virtme-ng (`vng --run`) vs this harness, same kernel and scenarios";
-    let version = Command::new("vng").arg("--version").stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+    let version = Command::new("vng")
+        .arg("--version")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
     let version = match version {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        Ok(o) => return Ok(vec![Row::text(7, "7", what, format!("not measured: `vng --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim()))]),
-        Err(e) => return Ok(vec![Row::text(7, "7", what, format!("not measured: vng not found ({e}); `pip install virtme-ng`"))]),
+        Ok(o) => {
+            return Ok(vec![Row::text(
+                7,
+                "7",
+                what,
+                format!(
+                    "not measured: `vng --version` failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            )])
+        }
+        Err(e) => {
+            return Ok(vec![Row::text(
+                7,
+                "7",
+                what,
+                format!("not measured: vng not found ({e}); `pip install virtme-ng`"),
+            )])
+        }
     };
     // The same 6.12 package, with the fragment vng needs on top of the suite's two.
-    let cfg = configs_dir();
-    let list = KernelList::load(&cfg)?;
+    let cfg = session.configs.clone();
+    let list = session.kernel_list()?;
     let spec = &list.kernels[&list.default];
     let aptc = crate::apt::PrivateApt::new(&s.cache);
-    aptc.update(&list.all_suites(), &list.all_packages(), progress)?;
+    aptc.update(
+        &list.all_suites(),
+        &list.all_packages(),
+        &mut session.progress,
+    )?;
     let entry = aptc.newest(&spec.package)?;
     let fetch = |p: &mut Progress| crate::source::fetch_pristine(&aptc, &s.cache, &entry, p);
     let mut fragments = spec.fragment_paths(&cfg);
     fragments.push(cfg.join("vng.config"));
     let req = BuildRequest {
         label: format!("{}+vng", list.default),
-        source: Source::Pristine { identity: format!("deb:{}={} sha256:{}", entry.package, entry.version, entry.sha256), fetch: &fetch },
+        source: Source::Pristine {
+            identity: format!(
+                "deb:{}={} sha256:{}",
+                entry.package, entry.version, entry.sha256
+            ),
+            fetch: &fetch,
+        },
         fragments,
         patches: spec.patch_paths(&cfg),
         extra_patches: 0,
         absent: spec.absent.clone(),
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
-    let built = crate::kbuild::build(&s.cache, &req, progress)?;
-    let build_note = if built.ran_make { format!("built now in {:.0} s", built.record.build_secs) } else { "from the cache".into() };
+    let built = crate::kbuild::build(&s.cache, &req, &mut session.progress)?;
+    let build_note = if built.ran_make {
+        format!("built now in {:.0} s", built.record.build_secs)
+    } else {
+        "from the cache".into()
+    };
     let kernel = KernelUnderTest {
         label: req.label.clone(),
         bzimage: built.bzimage.clone(),
         config: Some(built.config.clone()),
         provenance: format!("{} {} + vng.config", entry.package, entry.version),
+        identity: format!(
+            "deb:{}={} sha256:{} +vng.config",
+            entry.package, entry.version, entry.sha256
+        ),
         kselftests: vec![],
+        expected: spec.expectation(&list.default),
     };
 
     // vng runs ue-scenarios from the host's root filesystem, with the suite's own plan; the
     // records come back on vng's stdout (the runner writes them to stdout).
     let k = s.opts.accel.slowdown();
     let plan = Plan {
-        scenarios: s.scenarios.clone(),
+        scenarios: s.scenarios.iter().map(|x| x.name.clone()).collect(),
         scenario_timeout_ms: (s.opts.scenario_timeout * k).as_millis() as u64,
         poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
         kselftests: vec![],
@@ -769,7 +1068,12 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
         if s.opts.accel == harness::qemu::Accel::Tcg {
             c.arg("--disable-kvm");
         }
-        c.args(["--memory", &format!("{}M", s.opts.memory_mib), "--cpus", &s.opts.cpus.to_string()]);
+        c.args([
+            "--memory",
+            &format!("{}M", s.opts.memory_mib),
+            "--cpus",
+            &s.opts.cpus.to_string(),
+        ]);
         c.arg(format!("--rwdir={}", s.dir.display()));
         c.args(extra);
         // Without CONFIG_BLOCK the kernel mounts a 9p root only when root= names its tag; vng
@@ -778,57 +1082,128 @@ fn vng(s: &Setup, runs: usize, progress: &mut Progress) -> anyhow::Result<Vec<Ro
         c.args(["--exec", &exec]);
         c
     };
-    let read_records = |p: &Path| records(&String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()));
+    let read_records = |p: &Path| {
+        records(&String::from_utf8_lossy(
+            &std::fs::read(p).unwrap_or_default(),
+        ))
+    };
 
     // First find a way vng boots here: its default (virtiofs) and then 9p.
     let mut how: Option<(&[&str], String)> = None;
     let mut tried = vec![];
     let ways: [(&[&str], &str); 2] = [(&[], "vng's default"), (&["--force-9p"], "9p (--force-9p)")];
     for (extra, name) in ways {
-        let rec = s.dir.join(format!("vng-probe-{}.jsonl", if extra.is_empty() { "default" } else { "9p" }));
-        let out = run_limited(vng_cmd(extra, &rec), VNG_LIMIT, &rec.with_extension(""), "vng")?;
+        let rec = s.dir.join(format!(
+            "vng-probe-{}.jsonl",
+            if extra.is_empty() { "default" } else { "9p" }
+        ));
+        let out = run_limited(
+            vng_cmd(extra, &rec),
+            VNG_LIMIT,
+            &rec.with_extension(""),
+            "vng",
+        )?;
         let (hello, ends, passes) = read_records(&rec);
         if hello && ends > 0 {
-            say(&format!("7 vng works with {name}: {passes}/{ends} scenarios passed, {:.1} s", out.secs));
+            say(&format!(
+                "7 vng works with {name}: {passes}/{ends} scenarios passed, {:.1} s",
+                out.secs
+            ));
             // vng picks 9p by itself when it cannot use virtiofsd (here: QEMU 7.2's C daemon,
             // which vng refuses, or no KVM): its --dry-run command line says which it used.
             let mut dry = vng_cmd(extra, &rec);
             dry.arg("--dry-run");
-            let dry = run_limited(dry, Duration::from_secs(60), &s.dir.join("vng-dry-run"), "vng --dry-run")?;
-            let way = if dry.stdout.contains("rootfstype=9p") || dry.stderr.contains("rootfstype=9p") {
-                "9p (vng's choice: no usable virtiofsd)".to_owned()
-            } else if dry.stdout.contains("rootfstype=virtiofs") || dry.stderr.contains("rootfstype=virtiofs") {
-                "virtiofs".to_owned()
-            } else {
-                name.to_owned()
-            };
+            let dry = run_limited(
+                dry,
+                Duration::from_secs(60),
+                &s.dir.join("vng-dry-run"),
+                "vng --dry-run",
+            )?;
+            let way =
+                if dry.stdout.contains("rootfstype=9p") || dry.stderr.contains("rootfstype=9p") {
+                    "9p (vng's choice: no usable virtiofsd)".to_owned()
+                } else if dry.stdout.contains("rootfstype=virtiofs")
+                    || dry.stderr.contains("rootfstype=virtiofs")
+                {
+                    "virtiofs".to_owned()
+                } else {
+                    name.to_owned()
+                };
             how = Some((extra, way));
             break;
         }
-        let tail: String = out.stderr.lines().chain(out.stdout.lines()).filter(|l| !l.trim().is_empty()).rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" / ");
-        say(&format!("7 vng with {name} did not run the scenarios ({}): {tail}", out.status));
-        tried.push(format!("{name}: {} — {}", out.status, tail.chars().take(300).collect::<String>()));
+        let tail: String = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .filter(|l| !l.trim().is_empty())
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" / ");
+        say(&format!(
+            "7 vng with {name} did not run the scenarios ({}): {tail}",
+            out.status
+        ));
+        tried.push(format!(
+            "{name}: {} — {}",
+            out.status,
+            tail.chars().take(300).collect::<String>()
+        ));
     }
     let Some((extra, way)) = how else {
-        return Ok(vec![Row::text(7, "7", what, format!("vng {version} could not run the scenarios on this machine: {}", tried.join("; ")))]);
+        return Ok(vec![Row::text(
+            7,
+            "7",
+            what,
+            format!(
+                "vng {version} could not run the scenarios on this machine: {}",
+                tried.join("; ")
+            ),
+        )]);
     };
 
     let (mut ours, mut theirs) = (vec![], vec![]);
     let (mut our_pass, mut their_pass, mut their_ends) = (0, 0, 0);
     for i in 0..runs {
         let started = Instant::now();
-        let run = harness::suite::run_kernel(&kernel, &s.opts, &s.scenarios, &[])?;
+        let sel = Selection {
+            scenarios: s.scenarios.clone(),
+            kselftests: vec![],
+        };
+        let run = harness::run::run_kernel(&kernel, &s.opts, &sel)?;
         let w = started.elapsed().as_secs_f64();
-        our_pass = run.verdicts.iter().filter(|v| matches!(v.verdict, harness::verdict::Verdict::Pass)).count();
+        our_pass = run
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict == Verdict::Pass)
+            .count();
         ours.push(w);
         let rec = s.dir.join(format!("vng-{i}.jsonl"));
-        let out = run_limited(vng_cmd(extra, &rec), VNG_LIMIT, &rec.with_extension(""), "vng")?;
+        let out = run_limited(
+            vng_cmd(extra, &rec),
+            VNG_LIMIT,
+            &rec.with_extension(""),
+            "vng",
+        )?;
         let (_, ends, passes) = read_records(&rec);
         (their_pass, their_ends) = (passes, ends);
         theirs.push(out.secs);
         say(&format!("7 run {}/{runs}: harness {w:.1} s ({our_pass} pass), vng {:.1} s ({passes}/{ends} pass)", i + 1, out.secs));
     }
-    let ours_row = Row::new(7, "7a", "this harness on the vng kernel (initramfs, one boot)", ours, format!("harness::suite::run_kernel, {our_pass}/{} pass; kernel 6.12 + vng.config, {build_note}", s.scenarios.len()));
+    let ours_row = Row::new(
+        7,
+        "7a",
+        "this harness on the vng kernel (initramfs, one boot)",
+        ours,
+        format!(
+            "harness::run::run_kernel, {our_pass}/{} pass; kernel 6.12 + vng.config, {build_note}",
+            s.scenarios.len()
+        ),
+    );
     let ours_median = ours_row.median;
     Ok(vec![
         ours_row,
@@ -860,22 +1235,30 @@ fn records(stdout: &str) -> (bool, usize, usize) {
 
 struct Limited {
     secs: f64,
-    pid: u32,
     status: ExitStatus,
     stdout: String,
     stderr: String,
-    stderr_path: PathBuf,
 }
 
 /// Runs `cmd` in its own process group with stdout and stderr in `<log>.stdout/.stderr`; kills
 /// the group when `limit` runs out or the bench is interrupted. QEMU under it dies with its
 /// parent (PR_SET_PDEATHSIG), and so does the command if the bench itself dies.
-fn run_limited(mut cmd: Command, limit: Duration, log: &Path, what: &str) -> anyhow::Result<Limited> {
+fn run_limited(
+    mut cmd: Command,
+    limit: Duration,
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<Limited> {
     let out_path = log.with_extension("stdout");
     let err_path = log.with_extension("stderr");
-    let out_f = std::fs::File::create(&out_path).with_context(|| format!("create {}", out_path.display()))?;
-    let err_f = std::fs::File::create(&err_path).with_context(|| format!("create {}", err_path.display()))?;
-    cmd.stdin(Stdio::null()).stdout(out_f).stderr(err_f).process_group(0);
+    let out_f = std::fs::File::create(&out_path)
+        .with_context(|| format!("create {}", out_path.display()))?;
+    let err_f = std::fs::File::create(&err_path)
+        .with_context(|| format!("create {}", err_path.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out_f)
+        .stderr(err_f)
+        .process_group(0);
     harness::vm::die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("start {what}"))?;
@@ -891,20 +1274,33 @@ fn run_limited(mut cmd: Command, limit: Duration, log: &Path, what: &str) -> any
         }
         if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
             kill_group(&mut child);
-            bail!("interrupted while running {what}; stopped it (log: {})", err_path.display());
+            bail!(
+                "interrupted while running {what}; stopped it (log: {})",
+                err_path.display()
+            );
         }
         if started.elapsed() > limit {
             kill_group(&mut child);
-            bail!("{what} ran longer than {} s and was killed; its output is in {}", limit.as_secs(), err_path.display());
+            bail!(
+                "{what} ran longer than {} s and was killed; its output is in {}",
+                limit.as_secs(),
+                err_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let secs = started.elapsed().as_secs_f64();
     // Anything the command left in its group (a stray QEMU) must not run into the next step.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     let _ = std::io::stderr().flush();
-    Ok(Limited { secs, pid, status, stdout: read(&out_path), stderr: read(&err_path), stderr_path: err_path })
+    Ok(Limited {
+        secs,
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    })
 }
 
 #[cfg(test)]
@@ -922,25 +1318,14 @@ mod tests {
     }
 
     #[test]
-    fn phases_come_from_the_progress_stamps_and_build_updates_are_skipped() {
-        let stderr = "[   0.0s] guest     static guest-tests binaries\n\
-                      [  26.5s] patch     copy of /src with 1 patch(es)\n\
-                      [  33.2s] patch     starting from the unpatched build abc\n\
-                      [  35.6s] build     6.12+patched (log: x)\n\
-                      [  50.6s] build     6.12+patched: 12 steps (~1%)\n\
-                      [ 105.2s] kselftest upstream user_events selftests\n\
-                      [ 116.3s]           using TCG\n\
-                      6.12+patched: booted in 16.0 s wall\n";
-        let lines = progress_lines(stderr);
-        assert_eq!(step_span(&lines, "patch     copy of"), Some((26.5, 33.2)));
-        assert_eq!(step_span(&lines, "build "), Some((35.6, 105.2)));
-        assert_eq!(step_span(&lines, "kselftest"), Some((105.2, 116.3)));
-        assert_eq!(step_span(&lines, "boot "), None);
-    }
-
-    #[test]
     fn runner_records_are_found_among_console_lines() {
-        let hello = Record::Hello { kernel_release: "6.12".into(), uptime_ms: 1, planned: 1, user_events: true }.to_line();
+        let hello = Record::Hello {
+            kernel_release: "6.12".into(),
+            uptime_ms: 1,
+            planned: 1,
+            user_events: true,
+        }
+        .to_line();
         let out = format!("[    1.0] booting\r\n{hello}not json\n");
         assert_eq!(records(&out), (true, 0, 0));
         let reboot = "[    0.1] x\n[    2.984129] reboot: Restarting system\n";

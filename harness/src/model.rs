@@ -1,0 +1,223 @@
+//! The types every stage of the host side shares: what is tested (a kernel and what it must
+//! have), how (the suite's options and limits), and what came of it (verdicts, one kernel's
+//! run). They are serde types because `results.json` is their serialised form, read back by
+//! the bench and by people.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use result_channel::{Feature, ScenarioInfo};
+
+use crate::qemu::Accel;
+use crate::vm::{Limits, VmReport};
+
+/// A bootable kernel and what the host knows about it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KernelUnderTest {
+    /// The name trials carry: `<label>::<scenario>`.
+    pub label: String,
+    pub bzimage: PathBuf,
+    /// The `.config` it was built from, when known (copied into the run's artifacts).
+    pub config: Option<PathBuf>,
+    /// Where it came from, for people: package and version, tree path, patches.
+    pub provenance: String,
+    /// Exactly what was built, for machines (cache keys, bisect logs):
+    /// `deb:<package>=<version> sha256:<...>`, `tree:<path>`, `image:<path>`; patches follow
+    /// as ` +<file name>`.
+    #[serde(default)]
+    pub identity: String,
+    /// The upstream selftests built from the same tree (empty for a ready image).
+    pub kselftests: Vec<KselftestBinary>,
+    /// What the host expects this kernel to have: a scenario may report `ignored` only for a
+    /// feature that is not in here.
+    pub expected: Expectation,
+}
+
+/// The features a kernel must have, and who said so (named in a failure, so that a wrong
+/// expectation is fixed where it is written).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expectation {
+    pub features: BTreeSet<Feature>,
+    /// `kernel-configs/kernels.toml [kernel."6.12"]`, `the tree's version 6.12 and its uapi
+    /// header`, `--features`, ...
+    pub source: String,
+}
+
+impl Expectation {
+    pub fn has(&self, f: Feature) -> bool {
+        self.features.contains(&f)
+    }
+}
+
+/// The programs of `tools/testing/selftests/user_events/` (its Makefile's TEST_GEN_PROGS since
+/// 6.4; 6.1 lacks abi_test). Fixed here so `--list` needs no kernel tree.
+pub const KSELFTESTS: [&str; 4] = ["abi_test", "dyn_test", "ftrace_test", "perf_test"];
+
+/// How building one upstream selftest program from the kernel's own tree went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "build", rename_all = "snake_case")]
+pub enum KselftestBuild {
+    Built {
+        path: PathBuf,
+    },
+    /// The tree has no source for it (6.1 has no abi_test): reported `ignored`.
+    NotInTree,
+    /// The compiler refused it: reported as a failure with the compiler's message.
+    Failed {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KselftestBinary {
+    pub name: String,
+    pub build: KselftestBuild,
+    /// From the selftests' `settings` file.
+    pub timeout: Duration,
+}
+
+impl KselftestBinary {
+    pub fn path(&self) -> Option<&PathBuf> {
+        match &self.build {
+            KselftestBuild::Built { path } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub guest_bin_dir: PathBuf,
+    pub manifest: PathBuf,
+    pub qemu_binary: PathBuf,
+    pub accel: Accel,
+    /// Per-run folders are made under here (`<target>/ue-runs`).
+    pub runs_dir: PathBuf,
+    /// Base limits at KVM speed; scaled by the accelerator.
+    pub scenario_timeout: Duration,
+    pub poll_deadline: Duration,
+    pub boot_timeout: Duration,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The guest's own per-scenario limit, when it should differ from the host's (the
+    /// harness's self-tests use a long one to see the host's limit act alone).
+    pub guest_scenario_timeout: Option<Duration>,
+    /// Run the kernel tree's own selftests in the same boot (`kselftest::*` trials).
+    pub kselftests: bool,
+}
+
+impl SuiteOptions {
+    /// The guest's per-scenario limit, scaled for the accelerator.
+    pub fn guest_scenario_limit(&self) -> Duration {
+        self.guest_scenario_timeout
+            .unwrap_or(self.scenario_timeout * self.accel.slowdown())
+    }
+
+    pub fn limits(&self, scenarios: usize, kselftests: &[&KselftestBinary]) -> Limits {
+        let k = self.accel.slowdown();
+        let scenario = self.guest_scenario_limit();
+        let boot = self.boot_timeout * k;
+        let margin = Duration::from_secs(5) * k;
+        let programs: Vec<(String, Duration)> = kselftests
+            .iter()
+            .map(|b| {
+                (
+                    result_channel::kselftest_name(&b.name),
+                    b.timeout * k + margin,
+                )
+            })
+            .collect();
+        let kselftest_longest = programs.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        let kselftest_total: Duration = programs.iter().map(|(_, d)| *d).sum();
+        Limits {
+            boot,
+            // The guest gives up first; the host's limit only catches a guest that cannot.
+            scenario: self.scenario_timeout * k + margin,
+            programs,
+            whole: boot
+                + (scenario + Duration::from_secs(1)) * scenarios as u32
+                + kselftest_total
+                + Duration::from_secs(10) * k,
+            silence: scenario.max(kselftest_longest) + boot,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "verdict", content = "message", rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail(String),
+    Ignored(String),
+}
+
+impl Verdict {
+    pub fn is_fail(&self) -> bool {
+        matches!(self, Verdict::Fail(_))
+    }
+}
+
+/// What a verdict is about: the project's own scenario, the kernel tree's upstream selftests,
+/// or the boot itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Scenario,
+    Upstream,
+    Vm,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScenarioVerdict {
+    pub name: String,
+    pub origin: Origin,
+    pub verdict: Verdict,
+    pub duration_us: Option<u64>,
+    pub snapshots: Vec<result_channel::Snapshot>,
+    pub notes: Vec<String>,
+}
+
+impl ScenarioVerdict {
+    pub fn new(name: impl Into<String>, origin: Origin, verdict: Verdict) -> Self {
+        ScenarioVerdict {
+            name: name.into(),
+            origin,
+            verdict,
+            duration_us: None,
+            snapshots: vec![],
+            notes: vec![],
+        }
+    }
+}
+
+/// The host's own check of the boot itself, reported as a trial beside the scenarios.
+pub const HEALTH: &str = "vm::health";
+
+/// One kernel's boot of the suite: the form of `results.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KernelRun {
+    pub kernel: KernelUnderTest,
+    pub accel: Accel,
+    pub run_dir: PathBuf,
+    pub limits: Limits,
+    pub report: VmReport,
+    pub verdicts: Vec<ScenarioVerdict>,
+}
+
+impl KernelRun {
+    pub fn failed(&self) -> bool {
+        self.verdicts.iter().any(|v| v.verdict.is_fail())
+    }
+
+    /// Σ of the scenarios' own durations as the guest measured them (the health trial's
+    /// duration is the whole VM's wall time, not a scenario).
+    pub fn scenario_secs(&self) -> f64 {
+        self.verdicts
+            .iter()
+            .filter(|v| v.origin == Origin::Scenario)
+            .filter_map(|v| v.duration_us)
+            .sum::<u64>() as f64
+            / 1e6
+    }
+}

@@ -1,0 +1,75 @@
+//! The arguments several commands share: which kernel, and how to run the suite on it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use harness::accel::AccelChoice;
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct KernelArgs {
+    /// Kernel(s) from kernel-configs/kernels.toml: a name, a comma list, or `all`.
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Build this kernel source tree (out of tree; the tree is never modified).
+    #[arg(long, conflicts_with_all = ["kernel", "kernel_image"])]
+    pub kernel_tree: Option<PathBuf>,
+    /// Boot this ready bzImage, skipping the build.
+    #[arg(long, conflicts_with = "kernel")]
+    pub kernel_image: Option<PathBuf>,
+    /// A patch to apply on a copy of the pristine source (repeatable, in order).
+    #[arg(long = "patch")]
+    pub patches: Vec<PathBuf>,
+    /// What the kernel must have, overriding kernels.toml or what is derived from a tree or
+    /// image: a comma list of remote_write, status_page, reg_persist, reg_multi_format, madvise.
+    #[arg(long, value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Do not install missing host tools; print the command instead.
+    #[arg(long)]
+    pub no_install: bool,
+    /// The debug variant: add kernel-configs/debug.config (KASAN, KFENCE, DEBUG_VM, lockdep,
+    /// atomic-sleep checks); trials are named `<kernel>-debug::...`.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// kvm, tcg or auto (auto probes KVM once and falls back to TCG, saying why).
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Per-scenario limit in seconds at KVM speed (scaled for TCG).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub scenario_timeout: u64,
+    /// How long a scenario polls for an asynchronous update, in ms at KVM speed.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub poll_deadline_ms: u64,
+    /// Boot limit in seconds at KVM speed (scaled for TCG).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub boot_timeout: u64,
+    /// Also run the stress family (bounded-time hammering of the asynchronous paths).
+    #[arg(long)]
+    pub stress: bool,
+    /// Also run the kernel tree's own user_events selftests in the same boot, as
+    /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
+    #[arg(long)]
+    pub kselftest: bool,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            accel: AccelChoice::Auto,
+            scenario_timeout: 5,
+            poll_deadline_ms: 500,
+            boot_timeout: 10,
+            stress: false,
+            kselftest: false,
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `cargo xtask kernels`: the kernel list, for people and for CI's job matrix (`--json`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::session::Session;
+
+#[derive(Args)]
+pub struct KernelsArgs {
+    /// Print the names as a JSON array (the CI workflow's matrix reads this).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
+    let list = Session::new(None, false).kernel_list()?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&list.kernels.keys().collect::<Vec<_>>())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (name, k) in &list.kernels {
+        let default = if *name == list.default {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{name}{default}\t{} ({})\tfeatures: {}",
+            k.package,
+            k.suites.join(", "),
+            k.features.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

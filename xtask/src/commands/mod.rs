@@ -1,0 +1,12 @@
+//! One module per command, each with its arguments and a `run`.
+
+pub mod bench;
+pub mod build_guest;
+pub mod build_kernel;
+pub mod kernels;
+pub mod matrix;
+pub mod mutants;
+pub mod parse;
+pub mod selftest;
+pub mod setup;
+pub mod test;

@@ -1,0 +1,74 @@
+//! `cargo xtask selftest`: the harness's own integration tests. Boots broken guests and a
+//! kernel that WARNs, and checks what is reported; one VM at a time.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use libtest_mimic::{Failed, Trial};
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::selftest;
+use crate::session::Session;
+
+#[derive(Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Arguments for the test runner (filter, --exact, --list).
+    #[arg(last = true)]
+    pub libtest: Vec<String>,
+}
+
+pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
+    let mut args = libtest_mimic::Arguments::from_iter(
+        std::iter::once("cargo xtask selftest".to_owned()).chain(a.libtest),
+    );
+    let mut s = Session::for_kernels(&a.kernel);
+    s.host_tools()?;
+    let kernel = s.one_kernel(&a.kernel, "selftest")?.kernel;
+    let guest = s.guest()?;
+    let mut opts = s.suite_options(&a.run, &guest);
+    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    let runs_dir = opts.runs_dir.clone();
+    let mut trials: Vec<Trial> = selftest::CASES
+        .iter()
+        .map(|c| {
+            let (kernel, opts, runs_dir, run) =
+                (kernel.clone(), opts.clone(), runs_dir.clone(), c.run);
+            Trial::test(c.name, move || {
+                run(&kernel, &opts).map_err(|e| Failed::from(format!("{e:#}")))?;
+                let left = selftest::leftover_qemus(&runs_dir);
+                if !left.is_empty() {
+                    return Err(format!("QEMU left running: {left:?}").into());
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let wk = KernelArgs {
+        patches: vec![s.configs.join("selftest/warn-in-unreg.patch")],
+        ..a.kernel.clone()
+    };
+    let warn_kernel = s.one_kernel(&wk, "selftest")?.kernel;
+    let warn_opts = opts.clone();
+    trials.push(Trial::test(
+        "selftest::kernel_warning_fails_the_running_scenario",
+        move || {
+            selftest::warning_fails_the_running_scenario(&warn_kernel, &warn_opts)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    let xtask = std::env::current_exe()?;
+    trials.push(Trial::test(
+        "selftest::ctrl_c_leaves_nothing_running",
+        move || {
+            selftest::ctrl_c_leaves_nothing(&xtask, &runs_dir)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    // One VM at a time: the cases measure time limits, and the machine is small.
+    args.test_threads = Some(1);
+    Ok(libtest_mimic::run(&args, trials).exit_code())
+}

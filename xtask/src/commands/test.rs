@@ -1,0 +1,123 @@
+//! `cargo xtask test`: the suite on one or more kernels, one libtest-mimic trial per scenario.
+//! Reads, in pipeline order: kernel list → source → config → build → guest → image → VM →
+//! results → verdicts → trials and reports.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use harness::model::KernelUnderTest;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::resolve;
+use crate::session::Session;
+
+#[derive(Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
+    #[arg(last = true)]
+    pub libtest: Vec<String>,
+}
+
+pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
+    let args = libtest_mimic::Arguments::from_iter(
+        std::iter::once("cargo xtask test".to_owned()).chain(a.libtest.clone()),
+    );
+    let mut s = Session::for_kernels(&a.kernel);
+    if args.list {
+        return list(&mut s, &a, &args);
+    }
+    s.host_tools()?;
+    let kernels: Vec<KernelUnderTest> = s
+        .kernels(&a.kernel)?
+        .into_iter()
+        .map(|r| r.kernel)
+        .collect();
+    let guest = s.guest()?;
+    let scenarios = guest.scenarios(a.run.stress);
+    let mut opts = s.suite_options(&a.run, &guest);
+    s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
+    s.progress.step(
+        crate::progress::Step::Boot,
+        &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),
+    );
+    let mut failed_runs = Vec::new();
+    let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
+        let run = harness::run::run_kernel(k, &opts, sel)?;
+        harness::artifacts::write(&run)?;
+        Ok(run)
+    };
+    let conclusion = harness::trials::run(&args, &kernels, &scenarios, &opts, boot, |run| {
+        if !run.report.user_events {
+            eprintln!("error: {} has no user_events (no user_events_data in tracefs): build it with CONFIG_USER_EVENTS=y", run.kernel.label);
+        }
+        eprintln!(
+            "{}: booted {} in {:.1} s wall ({} ms to the runner's hello), artifacts in {}",
+            run.kernel.label,
+            run.kernel.provenance,
+            run.report.wall_ms as f64 / 1000.0,
+            run.report
+                .guest_hello_ms
+                .map_or("-".into(), |m| m.to_string()),
+            run.run_dir.display()
+        );
+        if run.failed() {
+            failed_runs.push(run.run_dir.clone());
+        }
+    })?;
+    for d in &failed_runs {
+        eprintln!(
+            "failures: console log, QEMU command line and results.json are in {}",
+            d.display()
+        );
+    }
+    Ok(if conclusion.has_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `-- --list`: every trial name, without building a kernel or booting.
+fn list(
+    s: &mut Session,
+    a: &TestArgs,
+    args: &libtest_mimic::Arguments,
+) -> anyhow::Result<ExitCode> {
+    let labels = resolve::labels(&a.kernel, &s.kernel_list()?)?;
+    let guest = s.guest()?;
+    let stubs: Vec<KernelUnderTest> = labels
+        .into_iter()
+        .map(|label| KernelUnderTest {
+            label,
+            bzimage: Default::default(),
+            config: None,
+            provenance: String::new(),
+            identity: String::new(),
+            kselftests: vec![],
+            expected: Default::default(),
+        })
+        .collect();
+    let opts = s.suite_options(&a.run, &guest);
+    let never = |_: &KernelUnderTest,
+                 _: &harness::run::Selection|
+     -> anyhow::Result<harness::model::KernelRun> {
+        anyhow::bail!("--list boots nothing")
+    };
+    let conclusion = harness::trials::run(
+        args,
+        &stubs,
+        &guest.scenarios(a.run.stress),
+        &opts,
+        never,
+        |_| {},
+    )?;
+    Ok(if conclusion.has_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,419 @@
+//! From the command line's kernel choice to bootable kernels: a kernel of the list (download,
+//! extract, patch, configure, build, all cached), a developer's tree, or a ready bzImage.
+//! One label rule names the trials, one identity string says exactly what was built, and one
+//! expectation says what the kernel must have.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use harness::model::{Expectation, Feature, KernelUnderTest};
+
+use crate::args::KernelArgs;
+use crate::kbuild::{self, BuildRequest, Source};
+use crate::kernels::{self, KernelList};
+use crate::session::Session;
+use crate::{apt, kconfig, kselftests, source};
+
+/// A kernel ready to boot, and what it took to get it.
+pub struct Resolved {
+    pub kernel: KernelUnderTest,
+    /// Seconds make ran for it in this call; None when it came from the cache (or is an image).
+    pub build_secs: Option<f64>,
+}
+
+/// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+patched`.
+pub fn label(name: &str, debug: bool, patched: bool) -> String {
+    format!(
+        "{name}{}{}",
+        if debug { "-debug" } else { "" },
+        if patched { "+patched" } else { "" }
+    )
+}
+
+/// The label of a developer's tree: its folder's name.
+fn tree_label(tree: &Path) -> anyhow::Result<String> {
+    let canon = tree
+        .canonicalize()
+        .with_context(|| format!("--kernel-tree {}", tree.display()))?;
+    Ok(canon
+        .file_name()
+        .map_or("tree".to_owned(), |n| n.to_string_lossy().into_owned()))
+}
+
+/// The labels the choice gives, without downloading or building anything (for `--list`).
+pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> {
+    if a.kernel_image.is_some() {
+        return Ok(vec!["image".into()]);
+    }
+    if let Some(t) = &a.kernel_tree {
+        return Ok(vec![tree_label(t)?]);
+    }
+    Ok(list
+        .select(a.kernel.as_deref())?
+        .into_iter()
+        .map(|(n, _)| label(&n, a.debug, !a.patches.is_empty()))
+        .collect())
+}
+
+/// Every kernel the arguments name, built (or found in the cache).
+pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+    let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
+        Ok(Expectation {
+            features: kernels::parse_features(f)?,
+            source: "--features".into(),
+        })
+    });
+    let overridden = overridden.transpose()?;
+    if let Some(img) = &a.kernel_image {
+        if !a.patches.is_empty() {
+            bail!("--patch needs a kernel to build; it cannot change a ready --kernel-image");
+        }
+        let mut r = ready_image(img)?;
+        if let Some(e) = overridden {
+            r.kernel.expected = e;
+        }
+        return Ok(vec![r]);
+    }
+    let patches: Vec<PathBuf> = a
+        .patches
+        .iter()
+        .map(|p| {
+            p.canonicalize()
+                .with_context(|| format!("--patch {}: no such file", p.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let list = s.kernel_list()?;
+    let configs = s.configs.clone();
+    let jobs = a
+        .jobs
+        .filter(|j| *j > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let with_debug = |mut f: Vec<PathBuf>| {
+        if a.debug {
+            f.push(configs.join("debug.config"));
+        }
+        f
+    };
+    if let Some(tree) = &a.kernel_tree {
+        source::check_kernel_tree(tree)?;
+        let label = tree_label(tree)?;
+        let default = &list.kernels[&list.default];
+        let req = BuildRequest {
+            label: label.clone(),
+            source: Source::Tree { tree: tree.clone() },
+            fragments: with_debug(default.fragment_paths(&configs)),
+            extra_patches: patches.len(),
+            patches,
+            absent: vec![],
+            jobs,
+        };
+        let built = kbuild::build(&s.cache, &req, &mut s.progress)?;
+        let kselftests = kselftests::build(&built.src, &built.out, &mut s.progress)?;
+        let expected = overridden.unwrap_or_else(|| tree_expectation(tree, Some(&built.config)));
+        let kernel = KernelUnderTest {
+            label,
+            bzimage: built.bzimage,
+            config: Some(built.config),
+            provenance: format!("tree {}", tree.display()),
+            identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
+            kselftests,
+            expected,
+        };
+        let build_secs = built.ran_make.then_some(built.record.build_secs);
+        return Ok(vec![Resolved { kernel, build_secs }]);
+    }
+    let selected = list.select(a.kernel.as_deref())?;
+    // One index over every suite the list names, so switching kernels never refreshes it.
+    let aptc = apt::PrivateApt::new(&s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), &mut s.progress)?;
+    let mut out = Vec::new();
+    for (name, spec) in selected {
+        let entry = aptc.newest(&spec.package)?;
+        let cache = s.cache.clone();
+        let fetch =
+            |p: &mut crate::progress::Progress| source::fetch_pristine(&aptc, &cache, &entry, p);
+        let mut all_patches = spec.patch_paths(&configs);
+        all_patches.extend(patches.iter().cloned());
+        let label = label(&name, a.debug, !patches.is_empty());
+        let identity = format!(
+            "deb:{}={} sha256:{}",
+            entry.package, entry.version, entry.sha256
+        );
+        let req = BuildRequest {
+            label: label.clone(),
+            source: Source::Pristine {
+                identity: identity.clone(),
+                fetch: &fetch,
+            },
+            fragments: with_debug(spec.fragment_paths(&configs)),
+            patches: all_patches,
+            extra_patches: patches.len(),
+            absent: spec.absent.clone(),
+            jobs,
+        };
+        let built = kbuild::build(&s.cache, &req, &mut s.progress)?;
+        if !built.ran_make {
+            s.progress.note(&format!(
+                "{label}: cached build {} (nothing changed, no make)",
+                built.record.key
+            ));
+        }
+        let patch_note = if built.record.patches.is_empty() {
+            String::new()
+        } else {
+            format!(" + {}", built.record.patches.join(", "))
+        };
+        let kselftests = kselftests::build(&built.src, &built.out, &mut s.progress)?;
+        let kernel = KernelUnderTest {
+            label,
+            bzimage: built.bzimage,
+            config: Some(built.config),
+            provenance: format!("{} {}{patch_note}", entry.package, entry.version),
+            identity: with_patches(identity, &built.record.patches),
+            kselftests,
+            expected: overridden
+                .clone()
+                .unwrap_or_else(|| spec.expectation(&name)),
+        };
+        out.push(Resolved {
+            kernel,
+            build_secs: built.ran_make.then_some(built.record.build_secs),
+        });
+    }
+    Ok(out)
+}
+
+fn with_patches(base: String, patches: &[String]) -> String {
+    patches.iter().fold(base, |acc, p| format!("{acc} +{p}"))
+}
+
+/// What a tree's kernel must have, from its uapi header (which ioctls and flags it defines)
+/// and its `.config` (madvise).
+pub fn tree_expectation(tree: &Path, config: Option<&Path>) -> Expectation {
+    let header = [
+        "include/uapi/linux/user_events.h",
+        "include/linux/user_events.h",
+    ]
+    .iter()
+    .find_map(|h| std::fs::read_to_string(tree.join(h)).ok())
+    .unwrap_or_default();
+    let dot_config = config
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .unwrap_or_default();
+    let mut e = header_expectation(&header, &dot_config);
+    e.source = format!("the uapi header and .config of {}", tree.display());
+    e
+}
+
+fn header_expectation(header: &str, dot_config: &str) -> Expectation {
+    let mut features = std::collections::BTreeSet::new();
+    if header.contains("DIAG_IOCSUNREG") {
+        features.insert(Feature::RemoteWrite);
+    } else if header.contains("DIAG_IOCSREG") {
+        features.insert(Feature::StatusPage);
+    }
+    if header.contains("USER_EVENT_REG_PERSIST") {
+        features.insert(Feature::RegPersist);
+    }
+    if header.contains("USER_EVENT_REG_MULTI_FORMAT") {
+        features.insert(Feature::RegMultiFormat);
+    }
+    if kconfig::parse_dot_config(dot_config)
+        .get("ADVISE_SYSCALLS")
+        .map(String::as_str)
+        == Some("y")
+    {
+        features.insert(Feature::Madvise);
+    }
+    Expectation {
+        features,
+        source: String::new(),
+    }
+}
+
+/// What a ready image must have, from the version in its boot header (`6.12.117 (...)`).
+fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
+    let at_least = |maj, min| version >= (maj, min);
+    let mut features = std::collections::BTreeSet::new();
+    features.insert(if at_least(6, 4) {
+        Feature::RemoteWrite
+    } else {
+        Feature::StatusPage
+    });
+    if at_least(6, 7) {
+        features.insert(Feature::RegPersist);
+    }
+    if at_least(6, 9) {
+        features.insert(Feature::RegMultiFormat);
+    }
+    if dot_config.is_empty()
+        || kconfig::parse_dot_config(dot_config)
+            .get("ADVISE_SYSCALLS")
+            .map(String::as_str)
+            == Some("y")
+    {
+        features.insert(Feature::Madvise);
+    }
+    Expectation {
+        features,
+        source: format!("the image's version {}.{}", version.0, version.1),
+    }
+}
+
+/// The kernel version string of an x86 bzImage: the setup header's `kernel_version` field
+/// (offset 0x20e) points, less 0x200, at a NUL-terminated string.
+pub fn bzimage_version(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ptr = u16::from_le_bytes(bytes.get(0x20e..0x210)?.try_into().ok()?) as usize + 0x200;
+    let s = bytes.get(ptr..)?;
+    let s = &s[..s.iter().position(|b| *b == 0).unwrap_or(s.len()).min(64)];
+    let text = std::str::from_utf8(s).ok()?;
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// A ready bzImage: check it is one, and where its .config sits beside it (a build tree's
+/// arch/x86/boot/bzImage), that it has user_events.
+pub fn ready_image(img: &Path) -> anyhow::Result<Resolved> {
+    let bytes =
+        std::fs::read(img).with_context(|| format!("read --kernel-image {}", img.display()))?;
+    if bytes.len() < 0x210 || &bytes[0x202..0x206] != b"HdrS" {
+        bail!(
+            "{} is not an x86 bzImage (no HdrS boot header at 0x202)",
+            img.display()
+        );
+    }
+    let config = img
+        .ancestors()
+        .nth(4)
+        .map(|d| d.join(".config"))
+        .filter(|c| c.is_file());
+    let dot_config = config
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .unwrap_or_default();
+    if let Some(c) = &config {
+        let have = kconfig::parse_dot_config(&dot_config);
+        if have.get("USER_EVENTS").map(String::as_str) != Some("y") {
+            bail!(
+                "{} was built without CONFIG_USER_EVENTS (see {}): rebuild with it, or let `cargo xtask test` build a kernel",
+                img.display(),
+                c.display()
+            );
+        }
+    }
+    let expected = match bzimage_version(&bytes) {
+        Some(v) => version_expectation(v, &dot_config),
+        None => bail!(
+            "{}: no kernel version in its boot header, so what it must have is unknown: state it with --features",
+            img.display()
+        ),
+    };
+    let kernel = KernelUnderTest {
+        label: "image".into(),
+        bzimage: img.to_owned(),
+        config,
+        provenance: format!("image {}", img.display()),
+        identity: format!("image:{}", img.display()),
+        kselftests: vec![],
+        expected,
+    };
+    Ok(Resolved {
+        kernel,
+        build_secs: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bzimage_with_version(v: &str) -> Vec<u8> {
+        let mut image = vec![0u8; 0x1000];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        let at = 0x800usize;
+        image[0x20e..0x210].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
+        image[at..at + v.len()].copy_from_slice(v.as_bytes());
+        image
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_bzimage_is_refused_before_booting() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("vmlinux");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let e = format!("{:#}", ready_image(&img).err().unwrap());
+        assert!(e.contains("is not an x86 bzImage"), "{e}");
+    }
+
+    #[test]
+    fn a_bzimage_whose_config_lacks_user_events_is_refused() {
+        // The layout of a build tree: <out>/arch/x86/boot/bzImage beside <out>/.config.
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("arch/x86/boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(
+            boot.join("bzImage"),
+            bzimage_with_version("6.12.117 (root@host) #1"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join(".config"),
+            "CONFIG_FTRACE=y\n# CONFIG_USER_EVENTS is not set\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", ready_image(&boot.join("bzImage")).err().unwrap());
+        assert!(e.contains("without CONFIG_USER_EVENTS"), "{e}");
+        std::fs::write(d.path().join(".config"), "CONFIG_USER_EVENTS=y\n").unwrap();
+        let r = ready_image(&boot.join("bzImage")).unwrap();
+        assert!(
+            r.kernel.expected.has(Feature::RemoteWrite)
+                && r.kernel.expected.has(Feature::RegMultiFormat)
+        );
+        assert!(
+            !r.kernel.expected.has(Feature::Madvise),
+            "the .config has no ADVISE_SYSCALLS"
+        );
+    }
+
+    #[test]
+    fn an_image_expects_what_its_version_has() {
+        assert_eq!(
+            bzimage_version(&bzimage_with_version("6.1.192 (x)")),
+            Some((6, 1))
+        );
+        let old = version_expectation((6, 1), "");
+        assert!(
+            old.has(Feature::StatusPage)
+                && !old.has(Feature::RemoteWrite)
+                && !old.has(Feature::RegPersist)
+        );
+        let mid = version_expectation((6, 8), "");
+        assert!(
+            mid.has(Feature::RemoteWrite)
+                && mid.has(Feature::RegPersist)
+                && !mid.has(Feature::RegMultiFormat)
+        );
+        assert_eq!(bzimage_version(&[0u8; 0x100]), None);
+    }
+
+    #[test]
+    fn a_tree_expects_what_its_uapi_header_defines() {
+        let h612 = "#define DIAG_IOCSREG _IOWR(...)\n#define DIAG_IOCSUNREG _IOW(...)\nUSER_EVENT_REG_PERSIST = 1U << 0,\nUSER_EVENT_REG_MULTI_FORMAT = 1U << 1,";
+        let e = header_expectation(h612, "CONFIG_ADVISE_SYSCALLS=y\n");
+        assert_eq!(
+            e.features,
+            Feature::ALL
+                .into_iter()
+                .filter(|f| *f != Feature::StatusPage)
+                .collect()
+        );
+        let e = header_expectation("#define DIAG_IOCSREG _IOWR(...)", "");
+        assert_eq!(e.features, [Feature::StatusPage].into_iter().collect());
+    }
+
+    #[test]
+    fn labels_follow_one_rule() {
+        assert_eq!(label("6.12", false, false), "6.12");
+        assert_eq!(label("6.12", true, true), "6.12-debug+patched");
+    }
+}

@@ -1,0 +1,207 @@
+//! What every command prepares before it runs anything, in pipeline order and once: host
+//! tools, the kernel list, the guest programs and their scenario list, the kernels, the suite's
+//! options and the accelerator. Commands hold a [`Session`] and call what they need.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+use harness::accel::{self, AccelChoice, KvmProbe};
+use harness::model::{KernelUnderTest, ScenarioInfo, SuiteOptions};
+use harness::qemu::Accel;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::kernels::KernelList;
+use crate::progress::Progress;
+use crate::resolve::{self, Resolved};
+use crate::{cache, guest, host_tools};
+
+pub struct Session {
+    /// The checkout.
+    pub root: PathBuf,
+    /// `kernel-configs/`: the kernel list, fragments, patches, mutants.
+    pub configs: PathBuf,
+    /// Cargo's target folder (`CARGO_TARGET_DIR` or `<root>/target`): guest builds and runs.
+    pub target: PathBuf,
+    /// Sources and builds (`--cache-dir`, `UE_CACHE_DIR`, `~/.cache/ue-harness`).
+    pub cache: PathBuf,
+    pub progress: Progress,
+    install: bool,
+}
+
+/// The guest programs, built, and the scenarios they hold.
+pub struct Guest {
+    /// A content-named snapshot of the binaries (stable while cargo rewrites target/).
+    pub dir: PathBuf,
+    pub scenarios: Vec<ScenarioInfo>,
+}
+
+impl Guest {
+    /// The scenarios a run plans by default; the optional (stress) family only when asked.
+    pub fn scenarios(&self, with_optional: bool) -> Vec<ScenarioInfo> {
+        self.scenarios
+            .iter()
+            .filter(|s| with_optional || !s.optional)
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn project_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_owned()
+}
+
+/// Cargo's target folder, as cargo itself would choose it.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => {
+            let t = PathBuf::from(t);
+            if t.is_absolute() {
+                t
+            } else {
+                root.join(t)
+            }
+        }
+        _ => root.join("target"),
+    }
+}
+
+impl Session {
+    pub fn new(cache_dir: Option<&Path>, install: bool) -> Session {
+        let root = project_root();
+        Session {
+            configs: root.join("kernel-configs"),
+            target: target_dir(&root),
+            cache: cache::cache_dir(cache_dir),
+            progress: Progress::new(),
+            install,
+            root,
+        }
+    }
+
+    pub fn for_kernels(k: &KernelArgs) -> Session {
+        Session::new(k.cache_dir.as_deref(), !k.no_install)
+    }
+
+    /// Where each run gets its folder.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.target.join("ue-runs")
+    }
+
+    pub fn host_tools(&mut self) -> anyhow::Result<()> {
+        host_tools::ensure(self.install)
+    }
+
+    pub fn kernel_list(&self) -> anyhow::Result<KernelList> {
+        KernelList::load(&self.configs)
+    }
+
+    pub fn guest(&mut self) -> anyhow::Result<Guest> {
+        let dir = guest::build(&self.root, &self.target, &mut self.progress)?;
+        let scenarios = harness::listing::list_scenarios(&dir)?;
+        Ok(Guest { dir, scenarios })
+    }
+
+    pub fn kernels(&mut self, k: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+        resolve::resolve(self, k)
+    }
+
+    /// Exactly one kernel, for the commands that compare against one baseline.
+    pub fn one_kernel(&mut self, k: &KernelArgs, command: &str) -> anyhow::Result<Resolved> {
+        let list = self.kernel_list()?;
+        let labels = resolve::labels(k, &list)?;
+        if labels.len() != 1 {
+            bail!("`cargo xtask {command}` runs on one kernel; --kernel names {}: pick one, e.g. --kernel {}", labels.join(", "), list.default);
+        }
+        let mut all = self.kernels(k)?;
+        Ok(all.remove(0))
+    }
+
+    pub fn suite_options(&self, r: &RunArgs, guest: &Guest) -> SuiteOptions {
+        SuiteOptions {
+            guest_bin_dir: guest.dir.clone(),
+            manifest: self.root.join("images/initramfs.toml"),
+            qemu_binary: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            runs_dir: self.runs_dir(),
+            scenario_timeout: Duration::from_secs(r.scenario_timeout),
+            poll_deadline: Duration::from_millis(r.poll_deadline_ms),
+            boot_timeout: Duration::from_secs(r.boot_timeout),
+            memory_mib: 512,
+            cpus: 2,
+            guest_scenario_timeout: None,
+            kselftests: r.kselftest,
+        }
+    }
+
+    /// KVM when it works here, TCG otherwise, saying why; the probe boot is cached.
+    pub fn choose_accel(
+        &mut self,
+        opts: &mut SuiteOptions,
+        choice: AccelChoice,
+        kernel: &KernelUnderTest,
+    ) -> anyhow::Result<()> {
+        harness::qemu::check_version(&opts.qemu_binary)?;
+        let cache = self.cache.clone();
+        let (accel, why) = accel::decide(choice, accel::dev_kvm_usable(), || {
+            cached_kvm_probe(&cache, kernel, opts)
+        })
+        .map_err(anyhow::Error::msg)?;
+        if let Some(why) = why {
+            self.progress.note(&why);
+        }
+        opts.accel = accel;
+        Ok(())
+    }
+}
+
+/// The KVM probe boots a kernel, so its answer is kept per QEMU and host kernel.
+fn cached_kvm_probe(cache: &Path, kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
+    let qemu = std::process::Command::new(&opts.qemu_binary)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let key = format!("{qemu} | {}", host.trim());
+    let path = cache.join("kvm-probe.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok((k, probe)) = serde_json::from_slice::<(String, KvmProbe)>(&bytes) {
+            if k == key {
+                return probe;
+            }
+        }
+    }
+    eprintln!("probing KVM with one boot (cached in {})", path.display());
+    let probe = accel::probe_kvm(kernel, opts);
+    let _ = std::fs::create_dir_all(cache);
+    let _ = cache::write_atomic(
+        &path,
+        &serde_json::to_vec(&(key, &probe)).unwrap_or_default(),
+    );
+    probe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_target_dir_is_respected() {
+        let root = Path::new("/repo");
+        // Only this test touches the variable in this process's test binary.
+        std::env::set_var("CARGO_TARGET_DIR", "/elsewhere/t");
+        assert_eq!(target_dir(root), PathBuf::from("/elsewhere/t"));
+        std::env::set_var("CARGO_TARGET_DIR", "rel");
+        assert_eq!(target_dir(root), PathBuf::from("/repo/rel"));
+        std::env::remove_var("CARGO_TARGET_DIR");
+        assert_eq!(target_dir(root), PathBuf::from("/repo/target"));
+    }
+}
