@@ -5,10 +5,15 @@ use crate::framework::{Ctx, Mapping, Scenario, R};
 use crate::{check, check_eq, tracefs, uapi};
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "basic::present", about: "tracefs has user_events_data and user_events_status", run: present },
+    Scenario {
+        name: "basic::present",
+        about: "tracefs has user_events_data and user_events_status",
+        run: present,
+    },
     Scenario {
         name: "basic::private_anon_enable_disable",
-        about: "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
+        about:
+            "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
         run: private_anon_enable_disable,
     },
     Scenario {
@@ -20,7 +25,11 @@ pub const SCENARIOS: &[Scenario] = &[
 
 fn present(_: &mut Ctx) -> R {
     for f in ["user_events_data", "user_events_status", "events"] {
-        check!(tracefs::exists(f), "{} is missing: kernel without CONFIG_USER_EVENTS?", tracefs::path(f));
+        check!(
+            tracefs::exists(f),
+            "{} is missing: kernel without CONFIG_USER_EVENTS?",
+            tracefs::path(f)
+        );
     }
     Ok(())
 }
@@ -51,9 +60,16 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
     let n = uapi::write_event(cx.fd(), idx, &payload)?;
     check_eq!(n, 4 + payload.len(), "bytes accepted by write()");
     tracefs::set_enabled(&name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&name)).collect();
+    let lines: Vec<String> = tracefs::trace_lines()?
+        .into_iter()
+        .filter(|l| l.contains(&name))
+        .collect();
     check_eq!(lines.len(), 1, "lines for {name} in trace: {lines:?}");
     let want = format!("{name}: count=0x7 (7) big=0x100000001 (4294967297)");
-    check!(lines[0].ends_with(&want), "trace line {:?} does not end with {want:?}", lines[0]);
+    check!(
+        lines[0].ends_with(&want),
+        "trace line {:?} does not end with {want:?}",
+        lines[0]
+    );
     Ok(())
 }

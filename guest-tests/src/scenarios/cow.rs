@@ -54,7 +54,11 @@ fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
         tracefs::set_enabled(&name, true)?;
         cx.wait_for("bit set before fork", || page.u32_at(0) == BIT)?;
     }
-    let steps: [(bool, u32); 2] = if fork_enabled { [(false, 0), (true, BIT)] } else { [(true, BIT), (false, 0)] };
+    let steps: [(bool, u32); 2] = if fork_enabled {
+        [(false, 0), (true, BIT)]
+    } else {
+        [(true, BIT), (false, 0)]
+    };
     let (to_child, to_parent) = (Pipe::new()?, Pipe::new()?);
     let deadline = cx.poll_deadline;
     let child = fork(|| {
@@ -64,7 +68,9 @@ fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
         to_parent.send(b"r")?;
         for (_, want) in steps {
             to_child.expect(b'f', STEP)?;
-            wait_until(&format!("child sees {want:#x}"), deadline, || page.u32_at(0) == want)?;
+            wait_until(&format!("child sees {want:#x}"), deadline, || {
+                page.u32_at(0) == want
+            })?;
             to_parent.send(b"s")?;
         }
         Ok(())

@@ -33,19 +33,42 @@ pub fn all() -> Vec<Scenario> {
         legacy::SCENARIOS,
         client::SCENARIOS,
     ];
-    families.iter().flat_map(|f| f.iter()).map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
+    families
+        .iter()
+        .flat_map(|f| f.iter())
+        .map(|s| Scenario {
+            name: s.name,
+            about: s.about,
+            run: s.run,
+        })
+        .collect()
 }
 
 /// Scenarios that run only when asked for (`cargo xtask test --stress`).
 pub fn optional() -> Vec<Scenario> {
-    stress::SCENARIOS.iter().map(|s| Scenario { name: s.name, about: s.about, run: s.run }).collect()
+    stress::SCENARIOS
+        .iter()
+        .map(|s| Scenario {
+            name: s.name,
+            about: s.about,
+            run: s.run,
+        })
+        .collect()
 }
 
 /// Finds a scenario by name, including the optional ones and the deliberately broken
 /// `selftest::` ones that only the harness's own tests plan (they are in no list).
 pub fn find(name: &str) -> Option<Scenario> {
-    let broken = selftest::SCENARIOS.iter().map(|s| Scenario { name: s.name, about: s.about, run: s.run });
-    all().into_iter().chain(optional()).chain(broken).find(|s| s.name == name)
+    let broken = selftest::SCENARIOS.iter().map(|s| Scenario {
+        name: s.name,
+        about: s.about,
+        run: s.run,
+    });
+    all()
+        .into_iter()
+        .chain(optional())
+        .chain(broken)
+        .find(|s| s.name == name)
 }
 
 /// The exec'd half of a scenario (`ue-scenarios --helper WHICH ARGS...`); returns the exit code.

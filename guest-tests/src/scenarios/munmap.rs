@@ -50,7 +50,10 @@ fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> R {
 
 fn enable_after_munmap(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
-    let (gone, witness) = (Mapping::anon(libc::MAP_PRIVATE)?, Mapping::anon(libc::MAP_PRIVATE)?);
+    let (gone, witness) = (
+        Mapping::anon(libc::MAP_PRIVATE)?,
+        Mapping::anon(libc::MAP_PRIVATE)?,
+    );
     let name = cx.event_name();
     cx.reg(&name, gone.addr(0), 4, 0)?;
     cx.reg(&name, witness.addr(0), 4, 0)?;
@@ -80,7 +83,9 @@ fn remap_fixed_gets_next_change(cx: &mut Ctx) -> R {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
     let again = Mapping::map_at(ptr, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)?;
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit 33 set in the page mapped at the old address", || again.u64_at(8) == 1 << 33)?;
+    cx.wait_for("bit 33 set in the page mapped at the old address", || {
+        again.u64_at(8) == 1 << 33
+    })?;
     Ok(())
 }
 
@@ -91,9 +96,21 @@ fn unreg_unmapped(cx: &mut Ctx) -> R {
     cx.reg(&name, ptr, 4, 2)?;
     unsafe { libc::munmap(ptr as *mut _, len) };
     let other = cx.event_name();
-    check_eq!(uapi::reg(cx.fd(), &other, ptr as u64, 4, 2, 0).err(), Some(Errno(libc::EADDRINUSE)), "REG of the unmapped (addr, bit)");
-    check_eq!(uapi::unreg(cx.fd(), ptr as u64, 2).err(), Some(Errno(libc::EFAULT)), "UNREG of the unmapped (addr, bit)");
-    check_eq!(uapi::unreg(cx.fd(), ptr as u64, 2).err(), Some(Errno(libc::ENOENT)), "second UNREG");
+    check_eq!(
+        uapi::reg(cx.fd(), &other, ptr as u64, 4, 2, 0).err(),
+        Some(Errno(libc::EADDRINUSE)),
+        "REG of the unmapped (addr, bit)"
+    );
+    check_eq!(
+        uapi::unreg(cx.fd(), ptr as u64, 2).err(),
+        Some(Errno(libc::EFAULT)),
+        "UNREG of the unmapped (addr, bit)"
+    );
+    check_eq!(
+        uapi::unreg(cx.fd(), ptr as u64, 2).err(),
+        Some(Errno(libc::ENOENT)),
+        "second UNREG"
+    );
     Ok(())
 }
 
@@ -105,11 +122,17 @@ fn mprotect_readonly(cx: &mut Ctx) -> R {
     protect(&page, libc::PROT_READ)?;
     tracefs::set_enabled(&name, true)?;
     wait_fault_warning(cx, &name, 1)?;
-    check_eq!(page.u32_at(0), 0, "read-only word once the fault worker gave up");
+    check_eq!(
+        page.u32_at(0),
+        0,
+        "read-only word once the fault worker gave up"
+    );
     protect(&page, libc::PROT_READ | libc::PROT_WRITE)?;
     tracefs::set_enabled(&name, false)?;
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit 5 set once the page is writable again", || page.u32_at(0) == 1 << 5)?;
+    cx.wait_for("bit 5 set once the page is writable again", || {
+        page.u32_at(0) == 1 << 5
+    })?;
     Ok(())
 }
 
@@ -121,16 +144,24 @@ fn madv_dontneed_before_enable(cx: &mut Ctx) -> R {
     if unsafe { libc::madvise(page.ptr as *mut _, page.len, libc::MADV_DONTNEED) } != 0 {
         let e = Errno::last();
         if e == Errno(libc::ENOSYS) {
-            return Err(Stop::Ignore("madvise gives ENOSYS: kernel without CONFIG_ADVISE_SYSCALLS".into()));
+            return Err(Stop::Ignore(
+                "madvise gives ENOSYS: kernel without CONFIG_ADVISE_SYSCALLS".into(),
+            ));
         }
         crate::fail!("madvise(MADV_DONTNEED): {e}");
     }
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit 31 set in the refaulted page", || page.u32_at(0) == 1 << 31)?;
+    cx.wait_for("bit 31 set in the refaulted page", || {
+        page.u32_at(0) == 1 << 31
+    })?;
     Ok(())
 }
 
 fn protect(page: &Mapping, prot: i32) -> R {
-    check_eq!(unsafe { libc::mprotect(page.ptr as *mut _, page.len, prot) }, 0, "mprotect");
+    check_eq!(
+        unsafe { libc::mprotect(page.ptr as *mut _, page.len, prot) },
+        0,
+        "mprotect"
+    );
     Ok(())
 }

@@ -7,11 +7,31 @@ use std::io::Write;
 use crate::framework::{pause, Ctx, Scenario, R};
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "selftest::segfault", about: "dereferences a bad pointer", run: segfault },
-    Scenario { name: "selftest::exits_without_result", about: "exits before reporting", run: exits_without_result },
-    Scenario { name: "selftest::hangs", about: "never returns", run: hangs },
-    Scenario { name: "selftest::garbage_on_channel", about: "writes junk to the result port", run: garbage_on_channel },
-    Scenario { name: "selftest::kernel_panic", about: "panics the kernel through sysrq", run: kernel_panic },
+    Scenario {
+        name: "selftest::segfault",
+        about: "dereferences a bad pointer",
+        run: segfault,
+    },
+    Scenario {
+        name: "selftest::exits_without_result",
+        about: "exits before reporting",
+        run: exits_without_result,
+    },
+    Scenario {
+        name: "selftest::hangs",
+        about: "never returns",
+        run: hangs,
+    },
+    Scenario {
+        name: "selftest::garbage_on_channel",
+        about: "writes junk to the result port",
+        run: garbage_on_channel,
+    },
+    Scenario {
+        name: "selftest::kernel_panic",
+        about: "panics the kernel through sysrq",
+        run: kernel_panic,
+    },
 ];
 
 fn segfault(_: &mut Ctx) -> R {

@@ -42,7 +42,9 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Resul
     let t = thread::spawn(move || {
         let _ = tx.send(f());
     });
-    let r = rx.recv_timeout(STEP).map_err(|_| Stop::Fail("thread gave no result".into()))?;
+    let r = rx
+        .recv_timeout(STEP)
+        .map_err(|_| Stop::Fail("thread gave no result".into()))?;
     t.join().map_err(|_| Stop::Fail("thread panicked".into()))?;
     Ok(r)
 }
@@ -62,7 +64,10 @@ impl Early {
                 job();
             }
         });
-        Early { jobs: Some(jobs), handle }
+        Early {
+            jobs: Some(jobs),
+            handle,
+        }
     }
 
     fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
@@ -70,8 +75,12 @@ impl Early {
         let job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
-        rx.recv_timeout(STEP).map_err(|_| Stop::Fail("early thread gave no result".into()))
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
+        rx.recv_timeout(STEP)
+            .map_err(|_| Stop::Fail("early thread gave no result".into()))
     }
 
     /// Ends the thread and waits until it has exited (its exit removes its user_event_mm).
@@ -102,11 +111,28 @@ fn later_thread_shares(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit 0 set", || page.u32_at(0) == 1)?;
     let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
-    let (reg, unreg) = on_thread(move || (uapi::reg(fd(raw), &other, addr, 4, 0, 0).err(), uapi::unreg(fd(raw), addr, 0)))?;
-    check_eq!(reg, Some(Errno(libc::EADDRINUSE)), "later thread's REG of the process's (addr, bit)");
-    check_eq!(unreg, Ok(()), "later thread's UNREG of the process's registration");
+    let (reg, unreg) = on_thread(move || {
+        (
+            uapi::reg(fd(raw), &other, addr, 4, 0, 0).err(),
+            uapi::unreg(fd(raw), addr, 0),
+        )
+    })?;
+    check_eq!(
+        reg,
+        Some(Errno(libc::EADDRINUSE)),
+        "later thread's REG of the process's (addr, bit)"
+    );
+    check_eq!(
+        unreg,
+        Ok(()),
+        "later thread's UNREG of the process's registration"
+    );
     check_eq!(page.u32_at(0), 0, "word right after the thread's UNREG");
-    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), Some(Errno(libc::ENOENT)), "main thread's UNREG after the thread's");
+    check_eq!(
+        uapi::unreg(cx.fd(), addr, 0).err(),
+        Some(Errno(libc::ENOENT)),
+        "main thread's UNREG after the thread's"
+    );
     Ok(())
 }
 
@@ -118,7 +144,9 @@ fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
     let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, threads.clone());
     on_thread(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
     tracefs::set_enabled(&threads, true)?;
-    cx.wait_for("bit 1 (registered by the exited thread) set", || page.u32_at(0) == 1 << 1)?;
+    cx.wait_for("bit 1 (registered by the exited thread) set", || {
+        page.u32_at(0) == 1 << 1
+    })?;
     tracefs::set_enabled(&threads, false)?;
     cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
     Ok(())
@@ -132,12 +160,28 @@ fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
     let unreg = early.run(move || uapi::unreg(fd(raw), addr, 0))?;
-    check_eq!(unreg.err(), Some(Errno(libc::ENOENT)), "early thread's UNREG of the main thread's registration");
+    check_eq!(
+        unreg.err(),
+        Some(Errno(libc::ENOENT)),
+        "early thread's UNREG of the main thread's registration"
+    );
     let reg = early.run(move || uapi::reg(fd(raw), &other, addr, 4, 0, 0))?;
-    check_eq!(reg.err(), None, "early thread's REG of the (addr, bit) the main thread holds");
+    check_eq!(
+        reg.err(),
+        None,
+        "early thread's REG of the (addr, bit) the main thread holds"
+    );
     // Each of the two user_event_mms now has its own entry for (addr, 0).
-    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), None, "main thread's UNREG");
-    check_eq!(early.run(move || uapi::unreg(fd(raw), addr, 0))?.err(), None, "early thread's UNREG of its own");
+    check_eq!(
+        uapi::unreg(cx.fd(), addr, 0).err(),
+        None,
+        "main thread's UNREG"
+    );
+    check_eq!(
+        early.run(move || uapi::unreg(fd(raw), addr, 0))?.err(),
+        None,
+        "early thread's UNREG of its own"
+    );
     early.exit()
 }
 
@@ -150,7 +194,9 @@ fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
     let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, earlys.clone());
     early.run(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
     tracefs::set_enabled(&earlys, true)?;
-    cx.wait_for("early thread's bit 1 set while it lives", || page.u32_at(0) == 1 << 1)?;
+    cx.wait_for("early thread's bit 1 set while it lives", || {
+        page.u32_at(0) == 1 << 1
+    })?;
     tracefs::set_enabled(&earlys, false)?;
     cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
     early.exit()?;
@@ -158,6 +204,10 @@ fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&earlys, true)?;
     tracefs::set_enabled(&mains, true)?;
     cx.wait_for("main thread's bit 0 set", || page.u32_at(0) & 1 == 1)?;
-    cx.never_within("bit 1 set after the early thread exited", Duration::from_millis(300), || page.u32_at(0) != 1)?;
+    cx.never_within(
+        "bit 1 set after the early thread exited",
+        Duration::from_millis(300),
+        || page.u32_at(0) != 1,
+    )?;
     Ok(())
 }
