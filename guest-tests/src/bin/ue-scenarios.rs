@@ -6,9 +6,9 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use guest_tests::framework::{Ctx, Pipe, Stop};
+use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
 use guest_tests::scenarios;
-use result_channel::{Outcome, Plan, Record};
+use result_channel::{Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,19 +19,17 @@ fn main() {
         .as_slice()
     {
         ["--list"] => {
-            for s in scenarios::all() {
+            for s in scenarios::all().iter().filter(|s| !s.optional) {
                 println!("{}: {}", s.name, s.about);
             }
             0
         }
         ["--list-json"] => {
-            let entry = |s: &guest_tests::framework::Scenario, optional: bool| serde_json::json!({"name": s.name, "about": s.about, "optional": optional});
-            let list: Vec<_> = scenarios::all()
-                .iter()
-                .map(|s| entry(s, false))
-                .chain(scenarios::optional().iter().map(|s| entry(s, true)))
-                .collect();
-            println!("{}", serde_json::Value::Array(list));
+            let list: Vec<ScenarioInfo> = scenarios::all().iter().map(Entry::info).collect();
+            println!(
+                "{}",
+                serde_json::to_string(&list).expect("scenario infos always serialise")
+            );
             0
         }
         ["--plan", path] => run_plan(path),
@@ -233,7 +231,7 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
         let poll = Duration::from_millis(plan.poll_deadline_ms);
-        let rec = match Ctx::new(scenario.name, poll) {
+        let rec = match Ctx::new(scenario.name.clone(), poll) {
             Err(e) => end(
                 name,
                 Outcome::Fail,

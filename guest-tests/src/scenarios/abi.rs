@@ -5,62 +5,66 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::framework::{Ctx, Mapping, Scenario, R};
+use result_channel::Feature;
+
+use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "abi::size8_bits_0_and_63",
-        about: "enable_size 8: bits 0 and 63 of one u64 follow their events; the neighbouring words stay as they were",
-        run: size8_bits_0_and_63,
-    },
-    Scenario {
-        name: "abi::size4_words_at_0_and_4_mod_8",
-        about: "enable_size 4 at addresses 0 and 4 mod 8: the kernel sets the right bit of the right u32 only",
-        run: size4_words_at_0_and_4_mod_8,
-    },
-    Scenario {
-        name: "abi::reg_rejects_bad_args",
-        about: "REG rejects each bad size, flag, alignment, bit, address, name and field list with its exact errno",
-        run: reg_rejects_bad_args,
-    },
-    Scenario {
-        name: "abi::reg_duplicates",
-        about: "a taken (addr, bit) is EADDRINUSE for any event; another bit is fine; a name with other fields is EADDRINUSE",
-        run: reg_duplicates,
-    },
-    Scenario {
-        name: "abi::reg_unusable_address",
-        about: "REG of an unmapped, read-only or NULL word fails with ENOMEM, yet the event is created on the fd",
-        run: reg_unusable_address,
-    },
-    Scenario {
-        name: "abi::reg_while_enabled",
-        about: "REG of an event a perf probe already enables sets the bit before the ioctl returns",
-        run: reg_while_enabled,
-    },
-    Scenario {
-        name: "abi::unreg_rejects_bad_args",
-        about: "UNREG: short size or reserved bits EINVAL, oversize E2BIG, unknown (addr, bit) ENOENT",
-        run: unreg_rejects_bad_args,
-    },
-    Scenario {
-        name: "abi::del_busy_then_auto_deleted",
-        about: "DEL is EBUSY while a registration or an fd holds the event; after the last close it goes by itself",
-        run: del_busy_then_auto_deleted,
-    },
-    Scenario {
-        name: "abi::persist_outlives_users",
-        about: "a PERSIST event stays after its last user and goes with DEL",
-        run: persist_outlives_users,
-    },
-    Scenario {
-        name: "abi::multi_format",
-        about: "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
-        run: multi_format,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "size8_bits_0_and_63",
+        "enable_size 8: bits 0 and 63 of one u64 follow their events; the neighbouring words stay as they were",
+        size8_bits_0_and_63,
+    ),
+    Scenario::new(
+        "size4_words_at_0_and_4_mod_8",
+        "enable_size 4 at addresses 0 and 4 mod 8: the kernel sets the right bit of the right u32 only",
+        size4_words_at_0_and_4_mod_8,
+    ),
+    Scenario::new(
+        "reg_rejects_bad_args",
+        "REG rejects each bad size, flag, alignment, bit, address, name and field list with its exact errno",
+        reg_rejects_bad_args,
+    ),
+    Scenario::new(
+        "reg_duplicates",
+        "a taken (addr, bit) is EADDRINUSE for any event; another bit is fine; a name with other fields is EADDRINUSE",
+        reg_duplicates,
+    ),
+    Scenario::new(
+        "reg_unusable_address",
+        "REG of an unmapped, read-only or NULL word fails with ENOMEM, yet the event is created on the fd",
+        reg_unusable_address,
+    ),
+    Scenario::new(
+        "reg_while_enabled",
+        "REG of an event a perf probe already enables sets the bit before the ioctl returns",
+        reg_while_enabled,
+    ),
+    Scenario::new(
+        "unreg_rejects_bad_args",
+        "UNREG: short size or reserved bits EINVAL, oversize E2BIG, unknown (addr, bit) ENOENT",
+        unreg_rejects_bad_args,
+    ),
+    Scenario::new(
+        "del_busy_then_auto_deleted",
+        "DEL is EBUSY while a registration or an fd holds the event; after the last close it goes by itself",
+        del_busy_then_auto_deleted,
+    ),
+    Scenario::new(
+        "persist_outlives_users",
+        "a PERSIST event stays after its last user and goes with DEL",
+        persist_outlives_users,
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
+    Scenario::new(
+        "multi_format",
+        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
+        multi_format,
+    ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
 ];
+
+pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
 
 fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;

@@ -1,27 +1,30 @@
 //! The first slice: the feature is there, a private word follows enable and disable, and a
 //! written event reaches `trace` with its fields.
 
-use crate::framework::{Ctx, Mapping, Scenario, R};
+use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::{check, check_eq, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "basic::present",
-        about: "tracefs has user_events_data and user_events_status",
-        run: present,
-    },
-    Scenario {
-        name: "basic::private_anon_enable_disable",
-        about:
-            "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
-        run: private_anon_enable_disable,
-    },
-    Scenario {
-        name: "basic::write_reaches_trace",
-        about: "an event written with fields appears in `trace` with those values",
-        run: write_reaches_trace,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "present",
+        "tracefs has user_events_data and user_events_status",
+        present,
+    )
+    .requires(&[]),
+    Scenario::new(
+        "private_anon_enable_disable",
+        "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
+        private_anon_enable_disable,
+    ),
+    Scenario::new(
+        "write_reaches_trace",
+        "an event written with fields appears in `trace` with those values",
+        write_reaches_trace,
+    )
+    .alone(true),
 ];
+
+pub const FAMILY: Family = Family::new("basic", SCENARIOS).requires(REMOTE_WRITE);
 
 fn present(_: &mut Ctx) -> R {
     for f in ["user_events_data", "user_events_status", "events"] {

@@ -24,69 +24,71 @@ use eventheader as eh;
 use tracepoint::{EventDataDescriptor, TracepointState};
 
 use crate::framework::{
-    exec_helper, fork, helper_verdict, keep_across_exec, read64, wait_until, Ctx, Mapping, Pipe,
-    Scenario, Stop, R,
+    exec_helper, fork, helper_verdict, keep_across_exec, read64, wait_until, Ctx, Family, Mapping,
+    Pipe, Scenario, Stop, R, REMOTE_WRITE,
 };
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "client::tracepoint_follows_tracefs",
-        about: "a static TracepointState reads disabled, enabled after `enable` is set in tracefs, disabled after it is cleared",
-        run: tracepoint_follows_tracefs,
-    },
-    Scenario {
-        name: "client::tracepoint_follows_perf",
-        about: "a static TracepointState reads enabled while perf holds the tracepoint open, disabled once perf closes it",
-        run: tracepoint_follows_perf,
-    },
-    Scenario {
-        name: "client::eventheader_follows_tracefs",
-        about: "write_event! sends (not EBADF) after tracefs enables its Provider_L<level>K<keyword> tracepoint, and only that one",
-        run: eventheader_follows_tracefs,
-    },
-    Scenario {
-        name: "client::eventheader_follows_perf",
-        about: "write_event! sends while perf holds its Provider_L<level>K<keyword> tracepoint open, and stops once perf closes it",
-        run: eventheader_follows_perf,
-    },
-    Scenario {
-        name: "client::provider_enabled_never_registered",
-        about: "crate divergence: provider_enabled! stays false while write_event! of the same level and keyword sends",
-        run: provider_enabled_never_registered,
-    },
-    Scenario {
-        name: "client::tracepoint_write_reaches_trace",
-        about: "TracepointState::write events appear in `trace` decoded by the registered fields; the crate doc's `char Field2[20]` is a 1-byte field",
-        run: tracepoint_write_reaches_trace,
-    },
-    Scenario {
-        name: "client::eventheader_write_reaches_trace",
-        about: "write_event! events, with and without fields, appear in `trace` and in perf samples with the eventheader payload",
-        run: eventheader_write_reaches_trace,
-    },
-    Scenario {
-        name: "client::fork_child_follows",
-        about: "a fork child, without re-registering, sees the provider's enable changes and its events appear under its own pid",
-        run: fork_child_follows,
-    },
-    Scenario {
-        name: "client::fork_cow_both_follow",
-        about: "after child and then parent write the page holding a static enable word, each still follows enable and disable",
-        run: fork_cow_both_follow,
-    },
-    Scenario {
-        name: "client::unregister_reads_disabled",
-        about: "unregister/drop leave the words disabled for good; the event stays in user_events_status until the crate's fd closes",
-        run: unregister_reads_disabled,
-    },
-    Scenario {
-        name: "client::exec_fresh_registration",
-        about: "after exec from a process with a registered provider, a fresh register in the new image follows enable and writes",
-        run: exec_fresh_registration,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "tracepoint_follows_tracefs",
+        "a static TracepointState reads disabled, enabled after `enable` is set in tracefs, disabled after it is cleared",
+        tracepoint_follows_tracefs,
+    ),
+    Scenario::new(
+        "tracepoint_follows_perf",
+        "a static TracepointState reads enabled while perf holds the tracepoint open, disabled once perf closes it",
+        tracepoint_follows_perf,
+    ),
+    Scenario::new(
+        "eventheader_follows_tracefs",
+        "write_event! sends (not EBADF) after tracefs enables its Provider_L<level>K<keyword> tracepoint, and only that one",
+        eventheader_follows_tracefs,
+    ),
+    Scenario::new(
+        "eventheader_follows_perf",
+        "write_event! sends while perf holds its Provider_L<level>K<keyword> tracepoint open, and stops once perf closes it",
+        eventheader_follows_perf,
+    ),
+    Scenario::new(
+        "provider_enabled_never_registered",
+        "crate divergence: provider_enabled! stays false while write_event! of the same level and keyword sends",
+        provider_enabled_never_registered,
+    ),
+    Scenario::new(
+        "tracepoint_write_reaches_trace",
+        "TracepointState::write events appear in `trace` decoded by the registered fields; the crate doc's `char Field2[20]` is a 1-byte field",
+        tracepoint_write_reaches_trace,
+    ).alone(true),
+    Scenario::new(
+        "eventheader_write_reaches_trace",
+        "write_event! events, with and without fields, appear in `trace` and in perf samples with the eventheader payload",
+        eventheader_write_reaches_trace,
+    ).alone(true),
+    Scenario::new(
+        "fork_child_follows",
+        "a fork child, without re-registering, sees the provider's enable changes and its events appear under its own pid",
+        fork_child_follows,
+    ).alone(true),
+    Scenario::new(
+        "fork_cow_both_follow",
+        "after child and then parent write the page holding a static enable word, each still follows enable and disable",
+        fork_cow_both_follow,
+    ),
+    Scenario::new(
+        "unregister_reads_disabled",
+        "unregister/drop leave the words disabled for good; the event stays in user_events_status until the crate's fd closes",
+        unregister_reads_disabled,
+    ),
+    Scenario::new(
+        "exec_fresh_registration",
+        "after exec from a process with a registered provider, a fresh register in the new image follows enable and writes",
+        exec_fresh_registration,
+    ).alone(true),
 ];
+
+pub const FAMILY: Family = Family::new("client", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 /// How long a disabled word must stay disabled to count as "never enabled again".

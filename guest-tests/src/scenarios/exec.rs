@@ -7,34 +7,36 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::framework::{
-    clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, poll_until, Ctx, Mapping, Pipe,
-    Scenario, Stop, R,
+    clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, poll_until, Ctx, Family,
+    Mapping, Pipe, Scenario, Stop, R, REMOTE_WRITE,
 };
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "exec::registrations_dropped",
-        about: "after exec the old (addr, bit) is gone: a new page there is never written, UNREG is ENOENT, REG works",
-        run: registrations_dropped,
-    },
-    Scenario {
-        name: "exec::fd_survives_exec",
-        about: "a data fd kept across exec still writes events with the index it got before exec",
-        run: fd_survives_exec,
-    },
-    Scenario {
-        name: "exec::exit_freezes_child_bit",
-        about: "a child's exit clears no bit and ends only its own registrations; the parent's still follow",
-        run: exit_freezes_child_bit,
-    },
-    Scenario {
-        name: "exec::vfork_exec_keeps_parent",
-        about: "a vfork child that execs leaves the registrations it shared with its parent in place",
-        run: vfork_exec_keeps_parent,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "registrations_dropped",
+        "after exec the old (addr, bit) is gone: a new page there is never written, UNREG is ENOENT, REG works",
+        registrations_dropped,
+    ),
+    Scenario::new(
+        "fd_survives_exec",
+        "a data fd kept across exec still writes events with the index it got before exec",
+        fd_survives_exec,
+    ).alone(true),
+    Scenario::new(
+        "exit_freezes_child_bit",
+        "a child's exit clears no bit and ends only its own registrations; the parent's still follow",
+        exit_freezes_child_bit,
+    ),
+    Scenario::new(
+        "vfork_exec_keeps_parent",
+        "a vfork child that execs leaves the registrations it shared with its parent in place",
+        vfork_exec_keeps_parent,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("exec", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 /// Free in both the old and the new image (static-pie images and mmaps live far above).

@@ -3,37 +3,41 @@
 
 use std::time::Duration;
 
-use crate::framework::{clone_vm, fork, wait_until, Ctx, Mapping, Pipe, Scenario, R};
+use crate::framework::{
+    clone_vm, fork, wait_until, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE,
+};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "fork::child_inherits_registration",
-        about: "a fork child holds a copy of the parent's (addr, bit): re-REG is EADDRINUSE, UNREG works once",
-        run: child_inherits_registration,
-    },
-    Scenario {
-        name: "fork::later_registrations_stay_per_process",
-        about: "a bit registered only by the child never appears in the parent's word, and vice versa",
-        run: later_registrations_stay_per_process,
-    },
-    Scenario {
-        name: "fork::child_unreg_keeps_parent",
-        about: "a child's UNREG leaves the parent's private word and registration as they were",
-        run: child_unreg_keeps_parent,
-    },
-    Scenario {
-        name: "fork::vfork_shares_registrations",
-        about: "a vfork child shares the parent's registrations: its REG of a taken (addr, bit) is EADDRINUSE, its new one lives on",
-        run: vfork_shares_registrations,
-    },
-    Scenario {
-        name: "fork::clone_vm_child_unreg_is_shared",
-        about: "a CLONE_VM child's UNREG removes the parent's registration (shared user_event_mm)",
-        run: clone_vm_child_unreg_is_shared,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "child_inherits_registration",
+        "a fork child holds a copy of the parent's (addr, bit): re-REG is EADDRINUSE, UNREG works once",
+        child_inherits_registration,
+    ),
+    Scenario::new(
+        "later_registrations_stay_per_process",
+        "a bit registered only by the child never appears in the parent's word, and vice versa",
+        later_registrations_stay_per_process,
+    ),
+    Scenario::new(
+        "child_unreg_keeps_parent",
+        "a child's UNREG leaves the parent's private word and registration as they were",
+        child_unreg_keeps_parent,
+    ),
+    Scenario::new(
+        "vfork_shares_registrations",
+        "a vfork child shares the parent's registrations: its REG of a taken (addr, bit) is EADDRINUSE, its new one lives on",
+        vfork_shares_registrations,
+    ),
+    Scenario::new(
+        "clone_vm_child_unreg_is_shared",
+        "a CLONE_VM child's UNREG removes the parent's registration (shared user_event_mm)",
+        clone_vm_child_unreg_is_shared,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("fork", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 

@@ -5,22 +5,26 @@
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
-use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use result_channel::Feature;
+
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "legacy::status_bit_follows_enable",
-        about: "old ABI: the event's bit in the mmap'd status page is set on enable and cleared on disable",
-        run: status_bit_follows_enable,
-    },
-    Scenario {
-        name: "legacy::write_reaches_trace",
-        about: "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
-        run: write_reaches_trace,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "status_bit_follows_enable",
+        "old ABI: the event's bit in the mmap'd status page is set on enable and cleared on disable",
+        status_bit_follows_enable,
+    ),
+    Scenario::new(
+        "write_reaches_trace",
+        "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
+        write_reaches_trace,
+    ).alone(true),
 ];
+
+pub const FAMILY: Family = Family::new("legacy", SCENARIOS).requires(&[Feature::StatusPage]);
 
 /// `struct user_reg` before 6.4: packed, 20 bytes, the kernel answers with a status bit.
 #[repr(C, packed)]

@@ -2,37 +2,43 @@
 //! fails quietly (a pr_warn from the fault worker), the registration is kept, and the
 //! process goes on working.
 
-use crate::framework::{kmsg_count, Ctx, Mapping, Scenario, Stop, R};
+use result_channel::Feature;
+
+use crate::framework::{kmsg_count, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "munmap::enable_after_munmap",
-        about: "enabling an event whose word was unmapped neither kills nor hangs the process; other words still follow",
-        run: enable_after_munmap,
-    },
-    Scenario {
-        name: "munmap::remap_fixed_gets_next_change",
-        about: "the registration outlives a failed write: a page MAP_FIXED at the address receives the next change",
-        run: remap_fixed_gets_next_change,
-    },
-    Scenario {
-        name: "munmap::unreg_unmapped",
-        about: "the (addr, bit) stays taken after munmap (EADDRINUSE); UNREG gives EFAULT, then ENOENT",
-        run: unreg_unmapped,
-    },
-    Scenario {
-        name: "munmap::mprotect_readonly",
-        about: "a word made read-only is not written; once writable again it follows the next change",
-        run: mprotect_readonly,
-    },
-    Scenario {
-        name: "munmap::madv_dontneed_before_enable",
-        about: "after MADV_DONTNEED dropped the page, enable faults a new one in and sets the bit",
-        run: madv_dontneed_before_enable,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "enable_after_munmap",
+        "enabling an event whose word was unmapped neither kills nor hangs the process; other words still follow",
+        enable_after_munmap,
+    ),
+    Scenario::new(
+        "remap_fixed_gets_next_change",
+        "the registration outlives a failed write: a page MAP_FIXED at the address receives the next change",
+        remap_fixed_gets_next_change,
+    ),
+    Scenario::new(
+        "unreg_unmapped",
+        "the (addr, bit) stays taken after munmap (EADDRINUSE); UNREG gives EFAULT, then ENOENT",
+        unreg_unmapped,
+    ).fault_warnings(false),
+    Scenario::new(
+        "mprotect_readonly",
+        "a word made read-only is not written; once writable again it follows the next change",
+        mprotect_readonly,
+    ),
+    Scenario::new(
+        "madv_dontneed_before_enable",
+        "after MADV_DONTNEED dropped the page, enable faults a new one in and sets the bit",
+        madv_dontneed_before_enable,
+    ).fault_warnings(false).requires(&[Feature::RemoteWrite, Feature::Madvise]),
 ];
+
+pub const FAMILY: Family = Family::new("munmap", SCENARIOS)
+    .requires(REMOTE_WRITE)
+    .fault_warnings();
 
 /// Waits for the fault worker's "user_events: Fault for mm: ... event: NAME" warning, which
 /// ends its (failed) attempt to write the word.

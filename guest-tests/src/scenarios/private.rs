@@ -4,36 +4,40 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::framework::{pread, read32, tmpfs_file, Ctx, Mapping, Scenario, R};
+use crate::framework::{
+    pread, read32, tmpfs_file, Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE,
+};
 use crate::{check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "private::anon_untouched_reg_while_enabled",
-        about: "REG on a never-touched MAP_PRIVATE anonymous page of an enabled event sets the bit at once",
-        run: anon_untouched_reg_while_enabled,
-    },
-    Scenario {
-        name: "private::static_data_word",
-        about: "a word in the program's .data follows enable/disable and keeps its other bits",
-        run: static_data_word,
-    },
-    Scenario {
-        name: "private::static_bss_word",
-        about: "a u64 word in the program's .bss follows enable/disable (size 8, bit 40)",
-        run: static_bss_word,
-    },
-    Scenario {
-        name: "private::tmpfs_file_unchanged",
-        about: "a MAP_PRIVATE tmpfs file mapping gets the bit while read() of the file is unchanged",
-        run: tmpfs_file_unchanged,
-    },
-    Scenario {
-        name: "private::tmpfs_file_read_first_unchanged",
-        about: "as tmpfs_file_unchanged, with the page read (mapped from the page cache) before REG",
-        run: tmpfs_file_read_first_unchanged,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "anon_untouched_reg_while_enabled",
+        "REG on a never-touched MAP_PRIVATE anonymous page of an enabled event sets the bit at once",
+        anon_untouched_reg_while_enabled,
+    ),
+    Scenario::new(
+        "static_data_word",
+        "a word in the program's .data follows enable/disable and keeps its other bits",
+        static_data_word,
+    ),
+    Scenario::new(
+        "static_bss_word",
+        "a u64 word in the program's .bss follows enable/disable (size 8, bit 40)",
+        static_bss_word,
+    ),
+    Scenario::new(
+        "tmpfs_file_unchanged",
+        "a MAP_PRIVATE tmpfs file mapping gets the bit while read() of the file is unchanged",
+        tmpfs_file_unchanged,
+    ),
+    Scenario::new(
+        "tmpfs_file_read_first_unchanged",
+        "as tmpfs_file_unchanged, with the page read (mapped from the page cache) before REG",
+        tmpfs_file_read_first_unchanged,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("private", SCENARIOS).requires(REMOTE_WRITE);
 
 /// Other bits set so that a write to the wrong bit, or a whole-word store, shows.
 const DATA_PATTERN: u32 = 0x5a5a_0000;

@@ -4,41 +4,45 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use crate::framework::{fork, pread, tmpfs_file, wait_until, Ctx, Mapping, Pipe, Scenario, R};
+use crate::framework::{
+    fork, pread, tmpfs_file, wait_until, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE,
+};
 use crate::{check_eq, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "shared::anon_follows_ftrace",
-        about: "a word in a MAP_SHARED anonymous page gets its bit on ftrace enable and loses it on disable",
-        run: anon_follows_ftrace,
-    },
-    Scenario {
-        name: "shared::anon_follows_perf",
-        about: "opening a perf tracepoint event sets the bit; closing the perf fd clears it",
-        run: anon_follows_perf,
-    },
-    Scenario {
-        name: "shared::bit_means_any_probe",
-        about: "with ftrace and perf both attached, the bit stays set until the last of them detaches",
-        run: bit_means_any_probe,
-    },
-    Scenario {
-        name: "shared::tmpfs_file_written_through",
-        about: "a word in a MAP_SHARED tmpfs file mapping is updated in the file itself (read() sees the bit)",
-        run: tmpfs_file_written_through,
-    },
-    Scenario {
-        name: "shared::fork_both_see_changes",
-        about: "after fork, parent and child both see every enable and disable in a shared word",
-        run: fork_both_see_changes,
-    },
-    Scenario {
-        name: "shared::child_unreg_clears_parent_view",
-        about: "a child's DIAG_IOCSUNREG clears the shared bit the parent sees, until the next transition",
-        run: child_unreg_clears_parent_view,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "anon_follows_ftrace",
+        "a word in a MAP_SHARED anonymous page gets its bit on ftrace enable and loses it on disable",
+        anon_follows_ftrace,
+    ),
+    Scenario::new(
+        "anon_follows_perf",
+        "opening a perf tracepoint event sets the bit; closing the perf fd clears it",
+        anon_follows_perf,
+    ),
+    Scenario::new(
+        "bit_means_any_probe",
+        "with ftrace and perf both attached, the bit stays set until the last of them detaches",
+        bit_means_any_probe,
+    ),
+    Scenario::new(
+        "tmpfs_file_written_through",
+        "a word in a MAP_SHARED tmpfs file mapping is updated in the file itself (read() sees the bit)",
+        tmpfs_file_written_through,
+    ),
+    Scenario::new(
+        "fork_both_see_changes",
+        "after fork, parent and child both see every enable and disable in a shared word",
+        fork_both_see_changes,
+    ),
+    Scenario::new(
+        "child_unreg_clears_parent_view",
+        "a child's DIAG_IOCSUNREG clears the shared bit the parent sees, until the next transition",
+        child_unreg_clears_parent_view,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("shared", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 

@@ -9,31 +9,37 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::framework::{fork, Ctx, Mapping, Scenario, R};
+use crate::framework::{fork, Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::{check, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "stress::fork_exit_while_flipping",
-        about: "children fork and exit while the event flips; the parent's private word converges",
-        run: fork_exit_while_flipping,
-    },
-    Scenario {
-        name: "stress::threads_reg_unreg_while_flipping",
-        about: "threads register and unregister their own bits on one page while the event flips",
-        run: threads_reg_unreg_while_flipping,
-    },
-    Scenario {
-        name: "stress::munmap_remap_while_flipping",
-        about: "the word's page is unmapped and remapped in a loop while the event flips",
-        run: munmap_remap_while_flipping,
-    },
-    Scenario {
-        name: "stress::many_events_one_page",
-        about: "64 events on the 64 bits of one word: every bit follows its own event",
-        run: many_events_one_page,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "fork_exit_while_flipping",
+        "children fork and exit while the event flips; the parent's private word converges",
+        fork_exit_while_flipping,
+    ),
+    Scenario::new(
+        "threads_reg_unreg_while_flipping",
+        "threads register and unregister their own bits on one page while the event flips",
+        threads_reg_unreg_while_flipping,
+    ),
+    Scenario::new(
+        "munmap_remap_while_flipping",
+        "the word's page is unmapped and remapped in a loop while the event flips",
+        munmap_remap_while_flipping,
+    )
+    .fault_warnings(true),
+    Scenario::new(
+        "many_events_one_page",
+        "64 events on the 64 bits of one word: every bit follows its own event",
+        many_events_one_page,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("stress", SCENARIOS)
+    .requires(REMOTE_WRITE)
+    .optional()
+    .alone();
 
 /// How long each stress scenario hammers (the guest's scenario limit must exceed it).
 const HAMMER: Duration = Duration::from_millis(1500);

@@ -6,32 +6,34 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, fail, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "threads::later_thread_shares",
-        about: "a thread created after the first REG shares it: its REG of the (addr, bit) is EADDRINUSE, its UNREG removes it",
-        run: later_thread_shares,
-    },
-    Scenario {
-        name: "threads::later_thread_registration_outlives_it",
-        about: "a registration made by a thread created after the first REG keeps working after that thread exits",
-        run: later_thread_registration_outlives_it,
-    },
-    Scenario {
-        name: "threads::earlier_thread_has_its_own",
-        about: "a thread that predates the first REG sees none of the process's registrations (UNREG ENOENT, REG of the same (addr, bit) works)",
-        run: earlier_thread_has_its_own,
-    },
-    Scenario {
-        name: "threads::earlier_thread_registration_dies_with_it",
-        about: "a registration made by a pre-existing thread follows enable while it lives and stops when it exits",
-        run: earlier_thread_registration_dies_with_it,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "later_thread_shares",
+        "a thread created after the first REG shares it: its REG of the (addr, bit) is EADDRINUSE, its UNREG removes it",
+        later_thread_shares,
+    ),
+    Scenario::new(
+        "later_thread_registration_outlives_it",
+        "a registration made by a thread created after the first REG keeps working after that thread exits",
+        later_thread_registration_outlives_it,
+    ),
+    Scenario::new(
+        "earlier_thread_has_its_own",
+        "a thread that predates the first REG sees none of the process's registrations (UNREG ENOENT, REG of the same (addr, bit) works)",
+        earlier_thread_has_its_own,
+    ),
+    Scenario::new(
+        "earlier_thread_registration_dies_with_it",
+        "a registration made by a pre-existing thread follows enable while it lives and stops when it exits",
+        earlier_thread_registration_dies_with_it,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("threads", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 

@@ -2,37 +2,41 @@
 //! strings, write() and writev(), and the errors of the write path. The raw lines and the
 //! `format` file also go to the host as snapshots; the guest asserts the field text itself.
 
-use crate::framework::{Ctx, Mapping, Scenario, R};
+use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "trace::integers_via_write",
-        about: "u8/u16/u32/u64 fields written with one write() render as 'c'(n), 0x%x (%d) and 0x%llx (%lld)",
-        run: integers_via_write,
-    },
-    Scenario {
-        name: "trace::char_arrays_via_writev",
-        about: "char[N] fields written with writev() split mid-field render as strings, NUL-terminated or full",
-        run: char_arrays_via_writev,
-    },
-    Scenario {
-        name: "trace::rel_loc_string",
-        about: "a __rel_loc char[] string (offset from the end of its loc field) renders as its text",
-        run: rel_loc_string,
-    },
-    Scenario {
-        name: "trace::data_loc_string",
-        about: "a __data_loc char[] string (offset from the start of the entry) renders as its text",
-        run: data_loc_string,
-    },
-    Scenario {
-        name: "trace::write_errors",
-        about: "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds and pwrite data with exact errnos",
-        run: write_errors,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "integers_via_write",
+        "u8/u16/u32/u64 fields written with one write() render as 'c'(n), 0x%x (%d) and 0x%llx (%lld)",
+        integers_via_write,
+    ),
+    Scenario::new(
+        "char_arrays_via_writev",
+        "char[N] fields written with writev() split mid-field render as strings, NUL-terminated or full",
+        char_arrays_via_writev,
+    ),
+    Scenario::new(
+        "rel_loc_string",
+        "a __rel_loc char[] string (offset from the end of its loc field) renders as its text",
+        rel_loc_string,
+    ),
+    Scenario::new(
+        "data_loc_string",
+        "a __data_loc char[] string (offset from the start of the entry) renders as its text",
+        data_loc_string,
+    ),
+    Scenario::new(
+        "write_errors",
+        "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds and pwrite data with exact errnos",
+        write_errors,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("trace", SCENARIOS)
+    .requires(REMOTE_WRITE)
+    .alone();
 
 /// Registers `name_args`, enables its event and empties `trace`; returns the write index.
 fn enabled_event(
