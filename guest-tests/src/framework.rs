@@ -15,11 +15,25 @@ use crate::uapi::{self, Errno};
 #[derive(Debug)]
 pub enum Stop {
     Fail(String),
-    /// The kernel lacks the feature: the probe's finding, never a version string.
-    Ignore(String),
+    /// The kernel lacks `missing`: `found` is what the probe saw, never a version string.
+    /// There is no ignore without a feature: the host checks it against what the kernel
+    /// under test must have, so an ignore it did not expect is a failure, not a quiet skip.
+    Ignore {
+        missing: Feature,
+        found: String,
+    },
 }
 
 pub type R = Result<(), Stop>;
+
+impl Stop {
+    pub fn ignore(missing: Feature, found: impl Into<String>) -> Self {
+        Stop::Ignore {
+            missing,
+            found: found.into(),
+        }
+    }
+}
 
 impl From<io::Error> for Stop {
     fn from(e: io::Error) -> Self {
@@ -305,18 +319,24 @@ impl Ctx {
     pub fn require_remote_write(&self) -> R {
         match uapi::unreg(self.fd(), 0, 0) {
             Err(Errno(libc::ENOENT)) => Ok(()),
-            Err(Errno(libc::ENOTTY)) => Err(Stop::Ignore(
-                "no remote-write ABI: DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)"
-                    .into(),
-            )),
+            Err(Errno(libc::ENOTTY)) => Err(Stop::Ignore {
+                missing: Feature::RemoteWrite,
+                found: "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
+            }),
             other => Err(Stop::Fail(format!(
                 "probe DIAG_IOCSUNREG(addr 0): unexpected {other:?}"
             ))),
         }
     }
 
-    /// Ignores the scenario unless REG accepts `flag` (PERSIST from 6.7, MULTI_FORMAT from 6.9).
-    pub fn require_flag(&mut self, flag: u16, what: &str) -> R {
+    /// Ignores the scenario unless REG accepts the flag of `feature` ([`Feature::RegPersist`]
+    /// from 6.7, [`Feature::RegMultiFormat`] from 6.9).
+    pub fn require_flag(&mut self, feature: Feature) -> R {
+        let (flag, what) = match feature {
+            Feature::RegPersist => (uapi::USER_EVENT_REG_PERSIST, "PERSIST"),
+            Feature::RegMultiFormat => (uapi::USER_EVENT_REG_MULTI_FORMAT, "MULTI_FORMAT"),
+            other => fail!("require_flag({other}): not a DIAG_IOCSREG flag"),
+        };
         self.require_remote_write()?;
         let name = self.event_name();
         let word = Box::new(0u64);
@@ -327,9 +347,10 @@ impl Ctx {
                 let _ = uapi::del(self.fd(), &name);
                 Ok(())
             }
-            Err(Errno(libc::EINVAL)) => Err(Stop::Ignore(format!(
-                "kernel rejects the {what} flag with EINVAL"
-            ))),
+            Err(Errno(libc::EINVAL)) => Err(Stop::Ignore {
+                missing: feature,
+                found: format!("DIAG_IOCSREG rejects the {what} flag with EINVAL"),
+            }),
             Err(e) => Err(Stop::Fail(format!(
                 "probe of the {what} flag: unexpected {e}"
             ))),
@@ -559,13 +580,35 @@ fn fork_with_result_pipe(f: impl FnOnce(&Pipe) -> R) -> Result<Child, Stop> {
     Ok(Child { pid, result })
 }
 
+/// A child's verdict on its result pipe: `ok`, `child: MESSAGE` for a failure, or
+/// `ignore FEATURE MESSAGE` (parsed back by [`Child::join`] into a [`Stop::Ignore`]).
 fn verdict_text(r: std::thread::Result<R>) -> String {
     match r {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(Stop::Fail(m))) => format!("child: {m}"),
-        Ok(Err(Stop::Ignore(m))) => format!("child ignored: {m}"),
+        Ok(Err(Stop::Ignore { missing, found })) => format!("{IGNORE_VERDICT}{missing} {found}"),
         Err(_) => "child panicked".to_owned(),
     }
+}
+
+const IGNORE_VERDICT: &str = "ignore ";
+
+/// A child's verdict text as the parent's outcome.
+fn verdict_stop(pid: libc::pid_t, verdict: &str) -> R {
+    if verdict == "ok" {
+        return Ok(());
+    }
+    if let Some(rest) = verdict.strip_prefix(IGNORE_VERDICT) {
+        let (feature, found) = rest.split_once(' ').unwrap_or((rest, ""));
+        return match Feature::from_name(feature) {
+            Some(missing) => Err(Stop::Ignore {
+                missing,
+                found: format!("child {pid}: {found}"),
+            }),
+            None => fail!("child {pid} ignored for an unknown feature: {verdict:?}"),
+        };
+    }
+    fail!("{verdict}")
 }
 
 impl Child {
@@ -615,16 +658,13 @@ impl Child {
             limit.as_millis()
         );
         let verdict = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
-        if verdict == "ok" {
-            return Ok(());
-        }
         if verdict.is_empty() {
             fail!(
                 "child {} died without a verdict (wait status {status:#x})",
                 self.pid
             );
         }
-        fail!("{verdict}")
+        verdict_stop(self.pid, &verdict)
     }
 }
 
@@ -794,5 +834,33 @@ pub fn kmsg_count(needle: &str) -> Result<usize, Stop> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
             Err(e) => fail!("/dev/kmsg: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_ignore_keeps_its_feature_through_the_pipe() {
+        let text = verdict_text(Ok(Err(Stop::ignore(
+            Feature::RegPersist,
+            "EINVAL for flag 1",
+        ))));
+        match verdict_stop(42, &text) {
+            Err(Stop::Ignore { missing, found }) => {
+                assert_eq!(missing, Feature::RegPersist);
+                assert_eq!(found, "child 42: EINVAL for flag 1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(verdict_stop(42, &verdict_text(Ok(Ok(())))).is_ok());
+        let fail = verdict_stop(42, &verdict_text(Ok(Err(Stop::Fail("bit 3".into())))));
+        assert!(matches!(fail, Err(Stop::Fail(m)) if m == "child: bit 3"));
+        // A verdict naming no known feature is a failure, never an ignore.
+        assert!(matches!(
+            verdict_stop(42, "ignore warp_drive x"),
+            Err(Stop::Fail(_))
+        ));
     }
 }

@@ -242,22 +242,43 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     (scenario.run)(&mut cx)
                 }));
-                let (outcome, message) = match r {
-                    Ok(Ok(())) => (Outcome::Pass, String::new()),
-                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m),
-                    Ok(Err(Stop::Ignore(m))) => (Outcome::Ignored, m),
+                let (outcome, message, lacks) = match r {
+                    Ok(Ok(())) => (Outcome::Pass, String::new(), None),
+                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
+                    // An ignore for a feature the scenario does not declare would let the
+                    // host excuse it for the wrong reason: that is the scenario's bug.
+                    Ok(Err(Stop::Ignore { missing, found }))
+                        if !scenario.requires.contains(&missing) =>
+                    {
+                        let declared: Vec<_> = scenario.requires.iter().map(|f| f.name()).collect();
+                        let m = format!(
+                            "ignored for missing {missing} ({found}), which it does not declare \
+                             (requires: {declared:?})"
+                        );
+                        (Outcome::Fail, m, None)
+                    }
+                    Ok(Err(Stop::Ignore { missing, found })) => (
+                        Outcome::Ignored,
+                        format!("no {missing}: {found}"),
+                        Some(missing),
+                    ),
                     Err(p) => (
                         Outcome::Fail,
                         format!("scenario panicked: {}", panic_text(&p)),
+                        None,
                     ),
                 };
                 let mut rec = end(name, outcome, message, started);
                 if let Record::End {
-                    snapshots, notes, ..
+                    snapshots,
+                    notes,
+                    missing,
+                    ..
                 } = &mut rec
                 {
                     *snapshots = std::mem::take(&mut cx.snapshots);
                     *notes = std::mem::take(&mut cx.notes);
+                    *missing = lacks;
                 }
                 rec
             }

@@ -498,7 +498,7 @@ fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
 }
 
 fn persist_outlives_users(cx: &mut Ctx) -> R {
-    cx.require_flag(uapi::USER_EVENT_REG_PERSIST, "PERSIST")?;
+    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let other = tracefs::open_data()?;
@@ -536,7 +536,7 @@ fn persist_outlives_users(cx: &mut Ctx) -> R {
 }
 
 fn multi_format(cx: &mut Ctx) -> R {
-    cx.require_flag(uapi::USER_EVENT_REG_MULTI_FORMAT, "MULTI_FORMAT")?;
+    cx.require_flag(Feature::RegMultiFormat)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let multi = uapi::USER_EVENT_REG_MULTI_FORMAT;

@@ -40,10 +40,15 @@ struct OldUserReg {
 fn require_status_page_abi(cx: &Ctx) -> R {
     match uapi::unreg(cx.fd(), 0, 0) {
         Err(Errno(libc::ENOTTY)) => Ok(()),
-        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore(
-            "kernel has the remote-write ABI (DIAG_IOCSUNREG exists); the status page was removed in 6.4".into(),
-        )),
-        other => Err(Stop::Fail(format!("probe DIAG_IOCSUNREG: unexpected {other:?}"))),
+        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore {
+            missing: Feature::StatusPage,
+            found:
+                "DIAG_IOCSUNREG exists (the remote-write ABI, which removed the status page in 6.4)"
+                    .into(),
+        }),
+        other => Err(Stop::Fail(format!(
+            "probe DIAG_IOCSUNREG: unexpected {other:?}"
+        ))),
     }
 }
 

@@ -150,9 +150,10 @@ fn madv_dontneed_before_enable(cx: &mut Ctx) -> R {
     if unsafe { libc::madvise(page.ptr as *mut _, page.len, libc::MADV_DONTNEED) } != 0 {
         let e = Errno::last();
         if e == Errno(libc::ENOSYS) {
-            return Err(Stop::Ignore(
-                "madvise gives ENOSYS: kernel without CONFIG_ADVISE_SYSCALLS".into(),
-            ));
+            return Err(Stop::Ignore {
+                missing: Feature::Madvise,
+                found: "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)".into(),
+            });
         }
         crate::fail!("madvise(MADV_DONTNEED): {e}");
     }
