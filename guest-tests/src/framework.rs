@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use result_channel::Snapshot;
+use result_channel::{Feature, ScenarioInfo, Snapshot};
 
 use crate::tracefs;
 use crate::uapi::{self, Errno};
@@ -15,11 +15,25 @@ use crate::uapi::{self, Errno};
 #[derive(Debug)]
 pub enum Stop {
     Fail(String),
-    /// The kernel lacks the feature: the probe's finding, never a version string.
-    Ignore(String),
+    /// The kernel lacks `missing`: `found` is what the probe saw, never a version string.
+    /// There is no ignore without a feature: the host checks it against what the kernel
+    /// under test must have, so an ignore it did not expect is a failure, not a quiet skip.
+    Ignore {
+        missing: Feature,
+        found: String,
+    },
 }
 
 pub type R = Result<(), Stop>;
+
+impl Stop {
+    pub fn ignore(missing: Feature, found: impl Into<String>) -> Self {
+        Stop::Ignore {
+            missing,
+            found: found.into(),
+        }
+    }
+}
 
 impl From<io::Error> for Stop {
     fn from(e: io::Error) -> Self {
@@ -67,16 +81,149 @@ macro_rules! check_eq {
     }};
 }
 
+/// One scenario as its family file declares it: a name within the family, its promise and
+/// its function, plus whatever it says differently from the family's defaults.
+/// `Scenario::new("name", "about", run).fault_warnings(true)` in a `const`.
+#[derive(Clone, Copy)]
 pub struct Scenario {
-    /// `family::name`; the family groups it for `cargo xtask test -- family`.
+    /// The name within the family; the full name is `family::name`.
     pub name: &'static str,
     /// One line: the promise of the ABI this scenario checks.
     pub about: &'static str,
     pub run: fn(&mut Ctx) -> R,
+    fault_warnings: Option<bool>,
+    alone: Option<bool>,
+    requires: Option<&'static [Feature]>,
+}
+
+impl Scenario {
+    pub const fn new(name: &'static str, about: &'static str, run: fn(&mut Ctx) -> R) -> Self {
+        Scenario {
+            name,
+            about,
+            run,
+            fault_warnings: None,
+            alone: None,
+            requires: None,
+        }
+    }
+
+    /// The kernel's "user_events: Fault for mm" warning is an expected outcome here (the
+    /// scenario unmaps or protects its word on purpose), or, with `false`, trouble.
+    pub const fn fault_warnings(mut self, yes: bool) -> Self {
+        self.fault_warnings = Some(yes);
+        self
+    }
+
+    /// Must run with no other scenario beside it (load-making, timing-sensitive, or using
+    /// global state such as the trace buffer).
+    pub const fn alone(mut self, yes: bool) -> Self {
+        self.alone = Some(yes);
+        self
+    }
+
+    /// The features its probes require, replacing the family's list.
+    pub const fn requires(mut self, features: &'static [Feature]) -> Self {
+        self.requires = Some(features);
+        self
+    }
+}
+
+/// What nearly every scenario requires: the 6.4+ ABI ([`Ctx::require_remote_write`]).
+pub const REMOTE_WRITE: &[Feature] = &[Feature::RemoteWrite];
+
+/// A family of scenarios (one file under `scenarios/`): its name, whether it runs only on
+/// request, and the defaults its scenarios inherit unless they say otherwise.
+pub struct Family {
+    pub name: &'static str,
+    pub optional: bool,
+    pub fault_warnings: bool,
+    pub alone: bool,
+    pub requires: &'static [Feature],
+    pub scenarios: &'static [Scenario],
+}
+
+impl Family {
+    /// A family of scenarios that run by default, expect no fault warning, may share the
+    /// machine, and require nothing; the builders below change that.
+    pub const fn new(name: &'static str, scenarios: &'static [Scenario]) -> Self {
+        Family {
+            name,
+            optional: false,
+            fault_warnings: false,
+            alone: false,
+            requires: &[],
+            scenarios,
+        }
+    }
+
+    /// Runs only when asked for (`cargo xtask test --stress`).
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    pub const fn fault_warnings(mut self) -> Self {
+        self.fault_warnings = true;
+        self
+    }
+
+    pub const fn alone(mut self) -> Self {
+        self.alone = true;
+        self
+    }
+
+    pub const fn requires(mut self, features: &'static [Feature]) -> Self {
+        self.requires = features;
+        self
+    }
+
+    /// Its scenarios, with the family's defaults filled in.
+    pub fn entries(&'static self) -> impl Iterator<Item = Entry> {
+        self.scenarios.iter().map(move |s| Entry {
+            name: format!("{}::{}", self.name, s.name),
+            family: self.name,
+            about: s.about,
+            run: s.run,
+            optional: self.optional,
+            fault_warnings: s.fault_warnings.unwrap_or(self.fault_warnings),
+            alone: s.alone.unwrap_or(self.alone),
+            requires: s.requires.unwrap_or(self.requires),
+        })
+    }
+}
+
+/// A scenario as the runner sees it: full name, and every property resolved.
+#[derive(Clone)]
+pub struct Entry {
+    /// `family::name`; the family groups it for `cargo xtask test -- family`.
+    pub name: String,
+    pub family: &'static str,
+    pub about: &'static str,
+    pub run: fn(&mut Ctx) -> R,
+    pub optional: bool,
+    pub fault_warnings: bool,
+    pub alone: bool,
+    pub requires: &'static [Feature],
+}
+
+impl Entry {
+    /// What the host learns about it (`ue-scenarios --list-json`).
+    pub fn info(&self) -> ScenarioInfo {
+        ScenarioInfo {
+            name: self.name.clone(),
+            family: self.family.to_owned(),
+            about: self.about.to_owned(),
+            optional: self.optional,
+            fault_warnings: self.fault_warnings,
+            alone: self.alone,
+            requires: self.requires.to_vec(),
+        }
+    }
 }
 
 pub struct Ctx {
-    pub scenario: &'static str,
+    pub scenario: String,
     pub data: OwnedFd,
     pub poll_deadline: Duration,
     pub snapshots: Vec<Snapshot>,
@@ -85,8 +232,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(scenario: &'static str, poll_deadline: Duration) -> io::Result<Self> {
-        Ok(Ctx { scenario, data: tracefs::open_data()?, poll_deadline, snapshots: vec![], notes: vec![], names: 0 })
+    pub fn new(scenario: String, poll_deadline: Duration) -> io::Result<Self> {
+        Ok(Ctx {
+            scenario,
+            data: tracefs::open_data()?,
+            poll_deadline,
+            snapshots: vec![],
+            notes: vec![],
+            names: 0,
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -97,12 +251,19 @@ impl Ctx {
     /// can never satisfy this one's checks.
     pub fn event_name(&mut self) -> String {
         self.names += 1;
-        let base: String = self.scenario.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let base: String = self
+            .scenario
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         format!("ue_{base}_{}", self.names)
     }
 
     pub fn snapshot(&mut self, name: &str, content: String) {
-        self.snapshots.push(Snapshot { name: name.to_owned(), content });
+        self.snapshots.push(Snapshot {
+            name: name.to_owned(),
+            content,
+        });
     }
 
     pub fn note(&mut self, s: String) {
@@ -111,16 +272,26 @@ impl Ctx {
 
     /// Polls `cond` until it holds or the deadline passes; reports how long it took, since
     /// asynchronous updates (the fault worker) are what this project measures.
-    pub fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) -> Result<Duration, Stop> {
-        let d = poll_until(self.poll_deadline, &mut cond)
-            .map_err(|waited| Stop::Fail(format!("{what}: not seen within {} ms", waited.as_millis())))?;
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        mut cond: impl FnMut() -> bool,
+    ) -> Result<Duration, Stop> {
+        let d = poll_until(self.poll_deadline, &mut cond).map_err(|waited| {
+            Stop::Fail(format!("{what}: not seen within {} ms", waited.as_millis()))
+        })?;
         self.note(format!("{what}: {} us", d.as_micros()));
         Ok(d)
     }
 
     /// Confirms that `cond` stays false for `window`, for "the kernel must NOT write" checks.
     /// A negative can only be bounded, not proven: the window is the poll deadline.
-    pub fn never_within(&mut self, what: &str, window: Duration, mut cond: impl FnMut() -> bool) -> R {
+    pub fn never_within(
+        &mut self,
+        what: &str,
+        window: Duration,
+        mut cond: impl FnMut() -> bool,
+    ) -> R {
         let start = Instant::now();
         while start.elapsed() < window {
             if cond() {
@@ -132,8 +303,15 @@ impl Ctx {
     }
 
     /// Registers an event whose enable word is `bit` of the `size`-byte word at `addr`.
-    pub fn reg(&mut self, name_args: &str, addr: *const u8, size: u8, bit: u8) -> Result<u32, Stop> {
-        uapi::reg(self.fd(), name_args, addr as u64, size, bit, 0).ctx(|| format!("DIAG_IOCSREG {name_args:?}"))
+    pub fn reg(
+        &mut self,
+        name_args: &str,
+        addr: *const u8,
+        size: u8,
+        bit: u8,
+    ) -> Result<u32, Stop> {
+        uapi::reg(self.fd(), name_args, addr as u64, size, bit, 0)
+            .ctx(|| format!("DIAG_IOCSREG {name_args:?}"))
     }
 
     /// Ignores the scenario unless the kernel has the 6.4+ remote-write ABI. The probe is an
@@ -141,15 +319,24 @@ impl Ctx {
     pub fn require_remote_write(&self) -> R {
         match uapi::unreg(self.fd(), 0, 0) {
             Err(Errno(libc::ENOENT)) => Ok(()),
-            Err(Errno(libc::ENOTTY)) => Err(Stop::Ignore(
-                "no remote-write ABI: DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
-            )),
-            other => Err(Stop::Fail(format!("probe DIAG_IOCSUNREG(addr 0): unexpected {other:?}"))),
+            Err(Errno(libc::ENOTTY)) => Err(Stop::Ignore {
+                missing: Feature::RemoteWrite,
+                found: "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
+            }),
+            other => Err(Stop::Fail(format!(
+                "probe DIAG_IOCSUNREG(addr 0): unexpected {other:?}"
+            ))),
         }
     }
 
-    /// Ignores the scenario unless REG accepts `flag` (PERSIST from 6.7, MULTI_FORMAT from 6.9).
-    pub fn require_flag(&mut self, flag: u16, what: &str) -> R {
+    /// Ignores the scenario unless REG accepts the flag of `feature` ([`Feature::RegPersist`]
+    /// from 6.7, [`Feature::RegMultiFormat`] from 6.9).
+    pub fn require_flag(&mut self, feature: Feature) -> R {
+        let (flag, what) = match feature {
+            Feature::RegPersist => (uapi::USER_EVENT_REG_PERSIST, "PERSIST"),
+            Feature::RegMultiFormat => (uapi::USER_EVENT_REG_MULTI_FORMAT, "MULTI_FORMAT"),
+            other => fail!("require_flag({other}): not a DIAG_IOCSREG flag"),
+        };
         self.require_remote_write()?;
         let name = self.event_name();
         let word = Box::new(0u64);
@@ -160,8 +347,13 @@ impl Ctx {
                 let _ = uapi::del(self.fd(), &name);
                 Ok(())
             }
-            Err(Errno(libc::EINVAL)) => Err(Stop::Ignore(format!("kernel rejects the {what} flag with EINVAL"))),
-            Err(e) => Err(Stop::Fail(format!("probe of the {what} flag: unexpected {e}"))),
+            Err(Errno(libc::EINVAL)) => Err(Stop::Ignore {
+                missing: feature,
+                found: format!("DIAG_IOCSREG rejects the {what} flag with EINVAL"),
+            }),
+            Err(e) => Err(Stop::Fail(format!(
+                "probe of the {what} flag: unexpected {e}"
+            ))),
         }
     }
 }
@@ -181,7 +373,10 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
 }
 
 /// Ok(time it took) or Err(time waited).
-pub fn poll_until(deadline: Duration, cond: &mut dyn FnMut() -> bool) -> Result<Duration, Duration> {
+pub fn poll_until(
+    deadline: Duration,
+    cond: &mut dyn FnMut() -> bool,
+) -> Result<Duration, Duration> {
     let start = Instant::now();
     loop {
         if cond() {
@@ -202,7 +397,13 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn anon(flags: i32) -> Result<Self, Stop> {
-        Self::map(4096, libc::PROT_READ | libc::PROT_WRITE, flags | libc::MAP_ANONYMOUS, -1, 0)
+        Self::map(
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     }
 
     pub fn map(len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> Result<Self, Stop> {
@@ -210,14 +411,28 @@ impl Mapping {
     }
 
     /// mmap with an address; with MAP_FIXED or MAP_FIXED_NOREPLACE, anything else is a failure.
-    pub fn map_at(addr: *const u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> Result<Self, Stop> {
+    pub fn map_at(
+        addr: *const u8,
+        len: usize,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: i64,
+    ) -> Result<Self, Stop> {
         let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, off) };
         if p == libc::MAP_FAILED {
             fail!("mmap at {addr:p}: {}", io::Error::last_os_error());
         }
-        let m = Mapping { ptr: p as *mut u8, len };
+        let m = Mapping {
+            ptr: p as *mut u8,
+            len,
+        };
         if flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0 {
-            check!(std::ptr::eq(m.ptr, addr), "mmap gave {:p}, not the fixed {addr:p}", m.ptr);
+            check!(
+                std::ptr::eq(m.ptr, addr),
+                "mmap gave {:p}, not the fixed {addr:p}",
+                m.ptr
+            );
         }
         Ok(m)
     }
@@ -271,7 +486,12 @@ impl Pipe {
     /// Adopts two inherited fds (an exec'd helper's ends of two pipes).
     pub fn from_raw(rd: i32, wr: i32) -> Self {
         use std::os::fd::FromRawFd;
-        unsafe { Pipe { rd: OwnedFd::from_raw_fd(rd), wr: OwnedFd::from_raw_fd(wr) } }
+        unsafe {
+            Pipe {
+                rd: OwnedFd::from_raw_fd(rd),
+                wr: OwnedFd::from_raw_fd(wr),
+            }
+        }
     }
 
     pub fn new() -> Result<Self, Stop> {
@@ -280,22 +500,40 @@ impl Pipe {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             fail!("pipe2: {}", io::Error::last_os_error());
         }
-        Ok(unsafe { Pipe { rd: OwnedFd::from_raw_fd(fds[0]), wr: OwnedFd::from_raw_fd(fds[1]) } })
+        Ok(unsafe {
+            Pipe {
+                rd: OwnedFd::from_raw_fd(fds[0]),
+                wr: OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
     }
 
     pub fn send(&self, bytes: &[u8]) -> R {
         use std::os::fd::AsRawFd;
-        let n = unsafe { libc::write(self.wr.as_raw_fd(), bytes.as_ptr() as *const _, bytes.len()) };
-        check!(n == bytes.len() as isize, "pipe write: {}", io::Error::last_os_error());
+        let n =
+            unsafe { libc::write(self.wr.as_raw_fd(), bytes.as_ptr() as *const _, bytes.len()) };
+        check!(
+            n == bytes.len() as isize,
+            "pipe write: {}",
+            io::Error::last_os_error()
+        );
         Ok(())
     }
 
     /// Reads up to `max` bytes, waiting at most `limit`; EOF gives an empty vector.
     pub fn recv(&self, max: usize, limit: Duration) -> Result<Vec<u8>, Stop> {
         use std::os::fd::AsRawFd;
-        let mut pfd = libc::pollfd { fd: self.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let r = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
-        check!(r > 0, "no message from the other process within {} ms", limit.as_millis());
+        check!(
+            r > 0,
+            "no message from the other process within {} ms",
+            limit.as_millis()
+        );
         let mut buf = vec![0u8; max];
         let n = unsafe { libc::read(self.rd.as_raw_fd(), buf.as_mut_ptr() as *mut _, max) };
         check!(n >= 0, "pipe read: {}", io::Error::last_os_error());
@@ -306,7 +544,12 @@ impl Pipe {
     /// Waits for one byte and checks it is `tag` (the other side's step marker).
     pub fn expect(&self, tag: u8, limit: Duration) -> R {
         let got = self.recv(1, limit)?;
-        check!(got == [tag], "expected step {:?} from the other process, got {:?}", tag as char, got);
+        check!(
+            got == [tag],
+            "expected step {:?} from the other process, got {:?}",
+            tag as char,
+            got
+        );
         Ok(())
     }
 }
@@ -328,20 +571,44 @@ fn fork_with_result_pipe(f: impl FnOnce(&Pipe) -> R) -> Result<Child, Stop> {
     let pid = unsafe { libc::fork() };
     check!(pid >= 0, "fork: {}", io::Error::last_os_error());
     if pid == 0 {
-        let verdict = verdict_text(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&result))));
+        let verdict = verdict_text(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || f(&result),
+        )));
         let _ = result.send(verdict.as_bytes());
         unsafe { libc::_exit(0) };
     }
     Ok(Child { pid, result })
 }
 
+/// A child's verdict on its result pipe: `ok`, `child: MESSAGE` for a failure, or
+/// `ignore FEATURE MESSAGE` (parsed back by [`Child::join`] into a [`Stop::Ignore`]).
 fn verdict_text(r: std::thread::Result<R>) -> String {
     match r {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(Stop::Fail(m))) => format!("child: {m}"),
-        Ok(Err(Stop::Ignore(m))) => format!("child ignored: {m}"),
+        Ok(Err(Stop::Ignore { missing, found })) => format!("{IGNORE_VERDICT}{missing} {found}"),
         Err(_) => "child panicked".to_owned(),
     }
+}
+
+const IGNORE_VERDICT: &str = "ignore ";
+
+/// A child's verdict text as the parent's outcome.
+fn verdict_stop(pid: libc::pid_t, verdict: &str) -> R {
+    if verdict == "ok" {
+        return Ok(());
+    }
+    if let Some(rest) = verdict.strip_prefix(IGNORE_VERDICT) {
+        let (feature, found) = rest.split_once(' ').unwrap_or((rest, ""));
+        return match Feature::from_name(feature) {
+            Some(missing) => Err(Stop::Ignore {
+                missing,
+                found: format!("child {pid}: {found}"),
+            }),
+            None => fail!("child {pid} ignored for an unknown feature: {verdict:?}"),
+        };
+    }
+    fail!("{verdict}")
 }
 
 impl Child {
@@ -349,7 +616,11 @@ impl Child {
     /// child (likely stuck waiting for the parent, or failed first) gets a short limit, and
     /// both messages are reported, since either may be the cause.
     pub fn join_with(self, parent: R, limit: Duration) -> R {
-        let limit = if parent.is_ok() { limit } else { Duration::from_millis(500) };
+        let limit = if parent.is_ok() {
+            limit
+        } else {
+            Duration::from_millis(500)
+        };
         match (parent, self.join(limit)) {
             (Ok(()), child) => child,
             (Err(Stop::Fail(p)), Err(Stop::Fail(c))) => fail!("{p} ({c})"),
@@ -363,27 +634,39 @@ impl Child {
         // Close our copy of the write end so EOF means "the child died without a verdict".
         drop(self.result.wr);
         let rd = self.result.rd;
-        let mut pfd = libc::pollfd { fd: rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ready = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
         if ready <= 0 {
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
         }
         let mut buf = vec![0u8; 4096];
-        let n = if ready > 0 { unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr() as *mut _, buf.len()) } } else { 0 };
+        let n = if ready > 0 {
+            unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr() as *mut _, buf.len()) }
+        } else {
+            0
+        };
         let mut status = 0;
         unsafe { libc::waitpid(self.pid, &mut status, 0) };
-        check!(ready > 0, "child {} gave no verdict within {} ms", self.pid, limit.as_millis());
+        check!(
+            ready > 0,
+            "child {} gave no verdict within {} ms",
+            self.pid,
+            limit.as_millis()
+        );
         let verdict = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
-        if verdict == "ok" {
-            return Ok(());
-        }
         if verdict.is_empty() {
-            fail!("child {} died without a verdict (wait status {status:#x})", self.pid);
+            fail!(
+                "child {} died without a verdict (wait status {status:#x})",
+                self.pid
+            );
         }
-        fail!("{verdict}")
+        verdict_stop(self.pid, &verdict)
     }
 }
-
 
 /// The fd on which an exec'd helper sends its verdict.
 const HELPER_VERDICT_FD: i32 = 200;
@@ -391,14 +674,22 @@ const HELPER_VERDICT_FD: i32 = 200;
 /// Clears FD_CLOEXEC so that `fd` reaches an exec'd helper under the same number.
 pub fn keep_across_exec(fd: BorrowedFd<'_>) -> R {
     use std::os::fd::AsRawFd;
-    check!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) } == 0, "fcntl: {}", io::Error::last_os_error());
+    check!(
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) } == 0,
+        "fcntl: {}",
+        io::Error::last_os_error()
+    );
     Ok(())
 }
 
 /// Forks a child that runs `pre_exec` and then re-executes this program as
 /// `ue-scenarios --helper WHICH ARGS...`; the helper reports with [`helper_verdict`], so
 /// [`Child::join`] collects its verdict as for [`fork`].
-pub fn exec_helper(which: &str, args: &[String], pre_exec: impl FnOnce() -> R) -> Result<Child, Stop> {
+pub fn exec_helper(
+    which: &str,
+    args: &[String],
+    pre_exec: impl FnOnce() -> R,
+) -> Result<Child, Stop> {
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
     let argv: Vec<CString> = ["ue-scenarios", "--helper", which]
@@ -411,7 +702,10 @@ pub fn exec_helper(which: &str, args: &[String], pre_exec: impl FnOnce() -> R) -
     fork_with_result_pipe(move |result| {
         pre_exec()?;
         // dup2 leaves the new fd without FD_CLOEXEC.
-        check!(unsafe { libc::dup2(result.wr.as_raw_fd(), HELPER_VERDICT_FD) } == HELPER_VERDICT_FD, "dup2");
+        check!(
+            unsafe { libc::dup2(result.wr.as_raw_fd(), HELPER_VERDICT_FD) } == HELPER_VERDICT_FD,
+            "dup2"
+        );
         let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         ptrs.push(std::ptr::null());
         unsafe { libc::execv(exe.as_ptr(), ptrs.as_ptr()) };
@@ -425,8 +719,18 @@ pub fn helper_verdict(f: impl FnOnce() -> R) -> i32 {
     use std::os::fd::FromRawFd;
     let verdict = verdict_text(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     let out = unsafe { OwnedFd::from_raw_fd(HELPER_VERDICT_FD) };
-    let n = unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&out), verdict.as_ptr() as *const _, verdict.len()) };
-    if n == verdict.len() as isize { 0 } else { 1 }
+    let n = unsafe {
+        libc::write(
+            std::os::fd::AsRawFd::as_raw_fd(&out),
+            verdict.as_ptr() as *const _,
+            verdict.len(),
+        )
+    };
+    if n == verdict.len() as isize {
+        0
+    } else {
+        1
+    }
 }
 
 /// Runs `f` in a child that shares this process's memory (clone with CLONE_VM, plus
@@ -442,7 +746,14 @@ pub fn clone_vm(vfork: bool, f: &mut dyn FnMut() -> i32) -> Result<i32, Stop> {
     let top = unsafe { stack.as_mut_ptr().add(stack.len()) } as usize & !15;
     let flags = libc::CLONE_VM | libc::SIGCHLD | if vfork { libc::CLONE_VFORK } else { 0 };
     let mut f = f;
-    let pid = unsafe { libc::clone(trampoline, top as *mut _, flags, &mut f as *mut _ as *mut libc::c_void) };
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top as *mut _,
+            flags,
+            &mut f as *mut _ as *mut libc::c_void,
+        )
+    };
     check!(pid > 0, "clone: {}", io::Error::last_os_error());
     let mut status = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -458,7 +769,10 @@ pub fn clone_vm(vfork: bool, f: &mut dyn FnMut() -> i32) -> Result<i32, Stop> {
         }
         pause();
     }
-    check!(libc::WIFEXITED(status), "CLONE_VM child {pid} died (wait status {status:#x})");
+    check!(
+        libc::WIFEXITED(status),
+        "CLONE_VM child {pid} died (wait status {status:#x})"
+    );
     Ok(libc::WEXITSTATUS(status))
 }
 
@@ -466,11 +780,28 @@ pub fn clone_vm(vfork: bool, f: &mut dyn FnMut() -> i32) -> Result<i32, Stop> {
 pub fn tmpfs_file(content: &[u8]) -> Result<OwnedFd, Stop> {
     use std::os::fd::FromRawFd;
     let dir = std::ffi::CString::new("/tmp").unwrap();
-    let fd = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600) };
+    let fd = unsafe {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
     check!(fd >= 0, "O_TMPFILE in /tmp: {}", io::Error::last_os_error());
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let n = unsafe { libc::pwrite(std::os::fd::AsRawFd::as_raw_fd(&fd), content.as_ptr() as *const _, content.len(), 0) };
-    check!(n == content.len() as isize, "pwrite: {}", io::Error::last_os_error());
+    let n = unsafe {
+        libc::pwrite(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            content.as_ptr() as *const _,
+            content.len(),
+            0,
+        )
+    };
+    check!(
+        n == content.len() as isize,
+        "pwrite: {}",
+        io::Error::last_os_error()
+    );
     Ok(fd)
 }
 
@@ -488,7 +819,10 @@ pub fn pread(fd: BorrowedFd<'_>, len: usize, off: i64) -> Result<Vec<u8>, Stop> 
 pub fn kmsg_count(needle: &str) -> Result<usize, Stop> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg")?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")?;
     let mut buf = vec![0u8; 8192];
     let mut count = 0;
     loop {
@@ -500,5 +834,33 @@ pub fn kmsg_count(needle: &str) -> Result<usize, Stop> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
             Err(e) => fail!("/dev/kmsg: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_ignore_keeps_its_feature_through_the_pipe() {
+        let text = verdict_text(Ok(Err(Stop::ignore(
+            Feature::RegPersist,
+            "EINVAL for flag 1",
+        ))));
+        match verdict_stop(42, &text) {
+            Err(Stop::Ignore { missing, found }) => {
+                assert_eq!(missing, Feature::RegPersist);
+                assert_eq!(found, "child 42: EINVAL for flag 1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(verdict_stop(42, &verdict_text(Ok(Ok(())))).is_ok());
+        let fail = verdict_stop(42, &verdict_text(Ok(Err(Stop::Fail("bit 3".into())))));
+        assert!(matches!(fail, Err(Stop::Fail(m)) if m == "child: bit 3"));
+        // A verdict naming no known feature is a failure, never an ignore.
+        assert!(matches!(
+            verdict_stop(42, "ignore warp_drive x"),
+            Err(Stop::Fail(_))
+        ));
     }
 }

@@ -12,12 +12,19 @@ pub fn path(rel: &str) -> String {
 
 /// Opens `user_events_data`, the file every registration and write goes through.
 pub fn open_data() -> io::Result<OwnedFd> {
-    Ok(fs::OpenOptions::new().read(true).write(true).open(path("user_events_data"))?.into())
+    Ok(fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path("user_events_data"))?
+        .into())
 }
 
 fn write_file(rel: &str, text: &str) -> io::Result<()> {
     let p = path(rel);
-    let mut f = fs::OpenOptions::new().write(true).open(&p).map_err(|e| with_path(e, &p))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map_err(|e| with_path(e, &p))?;
     f.write_all(text.as_bytes()).map_err(|e| with_path(e, &p))
 }
 
@@ -32,12 +39,17 @@ fn with_path(e: io::Error, p: &str) -> io::Error {
 
 /// Attaches or detaches ftrace from `user_events/NAME` (the `enable` file).
 pub fn set_enabled(event: &str, on: bool) -> io::Result<()> {
-    write_file(&format!("events/user_events/{event}/enable"), if on { "1" } else { "0" })
+    write_file(
+        &format!("events/user_events/{event}/enable"),
+        if on { "1" } else { "0" },
+    )
 }
 
 pub fn event_id(event: &str) -> io::Result<u64> {
     let s = read_file(&format!("events/user_events/{event}/id"))?;
-    s.trim().parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("id {s:?}: {e}")))
+    s.trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("id {s:?}: {e}")))
 }
 
 pub fn format(event: &str) -> io::Result<String> {
@@ -51,7 +63,12 @@ pub fn status() -> io::Result<String> {
 /// Empties the global trace buffer (opening `trace` with O_TRUNC does that).
 pub fn clear_trace() -> io::Result<()> {
     let p = path("trace");
-    fs::OpenOptions::new().write(true).truncate(true).open(&p).map(drop).map_err(|e| with_path(e, &p))
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .map(drop)
+        .map_err(|e| with_path(e, &p))
 }
 
 pub fn read_trace() -> io::Result<String> {
@@ -60,7 +77,11 @@ pub fn read_trace() -> io::Result<String> {
 
 /// The event lines of `trace`, without its `#` header.
 pub fn trace_lines() -> io::Result<Vec<String>> {
-    Ok(read_trace()?.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect())
+    Ok(read_trace()?
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 pub fn exists(rel: &str) -> bool {

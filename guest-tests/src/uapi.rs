@@ -94,7 +94,14 @@ pub fn reg_raw(fd: BorrowedFd<'_>, reg: &mut UserReg) -> SysResult<()> {
 }
 
 /// Registers `name_args` with its enable word at `addr`; returns the write index.
-pub fn reg(fd: BorrowedFd<'_>, name_args: &str, addr: u64, size: u8, bit: u8, flags: u16) -> SysResult<u32> {
+pub fn reg(
+    fd: BorrowedFd<'_>,
+    name_args: &str,
+    addr: u64,
+    size: u8,
+    bit: u8,
+    flags: u16,
+) -> SysResult<u32> {
     let c = CString::new(name_args).expect("no NUL in event names");
     let mut r = UserReg {
         size: 28,
@@ -119,7 +126,15 @@ pub fn unreg_raw(fd: BorrowedFd<'_>, u: &UserUnreg) -> SysResult<()> {
 }
 
 pub fn unreg(fd: BorrowedFd<'_>, addr: u64, bit: u8) -> SysResult<()> {
-    unreg_raw(fd, &UserUnreg { size: 16, disable_bit: bit, disable_addr: addr, ..Default::default() })
+    unreg_raw(
+        fd,
+        &UserUnreg {
+            size: 16,
+            disable_bit: bit,
+            disable_addr: addr,
+            ..Default::default()
+        },
+    )
 }
 
 pub fn del(fd: BorrowedFd<'_>, name: &str) -> SysResult<()> {
@@ -136,8 +151,14 @@ pub fn del(fd: BorrowedFd<'_>, name: &str) -> SysResult<()> {
 pub fn write_event(fd: BorrowedFd<'_>, index: u32, payload: &[u8]) -> SysResult<usize> {
     let idx = index.to_ne_bytes();
     let iov = [
-        libc::iovec { iov_base: idx.as_ptr() as *mut _, iov_len: 4 },
-        libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() },
+        libc::iovec {
+            iov_base: idx.as_ptr() as *mut _,
+            iov_len: 4,
+        },
+        libc::iovec {
+            iov_base: payload.as_ptr() as *mut _,
+            iov_len: payload.len(),
+        },
     ];
     writev(fd, &iov)
 }
@@ -173,7 +194,14 @@ pub fn perf_open_tracepoint(id: u64) -> SysResult<std::os::fd::OwnedFd> {
     attr[16..24].copy_from_slice(&1u64.to_ne_bytes()); // sample_period
     attr[24..32].copy_from_slice(&(1u64 << 10).to_ne_bytes()); // sample_type = PERF_SAMPLE_RAW
     let fd = unsafe {
-        libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0 as libc::pid_t, -1i32, -1i32, 0u64)
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            0 as libc::pid_t,
+            -1i32,
+            -1i32,
+            0u64,
+        )
     };
     if fd < 0 {
         Err(Errno::last())

@@ -14,7 +14,9 @@ const RUNNER: &str = "/bin/ue-scenarios";
 
 fn main() {
     if std::process::id() != 1 {
-        eprintln!("ue-init: this is the test VM's init; run `ue-scenarios --list` on a host instead");
+        eprintln!(
+            "ue-init: this is the test VM's init; run `ue-scenarios --list` on a host instead"
+        );
         std::process::exit(2);
     }
     for (src, target, fstype) in [
@@ -44,7 +46,11 @@ fn main() {
 
 fn mount(src: &str, target: &str, fstype: &str) -> std::io::Result<()> {
     let _ = std::fs::create_dir_all(target);
-    let (s, t, f) = (CString::new(src)?, CString::new(target)?, CString::new(fstype)?);
+    let (s, t, f) = (
+        CString::new(src)?,
+        CString::new(target)?,
+        CString::new(fstype)?,
+    );
     if unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -54,8 +60,9 @@ fn mount(src: &str, target: &str, fstype: &str) -> std::io::Result<()> {
 /// The plan's scenario limit times the number of scenarios, plus slack: the guest ends itself
 /// even if the runner wedges, before the host's own limit would have to.
 fn whole_run_budget() -> Duration {
-    let plan: Option<result_channel::Plan> =
-        std::fs::read(result_channel::PLAN_PATH).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let plan: Option<result_channel::Plan> = std::fs::read(result_channel::PLAN_PATH)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let per = plan.as_ref().map_or(10_000, |p| p.scenario_timeout_ms);
     let n = plan.as_ref().map_or(1, |p| p.scenarios.len() as u64);
     Duration::from_millis(per * (n + 1) + 5_000)
@@ -81,14 +88,19 @@ fn run_scenarios(budget: Duration) -> Result<(), String> {
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid == runner {
             if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-                return Err(format!("{RUNNER} ended abnormally (wait status {status:#x})"));
+                return Err(format!(
+                    "{RUNNER} ended abnormally (wait status {status:#x})"
+                ));
             }
             return Ok(());
         }
         if pid <= 0 {
             if start.elapsed() > budget {
                 unsafe { libc::kill(runner, libc::SIGKILL) };
-                return Err(format!("{RUNNER} still running after {} s; ending the VM", budget.as_secs()));
+                return Err(format!(
+                    "{RUNNER} still running after {} s; ending the VM",
+                    budget.as_secs()
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -6,29 +6,30 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use guest_tests::framework::{Ctx, Pipe, Stop};
+use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
 use guest_tests::scenarios;
-use result_channel::{Outcome, Plan, Record};
+use result_channel::{Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let code = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["--list"] => {
-            for s in scenarios::all() {
+            for s in scenarios::all().iter().filter(|s| !s.optional) {
                 println!("{}: {}", s.name, s.about);
             }
             0
         }
         ["--list-json"] => {
-            let entry = |s: &guest_tests::framework::Scenario, optional: bool| {
-                serde_json::json!({"name": s.name, "about": s.about, "optional": optional})
-            };
-            let list: Vec<_> = scenarios::all()
-                .iter()
-                .map(|s| entry(s, false))
-                .chain(scenarios::optional().iter().map(|s| entry(s, true)))
-                .collect();
-            println!("{}", serde_json::Value::Array(list));
+            let list: Vec<ScenarioInfo> = scenarios::all().iter().map(Entry::info).collect();
+            println!(
+                "{}",
+                serde_json::to_string(&list).expect("scenario infos always serialise")
+            );
             0
         }
         ["--plan", path] => run_plan(path),
@@ -55,9 +56,10 @@ fn main() {
 }
 
 fn run_plan(path: &str) -> i32 {
-    let plan: Plan = match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| {
-        serde_json::from_slice(&b).map_err(|e| e.to_string())
-    }) {
+    let plan: Plan = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ue-scenarios: cannot read plan {path}: {e}");
@@ -69,10 +71,22 @@ fn run_plan(path: &str) -> i32 {
         let _ = out.write_all(r.to_line().as_bytes());
         let _ = out.flush();
     };
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
-    let user_events = std::path::Path::new(&guest_tests::tracefs::path("user_events_data")).exists();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let user_events =
+        std::path::Path::new(&guest_tests::tracefs::path("user_events_data")).exists();
     let planned = plan.scenarios.len() as u32;
-    emit(&mut out, &Record::Hello { kernel_release: release, uptime_ms: uptime_ms(), planned, user_events });
+    emit(
+        &mut out,
+        &Record::Hello {
+            kernel_release: release,
+            uptime_ms: uptime_ms(),
+            planned,
+            user_events,
+        },
+    );
     for name in &plan.scenarios {
         emit(&mut out, &Record::Start { name: name.clone() });
         kmsg_marker("start", name);
@@ -88,7 +102,12 @@ fn run_plan(path: &str) -> i32 {
         kmsg_marker("end", &name);
         emit(&mut out, &rec);
     }
-    emit(&mut out, &Record::Done { uptime_ms: uptime_ms() });
+    emit(
+        &mut out,
+        &Record::Done {
+            uptime_ms: uptime_ms(),
+        },
+    );
     0
 }
 
@@ -99,11 +118,16 @@ fn kmsg_marker(what: &str, name: &str) {
     let _ = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/kmsg")
-        .and_then(|mut f| f.write_all(format!("<4>{}{what} {name}\n", result_channel::KMSG_MARKER).as_bytes()));
+        .and_then(|mut f| {
+            f.write_all(format!("<4>{}{what} {name}\n", result_channel::KMSG_MARKER).as_bytes())
+        });
 }
 
 fn uptime_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
@@ -153,12 +177,22 @@ fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, S
             timed_out = true;
             break;
         }
-        let mut pfd = libc::pollfd { fd: pipe.rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: pipe.rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) } <= 0 {
             continue; // EINTR, or the limit: checked at the top
         }
         let mut chunk = [0u8; 65536];
-        let n = unsafe { libc::read(pipe.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        let n = unsafe {
+            libc::read(
+                pipe.rd.as_raw_fd(),
+                chunk.as_mut_ptr() as *mut _,
+                chunk.len(),
+            )
+        };
         if n <= 0 {
             break; // EOF: the child has exited (or closed the pipe)
         }
@@ -174,34 +208,77 @@ fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, S
     }
     let mut status = 0;
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    Ok(Collected { bytes, status, timed_out })
+    Ok(Collected {
+        bytes,
+        status,
+        timed_out,
+    })
 }
 
 /// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
 fn run_in_child(name: &str, plan: &Plan) -> Record {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
-        return end(name, Outcome::Fail, format!("the guest has no scenario {name:?}"), started);
+        return end(
+            name,
+            Outcome::Fail,
+            format!("the guest has no scenario {name:?}"),
+            started,
+        );
     };
     let limit = Duration::from_millis(plan.scenario_timeout_ms);
     let collected = fork_collect(limit, |fd| {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
         let poll = Duration::from_millis(plan.poll_deadline_ms);
-        let rec = match Ctx::new(scenario.name, poll) {
-            Err(e) => end(name, Outcome::Fail, format!("cannot open user_events_data: {e}"), started),
+        let rec = match Ctx::new(scenario.name.clone(), poll) {
+            Err(e) => end(
+                name,
+                Outcome::Fail,
+                format!("cannot open user_events_data: {e}"),
+                started,
+            ),
             Ok(mut cx) => {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (scenario.run)(&mut cx)));
-                let (outcome, message) = match r {
-                    Ok(Ok(())) => (Outcome::Pass, String::new()),
-                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m),
-                    Ok(Err(Stop::Ignore(m))) => (Outcome::Ignored, m),
-                    Err(p) => (Outcome::Fail, format!("scenario panicked: {}", panic_text(&p))),
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (scenario.run)(&mut cx)
+                }));
+                let (outcome, message, lacks) = match r {
+                    Ok(Ok(())) => (Outcome::Pass, String::new(), None),
+                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
+                    // An ignore for a feature the scenario does not declare would let the
+                    // host excuse it for the wrong reason: that is the scenario's bug.
+                    Ok(Err(Stop::Ignore { missing, found }))
+                        if !scenario.requires.contains(&missing) =>
+                    {
+                        let declared: Vec<_> = scenario.requires.iter().map(|f| f.name()).collect();
+                        let m = format!(
+                            "ignored for missing {missing} ({found}), which it does not declare \
+                             (requires: {declared:?})"
+                        );
+                        (Outcome::Fail, m, None)
+                    }
+                    Ok(Err(Stop::Ignore { missing, found })) => (
+                        Outcome::Ignored,
+                        format!("no {missing}: {found}"),
+                        Some(missing),
+                    ),
+                    Err(p) => (
+                        Outcome::Fail,
+                        format!("scenario panicked: {}", panic_text(&p)),
+                        None,
+                    ),
                 };
                 let mut rec = end(name, outcome, message, started);
-                if let Record::End { snapshots, notes, .. } = &mut rec {
+                if let Record::End {
+                    snapshots,
+                    notes,
+                    missing,
+                    ..
+                } = &mut rec
+                {
                     *snapshots = std::mem::take(&mut cx.snapshots);
                     *notes = std::mem::take(&mut cx.notes);
+                    *missing = lacks;
                 }
                 rec
             }
@@ -222,18 +299,37 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
         Err(e) => return end(name, Outcome::Fail, e, started),
     };
     if c.timed_out {
-        return end(name, Outcome::Fail, format!("timed out after {} ms in the guest; killed", limit.as_millis()), started);
+        return end(
+            name,
+            Outcome::Fail,
+            format!(
+                "timed out after {} ms in the guest; killed",
+                limit.as_millis()
+            ),
+            started,
+        );
     }
     match serde_json::from_slice::<Record>(c.bytes.trim_ascii_end()) {
         Ok(rec @ Record::End { .. }) => rec,
         _ if libc::WIFSIGNALED(c.status) => {
             let sig = libc::WTERMSIG(c.status);
-            end(name, Outcome::Fail, format!("scenario process crashed: killed by signal {sig} ({})", signal_name(sig)), started)
+            end(
+                name,
+                Outcome::Fail,
+                format!(
+                    "scenario process crashed: killed by signal {sig} ({})",
+                    signal_name(sig)
+                ),
+                started,
+            )
         }
         _ => end(
             name,
             Outcome::Fail,
-            format!("scenario process exited (status {}) without a result", libc::WEXITSTATUS(c.status)),
+            format!(
+                "scenario process exited (status {}) without a result",
+                libc::WEXITSTATUS(c.status)
+            ),
             started,
         ),
     }
@@ -266,14 +362,26 @@ fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
     };
     // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
     let (outcome, message) = if c.timed_out {
-        (Outcome::Fail, format!("timed out after {} ms (selftest settings); killed", limit.as_millis()))
+        (
+            Outcome::Fail,
+            format!(
+                "timed out after {} ms (selftest settings); killed",
+                limit.as_millis()
+            ),
+        )
     } else if libc::WIFSIGNALED(c.status) {
         let sig = libc::WTERMSIG(c.status);
-        (Outcome::Fail, format!("killed by signal {sig} ({})", signal_name(sig)))
+        (
+            Outcome::Fail,
+            format!("killed by signal {sig} ({})", signal_name(sig)),
+        )
     } else {
         match libc::WEXITSTATUS(c.status) {
             0 => (Outcome::Pass, String::new()),
-            4 => (Outcome::Ignored, "the program skipped itself (KSFT_SKIP)".into()),
+            4 => (
+                Outcome::Ignored,
+                "the program skipped itself (KSFT_SKIP)".into(),
+            ),
             code => (Outcome::Fail, format!("exited with status {code}")),
         }
     };
@@ -285,7 +393,10 @@ fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 fn signal_name(sig: i32) -> &'static str {

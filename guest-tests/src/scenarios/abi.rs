@@ -5,62 +5,66 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::framework::{Ctx, Mapping, Scenario, R};
+use result_channel::Feature;
+
+use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "abi::size8_bits_0_and_63",
-        about: "enable_size 8: bits 0 and 63 of one u64 follow their events; the neighbouring words stay as they were",
-        run: size8_bits_0_and_63,
-    },
-    Scenario {
-        name: "abi::size4_words_at_0_and_4_mod_8",
-        about: "enable_size 4 at addresses 0 and 4 mod 8: the kernel sets the right bit of the right u32 only",
-        run: size4_words_at_0_and_4_mod_8,
-    },
-    Scenario {
-        name: "abi::reg_rejects_bad_args",
-        about: "REG rejects each bad size, flag, alignment, bit, address, name and field list with its exact errno",
-        run: reg_rejects_bad_args,
-    },
-    Scenario {
-        name: "abi::reg_duplicates",
-        about: "a taken (addr, bit) is EADDRINUSE for any event; another bit is fine; a name with other fields is EADDRINUSE",
-        run: reg_duplicates,
-    },
-    Scenario {
-        name: "abi::reg_unusable_address",
-        about: "REG of an unmapped, read-only or NULL word fails with ENOMEM, yet the event is created on the fd",
-        run: reg_unusable_address,
-    },
-    Scenario {
-        name: "abi::reg_while_enabled",
-        about: "REG of an event a perf probe already enables sets the bit before the ioctl returns",
-        run: reg_while_enabled,
-    },
-    Scenario {
-        name: "abi::unreg_rejects_bad_args",
-        about: "UNREG: short size or reserved bits EINVAL, oversize E2BIG, unknown (addr, bit) ENOENT",
-        run: unreg_rejects_bad_args,
-    },
-    Scenario {
-        name: "abi::del_busy_then_auto_deleted",
-        about: "DEL is EBUSY while a registration or an fd holds the event; after the last close it goes by itself",
-        run: del_busy_then_auto_deleted,
-    },
-    Scenario {
-        name: "abi::persist_outlives_users",
-        about: "a PERSIST event stays after its last user and goes with DEL",
-        run: persist_outlives_users,
-    },
-    Scenario {
-        name: "abi::multi_format",
-        about: "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
-        run: multi_format,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "size8_bits_0_and_63",
+        "enable_size 8: bits 0 and 63 of one u64 follow their events; the neighbouring words stay as they were",
+        size8_bits_0_and_63,
+    ),
+    Scenario::new(
+        "size4_words_at_0_and_4_mod_8",
+        "enable_size 4 at addresses 0 and 4 mod 8: the kernel sets the right bit of the right u32 only",
+        size4_words_at_0_and_4_mod_8,
+    ),
+    Scenario::new(
+        "reg_rejects_bad_args",
+        "REG rejects each bad size, flag, alignment, bit, address, name and field list with its exact errno",
+        reg_rejects_bad_args,
+    ),
+    Scenario::new(
+        "reg_duplicates",
+        "a taken (addr, bit) is EADDRINUSE for any event; another bit is fine; a name with other fields is EADDRINUSE",
+        reg_duplicates,
+    ),
+    Scenario::new(
+        "reg_unusable_address",
+        "REG of an unmapped, read-only or NULL word fails with ENOMEM, yet the event is created on the fd",
+        reg_unusable_address,
+    ),
+    Scenario::new(
+        "reg_while_enabled",
+        "REG of an event a perf probe already enables sets the bit before the ioctl returns",
+        reg_while_enabled,
+    ),
+    Scenario::new(
+        "unreg_rejects_bad_args",
+        "UNREG: short size or reserved bits EINVAL, oversize E2BIG, unknown (addr, bit) ENOENT",
+        unreg_rejects_bad_args,
+    ),
+    Scenario::new(
+        "del_busy_then_auto_deleted",
+        "DEL is EBUSY while a registration or an fd holds the event; after the last close it goes by itself",
+        del_busy_then_auto_deleted,
+    ),
+    Scenario::new(
+        "persist_outlives_users",
+        "a PERSIST event stays after its last user and goes with DEL",
+        persist_outlives_users,
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
+    Scenario::new(
+        "multi_format",
+        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
+        multi_format,
+    ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
 ];
+
+pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
 
 fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
@@ -78,7 +82,11 @@ fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
     cx.wait_for("bits 0 and 63", || page.u64_at(8) == 1 << 63 | 1)?;
     tracefs::set_enabled(&high, false)?;
     cx.wait_for("bit 0 only", || page.u64_at(8) == 1)?;
-    check_eq!((page.u64_at(0), page.u64_at(16)), (fill, fill), "neighbouring u64 words");
+    check_eq!(
+        (page.u64_at(0), page.u64_at(16)),
+        (fill, fill),
+        "neighbouring u64 words"
+    );
     Ok(())
 }
 
@@ -94,14 +102,30 @@ fn size4_words_at_0_and_4_mod_8(cx: &mut Ctx) -> R {
     cx.reg(&odd, page.addr(12), 4, 0)?;
     tracefs::set_enabled(&odd, true)?;
     cx.wait_for("bit 0 of the u32 at 4 mod 8", || page.u32_at(12) == 1)?;
-    check_eq!(page.u32_at(8), 0, "the u32 at 0 mod 8 after enabling the other");
-    check_eq!(page.u64_at(8), 1 << 32, "the containing u64 (little-endian)");
+    check_eq!(
+        page.u32_at(8),
+        0,
+        "the u32 at 0 mod 8 after enabling the other"
+    );
+    check_eq!(
+        page.u64_at(8),
+        1 << 32,
+        "the containing u64 (little-endian)"
+    );
     tracefs::set_enabled(&even, true)?;
     cx.wait_for("bit 31 of the u32 at 0 mod 8", || page.u32_at(8) == 1 << 31)?;
     tracefs::set_enabled(&odd, false)?;
     cx.wait_for("u32 at 4 mod 8 cleared", || page.u32_at(12) == 0)?;
-    check_eq!(page.u32_at(8), 1 << 31, "the u32 at 0 mod 8 after disabling the other");
-    check_eq!((page.u32_at(4), page.u32_at(16)), (fill, fill), "neighbouring u32 words");
+    check_eq!(
+        page.u32_at(8),
+        1 << 31,
+        "the u32 at 0 mod 8 after disabling the other"
+    );
+    check_eq!(
+        (page.u32_at(4), page.u32_at(16)),
+        (fill, fill),
+        "neighbouring u32 words"
+    );
     Ok(())
 }
 
@@ -128,33 +152,150 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
     let long_name = CString::new("n".repeat(512)).unwrap();
     let mut cases: Vec<(&str, UserReg, i32)> = vec![
         ("size 27", UserReg { size: 27, ..good }, libc::EINVAL),
-        ("size 4097 (> PAGE_SIZE)", UserReg { size: 4097, ..good }, libc::E2BIG),
-        ("unknown flag USER_EVENT_REG_MAX", UserReg { flags: uapi::USER_EVENT_REG_MAX, ..good }, libc::EINVAL),
-        ("enable_size 2", UserReg { enable_size: 2, ..good }, libc::EINVAL),
-        ("enable_size 16", UserReg { enable_size: 16, ..good }, libc::EINVAL),
-        ("size 4 at an address 2 mod 4", UserReg { enable_addr: page.addr(66) as u64, ..good }, libc::EINVAL),
-        ("size 8 at an address 4 mod 8", UserReg { enable_size: 8, enable_addr: page.addr(68) as u64, ..good }, libc::EINVAL),
-        ("bit 32 of a size-4 word", UserReg { enable_bit: 32, ..good }, libc::EINVAL),
-        ("bit 64 of a size-8 word", UserReg { enable_size: 8, enable_bit: 64, ..good }, libc::EINVAL),
-        ("kernel address", UserReg { enable_addr: 0xffff_8880_0000_0000, ..good }, libc::EFAULT),
-        ("unmapped name pointer", UserReg { name_args: 8, ..good }, libc::EFAULT),
-        ("512-character name", UserReg { name_args: long_name.as_ptr() as u64, ..good }, libc::EINVAL),
+        (
+            "size 4097 (> PAGE_SIZE)",
+            UserReg { size: 4097, ..good },
+            libc::E2BIG,
+        ),
+        (
+            "unknown flag USER_EVENT_REG_MAX",
+            UserReg {
+                flags: uapi::USER_EVENT_REG_MAX,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "enable_size 2",
+            UserReg {
+                enable_size: 2,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "enable_size 16",
+            UserReg {
+                enable_size: 16,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "size 4 at an address 2 mod 4",
+            UserReg {
+                enable_addr: page.addr(66) as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "size 8 at an address 4 mod 8",
+            UserReg {
+                enable_size: 8,
+                enable_addr: page.addr(68) as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "bit 32 of a size-4 word",
+            UserReg {
+                enable_bit: 32,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "bit 64 of a size-8 word",
+            UserReg {
+                enable_size: 8,
+                enable_bit: 64,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "kernel address",
+            UserReg {
+                enable_addr: 0xffff_8880_0000_0000,
+                ..good
+            },
+            libc::EFAULT,
+        ),
+        (
+            "unmapped name pointer",
+            UserReg {
+                name_args: 8,
+                ..good
+            },
+            libc::EFAULT,
+        ),
+        (
+            "512-character name",
+            UserReg {
+                name_args: long_name.as_ptr() as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ),
     ];
-    let bad_fields = ["long x", "char[0] s", "char[1025] s", "char[aa] s", "u32", "u32 a 4", "struct s x", "u32 a b c"];
-    let args: Vec<CString> = bad_fields.iter().map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap()).collect();
+    let bad_fields = [
+        "long x",
+        "char[0] s",
+        "char[1025] s",
+        "char[aa] s",
+        "u32",
+        "u32 a 4",
+        "struct s x",
+        "u32 a b c",
+    ];
+    let args: Vec<CString> = bad_fields
+        .iter()
+        .map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap())
+        .collect();
     for (f, a) in bad_fields.iter().zip(&args) {
-        cases.push((f, UserReg { name_args: a.as_ptr() as u64, ..good }, libc::EINVAL));
+        cases.push((
+            f,
+            UserReg {
+                name_args: a.as_ptr() as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ));
     }
     let flagged = CString::new(format!("{}:flag", name.to_str().unwrap())).unwrap();
-    cases.push(("name:flag", UserReg { name_args: flagged.as_ptr() as u64, ..good }, libc::EINVAL));
+    cases.push((
+        "name:flag",
+        UserReg {
+            name_args: flagged.as_ptr() as u64,
+            ..good
+        },
+        libc::EINVAL,
+    ));
     for (what, mut reg, want) in cases {
-        check_eq!(uapi::reg_raw(cx.fd(), &mut reg).err(), Some(Errno(want)), "REG with {what}");
+        check_eq!(
+            uapi::reg_raw(cx.fd(), &mut reg).err(),
+            Some(Errno(want)),
+            "REG with {what}"
+        );
     }
     // Bytes past the known struct: zero is accepted, anything else is E2BIG.
-    let mut long = LongReg { reg: UserReg { size: 32, ..good }, extra: 1 };
-    check_eq!(ioctl_reg(cx.fd(), &mut long).err(), Some(Errno(libc::E2BIG)), "REG with non-zero bytes past 28");
+    let mut long = LongReg {
+        reg: UserReg { size: 32, ..good },
+        extra: 1,
+    };
+    check_eq!(
+        ioctl_reg(cx.fd(), &mut long).err(),
+        Some(Errno(libc::E2BIG)),
+        "REG with non-zero bytes past 28"
+    );
     long.extra = 0;
-    check_eq!(ioctl_reg(cx.fd(), &mut long).err(), None, "REG of size 32 with zero bytes past 28");
+    check_eq!(
+        ioctl_reg(cx.fd(), &mut long).err(),
+        None,
+        "REG of size 32 with zero bytes past 28"
+    );
     Ok(())
 }
 
@@ -173,11 +314,31 @@ fn reg_duplicates(cx: &mut Ctx) -> R {
     let (first, second) = (cx.event_name(), cx.event_name());
     let addr = page.addr(0) as u64;
     cx.reg(&format!("{first} u32 a"), page.addr(0), 4, 3)?;
-    check_eq!(uapi::reg(cx.fd(), &format!("{first} u32 a"), addr, 4, 3, 0).err(), Some(Errno(libc::EADDRINUSE)), "same event, same (addr, bit)");
-    check_eq!(uapi::reg(cx.fd(), &second, addr, 4, 3, 0).err(), Some(Errno(libc::EADDRINUSE)), "other event, same (addr, bit)");
-    check_eq!(uapi::reg(cx.fd(), &second, addr, 4, 4, 0).err(), None, "other event, same address, other bit");
     check_eq!(
-        uapi::reg(cx.fd(), &format!("{first} u64 a"), page.addr(8) as u64, 4, 0, 0).err(),
+        uapi::reg(cx.fd(), &format!("{first} u32 a"), addr, 4, 3, 0).err(),
+        Some(Errno(libc::EADDRINUSE)),
+        "same event, same (addr, bit)"
+    );
+    check_eq!(
+        uapi::reg(cx.fd(), &second, addr, 4, 3, 0).err(),
+        Some(Errno(libc::EADDRINUSE)),
+        "other event, same (addr, bit)"
+    );
+    check_eq!(
+        uapi::reg(cx.fd(), &second, addr, 4, 4, 0).err(),
+        None,
+        "other event, same address, other bit"
+    );
+    check_eq!(
+        uapi::reg(
+            cx.fd(),
+            &format!("{first} u64 a"),
+            page.addr(8) as u64,
+            4,
+            0,
+            0
+        )
+        .err(),
         Some(Errno(libc::EADDRINUSE)),
         "same name with other fields"
     );
@@ -189,13 +350,34 @@ fn reg_unusable_address(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let (gone, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
     unsafe { libc::munmap(gone as *mut _, len) };
-    let readonly = Mapping::map(4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
-    for (what, addr) in [("unmapped", gone as u64), ("read-only", readonly.addr(0) as u64), ("NULL", 0)] {
-        check_eq!(uapi::reg(cx.fd(), &name, addr, 4, 0, 0).err(), Some(Errno(libc::ENOMEM)), "REG of a {what} word");
+    let readonly = Mapping::map(
+        4096,
+        libc::PROT_READ,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    for (what, addr) in [
+        ("unmapped", gone as u64),
+        ("read-only", readonly.addr(0) as u64),
+        ("NULL", 0),
+    ] {
+        check_eq!(
+            uapi::reg(cx.fd(), &name, addr, 4, 0, 0).err(),
+            Some(Errno(libc::ENOMEM)),
+            "REG of a {what} word"
+        );
     }
-    check!(tracefs::exists(&format!("events/user_events/{name}")), "the event does not exist after the failed REGs");
+    check!(
+        tracefs::exists(&format!("events/user_events/{name}")),
+        "the event does not exist after the failed REGs"
+    );
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
-    check_eq!(cx.reg(&name, page.addr(0), 4, 0)?, 0, "index of the first good REG (the fd's first event)");
+    check_eq!(
+        cx.reg(&name, page.addr(0), 4, 0)?,
+        0,
+        "index of the first good REG (the fd's first event)"
+    );
     Ok(())
 }
 
@@ -208,7 +390,11 @@ fn reg_while_enabled(cx: &mut Ctx) -> R {
     cx.wait_for("holder's bit set", || holder.u64_at(0) == 1)?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     cx.reg(&name, page.addr(8), 8, 63)?;
-    check_eq!(page.u64_at(8), 1 << 63, "word right after REG (no poll: REG writes synchronously)");
+    check_eq!(
+        page.u64_at(8),
+        1 << 63,
+        "word right after REG (no poll: REG writes synchronously)"
+    );
     drop(perf);
     cx.wait_for("bit 63 cleared after perf close", || page.u64_at(8) == 0)?;
     Ok(())
@@ -219,68 +405,170 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 1)?;
-    let good = UserUnreg { size: 16, disable_bit: 1, disable_addr: page.addr(0) as u64, ..Default::default() };
+    let good = UserUnreg {
+        size: 16,
+        disable_bit: 1,
+        disable_addr: page.addr(0) as u64,
+        ..Default::default()
+    };
     let cases = [
         ("size 15", UserUnreg { size: 15, ..good }, libc::EINVAL),
         ("size 4097", UserUnreg { size: 4097, ..good }, libc::E2BIG),
-        ("__reserved set", UserUnreg { reserved: 1, ..good }, libc::EINVAL),
-        ("__reserved2 set", UserUnreg { reserved2: 1, ..good }, libc::EINVAL),
-        ("another bit", UserUnreg { disable_bit: 2, ..good }, libc::ENOENT),
-        ("another address", UserUnreg { disable_addr: page.addr(4) as u64, ..good }, libc::ENOENT),
+        (
+            "__reserved set",
+            UserUnreg {
+                reserved: 1,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "__reserved2 set",
+            UserUnreg {
+                reserved2: 1,
+                ..good
+            },
+            libc::EINVAL,
+        ),
+        (
+            "another bit",
+            UserUnreg {
+                disable_bit: 2,
+                ..good
+            },
+            libc::ENOENT,
+        ),
+        (
+            "another address",
+            UserUnreg {
+                disable_addr: page.addr(4) as u64,
+                ..good
+            },
+            libc::ENOENT,
+        ),
     ];
     for (what, u, want) in cases {
-        check_eq!(uapi::unreg_raw(cx.fd(), &u).err(), Some(Errno(want)), "UNREG with {what}");
+        check_eq!(
+            uapi::unreg_raw(cx.fd(), &u).err(),
+            Some(Errno(want)),
+            "UNREG with {what}"
+        );
     }
-    check_eq!(uapi::unreg_raw(cx.fd(), &good).err(), None, "the good UNREG after the rejected ones");
+    check_eq!(
+        uapi::unreg_raw(cx.fd(), &good).err(),
+        None,
+        "the good UNREG after the rejected ones"
+    );
     Ok(())
 }
 
 fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
     let name = cx.event_name();
-    check_eq!(uapi::del(cx.fd(), &name).err(), Some(Errno(libc::ENOENT)), "DEL of an unknown name");
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "DEL of an unknown name"
+    );
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let other = tracefs::open_data()?;
     uapi::reg(other.as_fd(), &name, page.addr(0) as u64, 4, 0, 0)?;
-    check_eq!(uapi::del(cx.fd(), &name).err(), Some(Errno(libc::EBUSY)), "DEL while registered");
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while registered"
+    );
     uapi::unreg(other.as_fd(), page.addr(0) as u64, 0)?;
-    check_eq!(uapi::del(cx.fd(), &name).err(), Some(Errno(libc::EBUSY)), "DEL while only the registering fd is open");
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while only the registering fd is open"
+    );
     drop(other);
     let dir = format!("events/user_events/{name}");
-    cx.wait_for("event removed after the last reference went", || !tracefs::exists(&dir))?;
-    check_eq!(uapi::del(cx.fd(), &name).err(), Some(Errno(libc::ENOENT)), "DEL after the automatic delete");
+    cx.wait_for("event removed after the last reference went", || {
+        !tracefs::exists(&dir)
+    })?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "DEL after the automatic delete"
+    );
     Ok(())
 }
 
 fn persist_outlives_users(cx: &mut Ctx) -> R {
-    cx.require_flag(uapi::USER_EVENT_REG_PERSIST, "PERSIST")?;
+    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let other = tracefs::open_data()?;
-    uapi::reg(other.as_fd(), &name, page.addr(0) as u64, 4, 0, uapi::USER_EVENT_REG_PERSIST)?;
+    uapi::reg(
+        other.as_fd(),
+        &name,
+        page.addr(0) as u64,
+        4,
+        0,
+        uapi::USER_EVENT_REG_PERSIST,
+    )?;
     uapi::unreg(other.as_fd(), page.addr(0) as u64, 0)?;
     drop(other);
     let dir = format!("events/user_events/{name}");
-    cx.never_within("PERSIST event removed without DEL", Duration::from_millis(300), || !tracefs::exists(&dir))?;
-    check_eq!(uapi::del(cx.fd(), &name).err(), None, "DEL of the unused PERSIST event");
-    check!(!tracefs::exists(&dir), "{dir} still exists after DEL returned");
-    check_eq!(uapi::del(cx.fd(), &name).err(), Some(Errno(libc::ENOENT)), "second DEL");
+    cx.never_within(
+        "PERSIST event removed without DEL",
+        Duration::from_millis(300),
+        || !tracefs::exists(&dir),
+    )?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        None,
+        "DEL of the unused PERSIST event"
+    );
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after DEL returned"
+    );
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "second DEL"
+    );
     Ok(())
 }
 
 fn multi_format(cx: &mut Ctx) -> R {
-    cx.require_flag(uapi::USER_EVENT_REG_MULTI_FORMAT, "MULTI_FORMAT")?;
+    cx.require_flag(Feature::RegMultiFormat)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let multi = uapi::USER_EVENT_REG_MULTI_FORMAT;
-    let a = uapi::reg(cx.fd(), &format!("{name} u32 a"), page.addr(0) as u64, 4, 0, multi)?;
-    let b = uapi::reg(cx.fd(), &format!("{name} u64 b"), page.addr(0) as u64, 4, 1, multi)?;
+    let a = uapi::reg(
+        cx.fd(),
+        &format!("{name} u32 a"),
+        page.addr(0) as u64,
+        4,
+        0,
+        multi,
+    )?;
+    let b = uapi::reg(
+        cx.fd(),
+        &format!("{name} u64 b"),
+        page.addr(0) as u64,
+        4,
+        1,
+        multi,
+    )?;
     check!(a != b, "both formats got index {a}");
     let dirs: Vec<String> = std::fs::read_dir(tracefs::path("events/user_events_multi"))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|d| d.starts_with(&format!("{name}.")))
         .collect();
-    check_eq!(dirs.len(), 2, "user_events_multi entries for {name}: {dirs:?}");
-    check!(!tracefs::exists(&format!("events/user_events/{name}")), "a MULTI_FORMAT event also shows under user_events");
+    check_eq!(
+        dirs.len(),
+        2,
+        "user_events_multi entries for {name}: {dirs:?}"
+    );
+    check!(
+        !tracefs::exists(&format!("events/user_events/{name}")),
+        "a MULTI_FORMAT event also shows under user_events"
+    );
     Ok(())
 }

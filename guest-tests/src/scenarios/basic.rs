@@ -1,26 +1,38 @@
 //! The first slice: the feature is there, a private word follows enable and disable, and a
 //! written event reaches `trace` with its fields.
 
-use crate::framework::{Ctx, Mapping, Scenario, R};
+use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::{check, check_eq, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "basic::present", about: "tracefs has user_events_data and user_events_status", run: present },
-    Scenario {
-        name: "basic::private_anon_enable_disable",
-        about: "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
-        run: private_anon_enable_disable,
-    },
-    Scenario {
-        name: "basic::write_reaches_trace",
-        about: "an event written with fields appears in `trace` with those values",
-        run: write_reaches_trace,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "present",
+        "tracefs has user_events_data and user_events_status",
+        present,
+    )
+    .requires(&[]),
+    Scenario::new(
+        "private_anon_enable_disable",
+        "a word in a MAP_PRIVATE anonymous page gets its bit on enable and loses it on disable",
+        private_anon_enable_disable,
+    ),
+    Scenario::new(
+        "write_reaches_trace",
+        "an event written with fields appears in `trace` with those values",
+        write_reaches_trace,
+    )
+    .alone(true),
 ];
+
+pub const FAMILY: Family = Family::new("basic", SCENARIOS).requires(REMOTE_WRITE);
 
 fn present(_: &mut Ctx) -> R {
     for f in ["user_events_data", "user_events_status", "events"] {
-        check!(tracefs::exists(f), "{} is missing: kernel without CONFIG_USER_EVENTS?", tracefs::path(f));
+        check!(
+            tracefs::exists(f),
+            "{} is missing: kernel without CONFIG_USER_EVENTS?",
+            tracefs::path(f)
+        );
     }
     Ok(())
 }
@@ -51,9 +63,16 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
     let n = uapi::write_event(cx.fd(), idx, &payload)?;
     check_eq!(n, 4 + payload.len(), "bytes accepted by write()");
     tracefs::set_enabled(&name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&name)).collect();
+    let lines: Vec<String> = tracefs::trace_lines()?
+        .into_iter()
+        .filter(|l| l.contains(&name))
+        .collect();
     check_eq!(lines.len(), 1, "lines for {name} in trace: {lines:?}");
     let want = format!("{name}: count=0x7 (7) big=0x100000001 (4294967297)");
-    check!(lines[0].ends_with(&want), "trace line {:?} does not end with {want:?}", lines[0]);
+    check!(
+        lines[0].ends_with(&want),
+        "trace line {:?} does not end with {want:?}",
+        lines[0]
+    );
     Ok(())
 }

@@ -4,31 +4,35 @@
 
 use std::time::Duration;
 
-use crate::framework::{fork, wait_until, write32, Ctx, Mapping, Pipe, Scenario, R};
+use crate::framework::{
+    fork, wait_until, write32, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE,
+};
 use crate::tracefs;
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "cow::fork_disabled_untouched",
-        about: "forked while disabled, nobody writes the page: both see enable then disable",
-        run: fork_disabled_untouched,
-    },
-    Scenario {
-        name: "cow::fork_enabled_untouched",
-        about: "forked while enabled, nobody writes the page: both see disable then enable",
-        run: fork_enabled_untouched,
-    },
-    Scenario {
-        name: "cow::child_writes_first",
-        about: "the child writes the page before the first change: both still see every change",
-        run: child_writes_first,
-    },
-    Scenario {
-        name: "cow::parent_writes_first",
-        about: "the parent writes the page before the first change: both still see every change",
-        run: parent_writes_first,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "fork_disabled_untouched",
+        "forked while disabled, nobody writes the page: both see enable then disable",
+        fork_disabled_untouched,
+    ),
+    Scenario::new(
+        "fork_enabled_untouched",
+        "forked while enabled, nobody writes the page: both see disable then enable",
+        fork_enabled_untouched,
+    ),
+    Scenario::new(
+        "child_writes_first",
+        "the child writes the page before the first change: both still see every change",
+        child_writes_first,
+    ),
+    Scenario::new(
+        "parent_writes_first",
+        "the parent writes the page before the first change: both still see every change",
+        parent_writes_first,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("cow", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 const BIT: u32 = 1 << 12;
@@ -54,7 +58,11 @@ fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
         tracefs::set_enabled(&name, true)?;
         cx.wait_for("bit set before fork", || page.u32_at(0) == BIT)?;
     }
-    let steps: [(bool, u32); 2] = if fork_enabled { [(false, 0), (true, BIT)] } else { [(true, BIT), (false, 0)] };
+    let steps: [(bool, u32); 2] = if fork_enabled {
+        [(false, 0), (true, BIT)]
+    } else {
+        [(true, BIT), (false, 0)]
+    };
     let (to_child, to_parent) = (Pipe::new()?, Pipe::new()?);
     let deadline = cx.poll_deadline;
     let child = fork(|| {
@@ -64,7 +72,9 @@ fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
         to_parent.send(b"r")?;
         for (_, want) in steps {
             to_child.expect(b'f', STEP)?;
-            wait_until(&format!("child sees {want:#x}"), deadline, || page.u32_at(0) == want)?;
+            wait_until(&format!("child sees {want:#x}"), deadline, || {
+                page.u32_at(0) == want
+            })?;
             to_parent.send(b"s")?;
         }
         Ok(())

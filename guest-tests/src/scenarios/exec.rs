@@ -7,33 +7,36 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::framework::{
-    clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, poll_until, Ctx, Mapping, Pipe, Scenario, Stop, R,
+    clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, poll_until, Ctx, Family,
+    Mapping, Pipe, Scenario, Stop, R, REMOTE_WRITE,
 };
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "exec::registrations_dropped",
-        about: "after exec the old (addr, bit) is gone: a new page there is never written, UNREG is ENOENT, REG works",
-        run: registrations_dropped,
-    },
-    Scenario {
-        name: "exec::fd_survives_exec",
-        about: "a data fd kept across exec still writes events with the index it got before exec",
-        run: fd_survives_exec,
-    },
-    Scenario {
-        name: "exec::exit_freezes_child_bit",
-        about: "a child's exit clears no bit and ends only its own registrations; the parent's still follow",
-        run: exit_freezes_child_bit,
-    },
-    Scenario {
-        name: "exec::vfork_exec_keeps_parent",
-        about: "a vfork child that execs leaves the registrations it shared with its parent in place",
-        run: vfork_exec_keeps_parent,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "registrations_dropped",
+        "after exec the old (addr, bit) is gone: a new page there is never written, UNREG is ENOENT, REG works",
+        registrations_dropped,
+    ),
+    Scenario::new(
+        "fd_survives_exec",
+        "a data fd kept across exec still writes events with the index it got before exec",
+        fd_survives_exec,
+    ).alone(true),
+    Scenario::new(
+        "exit_freezes_child_bit",
+        "a child's exit clears no bit and ends only its own registrations; the parent's still follow",
+        exit_freezes_child_bit,
+    ),
+    Scenario::new(
+        "vfork_exec_keeps_parent",
+        "a vfork child that execs leaves the registrations it shared with its parent in place",
+        vfork_exec_keeps_parent,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("exec", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 /// Free in both the old and the new image (static-pie images and mmaps live far above).
@@ -41,13 +44,18 @@ const FIXED_ADDR: usize = 0x3000_0000_0000;
 const NEGATIVE_WINDOW: Duration = Duration::from_millis(300);
 
 fn private_rw() -> (i32, i32) {
-    (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+    (
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+    )
 }
 
 /// The exec'd side of this family; `args` follow `--helper NAME`. Returns the exit code.
 pub fn helper(which: &str, args: &[&str]) -> i32 {
     match (which, args) {
-        ("exec-dropped", [rd, wr, name]) => helper_verdict(|| dropped_after_exec(pipe(rd, wr)?, name)),
+        ("exec-dropped", [rd, wr, name]) => {
+            helper_verdict(|| dropped_after_exec(pipe(rd, wr)?, name))
+        }
         ("exec-write", [fd, index]) => helper_verdict(|| write_after_exec(fd, index)),
         ("exit0", []) => 0,
         _ => {
@@ -72,10 +80,21 @@ fn registrations_dropped(cx: &mut Ctx) -> R {
     cx.reg(&name, witness.addr(0), 4, 0)?;
     let (to_helper, to_parent) = (Pipe::new()?, Pipe::new()?);
     let fd = cx.fd();
-    let args = [to_helper.rd.as_raw_fd().to_string(), to_parent.wr.as_raw_fd().to_string(), name.clone()];
+    let args = [
+        to_helper.rd.as_raw_fd().to_string(),
+        to_parent.wr.as_raw_fd().to_string(),
+        name.clone(),
+    ];
     let child = exec_helper("exec-dropped", &args, || {
         let (prot, flags) = private_rw();
-        let old = Mapping::map_at(FIXED_ADDR as *const u8, 4096, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0)?;
+        let old = Mapping::map_at(
+            FIXED_ADDR as *const u8,
+            4096,
+            prot,
+            flags | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )?;
         uapi::reg(fd, &name, old.addr(0) as u64, 4, 0, 0)?;
         // Left mapped: exec replaces the whole address space.
         old.forget();
@@ -93,11 +112,22 @@ fn registrations_dropped(cx: &mut Ctx) -> R {
 
 fn dropped_after_exec(steps: Pipe, name: &str) -> R {
     let (prot, flags) = private_rw();
-    let page = Mapping::map_at(FIXED_ADDR as *const u8, 4096, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0)?;
+    let page = Mapping::map_at(
+        FIXED_ADDR as *const u8,
+        4096,
+        prot,
+        flags | libc::MAP_FIXED_NOREPLACE,
+        -1,
+        0,
+    )?;
     // Present and writable, so a leftover registration would be written synchronously.
     crate::framework::write32(page.addr(0), 0);
     let data = tracefs::open_data()?;
-    check_eq!(uapi::unreg(data.as_fd(), FIXED_ADDR as u64, 0).err(), Some(Errno(libc::ENOENT)), "UNREG of the pre-exec (addr, bit)");
+    check_eq!(
+        uapi::unreg(data.as_fd(), FIXED_ADDR as u64, 0).err(),
+        Some(Errno(libc::ENOENT)),
+        "UNREG of the pre-exec (addr, bit)"
+    );
     steps.send(b"r")?;
     steps.expect(b'e', STEP)?;
     check!(
@@ -105,8 +135,13 @@ fn dropped_after_exec(steps: Pipe, name: &str) -> R {
         "the kernel wrote {:#x} into the new page at the pre-exec address",
         page.u32_at(0)
     );
-    uapi::reg(data.as_fd(), name, FIXED_ADDR as u64, 4, 0, 0).map_err(|e| Stop::Fail(format!("REG after exec: {e}")))?;
-    check_eq!(page.u32_at(0), 1, "word right after a fresh REG of the enabled event");
+    uapi::reg(data.as_fd(), name, FIXED_ADDR as u64, 4, 0, 0)
+        .map_err(|e| Stop::Fail(format!("REG after exec: {e}")))?;
+    check_eq!(
+        page.u32_at(0),
+        1,
+        "word right after a fresh REG of the enabled event"
+    );
     Ok(())
 }
 
@@ -119,20 +154,37 @@ fn fd_survives_exec(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&name, true)?;
     let kept: OwnedFd = tracefs::open_data()?;
     // The second fd's own first index: 0, which the helper uses after exec.
-    let index = uapi::reg(kept.as_fd(), &format!("{name} u32 v"), witness.addr(4) as u64, 4, 0, 0)?;
+    let index = uapi::reg(
+        kept.as_fd(),
+        &format!("{name} u32 v"),
+        witness.addr(4) as u64,
+        4,
+        0,
+        0,
+    )?;
     let args = [kept.as_raw_fd().to_string(), index.to_string()];
     exec_helper("exec-write", &args, || keep_across_exec(kept.as_fd()))?.join(STEP)?;
-    let lines: Vec<String> = tracefs::trace_lines()?.into_iter().filter(|l| l.contains(&name)).collect();
+    let lines: Vec<String> = tracefs::trace_lines()?
+        .into_iter()
+        .filter(|l| l.contains(&name))
+        .collect();
     check_eq!(lines.len(), 1, "lines for {name} in trace: {lines:?}");
     let want = format!("{name}: v=0xc0ffee (12648430)");
-    check!(lines[0].ends_with(&want), "trace line {:?} does not end with {want:?}", lines[0]);
+    check!(
+        lines[0].ends_with(&want),
+        "trace line {:?} does not end with {want:?}",
+        lines[0]
+    );
     Ok(())
 }
 
 fn write_after_exec(fd: &str, index: &str) -> R {
-    let (Ok(fd), Ok(index)) = (fd.parse::<i32>(), index.parse::<u32>()) else { fail!("bad helper args {fd:?} {index:?}") };
+    let (Ok(fd), Ok(index)) = (fd.parse::<i32>(), index.parse::<u32>()) else {
+        fail!("bad helper args {fd:?} {index:?}")
+    };
     let data = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = uapi::write_event(data, index, &0xc0ffeeu32.to_ne_bytes()).map_err(|e| Stop::Fail(format!("write after exec: {e}")))?;
+    let n = uapi::write_event(data, index, &0xc0ffeeu32.to_ne_bytes())
+        .map_err(|e| Stop::Fail(format!("write after exec: {e}")))?;
     check_eq!(n, 8, "bytes accepted by write() after exec");
     Ok(())
 }
@@ -163,7 +215,9 @@ fn exit_freezes_child_bit(cx: &mut Ctx) -> R {
         tracefs::set_enabled(n, false)?;
     }
     // Bit 1's only registration died with the child: it keeps the last value written.
-    cx.wait_for("parent's bit 0 cleared, child's bit 1 frozen", || page.u32_at(0) == 0b10)?;
+    cx.wait_for("parent's bit 0 cleared, child's bit 1 frozen", || {
+        page.u32_at(0) == 0b10
+    })?;
     Ok(())
 }
 
@@ -173,7 +227,10 @@ fn vfork_exec_keeps_parent(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 8)?;
     let exe = CString::new("/proc/self/exe").unwrap();
-    let argv: Vec<CString> = ["ue-scenarios", "--helper", "exit0"].iter().map(|a| CString::new(*a).unwrap()).collect();
+    let argv: Vec<CString> = ["ue-scenarios", "--helper", "exit0"]
+        .iter()
+        .map(|a| CString::new(*a).unwrap())
+        .collect();
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     let status = clone_vm(true, &mut || {
@@ -182,7 +239,11 @@ fn vfork_exec_keeps_parent(cx: &mut Ctx) -> R {
     })?;
     check_eq!(status, 0, "exit status of the vfork child's exec'd helper");
     let other = cx.event_name();
-    check_eq!(uapi::reg(cx.fd(), &other, page.addr(0) as u64, 4, 8, 0).err(), Some(Errno(libc::EADDRINUSE)), "re-REG after the child's exec");
+    check_eq!(
+        uapi::reg(cx.fd(), &other, page.addr(0) as u64, 4, 8, 0).err(),
+        Some(Errno(libc::EADDRINUSE)),
+        "re-REG after the child's exec"
+    );
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("parent's bit 8 set on enable", || page.u32_at(0) == 1 << 8)?;
     Ok(())

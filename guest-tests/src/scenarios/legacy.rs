@@ -5,22 +5,26 @@
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
-use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use result_channel::Feature;
+
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "legacy::status_bit_follows_enable",
-        about: "old ABI: the event's bit in the mmap'd status page is set on enable and cleared on disable",
-        run: status_bit_follows_enable,
-    },
-    Scenario {
-        name: "legacy::write_reaches_trace",
-        about: "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
-        run: write_reaches_trace,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "status_bit_follows_enable",
+        "old ABI: the event's bit in the mmap'd status page is set on enable and cleared on disable",
+        status_bit_follows_enable,
+    ),
+    Scenario::new(
+        "write_reaches_trace",
+        "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
+        write_reaches_trace,
+    ).alone(true),
 ];
+
+pub const FAMILY: Family = Family::new("legacy", SCENARIOS).requires(&[Feature::StatusPage]);
 
 /// `struct user_reg` before 6.4: packed, 20 bytes, the kernel answers with a status bit.
 #[repr(C, packed)]
@@ -36,18 +40,38 @@ struct OldUserReg {
 fn require_status_page_abi(cx: &Ctx) -> R {
     match uapi::unreg(cx.fd(), 0, 0) {
         Err(Errno(libc::ENOTTY)) => Ok(()),
-        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore(
-            "kernel has the remote-write ABI (DIAG_IOCSUNREG exists); the status page was removed in 6.4".into(),
-        )),
-        other => Err(Stop::Fail(format!("probe DIAG_IOCSUNREG: unexpected {other:?}"))),
+        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore {
+            missing: Feature::StatusPage,
+            found:
+                "DIAG_IOCSUNREG exists (the remote-write ABI, which removed the status page in 6.4)"
+                    .into(),
+        }),
+        other => Err(Stop::Fail(format!(
+            "probe DIAG_IOCSUNREG: unexpected {other:?}"
+        ))),
     }
 }
 
 fn old_reg(cx: &Ctx, name_args: &str) -> Result<(u32, u32), Stop> {
     let c = CString::new(name_args).unwrap();
-    let mut r = OldUserReg { size: 20, name_args: c.as_ptr() as u64, status_bit: u32::MAX, write_index: u32::MAX };
-    let rc = unsafe { libc::ioctl(cx.fd().as_raw_fd(), uapi::DIAG_IOCSREG, &mut r as *mut OldUserReg) };
-    check!(rc == 0, "old-ABI DIAG_IOCSREG {name_args:?}: {}", Errno::last());
+    let mut r = OldUserReg {
+        size: 20,
+        name_args: c.as_ptr() as u64,
+        status_bit: u32::MAX,
+        write_index: u32::MAX,
+    };
+    let rc = unsafe {
+        libc::ioctl(
+            cx.fd().as_raw_fd(),
+            uapi::DIAG_IOCSREG,
+            &mut r as *mut OldUserReg,
+        )
+    };
+    check!(
+        rc == 0,
+        "old-ABI DIAG_IOCSREG {name_args:?}: {}",
+        Errno::last()
+    );
     Ok((r.status_bit, r.write_index))
 }
 
@@ -56,14 +80,24 @@ fn status_bit_follows_enable(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let (bit, _) = old_reg(cx, &name)?;
     let status = std::fs::File::open(tracefs::path("user_events_status"))?;
-    let page = Mapping::map(4096, libc::PROT_READ, libc::MAP_SHARED, status.as_raw_fd(), 0)?;
+    let page = Mapping::map(
+        4096,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+        status.as_raw_fd(),
+        0,
+    )?;
     let (byte, mask) = ((bit / 8) as usize, 1u8 << (bit % 8));
     let read = || unsafe { std::ptr::read_volatile(page.addr(byte)) } & mask;
     check_eq!(read(), 0, "status bit {bit} of a disabled event");
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for(&format!("status bit {bit} set after enable"), || read() != 0)?;
+    cx.wait_for(&format!("status bit {bit} set after enable"), || {
+        read() != 0
+    })?;
     tracefs::set_enabled(&name, false)?;
-    cx.wait_for(&format!("status bit {bit} cleared after disable"), || read() == 0)?;
+    cx.wait_for(&format!("status bit {bit} cleared after disable"), || {
+        read() == 0
+    })?;
     Ok(())
 }
 
@@ -83,8 +117,23 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
     let head = format!("00000000: {:02x} {:02x} ", id & 0xff, (id >> 8) & 0xff);
     let lines = tracefs::trace_lines()?;
     let dumps: Vec<&String> = lines.iter().filter(|l| l.contains(&head)).collect();
-    check_eq!(dumps.len(), 1, "hex dumps of event id {id} in trace: {lines:?}");
-    let bytes: Vec<&str> = dumps[0].split(&head).nth(1).unwrap_or("").split_whitespace().take(10).collect();
-    check_eq!(bytes.get(6..10), Some(&["2a", "00", "00", "00"][..]), "payload bytes after the header in {:?}", dumps[0]);
+    check_eq!(
+        dumps.len(),
+        1,
+        "hex dumps of event id {id} in trace: {lines:?}"
+    );
+    let bytes: Vec<&str> = dumps[0]
+        .split(&head)
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .take(10)
+        .collect();
+    check_eq!(
+        bytes.get(6..10),
+        Some(&["2a", "00", "00", "00"][..]),
+        "payload bytes after the header in {:?}",
+        dumps[0]
+    );
     Ok(())
 }

@@ -4,15 +4,29 @@
 
 use std::io::Write;
 
-use crate::framework::{pause, Ctx, Scenario, R};
+use crate::framework::{pause, Ctx, Family, Scenario, R};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "selftest::segfault", about: "dereferences a bad pointer", run: segfault },
-    Scenario { name: "selftest::exits_without_result", about: "exits before reporting", run: exits_without_result },
-    Scenario { name: "selftest::hangs", about: "never returns", run: hangs },
-    Scenario { name: "selftest::garbage_on_channel", about: "writes junk to the result port", run: garbage_on_channel },
-    Scenario { name: "selftest::kernel_panic", about: "panics the kernel through sysrq", run: kernel_panic },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new("segfault", "dereferences a bad pointer", segfault),
+    Scenario::new(
+        "exits_without_result",
+        "exits before reporting",
+        exits_without_result,
+    ),
+    Scenario::new("hangs", "never returns", hangs),
+    Scenario::new(
+        "garbage_on_channel",
+        "writes junk to the result port",
+        garbage_on_channel,
+    ),
+    Scenario::new(
+        "kernel_panic",
+        "panics the kernel through sysrq",
+        kernel_panic,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("selftest", SCENARIOS);
 
 fn segfault(_: &mut Ctx) -> R {
     // Address 8: never mapped (mmap_min_addr), so the store faults.

@@ -4,41 +4,45 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use crate::framework::{fork, pread, tmpfs_file, wait_until, Ctx, Mapping, Pipe, Scenario, R};
+use crate::framework::{
+    fork, pread, tmpfs_file, wait_until, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE,
+};
 use crate::{check_eq, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "shared::anon_follows_ftrace",
-        about: "a word in a MAP_SHARED anonymous page gets its bit on ftrace enable and loses it on disable",
-        run: anon_follows_ftrace,
-    },
-    Scenario {
-        name: "shared::anon_follows_perf",
-        about: "opening a perf tracepoint event sets the bit; closing the perf fd clears it",
-        run: anon_follows_perf,
-    },
-    Scenario {
-        name: "shared::bit_means_any_probe",
-        about: "with ftrace and perf both attached, the bit stays set until the last of them detaches",
-        run: bit_means_any_probe,
-    },
-    Scenario {
-        name: "shared::tmpfs_file_written_through",
-        about: "a word in a MAP_SHARED tmpfs file mapping is updated in the file itself (read() sees the bit)",
-        run: tmpfs_file_written_through,
-    },
-    Scenario {
-        name: "shared::fork_both_see_changes",
-        about: "after fork, parent and child both see every enable and disable in a shared word",
-        run: fork_both_see_changes,
-    },
-    Scenario {
-        name: "shared::child_unreg_clears_parent_view",
-        about: "a child's DIAG_IOCSUNREG clears the shared bit the parent sees, until the next transition",
-        run: child_unreg_clears_parent_view,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "anon_follows_ftrace",
+        "a word in a MAP_SHARED anonymous page gets its bit on ftrace enable and loses it on disable",
+        anon_follows_ftrace,
+    ),
+    Scenario::new(
+        "anon_follows_perf",
+        "opening a perf tracepoint event sets the bit; closing the perf fd clears it",
+        anon_follows_perf,
+    ),
+    Scenario::new(
+        "bit_means_any_probe",
+        "with ftrace and perf both attached, the bit stays set until the last of them detaches",
+        bit_means_any_probe,
+    ),
+    Scenario::new(
+        "tmpfs_file_written_through",
+        "a word in a MAP_SHARED tmpfs file mapping is updated in the file itself (read() sees the bit)",
+        tmpfs_file_written_through,
+    ),
+    Scenario::new(
+        "fork_both_see_changes",
+        "after fork, parent and child both see every enable and disable in a shared word",
+        fork_both_see_changes,
+    ),
+    Scenario::new(
+        "child_unreg_clears_parent_view",
+        "a child's DIAG_IOCSUNREG clears the shared bit the parent sees, until the next transition",
+        child_unreg_clears_parent_view,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("shared", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -76,24 +80,44 @@ fn bit_means_any_probe(cx: &mut Ctx) -> R {
     cx.wait_for("bit set after ftrace enable", || page.u32_at(0) == 1)?;
     let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
     tracefs::set_enabled(&name, false)?;
-    cx.never_within("bit cleared while perf is still attached", Duration::from_millis(200), || page.u32_at(0) != 1)?;
+    cx.never_within(
+        "bit cleared while perf is still attached",
+        Duration::from_millis(200),
+        || page.u32_at(0) != 1,
+    )?;
     drop(perf);
-    cx.wait_for("bit cleared after the last probe (perf) detached", || page.u32_at(0) == 0)?;
+    cx.wait_for("bit cleared after the last probe (perf) detached", || {
+        page.u32_at(0) == 0
+    })?;
     Ok(())
 }
 
 fn tmpfs_file_written_through(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
     let file = tmpfs_file(&[0u8; 4096])?;
-    let map = Mapping::map(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)?;
+    let map = Mapping::map(
+        4096,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        file.as_raw_fd(),
+        0,
+    )?;
     let name = cx.event_name();
     cx.reg(&name, map.addr(16), 4, 2)?;
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit 2 set in the mapping", || map.u32_at(16) == 1 << 2)?;
-    check_eq!(pread(file.as_fd(), 4, 16)?, (1u32 << 2).to_ne_bytes().to_vec(), "word as read() from the file");
+    check_eq!(
+        pread(file.as_fd(), 4, 16)?,
+        (1u32 << 2).to_ne_bytes().to_vec(),
+        "word as read() from the file"
+    );
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit 2 cleared in the mapping", || map.u32_at(16) == 0)?;
-    check_eq!(pread(file.as_fd(), 4096, 0)?, vec![0u8; 4096], "file after disable");
+    check_eq!(
+        pread(file.as_fd(), 4096, 0)?,
+        vec![0u8; 4096],
+        "file after disable"
+    );
     Ok(())
 }
 
@@ -107,7 +131,9 @@ fn fork_both_see_changes(cx: &mut Ctx) -> R {
     let child = fork(|| {
         for (want, tag) in [(1u32 << 7, b'1'), (0, b'0')] {
             to_child.expect(tag, STEP)?;
-            wait_until(&format!("child sees {want:#x}"), deadline, || page.u32_at(0) == want)?;
+            wait_until(&format!("child sees {want:#x}"), deadline, || {
+                page.u32_at(0) == want
+            })?;
             to_parent.send(&[tag])?;
         }
         Ok(())
@@ -137,6 +163,9 @@ fn child_unreg_clears_parent_view(cx: &mut Ctx) -> R {
     check_eq!(page.u32_at(0), 0, "parent's view after the child's UNREG");
     tracefs::set_enabled(&name, false)?;
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("parent's registration sets the bit again on the next enable", || page.u32_at(0) == 2)?;
+    cx.wait_for(
+        "parent's registration sets the bit again on the next enable",
+        || page.u32_at(0) == 2,
+    )?;
     Ok(())
 }

@@ -9,37 +9,48 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::framework::{fork, Ctx, Mapping, Scenario, R};
+use crate::framework::{fork, Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::{check, tracefs, uapi};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "stress::fork_exit_while_flipping",
-        about: "children fork and exit while the event flips; the parent's private word converges",
-        run: fork_exit_while_flipping,
-    },
-    Scenario {
-        name: "stress::threads_reg_unreg_while_flipping",
-        about: "threads register and unregister their own bits on one page while the event flips",
-        run: threads_reg_unreg_while_flipping,
-    },
-    Scenario {
-        name: "stress::munmap_remap_while_flipping",
-        about: "the word's page is unmapped and remapped in a loop while the event flips",
-        run: munmap_remap_while_flipping,
-    },
-    Scenario {
-        name: "stress::many_events_one_page",
-        about: "64 events on the 64 bits of one word: every bit follows its own event",
-        run: many_events_one_page,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "fork_exit_while_flipping",
+        "children fork and exit while the event flips; the parent's private word converges",
+        fork_exit_while_flipping,
+    ),
+    Scenario::new(
+        "threads_reg_unreg_while_flipping",
+        "threads register and unregister their own bits on one page while the event flips",
+        threads_reg_unreg_while_flipping,
+    ),
+    Scenario::new(
+        "munmap_remap_while_flipping",
+        "the word's page is unmapped and remapped in a loop while the event flips",
+        munmap_remap_while_flipping,
+    )
+    .fault_warnings(true),
+    Scenario::new(
+        "many_events_one_page",
+        "64 events on the 64 bits of one word: every bit follows its own event",
+        many_events_one_page,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("stress", SCENARIOS)
+    .requires(REMOTE_WRITE)
+    .optional()
+    .alone();
 
 /// How long each stress scenario hammers (the guest's scenario limit must exceed it).
 const HAMMER: Duration = Duration::from_millis(1500);
 
 /// Flips `event` on and off from a thread until `stop`; counts the flips.
-fn flipper<'a>(scope: &'a std::thread::Scope<'a, '_>, event: &'a str, stop: &'a AtomicBool, flips: &'a AtomicU64) {
+fn flipper<'a>(
+    scope: &'a std::thread::Scope<'a, '_>,
+    event: &'a str,
+    stop: &'a AtomicBool,
+    flips: &'a AtomicU64,
+) {
     scope.spawn(move || {
         let mut on = false;
         while !stop.load(Ordering::Relaxed) {
@@ -80,8 +91,17 @@ fn fork_exit_while_flipping(cx: &mut Ctx) -> R {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    cx.note(format!("{} children, {} flips", children.load(Ordering::Relaxed), flips.load(Ordering::Relaxed)));
-    check!(errors.is_empty(), "{} child(ren) failed, first: {}", errors.len(), errors[0]);
+    cx.note(format!(
+        "{} children, {} flips",
+        children.load(Ordering::Relaxed),
+        flips.load(Ordering::Relaxed)
+    ));
+    check!(
+        errors.is_empty(),
+        "{} child(ren) failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
     cx.wait_for("word converged to disabled", || page.u32_at(0) == 0)?;
     Ok(())
 }
@@ -102,7 +122,8 @@ fn threads_reg_unreg_while_flipping(cx: &mut Ctx) -> R {
             let (stop, cycles, errors, name) = (&stop, &cycles, &errors, &name);
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let r = uapi::reg(fd, name, addr, 8, bit, 0).and_then(|_| uapi::unreg(fd, addr, bit));
+                    let r = uapi::reg(fd, name, addr, 8, bit, 0)
+                        .and_then(|_| uapi::unreg(fd, addr, bit));
                     if let Err(e) = r {
                         errors.lock().unwrap().push(format!("bit {bit}: {e}"));
                         return;
@@ -115,8 +136,17 @@ fn threads_reg_unreg_while_flipping(cx: &mut Ctx) -> R {
         stop.store(true, Ordering::Relaxed);
     });
     let errors = errors.into_inner().unwrap();
-    cx.note(format!("{} reg/unreg cycles, {} flips", cycles.load(Ordering::Relaxed), flips.load(Ordering::Relaxed)));
-    check!(errors.is_empty(), "{} thread(s) failed, first: {}", errors.len(), errors[0]);
+    cx.note(format!(
+        "{} reg/unreg cycles, {} flips",
+        cycles.load(Ordering::Relaxed),
+        flips.load(Ordering::Relaxed)
+    ));
+    check!(
+        errors.is_empty(),
+        "{} thread(s) failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
     // Every thread's bit was unregistered (UNREG clears it); bit 63 follows the final disable.
     cx.wait_for("word converged to 0", || page.u64_at(0) == 0)?;
     Ok(())
@@ -135,7 +165,16 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
         while start.elapsed() < HAMMER {
             unsafe { libc::munmap(ptr as *mut _, len) };
             let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-            let p = unsafe { libc::mmap(ptr as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+            let p = unsafe {
+                libc::mmap(
+                    ptr as *mut _,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags,
+                    -1,
+                    0,
+                )
+            };
             if p != ptr as *mut _ {
                 failure = Some(format!("remap at {ptr:?} gave {p:?}"));
                 break;
@@ -144,12 +183,18 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    cx.note(format!("{} remaps, {} flips", remaps.load(Ordering::Relaxed), flips.load(Ordering::Relaxed)));
+    cx.note(format!(
+        "{} remaps, {} flips",
+        remaps.load(Ordering::Relaxed),
+        flips.load(Ordering::Relaxed)
+    ));
     check!(failure.is_none(), "{}", failure.unwrap_or_default());
     // The registration survived (the kernel keeps it across failed faults): the next
     // transition reaches the page mapped now.
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit 5 set in the last mapping", || crate::framework::read32(ptr) == 1 << 5)?;
+    cx.wait_for("bit 5 set in the last mapping", || {
+        crate::framework::read32(ptr) == 1 << 5
+    })?;
     tracefs::set_enabled(&name, false)?;
     unsafe { libc::munmap(ptr as *mut _, len) };
     Ok(())

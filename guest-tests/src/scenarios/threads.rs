@@ -6,32 +6,34 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::framework::{Ctx, Mapping, Scenario, Stop, R};
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, fail, tracefs};
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "threads::later_thread_shares",
-        about: "a thread created after the first REG shares it: its REG of the (addr, bit) is EADDRINUSE, its UNREG removes it",
-        run: later_thread_shares,
-    },
-    Scenario {
-        name: "threads::later_thread_registration_outlives_it",
-        about: "a registration made by a thread created after the first REG keeps working after that thread exits",
-        run: later_thread_registration_outlives_it,
-    },
-    Scenario {
-        name: "threads::earlier_thread_has_its_own",
-        about: "a thread that predates the first REG sees none of the process's registrations (UNREG ENOENT, REG of the same (addr, bit) works)",
-        run: earlier_thread_has_its_own,
-    },
-    Scenario {
-        name: "threads::earlier_thread_registration_dies_with_it",
-        about: "a registration made by a pre-existing thread follows enable while it lives and stops when it exits",
-        run: earlier_thread_registration_dies_with_it,
-    },
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "later_thread_shares",
+        "a thread created after the first REG shares it: its REG of the (addr, bit) is EADDRINUSE, its UNREG removes it",
+        later_thread_shares,
+    ),
+    Scenario::new(
+        "later_thread_registration_outlives_it",
+        "a registration made by a thread created after the first REG keeps working after that thread exits",
+        later_thread_registration_outlives_it,
+    ),
+    Scenario::new(
+        "earlier_thread_has_its_own",
+        "a thread that predates the first REG sees none of the process's registrations (UNREG ENOENT, REG of the same (addr, bit) works)",
+        earlier_thread_has_its_own,
+    ),
+    Scenario::new(
+        "earlier_thread_registration_dies_with_it",
+        "a registration made by a pre-existing thread follows enable while it lives and stops when it exits",
+        earlier_thread_registration_dies_with_it,
+    ),
 ];
+
+pub const FAMILY: Family = Family::new("threads", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -42,7 +44,9 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Resul
     let t = thread::spawn(move || {
         let _ = tx.send(f());
     });
-    let r = rx.recv_timeout(STEP).map_err(|_| Stop::Fail("thread gave no result".into()))?;
+    let r = rx
+        .recv_timeout(STEP)
+        .map_err(|_| Stop::Fail("thread gave no result".into()))?;
     t.join().map_err(|_| Stop::Fail("thread panicked".into()))?;
     Ok(r)
 }
@@ -62,7 +66,10 @@ impl Early {
                 job();
             }
         });
-        Early { jobs: Some(jobs), handle }
+        Early {
+            jobs: Some(jobs),
+            handle,
+        }
     }
 
     fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
@@ -70,8 +77,12 @@ impl Early {
         let job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
-        rx.recv_timeout(STEP).map_err(|_| Stop::Fail("early thread gave no result".into()))
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
+        rx.recv_timeout(STEP)
+            .map_err(|_| Stop::Fail("early thread gave no result".into()))
     }
 
     /// Ends the thread and waits until it has exited (its exit removes its user_event_mm).
@@ -102,11 +113,28 @@ fn later_thread_shares(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit 0 set", || page.u32_at(0) == 1)?;
     let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
-    let (reg, unreg) = on_thread(move || (uapi::reg(fd(raw), &other, addr, 4, 0, 0).err(), uapi::unreg(fd(raw), addr, 0)))?;
-    check_eq!(reg, Some(Errno(libc::EADDRINUSE)), "later thread's REG of the process's (addr, bit)");
-    check_eq!(unreg, Ok(()), "later thread's UNREG of the process's registration");
+    let (reg, unreg) = on_thread(move || {
+        (
+            uapi::reg(fd(raw), &other, addr, 4, 0, 0).err(),
+            uapi::unreg(fd(raw), addr, 0),
+        )
+    })?;
+    check_eq!(
+        reg,
+        Some(Errno(libc::EADDRINUSE)),
+        "later thread's REG of the process's (addr, bit)"
+    );
+    check_eq!(
+        unreg,
+        Ok(()),
+        "later thread's UNREG of the process's registration"
+    );
     check_eq!(page.u32_at(0), 0, "word right after the thread's UNREG");
-    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), Some(Errno(libc::ENOENT)), "main thread's UNREG after the thread's");
+    check_eq!(
+        uapi::unreg(cx.fd(), addr, 0).err(),
+        Some(Errno(libc::ENOENT)),
+        "main thread's UNREG after the thread's"
+    );
     Ok(())
 }
 
@@ -118,7 +146,9 @@ fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
     let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, threads.clone());
     on_thread(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
     tracefs::set_enabled(&threads, true)?;
-    cx.wait_for("bit 1 (registered by the exited thread) set", || page.u32_at(0) == 1 << 1)?;
+    cx.wait_for("bit 1 (registered by the exited thread) set", || {
+        page.u32_at(0) == 1 << 1
+    })?;
     tracefs::set_enabled(&threads, false)?;
     cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
     Ok(())
@@ -132,12 +162,28 @@ fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let (raw, addr) = (raw_fd(cx), page.addr(0) as u64);
     let unreg = early.run(move || uapi::unreg(fd(raw), addr, 0))?;
-    check_eq!(unreg.err(), Some(Errno(libc::ENOENT)), "early thread's UNREG of the main thread's registration");
+    check_eq!(
+        unreg.err(),
+        Some(Errno(libc::ENOENT)),
+        "early thread's UNREG of the main thread's registration"
+    );
     let reg = early.run(move || uapi::reg(fd(raw), &other, addr, 4, 0, 0))?;
-    check_eq!(reg.err(), None, "early thread's REG of the (addr, bit) the main thread holds");
+    check_eq!(
+        reg.err(),
+        None,
+        "early thread's REG of the (addr, bit) the main thread holds"
+    );
     // Each of the two user_event_mms now has its own entry for (addr, 0).
-    check_eq!(uapi::unreg(cx.fd(), addr, 0).err(), None, "main thread's UNREG");
-    check_eq!(early.run(move || uapi::unreg(fd(raw), addr, 0))?.err(), None, "early thread's UNREG of its own");
+    check_eq!(
+        uapi::unreg(cx.fd(), addr, 0).err(),
+        None,
+        "main thread's UNREG"
+    );
+    check_eq!(
+        early.run(move || uapi::unreg(fd(raw), addr, 0))?.err(),
+        None,
+        "early thread's UNREG of its own"
+    );
     early.exit()
 }
 
@@ -150,7 +196,9 @@ fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
     let (raw, addr, name) = (raw_fd(cx), page.addr(0) as u64, earlys.clone());
     early.run(move || uapi::reg(fd(raw), &name, addr, 4, 1, 0))??;
     tracefs::set_enabled(&earlys, true)?;
-    cx.wait_for("early thread's bit 1 set while it lives", || page.u32_at(0) == 1 << 1)?;
+    cx.wait_for("early thread's bit 1 set while it lives", || {
+        page.u32_at(0) == 1 << 1
+    })?;
     tracefs::set_enabled(&earlys, false)?;
     cx.wait_for("bit 1 cleared", || page.u32_at(0) == 0)?;
     early.exit()?;
@@ -158,6 +206,10 @@ fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&earlys, true)?;
     tracefs::set_enabled(&mains, true)?;
     cx.wait_for("main thread's bit 0 set", || page.u32_at(0) & 1 == 1)?;
-    cx.never_within("bit 1 set after the early thread exited", Duration::from_millis(300), || page.u32_at(0) != 1)?;
+    cx.never_within(
+        "bit 1 set after the early thread exited",
+        Duration::from_millis(300),
+        || page.u32_at(0) != 1,
+    )?;
     Ok(())
 }
