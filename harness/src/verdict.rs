@@ -184,7 +184,7 @@ fn judge_ignore(
             "ignored for want of {f}, but {} says this kernel has {f}; the probe found: {found}",
             expected.source
         )),
-        (Some(_), Some(f)) => Verdict::Ignored(format!("no {f} (as {} expects): {found}", expected.source)),
+        (Some(_), Some(f)) => Verdict::Ignored(format!("{found} (expected: {} does not list {f})", expected.source)),
     }
 }
 
@@ -521,7 +521,7 @@ mod tests {
         };
         let v = super::verdicts(&r, &planned, &[], &without);
         assert!(
-            matches!(get(&v, "a::x"), Verdict::Ignored(m) if m.contains("no reg_persist") && m.contains("PERSIST flag: EINVAL")),
+            matches!(get(&v, "a::x"), Verdict::Ignored(m) if m.contains("does not list reg_persist") && m.contains("PERSIST flag: EINVAL")),
             "{v:?}"
         );
         assert!(

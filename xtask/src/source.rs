@@ -234,12 +234,16 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
                     failures.push(format!("{file}: {l}"));
                 }
             }
+            // A malformed patch is reported on stderr (`patch: **** malformed patch at line N`).
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            failures.extend(
+                stderr
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{file}: {}", l.trim())),
+            );
             if failures.is_empty() {
-                failures.push(format!(
-                    "{}{}",
-                    stdout.trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                failures.push(stdout.trim().to_owned());
             }
             bail!(
                 "patch {} does not apply:\n  {}",
