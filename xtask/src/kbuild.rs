@@ -82,7 +82,7 @@ pub fn compiler_version() -> anyhow::Result<String> {
         .to_owned())
 }
 
-fn key_for(
+pub fn key_for(
     identity: &str,
     fragments: &[PathBuf],
     patches: &[PathBuf],

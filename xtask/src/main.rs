@@ -29,8 +29,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, kernels as kernels_cmd, matrix, mutants as mutants_cmd, parse, selftest as selftest_cmd,
-    test,
+    bench, kernels as kernels_cmd, matrix, mutants as mutants_cmd, parse, report,
+    selftest as selftest_cmd, test,
 };
 
 #[derive(Parser)]
@@ -70,6 +70,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
     Parse(parse::ParseArgs),
+    /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
+    Report(report::ReportArgs),
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Cmd::Selftest(a) => selftest_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Parse(a) => parse::run(a),
+        Cmd::Report(a) => report::run(a),
     };
     match result {
         Ok(code) => code,

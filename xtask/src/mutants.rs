@@ -173,22 +173,10 @@ mod tests {
     #[test]
     fn shipped_mutants_name_existing_scenarios() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs/mutants");
-        let names: Vec<String> = {
-            // The guest's list, compiled into this test through the guest crate's sources is not
-            // possible (it is a static binary); read the names from its source files instead.
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-tests/src/scenarios");
-            std::fs::read_dir(src)
-                .unwrap()
-                .flatten()
-                .flat_map(|e| {
-                    let t = std::fs::read_to_string(e.path()).unwrap();
-                    t.split("name: \"")
-                        .skip(1)
-                        .map(|s| s.split('"').next().unwrap().to_owned())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
+        let names: Vec<String> = guest_tests::scenarios::all()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         let mutants = load(&dir).unwrap();
         assert!(
             mutants.len() >= 10,

@@ -187,6 +187,32 @@ fn with_patches(base: String, patches: &[String]) -> String {
     patches.iter().fold(base, |acc, p| format!("{acc} +{p}"))
 }
 
+/// The cache key a kernel of the list builds under, resolved now: the package version the
+/// index names, the compiler, the fragments, patches and absent options. CI keys its cache on
+/// it, so a new package version or compiler is a new entry, not a stale hit.
+pub fn list_kernel_key(s: &mut Session, name: &str) -> anyhow::Result<String> {
+    let list = s.kernel_list()?;
+    let (name, spec) = list.select(Some(name))?.remove(0);
+    let aptc = apt::PrivateApt::new(&s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), &mut s.progress)?;
+    let entry = aptc.newest(&spec.package)?;
+    let identity = format!(
+        "deb:{}={} sha256:{}",
+        entry.package, entry.version, entry.sha256
+    );
+    let key = kbuild::key_for(
+        &identity,
+        &spec.fragment_paths(&s.configs),
+        &spec.patch_paths(&s.configs),
+        &spec.absent,
+        &kbuild::compiler_version()?,
+    )?;
+    Ok(format!(
+        "{name}-{}-{key}",
+        entry.version.replace(['~', ':', '+'], "_")
+    ))
+}
+
 /// What a tree's kernel must have, from its uapi header (which ioctls and flags it defines)
 /// and its `.config` (madvise).
 pub fn tree_expectation(tree: &Path, config: Option<&Path>) -> Expectation {

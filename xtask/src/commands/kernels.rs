@@ -11,10 +11,19 @@ pub struct KernelsArgs {
     /// Print the names as a JSON array (the CI workflow's matrix reads this).
     #[arg(long)]
     pub json: bool,
+    /// Print the cache key this kernel builds under, resolved against the package index now
+    /// (package version, compiler, fragments, patches): CI's cache key.
+    #[arg(long, value_name = "KERNEL")]
+    pub cache_key: Option<String>,
 }
 
 pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
-    let list = Session::new(None, false).kernel_list()?;
+    let mut s = Session::new(None, false);
+    if let Some(name) = &a.cache_key {
+        println!("{}", crate::resolve::list_kernel_key(&mut s, name)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = s.kernel_list()?;
     if a.json {
         println!(
             "{}",

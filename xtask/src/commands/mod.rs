@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod mutants;
 pub mod parse;
+pub mod report;
 pub mod selftest;
 pub mod setup;
 pub mod test;
