@@ -11,7 +11,7 @@ use harness::model::{Expectation, Feature, KernelUnderTest};
 use crate::args::KernelArgs;
 use crate::kbuild::{self, BuildRequest, Source};
 use crate::kernels::{self, KernelList};
-use crate::session::Session;
+use crate::progress::Progress;
 use crate::{apt, kconfig, kselftests, source};
 
 /// A kernel ready to boot, and what it took to get it.
@@ -55,8 +55,16 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
         .collect())
 }
 
+/// Where the list and the cache are, and where progress goes: what resolving needs of the
+/// session, and no more.
+pub struct Places<'a> {
+    pub configs: &'a Path,
+    pub cache: &'a Path,
+    pub progress: &'a mut Progress,
+}
+
 /// Every kernel the arguments name, built (or found in the cache).
-pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
         Ok(Expectation {
             features: kernels::parse_features(f)?,
@@ -82,8 +90,8 @@ pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>>
                 .with_context(|| format!("--patch {}: no such file", p.display()))
         })
         .collect::<anyhow::Result<_>>()?;
-    let list = s.kernel_list()?;
-    let configs = s.configs.clone();
+    let list = KernelList::load(s.configs)?;
+    let configs = s.configs.to_owned();
     let jobs = a
         .jobs
         .filter(|j| *j > 0)
@@ -107,8 +115,8 @@ pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>>
             absent: vec![],
             jobs,
         };
-        let built = kbuild::build(&s.cache, &req, &mut s.progress)?;
-        let kselftests = kselftests::build(&built.src, &built.out, &mut s.progress)?;
+        let built = kbuild::build(s.cache, &req, s.progress)?;
+        let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
         let expected = overridden.unwrap_or_else(|| tree_expectation(tree, Some(&built.config)));
         let kernel = KernelUnderTest {
             label,
@@ -124,14 +132,13 @@ pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>>
     }
     let selected = list.select(a.kernel.as_deref())?;
     // One index over every suite the list names, so switching kernels never refreshes it.
-    let aptc = apt::PrivateApt::new(&s.cache);
-    aptc.update(&list.all_suites(), &list.all_packages(), &mut s.progress)?;
+    let aptc = apt::PrivateApt::new(s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let mut out = Vec::new();
     for (name, spec) in selected {
         let entry = aptc.newest(&spec.package)?;
-        let cache = s.cache.clone();
-        let fetch =
-            |p: &mut crate::progress::Progress| source::fetch_pristine(&aptc, &cache, &entry, p);
+        let cache = s.cache;
+        let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
         all_patches.extend(patches.iter().cloned());
         let label = label(&name, a.debug, !patches.is_empty());
@@ -151,7 +158,7 @@ pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>>
             absent: spec.absent.clone(),
             jobs,
         };
-        let built = kbuild::build(&s.cache, &req, &mut s.progress)?;
+        let built = kbuild::build(s.cache, &req, s.progress)?;
         if !built.ran_make {
             s.progress.note(&format!(
                 "{label}: cached build {} (nothing changed, no make)",
@@ -163,7 +170,7 @@ pub fn resolve(s: &mut Session, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>>
         } else {
             format!(" + {}", built.record.patches.join(", "))
         };
-        let kselftests = kselftests::build(&built.src, &built.out, &mut s.progress)?;
+        let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
         let kernel = KernelUnderTest {
             label,
             bzimage: built.bzimage,
@@ -190,11 +197,11 @@ fn with_patches(base: String, patches: &[String]) -> String {
 /// The cache key a kernel of the list builds under, resolved now: the package version the
 /// index names, the compiler, the fragments, patches and absent options. CI keys its cache on
 /// it, so a new package version or compiler is a new entry, not a stale hit.
-pub fn list_kernel_key(s: &mut Session, name: &str) -> anyhow::Result<String> {
-    let list = s.kernel_list()?;
+pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
+    let list = KernelList::load(s.configs)?;
     let (name, spec) = list.select(Some(name))?.remove(0);
-    let aptc = apt::PrivateApt::new(&s.cache);
-    aptc.update(&list.all_suites(), &list.all_packages(), &mut s.progress)?;
+    let aptc = apt::PrivateApt::new(s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let entry = aptc.newest(&spec.package)?;
     let identity = format!(
         "deb:{}={} sha256:{}",
@@ -202,8 +209,8 @@ pub fn list_kernel_key(s: &mut Session, name: &str) -> anyhow::Result<String> {
     );
     let key = kbuild::key_for(
         &identity,
-        &spec.fragment_paths(&s.configs),
-        &spec.patch_paths(&s.configs),
+        &spec.fragment_paths(s.configs),
+        &spec.patch_paths(s.configs),
         &spec.absent,
         &kbuild::compiler_version()?,
     )?;

@@ -103,8 +103,21 @@ impl Session {
         Ok(Guest { dir, scenarios })
     }
 
+    fn places(&mut self) -> resolve::Places<'_> {
+        resolve::Places {
+            configs: &self.configs,
+            cache: &self.cache,
+            progress: &mut self.progress,
+        }
+    }
+
     pub fn kernels(&mut self, k: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
-        resolve::resolve(self, k)
+        resolve::resolve(self.places(), k)
+    }
+
+    /// The cache key a kernel of the list builds under, resolved against the index now.
+    pub fn kernel_cache_key(&mut self, name: &str) -> anyhow::Result<String> {
+        resolve::list_kernel_key(self.places(), name)
     }
 
     /// Exactly one kernel, for the commands that compare against one baseline.

@@ -20,7 +20,7 @@ pub struct KernelsArgs {
 pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
     let mut s = Session::new(None, false);
     if let Some(name) = &a.cache_key {
-        println!("{}", crate::resolve::list_kernel_key(&mut s, name)?);
+        println!("{}", s.kernel_cache_key(name)?);
         return Ok(ExitCode::SUCCESS);
     }
     let list = s.kernel_list()?;
