@@ -97,6 +97,7 @@ mod tests {
             scenario_timeout_ms: 1,
             poll_deadline_ms: 2,
             kselftests: vec![],
+            stop_at_first_failure: false,
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -124,6 +125,7 @@ mod tests {
             scenario_timeout_ms: 1,
             poll_deadline_ms: 1,
             kselftests: vec![],
+            stop_at_first_failure: false,
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

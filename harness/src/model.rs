@@ -105,6 +105,9 @@ pub struct SuiteOptions {
     pub guest_scenario_timeout: Option<Duration>,
     /// Run the kernel tree's own selftests in the same boot (`kselftest::*` trials).
     pub kselftests: bool,
+    /// Start no scenario after the first failed one (mutation runs: the first failure
+    /// decides); the upstream programs still all run.
+    pub stop_at_first_failure: bool,
 }
 
 impl SuiteOptions {

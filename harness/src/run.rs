@@ -53,6 +53,7 @@ pub fn plan<'k>(
                 timeout_ms: (b.timeout * k).as_millis() as u64,
             })
             .collect(),
+        stop_at_first_failure: opts.stop_at_first_failure,
     };
     (plan, programs)
 }

@@ -362,6 +362,10 @@ pub struct Plan {
     /// Upstream selftest programs to run after the scenarios, in the same boot.
     #[serde(default)]
     pub kselftests: Vec<KselftestPlan>,
+    /// Start no scenario after the first failed one (mutation runs, where the first failure
+    /// decides); the upstream programs still all run.
+    #[serde(default)]
+    pub stop_at_first_failure: bool,
 }
 
 /// One program of `tools/testing/selftests/user_events/`, reported as `kselftest::<name>`.

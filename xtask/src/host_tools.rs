@@ -95,13 +95,14 @@ fn present(check: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub fn missing() -> Vec<&'static Tool> {
-    TOOLS.iter().filter(|t| !present(t.check)).collect()
-}
-
 /// Makes sure every tool is there; installs what is missing when allowed.
 pub fn ensure(allow_install: bool) -> anyhow::Result<()> {
-    let miss = missing();
+    ensure_tools(TOOLS, allow_install)
+}
+
+/// The same for any list of tools (a command's own extra tools).
+pub fn ensure_tools(tools: &[Tool], allow_install: bool) -> anyhow::Result<()> {
+    let miss: Vec<&Tool> = tools.iter().filter(|t| !present(t.check)).collect();
     if miss.is_empty() {
         return Ok(());
     }
@@ -145,7 +146,7 @@ pub fn ensure(allow_install: bool) -> anyhow::Result<()> {
             bail!("`{}` failed ({st})", full.join(" "));
         }
     }
-    let still = missing();
+    let still: Vec<&Tool> = tools.iter().filter(|t| !present(t.check)).collect();
     if !still.is_empty() {
         bail!(
             "still missing after apt-get install: {}",

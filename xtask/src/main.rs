@@ -18,6 +18,7 @@ mod kconfig;
 mod kernels;
 mod kselftests;
 mod mutants;
+mod mutation;
 mod progress;
 mod resolve;
 mod selftest;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, kernels as kernels_cmd, matrix, mutants as mutants_cmd, parse, report,
+    bench, kernels as kernels_cmd, matrix, mutants as mutants_cmd, mutate, parse, report,
     selftest as selftest_cmd, test,
 };
 
@@ -63,6 +64,9 @@ enum Cmd {
     /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
     /// kernel, run the suite on it, and print which scenarios caught it.
     Mutants(mutants_cmd::MutantsArgs),
+    /// The mutation score: mechanical mutants of the user_events source (universalmutator),
+    /// pruned, each run with the suite and, apart, the upstream selftests; a report per function.
+    Mutate(mutate::MutateArgs),
     /// The harness's own integration tests: boot broken guests and check what is reported.
     Selftest(selftest_cmd::SelftestArgs),
     /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Cmd::Kernels(a) => kernels_cmd::run(a),
         Cmd::Matrix(a) => matrix::run(a),
         Cmd::Mutants(a) => mutants_cmd::run(a),
+        Cmd::Mutate(a) => mutate::run(a),
         Cmd::Selftest(a) => selftest_cmd::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Parse(a) => parse::run(a),

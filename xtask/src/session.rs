@@ -145,6 +145,7 @@ impl Session {
             cpus: 2,
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
+            stop_at_first_failure: false,
         }
     }
 

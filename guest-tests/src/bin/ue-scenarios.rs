@@ -42,6 +42,7 @@ fn main() {
                 scenario_timeout_ms: 60_000,
                 poll_deadline_ms: 5_000,
                 kselftests: vec![],
+                stop_at_first_failure: false,
             };
             let rec = run_in_child(name, &plan);
             print!("{}", rec.to_line());
@@ -87,12 +88,27 @@ fn run_plan(path: &str) -> i32 {
             user_events,
         },
     );
+    // With stop_at_first_failure (mutation runs, where one failure is the answer) no scenario
+    // starts after the first failed one. The upstream programs all run still: they are
+    // counted on their own, against their failures on the unmutated kernel.
+    let failed = |r: &Record| {
+        matches!(
+            r,
+            Record::End {
+                outcome: Outcome::Fail,
+                ..
+            }
+        )
+    };
     for name in &plan.scenarios {
         emit(&mut out, &Record::Start { name: name.clone() });
         kmsg_marker("start", name);
         let rec = run_in_child(name, &plan);
         kmsg_marker("end", name);
         emit(&mut out, &rec);
+        if plan.stop_at_first_failure && failed(&rec) {
+            break;
+        }
     }
     for k in &plan.kselftests {
         let name = result_channel::kselftest_name(&k.name);

@@ -6,6 +6,7 @@ pub mod build_kernel;
 pub mod kernels;
 pub mod matrix;
 pub mod mutants;
+pub mod mutate;
 pub mod parse;
 pub mod report;
 pub mod selftest;

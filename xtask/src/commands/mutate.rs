@@ -1,0 +1,334 @@
+//! `cargo xtask mutate`: the mutation score nobody chose. Mechanical mutants of the
+//! user_events source (universalmutator), pruned, each run on the cached kernel with the suite
+//! (stopping at its first failure) and, counted apart, the upstream selftests; a report per
+//! function, in Markdown and JSON. Shards of one seeded sample run as separate jobs and
+//! `--merge` puts their reports together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use harness::model::{KernelRun, KernelUnderTest, Origin};
+use harness::run::Selection;
+use harness::vm::VmEnd;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::mutation::{self, Build, Choice, JudgedList, MutantResult, Outcome, Report, Upstream};
+use crate::progress::Step;
+use crate::session::Session;
+
+#[derive(Args)]
+pub struct MutateArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Only mutants of lines in these functions (a comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub function: Vec<String>,
+    /// Run a sample of this many mutants, drawn with --seed.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// The sample's seed: the same seed draws the same mutants on every machine.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run only shard I of N of the chosen mutants (I/N, from 1), for CI jobs side by side.
+    #[arg(long, value_parser = mutation::parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Print the chosen mutants and stop.
+    #[arg(long)]
+    pub list: bool,
+    /// Merge these mutate.json reports (shards of one run) instead of running mutants.
+    #[arg(long, num_args = 1..)]
+    pub merge: Vec<PathBuf>,
+    /// Where the report goes (default: <target>/ue-runs/mutate-<time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    crate::cache::write_atomic(
+        &dir.join("mutate.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
+    std::fs::write(dir.join("mutate.md"), report.markdown())?;
+    Ok(())
+}
+
+pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
+    let mut s = Session::for_kernels(&a.kernel);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| s.runs_dir().join(format!("mutate-{stamp}")));
+    if !a.merge.is_empty() {
+        let parts = a
+            .merge
+            .iter()
+            .map(|p| -> anyhow::Result<Report> {
+                let path = if p.is_dir() {
+                    p.join("mutate.json")
+                } else {
+                    p.clone()
+                };
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let merged = Report::merge(parts)?;
+        write(&merged, &dir)?;
+        println!("{}", merged.markdown());
+        eprintln!("merged report in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let k = &a.kernel;
+    if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
+        bail!("mutate mutates a packaged kernel's source: use --kernel, not --patch, --kernel-image or --kernel-tree");
+    }
+    s.host_tools()?;
+    let base = s.one_kernel(k, "mutate")?.kernel;
+    let base_src = base
+        .bzimage
+        .ancestors()
+        .nth(5)
+        .context("the kernel's bzImage is not inside a build tree")?
+        .to_owned();
+    let tool = mutation::tool(&s.cache, !k.no_install, &mut s.progress)?;
+    let gen_dir = s.cache.join("mutate/mutants");
+    std::fs::create_dir_all(&gen_dir)?;
+    let mut all = Vec::new();
+    for file in mutation::TARGETS {
+        all.extend(mutation::generate(
+            &tool,
+            &base_src,
+            file,
+            &gen_dir,
+            &mut s.progress,
+        )?);
+    }
+    let choice = Choice {
+        functions: a.function.clone(),
+        sample: a.sample,
+        seed: a.seed,
+        shard: a.shard,
+    };
+    let chosen = mutation::choose(&all, &choice)?;
+    s.progress.note(&format!(
+        "{} mutants generated, {} chosen",
+        all.len(),
+        chosen.len()
+    ));
+    if a.list {
+        for m in &chosen {
+            println!(
+                "{}\t{}:{}\t{}\t{}  =>  {}",
+                m.id,
+                m.file,
+                m.line,
+                m.function,
+                m.original.trim(),
+                m.mutated.trim()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
+    let guest = s.guest()?;
+    let mut opts = s.suite_options(&a.run, &guest);
+    opts.kselftests = true;
+    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    let started = Instant::now();
+
+    // The unmutated kernel first: a scenario that fails there decides nothing about a mutant,
+    // and neither does an upstream test that fails there.
+    s.progress
+        .step(Step::Boot, &format!("{} unmutated", base.label));
+    let all_selection = Selection {
+        scenarios: guest.scenarios(false),
+        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+    };
+    let base_run = harness::run::run_kernel(&base, &opts, &all_selection)?;
+    harness::artifacts::write(&base_run)?;
+    let failing = |run: &KernelRun, origin: Origin| -> Vec<String> {
+        run.verdicts
+            .iter()
+            .filter(|v| v.origin == origin && v.verdict.is_fail())
+            .map(|v| v.name.clone())
+            .collect()
+    };
+    let unreliable = failing(&base_run, Origin::Scenario);
+    let upstream_base = failing(&base_run, Origin::Upstream);
+    if failing(&base_run, Origin::Vm).len() + unreliable.len() > all_selection.scenarios.len() / 2 {
+        bail!(
+            "the unmutated kernel fails most of the suite (see {}): fix that first",
+            base_run.run_dir.display()
+        );
+    }
+    if !unreliable.is_empty() {
+        eprintln!(
+            "note: left out, failing on the unmutated kernel: {}",
+            unreliable.join(", ")
+        );
+    }
+    let selection = Selection {
+        scenarios: all_selection
+            .scenarios
+            .iter()
+            .filter(|sc| !unreliable.contains(&sc.name))
+            .cloned()
+            .collect(),
+        kselftests: all_selection.kselftests.clone(),
+    };
+    opts.stop_at_first_failure = true;
+
+    // One mutation tree per unpatched build: its key is the build folder's name.
+    let base_key = base_src
+        .parent()
+        .and_then(|p| p.file_name())
+        .context("the build tree has no cache entry")?
+        .to_owned();
+    let jobs = k
+        .jobs
+        .filter(|j| *j > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let bench = mutation::Workbench::new(
+        &base_src,
+        &s.cache.join("mutate/trees").join(base_key),
+        jobs,
+        &mut s.progress,
+    )?;
+    let mut report = Report {
+        source: base.provenance.clone(),
+        tool: format!("universalmutator {}", mutation::TOOL_VERSION),
+        seed: a.seed,
+        sample: a.sample,
+        shards: a
+            .shard
+            .map(|(i, n)| format!("{i}/{n}"))
+            .into_iter()
+            .collect(),
+        functions: a.function.clone(),
+        wall_secs: 0.0,
+        unreliable,
+        upstream_failing_unmutated: upstream_base.clone(),
+        results: vec![],
+    };
+    s.progress.step(
+        Step::Build,
+        &format!("{} mutants, report in {}", chosen.len(), dir.display()),
+    );
+    for (i, m) in chosen.iter().enumerate() {
+        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!(
+                "interrupted: the report holds the {} mutants run so far",
+                report.results.len()
+            );
+            break;
+        }
+        let t = Instant::now();
+        let diff = m.diff(bench.original(&m.file).unwrap_or(""), 2);
+        let (outcome, upstream) = if let Some(j) = judged.find(m) {
+            (
+                Outcome::JudgedEquivalent {
+                    reason: j.reason.clone(),
+                },
+                Upstream::NotRun,
+            )
+        } else {
+            let built = bench.build(m);
+            let r = match built? {
+                Build::NotCompiled(error) => (Outcome::NotCompiled { error }, Upstream::NotRun),
+                Build::Equivalent => (Outcome::Equivalent, Upstream::NotRun),
+                Build::Kernel(bzimage) => {
+                    let kernel = KernelUnderTest {
+                        label: format!("{}+{}", base.label, m.id),
+                        bzimage,
+                        ..base.clone()
+                    };
+                    let run = harness::run::run_kernel(&kernel, &opts, &selection)?;
+                    harness::artifacts::write(&run)?;
+                    classify(&run, &upstream_base)
+                }
+            };
+            bench.restore(&m.file)?;
+            r
+        };
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "[{}/{}] {} {}:{} in {}: {} (upstream: {}) {secs:.0} s",
+            i + 1,
+            chosen.len(),
+            m.id,
+            m.file,
+            m.line,
+            m.function,
+            outcome_text(&outcome),
+            upstream_text(&upstream)
+        );
+        report.results.push(MutantResult {
+            mutant: m.clone(),
+            outcome,
+            upstream,
+            secs,
+            diff,
+        });
+        report.wall_secs = started.elapsed().as_secs_f64();
+        write(&report, &dir)?;
+    }
+    println!("{}", report.markdown());
+    eprintln!("report in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first failure decides: a scenario (or the boot itself) failing is a kill, a limit
+/// running out a timeout; upstream tests count only where they pass on the unmutated kernel.
+fn classify(run: &KernelRun, upstream_base: &[String]) -> (Outcome, Upstream) {
+    let outcome = match &run.report.end {
+        VmEnd::TimedOut { what } => Outcome::TimedOut { what: what.clone() },
+        _ => match run
+            .verdicts
+            .iter()
+            .find(|v| v.origin != Origin::Upstream && v.verdict.is_fail())
+        {
+            Some(v) => Outcome::Killed { by: v.name.clone() },
+            None => Outcome::Survived,
+        },
+    };
+    let upstream = match run.verdicts.iter().find(|v| {
+        v.origin == Origin::Upstream && v.verdict.is_fail() && !upstream_base.contains(&v.name)
+    }) {
+        Some(v) => Upstream::Killed { by: v.name.clone() },
+        None => Upstream::Survived,
+    };
+    (outcome, upstream)
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Killed { by } => format!("killed by {by}"),
+        Outcome::Survived => "SURVIVED".into(),
+        Outcome::TimedOut { what } => format!("timed out ({what})"),
+        Outcome::Equivalent => "equivalent (same object code)".into(),
+        Outcome::JudgedEquivalent { .. } => "judged equivalent".into(),
+        Outcome::NotCompiled { error } => format!(
+            "not compiled ({})",
+            error.chars().take(80).collect::<String>()
+        ),
+    }
+}
+
+fn upstream_text(u: &Upstream) -> String {
+    match u {
+        Upstream::Killed { by } => format!("killed by {by}"),
+        Upstream::Survived => "survived".into(),
+        Upstream::NotRun => "-".into(),
+    }
+}
