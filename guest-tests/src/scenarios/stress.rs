@@ -13,7 +13,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::framework::{
-    fork, pause, read32, read64, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
+    fork, pause, poll_until, read32, read64, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
 };
 use crate::{check, tracefs, uapi};
 
@@ -248,9 +248,10 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
     let (stop, mut remaps, mut seen) = (AtomicBool::new(false), 0u64, Seen::default());
     let mut failure = None;
     // A fresh mapping reads 0: only a transition that reaches it sets the bit. Each mapping
-    // is watched for a moment; the first one seen set is kept until a later transition
-    // clears it, so both directions are seen reaching remapped pages.
-    let watch = Duration::from_millis(2);
+    // is watched for a moment (longer until one has been seen set); the first one seen set
+    // is kept until a later transition clears it, so both directions are seen reaching
+    // remapped pages.
+    let (watch, watch_until_set) = (Duration::from_millis(2), Duration::from_millis(20));
     let flips = std::thread::scope(|s| {
         let flips = flipper(s, &name, &stop);
         let start = Instant::now();
@@ -274,6 +275,11 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
             remaps += 1;
             let mut fresh = Seen::default();
             let t = Instant::now();
+            let watch = if seen.sets == 0 {
+                watch_until_set
+            } else {
+                watch
+            };
             while t.elapsed() < watch
                 || (seen.clears == 0 && fresh.sets > 0 && t.elapsed() < cx.poll_deadline)
             {
@@ -292,8 +298,16 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
     check_progress(cx, format!("{remaps} remaps"), flips, seen)?;
     // The registration survived (the kernel keeps it across failed faults): the next
     // transition reaches the page mapped now.
+    // A fault that failed during the stress may still hold the registration FAULTING (its
+    // warning is printed before that is cleared), and drop this enable: re-flip if so.
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit 5 set in the last mapping", || read32(ptr) == BIT)?;
+    let what = "bit 5 set in the last mapping";
+    match poll_until(cx.poll_deadline, &mut || read32(ptr) == BIT) {
+        Ok(d) => cx.note(format!("{what}: {} us", d.as_micros())),
+        Err(_) => {
+            super::munmap::retry_enable(cx, &name, what, (ptr as u64, 4, 5), || read32(ptr) == BIT)?
+        }
+    }
     tracefs::set_enabled(&name, false)?;
     unsafe { libc::munmap(ptr as *mut _, len) };
     Ok(())
