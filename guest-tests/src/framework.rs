@@ -284,14 +284,16 @@ impl Ctx {
         Ok(d)
     }
 
-    /// Confirms that `cond` stays false for `window`, for "the kernel must NOT write" checks.
-    /// A negative can only be bounded, not proven: the window is the poll deadline.
-    pub fn never_within(
-        &mut self,
-        what: &str,
-        window: Duration,
-        mut cond: impl FnMut() -> bool,
-    ) -> R {
+    /// How long a "must not happen" check watches: see [`negative_window`].
+    pub fn negative_window(&self) -> Duration {
+        negative_window(self.poll_deadline)
+    }
+
+    /// Confirms that `cond` stays false for the [`Ctx::negative_window`], for "the kernel
+    /// must NOT write" checks. A negative can only be bounded, not proven; the bound scales
+    /// with the poll deadline (which the host scales for TCG), and the notes say what it was.
+    pub fn never_within(&mut self, what: &str, mut cond: impl FnMut() -> bool) -> R {
+        let window = self.negative_window();
         let start = Instant::now();
         while start.elapsed() < window {
             if cond() {
@@ -299,6 +301,7 @@ impl Ctx {
             }
             pause();
         }
+        self.note(format!("not {what} within {} ms", window.as_millis()));
         Ok(())
     }
 
@@ -357,6 +360,16 @@ impl Ctx {
         }
     }
 }
+
+/// How long a "must not happen" check watches, from the poll deadline of the plan: a
+/// quarter of it, at least [`NEGATIVE_FLOOR`]. The asynchronous path a wrong write would
+/// take is the one a positive check waits the whole deadline for; the deadline is scaled
+/// ×4 under TCG, and so is this window (125 ms under KVM, 500 ms under TCG by default).
+pub fn negative_window(poll_deadline: Duration) -> Duration {
+    (poll_deadline / 4).max(NEGATIVE_FLOOR)
+}
+
+pub const NEGATIVE_FLOOR: Duration = Duration::from_millis(100);
 
 /// The poll step: yield first (the worker may be runnable on this CPU), then a short sleep so
 /// that a slow TCG guest is not starved by the poller.

@@ -91,8 +91,6 @@ const SCENARIOS: &[Scenario] = &[
 pub const FAMILY: Family = Family::new("client", SCENARIOS).requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
-/// How long a disabled word must stay disabled to count as "never enabled again".
-const NEGATIVE_WINDOW: Duration = Duration::from_millis(300);
 /// `write`'s and `write_event!`'s answer when the word reads disabled (the crates' EBADF).
 const EBADF: i32 = libc::EBADF;
 
@@ -802,11 +800,9 @@ fn unregister_reads_disabled(cx: &mut Ctx) -> R {
         tracefs::set_enabled(n, false)?;
         tracefs::set_enabled(n, true)?;
     }
-    cx.never_within(
-        "an unregistered word enabled again",
-        NEGATIVE_WINDOW,
-        || eh_on() || TP_UNREG.enabled(),
-    )?;
+    cx.never_within("an unregistered word enabled again", || {
+        eh_on() || TP_UNREG.enabled()
+    })?;
     for n in [eh_tp, &name, &boxed_name] {
         tracefs::set_enabled(n, false)?;
     }

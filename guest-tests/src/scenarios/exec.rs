@@ -41,7 +41,6 @@ pub const FAMILY: Family = Family::new("exec", SCENARIOS).requires(REMOTE_WRITE)
 const STEP: Duration = Duration::from_secs(10);
 /// Free in both the old and the new image (static-pie images and mmaps live far above).
 const FIXED_ADDR: usize = 0x3000_0000_0000;
-const NEGATIVE_WINDOW: Duration = Duration::from_millis(300);
 
 fn private_rw() -> (i32, i32) {
     (
@@ -53,8 +52,8 @@ fn private_rw() -> (i32, i32) {
 /// The exec'd side of this family; `args` follow `--helper NAME`. Returns the exit code.
 pub fn helper(which: &str, args: &[&str]) -> i32 {
     match (which, args) {
-        ("exec-dropped", [rd, wr, name]) => {
-            helper_verdict(|| dropped_after_exec(pipe(rd, wr)?, name))
+        ("exec-dropped", [rd, wr, name, window_ms]) => {
+            helper_verdict(|| dropped_after_exec(pipe(rd, wr)?, name, window_ms))
         }
         ("exec-write", [fd, index]) => helper_verdict(|| write_after_exec(fd, index)),
         ("exit0", []) => 0,
@@ -84,6 +83,7 @@ fn registrations_dropped(cx: &mut Ctx) -> R {
         to_helper.rd.as_raw_fd().to_string(),
         to_parent.wr.as_raw_fd().to_string(),
         name.clone(),
+        cx.negative_window().as_millis().to_string(),
     ];
     let child = exec_helper("exec-dropped", &args, || {
         let (prot, flags) = private_rw();
@@ -110,7 +110,11 @@ fn registrations_dropped(cx: &mut Ctx) -> R {
     child.join_with(parent, STEP)
 }
 
-fn dropped_after_exec(steps: Pipe, name: &str) -> R {
+/// `window_ms`: the scenario's negative window ([`Ctx::negative_window`]).
+fn dropped_after_exec(steps: Pipe, name: &str, window_ms: &str) -> R {
+    let Ok(window) = window_ms.parse().map(Duration::from_millis) else {
+        fail!("bad helper window {window_ms:?}")
+    };
     let (prot, flags) = private_rw();
     let page = Mapping::map_at(
         FIXED_ADDR as *const u8,
@@ -131,7 +135,7 @@ fn dropped_after_exec(steps: Pipe, name: &str) -> R {
     steps.send(b"r")?;
     steps.expect(b'e', STEP)?;
     check!(
-        poll_until(NEGATIVE_WINDOW, &mut || page.u32_at(0) != 0).is_err(),
+        poll_until(window, &mut || page.u32_at(0) != 0).is_err(),
         "the kernel wrote {:#x} into the new page at the pre-exec address",
         page.u32_at(0)
     );

@@ -29,7 +29,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "write_errors",
-        "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds and pwrite data with exact errnos",
+        "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
         write_errors,
     ),
 ];
@@ -217,98 +217,236 @@ fn data_loc_string(cx: &mut Ctx) -> R {
     check_lines(cx, &name, &["msg=world n=0xffffffff (-1)".to_owned()])
 }
 
+/// One u32 after another, native-endian: an index and the fixed fields of an entry.
+fn words(w: &[u32]) -> Vec<u8> {
+    w.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+/// A dynamic field's loc word: `len` bytes at `offset`.
+fn loc(len: u32, offset: u32) -> u32 {
+    len << 16 | offset
+}
+
 fn write_errors(cx: &mut Ctx) -> R {
     cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
-    let name = cx.event_name();
-    let idx = cx.reg(
-        &format!("{name} u32 n;__data_loc char[] msg"),
+    // Three events, so that each validator is alone in its event and every rejection below
+    // has one cause. Offsets count in the entry (8-byte header first); every write's
+    // declared bytes are all in the payload, so what the kernel checks is what we wrote:
+    // - str: u32 n @8, __data_loc char[] @12, text from 16 (offset from the entry start)
+    // - rel: u32 n @8, __rel_loc char[] @12, text from 16 (offset from the loc's end, 16)
+    // - raw: __data_loc u8[] @8, __rel_loc u8[] @12 (from 16), bytes from 16. Not char, so
+    //   no NUL rule: only the bounds check can reject, and a bound that lets a field end
+    //   past the entry lets the write through whatever lies beyond it.
+    let (s, r, b) = (cx.event_name(), cx.event_name(), cx.event_name());
+    let si = cx.reg(
+        &format!("{s} u32 n;__data_loc char[] msg"),
         page.addr(0),
         4,
         0,
     )?;
-    let event = |loc: u32, text: &[u8]| {
-        let mut b = idx.to_ne_bytes().to_vec();
-        b.extend(7u32.to_ne_bytes());
-        b.extend(loc.to_ne_bytes());
-        b.extend(text);
-        b
-    };
-    // The text starts at entry offset 16 (8 header + n + loc).
-    let good = event(3 << 16 | 16, b"ok\0");
+    let ri = cx.reg(
+        &format!("{r} u32 n;__rel_loc char[] msg"),
+        page.addr(0),
+        4,
+        1,
+    )?;
+    let bi = cx.reg(
+        &format!("{b} __data_loc u8[] a;__rel_loc u8[] b"),
+        page.addr(0),
+        4,
+        2,
+    )?;
+    let str_ev = |l: u32, text: &[u8]| [words(&[si, 7, l]), text.to_vec()].concat();
+    let rel_ev = |l: u32, text: &[u8]| [words(&[ri, 7, l]), text.to_vec()].concat();
+    // 4 bytes of data after the locs: the entry is 20 bytes long.
+    let raw_ev = |a: u32, b: u32| [words(&[bi, a, b]), vec![1, 2, 3, 4]].concat();
+    // Accepted: each field ends exactly at the end of the entry.
+    let good = [
+        (
+            "__data_loc string ending at the entry's end",
+            str_ev(loc(3, 16), b"ok\0"),
+        ),
+        (
+            "__rel_loc string ending at the entry's end",
+            rel_ev(loc(3, 0), b"ok\0"),
+        ),
+        (
+            "__rel_loc string at relative offset 1",
+            rel_ev(loc(3, 1), b"-ok\0"),
+        ),
+        (
+            "u8[] fields both ending at the entry's end",
+            raw_ev(loc(4, 16), loc(2, 2)),
+        ),
+    ];
     // Event type ids are reused once an event is auto-deleted, and records of the deleted
     // event still in the buffer then print under this event's name (seen on 7.3-rc7).
     tracefs::clear_trace()?;
     check_eq!(
-        uapi::write(cx.fd(), &good).err(),
+        uapi::write(cx.fd(), &good[0].1).err(),
         Some(Errno(libc::EBADF)),
         "write with no probe attached"
     );
-    tracefs::set_enabled(&name, true)?;
-    cx.wait_for("bit set after enable", || page.u32_at(0) == 1)?;
-    let cases: [(&str, Vec<u8>, i32); 6] = [
-        ("3 bytes (no whole index)", vec![0; 3], libc::EFAULT),
-        (
-            "index -1",
-            [(-1i32).to_ne_bytes(), [0; 4]].concat(),
-            libc::EINVAL,
-        ),
+    for (n, bit) in [(&s, 0), (&r, 1), (&b, 2)] {
+        tracefs::set_enabled(n, true)?;
+        cx.wait_for(&format!("bit {bit} set after enable"), || {
+            page.u32_at(0) & 1 << bit != 0
+        })?;
+    }
+    let efault = libc::EFAULT;
+    let cases: Vec<(&str, Vec<u8>, i32)> = vec![
+        ("3 bytes (no whole index)", vec![0; 3], efault),
+        ("index -1", words(&[u32::MAX, 0]), libc::EINVAL),
         (
             "an index this fd never got",
-            [(idx + 1).to_ne_bytes(), [0; 4]].concat(),
+            words(&[bi + 1, 0]),
             libc::ENOENT,
         ),
         (
             "a payload shorter than the fields",
-            idx.to_ne_bytes().to_vec(),
+            words(&[si]),
             libc::EINVAL,
         ),
+        // The NUL rule of char fields: the field's last byte, which is the entry's last.
         (
-            "a string without NUL",
-            event(2 << 16 | 16, b"no"),
-            libc::EFAULT,
+            "a __data_loc string without NUL",
+            str_ev(loc(2, 16), b"no"),
+            efault,
         ),
         (
-            "a string past the end",
-            event(8 << 16 | 16, b"ok\0"),
-            libc::EFAULT,
+            "a __data_loc string whose NUL is not last",
+            str_ev(loc(3, 16), b"a\0b"),
+            efault,
+        ),
+        (
+            "a __rel_loc string without NUL",
+            rel_ev(loc(2, 0), b"no"),
+            efault,
+        ),
+        (
+            "a __rel_loc string whose NUL is not last",
+            rel_ev(loc(3, 0), b"a\0b"),
+            efault,
+        ),
+        // Bounds of char fields (rejected before the NUL rule reads past the entry).
+        (
+            "a __data_loc string one byte past the end",
+            str_ev(loc(4, 16), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __data_loc string at the end's offset",
+            str_ev(loc(1, 19), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __rel_loc string one byte past the end",
+            rel_ev(loc(4, 0), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __rel_loc string at the end's offset",
+            rel_ev(loc(1, 3), b"ok\0"),
+            efault,
+        ),
+        // Bounds alone (u8[]: no NUL rule), each with the other field valid.
+        (
+            "a __data_loc u8[] one byte past the end",
+            raw_ev(loc(5, 16), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __data_loc u8[] at the end's offset",
+            raw_ev(loc(1, 20), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __data_loc u8[] at offset 0xffff",
+            raw_ev(loc(1, 0xffff), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] one byte past the end",
+            raw_ev(loc(4, 16), loc(3, 2)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] at the end's offset",
+            raw_ev(loc(4, 16), loc(1, 4)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] of length 0xffff",
+            raw_ev(loc(4, 16), loc(0xffff, 0)),
+            efault,
         ),
     ];
-    for (what, buf, want) in cases {
-        check_eq!(
-            uapi::write(cx.fd(), &buf).err(),
-            Some(Errno(want)),
-            "write of {what}"
-        );
+    let mut wrong = Vec::new();
+    for (what, buf, want) in &cases {
+        let got = uapi::write(cx.fd(), buf);
+        if got.err() != Some(Errno(*want)) {
+            wrong.push(format!("{what}: got {got:?}, want {:?}", Errno(*want)));
+        }
     }
-    let r = unsafe {
+    check!(
+        wrong.is_empty(),
+        "write() of {} case(s) not as the ABI says:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
+    );
+    cx.note(format!(
+        "{} rejected writes, each with its exact errno",
+        cases.len()
+    ));
+    let r0 = unsafe {
         libc::pwrite(
             std::os::fd::AsRawFd::as_raw_fd(&cx.data),
-            good.as_ptr() as *const _,
-            good.len(),
+            good[0].1.as_ptr() as *const _,
+            good[0].1.len(),
             4,
         )
     };
     check_eq!(
-        (r, Errno::last()),
+        (r0, Errno::last()),
         (-1, Errno(libc::EFAULT)),
         "pwrite at offset 4"
     );
-    check_eq!(
-        uapi::write(cx.fd(), &good)?,
-        good.len(),
-        "the good write after the rejected ones"
+    for (what, buf) in &good {
+        check_eq!(
+            uapi::write(cx.fd(), buf)?,
+            buf.len(),
+            "write of {what}, after the rejected ones"
+        );
+    }
+    for n in [&s, &r, &b] {
+        tracefs::set_enabled(n, false)?;
+    }
+    let lines = tracefs::trace_lines()?;
+    let of = |n: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!(" {n}: ")))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Only the accepted writes reached trace, with the strings they declared.
+    let (sl, rl, bl) = (of(&s), of(&r), of(&b));
+    check!(
+        sl.len() == 1 && rl.len() == 2 && bl.len() == 1,
+        "only the 4 accepted writes may reach trace (1, 2, 1 per event), found {}, {}, {}: {lines:?}",
+        sl.len(),
+        rl.len(),
+        bl.len()
     );
-    tracefs::set_enabled(&name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?
-        .into_iter()
-        .filter(|l| l.contains(&format!("{name}:")))
-        .collect();
-    check_eq!(
-        lines.len(),
-        1,
-        "only the good write reached trace: {lines:?}"
+    check!(
+        sl[0].ends_with(" n=0x7 (7) msg=ok"),
+        "trace line {:?}",
+        sl[0]
     );
+    for l in &rl {
+        check!(l.ends_with(" n=0x7 (7) msg=ok"), "trace line {l:?}");
+    }
     Ok(())
 }
 
