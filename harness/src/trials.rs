@@ -189,6 +189,64 @@ mod tests {
         Arguments::from_iter(std::iter::once("t").chain(a.iter().copied()))
     }
 
+    fn run_with(verdicts: Vec<ScenarioVerdict>) -> KernelRun {
+        let report: crate::vm::VmReport = serde_json::from_value(serde_json::json!({
+            "kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1, "guest_done_ms": 2,
+            "records": [], "unfinished": null, "troubles": [], "garbage": [], "end": {"how": "finished"},
+            "wall_ms": 3, "qemu_stderr": "", "console_log": "console.log"
+        }))
+        .unwrap();
+        KernelRun {
+            kernel: KernelUnderTest {
+                label: "6.12".into(),
+                bzimage: "bzImage".into(),
+                config: None,
+                provenance: String::new(),
+                identity: String::new(),
+                kselftests: vec![],
+                expected: Default::default(),
+            },
+            accel: crate::qemu::Accel::Tcg,
+            run_dir: "run".into(),
+            limits: crate::vm::Limits {
+                boot: Default::default(),
+                scenario: Default::default(),
+                programs: vec![],
+                whole: Default::default(),
+                silence: Default::default(),
+            },
+            report,
+            verdicts,
+        }
+    }
+
+    /// The old behaviour: `-- kselftest::abi_test::user.flags` gave zero trials and exit 0
+    /// when abi_test crashed before reaching that test.
+    #[test]
+    fn a_named_upstream_test_its_program_never_reached_fails() {
+        let a = args(&["kselftest::abi_test::user.flags"]);
+        let sel = selection(&a, "6.12", &[], true);
+        let crashed = ScenarioVerdict::new(
+            "kselftest::abi_test",
+            Origin::Upstream,
+            Verdict::Fail("killed by signal 11 (SIGSEGV)".into()),
+        );
+        let extra = unreported_named_tests(&a, &run_with(vec![crashed.clone()]), &sel);
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0].name, "kselftest::abi_test::user.flags");
+        assert!(
+            matches!(&extra[0].verdict, Verdict::Fail(m) if m.contains("never reported user.flags") && m.contains("SIGSEGV")),
+            "{extra:?}"
+        );
+        // Reported, it is left alone.
+        let reached = ScenarioVerdict::new(
+            "kselftest::abi_test::user.flags",
+            Origin::Upstream,
+            Verdict::Pass,
+        );
+        assert!(unreported_named_tests(&a, &run_with(vec![crashed, reached]), &sel).is_empty());
+    }
+
     #[test]
     fn a_filter_naming_an_upstream_test_selects_its_program() {
         let a = args(&["kselftest::abi_test::user.flags"]);
