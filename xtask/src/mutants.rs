@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use harness::model::{KernelRun, Origin};
+use harness::model::{KernelRun, Origin, ScenarioInfo};
 
 /// A mutant patch, with what its preamble says: the promise it `Breaks:` and the scenarios
 /// that `Must catch:` it (full names, or `family::*`), over as many comment lines as needed.
@@ -15,16 +15,46 @@ pub struct Mutant {
     pub name: String,
     pub path: PathBuf,
     pub breaks: String,
-    pub catches: Vec<String>,
+    pub catches: Vec<Catch>,
+}
+
+/// One entry of `Must catch:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Catch {
+    Scenario(String),
+    /// `family::*`: any scenario the family declares.
+    Family(String),
+}
+
+impl std::fmt::Display for Catch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Catch::Scenario(n) => f.write_str(n),
+            Catch::Family(fam) => write!(f, "{fam}::*"),
+        }
+    }
+}
+
+impl Catch {
+    fn parse(token: &str) -> Catch {
+        match token.strip_suffix("::*") {
+            Some(family) => Catch::Family(family.to_owned()),
+            None => Catch::Scenario(token.to_owned()),
+        }
+    }
+
+    pub fn matches(&self, s: &ScenarioInfo) -> bool {
+        match self {
+            Catch::Scenario(n) => *n == s.name,
+            Catch::Family(f) => *f == s.family,
+        }
+    }
 }
 
 impl Mutant {
     /// Does `scenario` count as catching this mutant?
-    pub fn names(&self, scenario: &str) -> bool {
-        self.catches.iter().any(|c| match c.strip_suffix('*') {
-            Some(prefix) => scenario.starts_with(prefix),
-            None => c == scenario,
-        })
+    pub fn names(&self, scenario: &ScenarioInfo) -> bool {
+        self.catches.iter().any(|c| c.matches(scenario))
     }
 }
 
@@ -62,11 +92,11 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
             .unwrap_or(rest.len());
         Some(rest[..end].trim().to_owned())
     };
-    let catches: Vec<String> = field("Must catch:")
+    let catches: Vec<Catch> = field("Must catch:")
         .unwrap_or_default()
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '*'))
         .filter(|t| t.contains("::"))
-        .map(str::to_owned)
+        .map(Catch::parse)
         .collect();
     if catches.is_empty() {
         bail!(
@@ -127,7 +157,12 @@ pub fn table(base_failing: &[String], rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.mutant.name,
             r.mutant.breaks,
-            r.mutant.catches.join(", "),
+            r.mutant
+                .catches
+                .iter()
+                .map(Catch::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             if r.failing.is_empty() {
                 "none".to_owned()
             } else {
@@ -163,9 +198,28 @@ mod tests {
             "# Breaks: fork duplicates registrations. More prose.\n# Must catch: fork::a,\n# cow::* (the child\n# never sees a change).\n\n--- a/x\n+++ b/x\n",
         )
         .unwrap();
-        assert_eq!(m.catches, ["fork::a", "cow::*"]);
+        assert_eq!(
+            m.catches,
+            [
+                Catch::Scenario("fork::a".into()),
+                Catch::Family("cow".into())
+            ]
+        );
         assert_eq!(m.breaks, "fork duplicates registrations.");
-        assert!(m.names("cow::child_writes_first") && m.names("fork::a") && !m.names("fork::b"));
+        let info = |name: &str| ScenarioInfo {
+            name: name.into(),
+            family: name.split("::").next().unwrap().into(),
+            about: String::new(),
+            optional: false,
+            fault_warnings: false,
+            alone: false,
+            requires: vec![],
+        };
+        assert!(
+            m.names(&info("cow::child_writes_first"))
+                && m.names(&info("fork::a"))
+                && !m.names(&info("fork::b"))
+        );
         assert_eq!(m.name, "fork-no-dup");
         assert!(parse(Path::new("x.patch"), "--- a/x\n").is_err());
     }
@@ -173,9 +227,9 @@ mod tests {
     #[test]
     fn shipped_mutants_name_existing_scenarios() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs/mutants");
-        let names: Vec<String> = guest_tests::scenarios::all()
-            .into_iter()
-            .map(|e| e.name)
+        let infos: Vec<ScenarioInfo> = guest_tests::scenarios::all()
+            .iter()
+            .map(guest_tests::framework::Entry::info)
             .collect();
         let mutants = load(&dir).unwrap();
         assert!(
@@ -190,7 +244,7 @@ mod tests {
                     ..m.clone()
                 };
                 assert!(
-                    names.iter().any(|n| probe.names(n)),
+                    infos.iter().any(|i| probe.names(i)),
                     "{}: names {c}, which matches no scenario",
                     m.path.display()
                 );

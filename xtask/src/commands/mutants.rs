@@ -83,7 +83,11 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .filter(|k| !base_ks_failing.contains(k))
             .collect();
-        let caught = failing.iter().any(|f| m.names(f));
+        let caught = sel
+            .scenarios
+            .iter()
+            .filter(|sc| failing.contains(&sc.name))
+            .any(|sc| m.names(sc));
         eprintln!(
             "{}: {} (failing: {})",
             m.name,
