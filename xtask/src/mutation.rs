@@ -616,13 +616,25 @@ impl JudgedList {
         }
     }
 
+    /// Entries that match no mutant of this source: written for another version of it.
+    pub fn stale<'a>(&'a self, all: &[MutantSpec]) -> Vec<&'a Judged> {
+        self.equivalent
+            .iter()
+            .filter(|j| !all.iter().any(|m| j.matches(m)))
+            .collect()
+    }
+
     pub fn find(&self, m: &MutantSpec) -> Option<&Judged> {
-        self.equivalent.iter().find(|j| {
-            j.file == m.file
-                && j.line == m.line
-                && j.original.trim() == m.original.trim()
-                && j.mutated.trim() == m.mutated.trim()
-        })
+        self.equivalent.iter().find(|j| j.matches(m))
+    }
+}
+
+impl Judged {
+    fn matches(&self, m: &MutantSpec) -> bool {
+        self.file == m.file
+            && self.line == m.line
+            && self.original.trim() == m.original.trim()
+            && self.mutated.trim() == m.mutated.trim()
     }
 }
 
@@ -953,6 +965,17 @@ mod tests {
         assert!(
             parse_shard("0/8").is_err() && parse_shard("9/8").is_err() && parse_shard("x").is_err()
         );
+    }
+
+    #[test]
+    fn the_shipped_judged_list_parses_and_gives_reasons() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs/mutate/judged.toml");
+        let list = JudgedList::load(&path).unwrap();
+        assert!(!list.equivalent.is_empty());
+        for j in &list.equivalent {
+            assert!(j.reason.len() > 20 && j.original != j.mutated, "{j:?}");
+        }
     }
 
     #[test]

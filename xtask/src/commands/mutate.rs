@@ -141,6 +141,9 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
+    for j in judged.stale(&all) {
+        eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
+    }
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     opts.kselftests = true;
