@@ -148,32 +148,47 @@ pub fn failing(run: &KernelRun) -> (Vec<String>, Vec<String>) {
     (failed(Origin::Scenario), failed(Origin::Upstream))
 }
 
+/// The table docs/mutants.md shows: each mutant, its promise, what caught it.
 pub fn table(base_failing: &[String], rows: &[Row]) -> String {
+    let code = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut s = String::from(
-        "| mutant | breaks | expected to fail | scenarios failing | upstream selftests newly failing | caught | rebuild |\n|---|---|---|---|---|---|---|\n",
+        "| mutant | the promise it breaks | scenarios failing | upstream selftests newly failing | rebuild |\n|---|---|---|---|---|\n",
     );
     for r in rows {
+        let failing = if r.failing.is_empty() {
+            "**none: NOT CAUGHT**".to_owned()
+        } else {
+            format!("{}: {}", r.failing.len(), code(&r.failing))
+        };
+        let caught = if r.caught {
+            String::new()
+        } else {
+            " (**not by a scenario its header names**)".to_owned()
+        };
+        // Upstream trial names without the shared `kselftest::` of every one of them.
+        let upstream: Vec<String> = r
+            .kselftests_failing
+            .iter()
+            .map(|n| {
+                n.split_once("::")
+                    .map_or(n.clone(), |(_, rest)| rest.to_owned())
+            })
+            .collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {failing}{caught} | {} | {} |\n",
             r.mutant.name,
-            r.mutant.breaks,
-            r.mutant
-                .catches
-                .iter()
-                .map(Catch::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            if r.failing.is_empty() {
+            r.mutant.breaks.trim_end_matches('.'),
+            if upstream.is_empty() {
                 "none".to_owned()
             } else {
-                r.failing.join(", ")
+                upstream.join(", ")
             },
-            if r.kselftests_failing.is_empty() {
-                "none".to_owned()
-            } else {
-                r.kselftests_failing.join(", ")
-            },
-            if r.caught { "yes" } else { "**NO**" },
             r.build_secs
                 .map_or("cached".into(), |s| format!("{s:.0} s")),
         ));
