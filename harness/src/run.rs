@@ -160,17 +160,15 @@ pub fn safe_label(label: &str) -> String {
         .collect()
 }
 
-/// Unix socket paths are limited to 108 bytes; fall back to /tmp for deep checkouts.
+/// Unix socket paths are limited to 108 bytes; fall back to /tmp for deep checkouts (a
+/// number per boot, since the matrix boots several kernels at once from one process).
 pub fn socket_path(run_dir: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let p = run_dir.join("results.sock");
     if p.as_os_str().len() < 100 {
         p
     } else {
-        let n = std::sync::atomic::AtomicU32::new(0);
-        std::env::temp_dir().join(format!(
-            "ue-results-{}-{}.sock",
-            std::process::id(),
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ))
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("ue-results-{}-{n}.sock", std::process::id()))
     }
 }
