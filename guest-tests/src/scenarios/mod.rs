@@ -12,6 +12,7 @@ mod client;
 mod cow;
 mod exec;
 mod fork;
+mod kit;
 mod legacy;
 mod munmap;
 mod private;
@@ -20,6 +21,7 @@ mod shared;
 mod stress;
 mod threads;
 mod trace;
+mod types;
 
 /// Every family the host may plan, in the order they run (the optional ones included).
 pub const FAMILIES: &[&Family] = &[
@@ -36,6 +38,7 @@ pub const FAMILIES: &[&Family] = &[
     &legacy::FAMILY,
     &client::FAMILY,
     &stress::FAMILY,
+    &types::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
