@@ -22,6 +22,7 @@ mod stress;
 mod threads;
 mod trace;
 mod types;
+mod validate;
 
 /// Every family the host may plan, in the order they run (the optional ones included).
 pub const FAMILIES: &[&Family] = &[
@@ -39,6 +40,7 @@ pub const FAMILIES: &[&Family] = &[
     &client::FAMILY,
     &stress::FAMILY,
     &types::FAMILY,
+    &validate::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
