@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use crate::framework::{read64, Ctx, Mapping, Stop, R};
-use crate::{check, check_eq, tracefs, uapi};
+use crate::{check, check_eq, fail, tracefs, uapi};
 
 /// The lines of `trace` for `name` (the text after `NAME: `), as bytes, in order.
 pub fn trace_fields(name: &str) -> Result<Vec<Vec<u8>>, Stop> {
@@ -84,6 +84,16 @@ pub fn check_array_format(name: &str, before: &str, after: &str) -> R {
         "format of {name} has no line {before:?}[..]{after:?}:\n{format}"
     );
     Ok(())
+}
+
+/// `Active: N` of `user_events_status`: how many events the kernel holds.
+pub fn active_events() -> Result<u32, Stop> {
+    let s = tracefs::status()?;
+    let line = s.lines().find_map(|l| l.strip_prefix("Active: "));
+    match line.and_then(|n| n.trim().parse().ok()) {
+        Some(n) => Ok(n),
+        None => fail!("user_events_status has no Active: line:\n{s}"),
+    }
 }
 
 /// An index and enabled event with its word in `page` (bit 0 of the u32 at 0).

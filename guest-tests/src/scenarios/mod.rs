@@ -14,6 +14,7 @@ mod exec;
 mod fork;
 mod kit;
 mod legacy;
+mod limits;
 mod munmap;
 mod private;
 mod selftest;
@@ -41,6 +42,7 @@ pub const FAMILIES: &[&Family] = &[
     &stress::FAMILY,
     &types::FAMILY,
     &validate::FAMILY,
+    &limits::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
