@@ -3,6 +3,7 @@
 //! the text is not always UTF-8), a perf ring buffer, the `format` file's lines, the
 //! `user_events_status` counters, and dropping a forked child's privileges.
 
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
@@ -199,4 +200,84 @@ impl<T> CtxErrno<T> for uapi::SysResult<T> {
     fn ctx_errno(self, what: &str) -> Result<T, Stop> {
         self.map_err(|e| Stop::Fail(format!("{what}: {e}")))
     }
+}
+
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_PERFMON: u32 = 38;
+
+/// In a forked child: become `uid`/`gid` with no supplementary groups and exactly the
+/// capabilities `keep` (effective and permitted), then confirm it from /proc/self/status.
+pub fn become_user(uid: u32, gid: u32, keep: &[u32]) -> R {
+    unsafe {
+        if uid != 0 && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            fail!("PR_SET_KEEPCAPS: {}", io::Error::last_os_error());
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            fail!("setgroups: {}", io::Error::last_os_error());
+        }
+        if libc::setresgid(gid, gid, gid) != 0 {
+            fail!("setresgid {gid}: {}", io::Error::last_os_error());
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            fail!("setresuid {uid}: {}", io::Error::last_os_error());
+        }
+    }
+    set_caps(keep)
+}
+
+/// Sets the effective and permitted capability sets to exactly `keep` (inheritable empty).
+pub fn set_caps(keep: &[u32]) -> R {
+    let mask: u64 = keep.iter().fold(0, |m, &c| m | 1 << c);
+    // struct __user_cap_header_struct { u32 version; int pid; }, version 3, then two
+    // struct __user_cap_data_struct { u32 effective, permitted, inheritable; }.
+    let header = [0x2008_0522u32, 0];
+    let (lo, hi) = (mask as u32, (mask >> 32) as u32);
+    let data = [lo, lo, 0, hi, hi, 0];
+    let r = unsafe { libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) };
+    check!(r == 0, "capset {mask:#x}: {}", io::Error::last_os_error());
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    check_eq!(eff, Some(mask), "CapEff after dropping privileges");
+    Ok(())
+}
+
+/// Every capability this kernel knows (from /proc/sys/kernel/cap_last_cap) except `drop`.
+pub fn all_caps_but(drop: &[u32]) -> Result<Vec<u32>, Stop> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()
+        .map_err(|e| Stop::Fail(format!("cap_last_cap: {e}")))?;
+    Ok((0..=last).filter(|c| !drop.contains(c)).collect())
+}
+
+/// The errno of opening `path` with `flags`, or None when it opened.
+pub fn open_errno(path: &str, flags: i32) -> Option<uapi::Errno> {
+    let c = std::ffi::CString::new(path).unwrap();
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        Some(uapi::Errno::last())
+    } else {
+        unsafe { libc::close(fd) };
+        None
+    }
+}
+
+/// DEL of `name`, retried while it is EBUSY: since the stable fix that defers an enabler's
+/// event reference to an RCU work item, the last references of an UNREG'd or exited
+/// registration go some time after the call returns. Returns the first other outcome.
+pub fn del_once_unused(
+    fd: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    deadline: std::time::Duration,
+) -> uapi::SysResult<()> {
+    let mut last = Ok(());
+    let _ = crate::framework::poll_until(deadline, &mut || {
+        last = uapi::del(fd, name);
+        last != Err(uapi::Errno(libc::EBUSY))
+    });
+    last
 }

@@ -17,6 +17,7 @@ mod legacy;
 mod limits;
 mod munmap;
 mod private;
+mod privilege;
 mod selftest;
 mod shared;
 mod stress;
@@ -43,6 +44,7 @@ pub const FAMILIES: &[&Family] = &[
     &types::FAMILY,
     &validate::FAMILY,
     &limits::FAMILY,
+    &privilege::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
