@@ -15,6 +15,7 @@ mod fork;
 mod kit;
 mod legacy;
 mod limits;
+mod multi;
 mod munmap;
 mod private;
 mod privilege;
@@ -45,6 +46,7 @@ pub const FAMILIES: &[&Family] = &[
     &validate::FAMILY,
     &limits::FAMILY,
     &privilege::FAMILY,
+    &multi::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
