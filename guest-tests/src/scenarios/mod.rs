@@ -12,14 +12,20 @@ mod client;
 mod cow;
 mod exec;
 mod fork;
+mod kit;
 mod legacy;
+mod limits;
+mod multi;
 mod munmap;
 mod private;
+mod privilege;
 mod selftest;
 mod shared;
 mod stress;
 mod threads;
 mod trace;
+mod types;
+mod validate;
 
 /// Every family the host may plan, in the order they run (the optional ones included).
 pub const FAMILIES: &[&Family] = &[
@@ -36,6 +42,11 @@ pub const FAMILIES: &[&Family] = &[
     &legacy::FAMILY,
     &client::FAMILY,
     &stress::FAMILY,
+    &types::FAMILY,
+    &validate::FAMILY,
+    &limits::FAMILY,
+    &privilege::FAMILY,
+    &multi::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
