@@ -19,6 +19,9 @@ use crate::mutation::{self, Build, Choice, JudgedList, MutantResult, Outcome, Re
 use crate::progress::Step;
 use crate::session::Session;
 
+/// Each upstream program's limit in a mutation run, at KVM speed (scaled like every limit).
+const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Args)]
 pub struct MutateArgs {
     #[command(flatten)]
@@ -94,7 +97,13 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         bail!("mutate mutates a packaged kernel's source: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
     s.host_tools()?;
-    let base = s.one_kernel(k, "mutate")?.kernel;
+    let mut base = s.one_kernel(k, "mutate")?.kernel;
+    // A mutant that breaks the kernel (an Oops holding a lock) can leave an upstream program
+    // hanging until its `settings` limit (90 s, ×4 under TCG): on the unmutated kernel each
+    // takes a few seconds, so a shorter limit decides as well and keeps a run's length bounded.
+    for b in &mut base.kselftests {
+        b.timeout = b.timeout.min(MUTANT_KSELFTEST_LIMIT);
+    }
     let base_src = base
         .bzimage
         .ancestors()
