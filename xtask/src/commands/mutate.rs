@@ -303,17 +303,26 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
 /// The first failure decides: a scenario (or the boot itself) failing is a kill, a limit
 /// running out a timeout; upstream tests count only where they pass on the unmutated kernel.
 fn classify(run: &KernelRun, upstream_base: &[String]) -> (Outcome, Upstream) {
+    // A VM that ended while an upstream program ran says nothing about the scenarios, which
+    // had all finished by then.
+    let upstream_ran_last = run.report.unfinished.as_deref().is_some_and(|u| {
+        run.verdicts
+            .iter()
+            .any(|v| v.name == u && v.origin == Origin::Upstream)
+    });
+    let ours = |o: Origin| o == Origin::Scenario || (o == Origin::Vm && !upstream_ran_last);
     let outcome = match &run.report.end {
-        VmEnd::TimedOut { what } => Outcome::TimedOut { what: what.clone() },
+        VmEnd::TimedOut { what } if !upstream_ran_last => Outcome::TimedOut { what: what.clone() },
         _ => match run
             .verdicts
             .iter()
-            .find(|v| v.origin != Origin::Upstream && v.verdict.is_fail())
+            .find(|v| ours(v.origin) && v.verdict.is_fail())
         {
             Some(v) => Outcome::Killed { by: v.name.clone() },
             None => Outcome::Survived,
         },
     };
+    // A program that hangs or crashes on the mutant fails its own verdict: a detection too.
     let upstream = match run.verdicts.iter().find(|v| {
         v.origin == Origin::Upstream && v.verdict.is_fail() && !upstream_base.contains(&v.name)
     }) {
