@@ -49,6 +49,10 @@ pub struct MutateArgs {
     /// Where the report goes (default: <target>/ue-runs/mutate-<time>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Keep the results already in --out's mutate.json (same source, tool, seed and sample)
+    /// and run only the mutants it lacks: an interrupted run goes on where it stopped.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
 }
 
 fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -233,11 +237,48 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         upstream_failing_unmutated: upstream_base.clone(),
         results: vec![],
     };
+    if a.resume {
+        if let Ok(bytes) = std::fs::read(dir.join("mutate.json")) {
+            let old: Report = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parse {}", dir.join("mutate.json").display()))?;
+            if (old.source.as_str(), old.tool.as_str(), old.seed, old.sample)
+                != (
+                    report.source.as_str(),
+                    report.tool.as_str(),
+                    report.seed,
+                    report.sample,
+                )
+            {
+                bail!(
+                    "--resume: {} holds another run (seed {}, sample {:?}, {})",
+                    dir.display(),
+                    old.seed,
+                    old.sample,
+                    old.source
+                );
+            }
+            let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
+            report.results = old
+                .results
+                .into_iter()
+                .filter(|r| chosen_ids.contains(&r.mutant.id.as_str()))
+                .collect();
+            s.progress.note(&format!(
+                "resuming: {} of {} mutants already done",
+                report.results.len(),
+                chosen.len()
+            ));
+        }
+    }
+    let done: Vec<String> = report.results.iter().map(|r| r.mutant.id.clone()).collect();
     s.progress.step(
         Step::Build,
         &format!("{} mutants, report in {}", chosen.len(), dir.display()),
     );
     for (i, m) in chosen.iter().enumerate() {
+        if done.contains(&m.id) {
+            continue;
+        }
         if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!(
                 "interrupted: the report holds the {} mutants run so far",
