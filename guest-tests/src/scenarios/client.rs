@@ -15,7 +15,7 @@
 //! one scenario's events out of another's checks.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -24,9 +24,10 @@ use eventheader as eh;
 use tracepoint::{EventDataDescriptor, TracepointState};
 
 use crate::framework::{
-    exec_helper, fork, helper_verdict, keep_across_exec, read64, wait_until, Ctx, Family, Mapping,
-    Pipe, Scenario, Stop, R, REMOTE_WRITE,
+    exec_helper, fork, helper_verdict, keep_across_exec, wait_until, Ctx, Family, Pipe, Scenario,
+    Stop, R, REMOTE_WRITE,
 };
+use crate::perf::PerfRing;
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
 
@@ -382,62 +383,6 @@ fn tracepoint_write_reaches_trace(cx: &mut Ctx) -> R {
         doc_lines[0]
     );
     Ok(())
-}
-
-/// A perf ring buffer on one tracepoint, for the raw payload `trace` does not decode.
-struct PerfRing {
-    _fd: OwnedFd,
-    map: Mapping,
-}
-
-const RING_PAGES: usize = 8;
-
-impl PerfRing {
-    fn open(id: u64) -> Result<Self, Stop> {
-        let fd = uapi::perf_open_tracepoint(id)?;
-        let len = 4096 * (1 + RING_PAGES);
-        let map = Mapping::map(
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )?;
-        Ok(PerfRing { _fd: fd, map })
-    }
-
-    /// The PERF_SAMPLE_RAW data of every sample so far: `trace_entry` (8 bytes), the payload,
-    /// then padding to 8 bytes. The ring is read once, so it must not have wrapped.
-    fn raw_samples(&self) -> Result<Vec<Vec<u8>>, Stop> {
-        // struct perf_event_mmap_page: data_head @1024, data_offset @1040, data_size @1048.
-        let head = read64(self.map.addr(1024)) as usize;
-        std::sync::atomic::fence(Ordering::Acquire);
-        let (off, size) = (
-            read64(self.map.addr(1040)) as usize,
-            read64(self.map.addr(1048)) as usize,
-        );
-        check!(
-            head <= size,
-            "perf ring wrapped ({head} bytes written, {size} in the ring)"
-        );
-        let data = unsafe { std::slice::from_raw_parts(self.map.addr(off), head) };
-        let (mut out, mut pos) = (vec![], 0);
-        while pos + 8 <= head {
-            let kind = u32::from_ne_bytes(data[pos..pos + 4].try_into().unwrap());
-            let len = u16::from_ne_bytes(data[pos + 6..pos + 8].try_into().unwrap()) as usize;
-            check!(
-                len >= 8 && pos + len <= head,
-                "perf record of size {len} at {pos} of {head}"
-            );
-            if kind == 9 {
-                // PERF_RECORD_SAMPLE with only PERF_SAMPLE_RAW: u32 size, then the raw bytes.
-                let raw = u32::from_ne_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
-                out.push(data[pos + 12..pos + 12 + raw].to_vec());
-            }
-            pos += len;
-        }
-        Ok(out)
-    }
 }
 
 /// An eventheader payload as the crate documents it: an 8-byte header (flags, version, id,

@@ -4,10 +4,8 @@
 //! `user_events_status` counters, and dropping a forked child's privileges.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 
-use crate::framework::{read64, Ctx, Mapping, Stop, R};
+use crate::framework::{Ctx, Mapping, Stop, R};
 use crate::{check, check_eq, fail, tracefs, uapi};
 
 /// The lines of `trace` for `name` (the text after `NAME: `), as bytes, in order.
@@ -113,63 +111,6 @@ pub fn record(idx: u32, payload: &[u8]) -> Vec<u8> {
     b
 }
 
-/// A perf ring buffer on one tracepoint (PERF_SAMPLE_RAW, every event), for the record the
-/// kernel built: its `trace_entry` header and the payload as the kernel copied it.
-pub struct PerfRing {
-    _fd: OwnedFd,
-    map: Mapping,
-}
-
-const RING_PAGES: usize = 8;
-
-impl PerfRing {
-    pub fn open(id: u64) -> Result<Self, Stop> {
-        let fd = uapi::perf_open_tracepoint(id).ctx_errno("perf_event_open")?;
-        let len = 4096 * (1 + RING_PAGES);
-        let map = Mapping::map(
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )?;
-        Ok(PerfRing { _fd: fd, map })
-    }
-
-    /// The PERF_SAMPLE_RAW data of every sample so far: `trace_entry` (8 bytes), the payload,
-    /// then padding. The ring is read once and must not have wrapped.
-    pub fn raw_samples(&self) -> Result<Vec<Vec<u8>>, Stop> {
-        // struct perf_event_mmap_page: data_head @1024, data_offset @1040, data_size @1048.
-        let head = read64(self.map.addr(1024)) as usize;
-        std::sync::atomic::fence(Ordering::Acquire);
-        let (off, size) = (
-            read64(self.map.addr(1040)) as usize,
-            read64(self.map.addr(1048)) as usize,
-        );
-        check!(
-            head <= size,
-            "perf ring wrapped ({head} bytes written, {size} in the ring)"
-        );
-        let data = unsafe { std::slice::from_raw_parts(self.map.addr(off), head) };
-        let (mut out, mut pos) = (vec![], 0);
-        while pos + 8 <= head {
-            let kind = u32::from_ne_bytes(data[pos..pos + 4].try_into().unwrap());
-            let len = u16::from_ne_bytes(data[pos + 6..pos + 8].try_into().unwrap()) as usize;
-            check!(
-                len >= 8 && pos + len <= head,
-                "perf record of size {len} at {pos} of {head}"
-            );
-            if kind == 9 {
-                // PERF_RECORD_SAMPLE with only PERF_SAMPLE_RAW: u32 size, then the raw bytes.
-                let raw = u32::from_ne_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
-                out.push(data[pos + 12..pos + 12 + raw].to_vec());
-            }
-            pos += len;
-        }
-        Ok(out)
-    }
-}
-
 /// Checks a perf raw sample is the record the kernel builds for `payload`: a `trace_entry`
 /// whose type is the event's id and whose pid is this process, then the payload, then only
 /// zero padding.
@@ -190,16 +131,6 @@ pub fn check_sample(what: &str, raw: &[u8], id: u64, payload: &[u8]) -> R {
         "{what}: sample body {body:02x?} (padding {pad:02x?}), want {payload:02x?}"
     );
     Ok(())
-}
-
-trait CtxErrno<T> {
-    fn ctx_errno(self, what: &str) -> Result<T, Stop>;
-}
-
-impl<T> CtxErrno<T> for uapi::SysResult<T> {
-    fn ctx_errno(self, what: &str) -> Result<T, Stop> {
-        self.map_err(|e| Stop::Fail(format!("{what}: {e}")))
-    }
 }
 
 pub const CAP_DAC_READ_SEARCH: u32 = 2;

@@ -6,7 +6,8 @@
 //! each case is accepted or rejected by exactly one rule.
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
-use crate::scenarios::kit::{check_sample, check_trace, record, PerfRing};
+use crate::perf::PerfRing;
+use crate::scenarios::kit::{check_sample, check_trace, record};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, tracefs};
 
