@@ -211,6 +211,46 @@ pub fn warning_fails_the_running_scenario(
     expect_pass(&run, HEALTH)
 }
 
+/// A kernel whose fault worker sleeps a second after its warning
+/// (kernel-configs/selftest/slow-fault-worker.patch): the munmap scenarios meet the window in
+/// which the kernel drops a transition, and must pass, saying they met it. Before they told
+/// the cases apart they failed on this kernel every time.
+pub fn slow_fault_worker_keeps_munmap_deterministic(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    listing: &[ScenarioInfo],
+) -> anyhow::Result<()> {
+    let munmap: Vec<ScenarioInfo> = listing
+        .iter()
+        .filter(|s| s.family == "munmap")
+        .cloned()
+        .collect();
+    if munmap.is_empty() {
+        bail!("the guest lists no munmap family");
+    }
+    let run = run_kernel(
+        k,
+        opts,
+        &Selection {
+            scenarios: munmap.clone(),
+            kselftests: vec![],
+        },
+    )?;
+    for s in &munmap {
+        expect_pass(&run, &s.name)?;
+    }
+    expect_pass(&run, HEALTH)?;
+    let met = run
+        .verdicts
+        .iter()
+        .flat_map(|v| &v.notes)
+        .any(|n| n.contains("was dropped"));
+    if !met {
+        bail!("no munmap scenario noted a dropped transition: the amplifier did not open the window, so this case proved nothing");
+    }
+    Ok(())
+}
+
 /// QEMU processes whose command line mentions `dir`: none may outlive a run.
 pub fn leftover_qemus(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();

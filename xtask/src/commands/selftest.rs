@@ -60,6 +60,23 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
+    let sk = KernelArgs {
+        patches: vec![s.configs.join("selftest/slow-fault-worker.patch")],
+        ..a.kernel.clone()
+    };
+    let slow_kernel = s.one_kernel(&sk, "selftest")?.kernel;
+    let (slow_opts, listing) = (opts.clone(), guest.scenarios.clone());
+    trials.push(Trial::test(
+        "selftest::slow_fault_worker_keeps_munmap_deterministic",
+        move || {
+            selftest::slow_fault_worker_keeps_munmap_deterministic(
+                &slow_kernel,
+                &slow_opts,
+                &listing,
+            )
+            .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
     let xtask = std::env::current_exe()?;
     trials.push(Trial::test(
         "selftest::ctrl_c_leaves_nothing_running",
