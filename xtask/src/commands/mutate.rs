@@ -263,6 +263,15 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .filter(|r| chosen_ids.contains(&r.mutant.id.as_str()))
                 .collect();
+            // A survivor judged equivalent since is counted as judged now.
+            for r in &mut report.results {
+                if let (Outcome::Survived, Some(j)) = (&r.outcome, judged.find(&r.mutant)) {
+                    r.outcome = Outcome::JudgedEquivalent {
+                        reason: j.reason.clone(),
+                    };
+                    r.upstream = Upstream::NotRun;
+                }
+            }
             s.progress.note(&format!(
                 "resuming: {} of {} mutants already done",
                 report.results.len(),
