@@ -53,6 +53,9 @@ pub struct MutateArgs {
     /// and run only the mutants it lacks: an interrupted run goes on where it stopped.
     #[arg(long, requires = "out")]
     pub resume: bool,
+    /// With --resume: run the survivors again too (after new scenarios were added).
+    #[arg(long, requires = "resume")]
+    pub rerun_survivors: bool,
 }
 
 fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -263,6 +266,9 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .filter(|r| chosen_ids.contains(&r.mutant.id.as_str()))
                 .collect();
+            if a.rerun_survivors {
+                report.results.retain(|r| r.outcome != Outcome::Survived);
+            }
             // A survivor judged equivalent since is counted as judged now.
             for r in &mut report.results {
                 if let (Outcome::Survived, Some(j)) = (&r.outcome, judged.find(&r.mutant)) {
