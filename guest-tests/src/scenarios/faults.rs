@@ -14,8 +14,10 @@ use std::time::Instant;
 
 use result_channel::Feature;
 
-use super::munmap::resident;
-use crate::framework::{fork, wait_until, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R};
+use super::munmap::{resident, wait_fault_warning};
+use crate::framework::{
+    fork, kmsg_count, wait_until, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R,
+};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
 
@@ -30,6 +32,13 @@ const SCENARIOS: &[Scenario] = &[
         "DIAG_IOCSUNREG while the fault worker is held with the write pending: the worker frees the registration and never writes the word",
         unreg_while_faulting,
     ),
+    Scenario::new(
+        "transition_while_faulting_skipped",
+        "a disable that comes while the enable's fault is in flight queues no second fault: one fault warning, not two",
+        transition_while_faulting_skipped,
+    )
+    .fault_warnings(true)
+    .requires(&[Feature::RemoteWrite]),
 ];
 
 pub const FAMILY: Family = Family::new("faults", SCENARIOS)
@@ -298,6 +307,53 @@ fn unreg_while_faulting(cx: &mut Ctx) -> R {
         }
         gone?;
         tracefs::set_enabled(&name, false)?;
+        return Ok(());
+    }
+    fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// Holds the worker, enables the event (its write to the unmapped word fails: one fault
+/// queued, FAULTING) and disables it: that transition must skip the FAULTING registration
+/// (EBUSY inside the kernel), so exactly one fault runs and warns once. While held, no
+/// warning has been printed yet: that is the proof the disable came while FAULTING.
+fn transition_while_faulting_skipped(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    const BIT: u8 = 3;
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let (ptr, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
+        let name = cx.event_name();
+        cx.reg(&name, ptr, 4, BIT)?;
+        unsafe { libc::munmap(ptr as *mut _, len) };
+        let needle = format!("event: {name}\n");
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let disabled = tracefs::set_enabled(&name, false);
+        let early = kmsg_count(&needle);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        enabled?;
+        disabled?;
+        let early = early?;
+        if early != 0 {
+            cx.note(format!(
+                "attempt {attempt}: held {} us, but {early} fault warning(s) already printed: \
+                 the worker ran before the disable; trying again",
+                for_ms.as_micros()
+            ));
+            continue;
+        }
+        cx.note(format!(
+            "attempt {attempt}: held {} us; no fault warning yet after the disable: it came \
+             while the enable's fault was in flight",
+            for_ms.as_micros()
+        ));
+        wait_fault_warning(cx, &name, 1)?;
+        cx.never_within(
+            "a second fault warning (the disable queued a fault of its own)",
+            || kmsg_count(&needle).map(|n| n >= 2).unwrap_or(true),
+        )?;
+        check_eq!(kmsg_count(&needle)?, 1, "fault warnings for {name}");
         return Ok(());
     }
     fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
