@@ -11,6 +11,7 @@ mod basic;
 mod client;
 mod cow;
 mod exec;
+mod faults;
 mod fork;
 mod kit;
 mod legacy;
@@ -47,6 +48,7 @@ pub const FAMILIES: &[&Family] = &[
     &limits::FAMILY,
     &privilege::FAMILY,
     &multi::FAMILY,
+    &faults::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.

@@ -44,7 +44,7 @@ pub const FAMILY: Family = Family::new("munmap", SCENARIOS)
 
 /// Waits for the fault worker's "user_events: Fault for mm: ... event: NAME" warning, which
 /// ends its (failed) attempt to write the word.
-fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> R {
+pub(super) fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> R {
     let needle = format!("event: {name}\n");
     let mut err = None;
     cx.wait_for(&format!("fault warning #{nth} for {name}"), || {
@@ -83,7 +83,7 @@ const DROPPED_NOTE: &str = "the first enable after the failed fault was dropped:
      the registration was still FAULTING (the worker prints its warning before clearing that)";
 
 /// Whether the page at `p` is mapped in (mincore), without touching it.
-fn resident(p: *const u8) -> Result<bool, Stop> {
+pub(super) fn resident(p: *const u8) -> Result<bool, Stop> {
     let mut v = 0u8;
     let r = unsafe { libc::mincore(p as *mut _, 4096, &mut v) };
     check_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());

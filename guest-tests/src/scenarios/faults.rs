@@ -1,0 +1,360 @@
+//! The asynchronous fault worker's bookkeeping (user_event_enabler_fault_fixup): while a
+//! fault is in flight the registration is FAULTING, a transition skips it, an UNREG leaves
+//! it to the worker to free, and the worker drops its reference to the process's
+//! user_event_mm when done.
+//!
+//! "While a fault is in flight" is made deterministic by holding the worker: schedule_work()
+//! queues on the CPU that calls it (system_wq is per-CPU), so a process pinned to one CPU
+//! and running SCHED_FIFO keeps that CPU's kworker (SCHED_NORMAL) from running until it
+//! drops back to SCHED_OTHER ([`HeldWorker`]). Each scenario also checks, from what the
+//! kernel left, that the hold really held; an attempt where it did not is noted and redone.
+
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use result_channel::Feature;
+
+use super::munmap::{resident, wait_fault_warning};
+use crate::framework::{
+    fork, kmsg_count, wait_until, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R,
+};
+use crate::uapi::{self, Errno};
+use crate::{check, check_eq, fail, tracefs};
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "exit_after_fault_frees_event",
+        "a process whose word was written by the fault worker exits: its registration goes, and the unused event is deleted by itself",
+        exit_after_fault_frees_event,
+    ),
+    Scenario::new(
+        "unreg_while_faulting",
+        "DIAG_IOCSUNREG while the fault worker is held with the write pending: the worker frees the registration and never writes the word",
+        unreg_while_faulting,
+    ),
+    Scenario::new(
+        "transition_while_faulting_skipped",
+        "a disable that comes while the enable's fault is in flight queues no second fault: one fault warning, not two",
+        transition_while_faulting_skipped,
+    )
+    .fault_warnings(true)
+    .requires(&[Feature::RemoteWrite]),
+];
+
+pub const FAMILY: Family = Family::new("faults", SCENARIOS)
+    .requires(&[Feature::RemoteWrite, Feature::Madvise])
+    .alone();
+
+/// How many times a scenario tries to hold the worker before it gives up.
+const HOLD_ATTEMPTS: u32 = 5;
+
+/// `madvise(MADV_DONTNEED)` of a private anonymous page: the page is gone (a later write
+/// fault gets a fresh zeroed one); ignored on a kernel without madvise.
+fn drop_page(page: &Mapping) -> R {
+    if unsafe { libc::madvise(page.ptr as *mut _, page.len, libc::MADV_DONTNEED) } != 0 {
+        let e = Errno::last();
+        if e == Errno(libc::ENOSYS) {
+            return Err(Stop::ignore(
+                Feature::Madvise,
+                "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)",
+            ));
+        }
+        fail!("madvise(MADV_DONTNEED): {e}");
+    }
+    check!(
+        !resident(page.ptr)?,
+        "the page is still mapped in after MADV_DONTNEED"
+    );
+    Ok(())
+}
+
+/// This process pinned to the CPU it runs on, SCHED_FIFO: that CPU's kworker, which runs
+/// every fault work item this process queues, cannot run until [`HeldWorker::release`] (or
+/// this process sleeps). Drop puts scheduling and affinity back.
+struct HeldWorker {
+    cpu: i32,
+    old_mask: libc::cpu_set_t,
+    since: Instant,
+    released: bool,
+}
+
+impl HeldWorker {
+    fn hold() -> Result<Self, Stop> {
+        let set_size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut old_mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        check_eq!(
+            unsafe { libc::sched_getaffinity(0, set_size, &mut old_mask) },
+            0,
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        let cpu = unsafe { libc::sched_getcpu() };
+        check!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu as usize, &mut one) };
+        check_eq!(
+            unsafe { libc::sched_setaffinity(0, set_size, &one) },
+            0,
+            "sched_setaffinity to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+        // From here on, Drop puts the affinity (and the policy) back.
+        let mut held = HeldWorker {
+            cpu,
+            old_mask,
+            since: Instant::now(),
+            released: true,
+        };
+        let param = libc::sched_param { sched_priority: 10 };
+        check_eq!(
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) },
+            0,
+            "sched_setscheduler(SCHED_FIFO, 10): {}",
+            std::io::Error::last_os_error()
+        );
+        held.released = false;
+        held.since = Instant::now();
+        check_eq!(
+            unsafe { libc::sched_getcpu() },
+            cpu,
+            "the CPU this process is pinned to"
+        );
+        Ok(held)
+    }
+
+    /// Back to SCHED_OTHER: the kworker runs at the next tick or when this process sleeps.
+    /// Returns how long the worker was held (RT throttling would end it after 0.95 s).
+    fn release(&mut self) -> Result<std::time::Duration, Stop> {
+        let held = self.since.elapsed();
+        if !self.released {
+            self.released = true;
+            let param = libc::sched_param { sched_priority: 0 };
+            check_eq!(
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) },
+                0,
+                "sched_setscheduler(SCHED_OTHER): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(held)
+    }
+}
+
+impl Drop for HeldWorker {
+    fn drop(&mut self) {
+        let _ = self.release();
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old_mask)
+        };
+    }
+}
+
+/// Notes the conditions the hold relies on: the CPU count and RT throttling.
+fn note_hold_conditions(cx: &mut Ctx, held: &HeldWorker) {
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let rt = |f: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("? ({e})"))
+    };
+    cx.note(format!(
+        "worker held on CPU {} of {cpus}, SCHED_FIFO 10; sched_rt_runtime_us {} of sched_rt_period_us {}",
+        held.cpu,
+        rt("sched_rt_runtime_us"),
+        rt("sched_rt_period_us")
+    ));
+}
+
+/// A child registers an event on a word whose page is gone; the parent enables it, so the
+/// kernel's write fails and the fault worker writes the bit; the child exits. The worker must
+/// have dropped its reference to the child's user_event_mm: otherwise the mm is never
+/// destroyed, its registration keeps the event referenced and the unused event never goes.
+fn exit_after_fault_frees_event(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let name = cx.event_name();
+    let to_parent = Pipe::new()?;
+    let deadline = cx.poll_deadline;
+    let child = fork(|| {
+        let data = tracefs::open_data()?;
+        let page = Mapping::anon(libc::MAP_PRIVATE)?;
+        uapi::reg(data.as_fd(), &name, page.addr(0) as u64, 4, 0, 0)
+            .ctx(|| format!("DIAG_IOCSREG {name:?} in the child"))?;
+        drop_page(&page)?;
+        to_parent.send(b"r")?;
+        // Reading maps at most the read-only zero page: the kernel's write still needs the
+        // worker to fault a writable page in.
+        wait_until(
+            "child sees bit 0 written by the fault worker",
+            deadline,
+            || page.u32_at(0) == 1,
+        )
+    })?;
+    let parent = to_parent
+        .expect(b'r', deadline)
+        .and_then(|()| Ok(tracefs::set_enabled(&name, true)?));
+    child.join_with(parent, deadline * 2)?;
+    cx.note("the child saw the bit (written through the fault worker) and exited".into());
+    tracefs::set_enabled(&name, false)?;
+    let dir = format!("events/user_events/{name}");
+    let gone = cx.wait_for(
+        "the unused event deleted by itself after the child's exit",
+        || !tracefs::exists(&dir),
+    );
+    if let Err(Stop::Fail(m)) = gone {
+        let del = uapi::del(cx.fd(), &name);
+        fail!(
+            "{m}; DIAG_IOCSDEL now gives {del:?} (EBUSY: something still holds the event, such \
+             as the exited child's registration in a user_event_mm the fault worker never put)"
+        );
+    }
+    gone?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "DEL after the automatic delete"
+    );
+    Ok(())
+}
+
+/// Holds the worker, enables the event so that its write to the absent page is queued as a
+/// fault (FAULTING), and UNREGs at once: UNREG must mark the registration FREEING so that the
+/// worker frees it instead of re-issuing the write. While held, the registration is still
+/// there (REG of its (addr, bit) is EADDRINUSE): that is the proof UNREG saw FAULTING.
+fn unreg_while_faulting(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    const BIT: u8 = 7;
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let page = Mapping::anon(libc::MAP_PRIVATE)?;
+        let word = page.addr(0);
+        let name = cx.event_name();
+        let probe_name = cx.event_name();
+        cx.reg(&name, word, 4, BIT)?;
+        drop_page(&page)?;
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let before_unreg = page.u32_at(0);
+        let unreg = uapi::unreg(cx.fd(), word as u64, BIT);
+        let probe = uapi::reg(cx.fd(), &probe_name, word as u64, 4, BIT, 0);
+        let word_held = page.u32_at(0);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        enabled?;
+        check_eq!(unreg, Ok(()), "DIAG_IOCSUNREG while the fault is pending");
+        if before_unreg & 1 << BIT != 0 {
+            cx.note(format!(
+                "attempt {attempt}: held {} us, but bit {BIT} was already set before UNREG: \
+                 the worker had run; trying again",
+                for_ms.as_micros()
+            ));
+            if probe.is_ok() {
+                uapi::unreg(cx.fd(), word as u64, BIT)?;
+            }
+            tracefs::set_enabled(&name, false)?;
+            continue;
+        }
+        check_eq!(
+            word_held & 1 << BIT,
+            0,
+            "bit {BIT} after UNREG, before the worker ran"
+        );
+        match probe {
+            Err(Errno(libc::EADDRINUSE)) => {
+                cx.note(format!(
+                    "attempt {attempt}: held {} us; bit {BIT} not yet set before UNREG, and \
+                     right after UNREG the registration was still there (EADDRINUSE): UNREG \
+                     left it to the pending fault",
+                    for_ms.as_micros()
+                ));
+            }
+            Ok(_) => {
+                cx.note(format!(
+                    "attempt {attempt}: held {} us, but the registration was gone right after \
+                     UNREG: the worker had run before UNREG; trying again",
+                    for_ms.as_micros()
+                ));
+                uapi::unreg(cx.fd(), word as u64, BIT)?;
+                tracefs::set_enabled(&name, false)?;
+                continue;
+            }
+            Err(e) => fail!("REG of the (addr, bit) right after UNREG: {e}"),
+        }
+        // Released: the worker faults the page in (UNREG already did) and, finding FREEING,
+        // frees the registration without writing.
+        cx.never_within(
+            &format!("bit {BIT} set in the unregistered word (the worker re-issued the write)"),
+            || page.u32_at(0) & 1 << BIT != 0,
+        )?;
+        let fd = cx.data.try_clone()?;
+        let mut last = Ok(0);
+        let gone = cx.wait_for(
+            "the registration freed by the worker: REG of its (addr, bit) succeeds",
+            || {
+                last = uapi::reg(fd.as_fd(), &probe_name, word as u64, 4, BIT, 0);
+                last.is_ok()
+            },
+        );
+        if let Err(Stop::Fail(m)) = gone {
+            fail!(
+                "{m} (last REG: {last:?}): the UNREG that returned 0 left a live registration \
+                 (word now {:#x})",
+                page.u32_at(0)
+            );
+        }
+        gone?;
+        tracefs::set_enabled(&name, false)?;
+        return Ok(());
+    }
+    fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// Holds the worker, enables the event (its write to the unmapped word fails: one fault
+/// queued, FAULTING) and disables it: that transition must skip the FAULTING registration
+/// (EBUSY inside the kernel), so exactly one fault runs and warns once. While held, no
+/// warning has been printed yet: that is the proof the disable came while FAULTING.
+fn transition_while_faulting_skipped(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    const BIT: u8 = 3;
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let (ptr, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
+        let name = cx.event_name();
+        cx.reg(&name, ptr, 4, BIT)?;
+        unsafe { libc::munmap(ptr as *mut _, len) };
+        let needle = format!("event: {name}\n");
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let disabled = tracefs::set_enabled(&name, false);
+        let early = kmsg_count(&needle);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        enabled?;
+        disabled?;
+        let early = early?;
+        if early != 0 {
+            cx.note(format!(
+                "attempt {attempt}: held {} us, but {early} fault warning(s) already printed: \
+                 the worker ran before the disable; trying again",
+                for_ms.as_micros()
+            ));
+            continue;
+        }
+        cx.note(format!(
+            "attempt {attempt}: held {} us; no fault warning yet after the disable: it came \
+             while the enable's fault was in flight",
+            for_ms.as_micros()
+        ));
+        wait_fault_warning(cx, &name, 1)?;
+        cx.never_within(
+            "a second fault warning (the disable queued a fault of its own)",
+            || kmsg_count(&needle).map(|n| n >= 2).unwrap_or(true),
+        )?;
+        check_eq!(kmsg_count(&needle)?, 1, "fault warnings for {name}");
+        return Ok(());
+    }
+    fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
