@@ -77,10 +77,12 @@ fn unreported_named_tests(
         };
         let prog = kselftest_name(p);
         let wanted = format!("{prog}::{test}");
-        let reported = run
-            .verdicts
-            .iter()
-            .any(|v| v.name.starts_with(&format!("{prog}::")) && v.name.contains(&test));
+        // The same test libtest's filter applies: does any upstream trial of this run match it?
+        let reported = run.verdicts.iter().any(|v| {
+            v.origin == Origin::Upstream
+                && v.name != prog
+                && is_selected(args, &trial_name(&run.kernel.label, &v.name))
+        });
         if reported {
             continue;
         }
