@@ -125,6 +125,18 @@ pub fn unreg_raw(fd: BorrowedFd<'_>, u: &UserUnreg) -> SysResult<()> {
     }
 }
 
+/// DIAG_IOCSREG or DIAG_IOCSUNREG (`req`) with any argument pointer, for the checks of
+/// what the kernel does with a struct it cannot read, or one with a long tail. `addr` is
+/// only handed to the kernel (it may be NULL or unmapped), so it is an address, not a pointer.
+pub fn ioctl_addr(fd: BorrowedFd<'_>, req: libc::c_ulong, addr: usize) -> SysResult<()> {
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, addr) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
 pub fn unreg(fd: BorrowedFd<'_>, addr: u64, bit: u8) -> SysResult<()> {
     unreg_raw(
         fd,

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use result_channel::Feature;
 
-use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
@@ -23,7 +23,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "reg_rejects_bad_args",
-        "REG rejects each bad size, flag, alignment, bit, address, name and field list with its exact errno",
+        "REG rejects each bad size (over PAGE_SIZE even with a zero tail), flag, alignment, bit, address, name and field list with its exact errno; an unreadable struct is EFAULT",
         reg_rejects_bad_args,
     ),
     Scenario::new(
@@ -43,7 +43,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unreg_rejects_bad_args",
-        "UNREG: short size or reserved bits EINVAL, oversize E2BIG, unknown (addr, bit) ENOENT",
+        "UNREG: short size or reserved bits EINVAL, over PAGE_SIZE E2BIG even with a zero tail, an unreadable struct EFAULT, unknown (addr, bit) ENOENT",
         unreg_rejects_bad_args,
     ),
     Scenario::new(
@@ -295,6 +295,80 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
         None,
         "REG of size 32 with zero bytes past 28"
     );
+    // More than PAGE_SIZE is E2BIG even when every byte past the struct is zero (which
+    // copy_struct_from_user alone would accept); PAGE_SIZE itself is fine.
+    let tail = ZeroTail::new()?;
+    for (size, want) in [
+        (4097, Some(Errno(libc::E2BIG))),
+        (8192, Some(Errno(libc::E2BIG))),
+        (4096, None),
+    ] {
+        let p = tail.put(UserReg {
+            size,
+            enable_bit: 1,
+            ..good
+        });
+        check_eq!(
+            uapi::ioctl_addr(cx.fd(), uapi::DIAG_IOCSREG, p).err(),
+            want,
+            "REG of size {size} followed by zero bytes"
+        );
+    }
+    unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
+    Ok(())
+}
+
+/// Three zeroed pages to put a REG or UNREG struct at the start of, its tail all zero.
+struct ZeroTail(Mapping);
+
+impl ZeroTail {
+    fn new() -> Result<Self, Stop> {
+        Ok(ZeroTail(Mapping::map(
+            3 * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?))
+    }
+
+    fn put<T: Copy>(&self, v: T) -> usize {
+        unsafe { std::ptr::write_unaligned(self.0.ptr as *mut T, v) };
+        self.0.ptr as usize
+    }
+}
+
+/// A REG or UNREG argument the kernel cannot read is EFAULT, whatever it would have said
+/// of the struct: NULL, an unmapped page, and a struct whose size field (`size`) is
+/// readable but whose rest lies on a PROT_NONE page.
+fn unreadable_struct(cx: &Ctx, req: libc::c_ulong, what: &str, size: u32) -> R {
+    let pages = Mapping::map(
+        3 * 4096,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    let none = unsafe { libc::mprotect(pages.addr(4096) as *mut _, 4096, libc::PROT_NONE) };
+    check_eq!(none, 0, "mprotect: {}", std::io::Error::last_os_error());
+    let gone = unsafe { libc::munmap(pages.addr(8192) as *mut _, 4096) };
+    check_eq!(gone, 0, "munmap: {}", std::io::Error::last_os_error());
+    let edge = pages.addr(4096 - 4);
+    unsafe { std::ptr::write_unaligned(edge as *mut u32, size) };
+    for (arg, p) in [
+        ("a NULL argument", 0),
+        (
+            "its argument on an unmapped page",
+            pages.addr(8192) as usize,
+        ),
+        ("only its size field readable", edge as usize),
+    ] {
+        check_eq!(
+            uapi::ioctl_addr(cx.fd(), req, p).err(),
+            Some(Errno(libc::EFAULT)),
+            "{what} with {arg}"
+        );
+    }
     Ok(())
 }
 
@@ -453,10 +527,32 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
             "UNREG with {what}"
         );
     }
+    let tail = ZeroTail::new()?;
+    for size in [4097, 8192] {
+        let p = tail.put(UserUnreg { size, ..good });
+        check_eq!(
+            uapi::ioctl_addr(cx.fd(), uapi::DIAG_IOCSUNREG, p).err(),
+            Some(Errno(libc::E2BIG)),
+            "UNREG of size {size} followed by zero bytes"
+        );
+    }
+    unreadable_struct(cx, uapi::DIAG_IOCSUNREG, "UNREG", 16)?;
     check_eq!(
         uapi::unreg_raw(cx.fd(), &good).err(),
         None,
         "the good UNREG after the rejected ones"
+    );
+    cx.reg(&name, page.addr(0), 4, 1)?;
+    let p = tail.put(UserUnreg { size: 4096, ..good });
+    check_eq!(
+        uapi::ioctl_addr(cx.fd(), uapi::DIAG_IOCSUNREG, p).err(),
+        None,
+        "UNREG of size 4096 (PAGE_SIZE) followed by zero bytes"
+    );
+    check_eq!(
+        uapi::unreg_raw(cx.fd(), &good).err(),
+        Some(Errno(libc::ENOENT)),
+        "UNREG after the size-4096 one removed the registration"
     );
     Ok(())
 }
