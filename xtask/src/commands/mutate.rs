@@ -240,6 +240,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         upstream_failing_unmutated: upstream_base.clone(),
         results: vec![],
     };
+    let mut earlier_secs = 0.0;
     if a.resume {
         if let Ok(bytes) = std::fs::read(dir.join("mutate.json")) {
             let old: Report = serde_json::from_slice(&bytes)
@@ -261,6 +262,8 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
+            // The wall time so far is kept: the report's time is the whole run's.
+            earlier_secs = old.wall_secs;
             report.results = old
                 .results
                 .into_iter()
@@ -348,7 +351,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
             secs,
             diff,
         });
-        report.wall_secs = started.elapsed().as_secs_f64();
+        report.wall_secs = earlier_secs + started.elapsed().as_secs_f64();
         write(&report, &dir)?;
     }
     println!("{}", report.markdown());
