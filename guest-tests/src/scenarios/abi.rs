@@ -731,8 +731,13 @@ fn status_names_probes(cx: &mut Ctx) -> R {
 fn dynamic_line(name: &str) -> Result<Option<String>, Stop> {
     let s = tracefs::dynamic_events()?;
     let prefix = format!("u:{name}");
+    // The name ends where a character no name has begins (a space, or a wrong ';').
     Ok(s.lines()
-        .find(|l| *l == prefix || l.starts_with(&format!("{prefix} ")))
+        .find(|l| {
+            l.strip_prefix(&prefix).is_some_and(|rest| {
+                !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
         .map(str::to_owned))
 }
 
