@@ -87,3 +87,19 @@ pub fn trace_lines() -> io::Result<Vec<String>> {
 pub fn exists(rel: &str) -> bool {
     fs::metadata(path(rel)).is_ok()
 }
+
+/// The `dynamic_events` file: one line per dynamic event, user events as `u:NAME fields`.
+pub fn dynamic_events() -> io::Result<String> {
+    read_file("dynamic_events")
+}
+
+/// Writes one command to `dynamic_events` without truncating it (opening it with O_TRUNC
+/// would delete every dynamic event).
+pub fn dynamic_events_command(cmd: &str) -> io::Result<()> {
+    let p = path("dynamic_events");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .map_err(|e| with_path(e, &p))?;
+    f.write_all(cmd.as_bytes()).map_err(|e| with_path(e, &p))
+}

@@ -61,6 +61,21 @@ const SCENARIOS: &[Scenario] = &[
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
         multi_format,
     ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
+    Scenario::new(
+        "status_names_probes",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
+        status_names_probes,
+    ),
+    Scenario::new(
+        "dynamic_events_lists_fields",
+        "dynamic_events shows each event as 'u:NAME type name; struct T name SIZE; ...'; a REG of the same fields (also written 'a;b') gets the same index, another struct size is EADDRINUSE",
+        dynamic_events_lists_fields,
+    ),
+    Scenario::new(
+        "dynamic_events_delete_one",
+        "'-:NAME' written to dynamic_events deletes that event only: an unused event whose name sorts before it stays",
+        dynamic_events_delete_one,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
@@ -663,5 +678,163 @@ fn multi_format(cx: &mut Ctx) -> R {
         !tracefs::exists(&format!("events/user_events/{name}")),
         "a MULTI_FORMAT event also shows under user_events"
     );
+    Ok(())
+}
+
+/// The `user_events_status` line of `name` (the name, then what uses it), if it has one.
+fn status_line(name: &str) -> Result<Option<String>, Stop> {
+    let s = tracefs::status()?;
+    Ok(s.lines()
+        .find(|l| *l == name || l.starts_with(&format!("{name} ")))
+        .map(str::to_owned))
+}
+
+fn status_names_probes(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    cx.reg(&name, page.addr(0), 4, 0)?;
+    let want = |users: &str| Some(format!("{name}{users}"));
+    check_eq!(status_line(&name)?, want(""), "status line with no probe");
+    tracefs::set_enabled(&name, true)?;
+    cx.wait_for("bit set with ftrace", || page.u32_at(0) == 1)?;
+    check_eq!(
+        status_line(&name)?,
+        want(" # Used by ftrace"),
+        "status line with ftrace"
+    );
+    tracefs::set_enabled(&name, false)?;
+    cx.wait_for("bit cleared", || page.u32_at(0) == 0)?;
+    check_eq!(status_line(&name)?, want(""), "status line after ftrace");
+    let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
+    cx.wait_for("bit set with perf", || page.u32_at(0) == 1)?;
+    check_eq!(
+        status_line(&name)?,
+        want(" # Used by perf"),
+        "status line with perf"
+    );
+    tracefs::set_enabled(&name, true)?;
+    check_eq!(
+        status_line(&name)?,
+        want(" # Used by ftrace perf"),
+        "status line with ftrace and perf"
+    );
+    tracefs::set_enabled(&name, false)?;
+    drop(perf);
+    cx.wait_for("bit cleared once both are gone", || page.u32_at(0) == 0)?;
+    check_eq!(status_line(&name)?, want(""), "status line after both");
+    uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
+    Ok(())
+}
+
+/// The `dynamic_events` line of user event `name`, if it has one.
+fn dynamic_line(name: &str) -> Result<Option<String>, Stop> {
+    let s = tracefs::dynamic_events()?;
+    let prefix = format!("u:{name}");
+    // The name ends where a character no name has begins (a space, or a wrong ';').
+    Ok(s.lines()
+        .find(|l| {
+            l.strip_prefix(&prefix).is_some_and(|rest| {
+                !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .map(str::to_owned))
+}
+
+fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (bare, one, several) = (cx.event_name(), cx.event_name(), cx.event_name());
+    let fields = "u32 a; struct foo b 8; u8 c";
+    cx.reg(&bare, page.addr(0), 4, 0)?;
+    cx.reg(&format!("{one} u64 x"), page.addr(0), 4, 1)?;
+    let idx = cx.reg(&format!("{several} {fields}"), page.addr(0), 4, 2)?;
+    check_eq!(
+        dynamic_line(&bare)?,
+        Some(format!("u:{bare}")),
+        "dynamic_events line of an event without fields"
+    );
+    check_eq!(
+        dynamic_line(&one)?,
+        Some(format!("u:{one} u64 x")),
+        "dynamic_events line of an event with one field"
+    );
+    check_eq!(
+        dynamic_line(&several)?,
+        Some(format!("u:{several} {fields}")),
+        "dynamic_events line of an event with three fields, one a struct"
+    );
+    // REG of an existing name compares the field lists: the same ones (the struct's size
+    // included, one ';' without its space) give the same event, another size does not.
+    for (bit, same) in [(3, fields), (4, "u32 a; struct foo b 8;u8 c")] {
+        check_eq!(
+            cx.reg(&format!("{several} {same}"), page.addr(0), 4, bit)?,
+            idx,
+            "index of a second REG with fields {same:?}"
+        );
+    }
+    check_eq!(
+        uapi::reg(
+            cx.fd(),
+            &format!("{several} u32 a; struct foo b 4; u8 c"),
+            page.addr(4) as u64,
+            4,
+            0,
+            0
+        )
+        .err(),
+        Some(Errno(libc::EADDRINUSE)),
+        "REG of the name with a struct of another size"
+    );
+    // A field list with one ';' and no space after it is parsed as two fields, and a REG
+    // spelling it the same way again matches it.
+    let tight = cx.event_name();
+    let tidx = cx.reg(&format!("{tight} u32 a;u32 b"), page.addr(4), 4, 1)?;
+    check_eq!(
+        dynamic_line(&tight)?,
+        Some(format!("u:{tight} u32 a; u32 b")),
+        "dynamic_events line of 'u32 a;u32 b'"
+    );
+    for (bit, same) in [(2, "u32 a;u32 b"), (3, "u32 a; u32 b")] {
+        check_eq!(
+            cx.reg(&format!("{tight} {same}"), page.addr(4), 4, bit)?,
+            tidx,
+            "index of a second REG with fields {same:?}"
+        );
+    }
+    Ok(())
+}
+
+fn dynamic_events_delete_one(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    // Persistent events made through dynamic_events, unused: only the name decides.
+    let (early, late) = (cx.event_name(), cx.event_name());
+    check!(early < late, "names {early} and {late} out of order");
+    for name in [&early, &late] {
+        tracefs::dynamic_events_command(&format!("u:{name}"))?;
+        check_eq!(
+            status_line(name)?,
+            Some(name.clone()),
+            "status line of {name} made through dynamic_events"
+        );
+    }
+    tracefs::dynamic_events_command(&format!("-:{late}"))?;
+    check_eq!(
+        status_line(&late)?,
+        None,
+        "status line of the deleted event"
+    );
+    check_eq!(
+        status_line(&early)?,
+        Some(early.clone()),
+        "status line of the other event after '-:{late}'"
+    );
+    check_eq!(
+        dynamic_line(&early)?,
+        Some(format!("u:{early}")),
+        "dynamic_events line of the other event"
+    );
+    tracefs::dynamic_events_command(&format!("-:{early}"))?;
+    check_eq!(status_line(&early)?, None, "status line after '-:{early}'");
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::framework::{fork, wait_until, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE};
+use crate::framework::{
+    fork, wait_until, write32, Ctx, Family, Mapping, Pipe, Scenario, R, REMOTE_WRITE,
+};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, tracefs};
 
@@ -23,6 +25,11 @@ const SCENARIOS: &[Scenario] = &[
         "unreg_one_keeps_other",
         "UNREG of one of two bits of an event clears that bit only; the other keeps following and keeps the event busy (DEL EBUSY)",
         unreg_one_keeps_other,
+    ),
+    Scenario::new(
+        "other_events_bits_untouched",
+        "a transition of one event leaves another event's bit as the process left it (set by hand, the kernel never writes it); in both orders of the two events",
+        other_events_bits_untouched,
     ),
 ];
 
@@ -156,5 +163,41 @@ fn unreg_one_keeps_other(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit 2 cleared on the last disable", || page.u32_at(0) == 0)?;
     uapi::unreg(cx.fd(), addr, 2)?;
+    Ok(())
+}
+
+/// The kernel writes an event's bit only at that event's own transitions (and at REG and
+/// UNREG of it). Each event's word is set by hand while that event is disabled: a transition
+/// of the other event must leave it set. Both orders, since which event the kernel would
+/// wrongly revisit can depend on where the two were allocated.
+fn other_events_bits_untouched(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let names = [cx.event_name(), cx.event_name()];
+    cx.reg(&names[0], page.addr(0), 4, 0)?;
+    cx.reg(&names[1], page.addr(4), 4, 0)?;
+    for (on, off) in [(0usize, 1usize), (1, 0)] {
+        let (on_at, off_at) = (on * 4, off * 4);
+        write32(page.addr(off_at), 1);
+        tracefs::set_enabled(&names[on], true)?;
+        cx.wait_for(&format!("event {on}'s bit set on its enable"), || {
+            page.u32_at(on_at) == 1
+        })?;
+        cx.never_within(
+            &format!("event {off}'s hand-set bit changed by event {on}'s enable"),
+            || page.u32_at(off_at) != 1,
+        )?;
+        tracefs::set_enabled(&names[on], false)?;
+        cx.wait_for(&format!("event {on}'s bit cleared on its disable"), || {
+            page.u32_at(on_at) == 0
+        })?;
+        cx.never_within(
+            &format!("event {off}'s hand-set bit changed by event {on}'s disable"),
+            || page.u32_at(off_at) != 1,
+        )?;
+        write32(page.addr(off_at), 0);
+    }
+    uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
+    uapi::unreg(cx.fd(), page.addr(4) as u64, 0)?;
     Ok(())
 }

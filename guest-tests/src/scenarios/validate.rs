@@ -27,6 +27,11 @@ const SCENARIOS: &[Scenario] = &[
         "the minimum size is checked before the probes (EINVAL even with none attached), the validators only inside them (EBADF with none); with both attached a bad payload is EFAULT and reaches neither",
         check_order,
     ),
+    Scenario::new(
+        "perf_one_byte_payload",
+        "an event of one u8 field written with 1, 2 and 8 payload bytes while only perf is attached: each sample holds exactly those bytes",
+        perf_one_byte_payload,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("validate", SCENARIOS)
@@ -295,5 +300,35 @@ fn check_order(cx: &mut Ctx) -> R {
     cx.wait_for("bit cleared once both probes are gone", || {
         page.u32_at(0) & 1 == 0
     })?;
+    Ok(())
+}
+
+/// The shortest payloads perf copies: one byte (the whole fixed part of a `u8 v` event), two,
+/// and eight. Each byte is non-zero, so a byte the kernel failed to copy (the ring's padding
+/// is zeroed) shows.
+fn perf_one_byte_payload(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let idx = cx.reg(&format!("{name} u8 v"), page.addr(0), 4, 0)?;
+    let id = tracefs::event_id(&name)?;
+    let ring = PerfRing::open(id)?;
+    cx.wait_for("bit set with perf attached", || page.u32_at(0) == 1)?;
+    let payloads: [&[u8]; 3] = [&[0xa5], &[0x5a, 0xc3], &[1, 2, 3, 4, 5, 6, 7, 8]];
+    for p in payloads {
+        check_eq!(
+            uapi::write_event(cx.fd(), idx, p),
+            Ok(4 + p.len()),
+            "write of {} payload byte(s)",
+            p.len()
+        );
+    }
+    let samples = ring.raw_samples()?;
+    check_eq!(samples.len(), payloads.len(), "perf samples");
+    for (s, p) in samples.iter().zip(payloads) {
+        check_sample(&format!("{} payload byte(s)", p.len()), s, id, p)?;
+    }
+    drop(ring);
+    cx.wait_for("bit cleared once perf is gone", || page.u32_at(0) == 0)?;
     Ok(())
 }
