@@ -28,9 +28,14 @@ fn write_file(rel: &str, text: &str) -> io::Result<()> {
     f.write_all(text.as_bytes()).map_err(|e| with_path(e, &p))
 }
 
+/// The file's text. Lossy: the global files (`user_events_status`, `dynamic_events`) list
+/// every event, and another scenario may have registered a name with bytes that are not
+/// UTF-8 (the kernel prints them raw); a check must not fail on someone else's event.
 fn read_file(rel: &str) -> io::Result<String> {
     let p = path(rel);
-    fs::read_to_string(&p).map_err(|e| with_path(e, &p))
+    fs::read(&p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| with_path(e, &p))
 }
 
 fn with_path(e: io::Error, p: &str) -> io::Error {
