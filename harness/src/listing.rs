@@ -37,6 +37,5 @@ pub fn parse(json: &[u8]) -> anyhow::Result<Vec<ScenarioInfo>> {
             bail!("scenario {} declares no family", s.name);
         }
     }
-    list.dedup_by(|a, b| a.name == b.name);
     Ok(list)
 }

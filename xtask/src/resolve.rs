@@ -251,17 +251,21 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     if header.contains("USER_EVENT_REG_MULTI_FORMAT") {
         features.insert(Feature::RegMultiFormat);
     }
-    if kconfig::parse_dot_config(dot_config)
-        .get("ADVISE_SYSCALLS")
-        .map(String::as_str)
-        == Some("y")
-    {
+    if config_has(dot_config, "ADVISE_SYSCALLS") {
         features.insert(Feature::Madvise);
     }
     Expectation {
         features,
         source: String::new(),
     }
+}
+
+/// Whether a `.config`'s text sets `CONFIG_<option>=y`.
+fn config_has(dot_config: &str, option: &str) -> bool {
+    kconfig::parse_dot_config(dot_config)
+        .get(option)
+        .map(String::as_str)
+        == Some("y")
 }
 
 /// What a ready image must have, from the version in its boot header (`6.12.117 (...)`).
@@ -279,12 +283,8 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     if at_least(6, 9) {
         features.insert(Feature::RegMultiFormat);
     }
-    if dot_config.is_empty()
-        || kconfig::parse_dot_config(dot_config)
-            .get("ADVISE_SYSCALLS")
-            .map(String::as_str)
-            == Some("y")
-    {
+    // Without a .config beside the image, the list's base.config (which sets it) is assumed.
+    if dot_config.is_empty() || config_has(dot_config, "ADVISE_SYSCALLS") {
         features.insert(Feature::Madvise);
     }
     Expectation {
@@ -325,8 +325,7 @@ pub fn ready_image(img: &Path) -> anyhow::Result<Resolved> {
         .and_then(|c| std::fs::read_to_string(c).ok())
         .unwrap_or_default();
     if let Some(c) = &config {
-        let have = kconfig::parse_dot_config(&dot_config);
-        if have.get("USER_EVENTS").map(String::as_str) != Some("y") {
+        if !config_has(&dot_config, "USER_EVENTS") {
             bail!(
                 "{} was built without CONFIG_USER_EVENTS (see {}): rebuild with it, or let `cargo xtask test` build a kernel",
                 img.display(),
