@@ -19,8 +19,16 @@ pub enum TroubleKind {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trouble {
     pub kind: TroubleKind,
-    /// The scenario the result channel said was running when the first line arrived.
+    /// The scenario that was running when the first line arrived: by the runner's markers in
+    /// the console, or else by the result channel. None when several ran ([`Trouble::beside`]).
     pub during: Option<String>,
+    /// The scenarios running side by side when it came (empty when one or none ran): the
+    /// console cannot tell whose it is, so each is a candidate until it runs again alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub beside: Vec<String>,
+    /// Those of `beside` that ran again later, one at a time: that run judges them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerun: Vec<String>,
     /// The first line and what followed it (the call trace), bounded.
     pub excerpt: Vec<String>,
 }
@@ -89,8 +97,8 @@ pub fn strip_timestamp(line: &str) -> &str {
 pub struct Watch {
     pub found: Vec<Trouble>,
     open: Option<usize>,
-    /// The scenario between the runner's start and end markers in the console stream.
-    marked: Option<String>,
+    /// The scenarios between the runner's start and end markers in the console stream.
+    marked: Vec<String>,
     seen_markers: bool,
 }
 
@@ -105,11 +113,26 @@ impl Watch {
         let line = line.trim_end_matches(['\r', '\n']);
         if let Some(rest) = strip_timestamp(line).strip_prefix(result_channel::KMSG_MARKER) {
             self.seen_markers = true;
-            self.marked = rest.strip_prefix("start ").map(str::to_owned);
+            if let Some(name) = rest.strip_prefix("start ") {
+                // A second start is a rerun alone: it judges what came beside its first run.
+                for t in &mut self.found {
+                    if t.beside.iter().any(|b| b == name) && !t.rerun.iter().any(|r| r == name) {
+                        t.rerun.push(name.to_owned());
+                    }
+                }
+                self.marked.push(name.to_owned());
+            } else if let Some(name) = rest.strip_prefix("end ") {
+                self.marked.retain(|m| m != name);
+            }
             return;
         }
+        let beside = if self.marked.len() > 1 {
+            self.marked.clone()
+        } else {
+            vec![]
+        };
         let during = if self.seen_markers {
-            self.marked.as_deref()
+            self.marked.first().filter(|_| beside.is_empty()).map(String::as_str)
         } else {
             during
         };
@@ -120,6 +143,8 @@ impl Watch {
                 self.found.push(Trouble {
                     kind,
                     during: during.map(str::to_owned),
+                    beside,
+                    rerun: vec![],
                     excerpt: vec![],
                 });
                 self.open = Some(self.found.len() - 1);
@@ -148,6 +173,15 @@ impl Watch {
                     .iter()
                     .any(|l| l.contains("Kernel panic - not syncing"))
         })
+    }
+}
+
+impl Trouble {
+    /// Whether it counts against scenario `name`: it came while `name` ran alone, or beside
+    /// others and `name` never ran again alone to settle it.
+    pub fn counts_against(&self, name: &str) -> bool {
+        self.during.as_deref() == Some(name)
+            || self.beside.iter().any(|b| b == name) && !self.rerun.iter().any(|r| r == name)
     }
 }
 

@@ -108,6 +108,8 @@ pub struct SuiteOptions {
     /// Start no scenario after the first failed one (mutation runs: the first failure
     /// decides); the upstream programs still all run.
     pub stop_at_first_failure: bool,
+    /// How many scenarios may run side by side in the guest (1: one at a time).
+    pub jobs: u32,
 }
 
 impl SuiteOptions {
@@ -132,14 +134,16 @@ impl SuiteOptions {
             })
             .collect();
         let kselftest_longest = programs.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        let reruns = if self.jobs > 1 { 2 } else { 1 };
         let kselftest_total: Duration = programs.iter().map(|(_, d)| *d).sum();
         Limits {
             boot,
             // The guest gives up first; the host's limit only catches a guest that cannot.
             scenario: self.scenario_timeout * k + margin,
             programs,
+            // Side by side, the scenarios a splat left unattributable run a second time.
             whole: boot
-                + (scenario + Duration::from_secs(1)) * scenarios as u32
+                + (scenario + Duration::from_secs(1)) * scenarios as u32 * reruns
                 + kselftest_total
                 + Duration::from_secs(10) * k,
             silence: scenario.max(kselftest_longest) + boot,

@@ -97,7 +97,8 @@ pub fn verdicts(
     }
     for p in &planned {
         let name = p.name;
-        let end = report.records.iter().find_map(|r| match r {
+        // The last End: a scenario run again alone (a splat beside others) is judged by that run.
+        let end = report.records.iter().rev().find_map(|r| match r {
             Record::End {
                 name: n,
                 outcome,
@@ -113,7 +114,7 @@ pub fn verdicts(
         let troubles: Vec<&Trouble> = report
             .troubles
             .iter()
-            .filter(|t| t.during.as_deref() == Some(name))
+            .filter(|t| t.counts_against(name))
             .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
@@ -142,7 +143,9 @@ pub fn verdicts(
                 }
             }
             None => {
-                let msg = if report.unfinished.as_deref() == Some(name) {
+                let msg = if report.unfinished.as_deref() == Some(name)
+                    || report.running.iter().any(|r| r == name)
+                {
                     let excerpt = troubles
                         .first()
                         .map(|t| format!("\n{}", trouble_text(t)))
@@ -290,6 +293,8 @@ fn health(report: &VmReport, planned: &[&str]) -> ScenarioVerdict {
     for t in report
         .troubles
         .iter()
+        // One beside others belongs to those scenarios (or was settled by their reruns).
+        .filter(|t| t.beside.is_empty())
         .filter(|t| t.during.as_deref().is_none_or(|d| !planned.contains(&d)))
     {
         problems.push(trouble_text(t));
@@ -341,6 +346,7 @@ mod tests {
             guest_done_ms: None,
             records,
             unfinished,
+            running: vec![],
             troubles: w.found,
             garbage: vec![],
             end,
@@ -570,6 +576,7 @@ mod ignore_policy {
                 end,
             ],
             unfinished: None,
+            running: vec![],
             troubles: vec![],
             garbage: vec![],
             end: VmEnd::Finished,

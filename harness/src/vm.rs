@@ -68,8 +68,12 @@ pub struct VmReport {
     pub guest_hello_ms: Option<u64>,
     pub guest_done_ms: Option<u64>,
     pub records: Vec<Record>,
-    /// The scenario that had started but not ended when the VM stopped.
+    /// The scenario that had started but not ended when the VM stopped (the first of
+    /// [`VmReport::running`]).
     pub unfinished: Option<String>,
+    /// Every scenario started and not ended, when several ran side by side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub running: Vec<String>,
     pub troubles: Vec<Trouble>,
     pub garbage: Vec<String>,
     pub end: VmEnd,
@@ -179,6 +183,7 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
         guest_done_ms: None,
         records: vec![],
         unfinished: None,
+        running: vec![],
         troubles: vec![],
         garbage: vec![],
         end: VmEnd::Finished,
@@ -187,7 +192,8 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
         console_log: console_path.clone(),
     };
     let mut last_output = Instant::now();
-    let mut scenario_started = Instant::now();
+    // When each running scenario started, for its limit.
+    let mut scenario_started: Vec<(String, Instant)> = Vec::new();
     let mut done = false;
     let (mut console_open, mut results_open) = (true, true);
     let mut exit_status = None;
@@ -226,10 +232,15 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
                         report.guest_hello_ms = Some(*uptime_ms);
                     }
                     Record::Start { name } => {
-                        report.unfinished = Some(name.clone());
-                        scenario_started = Instant::now();
+                        report.running.push(name.clone());
+                        scenario_started.push((name.clone(), Instant::now()));
+                        report.unfinished = report.running.first().cloned();
                     }
-                    Record::End { .. } => report.unfinished = None,
+                    Record::End { name, .. } => {
+                        report.running.retain(|r| r != name);
+                        scenario_started.retain(|(r, _)| r != name);
+                        report.unfinished = report.running.first().cloned();
+                    }
                     Record::Done { uptime_ms } => {
                         report.guest_done_ms = Some(*uptime_ms);
                         done = true;
@@ -269,7 +280,7 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
                 limits,
                 started,
                 last_output,
-                scenario_started,
+                &scenario_started,
                 &report,
                 done,
             );
@@ -305,7 +316,7 @@ fn check_limits(
     limits: &Limits,
     started: Instant,
     last_output: Instant,
-    scenario_started: Instant,
+    scenario_started: &[(String, Instant)],
     report: &VmReport,
     done: bool,
 ) -> Option<String> {
@@ -322,9 +333,9 @@ fn check_limits(
             secs(limits.boot)
         ));
     }
-    if let Some(name) = &report.unfinished {
+    for (name, started) in scenario_started {
         let limit = limits.limit_for(name);
-        if scenario_started.elapsed() > limit {
+        if started.elapsed() > limit {
             return Some(format!(
                 "scenario {name} gave no result within {}",
                 secs(limit)

@@ -366,6 +366,14 @@ pub struct Plan {
     /// decides); the upstream programs still all run.
     #[serde(default)]
     pub stop_at_first_failure: bool,
+    /// How many scenarios may run side by side (`--jobs`); 1 runs them one at a time.
+    /// Scenarios that declare `alone` always run with nothing beside them.
+    #[serde(default = "one_job")]
+    pub jobs: u32,
+}
+
+fn one_job() -> u32 {
+    1
 }
 
 /// One program of `tools/testing/selftests/user_events/`, reported as `kselftest::<name>`.

@@ -26,7 +26,9 @@ pub struct KernelArgs {
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Parallel make jobs (default: the number of CPUs).
+    /// How many jobs run side by side: make's for a kernel build, and scenarios at once in the
+    /// guest (default: the number of CPUs, or --cpus for the guest). `--jobs 1` runs the
+    /// scenarios one at a time, for debugging.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Do not install missing host tools; print the command instead.
@@ -59,6 +61,9 @@ pub struct RunArgs {
     /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
     #[arg(long)]
     pub kselftest: bool,
+    /// The guest's vCPUs (default: as many as the host has cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
 }
 
 impl Default for RunArgs {
@@ -70,6 +75,7 @@ impl Default for RunArgs {
             boot_timeout: 10,
             stress: false,
             kselftest: false,
+            cpus: None,
         }
     }
 }

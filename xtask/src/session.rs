@@ -27,6 +27,8 @@ pub struct Session {
     pub cache: PathBuf,
     pub progress: Progress,
     install: bool,
+    /// `--jobs`: make's jobs, and how many scenarios run side by side in the guest.
+    jobs: Option<usize>,
 }
 
 /// The guest programs, built, and the scenarios they hold.
@@ -45,6 +47,11 @@ impl Guest {
             .cloned()
             .collect()
     }
+}
+
+/// The default for the guest's vCPUs: as many as the host has cores.
+pub fn host_cores() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
 pub fn project_root() -> PathBuf {
@@ -77,11 +84,15 @@ impl Session {
             progress: Progress::new(),
             install,
             root,
+            jobs: None,
         }
     }
 
     pub fn for_kernels(k: &KernelArgs) -> Session {
-        Session::new(k.cache_dir.as_deref(), !k.no_install)
+        Session {
+            jobs: k.jobs.filter(|j| *j > 0),
+            ..Session::new(k.cache_dir.as_deref(), !k.no_install)
+        }
     }
 
     /// Where each run gets its folder.
@@ -132,6 +143,7 @@ impl Session {
     }
 
     pub fn suite_options(&self, r: &RunArgs, guest: &Guest) -> SuiteOptions {
+        let cpus = r.cpus.unwrap_or_else(host_cores);
         SuiteOptions {
             guest_bin_dir: guest.dir.clone(),
             manifest: self.root.join("images/initramfs.toml"),
@@ -142,10 +154,11 @@ impl Session {
             poll_deadline: Duration::from_millis(r.poll_deadline_ms),
             boot_timeout: Duration::from_secs(r.boot_timeout),
             memory_mib: 512,
-            cpus: 2,
+            cpus,
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
+            jobs: self.jobs.map_or(cpus, |j| j as u32),
         }
     }
 

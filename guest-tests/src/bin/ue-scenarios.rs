@@ -3,10 +3,11 @@
 //! `--list`/`--list-json` print the scenarios without running anything.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
+use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::scenarios;
 use result_channel::{Outcome, Plan, Record, ScenarioInfo};
 
@@ -43,6 +44,7 @@ fn main() {
                 poll_deadline_ms: 5_000,
                 kselftests: vec![],
                 stop_at_first_failure: false,
+                jobs: 1,
             };
             let rec = run_in_child(name, &plan);
             print!("{}", rec.to_line());
@@ -88,28 +90,7 @@ fn run_plan(path: &str) -> i32 {
             user_events,
         },
     );
-    // With stop_at_first_failure (mutation runs, where one failure is the answer) no scenario
-    // starts after the first failed one. The upstream programs all run still: they are
-    // counted on their own, against their failures on the unmutated kernel.
-    let failed = |r: &Record| {
-        matches!(
-            r,
-            Record::End {
-                outcome: Outcome::Fail,
-                ..
-            }
-        )
-    };
-    for name in &plan.scenarios {
-        emit(&mut out, &Record::Start { name: name.clone() });
-        kmsg_marker("start", name);
-        let rec = run_in_child(name, &plan);
-        kmsg_marker("end", name);
-        emit(&mut out, &rec);
-        if plan.stop_at_first_failure && failed(&rec) {
-            break;
-        }
-    }
+    run_scenarios(&plan, &mut |r| emit(&mut out, r));
     for k in &plan.kselftests {
         let name = result_channel::kselftest_name(&k.name);
         emit(&mut out, &Record::Start { name: name.clone() });
@@ -169,10 +150,19 @@ struct Collected {
     timed_out: bool,
 }
 
-/// Forks a child in a process group of its own (so a time-out also kills whatever it forked),
-/// runs `child` there with the write end of a pipe, and collects what comes through the pipe
-/// until EOF or `limit`. `child` ends with `_exit` or `exec`; should it return, the child exits 127.
-fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, String> {
+/// A forked child in a process group of its own (so a time-out also kills whatever it forked),
+/// and the read end of the pipe it reports on.
+struct Spawned {
+    pid: libc::pid_t,
+    rd: OwnedFd,
+    started: Instant,
+    limit: Duration,
+    bytes: Vec<u8>,
+}
+
+/// Forks; the child runs `child` with the write end of the pipe. `child` ends with `_exit` or
+/// `exec`; should it return, the child exits 127.
+fn spawn(limit: Duration, child: impl FnOnce(i32)) -> Result<Spawned, String> {
     let started = Instant::now();
     let pipe = Pipe::new().map_err(|e| format!("{e:?}"))?;
     let pid = unsafe { libc::fork() };
@@ -185,65 +175,252 @@ fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, S
         unsafe { libc::_exit(127) };
     }
     drop(pipe.wr);
-    let mut bytes = Vec::new();
-    let mut timed_out = false;
+    Ok(Spawned {
+        pid,
+        rd: pipe.rd,
+        started,
+        limit,
+        bytes: Vec::new(),
+    })
+}
+
+impl Spawned {
+    fn left(&self) -> Duration {
+        self.limit.saturating_sub(self.started.elapsed())
+    }
+
+    /// Reads what the pipe holds; true at EOF (the child has exited or closed the pipe).
+    fn read_some(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        let n = unsafe { libc::read(self.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        if n <= 0 {
+            return true;
+        }
+        if self.bytes.len() < 1 << 20 {
+            self.bytes.extend_from_slice(&chunk[..n as usize]);
+        }
+        false
+    }
+
+    /// Reaps the child; with `timed_out`, kills its whole process group first.
+    fn finish(self, timed_out: bool) -> Collected {
+        if timed_out {
+            unsafe {
+                libc::kill(-self.pid, libc::SIGKILL);
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        Collected {
+            bytes: self.bytes,
+            status,
+            timed_out,
+        }
+    }
+
+    /// Collects until EOF or the limit.
+    fn wait(mut self) -> Collected {
+        loop {
+            let left = self.left();
+            if left.is_zero() {
+                return self.finish(true);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.rd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+                continue; // EINTR, or the limit: checked at the top
+            }
+            if self.read_some() {
+                return self.finish(false);
+            }
+        }
+    }
+}
+
+/// Forks `child` and collects what it reports until EOF or `limit`.
+fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, String> {
+    Ok(spawn(limit, child)?.wait())
+}
+
+/// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
+/// then again, one at a time, those a splat left unattributable ([`schedule::Attribution`]).
+/// With `stop_at_first_failure`, nothing new starts after a failure; what runs finishes.
+fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
+    let traits = |name: &str| {
+        scenarios::find(name).map_or(
+            // Unknown: it fails at once; alone keeps that failure its own.
+            Traits {
+                alone: true,
+                fault_warnings: false,
+            },
+            |e| Traits {
+                alone: e.alone,
+                fault_warnings: e.fault_warnings,
+            },
+        )
+    };
+    let expects_faults = |name: &str| traits(name).fault_warnings;
+    let failed = |r: &Record| {
+        matches!(
+            r,
+            Record::End {
+                outcome: Outcome::Fail,
+                ..
+            }
+        )
+    };
+    // Without the kernel log the runner cannot tell whose splat is whose: one at a time.
+    let mut kmsg = if plan.jobs > 1 { Kmsg::open() } else { None };
+    let jobs_allowed = if kmsg.is_some() { plan.jobs as usize } else { 1 };
+    let mut attribution = Attribution::default();
+    let mut pending: Vec<(String, Traits)> = plan
+        .scenarios
+        .iter()
+        .map(|n| (n.clone(), traits(n)))
+        .collect();
+    let mut running: Vec<(String, Traits, Spawned)> = Vec::new();
+    let mut stop = false;
     loop {
-        let left = limit.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            timed_out = true;
+        let jobs = if attribution.fell_back() { 1 } else { jobs_allowed };
+        while !stop {
+            let busy: Vec<Traits> = running.iter().map(|r| r.1).collect();
+            let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
+            let Some(i) = schedule::next(&waiting, &busy, jobs) else {
+                break;
+            };
+            let (name, t) = pending.remove(i);
+            emit(&Record::Start { name: name.clone() });
+            kmsg_marker("start", &name);
+            match spawn_scenario(&name, plan) {
+                Ok(s) => running.push((name, t, s)),
+                Err(rec) => {
+                    kmsg_marker("end", &name);
+                    stop |= plan.stop_at_first_failure && failed(&rec);
+                    emit(&rec);
+                }
+            }
+        }
+        if running.is_empty() {
             break;
         }
-        let mut pfd = libc::pollfd {
-            fd: pipe.rd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) } <= 0 {
-            continue; // EINTR, or the limit: checked at the top
+        let mut pfds: Vec<libc::pollfd> = running
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.2.rd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let soonest = running.iter().map(|r| r.2.left()).min().unwrap_or_default();
+        let ms = soonest.min(Duration::from_millis(200)).as_millis() as i32;
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        let mut i = 0;
+        while i < running.len() {
+            let ready = pfds[i].revents != 0 && running[i].2.read_some();
+            let overdue = !ready && running[i].2.left().is_zero();
+            if ready || overdue {
+                pfds.remove(i);
+                let (name, _, s) = running.remove(i);
+                let (started, limit) = (s.started, s.limit);
+                let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
+                kmsg_marker("end", &name);
+                stop |= plan.stop_at_first_failure && failed(&rec);
+                emit(&rec);
+            } else {
+                i += 1;
+            }
         }
-        let mut chunk = [0u8; 65536];
-        let n = unsafe {
-            libc::read(
-                pipe.rd.as_raw_fd(),
-                chunk.as_mut_ptr() as *mut _,
-                chunk.len(),
-            )
-        };
-        if n <= 0 {
-            break; // EOF: the child has exited (or closed the pipe)
-        }
-        if bytes.len() < 1 << 20 {
-            bytes.extend_from_slice(&chunk[..n as usize]);
+        if let Some(k) = &mut kmsg {
+            k.drain(&mut attribution, expects_faults);
         }
     }
-    if timed_out {
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::kill(pid, libc::SIGKILL);
+    if let Some(k) = &mut kmsg {
+        k.drain(&mut attribution, expects_faults);
+    }
+    // Each rerun is alone: its console is its own, and its End is the one the host keeps.
+    let reruns: Vec<&String> = plan
+        .scenarios
+        .iter()
+        .filter(|n| attribution.rerun.contains(*n))
+        .collect();
+    if let Some(what) = &attribution.first_ambiguous {
+        eprintln!(
+            "ue-scenarios: {what:?} came while {} scenarios ran side by side; running them again one at a time",
+            reruns.len()
+        );
+    }
+    for name in reruns {
+        emit(&Record::Start { name: name.clone() });
+        kmsg_marker("start", name);
+        let rec = run_in_child(name, plan);
+        kmsg_marker("end", name);
+        emit(&rec);
+    }
+}
+
+/// The kernel log, read from where it was when the runner started.
+struct Kmsg(std::fs::File);
+
+impl Kmsg {
+    fn open() -> Option<Kmsg> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .ok()?;
+        (unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } >= 0).then_some(Kmsg(f))
+    }
+
+    /// Feeds every record logged since the last call.
+    fn drain(&mut self, a: &mut Attribution, expects_faults: impl Fn(&str) -> bool) {
+        use std::io::Read;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if let Some(r) = schedule::parse_kmsg(&String::from_utf8_lossy(&buf[..n])) {
+                        a.feed(&r, &expects_faults);
+                    }
+                }
+                // A record was overwritten before this read: go on with the next.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                Err(_) => return,
+            }
         }
     }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    Ok(Collected {
-        bytes,
-        status,
-        timed_out,
-    })
 }
 
 /// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
 fn run_in_child(name: &str, plan: &Plan) -> Record {
+    match spawn_scenario(name, plan) {
+        Err(rec) => rec,
+        Ok(s) => {
+            let (started, limit) = (s.started, s.limit);
+            scenario_record(name, started, limit, Ok(s.wait()))
+        }
+    }
+}
+
+/// Forks the child that runs scenario `name`; a failure to start is its End record.
+fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Record> {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
-        return end(
+        return Err(end(
             name,
             Outcome::Fail,
             format!("the guest has no scenario {name:?}"),
             started,
-        );
+        ));
     };
     let limit = Duration::from_millis(plan.scenario_timeout_ms);
-    let collected = fork_collect(limit, |fd| {
+    spawn(limit, |fd| {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
         let poll = Duration::from_millis(plan.poll_deadline_ms);
@@ -309,7 +486,17 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
             off += n as usize;
         }
         unsafe { libc::_exit(0) }
-    });
+    })
+    .map_err(|e| end(name, Outcome::Fail, e, started))
+}
+
+/// The End record of a scenario's child: what it reported, or why it reported nothing.
+fn scenario_record(
+    name: &str,
+    started: Instant,
+    limit: Duration,
+    collected: Result<Collected, String>,
+) -> Record {
     let c = match collected {
         Ok(c) => c,
         Err(e) => return end(name, Outcome::Fail, e, started),

@@ -1,0 +1,189 @@
+//! Which scenario starts next when several may run side by side, and which scenarios must run
+//! again alone because the kernel complained while more than one of them was running.
+//!
+//! Both are pure (no processes, no files) so that the host's tests check them; the runner
+//! (`ue-scenarios --plan`) drives them with its children and its reads of `/dev/kmsg`.
+
+use std::collections::BTreeSet;
+
+use result_channel::KMSG_MARKER;
+
+/// What the scheduler needs to know about a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traits {
+    /// Runs with nothing beside it.
+    pub alone: bool,
+    /// The kernel's fault warning is an expected outcome of it. Such scenarios share the
+    /// machine only with each other: a fault warning while they run is then excused for
+    /// every candidate, and never forces a second run.
+    pub fault_warnings: bool,
+}
+
+/// The index in `pending` of the scenario to start now, if any: the first one, in plan order,
+/// that may join what is `running` (at most `jobs` at once; an `alone` one only into an empty
+/// machine; fault-warning scenarios only beside their own kind).
+pub fn next(pending: &[Traits], running: &[Traits], jobs: usize) -> Option<usize> {
+    if running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
+        return None;
+    }
+    pending.iter().position(|p| match running.first() {
+        None => true,
+        Some(r) => !p.alone && p.fault_warnings == r.fault_warnings,
+    })
+}
+
+/// One record of `/dev/kmsg` as the runner needs it: its level and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsgRecord {
+    pub level: u8,
+    pub text: String,
+}
+
+/// Parses one read of `/dev/kmsg`: `PRIO,SEQ,USEC,FLAGS;TEXT\n` and continuation lines.
+pub fn parse_kmsg(raw: &str) -> Option<KmsgRecord> {
+    let (head, rest) = raw.split_once(';')?;
+    let prio: u32 = head.split(',').next()?.parse().ok()?;
+    let text = rest.lines().next().unwrap_or("").to_owned();
+    Some(KmsgRecord {
+        level: (prio & 7) as u8,
+        text,
+    })
+}
+
+/// Follows the kernel log in its own order, as the host's console watch does: the runner's
+/// start and end markers say what was running when each other record was logged. A record at
+/// warning level or worse while two or more scenarios ran cannot be attributed to one of them
+/// by its place in the log: every one of them is then marked to run again, alone.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    running: Vec<String>,
+    /// Scenarios to run again alone, with the first record that made them ambiguous.
+    pub rerun: BTreeSet<String>,
+    pub first_ambiguous: Option<String>,
+}
+
+/// The fault warning scenarios declare as expected (`fault_warnings`).
+pub const FAULT_WARNING: &str = "user_events: Fault for mm";
+
+/// Warning level (KERN_WARNING) and worse: every splat the host's console watch looks for is
+/// logged at one of these.
+const WORST_BENIGN_LEVEL: u8 = 4;
+
+impl Attribution {
+    /// `expects_faults(name)` says whether a scenario declared fault warnings.
+    pub fn feed(&mut self, rec: &KmsgRecord, expects_faults: impl Fn(&str) -> bool) {
+        if let Some(rest) = rec.text.strip_prefix(KMSG_MARKER) {
+            if let Some(name) = rest.strip_prefix("start ") {
+                self.running.push(name.to_owned());
+            } else if let Some(name) = rest.strip_prefix("end ") {
+                if let Some(i) = self.running.iter().position(|r| r == name) {
+                    self.running.remove(i);
+                }
+            }
+            return;
+        }
+        if rec.level > WORST_BENIGN_LEVEL || self.running.len() < 2 {
+            return;
+        }
+        if rec.text.starts_with(FAULT_WARNING) && self.running.iter().all(|r| expects_faults(r)) {
+            return;
+        }
+        self.rerun.extend(self.running.iter().cloned());
+        self.first_ambiguous.get_or_insert_with(|| rec.text.clone());
+    }
+
+    /// Whether a splat has made the run fall back to one scenario at a time.
+    pub fn fell_back(&self) -> bool {
+        !self.rerun.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: Traits = Traits {
+        alone: false,
+        fault_warnings: false,
+    };
+    const ALONE: Traits = Traits {
+        alone: true,
+        fault_warnings: false,
+    };
+    const FAULTY: Traits = Traits {
+        alone: false,
+        fault_warnings: true,
+    };
+
+    #[test]
+    fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {
+        assert_eq!(next(&[ALONE, PLAIN], &[PLAIN], 4), Some(1));
+        assert_eq!(next(&[ALONE], &[PLAIN], 4), None);
+        assert_eq!(next(&[ALONE], &[], 4), Some(0));
+        assert_eq!(next(&[PLAIN], &[ALONE], 4), None);
+    }
+
+    #[test]
+    fn jobs_bound_what_runs_and_one_means_one_at_a_time() {
+        assert_eq!(next(&[PLAIN], &[PLAIN, PLAIN], 2), None);
+        assert_eq!(next(&[PLAIN], &[PLAIN], 1), None);
+        assert_eq!(next(&[PLAIN], &[], 1), Some(0));
+        assert_eq!(next(&[PLAIN], &[], 0), Some(0));
+    }
+
+    #[test]
+    fn fault_warning_scenarios_share_only_with_their_kind() {
+        assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], 4), Some(1));
+        assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], 4), Some(1));
+        assert_eq!(next(&[PLAIN], &[FAULTY], 4), None);
+    }
+
+    fn rec(level: u8, text: &str) -> KmsgRecord {
+        KmsgRecord {
+            level,
+            text: text.into(),
+        }
+    }
+
+    fn marker(what: &str, name: &str) -> KmsgRecord {
+        rec(4, &format!("{KMSG_MARKER}{what} {name}"))
+    }
+
+    #[test]
+    fn kmsg_reads_give_level_and_first_line() {
+        let r = parse_kmsg("12,345,6789,-;ue-runner: start a::b\n SUBSYSTEM=x\n").unwrap();
+        assert_eq!(r, rec(4, "ue-runner: start a::b"));
+        assert_eq!(parse_kmsg("4,1,2,c;WARNING: CPU: 1").unwrap().level, 4);
+        assert_eq!(parse_kmsg("garbage"), None);
+    }
+
+    #[test]
+    fn a_splat_beside_another_scenario_reruns_both_but_one_alone_is_attributed() {
+        let mut a = Attribution::default();
+        let none = |_: &str| false;
+        a.feed(&marker("start", "x"), none);
+        a.feed(&rec(4, "WARNING: CPU: 0 PID: 9 at kernel/x.c"), none);
+        assert!(!a.fell_back(), "one scenario running: the console names it");
+        a.feed(&marker("start", "y"), none);
+        a.feed(&rec(6, "random: crng init done"), none);
+        assert!(!a.fell_back(), "informational records are no splat");
+        a.feed(&rec(4, "WARNING: CPU: 1 PID: 10 at kernel/y.c"), none);
+        a.feed(&marker("end", "x"), none);
+        a.feed(&marker("start", "z"), none);
+        assert_eq!(a.rerun.iter().collect::<Vec<_>>(), ["x", "y"]);
+        assert!(a.first_ambiguous.unwrap().starts_with("WARNING"));
+    }
+
+    #[test]
+    fn fault_warnings_among_scenarios_that_all_expect_them_need_no_rerun() {
+        let mut a = Attribution::default();
+        let faulty = |n: &str| n != "plain";
+        a.feed(&marker("start", "f1"), faulty);
+        a.feed(&marker("start", "f2"), faulty);
+        a.feed(&rec(4, "user_events: Fault for mm: 0000 @ 0x1"), faulty);
+        assert!(!a.fell_back());
+        a.feed(&marker("start", "plain"), faulty);
+        a.feed(&rec(4, "user_events: Fault for mm: 0000 @ 0x1"), faulty);
+        assert_eq!(a.rerun.len(), 3);
+    }
+}
