@@ -4,7 +4,7 @@
 
 pub mod framework;
 pub mod perf;
-pub mod schedule;
 pub mod scenarios;
+pub mod schedule;
 pub mod tracefs;
 pub mod uapi;

@@ -132,7 +132,10 @@ impl Watch {
             vec![]
         };
         let during = if self.seen_markers {
-            self.marked.first().filter(|_| beside.is_empty()).map(String::as_str)
+            self.marked
+                .first()
+                .filter(|_| beside.is_empty())
+                .map(String::as_str)
         } else {
             during
         };

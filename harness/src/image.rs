@@ -98,6 +98,7 @@ mod tests {
             poll_deadline_ms: 2,
             kselftests: vec![],
             stop_at_first_failure: false,
+            stop_on: vec![],
             jobs: 1,
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
@@ -127,6 +128,7 @@ mod tests {
             poll_deadline_ms: 1,
             kselftests: vec![],
             stop_at_first_failure: false,
+            stop_on: vec![],
             jobs: 1,
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());

@@ -108,6 +108,8 @@ pub struct SuiteOptions {
     /// Start no scenario after the first failed one (mutation runs: the first failure
     /// decides); the upstream programs still all run.
     pub stop_at_first_failure: bool,
+    /// With `stop_at_first_failure`, only these scenarios' failures stop (empty: any).
+    pub stop_on: Vec<String>,
     /// How many scenarios may run side by side in the guest (1: one at a time).
     pub jobs: u32,
 }

@@ -54,6 +54,7 @@ pub fn plan<'k>(
             })
             .collect(),
         stop_at_first_failure: opts.stop_at_first_failure,
+        stop_on: opts.stop_on.clone(),
         jobs: opts.jobs.max(1),
     };
     (plan, programs)

@@ -77,6 +77,14 @@ pub fn verdicts(
         })
         .map(|t| format!("\n    {}", t.excerpt.join("\n    ")))
         .unwrap_or_default();
+    // A plan that stops at its first failure skips what had not started: skipped, not lost.
+    let stopped_at = report.records.iter().find_map(|r| match r {
+        Record::Done {
+            stopped_at: Some(s),
+            ..
+        } => Some(s.as_str()),
+        _ => None,
+    });
     let mut out = Vec::new();
     if !report.user_events {
         // One cause, said once per trial in the same words: no scenario can run.
@@ -142,6 +150,14 @@ pub fn verdicts(
                     notes: notes.clone(),
                 }
             }
+            None if p.scenario.is_some() && stopped_at.is_some() => ScenarioVerdict::new(
+                name,
+                p.origin(),
+                Verdict::Ignored(format!(
+                    "not run: the run stopped at the first failure ({})",
+                    stopped_at.unwrap_or_default()
+                )),
+            ),
             None => {
                 let msg = if report.unfinished.as_deref() == Some(name)
                     || report.running.iter().any(|r| r == name)

@@ -241,7 +241,7 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
                         scenario_started.retain(|(r, _)| r != name);
                         report.unfinished = report.running.first().cloned();
                     }
-                    Record::Done { uptime_ms } => {
+                    Record::Done { uptime_ms, .. } => {
                         report.guest_done_ms = Some(*uptime_ms);
                         done = true;
                     }

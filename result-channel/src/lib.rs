@@ -63,7 +63,13 @@ pub enum Record {
         missing: Option<Feature>,
     },
     /// Every planned scenario has ended; the guest powers off next.
-    Done { uptime_ms: u64 },
+    Done {
+        uptime_ms: u64,
+        /// The plan's `stop_at_first_failure` stopped the run at this scenario's failure: the
+        /// scenarios without an End were skipped, not lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped_at: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -218,7 +224,10 @@ mod tests {
                 name: "fork::x".into(),
             },
             end("fork::x"),
-            Record::Done { uptime_ms: 900 },
+            Record::Done {
+                uptime_ms: 900,
+                stopped_at: None,
+            },
         ];
         let wire: String = recs.iter().map(Record::to_line).collect();
         for chunk in [1usize, 3, 7, 4096] {
@@ -366,6 +375,10 @@ pub struct Plan {
     /// decides); the upstream programs still all run.
     #[serde(default)]
     pub stop_at_first_failure: bool,
+    /// With `stop_at_first_failure`, only a failure of one of these stops the run (empty: any
+    /// failure does): `mutants` names the scenarios that must catch each mutant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_on: Vec<String>,
     /// How many scenarios may run side by side (`--jobs`); 1 runs them one at a time.
     /// Scenarios that declare `alone` always run with nothing beside them.
     #[serde(default = "one_job")]

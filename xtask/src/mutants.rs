@@ -132,6 +132,27 @@ pub struct Row {
     pub caught: bool,
     /// Seconds make took, or None when the build came from the cache.
     pub build_secs: Option<f64>,
+    /// Seconds from the patch to the verdict: rebuild, boot, suite.
+    pub verdict_secs: f64,
+}
+
+/// The median time from patch to verdict over the caught mutants.
+pub fn killed_median_secs(rows: &[Row]) -> Option<f64> {
+    let mut t: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.caught)
+        .map(|r| r.verdict_secs)
+        .collect();
+    if t.is_empty() {
+        return None;
+    }
+    t.sort_by(f64::total_cmp);
+    let n = t.len();
+    Some(if n % 2 == 1 {
+        t[n / 2]
+    } else {
+        (t[n / 2 - 1] + t[n / 2]) / 2.0
+    })
 }
 
 /// The failing scenarios of one run, and apart from them the failing upstream selftests

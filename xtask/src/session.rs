@@ -158,6 +158,7 @@ impl Session {
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
+            stop_on: vec![],
             jobs: self.jobs.map_or(cpus, |j| j as u32),
         }
     }

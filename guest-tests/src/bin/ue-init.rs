@@ -66,7 +66,11 @@ fn whole_run_budget() -> Duration {
     let per = plan.as_ref().map_or(10_000, |p| p.scenario_timeout_ms);
     let n = plan.as_ref().map_or(1, |p| p.scenarios.len() as u64);
     // Side by side, the scenarios a splat left unattributable run a second time.
-    let n = if plan.as_ref().is_some_and(|p| p.jobs > 1) { 2 * n } else { n };
+    let n = if plan.as_ref().is_some_and(|p| p.jobs > 1) {
+        2 * n
+    } else {
+        n
+    };
     Duration::from_millis(per * (n + 1) + 5_000)
 }
 

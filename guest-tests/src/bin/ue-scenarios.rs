@@ -7,8 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
-use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::scenarios;
+use guest_tests::schedule::{self, Attribution, Traits};
 use result_channel::{Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
@@ -44,6 +44,7 @@ fn main() {
                 poll_deadline_ms: 5_000,
                 kselftests: vec![],
                 stop_at_first_failure: false,
+                stop_on: vec![],
                 jobs: 1,
             };
             let rec = run_in_child(name, &plan);
@@ -90,7 +91,7 @@ fn run_plan(path: &str) -> i32 {
             user_events,
         },
     );
-    run_scenarios(&plan, &mut |r| emit(&mut out, r));
+    let stopped_at = run_scenarios(&plan, &mut |r| emit(&mut out, r));
     for k in &plan.kselftests {
         let name = result_channel::kselftest_name(&k.name);
         emit(&mut out, &Record::Start { name: name.clone() });
@@ -103,6 +104,7 @@ fn run_plan(path: &str) -> i32 {
         &mut out,
         &Record::Done {
             uptime_ms: uptime_ms(),
+            stopped_at,
         },
     );
     0
@@ -192,7 +194,13 @@ impl Spawned {
     /// Reads what the pipe holds; true at EOF (the child has exited or closed the pipe).
     fn read_some(&mut self) -> bool {
         let mut chunk = [0u8; 65536];
-        let n = unsafe { libc::read(self.rd.as_raw_fd(), chunk.as_mut_ptr() as *mut _, chunk.len()) };
+        let n = unsafe {
+            libc::read(
+                self.rd.as_raw_fd(),
+                chunk.as_mut_ptr() as *mut _,
+                chunk.len(),
+            )
+        };
         if n <= 0 {
             return true;
         }
@@ -249,8 +257,9 @@ fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, S
 
 /// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
 /// then again, one at a time, those a splat left unattributable ([`schedule::Attribution`]).
-/// With `stop_at_first_failure`, nothing new starts after a failure; what runs finishes.
-fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
+/// With `stop_at_first_failure`, nothing new starts after a failure (of one of `stop_on`, if
+/// named); what runs finishes. Returns the scenario whose failure stopped the run.
+fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     let traits = |name: &str| {
         scenarios::find(name).map_or(
             // Unknown: it fails at once; alone keeps that failure its own.
@@ -265,18 +274,26 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
         )
     };
     let expects_faults = |name: &str| traits(name).fault_warnings;
-    let failed = |r: &Record| {
-        matches!(
-            r,
-            Record::End {
-                outcome: Outcome::Fail,
-                ..
-            }
-        )
+    // The failure that stops the run, if this record is one.
+    let stops = |r: &Record| match r {
+        Record::End {
+            name,
+            outcome: Outcome::Fail,
+            ..
+        } if plan.stop_at_first_failure
+            && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
+        {
+            Some(name.clone())
+        }
+        _ => None,
     };
     // Without the kernel log the runner cannot tell whose splat is whose: one at a time.
     let mut kmsg = if plan.jobs > 1 { Kmsg::open() } else { None };
-    let jobs_allowed = if kmsg.is_some() { plan.jobs as usize } else { 1 };
+    let jobs_allowed = if kmsg.is_some() {
+        plan.jobs as usize
+    } else {
+        1
+    };
     let mut attribution = Attribution::default();
     let mut pending: Vec<(String, Traits)> = plan
         .scenarios
@@ -284,10 +301,14 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
         .map(|n| (n.clone(), traits(n)))
         .collect();
     let mut running: Vec<(String, Traits, Spawned)> = Vec::new();
-    let mut stop = false;
+    let mut stopped_at: Option<String> = None;
     loop {
-        let jobs = if attribution.fell_back() { 1 } else { jobs_allowed };
-        while !stop {
+        let jobs = if attribution.fell_back() {
+            1
+        } else {
+            jobs_allowed
+        };
+        while stopped_at.is_none() {
             let busy: Vec<Traits> = running.iter().map(|r| r.1).collect();
             let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
             let Some(i) = schedule::next(&waiting, &busy, jobs) else {
@@ -300,7 +321,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
                 Ok(s) => running.push((name, t, s)),
                 Err(rec) => {
                     kmsg_marker("end", &name);
-                    stop |= plan.stop_at_first_failure && failed(&rec);
+                    stopped_at = stopped_at.or_else(|| stops(&rec));
                     emit(&rec);
                 }
             }
@@ -329,7 +350,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
                 let (started, limit) = (s.started, s.limit);
                 let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
                 kmsg_marker("end", &name);
-                stop |= plan.stop_at_first_failure && failed(&rec);
+                stopped_at = stopped_at.or_else(|| stops(&rec));
                 emit(&rec);
             } else {
                 i += 1;
@@ -361,6 +382,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) {
         kmsg_marker("end", name);
         emit(&rec);
     }
+    stopped_at
 }
 
 /// The kernel log, read from where it was when the runner started.

@@ -467,6 +467,7 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)>
         poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
         kselftests: vec![],
         stop_at_first_failure: false,
+        stop_on: vec![],
         jobs: 1,
     };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
@@ -1048,6 +1049,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
         kselftests: vec![],
         stop_at_first_failure: false,
+        stop_on: vec![],
         jobs: 1,
     };
     let plan_path = s.dir.join("vng-plan.json");

@@ -20,6 +20,10 @@ pub struct MutantsArgs {
     /// Only the mutants whose file name contains this.
     #[arg(long)]
     pub only: Option<String>,
+    /// Run every trial on every mutant. By default a mutant's run stops at the first failure
+    /// of a scenario it names (which run first): the verdict, not the full list of failures.
+    #[arg(long)]
+    pub no_fail_fast: bool,
 }
 
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
@@ -52,13 +56,15 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
         crate::progress::Step::Boot,
         &format!("{} unpatched", base.label),
     );
-    let boot =
-        |kernel: &harness::model::KernelUnderTest| -> anyhow::Result<harness::model::KernelRun> {
-            let run = harness::run::run_kernel(kernel, &opts, &sel)?;
-            harness::artifacts::write(&run)?;
-            Ok(run)
-        };
-    let base_run = boot(&base)?;
+    let boot = |kernel: &harness::model::KernelUnderTest,
+                opts: &harness::model::SuiteOptions,
+                sel: &Selection|
+     -> anyhow::Result<harness::model::KernelRun> {
+        let run = harness::run::run_kernel(kernel, opts, sel)?;
+        harness::artifacts::write(&run)?;
+        Ok(run)
+    };
+    let base_run = boot(&base, &opts, &sel)?;
     let (base_failing, base_ks_failing) = mutants::failing(&base_run);
     if !base_ks_failing.is_empty() {
         eprintln!(
@@ -72,11 +78,28 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
             patches: vec![m.path.clone()],
             ..k.clone()
         };
+        // Patch to verdict: the rebuild, the boot and the suite.
+        let started = std::time::Instant::now();
         let resolved = s.kernels(&mk)?.remove(0);
         let mut kernel = resolved.kernel;
         kernel.label = format!("{}+{}", base.label, m.name);
         s.progress.step(crate::progress::Step::Boot, &kernel.label);
-        let run = boot(&kernel)?;
+        // Fail fast: the scenarios the mutant names run first, and the first of them to fail
+        // ends the run (a mutant that breaks fork would otherwise wait out a deadline in
+        // every scenario that forks). The upstream programs still all run.
+        let (named, others): (Vec<_>, Vec<_>) =
+            sel.scenarios.iter().cloned().partition(|sc| m.names(sc));
+        let mutant_sel = Selection {
+            scenarios: named.iter().chain(&others).cloned().collect(),
+            kselftests: sel.kselftests.clone(),
+        };
+        let mutant_opts = harness::model::SuiteOptions {
+            stop_at_first_failure: !a.no_fail_fast,
+            stop_on: named.iter().map(|sc| sc.name.clone()).collect(),
+            ..opts.clone()
+        };
+        let run = boot(&kernel, &mutant_opts, &mutant_sel)?;
+        let verdict_secs = started.elapsed().as_secs_f64();
         let (failing, ks_failing) = mutants::failing(&run);
         // Upstream selftests that fail on the unpatched kernel too say nothing about the mutant.
         let kselftests_failing: Vec<String> = ks_failing
@@ -89,7 +112,7 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
             .filter(|sc| failing.contains(&sc.name))
             .any(|sc| m.names(sc));
         eprintln!(
-            "{}: {} (failing: {})",
+            "{}: {} in {verdict_secs:.1} s (failing: {})",
             m.name,
             if caught { "caught" } else { "NOT CAUGHT" },
             failing.join(", ")
@@ -100,7 +123,20 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
             kselftests_failing,
             caught,
             build_secs: resolved.build_secs,
+            verdict_secs,
         });
+    }
+    if let Some(median) = mutants::killed_median_secs(&rows) {
+        eprintln!(
+            "killed mutants: median {median:.1} s from patch to verdict ({} of {}{})",
+            rows.iter().filter(|r| r.caught).count(),
+            rows.len(),
+            if a.no_fail_fast {
+                ", every trial run"
+            } else {
+                ", fail-fast"
+            }
+        );
     }
     let table = mutants::table(&base_failing, &rows);
     println!("{table}");
