@@ -478,6 +478,97 @@ mod tests {
         assert!(m.contains("the guest's own checks passed"), "{m}");
     }
 
+    fn marker(what: &str, name: &str) -> String {
+        format!("[ 1.0] {}{what} {name}", result_channel::KMSG_MARKER)
+    }
+
+    #[test]
+    fn a_splat_beside_others_is_judged_by_the_reruns_alone() {
+        let warn = "[ 2.0] WARNING: CPU: 1 PID: 77 at kernel/trace/trace_events_user.c:1 x";
+        let lines = [
+            marker("start", "a::x"),
+            marker("start", "a::y"),
+            warn.to_owned(),
+            "[ 2.1] ---[ end trace 0000000000000000 ]---".to_owned(),
+            marker("end", "a::x"),
+            marker("end", "a::y"),
+            // The runner ran both again, one at a time: only y splats again.
+            marker("start", "a::x"),
+            marker("end", "a::x"),
+            marker("start", "a::y"),
+            warn.to_owned(),
+            "[ 2.1] ---[ end trace 0000000000000000 ]---".to_owned(),
+            marker("end", "a::y"),
+        ];
+        let console: Vec<(&str, Option<&str>)> = lines.iter().map(|l| (l.as_str(), None)).collect();
+        let r = report(
+            vec![
+                start("a::x"),
+                start("a::y"),
+                end("a::x", Outcome::Pass, ""),
+                end("a::y", Outcome::Pass, ""),
+                start("a::x"),
+                end("a::x", Outcome::Pass, ""),
+                start("a::y"),
+                end("a::y", Outcome::Pass, ""),
+            ],
+            &console,
+            VmEnd::Finished,
+        );
+        let v = verdicts(&r, &plan(&["a::x", "a::y"]));
+        assert_eq!(get(&v, "a::x"), &Verdict::Pass);
+        assert!(matches!(get(&v, "a::y"), Verdict::Fail(m) if m.contains("Warning")));
+        assert_eq!(get(&v, HEALTH), &Verdict::Pass, "{v:?}");
+    }
+
+    #[test]
+    fn a_splat_beside_others_without_a_rerun_fails_every_candidate() {
+        let warn = "[ 2.0] WARNING: CPU: 1 PID: 77 at kernel/trace/trace_events_user.c:1 x";
+        let lines = [
+            marker("start", "a::x"),
+            marker("start", "a::y"),
+            warn.to_owned(),
+            marker("end", "a::x"),
+            marker("end", "a::y"),
+        ];
+        let console: Vec<(&str, Option<&str>)> = lines.iter().map(|l| (l.as_str(), None)).collect();
+        let r = report(
+            vec![
+                start("a::x"),
+                start("a::y"),
+                end("a::x", Outcome::Pass, ""),
+                end("a::y", Outcome::Pass, ""),
+            ],
+            &console,
+            VmEnd::Finished,
+        );
+        let v = verdicts(&r, &plan(&["a::x", "a::y", "a::z"]));
+        assert!(get(&v, "a::x").is_fail() && get(&v, "a::y").is_fail());
+        // Not run at all, with no stop: still a failure.
+        assert!(get(&v, "a::z").is_fail());
+    }
+
+    #[test]
+    fn a_stopped_run_skips_what_had_not_started() {
+        let r = report(
+            vec![
+                start("a::x"),
+                end("a::x", Outcome::Fail, "bit 3"),
+                Record::Done {
+                    uptime_ms: 9,
+                    stopped_at: Some("a::x".into()),
+                },
+            ],
+            &[],
+            VmEnd::Finished,
+        );
+        let v = verdicts(&r, &plan(&["a::x", "a::y"]));
+        assert!(get(&v, "a::x").is_fail());
+        assert!(
+            matches!(get(&v, "a::y"), Verdict::Ignored(m) if m.contains("stopped at the first failure (a::x)"))
+        );
+    }
+
     #[test]
     fn fault_warnings_are_expected_only_where_the_scenario_declares_them() {
         let line = "[ 3.7] user_events: Fault for mm: 0x(____ptrval____) @ 0x7f1ae5c43000 event: e";

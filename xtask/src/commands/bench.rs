@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Only these rows (comma list of row numbers, 1–7).
+    /// Only these rows (comma list of row numbers, 1–8).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
@@ -171,8 +171,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if let Some(bad) = a.only.iter().find(|r| !(1..=7).contains(*r)) {
-        bail!("--only {bad}: rows are numbered 1 to 7");
+    if let Some(bad) = a.only.iter().find(|r| !(1..=8).contains(*r)) {
+        bail!("--only {bad}: rows are numbered 1 to 8");
     }
     let want = |r: u32| a.only.is_empty() || a.only.contains(&r);
     let kernel_args = KernelArgs {
@@ -233,6 +233,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if want(7) {
         rows.extend(vng(&setup, a.runs, &mut session)?);
     }
+    if want(8) {
+        rows.extend(killed_mutants(&setup)?);
+    }
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let header = format!(
@@ -272,6 +275,7 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
     let (mut floor_h, mut floor_h_hello, mut floor_t) = (vec![], vec![], vec![]);
     let (mut floor_h_reboot, mut floor_t_reboot, mut floor_t_pre) = (vec![], vec![], vec![]);
     let mut suite: Vec<SuiteSample> = vec![];
+    let mut suite_seq: Vec<SuiteSample> = vec![];
     let mut noop = vec![];
     let mut noop_made = 0;
     for i in 0..runs {
@@ -302,6 +306,21 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
                 }
             ));
             suite.push(sample);
+            let one_at_a_time = KernelArgs {
+                jobs: Some(1),
+                ..s.kernel_args.clone()
+            };
+            let sample = warm_suite(s, &one_at_a_time)?;
+            say(&format!(
+                "2.seq warm suite, --jobs 1, run {n}: {:.1} s{}",
+                sample.total,
+                if sample.ok {
+                    ""
+                } else {
+                    " (the suite reported failures)"
+                }
+            ));
+            suite_seq.push(sample);
         }
         if r3 {
             // What `cargo xtask build-kernel --no-install` does: host tools, then the kernel.
@@ -386,6 +405,27 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
             Row::new(2, "2", "warm suite, end to end", col(|x| x.total), note)
                 .ratio_to(floor, "floor"),
         );
+        let jobs = s.kernel_args.jobs.map_or(s.opts.jobs, |j| j as u32);
+        rows.push(
+            Row::new(
+                2,
+                "2.seq",
+                "  the same with `--jobs 1` (scenarios one at a time)",
+                suite_seq.iter().map(|x| x.total).collect(),
+                format!(
+                    "row 2 runs up to {jobs} scenarios side by side on {} vCPUs; interleaved with it run by run",
+                    s.opts.cpus
+                ),
+            )
+            .ratio_to(floor, "floor"),
+        );
+        rows.push(Row::new(
+            2,
+            "2.seq.scen",
+            "    scenarios with `--jobs 1`, guest clock hello → done",
+            suite_seq.iter().map(|x| x.done - x.hello).collect(),
+            "guest_done_ms − guest_hello_ms",
+        ));
         rows.push(Row::new(
             2,
             "2.out",
@@ -420,16 +460,16 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         rows.push(Row::new(
             2,
             "2.scen",
-            "    scenarios (guest-reported)",
-            col(|x| x.scenarios),
-            "Σ verdicts' duration_us",
+            "    scenarios, guest clock hello → done",
+            col(|x| x.done - x.hello),
+            "guest_done_ms − guest_hello_ms (side by side: less than their sum)",
         ));
         rows.push(Row::new(
             2,
-            "2.runner",
-            "    runner between scenarios",
-            col(|x| x.done - x.hello - x.scenarios),
-            "done − hello − Σ scenarios",
+            "2.sum",
+            "    Σ scenario durations (guest-reported)",
+            col(|x| x.scenarios),
+            "Σ verdicts' duration_us; over 2.scen = how much ran side by side",
         ));
         rows.push(Row::new(
             2,
@@ -454,6 +494,36 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
         ));
     }
     Ok(rows)
+}
+
+// Row 8: how long a killed mutant takes from its patch to its verdict.
+fn killed_mutants(s: &Setup) -> anyhow::Result<Vec<Row>> {
+    say("8 killed mutants: `cargo xtask mutants` in-process, fail-fast (every shipped mutant, once)");
+    let args = crate::commands::mutants::MutantsArgs {
+        kernel: s.kernel_args.clone(),
+        run: s.run_args.clone(),
+        only: None,
+        no_fail_fast: false,
+    };
+    let (base_failing, rows) = crate::commands::mutants::judge(&args)?;
+    let killed: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.caught)
+        .map(|r| r.verdict_secs)
+        .collect();
+    let rebuilt = rows.iter().filter(|r| r.build_secs.is_some()).count();
+    Ok(vec![Row::new(
+        8,
+        "8",
+        "killed mutant, patch → verdict (rebuild, boot, suite stopping at the first failure of a scenario it names)",
+        killed.clone(),
+        format!(
+            "median over the {} killed of {} shipped mutants, one pass; {rebuilt} rebuilt by make, the rest from the cache; {} scenario(s) failing unpatched; target ≤ 20 s",
+            killed.len(),
+            rows.len(),
+            base_failing.len()
+        ),
+    )])
 }
 
 /// The harness's own init with a plan of no scenarios: the floor of this harness.

@@ -27,6 +27,25 @@ pub struct MutantsArgs {
 }
 
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
+    let (base_failing, rows) = judge(&a)?;
+    let table = mutants::table(&base_failing, &rows);
+    println!("{table}");
+    let runs_dir = Session::for_kernels(&a.kernel).runs_dir();
+    let out = runs_dir.join("mutants.md");
+    std::fs::create_dir_all(&runs_dir)?;
+    std::fs::write(&out, &table)?;
+    eprintln!("table written to {}", out.display());
+    let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Boots the unpatched kernel and each selected mutant: the scenarios failing on the unpatched
+/// kernel, and a row per mutant (`cargo xtask bench` times the killed ones).
+pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)> {
     let k = &a.kernel;
     if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
         bail!("mutants are applied to a packaged kernel: use --kernel, not --patch, --kernel-image or --kernel-tree");
@@ -138,16 +157,5 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    let table = mutants::table(&base_failing, &rows);
-    println!("{table}");
-    let out = s.runs_dir().join("mutants.md");
-    std::fs::create_dir_all(s.runs_dir())?;
-    std::fs::write(&out, &table)?;
-    eprintln!("table written to {}", out.display());
-    let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((base_failing, rows))
 }
