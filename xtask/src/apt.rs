@@ -230,12 +230,36 @@ impl PrivateApt {
             ),
         );
         let tmp = tempdir_in(&dir)?;
-        let out = self
+        let mut child = self
             .apt("apt-get")
             .current_dir(&tmp)
             .args(["download", &format!("{}={}", entry.package, entry.version)])
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .context("run apt-get download")?;
+        // The bytes on disk against the index's size: a percentage and an ETA.
+        let label = format!("{} {}", entry.package, entry.version);
+        while child.try_wait()?.is_none() {
+            let got: u64 = std::fs::read_dir(&tmp)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            progress.advance(
+                Step::Download,
+                &label,
+                (got >> 20) as usize,
+                Some((entry.size >> 20) as usize),
+                "MiB",
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        progress.end_long_step();
+        let out = child.wait_with_output().context("run apt-get download")?;
         let got = std::fs::read_dir(&tmp)?
             .flatten()
             .map(|e| e.path())

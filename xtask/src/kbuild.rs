@@ -389,7 +389,7 @@ fn make(
         }
     }
     let status = child.wait()?;
-    progress.end_building();
+    progress.end_long_step();
     let errs = errs.join().unwrap_or_default();
     if !status.success() {
         let tail: Vec<&str> = errs

@@ -44,6 +44,8 @@ pub struct Progress {
     last_line: Instant,
     /// Each step and when it began, seconds from `start`.
     steps: Vec<(Step, f64)>,
+    /// When the current long step's first unit was counted, for its ETA.
+    build_began: Option<Instant>,
 }
 
 impl Default for Progress {
@@ -59,6 +61,7 @@ impl Progress {
             tty: std::io::stderr().is_terminal(),
             last_line: Instant::now(),
             steps: vec![],
+            build_began: None,
         }
     }
 
@@ -93,11 +96,34 @@ impl Progress {
 
     /// Build progress: `done` kbuild steps of an expected `total` (from the last build).
     pub fn building(&mut self, what: &str, done: usize, total: Option<usize>) {
+        self.advance(Step::Build, what, done, total, "steps");
+    }
+
+    /// Progress of a long step: `done` units of an expected `total`, with a percentage and
+    /// an ETA at the pace so far; on a terminal the line updates in place.
+    pub fn advance(
+        &mut self,
+        step: Step,
+        what: &str,
+        done: usize,
+        total: Option<usize>,
+        unit: &str,
+    ) {
+        let began = *self.build_began.get_or_insert_with(Instant::now);
         let pct = total
             .filter(|t| *t > 0)
-            .map(|t| format!(" (~{}%)", (done * 100 / t).min(99)))
+            .map(|t| {
+                let eta = eta(began.elapsed(), done, t)
+                    .map(|e| format!(", ~{} left", clock(e)))
+                    .unwrap_or_default();
+                format!(" (~{}%{eta})", (done * 100 / t).min(99))
+            })
             .unwrap_or_default();
-        let line = format!("{} {:<9} {what}: {done} steps{pct}", self.stamp(), "build");
+        let line = format!(
+            "{} {:<9} {what}: {done} {unit}{pct}",
+            self.stamp(),
+            step.name()
+        );
         if self.tty {
             eprint!("\r{line}\x1b[K");
             let _ = std::io::stderr().flush();
@@ -107,9 +133,48 @@ impl Progress {
         }
     }
 
-    pub fn end_building(&mut self) {
+    pub fn end_long_step(&mut self) {
+        self.build_began = None;
         if self.tty {
             eprintln!();
         }
+    }
+}
+
+/// What is left of a step, at the pace so far: `done` of `total` units took `elapsed`. None
+/// until the pace means something (a few units in) or once past the expected total.
+pub fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
+    if done < total / 50 || done == 0 || done >= total {
+        return None;
+    }
+    Some(elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// `75 s`, `3 min 05 s`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 90 {
+        format!("{s} s")
+    } else {
+        format!("{} min {:02} s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_follows_the_pace_so_far() {
+        let e = eta(Duration::from_secs(60), 1000, 4000).unwrap();
+        assert_eq!(e, Duration::from_secs(180));
+        assert_eq!(clock(e), "3 min 00 s");
+        assert_eq!(eta(Duration::from_secs(1), 5, 4000), None, "too early");
+        assert!(eta(Duration::from_secs(1), 5, 100).is_some());
+        assert_eq!(
+            eta(Duration::from_secs(60), 4100, 4000),
+            None,
+            "past the count"
+        );
     }
 }

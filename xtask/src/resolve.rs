@@ -63,6 +63,21 @@ pub struct Places<'a> {
     pub progress: &'a mut Progress,
 }
 
+/// Downloads and extracts the pristine source of list kernel `name`, building nothing: the
+/// matrix runs this for the next kernel while the current one builds.
+pub fn prefetch_source(s: Places, name: &str) -> anyhow::Result<()> {
+    let list = KernelList::load(s.configs)?;
+    let spec = list
+        .kernels
+        .get(name)
+        .with_context(|| format!("kernel {name:?} is not in the kernel list"))?;
+    let aptc = apt::PrivateApt::new(s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
+    let entry = aptc.newest(&spec.package)?;
+    source::fetch_pristine(&aptc, s.cache, &entry, s.progress)?;
+    Ok(())
+}
+
 /// Every kernel the arguments name, built (or found in the cache).
 pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {

@@ -122,6 +122,27 @@ impl Session {
         }
     }
 
+    /// Downloads and extracts list kernel `name`'s source now (see [`resolve::prefetch_source`]).
+    pub fn prefetch_source(&mut self, name: &str) -> anyhow::Result<()> {
+        resolve::prefetch_source(self.places(), name)
+    }
+
+    /// [`Session::prefetch_source`] for a thread of its own, with a progress of its own.
+    pub fn prefetch_source_job(&self, name: String) -> impl FnOnce() -> anyhow::Result<()> + Send {
+        let (configs, cache) = (self.configs.clone(), self.cache.clone());
+        move || {
+            let mut progress = Progress::new();
+            resolve::prefetch_source(
+                resolve::Places {
+                    configs: &configs,
+                    cache: &cache,
+                    progress: &mut progress,
+                },
+                &name,
+            )
+        }
+    }
+
     pub fn kernels(&mut self, k: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         resolve::resolve(self.places(), k)
     }

@@ -68,7 +68,8 @@ pub fn pristine(
         .join(format!(".extract-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let result = extract_into(&fetched.deb, &tmp).and_then(|tree| {
+    let label = format!("{} {}", fetched.entry.package, fetched.entry.version);
+    let result = extract_into(&fetched.deb, &tmp, &label, progress).and_then(|tree| {
         let _ = std::fs::remove_dir_all(&dir); // a half-extracted tree from a killed run
         std::fs::rename(&tree, &dir)
             .with_context(|| format!("move {} to {}", tree.display(), dir.display()))?;
@@ -79,7 +80,12 @@ pub fn pristine(
     result.map(|()| dir)
 }
 
-fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
+fn extract_into(
+    deb: &Path,
+    tmp: &Path,
+    label: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     let data = tmp.join("data");
     cmd!(sh, "dpkg-deb -x {deb} {data}")
@@ -100,18 +106,43 @@ fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no .tar.xz under usr/src in {}", deb.display()))?;
     let out = tmp.join("tree");
     std::fs::create_dir_all(&out)?;
-    let r = Command::new("tar")
+    // tar says where it is every CHECKPOINT records; xz's index says how many there are.
+    let total = xz_uncompressed_size(&tarball).map(|b| (b / (CHECKPOINT * 10240)) as usize);
+    let mut child = Command::new("tar")
         .arg("-xf")
         .arg(&tarball)
         .arg("-C")
         .arg(&out)
-        .output()
+        .arg(format!("--checkpoint={CHECKPOINT}"))
+        .arg("--checkpoint-action=echo=ue-checkpoint")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("run tar")?;
-    if !r.status.success() {
+    let mut errors = Vec::new();
+    let mut done = 0;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
+        .map_while(Result::ok)
+    {
+        if line.contains("ue-checkpoint") {
+            done += 1;
+            progress.advance(
+                Step::Extract,
+                label,
+                done * 10,
+                total.map(|t| t * 10),
+                "MiB",
+            );
+        } else {
+            errors.push(line);
+        }
+    }
+    progress.end_long_step();
+    let status = child.wait().context("run tar")?;
+    if !status.success() {
         bail!(
             "extracting {} failed: {}",
             tarball.display(),
-            String::from_utf8_lossy(&r.stderr).trim()
+            errors.join("\n").trim()
         );
     }
     std::fs::remove_dir_all(&data)?;
@@ -123,6 +154,27 @@ fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
         [one] if one.join("Makefile").exists() => Ok(one.clone()),
         _ => bail!("{} does not hold one kernel tree", tarball.display()),
     }
+}
+
+/// Records (10 KiB each) between two of tar's checkpoints: about 10 MiB.
+const CHECKPOINT: u64 = 1024;
+
+/// The uncompressed size of an .xz file, from its index (`xz --robot --list`: no decompression).
+fn xz_uncompressed_size(file: &Path) -> Option<u64> {
+    let out = Command::new("xz")
+        .args(["--robot", "--list"])
+        .arg(file)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `totals  streams  blocks  compressed  uncompressed  ...`
+    text.lines()
+        .find(|l| l.starts_with("totals"))?
+        .split('\t')
+        .nth(4)?
+        .parse()
+        .ok()
 }
 
 /// Is `dir` a kernel source tree? (For `--kernel-tree`, checked before anything runs.)
@@ -276,6 +328,16 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_extract_total_comes_from_the_xz_index() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x");
+        std::fs::write(&f, vec![7u8; 300_000]).unwrap();
+        assert!(Command::new("xz").arg(&f).status().unwrap().success());
+        assert_eq!(xz_uncompressed_size(&d.path().join("x.xz")), Some(300_000));
+        assert_eq!(xz_uncompressed_size(&d.path().join("absent.xz")), None);
+    }
 
     #[test]
     fn a_folder_that_is_not_a_kernel_tree_is_refused() {

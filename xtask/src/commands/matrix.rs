@@ -1,6 +1,7 @@
 //! `cargo xtask matrix`: every kernel of the list (or --kernel's). Builds run one after
 //! another (each uses every core); each kernel boots as soon as it is built, beside the next
-//! build, with at most one VM per core. Ends with one table, also as Markdown, JSON and JUnit.
+//! build, with at most one VM per core; the next kernel's source downloads and extracts while
+//! the current one builds. Ends with one table, also as Markdown, JSON and JUnit.
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -64,11 +65,22 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
                 runs.push(run);
                 Ok(())
             };
-        for name in &wanted {
+        // The next kernel's download and extraction overlap this one's build.
+        let mut next_source: Option<ScopedJoinHandle<'_, anyhow::Result<()>>> = None;
+        for (i, name) in wanted.iter().enumerate() {
             let one = KernelArgs {
                 kernel: Some(name.clone()),
                 ..a.kernel.clone()
             };
+            match next_source.take() {
+                Some(job) => job
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the source download thread panicked"))??,
+                None => s.prefetch_source(name)?,
+            }
+            if let Some(next) = wanted.get(i + 1) {
+                next_source = Some(scope.spawn(s.prefetch_source_job(next.clone())));
+            }
             let kernel = s.kernels(&one)?.remove(0).kernel;
             if !accel_chosen {
                 s.choose_accel(&mut opts, a.run.accel, &kernel)?;
