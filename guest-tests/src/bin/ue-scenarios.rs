@@ -422,7 +422,7 @@ impl Kmsg {
 /// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
 fn run_in_child(name: &str, plan: &Plan) -> Record {
     match spawn_scenario(name, plan) {
-        Err(rec) => rec,
+        Err(rec) => *rec,
         Ok(s) => {
             let (started, limit) = (s.started, s.limit);
             scenario_record(name, started, limit, Ok(s.wait()))
@@ -431,15 +431,15 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
 }
 
 /// Forks the child that runs scenario `name`; a failure to start is its End record.
-fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Record> {
+fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Box<Record>> {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
-        return Err(end(
+        return Err(Box::new(end(
             name,
             Outcome::Fail,
             format!("the guest has no scenario {name:?}"),
             started,
-        ));
+        )));
     };
     let limit = Duration::from_millis(plan.scenario_timeout_ms);
     spawn(limit, |fd| {
@@ -509,7 +509,7 @@ fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Record> {
         }
         unsafe { libc::_exit(0) }
     })
-    .map_err(|e| end(name, Outcome::Fail, e, started))
+    .map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))
 }
 
 /// The End record of a scenario's child: what it reported, or why it reported nothing.
