@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use result_channel::KMSG_MARKER;
+use result_channel::{parse_pid_marker, splat_pid, KMSG_MARKER};
 
 /// What the scheduler needs to know about a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub fn parse_kmsg(raw: &str) -> Option<KmsgRecord> {
 #[derive(Debug, Default)]
 pub struct Attribution {
     running: Vec<String>,
+    /// Each scenario's process (its process group's leader), from the `pid` markers.
+    pids: Vec<(u32, String)>,
     /// Scenarios to run again alone, with the first record that made them ambiguous.
     pub rerun: BTreeSet<String>,
     pub first_ambiguous: Option<String>,
@@ -75,6 +77,8 @@ impl Attribution {
         if let Some(rest) = rec.text.strip_prefix(KMSG_MARKER) {
             if let Some(name) = rest.strip_prefix("start ") {
                 self.running.push(name.to_owned());
+            } else if let Some((pid, name)) = parse_pid_marker(rest) {
+                self.pids.push((pid, name.to_owned()));
             } else if let Some(name) = rest.strip_prefix("end ") {
                 if let Some(i) = self.running.iter().position(|r| r == name) {
                     self.running.remove(i);
@@ -87,6 +91,16 @@ impl Attribution {
         }
         if rec.text.starts_with(FAULT_WARNING) && self.running.iter().all(|r| expects_faults(r)) {
             return;
+        }
+        // A splat that names a scenario's own process is that scenario's.
+        if let Some(pid) = splat_pid(&rec.text) {
+            if self
+                .pids
+                .iter()
+                .any(|(p, n)| *p == pid && self.running.contains(n))
+            {
+                return;
+            }
         }
         self.rerun.extend(self.running.iter().cloned());
         self.first_ambiguous.get_or_insert_with(|| rec.text.clone());
@@ -172,6 +186,34 @@ mod tests {
         a.feed(&marker("start", "z"), none);
         assert_eq!(a.rerun.iter().collect::<Vec<_>>(), ["x", "y"]);
         assert!(a.first_ambiguous.unwrap().starts_with("WARNING"));
+    }
+
+    #[test]
+    fn a_splat_naming_a_scenarios_own_process_is_its_own() {
+        let mut a = Attribution::default();
+        let none = |_: &str| false;
+        a.feed(&marker("start", "x"), none);
+        a.feed(&rec(4, &format!("{KMSG_MARKER}pid 36 x")), none);
+        a.feed(&marker("start", "y"), none);
+        a.feed(
+            &rec(4, "WARNING: CPU: 0 PID: 36 at kernel/trace/x.c:1"),
+            none,
+        );
+        assert!(!a.fell_back());
+        a.feed(
+            &rec(4, "WARNING: CPU: 0 PID: 99 at kernel/trace/x.c:1"),
+            none,
+        );
+        assert!(
+            a.fell_back(),
+            "a process of neither (a kworker, a grandchild)"
+        );
+        assert_eq!(
+            splat_pid("CPU: 1 UID: 0 PID: 123 Comm: ue-scenarios"),
+            Some(123)
+        );
+        assert_eq!(splat_pid("no pid here"), None);
+        assert_eq!(parse_pid_marker("pid 7 a::b"), Some((7, "a::b")));
     }
 
     #[test]

@@ -26,9 +26,17 @@ pub struct Trouble {
     /// console cannot tell whose it is, so each is a candidate until it runs again alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub beside: Vec<String>,
-    /// Those of `beside` that ran again later, one at a time: that run judges them.
+    /// Those of `beside` that ran again later, one at a time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rerun: Vec<String>,
+    /// A rerun alone splatted too: that rerun's own trouble judges it, and the reruns that
+    /// stayed clean are cleared. Unreproduced (a WARN_ONCE, say), it counts against every
+    /// candidate: the console cannot say whose it was, and it must not be lost.
+    #[serde(default)]
+    pub reproduced: bool,
+    /// The process the splat names (`PID: N`), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// The first line and what followed it (the call trace), bounded.
     pub excerpt: Vec<String>,
 }
@@ -99,6 +107,8 @@ pub struct Watch {
     open: Option<usize>,
     /// The scenarios between the runner's start and end markers in the console stream.
     marked: Vec<String>,
+    /// Each scenario's process, from the runner's `pid` markers.
+    pids: Vec<(u32, String)>,
     seen_markers: bool,
 }
 
@@ -121,6 +131,8 @@ impl Watch {
                     }
                 }
                 self.marked.push(name.to_owned());
+            } else if let Some((pid, name)) = result_channel::parse_pid_marker(rest) {
+                self.pids.push((pid, name.to_owned()));
             } else if let Some(name) = rest.strip_prefix("end ") {
                 self.marked.retain(|m| m != name);
             }
@@ -143,11 +155,20 @@ impl Watch {
             // A panic that follows an oops belongs to it: extend, don't split.
             let continues = kind == TroubleKind::Panic && self.open.is_some();
             if !continues {
+                if let Some(alone) = during {
+                    for t in &mut self.found {
+                        if t.rerun.iter().any(|r| r == alone) {
+                            t.reproduced = true;
+                        }
+                    }
+                }
                 self.found.push(Trouble {
                     kind,
                     during: during.map(str::to_owned),
                     beside,
                     rerun: vec![],
+                    reproduced: false,
+                    pid: None,
                     excerpt: vec![],
                 });
                 self.open = Some(self.found.len() - 1);
@@ -155,6 +176,9 @@ impl Watch {
         }
         if let Some(i) = self.open {
             let t = &mut self.found[i];
+            if t.pid.is_none() {
+                t.pid = result_channel::splat_pid(strip_timestamp(line));
+            }
             if t.excerpt.len() < EXCERPT_LINES {
                 t.excerpt.push(line.to_owned());
             }
@@ -164,6 +188,24 @@ impl Watch {
             // Fault warnings are one line.
             if t.kind == TroubleKind::UserEventsFault {
                 self.open = None;
+            }
+        }
+    }
+
+    /// Gives each splat that came beside other scenarios but names one of their processes to
+    /// that scenario; call once the log is complete (the markers may follow the splat).
+    pub fn settle(&mut self) {
+        for t in &mut self.found {
+            let owner = t.pid.and_then(|p| {
+                self.pids
+                    .iter()
+                    .find(|(pid, n)| *pid == p && t.beside.contains(n))
+                    .map(|(_, n)| n.clone())
+            });
+            if let Some(owner) = owner {
+                t.during = Some(owner);
+                t.beside.clear();
+                t.rerun.clear();
             }
         }
     }
@@ -181,10 +223,11 @@ impl Watch {
 
 impl Trouble {
     /// Whether it counts against scenario `name`: it came while `name` ran alone, or beside
-    /// others and `name` never ran again alone to settle it.
+    /// others, unless a rerun alone reproduced it (that rerun's own trouble then judges).
     pub fn counts_against(&self, name: &str) -> bool {
         self.during.as_deref() == Some(name)
-            || self.beside.iter().any(|b| b == name) && !self.rerun.iter().any(|r| r == name)
+            || self.beside.iter().any(|b| b == name)
+                && !(self.reproduced && self.rerun.iter().any(|r| r == name))
     }
 }
 
@@ -194,5 +237,6 @@ pub fn scan(log: &str) -> Vec<Trouble> {
     for l in log.lines() {
         w.feed(l, None);
     }
+    w.settle();
     w.found
 }

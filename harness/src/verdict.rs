@@ -350,6 +350,7 @@ mod tests {
         for (l, during) in console {
             w.feed(l, *during);
         }
+        w.settle();
         let unfinished = records.iter().fold(None, |cur, r| match r {
             Record::Start { name } => Some(name.clone()),
             Record::End { .. } => None,
@@ -546,6 +547,48 @@ mod tests {
         assert!(get(&v, "a::x").is_fail() && get(&v, "a::y").is_fail());
         // Not run at all, with no stop: still a failure.
         assert!(get(&v, "a::z").is_fail());
+    }
+
+    #[test]
+    fn a_splat_no_rerun_reproduces_fails_every_candidate_unless_its_pid_names_one() {
+        let warn = |pid: u32| format!("[ 2.0] WARNING: CPU: 1 PID: {pid} at kernel/trace/x.c:1 x");
+        let records = vec![
+            start("a::x"),
+            start("a::y"),
+            end("a::x", Outcome::Pass, ""),
+            end("a::y", Outcome::Pass, ""),
+            start("a::x"),
+            end("a::x", Outcome::Pass, ""),
+            start("a::y"),
+            end("a::y", Outcome::Pass, ""),
+        ];
+        for (pid, blamed) in [(77, &["a::x", "a::y"][..]), (41, &["a::y"][..])] {
+            let lines = [
+                marker("start", "a::x"),
+                format!("[ 1.0] {}pid 40 a::x", result_channel::KMSG_MARKER),
+                marker("start", "a::y"),
+                format!("[ 1.0] {}pid 41 a::y", result_channel::KMSG_MARKER),
+                warn(pid),
+                marker("end", "a::x"),
+                marker("end", "a::y"),
+                // A WARN_ONCE: the reruns alone stay clean.
+                marker("start", "a::x"),
+                marker("end", "a::x"),
+                marker("start", "a::y"),
+                marker("end", "a::y"),
+            ];
+            let console: Vec<(&str, Option<&str>)> =
+                lines.iter().map(|l| (l.as_str(), None)).collect();
+            let r = report(records.clone(), &console, VmEnd::Finished);
+            let v = verdicts(&r, &plan(&["a::x", "a::y"]));
+            for name in ["a::x", "a::y"] {
+                assert_eq!(
+                    get(&v, name).is_fail(),
+                    blamed.contains(&name),
+                    "PID {pid}: {name}"
+                );
+            }
+        }
     }
 
     #[test]

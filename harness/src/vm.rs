@@ -296,6 +296,7 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
     // Gone already if QEMU connected; if it never did, the listener's file must not stay.
     let _ = std::fs::remove_file(&qemu.result_socket);
     report.qemu_stderr = stderr_reader.join().unwrap_or_default();
+    watch.settle();
     report.troubles = watch.found.clone();
     report.wall_ms = started.elapsed().as_millis() as u64;
     if !matches!(report.end, VmEnd::TimedOut { .. }) {

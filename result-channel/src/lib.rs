@@ -408,4 +408,21 @@ pub fn kselftest_name(program: &str) -> String {
 /// that bracket each scenario in the console stream.
 pub const KMSG_MARKER: &str = "ue-runner: ";
 
+/// After [`KMSG_MARKER`]: `pid P NAME`, logged once scenario NAME's process P exists, so that
+/// a splat naming P is NAME's even when other scenarios ran beside it.
+pub fn parse_pid_marker(rest: &str) -> Option<(u32, &str)> {
+    let (pid, name) = rest.strip_prefix("pid ")?.split_once(' ')?;
+    Some((pid.parse().ok()?, name))
+}
+
+/// The process a kernel splat line names: `WARNING: CPU: 0 PID: 36 at ...`, or the
+/// `CPU: 0 UID: 0 PID: 36 Comm: ...` line of a BUG or an Oops.
+pub fn splat_pid(line: &str) -> Option<u32> {
+    let rest = &line[line.find("PID: ")? + 5..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub const PLAN_PATH: &str = "/etc/ue-plan.json";

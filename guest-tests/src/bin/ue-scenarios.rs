@@ -318,7 +318,10 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
             emit(&Record::Start { name: name.clone() });
             kmsg_marker("start", &name);
             match spawn_scenario(&name, plan) {
-                Ok(s) => running.push((name, t, s)),
+                Ok(s) => {
+                    kmsg_marker("pid", &format!("{} {name}", s.pid));
+                    running.push((name, t, s))
+                }
                 Err(rec) => {
                     kmsg_marker("end", &name);
                     stopped_at = stopped_at.or_else(|| stops(&rec));

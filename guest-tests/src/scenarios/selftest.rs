@@ -26,7 +26,8 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-pub const FAMILY: Family = Family::new("selftest", SCENARIOS);
+/// Alone: each breaks something on purpose (a panic ends every scenario beside it).
+pub const FAMILY: Family = Family::new("selftest", SCENARIOS).alone();
 
 fn segfault(_: &mut Ctx) -> R {
     // Address 8: never mapped (mmap_min_addr), so the store faults.
