@@ -20,15 +20,21 @@ pub struct Traits {
 }
 
 /// The index in `pending` of the scenario to start now, if any: the first one, in plan order,
-/// that may join what is `running` (at most `jobs` at once; an `alone` one only into an empty
-/// machine; fault-warning scenarios only beside their own kind).
+/// that may join what is `running` (at most `jobs` at once; fault-warning scenarios only beside
+/// their own kind). An `alone` one is a barrier: it waits for an empty machine, and nothing
+/// planned after it starts before it, so the plan's order still holds around it (a mutant's
+/// named scenarios, which run first, and what a panic leaves unstarted).
 pub fn next(pending: &[Traits], running: &[Traits], jobs: usize) -> Option<usize> {
     if running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
         return None;
     }
-    pending.iter().position(|p| match running.first() {
+    let barrier = pending.iter().position(|p| p.alone).unwrap_or(pending.len());
+    if barrier == 0 {
+        return running.is_empty().then_some(0);
+    }
+    pending[..barrier].iter().position(|p| match running.first() {
         None => true,
-        Some(r) => !p.alone && p.fault_warnings == r.fault_warnings,
+        Some(r) => p.fault_warnings == r.fault_warnings,
     })
 }
 
@@ -131,7 +137,9 @@ mod tests {
 
     #[test]
     fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {
-        assert_eq!(next(&[ALONE, PLAIN], &[PLAIN], 4), Some(1));
+        assert_eq!(next(&[ALONE, PLAIN], &[PLAIN], 4), None, "nothing passes it");
+        assert_eq!(next(&[PLAIN, ALONE, PLAIN], &[PLAIN], 4), Some(0));
+        assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], 4), None);
         assert_eq!(next(&[ALONE], &[PLAIN], 4), None);
         assert_eq!(next(&[ALONE], &[], 4), Some(0));
         assert_eq!(next(&[PLAIN], &[ALONE], 4), None);
