@@ -25,17 +25,22 @@ pub struct Traits {
 /// planned after it starts before it, so the plan's order still holds around it (a mutant's
 /// named scenarios, which run first, and what a panic leaves unstarted).
 pub fn next(pending: &[Traits], running: &[Traits], jobs: usize) -> Option<usize> {
-    if running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
+    if pending.is_empty() || running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
         return None;
     }
-    let barrier = pending.iter().position(|p| p.alone).unwrap_or(pending.len());
+    let barrier = pending
+        .iter()
+        .position(|p| p.alone)
+        .unwrap_or(pending.len());
     if barrier == 0 {
         return running.is_empty().then_some(0);
     }
-    pending[..barrier].iter().position(|p| match running.first() {
-        None => true,
-        Some(r) => p.fault_warnings == r.fault_warnings,
-    })
+    pending[..barrier]
+        .iter()
+        .position(|p| match running.first() {
+            None => true,
+            Some(r) => p.fault_warnings == r.fault_warnings,
+        })
 }
 
 /// One record of `/dev/kmsg` as the runner needs it: its level and text.
@@ -137,11 +142,16 @@ mod tests {
 
     #[test]
     fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {
-        assert_eq!(next(&[ALONE, PLAIN], &[PLAIN], 4), None, "nothing passes it");
+        assert_eq!(
+            next(&[ALONE, PLAIN], &[PLAIN], 4),
+            None,
+            "nothing passes it"
+        );
         assert_eq!(next(&[PLAIN, ALONE, PLAIN], &[PLAIN], 4), Some(0));
         assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], 4), None);
         assert_eq!(next(&[ALONE], &[PLAIN], 4), None);
         assert_eq!(next(&[ALONE], &[], 4), Some(0));
+        assert_eq!(next(&[], &[], 4), None);
         assert_eq!(next(&[PLAIN], &[ALONE], 4), None);
     }
 
