@@ -4,8 +4,10 @@
 //! with a JSON copy, to `target/ue-runs/bench-<stamp>/`.
 //!
 //! Rows: 1 boot floor (harness init with an empty plan; a static C init that reboots at once),
-//! 2 the warm suite end to end, 3 a no-op `build-kernel`, 4 a one-line kernel edit rebuilt and
-//! rerun, 5 recorded cold builds, 6 the newest matrix run, 7 virtme-ng on the same kernel.
+//! 2 the warm suite end to end (scenarios side by side, and with `--jobs 1`), 3 a no-op
+//! `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5 recorded cold builds, 6 the
+//! newest matrix run, 7 virtme-ng on the same kernel, 8 the median killed mutant from patch to
+//! verdict (one fail-fast pass of `cargo xtask mutants`).
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
