@@ -330,6 +330,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_source_package_extracts_with_progress() {
+        let d = tempfile::tempdir().unwrap();
+        let pkg = d.path().join("pkg");
+        let tree = d.path().join("linux-source-9.9");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("Makefile"), "VERSION = 9\n").unwrap();
+        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        std::fs::create_dir_all(pkg.join("usr/src")).unwrap();
+        std::fs::write(
+            pkg.join("DEBIAN/control"),
+            "Package: linux-source-9.9\nVersion: 9.9\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n",
+        )
+        .unwrap();
+        let tarball = pkg.join("usr/src/linux-source-9.9.tar.xz");
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(Command::new("tar")
+            .arg("-cJf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(d.path())
+            .arg("linux-source-9.9"));
+        let deb = d.path().join("p.deb");
+        ok(Command::new("dpkg-deb")
+            .arg("-b")
+            .arg(&pkg)
+            .arg(&deb)
+            .stdout(std::process::Stdio::null()));
+        let tmp = d.path().join("x");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let got = extract_into(&deb, &tmp, "t", &mut Progress::new()).unwrap();
+        assert!(got.join("Makefile").exists(), "{}", got.display());
+    }
+
+    #[test]
     fn the_extract_total_comes_from_the_xz_index() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("x");
