@@ -6,23 +6,28 @@ use result_channel::{Outcome, Record};
 
 use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
+use crate::libtest::{self, LibtestResult};
 use crate::model::{
-    Expectation, KselftestBinary, KselftestBuild, Origin, ScenarioInfo, ScenarioVerdict, Verdict,
-    HEALTH,
+    Expectation, GuestProgram, GuestTestStyle, KselftestBinary, KselftestBuild, Origin,
+    ScenarioInfo, ScenarioVerdict, Verdict, HEALTH,
 };
 use crate::vm::{VmEnd, VmReport};
 
 /// What the host knows of one planned record before the guest says anything.
 struct Planned<'a> {
-    name: &'a str,
-    /// The scenario's own declaration; None for an upstream program.
+    name: std::borrow::Cow<'a, str>,
+    /// The scenario's own declaration; None for an upstream or guest test program.
     scenario: Option<&'a ScenarioInfo>,
+    /// The guest test program this record belongs to, and its libtest test if it is one.
+    guest: Option<(&'a GuestProgram, Option<&'a str>)>,
 }
 
 impl Planned<'_> {
     fn origin(&self) -> Origin {
         if self.scenario.is_some() {
             Origin::Scenario
+        } else if self.guest.is_some() {
+            Origin::Guest
         } else {
             Origin::Upstream
         }
@@ -51,18 +56,48 @@ pub fn verdicts(
     programs: &[String],
     expected: &Expectation,
 ) -> Vec<ScenarioVerdict> {
+    verdicts_with_guest(report, scenarios, programs, &[], expected)
+}
+
+/// [`verdicts`], with other people's test programs run last (`guest::*` records: one per
+/// libtest test, or one per program, whose KTAP results [`expand_guest_ktap`] adds).
+pub fn verdicts_with_guest(
+    report: &VmReport,
+    scenarios: &[ScenarioInfo],
+    programs: &[String],
+    guest: &[GuestProgram],
+    expected: &Expectation,
+) -> Vec<ScenarioVerdict> {
+    let guest_records = guest.iter().flat_map(|g| match &g.style {
+        GuestTestStyle::Libtest { tests, .. } => tests
+            .iter()
+            .map(|t| Planned {
+                name: result_channel::guest_test_name(&g.name, Some(t)).into(),
+                scenario: None,
+                guest: Some((g, Some(t.as_str()))),
+            })
+            .collect::<Vec<_>>(),
+        GuestTestStyle::Program => vec![Planned {
+            name: result_channel::guest_test_name(&g.name, None).into(),
+            scenario: None,
+            guest: Some((g, None)),
+        }],
+    });
     let planned: Vec<Planned> = scenarios
         .iter()
         .map(|s| Planned {
-            name: &s.name,
+            name: s.name.as_str().into(),
             scenario: Some(s),
+            guest: None,
         })
         .chain(programs.iter().map(|p| Planned {
-            name: p,
+            name: p.as_str().into(),
             scenario: None,
+            guest: None,
         }))
+        .chain(guest_records)
         .collect();
-    let planned_names: Vec<&str> = planned.iter().map(|p| p.name).collect();
+    let planned_names: Vec<&str> = planned.iter().map(|p| p.name.as_ref()).collect();
     let how_vm_ended = match &report.end {
         VmEnd::Finished => "the VM finished".to_owned(),
         VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
@@ -87,7 +122,7 @@ pub fn verdicts(
         );
         for p in &planned {
             out.push(ScenarioVerdict::new(
-                p.name,
+                p.name.as_ref(),
                 p.origin(),
                 Verdict::Fail(msg.clone()),
             ));
@@ -96,7 +131,7 @@ pub fn verdicts(
         return out;
     }
     for p in &planned {
-        let name = p.name;
+        let name = p.name.as_ref();
         let end = report.records.iter().find_map(|r| match r {
             Record::End {
                 name: n,
@@ -106,8 +141,16 @@ pub fn verdicts(
                 snapshots,
                 notes,
                 missing,
-                ..
-            } if n == name => Some((outcome, message, duration_us, snapshots, notes, missing)),
+                output,
+            } if n == name => Some((
+                outcome,
+                message,
+                duration_us,
+                snapshots,
+                notes,
+                missing,
+                output,
+            )),
             _ => None,
         });
         let troubles: Vec<&Trouble> = report
@@ -117,20 +160,29 @@ pub fn verdicts(
             .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
-            Some((outcome, message, duration_us, snapshots, notes, missing)) => {
+            Some((outcome, message, duration_us, snapshots, notes, missing, output)) => {
+                let own = match (outcome, p.guest) {
+                    (_, Some((program, test))) => {
+                        judge_guest(program, test, *outcome, message, output)
+                    }
+                    (Outcome::Pass, None) => Verdict::Pass,
+                    (Outcome::Fail, None) => Verdict::Fail(message.clone()),
+                    (Outcome::Ignored, None) => judge_ignore(p, message, *missing, expected),
+                };
                 let verdict = if let Some(t) = troubles.first() {
                     // The guest may have seen nothing wrong; the kernel did.
-                    Verdict::Fail(format!(
-                        "{}{}",
-                        trouble_text(t),
-                        guest_said(*outcome, message)
-                    ))
+                    let said = match &own {
+                        Verdict::Fail(m) if p.guest.is_some() => {
+                            format!("\n(the test itself: {})", m.lines().next().unwrap_or(""))
+                        }
+                        Verdict::Ignored(m) if p.guest.is_some() => {
+                            format!("\n(the test itself was ignored: {m})")
+                        }
+                        _ => guest_said(*outcome, message),
+                    };
+                    Verdict::Fail(format!("{}{said}", trouble_text(t)))
                 } else {
-                    match outcome {
-                        Outcome::Pass => Verdict::Pass,
-                        Outcome::Fail => Verdict::Fail(message.clone()),
-                        Outcome::Ignored => judge_ignore(p, message, *missing, expected),
-                    }
+                    own
                 };
                 ScenarioVerdict {
                     name: name.to_owned(),
@@ -165,6 +217,119 @@ pub fn verdicts(
     }
     out.push(health(report, &planned_names));
     out
+}
+
+/// The verdict of one guest test record from what its process did and said. The exit status
+/// is the guest's; a libtest test's own result and message come from its output.
+fn judge_guest(
+    program: &GuestProgram,
+    test: Option<&str>,
+    outcome: Outcome,
+    message: &str,
+    output: &str,
+) -> Verdict {
+    let Some(test) = test else {
+        return match outcome {
+            Outcome::Pass => Verdict::Pass,
+            _ => Verdict::Fail(format!("{message}{}", output_tail(output))),
+        };
+    };
+    match (outcome, libtest::result_of(output, test)) {
+        (Outcome::Pass, Some(LibtestResult::Ok)) => Verdict::Pass,
+        (_, Some(LibtestResult::Ignored(why))) if outcome == Outcome::Pass => {
+            Verdict::Ignored(if why.is_empty() {
+                "#[ignore]".to_owned()
+            } else {
+                why
+            })
+        }
+        (_, Some(LibtestResult::Failed(text))) => Verdict::Fail(if text.trim().is_empty() {
+            format!("failed ({message})")
+        } else {
+            text.trim().to_owned()
+        }),
+        (Outcome::Pass, _) => Verdict::Fail(format!(
+            "{} exited 0 but did not report test {test:?} (is it a libtest program? it listed \
+             this test){}",
+            program.name,
+            output_tail(output)
+        )),
+        (_, _) => Verdict::Fail(format!("{message}{}", output_tail(output))),
+    }
+}
+
+/// The end of a program's output, for a failure message.
+fn output_tail(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let from = lines.len().saturating_sub(20);
+    format!(
+        "\n  output (last lines):\n    {}",
+        lines[from..].join("\n    ")
+    )
+}
+
+/// A guest program that is not libtest: its KTAP/TAP results, if it printed any, become
+/// `guest::P::<test>` verdicts after the program's own, whose verdict also carries what is
+/// wrong with the stream (missing plan, fewer results, bail-out). Without TAP the exit status
+/// alone is the verdict. A SKIP is the author's own: reported `ignored` with its reason.
+pub fn expand_guest_ktap(
+    verdicts: &mut Vec<ScenarioVerdict>,
+    report: &VmReport,
+    programs: &[GuestProgram],
+) {
+    for p in programs
+        .iter()
+        .filter(|p| p.style == GuestTestStyle::Program)
+    {
+        let name = result_channel::guest_test_name(&p.name, None);
+        let Some(i) = verdicts.iter().position(|v| v.name == name) else {
+            continue;
+        };
+        let Some(output) = record_output(report, &name) else {
+            continue;
+        };
+        let tap = ktap::parse(output);
+        if tap.plan.is_none() && tap.results.is_empty() {
+            continue;
+        }
+        let problems = tap.problems();
+        if !problems.is_empty() {
+            let extra = problems.join("; ");
+            verdicts[i].verdict = match &verdicts[i].verdict {
+                Verdict::Fail(m) => Verdict::Fail(format!("{m}\n{extra}")),
+                _ => Verdict::Fail(format!("the program's TAP output is incomplete: {extra}")),
+            };
+        }
+        let sub = tap.results.into_iter().map(|(desc, r)| {
+            ScenarioVerdict::new(
+                result_channel::guest_test_name(&p.name, Some(&desc)),
+                Origin::Guest,
+                match r {
+                    KtapResult::Ok => Verdict::Pass,
+                    KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
+                    KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() {
+                        "not ok".into()
+                    } else {
+                        diag
+                    }),
+                },
+            )
+        });
+        let at = i + 1;
+        verdicts.splice(at..at, sub);
+    }
+}
+
+fn record_output<'r>(report: &'r VmReport, name: &str) -> Option<&'r str> {
+    report.records.iter().find_map(|r| match r {
+        Record::End {
+            name: n, output, ..
+        } if n == name => Some(output.as_str()),
+        _ => None,
+    })
 }
 
 /// The guest reported `ignored`: it stands only where the host expected the kernel to lack
