@@ -113,10 +113,10 @@ pub fn build_failure(dir: &Path, messages: &str, stderr: &str) -> String {
             .lines()
             .filter(|l| {
                 l.contains("cannot find -l")
+                    || l.contains("unable to find library")
                     || l.contains("undefined reference")
                     || l.contains("could not find native static library")
                     || l.contains("attempted static link")
-                    || l.contains("static")
             })
             .take(6)
             .collect();
@@ -135,7 +135,12 @@ pub fn build_failure(dir: &Path, messages: &str, stderr: &str) -> String {
     } else {
         "its tests do not compile".to_owned()
     };
-    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // The linker's command line is one enormous line: shorten every line.
+    let tail: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(300).collect())
+        .collect();
     let from = tail.len().saturating_sub(25);
     format!(
         "--guest-crate {}: {why}\n{}",

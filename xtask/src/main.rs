@@ -13,6 +13,7 @@ mod cache;
 mod commands;
 mod guest;
 mod guest_programs;
+mod guest_selftest;
 mod host_tools;
 mod kbuild;
 mod kconfig;
