@@ -289,6 +289,48 @@ mod tests {
     }
 
     #[test]
+    fn filters_select_a_libtest_programs_tests_and_a_tap_program_whole() {
+        let prog = |name: &str, style| GuestProgram {
+            name: name.into(),
+            path: "/p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: Default::default(),
+            style,
+        };
+        let guest = [
+            prog(
+                "lib",
+                GuestTestStyle::Libtest {
+                    tests: vec!["tests::a".into(), "tests::b".into()],
+                    json: true,
+                },
+            ),
+            prog("tap", GuestTestStyle::Program),
+        ];
+        let sel = selection(&args(&["guest::lib::tests::b"]), "6.12", &[], false, &guest);
+        assert_eq!(sel.guest.len(), 1);
+        assert_eq!(
+            sel.guest[0].style,
+            GuestTestStyle::Libtest {
+                tests: vec!["tests::b".into()],
+                json: true
+            }
+        );
+        let sel = selection(
+            &args(&["guest::tap::some_test"]),
+            "6.12",
+            &[],
+            false,
+            &guest,
+        );
+        assert_eq!(sel.guest.len(), 1);
+        assert_eq!(sel.guest[0].name, "tap");
+        let sel = selection(&args(&["fork"]), "6.12", &[], false, &guest);
+        assert!(sel.guest.is_empty());
+    }
+
+    #[test]
     fn a_filter_naming_an_upstream_test_selects_its_program() {
         let a = args(&["kselftest::abi_test::user.flags"]);
         let sel = selection(&a, "6.12", &[], true, &[]);

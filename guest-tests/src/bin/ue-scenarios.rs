@@ -501,9 +501,26 @@ fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
     };
     let mut rec = end(name, outcome, message, started);
     if let Record::End { output, .. } = &mut rec {
-        *output = String::from_utf8_lossy(&c.bytes).into_owned();
+        *output = bounded_output(&c.bytes);
     }
     rec
+}
+
+/// A program's output as a record carries it: a record is at most MAX_RECORD_LEN on the
+/// wire, escapes included, so a chatty program keeps its beginning and its end (where
+/// libtest and TAP put their results) and says how much was cut.
+fn bounded_output(bytes: &[u8]) -> String {
+    const HEAD: usize = 16 * 1024;
+    const TAIL: usize = 48 * 1024;
+    if bytes.len() <= HEAD + TAIL {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let cut = bytes.len() - HEAD - TAIL;
+    format!(
+        "{}\n[... {cut} bytes of output cut ...]\n{}",
+        String::from_utf8_lossy(&bytes[..HEAD]),
+        String::from_utf8_lossy(&bytes[bytes.len() - TAIL..])
+    )
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -67,6 +67,20 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
                 .map_or("-".into(), |m| m.to_string()),
             run.run_dir.display()
         );
+        let guest_tests = run
+            .verdicts
+            .iter()
+            .filter(|v| v.origin == harness::model::Origin::Guest);
+        let (n, us) = guest_tests.fold((0, 0), |(n, us), v| {
+            (n + 1, us + v.duration_us.unwrap_or(0))
+        });
+        if n > 0 {
+            eprintln!(
+                "{}: {n} guest test record(s) took {:.2} s in the guest (their processes' wall time)",
+                run.kernel.label,
+                us as f64 / 1e6
+            );
+        }
         if run.failed() {
             failed_runs.push(run.run_dir.clone());
         }
