@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use harness::guest_program;
-use harness::model::GuestProgram;
+use harness::model::{GuestProgram, GuestTestStyle};
 
 use crate::args::GuestTestArgs;
 use crate::guest::TARGET;
@@ -33,10 +33,27 @@ pub fn resolve(
                 .map(|e| (e.path, Some(e.name))),
         );
     }
-    let programs = named
-        .into_iter()
-        .map(|(path, name)| guest_program::inspect(&path, name, &a.guest_test_args, &env, timeout))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut programs = Vec::new();
+    for (path, name) in named {
+        let p = guest_program::inspect(&path, name, &a.guest_test_args, &env, timeout)?;
+        // A crate's bin or lib without tests still gets a test executable: nothing to run.
+        if matches!(&p.style, GuestTestStyle::Libtest { tests, .. } if tests.is_empty()) {
+            progress.note(&format!(
+                "{} ({}) lists no tests: not run",
+                p.name,
+                path.display()
+            ));
+            continue;
+        }
+        programs.push(p);
+    }
+    if programs.is_empty() && a.any() {
+        bail!(
+            "no guest tests to run: every test program given lists no tests (with \
+             --guest-test-arg {:?})",
+            a.guest_test_args
+        );
+    }
     guest_program::check_unique(&programs)?;
     Ok(programs)
 }
