@@ -135,7 +135,6 @@ pub fn run_kernel(
         &sel.guest,
         &kernel.expected,
     );
-    verdict::expand_guest_ktap(&mut verdicts, &report, &sel.guest);
     verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
     for p in sel.kselftests.iter().filter(|p| !known(p)) {
         verdicts.push(ScenarioVerdict::new(

@@ -60,7 +60,7 @@ pub fn verdicts(
 }
 
 /// [`verdicts`], with other people's test programs run last (`guest::*` records: one per
-/// libtest test, or one per program, whose KTAP results [`expand_guest_ktap`] adds).
+/// libtest test, or one per program followed by one per result of its KTAP/TAP output).
 pub fn verdicts_with_guest(
     report: &VmReport,
     scenarios: &[ScenarioInfo],
@@ -215,6 +215,7 @@ pub fn verdicts_with_guest(
         };
         out.push(v);
     }
+    expand_guest_ktap(&mut out, report, guest);
     out.push(health(report, &planned_names));
     out
 }
@@ -236,13 +237,11 @@ fn judge_guest(
     };
     match (outcome, libtest::result_of(output, test)) {
         (Outcome::Pass, Some(LibtestResult::Ok)) => Verdict::Pass,
-        (_, Some(LibtestResult::Ignored(why))) if outcome == Outcome::Pass => {
-            Verdict::Ignored(if why.is_empty() {
-                "#[ignore]".to_owned()
-            } else {
-                why
-            })
-        }
+        (Outcome::Pass, Some(LibtestResult::Ignored(why))) => Verdict::Ignored(if why.is_empty() {
+            "#[ignore]".to_owned()
+        } else {
+            why
+        }),
         (_, Some(LibtestResult::Failed(text))) => Verdict::Fail(if text.trim().is_empty() {
             format!("failed ({message})")
         } else {
@@ -275,7 +274,7 @@ fn output_tail(output: &str) -> String {
 /// `guest::P::<test>` verdicts after the program's own, whose verdict also carries what is
 /// wrong with the stream (missing plan, fewer results, bail-out). Without TAP the exit status
 /// alone is the verdict. A SKIP is the author's own: reported `ignored` with its reason.
-pub fn expand_guest_ktap(
+fn expand_guest_ktap(
     verdicts: &mut Vec<ScenarioVerdict>,
     report: &VmReport,
     programs: &[GuestProgram],
@@ -952,14 +951,7 @@ mod guest_tests {
             ],
             &[],
         );
-        let mut v = verdicts_with_guest(
-            &r,
-            &[],
-            &[],
-            &[p.clone(), plain.clone()],
-            &Expectation::default(),
-        );
-        expand_guest_ktap(&mut v, &r, &[p, plain]);
+        let v = verdicts_with_guest(&r, &[], &[], &[p, plain], &Expectation::default());
         assert!(
             matches!(get(&v, "guest::tap"), Verdict::Fail(m) if m.contains("SIGABRT") && m.contains("the plan says 3 tests, the output has 2"))
         );
