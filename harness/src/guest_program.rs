@@ -23,20 +23,17 @@ pub enum ElfCheck {
 
 /// Reads the ELF header and program headers: class, machine, and a PT_INTERP if any.
 pub fn elf_check(bytes: &[u8]) -> ElfCheck {
-    let u16_at = |o: usize| {
-        bytes
-            .get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
+    let field = |o: usize, n: usize| bytes.get(o..o.checked_add(n)?);
+    let u16_at = |o: usize| field(o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        field(o, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
     };
     let u64_at = |o: usize| {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        field(o, 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     };
     if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
         return ElfCheck::NotElf;
@@ -50,12 +47,16 @@ pub fn elf_check(bytes: &[u8]) -> ElfCheck {
         return ElfCheck::NotElf;
     };
     for i in 0..phnum as usize {
-        let at = phoff as usize + i * phentsize as usize;
+        // Checked: the headers are the file's word, not ours.
+        let Some(at) = (phoff as usize).checked_add(i.saturating_mul(phentsize as usize)) else {
+            return ElfCheck::NotElf;
+        };
         const PT_INTERP: u32 = 3;
         if u32_at(at) == Some(PT_INTERP) {
-            let (off, size) = (u64_at(at + 8).unwrap_or(0), u64_at(at + 32).unwrap_or(0));
+            let off = u64_at(at.saturating_add(8)).unwrap_or(0) as usize;
+            let size = u64_at(at.saturating_add(32)).unwrap_or(0) as usize;
             let interp = bytes
-                .get(off as usize..(off + size) as usize)
+                .get(off..off.saturating_add(size))
                 .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_owned())
                 .unwrap_or_default();
             return ElfCheck::Dynamic(interp);
@@ -247,5 +248,11 @@ mod tests {
         assert!(looks_like_libtest(&me));
         assert!(matches!(elf_check(&me), ElfCheck::Dynamic(i) if i.contains("ld-linux")));
         assert_eq!(elf_check(b"#!/bin/sh\necho hi\n"), ElfCheck::NotElf);
+        // Headers that point anywhere are not a panic.
+        let mut bad = me[..64].to_vec();
+        bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        bad[56..58].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(elf_check(&bad), ElfCheck::NotElf);
+        assert_eq!(elf_check(&me[..20]), ElfCheck::NotElf);
     }
 }
