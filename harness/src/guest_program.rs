@@ -145,7 +145,7 @@ fn list_libtest(path: &Path, args: &[String]) -> anyhow::Result<GuestTestStyle> 
         if bootstrap {
             c.env("RUSTC_BOOTSTRAP", "1");
         }
-        c.output()
+        output_within(c, LIST_LIMIT)
     };
     let json = run(&["--format", "json", "-Z", "unstable-options"], true)
         .with_context(|| format!("run {} --list on the host", path.display()))?;
@@ -167,6 +167,54 @@ fn list_libtest(path: &Path, args: &[String]) -> anyhow::Result<GuestTestStyle> 
     Ok(GuestTestStyle::Libtest {
         tests: parse_terse_list(&String::from_utf8_lossy(&terse.stdout)),
         json: false,
+    })
+}
+
+/// Listing runs no test; a program that takes longer than this is not listing.
+const LIST_LIMIT: Duration = Duration::from_secs(60);
+
+/// `Command::output` with a limit: the harness never hangs on someone else's program.
+fn output_within(mut c: Command, limit: Duration) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut s);
+        }
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut s);
+        }
+        s
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("still running after {} s; killed", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
     })
 }
 
