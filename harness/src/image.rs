@@ -100,6 +100,7 @@ mod tests {
             stop_at_first_failure: false,
             stop_on: vec![],
             jobs: 1,
+            guest_tests: vec![],
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -130,6 +131,7 @@ mod tests {
             stop_at_first_failure: false,
             stop_on: vec![],
             jobs: 1,
+            guest_tests: vec![],
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

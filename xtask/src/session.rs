@@ -181,6 +181,7 @@ impl Session {
             stop_at_first_failure: false,
             stop_on: vec![],
             jobs: self.jobs.map_or(cpus, |j| j as u32),
+            guest_programs: vec![],
         }
     }
 

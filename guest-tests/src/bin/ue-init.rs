@@ -71,7 +71,8 @@ fn whole_run_budget() -> Duration {
     } else {
         n
     };
-    Duration::from_millis(per * (n + 1) + 5_000)
+    let programs = plan.as_ref().map_or(0, |p| p.programs_ms());
+    Duration::from_millis(per * (n + 1) + programs + 5_000)
 }
 
 fn run_scenarios(budget: Duration) -> Result<(), String> {

@@ -541,6 +541,7 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)>
         stop_at_first_failure: false,
         stop_on: vec![],
         jobs: 1,
+        guest_tests: vec![],
     };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
@@ -759,6 +760,7 @@ fn warm_suite(s: &Setup, kernel_args: &KernelArgs) -> anyhow::Result<SuiteSample
     let sel = Selection {
         scenarios: guest.scenarios(false),
         kselftests: vec![],
+        ..Default::default()
     };
     session.progress.step(Step::Boot, &resolved.kernel.label);
     let prep = started.elapsed().as_secs_f64();
@@ -1123,6 +1125,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         stop_at_first_failure: false,
         stop_on: vec![],
         jobs: 1,
+        guest_tests: vec![],
     };
     let plan_path = s.dir.join("vng-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
@@ -1251,6 +1254,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         let sel = Selection {
             scenarios: s.scenarios.clone(),
             kselftests: vec![],
+            ..Default::default()
         };
         let run = harness::run::run_kernel(&kernel, &s.opts, &sel)?;
         let w = started.elapsed().as_secs_f64();

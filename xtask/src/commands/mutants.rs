@@ -68,6 +68,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
     let sel = Selection {
         scenarios: guest.scenarios(a.run.stress),
         kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        ..Default::default()
     };
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &base)?;
@@ -111,6 +112,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
         let mutant_sel = Selection {
             scenarios: named.iter().chain(&others).cloned().collect(),
             kselftests: sel.kselftests.clone(),
+            guest: sel.guest.clone(),
         };
         let mutant_opts = harness::model::SuiteOptions {
             stop_at_first_failure: !a.no_fail_fast,
