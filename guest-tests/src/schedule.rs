@@ -20,27 +20,34 @@ pub struct Traits {
 }
 
 /// The index in `pending` of the scenario to start now, if any: the first one, in plan order,
-/// that may join what is `running` (at most `jobs` at once; fault-warning scenarios only beside
-/// their own kind). An `alone` one is a barrier: it waits for an empty machine, and nothing
-/// planned after it starts before it, so the plan's order still holds around it (a mutant's
-/// named scenarios, which run first, and what a panic leaves unstarted).
-pub fn next(pending: &[Traits], running: &[Traits], jobs: usize) -> Option<usize> {
+/// that may join what is `running` (at most `jobs` at once; an `alone` one only into an empty
+/// machine; fault-warning scenarios only beside their own kind). With `keep_order`, an `alone`
+/// one is a barrier too: nothing planned after it starts before it, so the plan's order holds
+/// around it. A plan that stops at its first failure keeps its order: its first scenarios (a
+/// mutant's named ones) are the ones that decide. Otherwise the others go ahead, side by side.
+pub fn next(
+    pending: &[Traits],
+    running: &[Traits],
+    jobs: usize,
+    keep_order: bool,
+) -> Option<usize> {
     if pending.is_empty() || running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
         return None;
     }
-    let barrier = pending
-        .iter()
-        .position(|p| p.alone)
-        .unwrap_or(pending.len());
-    if barrier == 0 {
-        return running.is_empty().then_some(0);
-    }
+    let Some(r) = running.first() else {
+        return Some(0);
+    };
+    let barrier = if keep_order {
+        pending
+            .iter()
+            .position(|p| p.alone)
+            .unwrap_or(pending.len())
+    } else {
+        pending.len()
+    };
     pending[..barrier]
         .iter()
-        .position(|p| match running.first() {
-            None => true,
-            Some(r) => p.fault_warnings == r.fault_warnings,
-        })
+        .position(|p| !p.alone && p.fault_warnings == r.fault_warnings)
 }
 
 /// One record of `/dev/kmsg` as the runner needs it: its level and text.
@@ -142,32 +149,39 @@ mod tests {
 
     #[test]
     fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {
+        for keep in [false, true] {
+            assert_eq!(next(&[ALONE], &[PLAIN], 4, keep), None);
+            assert_eq!(next(&[ALONE], &[], 4, keep), Some(0));
+            assert_eq!(next(&[], &[], 4, keep), None);
+            assert_eq!(next(&[PLAIN], &[ALONE], 4, keep), None);
+            assert_eq!(next(&[PLAIN, ALONE, PLAIN], &[PLAIN], 4, keep), Some(0));
+        }
         assert_eq!(
-            next(&[ALONE, PLAIN], &[PLAIN], 4),
-            None,
-            "nothing passes it"
+            next(&[ALONE, PLAIN], &[PLAIN], 4, false),
+            Some(1),
+            "others go ahead"
         );
-        assert_eq!(next(&[PLAIN, ALONE, PLAIN], &[PLAIN], 4), Some(0));
-        assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], 4), None);
-        assert_eq!(next(&[ALONE], &[PLAIN], 4), None);
-        assert_eq!(next(&[ALONE], &[], 4), Some(0));
-        assert_eq!(next(&[], &[], 4), None);
-        assert_eq!(next(&[PLAIN], &[ALONE], 4), None);
+        assert_eq!(
+            next(&[ALONE, PLAIN], &[PLAIN], 4, true),
+            None,
+            "in order: none passes it"
+        );
+        assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], 4, true), None);
     }
 
     #[test]
     fn jobs_bound_what_runs_and_one_means_one_at_a_time() {
-        assert_eq!(next(&[PLAIN], &[PLAIN, PLAIN], 2), None);
-        assert_eq!(next(&[PLAIN], &[PLAIN], 1), None);
-        assert_eq!(next(&[PLAIN], &[], 1), Some(0));
-        assert_eq!(next(&[PLAIN], &[], 0), Some(0));
+        assert_eq!(next(&[PLAIN], &[PLAIN, PLAIN], 2, false), None);
+        assert_eq!(next(&[PLAIN], &[PLAIN], 1, false), None);
+        assert_eq!(next(&[PLAIN], &[], 1, false), Some(0));
+        assert_eq!(next(&[PLAIN], &[], 0, false), Some(0));
     }
 
     #[test]
     fn fault_warning_scenarios_share_only_with_their_kind() {
-        assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], 4), Some(1));
-        assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], 4), Some(1));
-        assert_eq!(next(&[PLAIN], &[FAULTY], 4), None);
+        assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], 4, false), Some(1));
+        assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], 4, false), Some(1));
+        assert_eq!(next(&[PLAIN], &[FAULTY], 4, false), None);
     }
 
     fn rec(level: u8, text: &str) -> KmsgRecord {

@@ -321,7 +321,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         while stopped_at.is_none() {
             let busy: Vec<Traits> = running.iter().map(|r| r.1).collect();
             let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
-            let Some(i) = schedule::next(&waiting, &busy, jobs) else {
+            let Some(i) = schedule::next(&waiting, &busy, jobs, plan.stop_at_first_failure) else {
                 break;
             };
             let (name, t) = pending.remove(i);
