@@ -229,6 +229,9 @@ pub struct Ctx {
     pub snapshots: Vec<Snapshot>,
     pub notes: Vec<String>,
     names: u32,
+    /// This is the scenario's second run in this boot (it ran beside a splat): its names
+    /// must differ from the first run's, whose events may still be there.
+    again: bool,
 }
 
 impl Ctx {
@@ -240,7 +243,14 @@ impl Ctx {
             snapshots: vec![],
             notes: vec![],
             names: 0,
+            again: false,
         })
+    }
+
+    /// For a second run in the same boot: new event names, never the first run's.
+    pub fn run_again(mut self) -> Self {
+        self.again = true;
+        self
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -256,7 +266,8 @@ impl Ctx {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        format!("ue_{base}_{}", self.names)
+        let again = if self.again { "again_" } else { "" };
+        format!("ue_{base}_{again}{}", self.names)
     }
 
     pub fn snapshot(&mut self, name: &str, content: String) {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use result_channel::trouble::{classify, TroubleKind};
 use result_channel::{parse_pid_marker, splat_pid, KMSG_MARKER};
 
 /// What the scheduler needs to know about a scenario.
@@ -69,9 +70,10 @@ pub fn parse_kmsg(raw: &str) -> Option<KmsgRecord> {
 }
 
 /// Follows the kernel log in its own order, as the host's console watch does: the runner's
-/// start and end markers say what was running when each other record was logged. A record at
-/// warning level or worse while two or more scenarios ran cannot be attributed to one of them
-/// by its place in the log: every one of them is then marked to run again, alone.
+/// start and end markers say what was running when each other record was logged. Trouble (as
+/// the host's console watch classifies it) while two or more scenarios ran, naming none of
+/// their processes, cannot be attributed to one of them by its place in the log: every one of
+/// them is then marked to run again, alone.
 #[derive(Debug, Default)]
 pub struct Attribution {
     running: Vec<String>,
@@ -81,13 +83,6 @@ pub struct Attribution {
     pub rerun: BTreeSet<String>,
     pub first_ambiguous: Option<String>,
 }
-
-/// The fault warning scenarios declare as expected (`fault_warnings`).
-pub const FAULT_WARNING: &str = "user_events: Fault for mm";
-
-/// Warning level (KERN_WARNING) and worse: every splat the host's console watch looks for is
-/// logged at one of these.
-const WORST_BENIGN_LEVEL: u8 = 4;
 
 impl Attribution {
     /// `expects_faults(name)` says whether a scenario declared fault warnings.
@@ -104,10 +99,13 @@ impl Attribution {
             }
             return;
         }
-        if rec.level > WORST_BENIGN_LEVEL || self.running.len() < 2 {
+        let Some(kind) = classify(&rec.text) else {
+            return;
+        };
+        if self.running.len() < 2 {
             return;
         }
-        if rec.text.starts_with(FAULT_WARNING) && self.running.iter().all(|r| expects_faults(r)) {
+        if kind == TroubleKind::UserEventsFault && self.running.iter().all(|r| expects_faults(r)) {
             return;
         }
         // A splat that names a scenario's own process is that scenario's.
@@ -212,7 +210,8 @@ mod tests {
         assert!(!a.fell_back(), "one scenario running: the console names it");
         a.feed(&marker("start", "y"), none);
         a.feed(&rec(6, "random: crng init done"), none);
-        assert!(!a.fell_back(), "informational records are no splat");
+        a.feed(&rec(4, "clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc-early' as unstable"), none);
+        assert!(!a.fell_back(), "records the console watch calls no trouble");
         a.feed(&rec(4, "WARNING: CPU: 1 PID: 10 at kernel/y.c"), none);
         a.feed(&marker("end", "x"), none);
         a.feed(&marker("start", "z"), none);

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod trouble;
+
 /// Longest record the host accepts. Trace snapshots are the largest records (a few KiB).
 pub const MAX_RECORD_LEN: usize = 256 * 1024;
 

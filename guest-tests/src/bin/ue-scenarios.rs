@@ -48,7 +48,7 @@ fn main() {
                 jobs: 1,
                 guest_tests: vec![],
             };
-            let rec = run_in_child(name, &plan);
+            let rec = run_in_child(name, &plan, false);
             print!("{}", rec.to_line());
             0
         }
@@ -327,7 +327,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
             let (name, t) = pending.remove(i);
             emit(&Record::Start { name: name.clone() });
             kmsg_marker("start", &name);
-            match spawn_scenario(&name, plan) {
+            match spawn_scenario(&name, plan, false) {
                 Ok(s) => {
                     kmsg_marker("pid", &format!("{} {name}", s.pid));
                     running.push((name, t, s))
@@ -391,7 +391,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     for name in reruns {
         emit(&Record::Start { name: name.clone() });
         kmsg_marker("start", name);
-        let rec = run_in_child(name, plan);
+        let rec = run_in_child(name, plan, true);
         kmsg_marker("end", name);
         emit(&rec);
     }
@@ -433,8 +433,8 @@ impl Kmsg {
 }
 
 /// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
-fn run_in_child(name: &str, plan: &Plan) -> Record {
-    match spawn_scenario(name, plan) {
+fn run_in_child(name: &str, plan: &Plan, again: bool) -> Record {
+    match spawn_scenario(name, plan, again) {
         Err(rec) => *rec,
         Ok(s) => {
             let (started, limit) = (s.started, s.limit);
@@ -444,7 +444,8 @@ fn run_in_child(name: &str, plan: &Plan) -> Record {
 }
 
 /// Forks the child that runs scenario `name`; a failure to start is its End record.
-fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Box<Record>> {
+/// `again`: its second run in this boot, with event names of its own.
+fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<Record>> {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
         return Err(Box::new(end(
@@ -459,58 +460,62 @@ fn spawn_scenario(name: &str, plan: &Plan) -> Result<Spawned, Box<Record>> {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
         let poll = Duration::from_millis(plan.poll_deadline_ms);
-        let rec = match Ctx::new(scenario.name.clone(), poll) {
-            Err(e) => end(
-                name,
-                Outcome::Fail,
-                format!("cannot open user_events_data: {e}"),
-                started,
-            ),
-            Ok(mut cx) => {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    (scenario.run)(&mut cx)
-                }));
-                let (outcome, message, lacks) = match r {
-                    Ok(Ok(())) => (Outcome::Pass, String::new(), None),
-                    Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
-                    // An ignore for a feature the scenario does not declare would let the
-                    // host excuse it for the wrong reason: that is the scenario's bug.
-                    Ok(Err(Stop::Ignore { missing, found }))
-                        if !scenario.requires.contains(&missing) =>
-                    {
-                        let declared: Vec<_> = scenario.requires.iter().map(|f| f.name()).collect();
-                        let m = format!(
+        let rec =
+            match Ctx::new(scenario.name.clone(), poll)
+                .map(|cx| if again { cx.run_again() } else { cx })
+            {
+                Err(e) => end(
+                    name,
+                    Outcome::Fail,
+                    format!("cannot open user_events_data: {e}"),
+                    started,
+                ),
+                Ok(mut cx) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (scenario.run)(&mut cx)
+                    }));
+                    let (outcome, message, lacks) = match r {
+                        Ok(Ok(())) => (Outcome::Pass, String::new(), None),
+                        Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
+                        // An ignore for a feature the scenario does not declare would let the
+                        // host excuse it for the wrong reason: that is the scenario's bug.
+                        Ok(Err(Stop::Ignore { missing, found }))
+                            if !scenario.requires.contains(&missing) =>
+                        {
+                            let declared: Vec<_> =
+                                scenario.requires.iter().map(|f| f.name()).collect();
+                            let m = format!(
                             "ignored for missing {missing} ({found}), which it does not declare \
                              (requires: {declared:?})"
                         );
-                        (Outcome::Fail, m, None)
+                            (Outcome::Fail, m, None)
+                        }
+                        Ok(Err(Stop::Ignore { missing, found })) => (
+                            Outcome::Ignored,
+                            format!("no {missing}: {found}"),
+                            Some(missing),
+                        ),
+                        Err(p) => (
+                            Outcome::Fail,
+                            format!("scenario panicked: {}", panic_text(&p)),
+                            None,
+                        ),
+                    };
+                    let mut rec = end(name, outcome, message, started);
+                    if let Record::End {
+                        snapshots,
+                        notes,
+                        missing,
+                        ..
+                    } = &mut rec
+                    {
+                        *snapshots = std::mem::take(&mut cx.snapshots);
+                        *notes = std::mem::take(&mut cx.notes);
+                        *missing = lacks;
                     }
-                    Ok(Err(Stop::Ignore { missing, found })) => (
-                        Outcome::Ignored,
-                        format!("no {missing}: {found}"),
-                        Some(missing),
-                    ),
-                    Err(p) => (
-                        Outcome::Fail,
-                        format!("scenario panicked: {}", panic_text(&p)),
-                        None,
-                    ),
-                };
-                let mut rec = end(name, outcome, message, started);
-                if let Record::End {
-                    snapshots,
-                    notes,
-                    missing,
-                    ..
-                } = &mut rec
-                {
-                    *snapshots = std::mem::take(&mut cx.snapshots);
-                    *notes = std::mem::take(&mut cx.notes);
-                    *missing = lacks;
+                    rec
                 }
-                rec
-            }
-        };
+            };
         let line = rec.to_line();
         let mut off = 0;
         while off < line.len() {

@@ -1,0 +1,76 @@
+//! What the kernel console calls trouble: one classifier, so that the guest's runner (which
+//! decides when scenarios side by side must run again alone) and the host's console watch
+//! (which fails scenarios) count exactly the same lines.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of trouble a console line starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TroubleKind {
+    Panic,
+    Oops,
+    Bug,
+    Warning,
+    Sanitizer,
+    Lockdep,
+    Lockup,
+    /// `user_events: Fault for mm`: expected only where a scenario unmaps the word.
+    UserEventsFault,
+}
+
+/// Classifies one console line (timestamps and all).
+pub fn classify(line: &str) -> Option<TroubleKind> {
+    let l = strip_timestamp(line);
+    let starts = |p: &str| l.starts_with(p);
+    if starts("Kernel panic - not syncing") {
+        Some(TroubleKind::Panic)
+    } else if starts("Oops:") || l.contains("] Oops:") || starts("general protection fault") {
+        Some(TroubleKind::Oops)
+    } else if starts("BUG:") && !starts("BUG: KASAN") {
+        if l.contains("soft lockup") {
+            Some(TroubleKind::Lockup)
+        } else {
+            Some(TroubleKind::Bug)
+        }
+    } else if starts("kernel BUG at") {
+        Some(TroubleKind::Bug)
+    } else if starts("WARNING:") && l.contains(" at ") {
+        // "WARNING: CPU: 0 PID: 1 at kernel/...": a WARN(); lockdep's own "WARNING: possible
+        // circular locking dependency detected" has no " at ".
+        Some(TroubleKind::Warning)
+    } else if starts("WARNING: possible")
+        || starts("WARNING: inconsistent lock state")
+        || l.contains("lockdep") && starts("WARNING")
+    {
+        Some(TroubleKind::Lockdep)
+    } else if starts("BUG: KASAN") || starts("UBSAN:") || starts("BUG: KFENCE") || starts("KFENCE:")
+    {
+        Some(TroubleKind::Sanitizer)
+    } else if l.contains("Watchdog detected hard LOCKUP")
+        || l.contains("rcu_sched self-detected stall")
+        || l.contains("rcu: INFO: rcu_") && l.contains("stall")
+    {
+        Some(TroubleKind::Lockup)
+    } else if starts("user_events: Fault for mm") {
+        Some(TroubleKind::UserEventsFault)
+    } else {
+        None
+    }
+}
+
+/// `[    1.234567] text` → `text`.
+pub fn strip_timestamp(line: &str) -> &str {
+    let t = line.trim_start_matches(['\r', '\0']);
+    if t.starts_with('[') {
+        if let Some(end) = t.find("] ") {
+            if t[1..end]
+                .trim()
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+            {
+                return &t[end + 2..];
+            }
+        }
+    }
+    t
+}
