@@ -26,7 +26,7 @@ pub fn junit(run: &KernelRun) -> String {
         .count();
     let skipped = v
         .iter()
-        .filter(|x| matches!(x.verdict, Verdict::Ignored(_)))
+        .filter(|x| matches!(x.verdict, Verdict::Ignored(_) | Verdict::KnownBug { .. }))
         .count();
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
@@ -45,6 +45,14 @@ pub fn junit(run: &KernelRun) -> String {
         ));
         match &x.verdict {
             Verdict::Pass => s.push_str("/>\n"),
+            // Skipped for CI systems (it does not fail the run), with the bug as a property so
+            // it stays told apart from an ignore.
+            Verdict::KnownBug { bug, failure, .. } => s.push_str(&format!(
+                "><properties><property name=\"known_kernel_bug\" value=\"{}\"/></properties><skipped message=\"{}\">{}</skipped></testcase>\n",
+                xml_escape(bug),
+                xml_escape(&x.verdict.known_bug_line().unwrap_or_default()),
+                xml_escape(failure)
+            )),
             Verdict::Ignored(r) => s.push_str(&format!(
                 "><skipped message=\"{}\"/></testcase>\n",
                 xml_escape(r)
@@ -77,6 +85,7 @@ fn cell(v: &Verdict) -> String {
             format!("FAIL ({})", line.chars().take(70).collect::<String>())
         }
         Verdict::Ignored(r) => format!("ignored ({})", r.chars().take(60).collect::<String>()),
+        Verdict::KnownBug { bug, .. } => format!("KNOWN BUG {bug}"),
     }
 }
 
@@ -108,16 +117,42 @@ pub fn matrix_markdown(runs: &[KernelRun]) -> String {
     for r in runs {
         let count = |f: fn(&Verdict) -> bool| r.verdicts.iter().filter(|v| f(&v.verdict)).count();
         s.push_str(&format!(
-            "- {}: {} — {} passed, {} failed, {} ignored; boot + suite {:.1} s\n",
+            "- {}: {} — {} passed, {} failed, {} ignored, {} known kernel bug(s); boot + suite {:.1} s\n",
             r.kernel.label,
             r.kernel.provenance,
             count(|v| matches!(v, Verdict::Pass)),
             count(|v| matches!(v, Verdict::Fail(_))),
             count(|v| matches!(v, Verdict::Ignored(_))),
+            count(|v| matches!(v, Verdict::KnownBug { .. })),
             r.report.wall_ms as f64 / 1000.0
         ));
     }
+    let bugs = known_bugs(runs);
+    if !bugs.is_empty() {
+        s.push_str("\nKnown kernel bugs (docs/kernel-bugs/NAME.md):\n");
+        for (bug, (cause, kernels)) in &bugs {
+            s.push_str(&format!("- {bug}: {} ({cause})\n", kernels.join(", ")));
+        }
+    }
     s
+}
+
+/// Which kernels showed which known bug, with its cause.
+fn known_bugs(runs: &[KernelRun]) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut out: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for r in runs {
+        for v in &r.verdicts {
+            if let Verdict::KnownBug { bug, cause, .. } = &v.verdict {
+                let e = out
+                    .entry(bug.clone())
+                    .or_insert_with(|| (cause.clone(), vec![]));
+                if !e.1.contains(&r.kernel.label) {
+                    e.1.push(r.kernel.label.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `matrix.json`: one entry per kernel, and the wall time of the whole matrix.

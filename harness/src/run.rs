@@ -106,7 +106,13 @@ pub fn run_kernel(
         .collect();
     let mut verdicts =
         verdict::verdicts(&report, &sel.scenarios, &planned_programs, &kernel.expected);
-    verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
+    verdict::expand_kselftests(
+        &mut verdicts,
+        &report,
+        &kernel.kselftests,
+        &sel.kselftests,
+        &kernel.expected,
+    );
     for p in sel.kselftests.iter().filter(|p| !known(p)) {
         verdicts.push(ScenarioVerdict::new(
             result_channel::kselftest_name(p),
