@@ -206,6 +206,71 @@ impl MatrixReport {
 mod tests {
     use super::*;
 
+    fn run(label: &str, verdicts: Vec<crate::model::ScenarioVerdict>) -> KernelRun {
+        let report: crate::vm::VmReport = serde_json::from_value(serde_json::json!({
+            "kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1, "guest_done_ms": 2,
+            "records": [], "unfinished": null, "troubles": [], "garbage": [], "end": {"how": "finished"},
+            "wall_ms": 3, "qemu_stderr": "", "console_log": "console.log"
+        }))
+        .unwrap();
+        KernelRun {
+            kernel: crate::model::KernelUnderTest {
+                label: label.into(),
+                bzimage: "bzImage".into(),
+                config: None,
+                provenance: "p".into(),
+                identity: String::new(),
+                kselftests: vec![],
+                expected: Default::default(),
+            },
+            accel: crate::qemu::Accel::Tcg,
+            run_dir: "run".into(),
+            limits: crate::vm::Limits {
+                boot: Default::default(),
+                scenario: Default::default(),
+                programs: vec![],
+                whole: Default::default(),
+                silence: Default::default(),
+            },
+            report,
+            verdicts,
+        }
+    }
+
+    /// A known bug is its own cell and its own line under the table, skipped (not failed)
+    /// in JUnit with the bug's name as a property; it does not fail the run.
+    #[test]
+    fn known_bugs_show_apart_in_the_matrix_and_junit() {
+        use crate::model::{Origin, ScenarioVerdict};
+        let bug = Verdict::KnownBug {
+            bug: "format-array-len".into(),
+            cause: "len never set".into(),
+            failure: "char s[3344090]".into(),
+        };
+        let runs = vec![
+            run(
+                "6.12",
+                vec![ScenarioVerdict::new("trace::f", Origin::Scenario, bug.clone())],
+            ),
+            run(
+                "6.12+fixes",
+                vec![ScenarioVerdict::new("trace::f", Origin::Scenario, Verdict::Pass)],
+            ),
+        ];
+        assert!(!runs[0].failed());
+        let md = matrix_markdown(&runs);
+        assert!(md.contains("| trace::f | KNOWN BUG format-array-len | pass |"), "{md}");
+        assert!(md.contains("- format-array-len: 6.12 (len never set)"), "{md}");
+        assert!(md.contains("0 failed, 0 ignored, 1 known kernel bug(s)"), "{md}");
+        let x = junit(&runs[0]);
+        assert!(
+            x.contains("failures=\"0\" skipped=\"1\"")
+                && x.contains("<property name=\"known_kernel_bug\" value=\"format-array-len\"/>")
+                && x.contains("known kernel bug: format-array-len (len never set)"),
+            "{x}"
+        );
+    }
+
     #[test]
     fn xml_special_characters_and_control_bytes_are_escaped() {
         assert_eq!(

@@ -656,18 +656,22 @@ fn del_right_after_unreg(cx: &mut Ctx) -> R {
     cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
-    // Its own fd, so the retry below can borrow it while `cx` measures.
-    let data = tracefs::open_data()?;
-    let fd = data.as_fd();
+    // As upstream's test: REG and UNREG on an fd of their own, closed before DEL (an open
+    // fd keeps a reference to each event it registered, and DEL would stay EBUSY).
+    let reg_fd = tracefs::open_data()?;
     uapi::reg(
-        fd,
+        reg_fd.as_fd(),
         &format!("{name} u32 n"),
         page.addr(0) as u64,
         4,
         0,
         uapi::USER_EVENT_REG_PERSIST,
     )?;
-    uapi::unreg(fd, page.addr(0) as u64, 0)?;
+    uapi::unreg(reg_fd.as_fd(), page.addr(0) as u64, 0)?;
+    drop(reg_fd);
+    // DEL on another fd, so the retry below can borrow it while `cx` measures.
+    let data = tracefs::open_data()?;
+    let fd = data.as_fd();
     let first = uapi::del(fd, &name);
     check!(
         matches!(first, Ok(()) | Err(Errno(libc::EBUSY))),
