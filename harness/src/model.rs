@@ -211,7 +211,9 @@ impl Verdict {
     /// `known kernel bug: NAME (cause)`, for a [`Verdict::KnownBug`].
     pub fn known_bug_line(&self) -> Option<String> {
         match self {
-            Verdict::KnownBug { bug, cause, .. } => Some(format!("known kernel bug: {bug} ({cause})")),
+            Verdict::KnownBug { bug, cause, .. } => {
+                Some(format!("known kernel bug: {bug} ({cause})"))
+            }
             _ => None,
         }
     }

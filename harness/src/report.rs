@@ -250,18 +250,35 @@ mod tests {
         let runs = vec![
             run(
                 "6.12",
-                vec![ScenarioVerdict::new("trace::f", Origin::Scenario, bug.clone())],
+                vec![ScenarioVerdict::new(
+                    "trace::f",
+                    Origin::Scenario,
+                    bug.clone(),
+                )],
             ),
             run(
                 "6.12+fixes",
-                vec![ScenarioVerdict::new("trace::f", Origin::Scenario, Verdict::Pass)],
+                vec![ScenarioVerdict::new(
+                    "trace::f",
+                    Origin::Scenario,
+                    Verdict::Pass,
+                )],
             ),
         ];
         assert!(!runs[0].failed());
         let md = matrix_markdown(&runs);
-        assert!(md.contains("| trace::f | KNOWN BUG format-array-len | pass |"), "{md}");
-        assert!(md.contains("- format-array-len: 6.12 (len never set)"), "{md}");
-        assert!(md.contains("0 failed, 0 ignored, 1 known kernel bug(s)"), "{md}");
+        assert!(
+            md.contains("| trace::f | KNOWN BUG format-array-len | pass |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- format-array-len: 6.12 (len never set)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("0 failed, 0 ignored, 1 known kernel bug(s)"),
+            "{md}"
+        );
         let x = junit(&runs[0]);
         assert!(
             x.contains("failures=\"0\" skipped=\"1\"")

@@ -484,7 +484,9 @@ mod tests {
             matches!(get(&v, "t::fixed"), Verdict::Fail(m) if m.starts_with("passes: is fixed-bug fixed in this kernel? update kernels.toml")),
             "{v:?}"
         );
-        assert!(matches!(get(&v, "t::warned"), Verdict::Fail(m) if m.contains("trace_events_user.c:2690")));
+        assert!(
+            matches!(get(&v, "t::warned"), Verdict::Fail(m) if m.contains("trace_events_user.c:2690"))
+        );
     }
 
     #[test]

@@ -680,14 +680,20 @@ fn del_right_after_unreg(cx: &mut Ctx) -> R {
     cx.note(format!("DEL right after UNREG: {first:?}"));
     if first.is_err() {
         let mut last = first;
-        cx.wait_for("DEL succeeds once the unregister's reference is dropped", || {
-            last = uapi::del(fd, &name);
-            last != Err(Errno(libc::EBUSY))
-        })?;
+        cx.wait_for(
+            "DEL succeeds once the unregister's reference is dropped",
+            || {
+                last = uapi::del(fd, &name);
+                last != Err(Errno(libc::EBUSY))
+            },
+        )?;
         check_eq!(last, Ok(()), "DEL once no longer EBUSY");
     }
     let dir = format!("events/user_events/{name}");
-    check!(!tracefs::exists(&dir), "{dir} still exists after DEL returned 0");
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after DEL returned 0"
+    );
     check_eq!(
         uapi::del(fd, &name).err(),
         Some(Errno(libc::ENOENT)),

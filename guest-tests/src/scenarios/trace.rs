@@ -98,7 +98,8 @@ fn check_lines_and(cx: &mut Ctx, name: &str, want: &[String], format: bool) -> R
 /// header). A fixed array shows its length (`s[8]`) as every other trace event does since
 /// the array length moved from the type string to `ftrace_event_field.len`; a `__rel_loc`
 /// array has none (`r[]`); a `__data_loc` type is printed as written.
-pub const ARRAY_FIELDS: &str = "char[8] s;unsigned char[4] t;u32 n;__rel_loc char[] r;__data_loc char[] d";
+pub const ARRAY_FIELDS: &str =
+    "char[8] s;unsigned char[4] t;u32 n;__rel_loc char[] r;__data_loc char[] d";
 pub const ARRAY_FIELD_LINES: [&str; 5] = [
     "\tfield:char s[8];\toffset:8;\tsize:8;\tsigned:1;",
     "\tfield:unsigned char t[4];\toffset:16;\tsize:4;\tsigned:0;",
