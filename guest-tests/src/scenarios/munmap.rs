@@ -91,8 +91,11 @@ fn enable_after_munmap(cx: &mut Ctx) -> R {
 /// The fault worker's warning is printed *before* it takes event_mutex and clears the
 /// registration's FAULTING bit (user_event_enabler_fault_fixup); a transition that comes in
 /// between finds FAULTING set and is skipped for that registration, and nothing retries it.
-/// So the first transition after a warning may be lost even though the registration lives.
-/// These helpers tell that apart from a kernel that never writes the word again.
+/// So the first transition after a warning may be lost even though the registration lives:
+/// the known kernel bug `lost-update` (docs/kernel-bugs/lost-update.md), which
+/// [`enable_in_failed_fault_window`] pins where it happens every time (`6.12-slowfault`).
+/// On the stock kernels it is a rare race; these helpers tell it apart from a kernel that
+/// never writes the word again, so that the scenarios about something else stay deterministic.
 const DROPPED_NOTE: &str = "the first enable after the failed fault was dropped: it came while \
      the registration was still FAULTING (the worker prints its warning before clearing that)";
 
