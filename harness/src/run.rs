@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use result_channel::{KselftestPlan, Plan};
+use result_channel::{GuestTestPlan, KselftestPlan, Plan};
 
 use crate::image::{self, ExtraFile, Manifest};
 use crate::model::{
-    KernelRun, KernelUnderTest, KselftestBinary, Origin, ScenarioInfo, ScenarioVerdict,
-    SuiteOptions, Verdict,
+    GuestProgram, KernelRun, KernelUnderTest, KselftestBinary, Origin, ScenarioInfo,
+    ScenarioVerdict, SuiteOptions, Verdict,
 };
 use crate::qemu::QemuConfig;
 use crate::verdict;
@@ -21,12 +21,19 @@ pub struct Selection {
     pub scenarios: Vec<ScenarioInfo>,
     /// Upstream selftest programs by name (`abi_test`, ...).
     pub kselftests: Vec<String>,
+    /// Other people's test programs, a libtest program's tests narrowed to those selected.
+    pub guest: Vec<GuestProgram>,
 }
 
 impl Selection {
     pub fn is_empty(&self) -> bool {
-        self.scenarios.is_empty() && self.kselftests.is_empty()
+        self.scenarios.is_empty() && self.kselftests.is_empty() && self.guest.is_empty()
     }
+}
+
+/// Where a guest test program lands in the initramfs.
+fn guest_path(p: &GuestProgram) -> String {
+    format!("bin/guest/{}", p.name)
 }
 
 /// The plan the guest reads, and the programs the initramfs must carry for it.
@@ -54,6 +61,18 @@ pub fn plan<'k>(
             })
             .collect(),
         stop_at_first_failure: opts.stop_at_first_failure,
+        guest_tests: sel
+            .guest
+            .iter()
+            .map(|g| GuestTestPlan {
+                program: g.name.clone(),
+                path: format!("/{}", guest_path(g)),
+                args: g.args.clone(),
+                env: g.env.clone(),
+                timeout_ms: (g.timeout * k).as_millis() as u64,
+                style: g.style.clone(),
+            })
+            .collect(),
     };
     (plan, programs)
 }
@@ -74,6 +93,10 @@ pub fn run_kernel(
                 source: b.path()?.clone(),
             })
         })
+        .chain(sel.guest.iter().map(|g| ExtraFile {
+            path: guest_path(g),
+            source: g.path.clone(),
+        }))
         .collect();
     let manifest = Manifest::load(&opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
@@ -92,7 +115,8 @@ pub fn run_kernel(
         extra_cmdline: String::new(),
         result_socket: socket_path(&run_dir),
     };
-    let limits = opts.limits(sel.scenarios.len(), &programs);
+    let mut limits = opts.limits(sel.scenarios.len(), &programs);
+    limits.add_programs(opts.guest_limits(&sel.guest));
     let report = vm::run(&qemu, &run_dir, &limits);
     // The image is rebuilt every run and is the largest artifact: keep logs, not the image.
     let _ = std::fs::remove_file(&initrd);
@@ -104,8 +128,13 @@ pub fn run_kernel(
         .iter()
         .map(|b| result_channel::kselftest_name(&b.name))
         .collect();
-    let mut verdicts =
-        verdict::verdicts(&report, &sel.scenarios, &planned_programs, &kernel.expected);
+    let mut verdicts = verdict::verdicts_with_guest(
+        &report,
+        &sel.scenarios,
+        &planned_programs,
+        &sel.guest,
+        &kernel.expected,
+    );
     verdict::expand_kselftests(
         &mut verdicts,
         &report,
