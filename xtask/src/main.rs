@@ -11,6 +11,7 @@ mod apt;
 mod args;
 mod cache;
 mod commands;
+mod exit;
 mod guest;
 mod host_tools;
 mod kbuild;
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit::error(harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst))
         }
     }
 }

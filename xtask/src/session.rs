@@ -146,6 +146,7 @@ impl Session {
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
+            max_restarts: r.max_restarts,
         }
     }
 

@@ -77,6 +77,19 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
+    let hk = KernelArgs {
+        patches: vec![s.configs.join("selftest/hang-in-del.patch")],
+        ..a.kernel.clone()
+    };
+    let hang_kernel = s.one_kernel(&hk, "selftest")?.kernel;
+    let (hang_opts, listing) = (opts.clone(), guest.scenarios.clone());
+    trials.push(Trial::test(
+        "selftest::a_dead_vm_costs_one_scenario",
+        move || {
+            selftest::a_dead_vm_costs_one_scenario(&hang_kernel, &hang_opts, &listing)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
     let xtask = std::env::current_exe()?;
     trials.push(Trial::test(
         "selftest::ctrl_c_leaves_nothing_running",

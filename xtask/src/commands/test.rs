@@ -64,6 +64,17 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
                 .map_or("-".into(), |m| m.to_string()),
             run.run_dir.display()
         );
+        for (i, r) in run.restarts.iter().enumerate() {
+            eprintln!(
+                "{}: restart {} of at most {}: a fresh VM for {} scenario(s) after the VM {}; {} s from its death to the new runner's hello",
+                run.kernel.label,
+                i + 1,
+                opts.max_restarts,
+                r.planned.len(),
+                r.after,
+                r.cost_ms.map_or("-".into(), |c| format!("{:.1}", c as f64 / 1000.0))
+            );
+        }
         if run.failed() {
             failed_runs.push(run.run_dir.clone());
         }
@@ -74,11 +85,7 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
             d.display()
         );
     }
-    Ok(if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(conclusion.has_failed()))
 }
 
 /// `-- --list`: every trial name, without building a kernel or booting.
@@ -115,9 +122,5 @@ fn list(
         never,
         |_| {},
     )?;
-    Ok(if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(conclusion.has_failed()))
 }
