@@ -340,16 +340,25 @@ impl Mirrors {
             }
         }
         let found = Self::from_sources(&texts.join("\n"));
-        let debian = std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0);
-        let security = std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1);
-        match (debian, security) {
-            (Some(debian), Some(security)) => Ok(Mirrors { debian, security }),
-            _ => bail!(
-                "cannot tell which Debian mirror to use: this machine's apt sources name no Debian archive \
-                 (as on Ubuntu). Set UE_DEBIAN_MIRROR and UE_DEBIAN_SECURITY_MIRROR to a Debian mirror's \
-                 debian/ and debian-security/ URIs"
-            ),
-        }
+        Self::choose(
+            std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0),
+            std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1),
+        )
+    }
+
+    /// A Debian mirror is needed; a security mirror is not always named (a sid host has no
+    /// `-security` suite), so it defaults to the Debian mirror's `debian-security` sibling.
+    pub fn choose(debian: Option<String>, security: Option<String>) -> anyhow::Result<Self> {
+        let Some(debian) = debian else {
+            bail!(
+                "cannot tell which Debian mirror to use: this machine's apt sources name no URI ending in \
+                 /debian. Set UE_DEBIAN_MIRROR to a Debian mirror's debian/ URI (for example \
+                 http://deb.debian.org/debian), and UE_DEBIAN_SECURITY_MIRROR if its debian-security/ \
+                 is elsewhere"
+            )
+        };
+        let security = security.unwrap_or_else(|| format!("{debian}-security"));
+        Ok(Mirrors { debian, security })
     }
 
     /// Finds (debian, debian-security) URIs in one-line and deb822 sources.
@@ -414,6 +423,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Version"));
+    }
+
+    /// A sid host names no -security suite: the security mirror is the Debian mirror's
+    /// sibling, and the error for no Debian mirror at all blames no distribution.
+    #[test]
+    fn a_host_without_a_security_suite_still_has_mirrors() {
+        let (debian, security) =
+            Mirrors::from_sources("deb http://deb.debian.org/debian sid main\n");
+        assert_eq!(security, None);
+        let m = Mirrors::choose(debian, security).unwrap();
+        assert_eq!(
+            m.for_suite("bookworm-security"),
+            "http://deb.debian.org/debian-security"
+        );
+        assert_eq!(m.for_suite("sid"), "http://deb.debian.org/debian");
+        let e = Mirrors::choose(None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("UE_DEBIAN_MIRROR") && !e.contains("Ubuntu"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Session {
     pub cache: PathBuf,
     pub progress: Progress,
     install: bool,
+    /// The host tools the chosen way of getting a kernel needs.
+    tools: host_tools::Need,
 }
 
 /// The guest programs, built, and the scenarios they hold.
@@ -76,12 +78,15 @@ impl Session {
             cache: cache::cache_dir(cache_dir),
             progress: Progress::new(),
             install,
+            tools: host_tools::Need::Package,
             root,
         }
     }
 
     pub fn for_kernels(k: &KernelArgs) -> Session {
-        Session::new(k.cache_dir.as_deref(), !k.no_install)
+        let mut s = Session::new(k.cache_dir.as_deref(), !k.no_install);
+        s.tools = host_tools::needs(k.kernel_image.is_some(), k.kernel_tree.is_some());
+        s
     }
 
     /// Where each run gets its folder.
@@ -90,7 +95,7 @@ impl Session {
     }
 
     pub fn host_tools(&mut self) -> anyhow::Result<()> {
-        host_tools::ensure(self.install)
+        host_tools::ensure(self.tools, self.install)
     }
 
     pub fn kernel_list(&self) -> anyhow::Result<KernelList> {
