@@ -2,6 +2,7 @@
 //! (own sources list, lists, archives and status). The system's apt configuration is read
 //! only to learn which mirror this machine uses, never changed.
 
+use crate::children::RunTracked as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -124,12 +125,26 @@ impl PrivateApt {
             let out = self
                 .apt("apt-get")
                 .arg("update")
-                .output()
+                .output_tracked()
                 .context("run apt-get update (is apt installed?)")?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
+                // Offline (or the mirror is down): a cached kernel must still run. The index
+                // from the last good refresh names every package, so use it, say so once, and
+                // leave the stamp old so the next run tries again.
+                if self
+                    .resolved()
+                    .is_some_and(|r| packages.iter().all(|p| r.iter().any(|e| &e.package == p)))
+                {
+                    progress.note(&format!(
+                        "warning: could not refresh the package index ({}); using the cached index{}",
+                        stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("apt-get update failed").trim(),
+                        self.age().map_or(String::new(), |a| format!(" from {a} ago")),
+                    ));
+                    return Ok(());
+                }
                 bail!(
-                    "apt-get update with the private sources list {} failed:\n{stderr}",
+                    "apt-get update with the private sources list {} failed, and there is no cached index to fall back on:\n{stderr}",
                     list_path.display()
                 );
             }
@@ -139,7 +154,7 @@ impl PrivateApt {
             .apt("apt-cache")
             .args(["show", "--no-all-versions"])
             .args(packages)
-            .output()?;
+            .output_tracked()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let entries: Vec<IndexEntry> = text
             .split("\n\n")
@@ -162,7 +177,115 @@ impl PrivateApt {
             &self.root.join("resolved.json"),
             &serde_json::to_vec_pretty(&rows)?,
         )?;
+        self.remember(&entries)?;
         Ok(())
+    }
+
+    /// How long ago the last good refresh was, in words.
+    fn age(&self) -> Option<String> {
+        let t = self
+            .root
+            .join("resolved.json")
+            .metadata()
+            .ok()?
+            .modified()
+            .ok()?;
+        let h = t.elapsed().ok()?.as_secs() / 3600;
+        Some(if h < 48 {
+            format!("{h} h")
+        } else {
+            format!("{} days", h / 24)
+        })
+    }
+
+    /// Every index entry ever seen (`known.json`): a pinned version stays verifiable after
+    /// the archive drops it, as long as its download is cached.
+    fn known(&self) -> Vec<IndexEntry> {
+        let rows: Vec<[String; 5]> = std::fs::read(self.root.join("known.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|[package, version, filename, sha256, size]| {
+                Some(IndexEntry {
+                    package,
+                    version,
+                    filename,
+                    sha256,
+                    size: size.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn remember(&self, entries: &[IndexEntry]) -> anyhow::Result<()> {
+        let mut all = self.known();
+        let before = all.len();
+        for e in entries {
+            if !all.contains(e) {
+                all.push(e.clone());
+            }
+        }
+        if all.len() == before && self.root.join("known.json").exists() {
+            return Ok(());
+        }
+        let rows: Vec<[String; 5]> = all
+            .iter()
+            .map(|e| {
+                [
+                    e.package.clone(),
+                    e.version.clone(),
+                    e.filename.clone(),
+                    e.sha256.clone(),
+                    e.size.to_string(),
+                ]
+            })
+            .collect();
+        crate::cache::write_atomic(
+            &self.root.join("known.json"),
+            &serde_json::to_vec_pretty(&rows)?,
+        )
+    }
+
+    /// `package` at exactly `version` (a pin in kernels.toml): from the entries seen before,
+    /// else from the index (which may no longer carry it).
+    pub fn pinned(&self, package: &str, version: &str) -> anyhow::Result<IndexEntry> {
+        if let Some(e) = self
+            .known()
+            .into_iter()
+            .find(|e| e.package == package && e.version == version)
+        {
+            return Ok(e);
+        }
+        let out = self
+            .apt("apt-cache")
+            .args(["show", &format!("{package}={version}")])
+            .output_tracked()
+            .context("run apt-cache show")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let entry = text
+            .split("\n\n")
+            .find(|r| !r.trim().is_empty())
+            .map(parse_index_entry)
+            .transpose()?
+            .filter(|e| e.version == version);
+        let Some(entry) = entry else {
+            let newest = self.newest(package).map(|e| e.version).unwrap_or_default();
+            bail!(
+                "kernels.toml pins {package} {version}, but the archive's index no longer has it and this cache never saw it \
+                 (the newest is {newest}): run `cargo xtask kernels --update` to move the pin"
+            );
+        };
+        self.remember(std::slice::from_ref(&entry))?;
+        Ok(entry)
+    }
+
+    /// The version kernels.toml pins, or the newest in the index.
+    pub fn entry(&self, package: &str, pin: Option<&str>) -> anyhow::Result<IndexEntry> {
+        match pin {
+            Some(v) => self.pinned(package, v),
+            None => self.newest(package),
+        }
     }
 
     fn resolved(&self) -> Option<Vec<IndexEntry>> {
@@ -234,7 +357,7 @@ impl PrivateApt {
             .apt("apt-get")
             .current_dir(&tmp)
             .args(["download", &format!("{}={}", entry.package, entry.version)])
-            .output()
+            .output_tracked()
             .context("run apt-get download")?;
         let got = std::fs::read_dir(&tmp)?
             .flatten()

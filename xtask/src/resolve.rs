@@ -136,7 +136,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let mut out = Vec::new();
     for (name, spec) in selected {
-        let entry = aptc.newest(&spec.package)?;
+        let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
         let cache = s.cache;
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
@@ -202,7 +202,7 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
     let (name, spec) = list.select(Some(name))?.remove(0);
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
-    let entry = aptc.newest(&spec.package)?;
+    let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
     let identity = format!(
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256

@@ -117,7 +117,18 @@ impl Session {
     }
 
     pub fn kernels(&mut self, k: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+        self.clean_dead_staging();
         resolve::resolve(self.places(), k)
+    }
+
+    /// Staging folders of runs that were killed go before this run uses the cache.
+    fn clean_dead_staging(&mut self) {
+        for p in crate::inventory::remove_dead_staging(&self.cache) {
+            self.progress.note(&format!(
+                "removed {}, left by a run that was killed",
+                p.display()
+            ));
+        }
     }
 
     /// The cache key a kernel of the list builds under, resolved against the index now.
