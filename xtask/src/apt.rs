@@ -91,6 +91,8 @@ impl PrivateApt {
         if !Path::new(KEYRING).exists() {
             bail!("{KEYRING} is missing: install it with `apt-get install debian-archive-keyring`");
         }
+        // Two runs at once share this state: one refreshes, the other waits and finds it fresh.
+        let _lock = crate::cache::lock(&self.root.join("update.lock"))?;
         let mirrors = Mirrors::from_system()?;
         let list = suites
             .iter()

@@ -25,6 +25,7 @@ mod mutation;
 mod progress;
 mod resolve;
 mod selftest;
+mod selftest_cache;
 mod session;
 mod source;
 

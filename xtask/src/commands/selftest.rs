@@ -8,6 +8,7 @@ use libtest_mimic::{Failed, Trial};
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::selftest;
+use crate::selftest_cache;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -90,6 +91,43 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
+    // Whole runs on scratch caches seeded from this kernel's entries.
+    let seed = std::sync::Arc::new(selftest_cache::Seed::of(&kernel)?);
+    let scratch = std::env::temp_dir().join(format!("ue-selftest-{}", std::process::id()));
+    let exe = std::env::current_exe()?;
+    {
+        let (seed, scratch, exe, runs_dir) =
+            (seed.clone(), scratch.clone(), exe.clone(), runs_dir.clone());
+        trials.push(Trial::test(
+            "selftest::interrupt_at_every_stage",
+            move || {
+                let times = selftest_cache::interrupt_every_stage(&exe, &seed, &scratch, &runs_dir)
+                    .map_err(|e| Failed::from(format!("{e:#}")))?;
+                for t in &times {
+                    eprintln!(
+                        "  {:?} {}: exited {} ms after the signal",
+                        t.stage, t.signal, t.exit_ms
+                    );
+                }
+                Ok(())
+            },
+        ));
+    }
+    {
+        let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
+        trials.push(Trial::test("selftest::offline_after_one_run", move || {
+            selftest_cache::offline_after_one_run(&exe, &seed, &scratch)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        }));
+    }
+    {
+        let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
+        let patch = s.configs.join("selftest/warn-in-unreg.patch");
+        trials.push(Trial::test("selftest::two_runs_at_once", move || {
+            selftest_cache::two_runs_at_once(&exe, &seed, &scratch, &patch)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        }));
+    }
     let xtask = std::env::current_exe()?;
     trials.push(Trial::test(
         "selftest::ctrl_c_leaves_nothing_running",
@@ -100,5 +138,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     ));
     // One VM at a time: the cases measure time limits, and the machine is small.
     args.test_threads = Some(1);
-    Ok(libtest_mimic::run(&args, trials).exit_code())
+    let conclusion = libtest_mimic::run(&args, trials);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(conclusion.exit_code())
 }
