@@ -550,6 +550,32 @@ mod tests {
             .contains("Version"));
     }
 
+    /// A pinned version the cache has seen is found without the index (offline, or after the
+    /// archive dropped it); one it never saw, with no index, is one message naming the fix.
+    #[test]
+    fn a_pin_is_served_from_what_the_cache_saw() {
+        let d = tempfile::tempdir().unwrap();
+        let apt = PrivateApt::new(d.path());
+        std::fs::create_dir_all(d.path().join("apt")).unwrap();
+        let e = IndexEntry {
+            package: "linux-source-6.12".into(),
+            version: "6.12.117-1~deb12u1".into(),
+            filename: "pool/x.deb".into(),
+            sha256: "ab".into(),
+            size: 1,
+        };
+        apt.remember(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(apt.entry(&e.package, Some(&e.version)).unwrap(), e);
+        let err = format!(
+            "{:#}",
+            apt.entry(&e.package, Some("6.12.999-1")).unwrap_err()
+        );
+        assert!(
+            err.contains("kernels --update") || err.contains("apt-cache"),
+            "{err}"
+        );
+    }
+
     /// A sid host names no -security suite: the security mirror is the Debian mirror's
     /// sibling, and the error for no Debian mirror at all blames no distribution.
     #[test]

@@ -372,4 +372,43 @@ mod tests {
             ]
         );
     }
+
+    /// gc on a real folder: an old build of another version goes, marker first; one a run
+    /// holds the lock of stays; sizes count hard-linked files once.
+    #[test]
+    fn gc_removes_old_entries_but_not_one_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        let build = |key: &str, version: &str| {
+            let e = d.path().join("builds").join(key);
+            std::fs::create_dir_all(e.join("src/out")).unwrap();
+            std::fs::write(e.join("src/out/bzImage"), vec![0u8; 8192]).unwrap();
+            std::fs::write(
+                e.join("COMPLETE.json"),
+                format!(r#"{{"identity": "deb:k={version} sha256:00", "patches": []}}"#),
+            )
+            .unwrap();
+            e
+        };
+        let (old, held) = (build("aaaa", "1"), build("bbbb", "1"));
+        std::fs::hard_link(old.join("src/out/bzImage"), held.join("src/out/linked")).unwrap();
+        let all = entries(d.path(), true);
+        assert_eq!(all.len(), 2);
+        assert!(all
+            .iter()
+            .all(|e| e.package_version == Some(("k".into(), "1".into()))));
+        assert!(
+            all[0].bytes >= 8192 && all[1].bytes < all[0].bytes + 8192,
+            "{all:?}"
+        );
+        let _lock = crate::cache::try_lock(&d.path().join("builds/bbbb.lock")).unwrap();
+        let far = SystemTime::now() + Duration::from_secs(365 * 86_400);
+        let gone = collectable(&all, &Kept::new(), Duration::from_secs(86_400), far);
+        assert_eq!(gone.len(), 2);
+        assert!(remove(&gone[0]).unwrap());
+        assert!(!remove(&gone[1]).unwrap(), "a held entry stays");
+        assert!(!old.exists() && held.join("COMPLETE.json").exists());
+        // Kept by version: nothing goes.
+        let kept: Kept = [("k".to_owned(), "1".to_owned())].into();
+        assert!(collectable(&entries(d.path(), false), &kept, Duration::ZERO, far).is_empty());
+    }
 }

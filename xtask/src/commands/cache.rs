@@ -60,7 +60,7 @@ pub fn run(a: CacheArgs) -> anyhow::Result<ExitCode> {
                     ""
                 };
                 println!(
-                    "{:>9}  {:<8}  used {age:>5} ago  {pin:<6}  {pv} {}  {}",
+                    "{:>9}  {:<8}  used {age:>5} ago  {pin:<7}  {pv} {}  {}",
                     inventory::human(e.bytes),
                     format!("{:?}", e.kind).to_lowercase(),
                     e.about,
