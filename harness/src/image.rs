@@ -98,6 +98,7 @@ mod tests {
             poll_deadline_ms: 2,
             kselftests: vec![],
             stop_at_first_failure: false,
+            guest_tests: vec![],
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -126,6 +127,7 @@ mod tests {
             poll_deadline_ms: 1,
             kselftests: vec![],
             stop_at_first_failure: false,
+            guest_tests: vec![],
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use result_channel::{KselftestPlan, Plan, Record};
+use result_channel::{GuestTestPlan, KselftestPlan, Plan, Record};
 
 use crate::image::{self, ExtraFile, Manifest};
 use crate::model::{
-    KernelRun, KernelUnderTest, KselftestBinary, Origin, Restart, ScenarioInfo, ScenarioVerdict,
-    SuiteOptions, Verdict, HEALTH,
+    GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, KselftestBinary, Origin, Restart,
+    ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict, HEALTH,
 };
 use crate::qemu::QemuConfig;
 use crate::verdict;
@@ -23,12 +23,19 @@ pub struct Selection {
     pub scenarios: Vec<ScenarioInfo>,
     /// Upstream selftest programs by name (`abi_test`, ...).
     pub kselftests: Vec<String>,
+    /// Other people's test programs, a libtest program's tests narrowed to those selected.
+    pub guest: Vec<GuestProgram>,
 }
 
 impl Selection {
     pub fn is_empty(&self) -> bool {
-        self.scenarios.is_empty() && self.kselftests.is_empty()
+        self.scenarios.is_empty() && self.kselftests.is_empty() && self.guest.is_empty()
     }
+}
+
+/// Where a guest test program lands in the initramfs.
+fn guest_path(p: &GuestProgram) -> String {
+    format!("bin/guest/{}", p.name)
 }
 
 /// The plan the guest reads, and the programs the initramfs must carry for it.
@@ -56,6 +63,18 @@ pub fn plan<'k>(
             })
             .collect(),
         stop_at_first_failure: opts.stop_at_first_failure,
+        guest_tests: sel
+            .guest
+            .iter()
+            .map(|g| GuestTestPlan {
+                program: g.name.clone(),
+                path: format!("/{}", guest_path(g)),
+                args: g.args.clone(),
+                env: g.env.clone(),
+                timeout_ms: (g.timeout * k).as_millis() as u64,
+                style: g.style.clone(),
+            })
+            .collect(),
     };
     (plan, programs)
 }
@@ -147,6 +166,10 @@ fn boot(
                 source: b.path()?.clone(),
             })
         })
+        .chain(sel.guest.iter().map(|g| ExtraFile {
+            path: guest_path(g),
+            source: g.path.clone(),
+        }))
         .collect();
     let manifest = Manifest::load(&opts.manifest)?;
     let initrd = dir.join("initramfs.cpio");
@@ -165,7 +188,8 @@ fn boot(
         extra_cmdline: String::new(),
         result_socket: socket_path(dir),
     };
-    let limits = opts.limits(sel.scenarios.len(), &programs);
+    let mut limits = opts.limits(sel.scenarios.len(), &programs);
+    limits.add_programs(opts.guest_limits(&sel.guest));
     let report = vm::run(&qemu, dir, &limits);
     // The image is rebuilt every run and is the largest artifact: keep logs, not the image.
     let _ = std::fs::remove_file(&initrd);
@@ -177,8 +201,13 @@ fn boot(
         .iter()
         .map(|b| result_channel::kselftest_name(&b.name))
         .collect();
-    let mut verdicts =
-        verdict::verdicts(&report, &sel.scenarios, &planned_programs, &kernel.expected);
+    let mut verdicts = verdict::verdicts_with_guest(
+        &report,
+        &sel.scenarios,
+        &planned_programs,
+        &sel.guest,
+        &kernel.expected,
+    );
     verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
     for p in sel.kselftests.iter().filter(|p| !known(p)) {
         verdicts.push(ScenarioVerdict::new(
@@ -226,8 +255,41 @@ pub fn not_started(report: &vm::VmReport, sel: &Selection) -> Option<Selection> 
             .filter(|p| !started.contains(result_channel::kselftest_name(p).as_str()))
             .cloned()
             .collect(),
+        guest: sel
+            .guest
+            .iter()
+            .filter_map(|g| not_started_part(g, &started))
+            .collect(),
     };
     (!rest.is_empty()).then_some(rest)
+}
+
+/// The part of a guest program the dead VM never started: a libtest program's unstarted
+/// tests, or the whole program if it never started.
+fn not_started_part(g: &GuestProgram, started: &HashSet<&str>) -> Option<GuestProgram> {
+    match &g.style {
+        GuestTestStyle::Program => {
+            let name = result_channel::guest_test_name(&g.name, None);
+            (!started.contains(name.as_str())).then(|| g.clone())
+        }
+        GuestTestStyle::Libtest { tests, .. } => {
+            let left: Vec<String> = tests
+                .iter()
+                .filter(|t| {
+                    !started.contains(result_channel::guest_test_name(&g.name, Some(t)).as_str())
+                })
+                .cloned()
+                .collect();
+            if left.is_empty() {
+                return None;
+            }
+            let mut part = g.clone();
+            if let GuestTestStyle::Libtest { tests, .. } = &mut part.style {
+                *tests = left;
+            }
+            Some(part)
+        }
+    }
 }
 
 /// The record names a selection plans: scenarios, and upstream programs by record name.
@@ -240,6 +302,7 @@ fn planned_names(sel: &Selection) -> Vec<String> {
                 .iter()
                 .map(|p| result_channel::kselftest_name(p)),
         )
+        .chain(sel.guest.iter().flat_map(GuestProgram::record_names))
         .collect()
 }
 
@@ -382,6 +445,7 @@ mod tests {
         Selection {
             scenarios: ["a::one", "a::two", "a::three"].map(info).to_vec(),
             kselftests: vec!["abi_test".into(), "dyn_test".into()],
+            guest: vec![],
         }
     }
 
@@ -406,6 +470,50 @@ mod tests {
         let rest = not_started(&r, &sel()).expect("dyn_test is left");
         assert!(rest.scenarios.is_empty());
         assert_eq!(rest.kselftests, ["dyn_test"]);
+    }
+
+    /// Other people's programs: a libtest program that died in one test reruns only the
+    /// tests it never started; a plain program that started is not rerun.
+    #[test]
+    fn a_guest_program_reruns_only_its_unstarted_tests() {
+        let prog = |name: &str, style: GuestTestStyle| GuestProgram {
+            name: name.into(),
+            path: "p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            style,
+        };
+        let mut s = sel();
+        s.guest = vec![
+            prog(
+                "lib",
+                GuestTestStyle::Libtest {
+                    tests: vec!["t1".into(), "t2".into(), "t3".into()],
+                    json: false,
+                },
+            ),
+            prog("plain", GuestTestStyle::Program),
+        ];
+        let r = report(
+            vm::VmEnd::KernelPanicked,
+            &[
+                "a::one",
+                "a::two",
+                "a::three",
+                "kselftest::abi_test",
+                "kselftest::dyn_test",
+                "guest::lib::t1",
+                "guest::lib::t2",
+            ],
+            Some("guest::lib::t2"),
+        );
+        let rest = not_started(&r, &s).expect("t3 and plain are left");
+        assert_eq!(rest.guest.len(), 2);
+        assert!(
+            matches!(&rest.guest[0].style, GuestTestStyle::Libtest { tests, .. } if tests == &["t3".to_owned()])
+        );
+        assert_eq!(planned_names(&rest), ["guest::lib::t3", "guest::plain"]);
     }
 
     #[test]

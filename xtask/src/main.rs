@@ -4,7 +4,7 @@
 //!
 //! The pipeline's stages, in the order data flows: [`kernels`] (the list) → [`apt`]
 //! (download) → [`source`] (extract, patch) → [`kconfig`] → [`kbuild`] (cached) and
-//! [`kselftests`] → [`resolve`] (a bootable kernel) → [`guest`] (static binaries) → the
+//! [`kselftests`] → [`resolve`] (a bootable kernel) → [`guest`] (static binaries; [`guest_programs`]: other people's tests) → the
 //! `harness` crate (initramfs, QEMU, results, verdicts, trials and reports).
 
 mod apt;
@@ -14,6 +14,8 @@ mod children;
 mod commands;
 mod exit;
 mod guest;
+mod guest_programs;
+mod guest_selftest;
 mod host_tools;
 mod inventory;
 mod kbuild;

@@ -73,6 +73,7 @@ fn names(list: &[&str]) -> Selection {
     Selection {
         scenarios: list.iter().map(info).collect(),
         kselftests: vec![],
+        ..Default::default()
     }
 }
 
@@ -249,6 +250,7 @@ pub fn slow_fault_worker_keeps_munmap_deterministic(
         &Selection {
             scenarios: munmap.clone(),
             kselftests: vec![],
+            ..Default::default()
         },
     )?;
     for s in &munmap {
@@ -289,6 +291,7 @@ pub fn a_dead_vm_costs_one_scenario(
     let sel = Selection {
         scenarios: scenarios.clone(),
         kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        guest: vec![],
     };
     let run = run_kernel(k, &o, &sel)?;
     expect_fail(

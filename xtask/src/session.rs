@@ -163,6 +163,7 @@ impl Session {
             kselftests: r.kselftest,
             stop_at_first_failure: false,
             max_restarts: r.max_restarts,
+            guest_programs: vec![],
         }
     }
 
