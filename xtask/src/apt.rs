@@ -331,6 +331,8 @@ impl PrivateApt {
             entry.package,
             entry.version.replace(':', "%3a")
         ));
+        // Two runs at once download a package once: the second waits, then verifies it.
+        let _lock = crate::cache::lock(&deb.with_extension("deb.lock"))?;
         if deb.exists() {
             match verify(&deb, entry) {
                 Ok(()) => {
