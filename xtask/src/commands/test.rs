@@ -78,6 +78,19 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
                 r.cost_ms.map_or("-".into(), |c| format!("{:.1}", c as f64 / 1000.0))
             );
         }
+        let not_run = run
+            .verdicts
+            .iter()
+            .filter(|v| matches!(&v.verdict, harness::model::Verdict::Fail(m) if m.starts_with("not run")))
+            .count();
+        if not_run > 0 && run.report.kernel_release.is_some() {
+            eprintln!(
+                "{}: {not_run} planned record(s) not run: {} of at most {} fresh VM(s) used (--max-restarts)",
+                run.kernel.label,
+                run.restarts.len(),
+                opts.max_restarts
+            );
+        }
         let guest_tests = run
             .verdicts
             .iter()
