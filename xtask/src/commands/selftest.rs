@@ -93,7 +93,8 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         },
     ));
     // Whole runs on scratch caches seeded from this kernel's entries.
-    let seed = std::sync::Arc::new(selftest_cache::Seed::of(&kernel)?);
+    // A ready --kernel-image has no cache entries to seed from: only these cases fail then.
+    let seed = std::sync::Arc::new(selftest_cache::Seed::of(&kernel).map_err(|e| format!("{e:#}")));
     let scratch = std::env::temp_dir().join(format!("ue-selftest-{}", std::process::id()));
     let exe = std::env::current_exe()?;
     {
@@ -102,8 +103,13 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         trials.push(Trial::test(
             "selftest::interrupt_at_every_stage",
             move || {
-                let times = selftest_cache::interrupt_every_stage(&exe, &seed, &scratch, &runs_dir)
-                    .map_err(|e| Failed::from(format!("{e:#}")))?;
+                let times = selftest_cache::interrupt_every_stage(
+                    &exe,
+                    seed_of(&seed)?,
+                    &scratch,
+                    &runs_dir,
+                )
+                .map_err(|e| Failed::from(format!("{e:#}")))?;
                 for t in &times {
                     eprintln!(
                         "  {:?} {}: exited {} ms after the signal",
@@ -117,7 +123,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     {
         let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
         trials.push(Trial::test("selftest::offline_after_one_run", move || {
-            selftest_cache::offline_after_one_run(&exe, &seed, &scratch)
+            selftest_cache::offline_after_one_run(&exe, seed_of(&seed)?, &scratch)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         }));
     }
@@ -125,7 +131,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
         let patch = s.configs.join("selftest/warn-in-unreg.patch");
         trials.push(Trial::test("selftest::two_runs_at_once", move || {
-            selftest_cache::two_runs_at_once(&exe, &seed, &scratch, &patch)
+            selftest_cache::two_runs_at_once(&exe, seed_of(&seed)?, &scratch, &patch)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         }));
     }
@@ -181,4 +187,13 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     let conclusion = libtest_mimic::run(&args, trials);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(conclusion.exit_code())
+}
+
+/// The seed of the scratch-cache cases, or why there is none.
+fn seed_of(seed: &Result<selftest_cache::Seed, String>) -> Result<&selftest_cache::Seed, Failed> {
+    seed.as_ref().map_err(|e| {
+        Failed::from(format!(
+            "no cache entries to seed a scratch cache from: {e}"
+        ))
+    })
 }
