@@ -74,6 +74,11 @@ pub fn run(a: CacheArgs) -> anyhow::Result<ExitCode> {
             );
         }
         Some(CacheCmd::Gc { keep_days, dry_run }) => {
+            if !dry_run {
+                for p in inventory::remove_dead_staging(&s.cache) {
+                    println!("removed {}, left by a run that was killed", p.display());
+                }
+            }
             let keep = Duration::from_secs(keep_days * 86_400);
             let gone = inventory::collectable(&entries, &kept, keep, now);
             let mut freed = 0;
