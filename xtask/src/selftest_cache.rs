@@ -265,8 +265,9 @@ fn interrupt_at(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Into the stage: its child is running.
-    std::thread::sleep(Duration::from_millis(700));
+    // Into the stage: its child is running (a fast mirror downloads 150 MB in a second or
+    // two, so not longer).
+    std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
     unsafe { libc::kill(child.id() as i32, signal.0) };
     let code = wait_exit(&mut child, Duration::from_secs(5))?;
