@@ -50,12 +50,13 @@ pub fn run(a: CacheArgs) -> anyhow::Result<ExitCode> {
                     .last_used
                     .and_then(|t| now.duration_since(t).ok())
                     .map_or("-".to_owned(), |d| format!("{} d", d.as_secs() / 86_400));
+                // A pin, or the newest version an unpinned kernel would use now: gc keeps it.
                 let pin = if e
                     .package_version
                     .as_ref()
                     .is_some_and(|pv| kept.contains(pv))
                 {
-                    "pinned"
+                    "current"
                 } else {
                     ""
                 };
