@@ -240,6 +240,7 @@ mod tests {
             },
             report,
             verdicts,
+            restarts: vec![],
         }
     }
 

@@ -184,10 +184,10 @@ pub fn run(
         let extra = unreported_named_tests(args, &run, &sel);
         run.verdicts.extend(extra);
         on_run(&run);
-        let console = run.report.console_log.clone();
         for v in &run.verdicts {
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
-            let (label, console, scenario) = (k.label.clone(), console.clone(), v.name.clone());
+            let console = run.console_log_of(&v.name).to_owned();
+            let (label, scenario) = (k.label.clone(), v.name.clone());
             trials.push(Trial::ignorable_test(
                 trial_name(&k.label, &v.name),
                 move || conclude(&label, &scenario, verdict, snaps, console),
@@ -263,6 +263,7 @@ mod tests {
             },
             report,
             verdicts,
+            restarts: vec![],
         }
     }
 

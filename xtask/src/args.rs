@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
     #[arg(long)]
     pub kselftest: bool,
+    /// Fresh VMs to boot per kernel after a VM dies mid-run (panic, unkillable hang,
+    /// silence), each running the scenarios the dead one never started.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_restarts: u32,
 }
 
 impl Default for RunArgs {
@@ -80,6 +84,7 @@ impl Default for RunArgs {
             boot_timeout: 10,
             stress: false,
             kselftest: false,
+            max_restarts: 3,
         }
     }
 }
