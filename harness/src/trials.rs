@@ -126,6 +126,7 @@ fn unreported_named_tests(
                     Verdict::Pass => "it exited 0 without reporting this test".to_owned(),
                     Verdict::Fail(m) => format!("it failed: {}", m.lines().next().unwrap_or("")),
                     Verdict::Ignored(m) => format!("it was ignored: {m}"),
+                    Verdict::KnownBug { bug, .. } => format!("it showed known bug {bug}"),
                 });
         out.push(ScenarioVerdict::new(
             wanted,
@@ -183,10 +184,10 @@ pub fn run(
         let extra = unreported_named_tests(args, &run, &sel);
         run.verdicts.extend(extra);
         on_run(&run);
-        let console = run.report.console_log.clone();
         for v in &run.verdicts {
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
-            let (label, console, scenario) = (k.label.clone(), console.clone(), v.name.clone());
+            let console = run.console_log_of(&v.name).to_owned();
+            let (label, scenario) = (k.label.clone(), v.name.clone());
             trials.push(Trial::ignorable_test(
                 trial_name(&k.label, &v.name),
                 move || conclude(&label, &scenario, verdict, snaps, console),
@@ -218,6 +219,10 @@ fn conclude(
             Ok(Completion::Completed)
         }
         Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+        // Shown as ignored with the bug's line, so it does not fail the run.
+        known @ Verdict::KnownBug { .. } => Ok(Completion::ignored_with(
+            known.known_bug_line().unwrap_or_default(),
+        )),
         Verdict::Fail(msg) => Err(format!("{msg}\n  console log: {}", console.display()).into()),
     }
 }
@@ -258,6 +263,7 @@ mod tests {
             },
             report,
             verdicts,
+            restarts: vec![],
         }
     }
 

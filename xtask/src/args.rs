@@ -34,6 +34,16 @@ pub struct KernelArgs {
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     pub no_install: bool,
+    /// Apply the proposed fixes of the kernel's known bugs (kernels.toml `known_bugs`, files in
+    /// kernel-configs/fixes/) on top of its own patches; their scenarios must then pass.
+    /// Trials are named `<kernel>+fixes::...`.
+    #[arg(long, conflicts_with_all = ["kernel_tree", "kernel_image"])]
+    pub fixes: bool,
+    /// Run the upstream selftests of this kernel of the list (built from its tree) against the
+    /// kernel under test, instead of the kernel's own tree's (implies --kselftest). `matrix`
+    /// uses the newest kernel of the list with the same ABI generation unless this is given.
+    #[arg(long, value_name = "KERNEL")]
+    pub kselftest_from: Option<String>,
     /// The debug variant: add kernel-configs/debug.config (KASAN, KFENCE, DEBUG_VM, lockdep,
     /// atomic-sleep checks); trials are named `<kernel>-debug::...`.
     #[arg(long)]
@@ -64,6 +74,10 @@ pub struct RunArgs {
     /// The guest's vCPUs (default: as many as the host has cores).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: Option<u32>,
+    /// Fresh VMs to boot per kernel after a VM dies mid-run (panic, unkillable hang,
+    /// silence), each running the scenarios the dead one never started.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_restarts: u32,
 }
 
 impl Default for RunArgs {
@@ -76,6 +90,7 @@ impl Default for RunArgs {
             stress: false,
             kselftest: false,
             cpus: None,
+            max_restarts: 3,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use harness::model::{Expectation, Feature};
+use harness::model::{Expectation, Feature, KnownBug};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -19,6 +19,11 @@ pub struct KernelList {
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     pub package: String,
+    /// A pinned package version (`version = "6.12.117-1~deb12u1"`): a new upload to the
+    /// archive changes nothing until `cargo xtask kernels --update` moves the pin. Without
+    /// it, the newest version in the archive is used.
+    #[serde(default)]
+    pub version: Option<String>,
     pub suites: Vec<String>,
     pub fragments: Vec<String>,
     #[serde(default)]
@@ -29,6 +34,24 @@ pub struct KernelSpec {
     /// What this kernel must have (names of [`Feature`]): a scenario may be `ignored` here
     /// only for a feature not in this list.
     pub features: Vec<String>,
+    /// The kernel bugs this kernel carries (`[[kernel."6.12".known_bugs]]`).
+    #[serde(default)]
+    pub known_bugs: Vec<KnownBugSpec>,
+}
+
+/// One known bug of one kernel: the scenario that shows it, its cause, and the patch that
+/// fixes it in this kernel's tree (applied by `--fixes`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownBugSpec {
+    /// Also the write-up's name: `docs/kernel-bugs/<name>.md`.
+    pub name: String,
+    /// The trial name without the kernel (`trace::format_array_fields`).
+    pub scenario: String,
+    /// One line.
+    pub cause: String,
+    /// Relative to kernel-configs/, normally `fixes/<...>.patch`.
+    pub fix: String,
 }
 
 impl KernelList {
@@ -58,7 +81,20 @@ impl KernelList {
             }
             parse_features(&k.features)
                 .with_context(|| format!("{}: kernel {name:?}", path.display()))?;
-            for f in k.fragments.iter().chain(&k.patches) {
+            for b in &k.known_bugs {
+                if b.name.is_empty() || b.scenario.is_empty() || b.cause.trim().is_empty() {
+                    bail!(
+                        "{}: kernel {name:?} has a known bug without a name, scenario or cause",
+                        path.display()
+                    );
+                }
+            }
+            for f in k
+                .fragments
+                .iter()
+                .chain(&k.patches)
+                .chain(k.known_bugs.iter().map(|b| &b.fix))
+            {
                 if !dir.join(f).is_file() {
                     bail!(
                         "{}: kernel {name:?} names {f:?}, which is not a file in {}",
@@ -69,6 +105,19 @@ impl KernelList {
             }
         }
         Ok(list)
+    }
+
+    /// The newest kernel of the list (by the version its name starts with: `7.3-rc` > `7.2` >
+    /// `6.12`) whose ABI generation (remote_write or status_page) is `name`'s; None for a name
+    /// not in the list.
+    pub fn newest_of_same_abi(&self, name: &str) -> Option<String> {
+        let abi = |k: &KernelSpec| k.features.iter().any(|f| f == Feature::RemoteWrite.name());
+        let mine = abi(self.kernels.get(name)?);
+        self.kernels
+            .iter()
+            .filter(|(_, k)| abi(k) == mine)
+            .max_by_key(|(n, _)| version_of(n))
+            .map(|(n, _)| n.clone())
     }
 
     /// Every suite any kernel needs, in a stable order.
@@ -124,6 +173,40 @@ impl KernelList {
     }
 }
 
+/// The numbers a kernel's name starts with: `7.3-rc` → [7, 3].
+fn version_of(name: &str) -> Vec<u32> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .map_while(|p| p.parse().ok())
+        .collect()
+}
+
+/// `kernels.toml`'s text with kernel `name`'s pin set to `version` (comments and order kept):
+/// the `version` line of its section replaced, or added after its `package` line.
+pub fn with_pin(text: &str, name: &str, version: &str) -> anyhow::Result<String> {
+    let header = format!("[kernel.\"{name}\"]");
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .with_context(|| format!("no {header} section"))?;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |i| start + 1 + i);
+    let pin = format!("version = \"{version}\"");
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let key_is = |l: &str, k: &str| l.split('=').next().is_some_and(|x| x.trim() == k);
+    if let Some(i) = (start + 1..end).find(|&i| key_is(lines[i], "version")) {
+        out[i] = pin;
+    } else {
+        let after = (start + 1..end)
+            .find(|&i| key_is(lines[i], "package"))
+            .with_context(|| format!("{header} has no package line"))?;
+        out.insert(after + 1, pin);
+    }
+    Ok(out.join("\n") + if text.ends_with('\n') { "\n" } else { "" })
+}
+
 /// Feature names as `kernels.toml` and `--features` write them.
 pub fn parse_features(names: &[String]) -> anyhow::Result<std::collections::BTreeSet<Feature>> {
     names
@@ -149,7 +232,28 @@ impl KernelSpec {
         Expectation {
             features: parse_features(&self.features).unwrap_or_default(),
             source: format!("kernel-configs/kernels.toml [kernel.\"{name}\"]"),
+            known_bugs: self
+                .known_bugs
+                .iter()
+                .map(|b| KnownBug {
+                    name: b.name.clone(),
+                    scenario: b.scenario.clone(),
+                    cause: b.cause.clone(),
+                })
+                .collect(),
         }
+    }
+
+    /// The fixes of this kernel's known bugs (`--fixes`), each once, in the list's order.
+    pub fn fix_paths(&self, dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = Vec::new();
+        for b in &self.known_bugs {
+            let p = dir.join(&b.fix);
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v
     }
 
     pub fn fragment_paths(&self, dir: &Path) -> Vec<PathBuf> {
@@ -163,6 +267,27 @@ impl KernelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_is_moved_or_added_in_its_own_section_only() {
+        let text = "default = \"a\"\n# about a\n[kernel.\"a\"]\npackage = \"p\"\nversion = \"1\"\nsuites = []\n\n[kernel.\"b\"]\npackage = \"q\"\nsuites = []\n";
+        let moved = with_pin(text, "a", "2").unwrap();
+        assert!(
+            moved.contains("[kernel.\"a\"]\npackage = \"p\"\nversion = \"2\"\n"),
+            "{moved}"
+        );
+        assert!(moved.contains("# about a"));
+        let added = with_pin(&moved, "b", "7~rc1").unwrap();
+        assert!(
+            added.ends_with("[kernel.\"b\"]\npackage = \"q\"\nversion = \"7~rc1\"\nsuites = []\n"),
+            "{added}"
+        );
+        assert!(
+            added.contains("version = \"2\""),
+            "a's pin untouched: {added}"
+        );
+        assert!(with_pin(text, "c", "1").is_err());
+    }
 
     #[test]
     fn the_shipped_list_loads_and_unknown_names_are_explained() {
@@ -187,6 +312,45 @@ mod tests {
         let twice = list.select(Some("6.12,6.12, 6.12")).unwrap();
         assert_eq!(twice.len(), 1);
         assert_eq!(list.select(Some("all")).unwrap().len(), list.kernels.len());
+    }
+
+    /// Every known bug has its write-up, and every fix in kernel-configs/fixes/ is some
+    /// kernel's: `--fixes` applies exactly the files the list names.
+    #[test]
+    fn known_bugs_have_write_ups_and_every_fix_is_used() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kernel-bugs");
+        let mut used = std::collections::BTreeSet::new();
+        for (name, k) in &list.kernels {
+            for b in &k.known_bugs {
+                assert!(
+                    docs.join(format!("{}.md", b.name)).is_file(),
+                    "{name}: {} has no docs/kernel-bugs/{}.md",
+                    b.name,
+                    b.name
+                );
+                used.insert(dir.join(&b.fix));
+            }
+        }
+        for e in std::fs::read_dir(dir.join("fixes")).unwrap().flatten() {
+            assert!(
+                used.contains(&e.path()),
+                "{} is no kernel's fix in kernels.toml",
+                e.path().display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_newest_kernel_of_the_same_abi_gives_the_selftests() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        assert_eq!(version_of("7.3-rc"), vec![7, 3]);
+        assert!(version_of("6.12") > version_of("6.9"));
+        assert_eq!(list.newest_of_same_abi("6.12").as_deref(), Some("7.3-rc"));
+        assert_eq!(list.newest_of_same_abi("6.1").as_deref(), Some("6.1"));
+        assert_eq!(list.newest_of_same_abi("5.0"), None);
     }
 
     #[test]

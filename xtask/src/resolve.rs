@@ -21,11 +21,13 @@ pub struct Resolved {
     pub build_secs: Option<f64>,
 }
 
-/// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+patched`.
-pub fn label(name: &str, debug: bool, patched: bool) -> String {
+/// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+fixes`,
+/// `6.12+patched`.
+pub fn label(name: &str, debug: bool, fixes: bool, patched: bool) -> String {
     format!(
-        "{name}{}{}",
+        "{name}{}{}{}",
         if debug { "-debug" } else { "" },
+        if fixes { "+fixes" } else { "" },
         if patched { "+patched" } else { "" }
     )
 }
@@ -51,7 +53,7 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
     Ok(list
         .select(a.kernel.as_deref())?
         .into_iter()
-        .map(|(n, _)| label(&n, a.debug, !a.patches.is_empty()))
+        .map(|(n, _)| label(&n, a.debug, a.fixes, !a.patches.is_empty()))
         .collect())
 }
 
@@ -78,12 +80,66 @@ pub fn prefetch_source(s: Places, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every kernel the arguments name, built (or found in the cache).
+/// Every kernel the arguments name, built (or found in the cache), with the upstream selftests
+/// of `--kselftest-from`'s tree when it is given.
 pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+    let Some(from) = &a.kselftest_from else {
+        return resolve_own(s, a);
+    };
+    let Places {
+        configs,
+        cache,
+        progress,
+    } = s;
+    let mut out = resolve_own(
+        Places {
+            configs,
+            cache,
+            progress: &mut *progress,
+        },
+        a,
+    )?;
+    // The other kernel as listed: its tree's selftests, built beside its cached build.
+    let donor_args = KernelArgs {
+        kernel: Some(from.clone()),
+        kernel_tree: None,
+        kernel_image: None,
+        patches: vec![],
+        features: None,
+        fixes: false,
+        kselftest_from: None,
+        debug: false,
+        ..a.clone()
+    };
+    let list = KernelList::load(configs)?;
+    list.select(Some(from))
+        .with_context(|| format!("--kselftest-from {from}"))?;
+    let donor = resolve_own(
+        Places {
+            configs,
+            cache,
+            progress: &mut *progress,
+        },
+        &donor_args,
+    )?
+    .remove(0)
+    .kernel;
+    for r in &mut out {
+        r.kernel.kselftests = donor.kselftests.clone();
+        r.kernel.provenance = format!(
+            "{}; upstream selftests from {} ({})",
+            r.kernel.provenance, donor.label, donor.provenance
+        );
+    }
+    Ok(out)
+}
+
+fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
         Ok(Expectation {
             features: kernels::parse_features(f)?,
             source: "--features".into(),
+            known_bugs: vec![],
         })
     });
     let overridden = overridden.transpose()?;
@@ -151,12 +207,24 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let mut out = Vec::new();
     for (name, spec) in selected {
-        let entry = aptc.newest(&spec.package)?;
+        let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
+        if spec.version.is_none() {
+            note_new_upload(s.cache, &name, &entry, s.progress);
+        }
         let cache = s.cache;
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
+        // The fixes go on top of the kernel as listed, under a --patch or a mutant: a build
+        // with them starts from the cached build without them.
+        let fixes = if a.fixes {
+            spec.fix_paths(&configs)
+        } else {
+            vec![]
+        };
+        let extra_patches = fixes.len() + patches.len();
+        all_patches.extend(fixes.iter().cloned());
         all_patches.extend(patches.iter().cloned());
-        let label = label(&name, a.debug, !patches.is_empty());
+        let label = label(&name, a.debug, a.fixes, !patches.is_empty());
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -169,7 +237,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             },
             fragments: with_debug(spec.fragment_paths(&configs)),
             patches: all_patches,
-            extra_patches: patches.len(),
+            extra_patches,
             absent: spec.absent.clone(),
             jobs,
         };
@@ -193,9 +261,17 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             provenance: format!("{} {}{patch_note}", entry.package, entry.version),
             identity: with_patches(identity, &built.record.patches),
             kselftests,
-            expected: overridden
-                .clone()
-                .unwrap_or_else(|| spec.expectation(&name)),
+            expected: {
+                let mut e = overridden
+                    .clone()
+                    .unwrap_or_else(|| spec.expectation(&name));
+                if a.fixes {
+                    // Each known bug's fix is applied: its scenario must pass now.
+                    e.known_bugs.clear();
+                    e.source = format!("{} with --fixes", e.source);
+                }
+                e
+            },
         };
         out.push(Resolved {
             kernel,
@@ -203,6 +279,30 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         });
     }
     Ok(out)
+}
+
+/// A new upload to the archive means a new download and a cold build: said once, with how
+/// to keep the version this cache has.
+fn note_new_upload(cache: &Path, name: &str, entry: &apt::IndexEntry, progress: &mut Progress) {
+    let mut cached: Vec<String> = crate::inventory::entries(cache, false)
+        .into_iter()
+        .filter_map(|e| e.package_version)
+        .filter(|(p, _)| *p == entry.package)
+        .map(|(_, v)| v)
+        .collect();
+    cached.sort();
+    cached.dedup();
+    if cached.is_empty() || cached.contains(&entry.version) {
+        return;
+    }
+    progress.note(&format!(
+        "{name}: the archive now has {} {} (this cache has {}): downloading and building it; \
+         to stay on a cached one, pin it in kernel-configs/kernels.toml (version = \"{}\")",
+        entry.package,
+        entry.version,
+        cached.join(", "),
+        cached[cached.len() - 1]
+    ));
 }
 
 fn with_patches(base: String, patches: &[String]) -> String {
@@ -217,7 +317,7 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
     let (name, spec) = list.select(Some(name))?.remove(0);
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
-    let entry = aptc.newest(&spec.package)?;
+    let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
     let identity = format!(
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256
@@ -272,6 +372,7 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     Expectation {
         features,
         source: String::new(),
+        known_bugs: vec![],
     }
 }
 
@@ -305,6 +406,7 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     Expectation {
         features,
         source: format!("the image's version {}.{}", version.0, version.1),
+        known_bugs: vec![],
     }
 }
 
@@ -460,7 +562,8 @@ mod tests {
 
     #[test]
     fn labels_follow_one_rule() {
-        assert_eq!(label("6.12", false, false), "6.12");
-        assert_eq!(label("6.12", true, true), "6.12-debug+patched");
+        assert_eq!(label("6.12", false, false, false), "6.12");
+        assert_eq!(label("6.12", true, false, true), "6.12-debug+patched");
+        assert_eq!(label("6.12", false, true, true), "6.12+fixes+patched");
     }
 }

@@ -1,12 +1,12 @@
 //! Kernel source trees: the pristine tree extracted from a source package, and the per-build
 //! copy (hard links, so seconds and no space) that patches are applied to.
 
+use crate::children::RunTracked as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use xshell::{cmd, Shell};
 
 use crate::apt::{Fetched, IndexEntry, PrivateApt};
 use crate::progress::{Progress, Step};
@@ -86,12 +86,21 @@ fn extract_into(
     label: &str,
     progress: &mut Progress,
 ) -> anyhow::Result<PathBuf> {
-    let sh = Shell::new()?;
     let data = tmp.join("data");
-    cmd!(sh, "dpkg-deb -x {deb} {data}")
-        .quiet()
-        .run()
+    let o = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(&data)
+        .output_tracked()
         .with_context(|| format!("unpack {}", deb.display()))?;
+    crate::children::check()?;
+    if !o.status.success() {
+        bail!(
+            "unpack {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
     let src = data.join("usr/src");
     let tarball = std::fs::read_dir(&src)
         .with_context(|| {
@@ -108,16 +117,15 @@ fn extract_into(
     std::fs::create_dir_all(&out)?;
     // tar says where it is every CHECKPOINT records; xz's index says how many there are.
     let total = xz_uncompressed_size(&tarball).map(|b| (b / (CHECKPOINT * 10240)) as usize);
-    let mut child = Command::new("tar")
-        .arg("-xf")
+    let mut tar = Command::new("tar");
+    tar.arg("-xf")
         .arg(&tarball)
         .arg("-C")
         .arg(&out)
         .arg(format!("--checkpoint={CHECKPOINT}"))
         .arg("--checkpoint-action=echo=ue-checkpoint")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("run tar")?;
+        .stderr(std::process::Stdio::piped());
+    let (mut child, _tracked) = crate::children::spawn(&mut tar).context("run tar")?;
     let mut errors = Vec::new();
     let mut done = 0;
     for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
@@ -138,6 +146,7 @@ fn extract_into(
     }
     progress.end_long_step();
     let status = child.wait().context("run tar")?;
+    crate::children::check()?;
     if !status.success() {
         bail!(
             "extracting {} failed: {}",
@@ -218,14 +227,24 @@ pub fn patched_copy(
             ),
         );
         std::fs::create_dir_all(&staging)?;
-        let sh = Shell::new()?;
         for e in std::fs::read_dir(pristine)?.flatten() {
             let name = e.file_name();
             if name == COMPLETE {
                 continue;
             }
-            let from = e.path();
-            cmd!(sh, "cp -al {from} {staging}").quiet().run()?;
+            let o = Command::new("cp")
+                .arg("-al")
+                .arg(e.path())
+                .arg(&staging)
+                .output_tracked()?;
+            crate::children::check()?;
+            if !o.status.success() {
+                bail!(
+                    "cp -al {}: {}",
+                    e.path().display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
         }
         for p in patches {
             apply_patch(&staging, pristine, p)?;
@@ -265,7 +284,7 @@ fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()>
             c.arg("--dry-run");
         }
         let out = c
-            .output()
+            .output_tracked()
             .context("run patch (install it: apt-get install patch)")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {

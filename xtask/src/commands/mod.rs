@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build_guest;
 pub mod build_kernel;
+pub mod cache;
 pub mod kernels;
 pub mod matrix;
 pub mod mutants;
