@@ -391,8 +391,13 @@ impl PrivateApt {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
         progress.end_long_step();
-        let out = child.wait_with_output().context("run apt-get download")?;
-        crate::children::check()?;
+        let out = child.wait_with_output();
+        // Stopped by SIGINT or SIGTERM: the staging folder goes, then the stage fails.
+        if let Err(e) = crate::children::check() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let out = out.context("run apt-get download")?;
         let got = std::fs::read_dir(&tmp)?
             .flatten()
             .map(|e| e.path())
