@@ -23,6 +23,7 @@ mod progress;
 mod resolve;
 mod selftest;
 mod session;
+mod snapshot;
 mod source;
 
 use std::process::ExitCode;
@@ -76,6 +77,19 @@ enum Cmd {
     Parse(parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
     Report(report::ReportArgs),
+    /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
+    /// arguments after `--` filter them as for `test`.
+    Rerun(commands::rerun::RerunArgs),
+    /// Boot the kernel `test` would (same kernel options) with a shell on the console:
+    /// tracefs mounted, `ue-scenarios --list` / `--run NAME`; `exit` powers the VM off.
+    Shell(commands::shell::ShellArgs),
+    /// Find the commit of a git kernel tree (--kernel-tree) that broke the selected trials:
+    /// `git bisect run` with the harness (a build failure skips the commit); the tree's HEAD
+    /// and bisect state are restored.
+    Bisect(commands::bisect::BisectArgs),
+    /// One step of `bisect` (what `git bisect run` calls); not for people.
+    #[command(hide = true)]
+    BisectStep(commands::bisect::BisectArgs),
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -109,6 +123,10 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Parse(a) => parse::run(a),
         Cmd::Report(a) => report::run(a),
+        Cmd::Rerun(a) => commands::rerun::run(a),
+        Cmd::Shell(a) => commands::shell::run(a),
+        Cmd::Bisect(a) => commands::bisect::run(a),
+        Cmd::BisectStep(a) => commands::bisect::step(a),
     };
     match result {
         Ok(code) => code,

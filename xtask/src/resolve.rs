@@ -30,6 +30,15 @@ pub fn label(name: &str, debug: bool, patched: bool) -> String {
     )
 }
 
+/// The debug-info variant's label: `6.12-gdb`, `linux-gdb`.
+fn gdb_label(label: String, gdb: bool) -> String {
+    if gdb {
+        format!("{label}-gdb")
+    } else {
+        label
+    }
+}
+
 /// The label of a developer's tree: its folder's name.
 fn tree_label(tree: &Path) -> anyhow::Result<String> {
     let canon = tree
@@ -46,12 +55,12 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
         return Ok(vec!["image".into()]);
     }
     if let Some(t) = &a.kernel_tree {
-        return Ok(vec![tree_label(t)?]);
+        return Ok(vec![gdb_label(tree_label(t)?, a.gdb)]);
     }
     Ok(list
         .select(a.kernel.as_deref())?
         .into_iter()
-        .map(|(n, _)| label(&n, a.debug, !a.patches.is_empty()))
+        .map(|(n, _)| gdb_label(label(&n, a.debug, !a.patches.is_empty()), a.gdb))
         .collect())
 }
 
@@ -90,6 +99,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
                 .with_context(|| format!("--patch {}: no such file", p.display()))
         })
         .collect::<anyhow::Result<_>>()?;
+    let kconfig_lines = checked_kconfig(&a.kconfig)?;
     let list = KernelList::load(s.configs)?;
     let configs = s.configs.to_owned();
     let jobs = a
@@ -100,11 +110,14 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         if a.debug {
             f.push(configs.join("debug.config"));
         }
+        if a.gdb {
+            f.push(configs.join("gdb.config"));
+        }
         f
     };
     if let Some(tree) = &a.kernel_tree {
         source::check_kernel_tree(tree)?;
-        let label = tree_label(tree)?;
+        let label = gdb_label(tree_label(tree)?, a.gdb);
         let default = &list.kernels[&list.default];
         let req = BuildRequest {
             label: label.clone(),
@@ -113,6 +126,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             extra_patches: patches.len(),
             patches,
             absent: vec![],
+            kconfig: kconfig_lines.clone(),
             jobs,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
@@ -122,7 +136,16 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             label,
             bzimage: built.bzimage,
             config: Some(built.config),
-            provenance: format!("tree {}", tree.display()),
+            provenance: format!(
+                "tree {} (built from its snapshot {}){}",
+                tree.display(),
+                built.src.display(),
+                if built.record.patches.is_empty() {
+                    String::new()
+                } else {
+                    format!(" + {}", built.record.patches.join(", "))
+                }
+            ),
             identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
             kselftests,
             expected,
@@ -141,7 +164,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
         all_patches.extend(patches.iter().cloned());
-        let label = label(&name, a.debug, !patches.is_empty());
+        let label = gdb_label(label(&name, a.debug, !patches.is_empty()), a.gdb);
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -156,6 +179,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             patches: all_patches,
             extra_patches: patches.len(),
             absent: spec.absent.clone(),
+            kconfig: kconfig_lines.clone(),
             jobs,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
@@ -188,6 +212,20 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         });
     }
     Ok(out)
+}
+
+/// `--kconfig` values, each one `.config` line (`CONFIG_X=y`, `CONFIG_X=n`, a number or a
+/// string), refused here with the value named when it is not.
+fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
+    for v in values {
+        kconfig::parse_fragment(v, "--kconfig").with_context(|| {
+            format!("--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y")
+        })?;
+        if !v.trim_start().starts_with("CONFIG_") {
+            bail!("--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y");
+        }
+    }
+    Ok(values.iter().map(|v| v.trim().to_owned()).collect())
 }
 
 fn with_patches(base: String, patches: &[String]) -> String {

@@ -141,12 +141,27 @@ impl Session {
             scenario_timeout: Duration::from_secs(r.scenario_timeout),
             poll_deadline: Duration::from_millis(r.poll_deadline_ms),
             boot_timeout: Duration::from_secs(r.boot_timeout),
-            memory_mib: 512,
-            cpus: 2,
+            memory_mib: r.memory,
+            cpus: r.cpus,
+            extra_cmdline: r.append.join(" "),
+            qemu_args: r.qemu_args.clone(),
+            keep: r.keep,
+            gdb: None,
+            base_initramfs: None,
+            stream_console: r.console,
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
         }
+    }
+
+    /// `--gdb`: QEMU waits for the debugger, and a person stepping through the kernel must
+    /// not be cut off by the host's limits: every wait becomes an hour.
+    pub fn wait_for_debugger(opts: &mut SuiteOptions, port: u16) {
+        opts.gdb = Some(port);
+        let hour = Duration::from_secs(3600);
+        opts.boot_timeout = hour;
+        opts.scenario_timeout = hour;
     }
 
     /// KVM when it works here, TCG otherwise, saying why; the probe boot is cached.

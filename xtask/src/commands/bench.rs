@@ -511,6 +511,8 @@ fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> Qe
         memory_mib: s.opts.memory_mib,
         cpus: s.opts.cpus,
         extra_cmdline: String::new(),
+        extra_args: vec![],
+        gdb: None,
         result_socket,
     }
 }
@@ -1017,6 +1019,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         patches: spec.patch_paths(&cfg),
         extra_patches: 0,
         absent: spec.absent.clone(),
+        kconfig: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let built = crate::kbuild::build(&s.cache, &req, &mut session.progress)?;

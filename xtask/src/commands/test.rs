@@ -40,6 +40,9 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
+    if a.kernel.gdb {
+        Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
+    }
     s.progress.step(
         crate::progress::Step::Boot,
         &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),

@@ -1,0 +1,118 @@
+//! `cargo xtask shell`: the kernel `test` would boot (same kernel options), with busybox's
+//! shell on the console instead of the suite. tracefs is mounted, `ue-scenarios --list` and
+//! `ue-scenarios --run NAME` work there, and leaving the shell powers the VM off.
+
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context as _;
+use clap::Args;
+use harness::image::{self, ExtraFile, Manifest};
+use harness::qemu::QemuConfig;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::host_tools::{self, Tool};
+use crate::session::Session;
+
+/// Debian's statically linked busybox: the shell and its tools, with no libraries to carry.
+const BUSYBOX: Tool = Tool {
+    check: "/bin/busybox",
+    package: "busybox-static",
+    why: "the shell of `cargo xtask shell`",
+};
+
+/// What the guest's init looks for on the kernel command line (guest-tests' ue-init).
+pub const SHELL_FLAG: &str = "ue.shell";
+
+#[derive(Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
+    let mut s = Session::for_kernels(&a.kernel);
+    s.host_tools()?;
+    host_tools::ensure_tools(&[BUSYBOX], !a.kernel.no_install)?;
+    let kernel = s.one_kernel(&a.kernel, "shell")?.kernel;
+    let guest = s.guest()?;
+    let mut opts = s.suite_options(&a.run, &guest);
+    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    let run_dir = s.runs_dir().join(format!(
+        "{}-{}-shell-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        std::process::id(),
+        harness::run::safe_label(&kernel.label)
+    ));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    let sel = harness::run::Selection {
+        scenarios: vec![],
+        kselftests: kernel.kselftests.iter().map(|k| k.name.clone()).collect(),
+    };
+    let (plan, programs) = harness::run::plan(&kernel, &opts, &sel);
+    let mut extra: Vec<ExtraFile> = programs
+        .iter()
+        .filter_map(|b| {
+            Some(ExtraFile {
+                path: format!("bin/kselftest/{}", b.name),
+                source: b.path()?.clone(),
+            })
+        })
+        .collect();
+    extra.push(ExtraFile {
+        path: "bin/busybox".into(),
+        source: BUSYBOX.check.into(),
+    });
+    let initrd = run_dir.join("initramfs.cpio");
+    std::fs::write(
+        &initrd,
+        image::build(
+            &Manifest::load(&opts.manifest)?,
+            &opts.guest_bin_dir,
+            &plan,
+            &extra,
+        )?,
+    )
+    .with_context(|| format!("write {}", initrd.display()))?;
+    let qemu = QemuConfig {
+        binary: opts.qemu_binary.clone(),
+        kernel: kernel.bzimage.clone(),
+        initrd: initrd.clone(),
+        accel: opts.accel,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        extra_cmdline: format!("{SHELL_FLAG} {}", opts.extra_cmdline)
+            .trim()
+            .to_owned(),
+        result_socket: run_dir.join("results.sock"),
+        extra_args: opts.qemu_args.clone(),
+        gdb: a.kernel.gdb.then_some(a.kernel.gdb_port),
+    };
+    if a.kernel.gdb {
+        eprintln!("{}", harness::run::gdb_hint(&kernel, a.kernel.gdb_port));
+    }
+    eprintln!(
+        "{}: booting {} with a shell on the console ({:?}); `exit` powers it off, Ctrl-A x quits QEMU",
+        kernel.label, kernel.provenance, opts.accel
+    );
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(qemu.interactive_args(&run_dir.join("results.bin")))
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    harness::vm::die_with_parent(&mut cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("start {}", qemu.binary.display()))?;
+    let _ = std::fs::remove_file(&initrd);
+    eprintln!("the VM is off ({status})");
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
