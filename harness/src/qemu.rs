@@ -203,7 +203,13 @@ impl QemuConfig {
         let file = format!("file,id=results,path={}", results_file.display());
         self.args()
             .into_iter()
-            .map(|a| if a == socket.as_str() { file.clone().into() } else { a })
+            .map(|a| {
+                if a == socket.as_str() {
+                    file.clone().into()
+                } else {
+                    a
+                }
+            })
             .collect()
     }
 
@@ -281,7 +287,10 @@ mod tests {
     fn a_pasted_or_interactive_vm_writes_results_to_a_file_and_takes_the_keyboard() {
         let c = cfg();
         let line = c.pasteable_line(Path::new("/k/results.bin"));
-        assert!(line.contains("file,id=results,path=/k/results.bin"), "{line}");
+        assert!(
+            line.contains("file,id=results,path=/k/results.bin"),
+            "{line}"
+        );
         assert!(!line.contains("socket,"), "{line}");
         let a: Vec<String> = c
             .interactive_args(Path::new("/k/r.bin"))
@@ -299,7 +308,9 @@ mod tests {
         assert_eq!(parse_memory_mib("512"), Ok(512));
         assert_eq!(parse_memory_mib("1G"), Ok(1024));
         assert_eq!(parse_memory_mib("768M"), Ok(768));
-        assert!(parse_memory_mib("lots").unwrap_err().contains("--memory 1G"));
+        assert!(parse_memory_mib("lots")
+            .unwrap_err()
+            .contains("--memory 1G"));
         assert!(parse_memory_mib("64").is_err());
     }
 

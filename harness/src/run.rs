@@ -187,8 +187,9 @@ fn keep(
     let dir = &run.run_dir;
     let bzimage = dir.join("bzImage");
     if run.kernel.bzimage != bzimage {
-        std::fs::copy(&run.kernel.bzimage, &bzimage)
-            .with_context(|| format!("keep {} in {}", run.kernel.bzimage.display(), dir.display()))?;
+        std::fs::copy(&run.kernel.bzimage, &bzimage).with_context(|| {
+            format!("keep {} in {}", run.kernel.bzimage.display(), dir.display())
+        })?;
     }
     let mut kernel = run.kernel.clone();
     kernel.bzimage = bzimage.clone();

@@ -152,7 +152,11 @@ pub fn run(
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
             let (label, console, scenario) = (k.label.clone(), console.clone(), v.name.clone());
             let name = trial_name(&k.label, &v.name);
-            let notes = if args.nocapture { v.notes.clone() } else { vec![] };
+            let notes = if args.nocapture {
+                v.notes.clone()
+            } else {
+                vec![]
+            };
             if args.show_output && !v.notes.is_empty() {
                 shown_notes.push((name.clone(), v.notes.clone()));
             }

@@ -174,7 +174,12 @@ pub fn build(
             let entry = builds.join(format!("tree-{key}"));
             // The build directory is a child of the snapshot: kbuild then records relative
             // paths, as for the packaged kernels.
-            (identity, entry.join("src"), entry.join("src/.ue-out"), entry)
+            (
+                identity,
+                entry.join("src"),
+                entry.join("src/.ue-out"),
+                entry,
+            )
         }
     };
     let key = entry.file_name().unwrap().to_string_lossy().into_owned();
@@ -239,7 +244,14 @@ pub fn build(
     }
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
-        configure(&src, &out, &req.fragments, &req.kconfig, &req.absent, progress)?;
+        configure(
+            &src,
+            &out,
+            &req.fragments,
+            &req.kconfig,
+            &req.absent,
+            progress,
+        )?;
     }
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
@@ -356,7 +368,10 @@ fn seed_tree_from_base(
     let _base_lock = cache::lock(&base.with_extension("lock"))?;
     progress.step(
         Step::Seed,
-        &format!("starting from the unpatched build of the tree, {}", base.display()),
+        &format!(
+            "starting from the unpatched build of the tree, {}",
+            base.display()
+        ),
     );
     let tmp = entry.join(format!(".src-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

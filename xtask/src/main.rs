@@ -11,6 +11,7 @@ mod apt;
 mod args;
 mod cache;
 mod commands;
+mod devloop_selftest;
 mod guest;
 mod host_tools;
 mod kbuild;

@@ -219,10 +219,14 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
 fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
     for v in values {
         kconfig::parse_fragment(v, "--kconfig").with_context(|| {
-            format!("--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y")
+            format!(
+                "--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y"
+            )
         })?;
         if !v.trim_start().starts_with("CONFIG_") {
-            bail!("--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y");
+            bail!(
+                "--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y"
+            );
         }
     }
     Ok(values.iter().map(|v| v.trim().to_owned()).collect())
@@ -256,6 +260,16 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "{name}-{}-{key}",
         entry.version.replace(['~', ':', '+'], "_")
     ))
+}
+
+/// The pristine source tree of a kernel of the list, downloaded and extracted if needed.
+pub fn pristine_tree(s: Places, name: &str) -> anyhow::Result<PathBuf> {
+    let list = KernelList::load(s.configs)?;
+    let (_, spec) = list.select(Some(name))?.remove(0);
+    let aptc = apt::PrivateApt::new(s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
+    let entry = aptc.newest(&spec.package)?;
+    source::fetch_pristine(&aptc, s.cache, &entry, s.progress)
 }
 
 /// What a tree's kernel must have, from its uapi header (which ioctls and flags it defines)

@@ -120,6 +120,11 @@ impl Session {
         resolve::list_kernel_key(self.places(), name)
     }
 
+    /// The pristine source of a kernel of the list (for the developer-loop self-tests).
+    pub fn pristine_tree(&mut self, name: &str) -> anyhow::Result<PathBuf> {
+        resolve::pristine_tree(self.places(), name)
+    }
+
     /// Exactly one kernel, for the commands that compare against one baseline.
     pub fn one_kernel(&mut self, k: &KernelArgs, command: &str) -> anyhow::Result<Resolved> {
         let list = self.kernel_list()?;

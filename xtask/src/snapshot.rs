@@ -75,16 +75,27 @@ pub fn is_output(rel: &str, has_cmd: bool) -> bool {
     }
     // arch/<arch>/include/generated
     let parts: Vec<&str> = rel.split('/').collect();
-    if parts.len() >= 4 && parts[0] == "arch" && parts[2] == "include" && parts[3] == "generated"
-    {
+    if parts.len() >= 4 && parts[0] == "arch" && parts[2] == "include" && parts[3] == "generated" {
         return true;
     }
     if name.starts_with('.') && (name.ends_with(".cmd") || name.ends_with(".d")) {
         return true;
     }
     let output_suffix = [
-        ".o", ".a", ".ko", ".mod", ".mod.c", ".mod.o", ".lex.c", ".tab.c", ".tab.h", ".dwo",
-        ".symtypes", ".su", ".gcno", ".lst",
+        ".o",
+        ".a",
+        ".ko",
+        ".mod",
+        ".mod.c",
+        ".mod.o",
+        ".lex.c",
+        ".tab.c",
+        ".tab.h",
+        ".dwo",
+        ".symtypes",
+        ".su",
+        ".gcno",
+        ".lst",
     ];
     has_cmd || output_suffix.iter().any(|s| name.ends_with(s))
 }
@@ -221,7 +232,8 @@ fn set_mtime(p: &Path, secs: i64, nsec: i64) -> anyhow::Result<()> {
         },
     ];
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("set mtime of {}", p.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("set mtime of {}", p.display()));
     }
     Ok(())
 }

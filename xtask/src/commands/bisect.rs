@@ -99,8 +99,11 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
         );
     }
     for rev in [&a.good, &a.bad] {
-        git(tree, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
-            .with_context(|| format!("{rev} is not a commit of {}", tree.display()))?;
+        git(
+            tree,
+            &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
+        )
+        .with_context(|| format!("{rev} is not a commit of {}", tree.display()))?;
     }
     Ok(tree.clone())
 }
