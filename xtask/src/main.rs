@@ -152,6 +152,12 @@ mod tests {
             &["xtask", "selftest", "--kernel", "6.12,6.12"],
             &["xtask", "matrix", "--kernel", "all,all"],
             &["xtask", "test", "--features", ""],
+            &["xtask", "test", "--kernel-tree", "/t", "--patch", "p", "--kconfig", "CONFIG_X=y"],
+            &["xtask", "test", "--append", "a=1", "--qemu-arg", "-device", "--cpus", "4"],
+            &["xtask", "test", "--memory", "1G", "--keep", "-v", "--gdb"],
+            &["xtask", "rerun", "/r", "--", "fork"],
+            &["xtask", "shell", "--kernel-tree", "/t"],
+            &["xtask", "bisect", "--good", "a", "--bad", "b", "--kernel-tree", "/t", "--", "x"],
         ] {
             assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
         }
@@ -160,6 +166,9 @@ mod tests {
             &["xtask", "test", "--poll-deadline-ms", "-1"],
             &["xtask", "test", "--kernel", "6.12", "--kernel-tree", "/x"],
             &["xtask", "bench", "--runs", "x"],
+            &["xtask", "test", "--memory", "lots"],
+            &["xtask", "test", "--cpus", "0"],
+            &["xtask", "bisect", "--good", "a"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

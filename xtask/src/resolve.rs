@@ -496,6 +496,19 @@ mod tests {
     }
 
     #[test]
+    fn kconfig_values_are_dot_config_lines_or_refused() {
+        assert_eq!(
+            checked_kconfig(&["CONFIG_KPROBES=y".into(), " CONFIG_LOG_BUF_SHIFT=17".into()])
+                .unwrap(),
+            vec!["CONFIG_KPROBES=y", "CONFIG_LOG_BUF_SHIFT=17"]
+        );
+        for bad in ["KPROBES=y", "CONFIG_KPROBES", "CONFIG_X=y CONFIG_Y=y", ""] {
+            let e = format!("{:#}", checked_kconfig(&[bad.into()]).unwrap_err());
+            assert!(e.contains("e.g. --kconfig CONFIG_KPROBES=y"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn labels_follow_one_rule() {
         assert_eq!(label("6.12", false, false), "6.12");
         assert_eq!(label("6.12", true, true), "6.12-debug+patched");
