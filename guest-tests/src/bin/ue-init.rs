@@ -71,12 +71,14 @@ fn run_shell() -> Result<(), String> {
     );
     // setsid + cttyhack: the shell gets the console as its controlling tty, so Ctrl-C
     // reaches what it runs instead of nothing.
+    // The init's own directory, not Command::current_dir: that makes the spawn fail with
+    // ENOSYS on the test kernels.
+    let _ = std::env::set_current_dir("/tmp");
     let mut child = std::process::Command::new(BUSYBOX)
         .args(["setsid", "cttyhack", "sh"])
         .env("PATH", "/bin:/sbin")
         .env("HOME", "/tmp")
         .env("PS1", "ue-shell# ")
-        .current_dir("/tmp")
         .spawn()
         .map_err(|e| format!("start the shell: {e}"))?;
     let shell = child.id() as libc::pid_t;
