@@ -219,6 +219,12 @@ pub fn build(
         }
     }
     if let Source::Tree { tree } = &req.source {
+        // Named on every run: the tree's own .config is what a developer would assume.
+        progress.note(&format!(
+            "{}: {} (the tree's own .config is not used)",
+            req.label,
+            base_config(&req.fragments, &req.kconfig)
+        ));
         if req.extra_patches > 0 && !src.exists() {
             seed_tree_from_base(&builds, &identity, req, &compiler, &entry, progress)?;
         }
@@ -446,6 +452,19 @@ fn snapshot_tree(
     Ok(true)
 }
 
+/// What a build's `.config` is made of, for people.
+fn base_config(fragments: &[PathBuf], kconfig_lines: &[String]) -> String {
+    let extra = if kconfig_lines.is_empty() {
+        String::new()
+    } else {
+        format!(" + --kconfig {}", kconfig_lines.join(" "))
+    };
+    format!(
+        "base config: tinyconfig + {}{extra}",
+        names(fragments).join(" + ")
+    )
+}
+
 fn configure(
     src: &Path,
     out: &Path,
@@ -454,18 +473,7 @@ fn configure(
     absent: &[String],
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
-    let extra = if kconfig_lines.is_empty() {
-        String::new()
-    } else {
-        format!(" + --kconfig {}", kconfig_lines.join(" "))
-    };
-    progress.step(
-        Step::Configure,
-        &format!(
-            "base config: tinyconfig + {}{extra}",
-            names(fragments).join(" + ")
-        ),
-    );
+    progress.step(Step::Configure, &base_config(fragments, kconfig_lines));
     let _ = std::fs::remove_file(out.join(CONFIGURED));
     let mut texts = kconfig::read_fragments(fragments)?;
     if !kconfig_lines.is_empty() {
