@@ -105,9 +105,20 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     harness::vm::die_with_parent(&mut cmd);
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("start {}", qemu.binary.display()))?;
+    // SIGTERM (or SIGINT from outside the VM's terminal) ends QEMU too.
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let _ = std::fs::remove_file(&initrd);
     eprintln!("the VM is off ({status})");
     Ok(if status.success() {
