@@ -110,6 +110,7 @@ mod tests {
             poll_deadline_ms: 2,
             kselftests: vec![],
             stop_at_first_failure: false,
+            guest_tests: vec![],
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -138,6 +139,7 @@ mod tests {
             poll_deadline_ms: 1,
             kselftests: vec![],
             stop_at_first_failure: false,
+            guest_tests: vec![],
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

@@ -1,17 +1,19 @@
 //! The host side of the harness, in the order data flows through it:
 //! [`model`] (the shared types: kernel, options, verdicts, a run) → [`listing`] (what the
-//! guest can run) → [`image`] (initramfs from [`initramfs`]) → [`qemu`] (command line) →
-//! [`vm`] (one boot: console and result channel, limits) → [`console`] and [`ktap`] (what the
-//! kernel and upstream programs said) → [`verdict`] (one per scenario) → [`run`] (one kernel's
+//! guest can run; [`guest_program`]: other people's test programs) → [`image`] (initramfs from [`initramfs`]) → [`qemu`] (command line) →
+//! [`vm`] (one boot: console and result channel, limits) → [`console`] and [`ktap`] and [`libtest`]
+//! (what the kernel and the test programs said) → [`verdict`] (one per scenario) → [`run`] (one kernel's
 //! boot, tying those together) → [`artifacts`] (results.json, JUnit) → [`trials`]
 //! (libtest-mimic, with [`snapshots`]) and [`report`] (the matrix).
 
 pub mod accel;
 pub mod artifacts;
 pub mod console;
+pub mod guest_program;
 pub mod image;
 pub mod initramfs;
 pub mod ktap;
+pub mod libtest;
 pub mod listing;
 pub mod model;
 pub mod qemu;

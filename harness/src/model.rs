@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use result_channel::{Feature, ScenarioInfo};
+pub use result_channel::{Feature, GuestTestStyle, ScenarioInfo};
 
 use crate::qemu::Accel;
 use crate::vm::{Limits, VmReport};
@@ -86,6 +86,33 @@ impl KselftestBinary {
     }
 }
 
+/// A test program someone else wrote (`--guest-test PATH`, or a test executable of
+/// `--guest-crate DIR`), with what it is run with; trials `<kernel>::guest::<name>::<test>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestProgram {
+    pub name: String,
+    /// The static executable on the host.
+    pub path: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// At KVM speed, scaled by the accelerator: each libtest test's, or the whole program's.
+    pub timeout: Duration,
+    pub style: GuestTestStyle,
+}
+
+impl GuestProgram {
+    /// Its record names: one per libtest test, or the program's own.
+    pub fn record_names(&self) -> Vec<String> {
+        match &self.style {
+            GuestTestStyle::Libtest { tests, .. } => tests
+                .iter()
+                .map(|t| result_channel::guest_test_name(&self.name, Some(t)))
+                .collect(),
+            GuestTestStyle::Program => vec![result_channel::guest_test_name(&self.name, None)],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
     pub guest_bin_dir: PathBuf,
@@ -121,9 +148,25 @@ pub struct SuiteOptions {
     /// Start no scenario after the first failed one (mutation runs: the first failure
     /// decides); the upstream programs still all run.
     pub stop_at_first_failure: bool,
+    /// Other people's test programs, run after everything else (`guest::*` trials).
+    pub guest_programs: Vec<GuestProgram>,
 }
 
 impl SuiteOptions {
+    /// Each guest test record's limit on the host (the guest's own, scaled, with a margin).
+    pub fn guest_limits(&self, programs: &[GuestProgram]) -> Vec<(String, Duration)> {
+        let k = self.accel.slowdown();
+        let margin = Duration::from_secs(5) * k;
+        programs
+            .iter()
+            .flat_map(|p| {
+                p.record_names()
+                    .into_iter()
+                    .map(move |n| (n, p.timeout * k + margin))
+            })
+            .collect()
+    }
+
     /// The guest's per-scenario limit, scaled for the accelerator.
     pub fn guest_scenario_limit(&self) -> Duration {
         self.guest_scenario_timeout
@@ -182,6 +225,8 @@ pub enum Origin {
     Scenario,
     Upstream,
     Vm,
+    /// Someone else's test program (`--guest-test`, `--guest-crate`).
+    Guest,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

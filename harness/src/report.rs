@@ -68,9 +68,15 @@ fn cell(v: &Verdict) -> String {
         Verdict::Pass => "pass".into(),
         Verdict::Fail(m) => {
             // An upstream selftest's first line is its RUN banner; its assertion says more.
+            // A Rust test's is `thread '…' panicked at file:line:`; its message follows.
+            let panic_message = m
+                .lines()
+                .skip_while(|l| !(l.starts_with("thread '") && l.contains("panicked at")))
+                .nth(1);
             let line = m
                 .lines()
                 .find(|l| l.contains("Expected"))
+                .or(panic_message)
                 .or_else(|| m.lines().next())
                 .unwrap_or("");
             let line = line.rsplit_once(".c:").map_or(line, |(_, rest)| rest);

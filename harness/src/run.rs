@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use result_channel::{KselftestPlan, Plan};
+use result_channel::{GuestTestPlan, KselftestPlan, Plan};
 
 use crate::image::{self, ExtraFile, Manifest};
 use crate::model::{
-    KernelRun, KernelUnderTest, KselftestBinary, Origin, ScenarioInfo, ScenarioVerdict,
-    SuiteOptions, Verdict,
+    GuestProgram, KernelRun, KernelUnderTest, KselftestBinary, Origin, ScenarioInfo,
+    ScenarioVerdict, SuiteOptions, Verdict,
 };
 use crate::qemu::QemuConfig;
 use crate::verdict;
@@ -21,12 +21,19 @@ pub struct Selection {
     pub scenarios: Vec<ScenarioInfo>,
     /// Upstream selftest programs by name (`abi_test`, ...).
     pub kselftests: Vec<String>,
+    /// Other people's test programs, a libtest program's tests narrowed to those selected.
+    pub guest: Vec<GuestProgram>,
 }
 
 impl Selection {
     pub fn is_empty(&self) -> bool {
-        self.scenarios.is_empty() && self.kselftests.is_empty()
+        self.scenarios.is_empty() && self.kselftests.is_empty() && self.guest.is_empty()
     }
+}
+
+/// Where a guest test program lands in the initramfs.
+fn guest_path(p: &GuestProgram) -> String {
+    format!("bin/guest/{}", p.name)
 }
 
 /// The plan the guest reads, and the programs the initramfs must carry for it.
@@ -54,6 +61,18 @@ pub fn plan<'k>(
             })
             .collect(),
         stop_at_first_failure: opts.stop_at_first_failure,
+        guest_tests: sel
+            .guest
+            .iter()
+            .map(|g| GuestTestPlan {
+                program: g.name.clone(),
+                path: format!("/{}", guest_path(g)),
+                args: g.args.clone(),
+                env: g.env.clone(),
+                timeout_ms: (g.timeout * k).as_millis() as u64,
+                style: g.style.clone(),
+            })
+            .collect(),
     };
     (plan, programs)
 }
@@ -74,6 +93,10 @@ pub fn run_kernel(
                 source: b.path()?.clone(),
             })
         })
+        .chain(sel.guest.iter().map(|g| ExtraFile {
+            path: guest_path(g),
+            source: g.path.clone(),
+        }))
         .collect();
     let initrd = run_dir.join("initramfs.cpio");
     let image = match &opts.base_initramfs {
@@ -105,7 +128,8 @@ pub fn run_kernel(
         extra_args: opts.qemu_args.clone(),
         gdb: opts.gdb,
     };
-    let limits = opts.limits(sel.scenarios.len(), &programs);
+    let mut limits = opts.limits(sel.scenarios.len(), &programs);
+    limits.add_programs(opts.guest_limits(&sel.guest));
     if let Some(port) = opts.gdb {
         eprintln!("{}", gdb_hint(kernel, port));
     }
@@ -124,8 +148,13 @@ pub fn run_kernel(
         .iter()
         .map(|b| result_channel::kselftest_name(&b.name))
         .collect();
-    let mut verdicts =
-        verdict::verdicts(&report, &sel.scenarios, &planned_programs, &kernel.expected);
+    let mut verdicts = verdict::verdicts_with_guest(
+        &report,
+        &sel.scenarios,
+        &planned_programs,
+        &sel.guest,
+        &kernel.expected,
+    );
     verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
     for p in sel.kselftests.iter().filter(|p| !known(p)) {
         verdicts.push(ScenarioVerdict::new(
@@ -166,6 +195,9 @@ pub struct Kept {
     /// Every scenario the run planned (a rerun's filter picks among them).
     pub scenarios: Vec<ScenarioInfo>,
     pub kselftests: Vec<String>,
+    /// Other people's test programs the run planned (already in the kept image).
+    #[serde(default)]
+    pub guest: Vec<crate::model::GuestProgram>,
     pub accel: crate::qemu::Accel,
     pub scenario_timeout_ms: u64,
     pub poll_deadline_ms: u64,
@@ -209,6 +241,7 @@ fn keep(
         kernel,
         scenarios: sel.scenarios.clone(),
         kselftests: sel.kselftests.clone(),
+        guest: sel.guest.clone(),
         accel: opts.accel,
         scenario_timeout_ms: opts.scenario_timeout.as_millis() as u64,
         poll_deadline_ms: opts.poll_deadline.as_millis() as u64,

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
-use result_channel::{kselftest_name, Snapshot};
+use result_channel::{guest_test_name, kselftest_name, Snapshot};
 
 use crate::model::{
-    KernelRun, KernelUnderTest, Origin, ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict,
-    HEALTH, KSELFTESTS,
+    GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, Origin, ScenarioInfo,
+    ScenarioVerdict, SuiteOptions, Verdict, HEALTH, KSELFTESTS,
 };
 use crate::run::Selection;
 
@@ -31,6 +31,7 @@ pub fn selection(
     kernel: &str,
     scenarios: &[ScenarioInfo],
     kselftests: bool,
+    guest: &[GuestProgram],
 ) -> Selection {
     let scenarios = scenarios
         .iter()
@@ -52,7 +53,38 @@ pub fn selection(
     Selection {
         scenarios,
         kselftests,
+        guest: guest_selection(args, kernel, guest),
     }
+}
+
+/// The guest test programs the filters select: a libtest program's selected tests; another
+/// program whole, when its trial is selected or a filter names one of its tests.
+fn guest_selection(args: &Arguments, kernel: &str, guest: &[GuestProgram]) -> Vec<GuestProgram> {
+    guest
+        .iter()
+        .filter_map(|g| {
+            let mut g = g.clone();
+            match &mut g.style {
+                GuestTestStyle::Libtest { tests, .. } => {
+                    tests.retain(|t| {
+                        is_selected(
+                            args,
+                            &trial_name(kernel, &guest_test_name(&g.name, Some(t))),
+                        )
+                    });
+                    (!tests.is_empty()).then_some(g)
+                }
+                GuestTestStyle::Program => {
+                    let own = guest_test_name(&g.name, None);
+                    let names_a_test = args
+                        .filter
+                        .as_deref()
+                        .is_some_and(|f| f.contains(&format!("{own}::")));
+                    (is_selected(args, &trial_name(kernel, &own)) || names_a_test).then_some(g)
+                }
+            }
+        })
+        .collect()
 }
 
 /// The test of `program` the filter names (`kselftest::abi_test::user.flags` → `user.flags`).
@@ -105,13 +137,14 @@ fn unreported_named_tests(
 }
 
 /// Every trial name a kernel can have, for `--list` and for the stand-ins of what was not run.
-fn all_names(scenarios: &[ScenarioInfo], kselftests: bool) -> Vec<String> {
+fn all_names(scenarios: &[ScenarioInfo], kselftests: bool, guest: &[GuestProgram]) -> Vec<String> {
     let programs: &[&str] = if kselftests { &KSELFTESTS } else { &[] };
     scenarios
         .iter()
         .map(|s| s.name.clone())
         .chain([HEALTH.to_owned()])
         .chain(programs.iter().map(|p| kselftest_name(p)))
+        .chain(guest.iter().flat_map(|g| g.record_names()))
         .collect()
 }
 
@@ -130,7 +163,7 @@ pub fn run(
     // output; `--nocapture`: as each trial ends.
     let mut shown_notes: Vec<(String, Vec<String>)> = Vec::new();
     for k in kernels {
-        let names = all_names(scenarios, opts.kselftests);
+        let names = all_names(scenarios, opts.kselftests, &opts.guest_programs);
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
         // by the same rules that left them unplanned. They are never reported as passes.
         let stand_in = |n: &str| Trial::test(trial_name(&k.label, n), || Ok(()));
@@ -138,7 +171,13 @@ pub fn run(
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;
         }
-        let sel = selection(args, &k.label, scenarios, opts.kselftests);
+        let sel = selection(
+            args,
+            &k.label,
+            scenarios,
+            opts.kselftests,
+            &opts.guest_programs,
+        );
         if sel.is_empty() && !is_selected(args, &trial_name(&k.label, HEALTH)) {
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;
@@ -262,7 +301,7 @@ mod tests {
     #[test]
     fn a_named_upstream_test_its_program_never_reached_fails() {
         let a = args(&["kselftest::abi_test::user.flags"]);
-        let sel = selection(&a, "6.12", &[], true);
+        let sel = selection(&a, "6.12", &[], true, &[]);
         let crashed = ScenarioVerdict::new(
             "kselftest::abi_test",
             Origin::Upstream,
@@ -285,9 +324,51 @@ mod tests {
     }
 
     #[test]
+    fn filters_select_a_libtest_programs_tests_and_a_tap_program_whole() {
+        let prog = |name: &str, style| GuestProgram {
+            name: name.into(),
+            path: "/p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: Default::default(),
+            style,
+        };
+        let guest = [
+            prog(
+                "lib",
+                GuestTestStyle::Libtest {
+                    tests: vec!["tests::a".into(), "tests::b".into()],
+                    json: true,
+                },
+            ),
+            prog("tap", GuestTestStyle::Program),
+        ];
+        let sel = selection(&args(&["guest::lib::tests::b"]), "6.12", &[], false, &guest);
+        assert_eq!(sel.guest.len(), 1);
+        assert_eq!(
+            sel.guest[0].style,
+            GuestTestStyle::Libtest {
+                tests: vec!["tests::b".into()],
+                json: true
+            }
+        );
+        let sel = selection(
+            &args(&["guest::tap::some_test"]),
+            "6.12",
+            &[],
+            false,
+            &guest,
+        );
+        assert_eq!(sel.guest.len(), 1);
+        assert_eq!(sel.guest[0].name, "tap");
+        let sel = selection(&args(&["fork"]), "6.12", &[], false, &guest);
+        assert!(sel.guest.is_empty());
+    }
+
+    #[test]
     fn a_filter_naming_an_upstream_test_selects_its_program() {
         let a = args(&["kselftest::abi_test::user.flags"]);
-        let sel = selection(&a, "6.12", &[], true);
+        let sel = selection(&a, "6.12", &[], true, &[]);
         assert_eq!(sel.kselftests, vec!["abi_test".to_owned()]);
         assert_eq!(named_test(&a, "abi_test").as_deref(), Some("user.flags"));
         assert_eq!(named_test(&a, "dyn_test"), None);

@@ -6,23 +6,28 @@ use result_channel::{Outcome, Record};
 
 use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
+use crate::libtest::{self, LibtestResult};
 use crate::model::{
-    Expectation, KselftestBinary, KselftestBuild, Origin, ScenarioInfo, ScenarioVerdict, Verdict,
-    HEALTH,
+    Expectation, GuestProgram, GuestTestStyle, KselftestBinary, KselftestBuild, Origin,
+    ScenarioInfo, ScenarioVerdict, Verdict, HEALTH,
 };
 use crate::vm::{VmEnd, VmReport};
 
 /// What the host knows of one planned record before the guest says anything.
 struct Planned<'a> {
-    name: &'a str,
-    /// The scenario's own declaration; None for an upstream program.
+    name: std::borrow::Cow<'a, str>,
+    /// The scenario's own declaration; None for an upstream or guest test program.
     scenario: Option<&'a ScenarioInfo>,
+    /// The guest test program this record belongs to, and its libtest test if it is one.
+    guest: Option<(&'a GuestProgram, Option<&'a str>)>,
 }
 
 impl Planned<'_> {
     fn origin(&self) -> Origin {
         if self.scenario.is_some() {
             Origin::Scenario
+        } else if self.guest.is_some() {
+            Origin::Guest
         } else {
             Origin::Upstream
         }
@@ -51,18 +56,48 @@ pub fn verdicts(
     programs: &[String],
     expected: &Expectation,
 ) -> Vec<ScenarioVerdict> {
+    verdicts_with_guest(report, scenarios, programs, &[], expected)
+}
+
+/// [`verdicts`], with other people's test programs run last (`guest::*` records: one per
+/// libtest test, or one per program followed by one per result of its KTAP/TAP output).
+pub fn verdicts_with_guest(
+    report: &VmReport,
+    scenarios: &[ScenarioInfo],
+    programs: &[String],
+    guest: &[GuestProgram],
+    expected: &Expectation,
+) -> Vec<ScenarioVerdict> {
+    let guest_records = guest.iter().flat_map(|g| match &g.style {
+        GuestTestStyle::Libtest { tests, .. } => tests
+            .iter()
+            .map(|t| Planned {
+                name: result_channel::guest_test_name(&g.name, Some(t)).into(),
+                scenario: None,
+                guest: Some((g, Some(t.as_str()))),
+            })
+            .collect::<Vec<_>>(),
+        GuestTestStyle::Program => vec![Planned {
+            name: result_channel::guest_test_name(&g.name, None).into(),
+            scenario: None,
+            guest: Some((g, None)),
+        }],
+    });
     let planned: Vec<Planned> = scenarios
         .iter()
         .map(|s| Planned {
-            name: &s.name,
+            name: s.name.as_str().into(),
             scenario: Some(s),
+            guest: None,
         })
         .chain(programs.iter().map(|p| Planned {
-            name: p,
+            name: p.as_str().into(),
             scenario: None,
+            guest: None,
         }))
+        .chain(guest_records)
         .collect();
-    let planned_names: Vec<&str> = planned.iter().map(|p| p.name).collect();
+    let planned_names: Vec<&str> = planned.iter().map(|p| p.name.as_ref()).collect();
     let how_vm_ended = match &report.end {
         VmEnd::Finished => "the VM finished".to_owned(),
         VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
@@ -87,7 +122,7 @@ pub fn verdicts(
         );
         for p in &planned {
             out.push(ScenarioVerdict::new(
-                p.name,
+                p.name.as_ref(),
                 p.origin(),
                 Verdict::Fail(msg.clone()),
             ));
@@ -96,7 +131,7 @@ pub fn verdicts(
         return out;
     }
     for p in &planned {
-        let name = p.name;
+        let name = p.name.as_ref();
         let end = report.records.iter().find_map(|r| match r {
             Record::End {
                 name: n,
@@ -106,8 +141,16 @@ pub fn verdicts(
                 snapshots,
                 notes,
                 missing,
-                ..
-            } if n == name => Some((outcome, message, duration_us, snapshots, notes, missing)),
+                output,
+            } if n == name => Some((
+                outcome,
+                message,
+                duration_us,
+                snapshots,
+                notes,
+                missing,
+                output,
+            )),
             _ => None,
         });
         let troubles: Vec<&Trouble> = report
@@ -117,20 +160,29 @@ pub fn verdicts(
             .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
-            Some((outcome, message, duration_us, snapshots, notes, missing)) => {
+            Some((outcome, message, duration_us, snapshots, notes, missing, output)) => {
+                let own = match (outcome, p.guest) {
+                    (_, Some((program, test))) => {
+                        judge_guest(program, test, *outcome, message, output)
+                    }
+                    (Outcome::Pass, None) => Verdict::Pass,
+                    (Outcome::Fail, None) => Verdict::Fail(message.clone()),
+                    (Outcome::Ignored, None) => judge_ignore(p, message, *missing, expected),
+                };
                 let verdict = if let Some(t) = troubles.first() {
                     // The guest may have seen nothing wrong; the kernel did.
-                    Verdict::Fail(format!(
-                        "{}{}",
-                        trouble_text(t),
-                        guest_said(*outcome, message)
-                    ))
+                    let said = match &own {
+                        Verdict::Fail(m) if p.guest.is_some() => {
+                            format!("\n(the test itself: {})", m.lines().next().unwrap_or(""))
+                        }
+                        Verdict::Ignored(m) if p.guest.is_some() => {
+                            format!("\n(the test itself was ignored: {m})")
+                        }
+                        _ => guest_said(*outcome, message),
+                    };
+                    Verdict::Fail(format!("{}{said}", trouble_text(t)))
                 } else {
-                    match outcome {
-                        Outcome::Pass => Verdict::Pass,
-                        Outcome::Fail => Verdict::Fail(message.clone()),
-                        Outcome::Ignored => judge_ignore(p, message, *missing, expected),
-                    }
+                    own
                 };
                 ScenarioVerdict {
                     name: name.to_owned(),
@@ -163,8 +215,120 @@ pub fn verdicts(
         };
         out.push(v);
     }
+    expand_guest_ktap(&mut out, report, guest);
     out.push(health(report, &planned_names));
     out
+}
+
+/// The verdict of one guest test record from what its process did and said. The exit status
+/// is the guest's; a libtest test's own result and message come from its output.
+fn judge_guest(
+    program: &GuestProgram,
+    test: Option<&str>,
+    outcome: Outcome,
+    message: &str,
+    output: &str,
+) -> Verdict {
+    let Some(test) = test else {
+        return match outcome {
+            Outcome::Pass => Verdict::Pass,
+            _ => Verdict::Fail(format!("{message}{}", output_tail(output))),
+        };
+    };
+    match (outcome, libtest::result_of(output, test)) {
+        (Outcome::Pass, Some(LibtestResult::Ok)) => Verdict::Pass,
+        (Outcome::Pass, Some(LibtestResult::Ignored(why))) => Verdict::Ignored(if why.is_empty() {
+            "#[ignore]".to_owned()
+        } else {
+            why
+        }),
+        (_, Some(LibtestResult::Failed(text))) => Verdict::Fail(if text.trim().is_empty() {
+            format!("failed ({message})")
+        } else {
+            text.trim().to_owned()
+        }),
+        (Outcome::Pass, _) => Verdict::Fail(format!(
+            "{} exited 0 but did not report test {test:?} (is it a libtest program? it listed \
+             this test){}",
+            program.name,
+            output_tail(output)
+        )),
+        (_, _) => Verdict::Fail(format!("{message}{}", output_tail(output))),
+    }
+}
+
+/// The end of a program's output, for a failure message.
+fn output_tail(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let from = lines.len().saturating_sub(20);
+    format!(
+        "\n  output (last lines):\n    {}",
+        lines[from..].join("\n    ")
+    )
+}
+
+/// A guest program that is not libtest: its KTAP/TAP results, if it printed any, become
+/// `guest::P::<test>` verdicts after the program's own, whose verdict also carries what is
+/// wrong with the stream (missing plan, fewer results, bail-out). Without TAP the exit status
+/// alone is the verdict. A SKIP is the author's own: reported `ignored` with its reason.
+fn expand_guest_ktap(
+    verdicts: &mut Vec<ScenarioVerdict>,
+    report: &VmReport,
+    programs: &[GuestProgram],
+) {
+    for p in programs
+        .iter()
+        .filter(|p| p.style == GuestTestStyle::Program)
+    {
+        let name = result_channel::guest_test_name(&p.name, None);
+        let Some(i) = verdicts.iter().position(|v| v.name == name) else {
+            continue;
+        };
+        let Some(output) = record_output(report, &name) else {
+            continue;
+        };
+        let tap = ktap::parse(output);
+        if tap.plan.is_none() && tap.results.is_empty() {
+            continue;
+        }
+        let problems = tap.problems();
+        if !problems.is_empty() {
+            let extra = problems.join("; ");
+            verdicts[i].verdict = match &verdicts[i].verdict {
+                Verdict::Fail(m) => Verdict::Fail(format!("{m}\n{extra}")),
+                _ => Verdict::Fail(format!("the program's TAP output is incomplete: {extra}")),
+            };
+        }
+        let sub = tap.results.into_iter().map(|(desc, r)| {
+            ScenarioVerdict::new(
+                result_channel::guest_test_name(&p.name, Some(&desc)),
+                Origin::Guest,
+                match r {
+                    KtapResult::Ok => Verdict::Pass,
+                    KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
+                    KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() {
+                        "not ok".into()
+                    } else {
+                        diag
+                    }),
+                },
+            )
+        });
+        let at = i + 1;
+        verdicts.splice(at..at, sub);
+    }
+}
+
+fn record_output<'r>(report: &'r VmReport, name: &str) -> Option<&'r str> {
+    report.records.iter().find_map(|r| match r {
+        Record::End {
+            name: n, output, ..
+        } if n == name => Some(output.as_str()),
+        _ => None,
+    })
 }
 
 /// The guest reported `ignored`: it stands only where the host expected the kernel to lack
@@ -637,5 +801,165 @@ mod ignore_policy {
             &expected,
         );
         assert!(matches!(&v[0].verdict, Verdict::Ignored(_)), "{v:?}");
+    }
+}
+
+#[cfg(test)]
+mod guest_tests {
+    use super::*;
+    use crate::console::Watch;
+    use std::time::Duration;
+
+    fn program(name: &str, style: GuestTestStyle) -> GuestProgram {
+        GuestProgram {
+            name: name.into(),
+            path: "/t/p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: Duration::from_secs(1),
+            style,
+        }
+    }
+
+    fn end(name: &str, outcome: Outcome, message: &str, output: &str) -> Record {
+        Record::End {
+            name: name.into(),
+            outcome,
+            message: message.into(),
+            duration_us: 10,
+            snapshots: vec![],
+            notes: vec![],
+            output: output.into(),
+            missing: None,
+        }
+    }
+
+    fn report(records: Vec<Record>, console: &[(&str, &str)]) -> VmReport {
+        let mut w = Watch::new();
+        for (l, during) in console {
+            w.feed(l, Some(during));
+        }
+        VmReport {
+            kernel_release: Some("6.12.117".into()),
+            user_events: true,
+            guest_hello_ms: Some(1),
+            guest_done_ms: Some(2),
+            records,
+            unfinished: None,
+            troubles: w.found,
+            garbage: vec![],
+            end: VmEnd::Finished,
+            wall_ms: 3,
+            qemu_stderr: String::new(),
+            console_log: "console.log".into(),
+        }
+    }
+
+    fn get<'a>(v: &'a [ScenarioVerdict], name: &str) -> &'a Verdict {
+        &v.iter()
+            .find(|x| x.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {v:?}"))
+            .verdict
+    }
+
+    #[test]
+    fn each_libtest_test_is_judged_by_its_own_output_and_process() {
+        let tests = ["ok", "fails", "ign", "crash", "warns", "never"].map(String::from);
+        let p = program(
+            "lib",
+            GuestTestStyle::Libtest {
+                tests: tests.to_vec(),
+                json: false,
+            },
+        );
+        let n = |t: &str| result_channel::guest_test_name("lib", Some(t));
+        let r = report(
+            vec![
+                end(&n("ok"), Outcome::Pass, "", "test ok ... ok\n"),
+                end(
+                    &n("fails"),
+                    Outcome::Fail,
+                    "exited with status 101",
+                    "test fails ... FAILED\n\nfailures:\n\n---- fails stdout ----\nthread 'fails' panicked at src/lib.rs:3:5:\nboom\n\nfailures:\n    fails\n",
+                ),
+                end(&n("ign"), Outcome::Pass, "", "test ign ... ignored, later\n"),
+                end(
+                    &n("crash"),
+                    Outcome::Fail,
+                    "crashed: killed by signal 11 (SIGSEGV)",
+                    "\nrunning 1 test\n",
+                ),
+                end(&n("warns"), Outcome::Pass, "", "test warns ... ok\n"),
+            ],
+            &[(
+                "[ 3.0] WARNING: CPU: 0 PID: 9 at kernel/trace/trace_events_user.c:2673 x",
+                &n("warns"),
+            )],
+        );
+        let v = verdicts_with_guest(&r, &[], &[], &[p], &Expectation::default());
+        assert_eq!(get(&v, &n("ok")), &Verdict::Pass);
+        assert!(
+            matches!(get(&v, &n("fails")), Verdict::Fail(m) if m.contains("boom") && m.starts_with("thread 'fails'"))
+        );
+        assert_eq!(get(&v, &n("ign")), &Verdict::Ignored("later".into()));
+        assert!(matches!(get(&v, &n("crash")), Verdict::Fail(m) if m.contains("SIGSEGV")));
+        assert!(
+            matches!(get(&v, &n("warns")), Verdict::Fail(m) if m.contains("Warning") && m.contains("own checks passed"))
+        );
+        assert!(matches!(get(&v, &n("never")), Verdict::Fail(m) if m.starts_with("not run")));
+        assert!(v
+            .iter()
+            .all(|x| x.name == HEALTH || x.origin == Origin::Guest));
+        // The kernel's trouble was inside a planned record: the boot itself is healthy.
+        assert_eq!(get(&v, HEALTH), &Verdict::Pass);
+    }
+
+    #[test]
+    fn a_libtest_program_that_exits_0_without_the_test_fails() {
+        let p = program(
+            "lib",
+            GuestTestStyle::Libtest {
+                tests: vec!["t".into()],
+                json: true,
+            },
+        );
+        let n = result_channel::guest_test_name("lib", Some("t"));
+        let r = report(vec![end(&n, Outcome::Pass, "", "running 0 tests\n")], &[]);
+        let v = verdicts_with_guest(&r, &[], &[], &[p], &Expectation::default());
+        assert!(matches!(get(&v, &n), Verdict::Fail(m) if m.contains("did not report test")));
+    }
+
+    #[test]
+    fn a_tap_program_gets_a_verdict_per_result_and_one_for_itself() {
+        let p = program("tap", GuestTestStyle::Program);
+        let plain = program("plain", GuestTestStyle::Program);
+        let out = "TAP version 13\n1..3\nok 1 a\n# b: nope\nnot ok 2 b\n";
+        let r = report(
+            vec![
+                end(
+                    "guest::tap",
+                    Outcome::Fail,
+                    "crashed: killed by signal 6 (SIGABRT)",
+                    out,
+                ),
+                end(
+                    "guest::plain",
+                    Outcome::Fail,
+                    "exited with status 3",
+                    "bad input\n",
+                ),
+            ],
+            &[],
+        );
+        let v = verdicts_with_guest(&r, &[], &[], &[p, plain], &Expectation::default());
+        assert!(
+            matches!(get(&v, "guest::tap"), Verdict::Fail(m) if m.contains("SIGABRT") && m.contains("the plan says 3 tests, the output has 2"))
+        );
+        assert_eq!(get(&v, "guest::tap::a"), &Verdict::Pass);
+        assert!(matches!(get(&v, "guest::tap::b"), Verdict::Fail(m) if m.contains("b: nope")));
+        assert!(
+            matches!(get(&v, "guest::plain"), Verdict::Fail(m) if m.contains("exited with status 3") && m.contains("bad input"))
+        );
+        assert!(!v.iter().any(|x| x.name.starts_with("guest::plain::")));
     }
 }

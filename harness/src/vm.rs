@@ -37,6 +37,16 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Adds records with limits of their own (guest test programs): the whole VM and the
+    /// no-output watchdog grow with them.
+    pub fn add_programs(&mut self, programs: Vec<(String, Duration)>) {
+        for (name, d) in programs {
+            self.whole += d;
+            self.silence = self.silence.max(d + self.boot);
+            self.programs.push((name, d));
+        }
+    }
+
     /// The limit between a record's start and its end.
     pub fn limit_for(&self, name: &str) -> Duration {
         self.programs

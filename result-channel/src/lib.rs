@@ -366,6 +366,23 @@ pub struct Plan {
     /// decides); the upstream programs still all run.
     #[serde(default)]
     pub stop_at_first_failure: bool,
+    /// Other people's test programs (`--guest-test`, `--guest-crate`), run last.
+    #[serde(default)]
+    pub guest_tests: Vec<GuestTestPlan>,
+}
+
+impl Plan {
+    /// The longest the upstream and guest test programs may take together, by their own
+    /// limits: the guest's init ends the VM only after this on top of the scenarios' share.
+    pub fn programs_ms(&self) -> u64 {
+        let upstream: u64 = self.kselftests.iter().map(|k| k.timeout_ms).sum();
+        let guest: u64 = self
+            .guest_tests
+            .iter()
+            .map(|g| g.timeout_ms * g.style.processes() as u64)
+            .sum();
+        upstream + guest
+    }
 }
 
 /// One program of `tools/testing/selftests/user_events/`, reported as `kselftest::<name>`.
@@ -376,6 +393,57 @@ pub struct KselftestPlan {
     pub path: String,
     /// From the selftests' `settings` file, scaled like every other limit.
     pub timeout_ms: u64,
+}
+
+/// A test program someone else wrote, run in the guest after the upstream selftests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestTestPlan {
+    /// The program's name in trials: `guest::<program>::<test>`.
+    pub program: String,
+    /// Where it is in the initramfs.
+    pub path: String,
+    /// Passed after whatever the runner adds (`--exact NAME` for a libtest program).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to the runner's small environment (PATH, HOME).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// The limit of each process the runner starts for it: one libtest test, or the whole
+    /// program otherwise.
+    pub timeout_ms: u64,
+    pub style: GuestTestStyle,
+}
+
+/// How the runner runs a guest test program and what its records are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case")]
+pub enum GuestTestStyle {
+    /// A libtest program (`cargo test --no-run`): the host listed its tests; each runs in a
+    /// process of its own (`--exact NAME`), so a crash, a hang or a kernel splat belongs to
+    /// that one test. `json`: the program takes `--format json` (libtest's unstable format,
+    /// enabled with RUSTC_BOOTSTRAP=1 at run time), which the host reads instead of the text.
+    Libtest { tests: Vec<String>, json: bool },
+    /// Anything else: run once; its KTAP/TAP output, if any, names its tests, and otherwise
+    /// its exit status is the verdict.
+    Program,
+}
+
+impl GuestTestStyle {
+    /// How many processes the runner starts for the program.
+    pub fn processes(&self) -> usize {
+        match self {
+            GuestTestStyle::Libtest { tests, .. } => tests.len(),
+            GuestTestStyle::Program => 1,
+        }
+    }
+}
+
+/// The record name of a guest test program (`test` None) or of one of its tests.
+pub fn guest_test_name(program: &str, test: Option<&str>) -> String {
+    match test {
+        Some(t) => format!("guest::{program}::{t}"),
+        None => format!("guest::{program}"),
+    }
 }
 
 /// The record name of a selftest program.

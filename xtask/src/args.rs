@@ -113,3 +113,38 @@ impl Default for RunArgs {
         }
     }
 }
+
+/// Other people's tests in the guest: trials `<kernel>::guest::<program>::<test>`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct GuestTestArgs {
+    /// A static x86-64 test program to run in the guest after the scenarios (repeatable): a
+    /// `cargo test --no-run` executable built with crt-static, a C or kselftest-style program.
+    /// Its libtest results, KTAP/TAP output, or else exit status become the trials.
+    #[arg(long = "guest-test", value_name = "PATH")]
+    pub guest_tests: Vec<PathBuf>,
+    /// Build this crate's tests statically for the guest (`cargo test --no-run`, target
+    /// x86_64-unknown-linux-gnu, crt-static) and run each test executable as --guest-test.
+    #[arg(long, value_name = "DIR")]
+    pub guest_crate: Option<PathBuf>,
+    /// An argument for every guest test program (repeatable, in order); a libtest program
+    /// gets it after `--exact NAME`.
+    #[arg(
+        long = "guest-test-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    pub guest_test_args: Vec<String>,
+    /// An environment variable for the guest test programs, NAME=VALUE (repeatable).
+    #[arg(long = "guest-env", value_name = "NAME=VALUE")]
+    pub guest_env: Vec<String>,
+    /// The limit, in seconds at KVM speed (scaled for TCG), of each libtest test's process,
+    /// or of a whole program of another kind: past it, it is killed and fails as a hang.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub guest_test_timeout: u64,
+}
+
+impl GuestTestArgs {
+    pub fn any(&self) -> bool {
+        !self.guest_tests.is_empty() || self.guest_crate.is_some()
+    }
+}

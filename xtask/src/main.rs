@@ -4,7 +4,7 @@
 //!
 //! The pipeline's stages, in the order data flows: [`kernels`] (the list) → [`apt`]
 //! (download) → [`source`] (extract, patch) → [`kconfig`] → [`kbuild`] (cached) and
-//! [`kselftests`] → [`resolve`] (a bootable kernel) → [`guest`] (static binaries) → the
+//! [`kselftests`] → [`resolve`] (a bootable kernel) → [`guest`] (static binaries; [`guest_programs`]: other people's tests) → the
 //! `harness` crate (initramfs, QEMU, results, verdicts, trials and reports).
 
 mod apt;
@@ -13,6 +13,8 @@ mod cache;
 mod commands;
 mod devloop_selftest;
 mod guest;
+mod guest_programs;
+mod guest_selftest;
 mod host_tools;
 mod kbuild;
 mod kconfig;

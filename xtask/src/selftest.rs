@@ -71,6 +71,7 @@ fn names(list: &[&str]) -> Selection {
     Selection {
         scenarios: list.iter().map(info).collect(),
         kselftests: vec![],
+        ..Default::default()
     }
 }
 
@@ -234,6 +235,7 @@ pub fn slow_fault_worker_keeps_munmap_deterministic(
         &Selection {
             scenarios: munmap.clone(),
             kselftests: vec![],
+            ..Default::default()
         },
     )?;
     for s in &munmap {

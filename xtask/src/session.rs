@@ -157,6 +157,7 @@ impl Session {
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
+            guest_programs: vec![],
         }
     }
 

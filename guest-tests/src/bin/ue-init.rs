@@ -113,7 +113,8 @@ fn whole_run_budget() -> Duration {
         .and_then(|b| serde_json::from_slice(&b).ok());
     let per = plan.as_ref().map_or(10_000, |p| p.scenario_timeout_ms);
     let n = plan.as_ref().map_or(1, |p| p.scenarios.len() as u64);
-    Duration::from_millis(per * (n + 1) + 5_000)
+    let programs = plan.as_ref().map_or(0, |p| p.programs_ms());
+    Duration::from_millis(per * (n + 1) + programs + 5_000)
 }
 
 fn run_scenarios(budget: Duration) -> Result<(), String> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
 use guest_tests::scenarios;
-use result_channel::{Outcome, Plan, Record, ScenarioInfo};
+use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +43,7 @@ fn main() {
                 poll_deadline_ms: 5_000,
                 kselftests: vec![],
                 stop_at_first_failure: false,
+                guest_tests: vec![],
             };
             let rec = run_in_child(name, &plan);
             print!("{}", rec.to_line());
@@ -117,6 +118,15 @@ fn run_plan(path: &str) -> i32 {
         let rec = run_kselftest(&name, k);
         kmsg_marker("end", &name);
         emit(&mut out, &rec);
+    }
+    for g in &plan.guest_tests {
+        for (name, argv) in guest_test_runs(g) {
+            emit(&mut out, &Record::Start { name: name.clone() });
+            kmsg_marker("start", &name);
+            let rec = run_guest_test(&name, g, &argv);
+            kmsg_marker("end", &name);
+            emit(&mut out, &rec);
+        }
     }
     emit(
         &mut out,
@@ -406,6 +416,111 @@ fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
         *output = String::from_utf8_lossy(&c.bytes).into_owned();
     }
     rec
+}
+
+/// Each process to start for a guest test program: its record name and its arguments. A
+/// libtest program runs one test per process, so what goes wrong belongs to that test.
+fn guest_test_runs(g: &GuestTestPlan) -> Vec<(String, Vec<String>)> {
+    match &g.style {
+        GuestTestStyle::Libtest { tests, json } => tests
+            .iter()
+            .map(|t| {
+                let mut argv = vec!["--exact".to_owned(), t.clone(), "--test-threads=1".into()];
+                if *json {
+                    argv.extend(["--format", "json", "-Z", "unstable-options"].map(String::from));
+                }
+                argv.extend(g.args.iter().cloned());
+                (result_channel::guest_test_name(&g.program, Some(t)), argv)
+            })
+            .collect(),
+        GuestTestStyle::Program => vec![(
+            result_channel::guest_test_name(&g.program, None),
+            g.args.clone(),
+        )],
+    }
+}
+
+/// Runs one process of a guest test program with stdout and stderr captured together; the
+/// verdict here is the exit status alone, the host reads the output (libtest, KTAP).
+fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
+    let started = Instant::now();
+    let cstr = |s: &str| std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
+    let path = cstr(&g.path);
+    let argv: Vec<std::ffi::CString> = std::iter::once(path.clone())
+        .chain(args.iter().map(|a| cstr(a)))
+        .collect();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/bin:/usr/bin".into()),
+        ("HOME".into(), "/tmp".into()),
+    ];
+    if matches!(g.style, GuestTestStyle::Libtest { json: true, .. }) {
+        // libtest's `-Z unstable-options` (for `--format json`) checks this at run time.
+        env.push(("RUSTC_BOOTSTRAP".into(), "1".into()));
+    }
+    env.extend(g.env.iter().cloned());
+    let envp: Vec<std::ffi::CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
+    let limit = Duration::from_millis(g.timeout_ms);
+    let collected = fork_collect(limit, |fd| unsafe {
+        libc::chdir(c"/tmp".as_ptr());
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        libc::dup2(null, 0);
+        libc::dup2(fd, 1);
+        libc::dup2(fd, 2);
+        let mut a: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+        a.push(std::ptr::null());
+        let mut e: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+        e.push(std::ptr::null());
+        libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr());
+        let msg = format!("exec {}: {}\n", g.path, std::io::Error::last_os_error());
+        libc::write(2, msg.as_ptr() as *const _, msg.len());
+        libc::_exit(127)
+    });
+    let c = match collected {
+        Ok(c) => c,
+        Err(e) => return end(name, Outcome::Fail, e, started),
+    };
+    let (outcome, message) = if c.timed_out {
+        (
+            Outcome::Fail,
+            format!(
+                "timed out after {} ms (its limit, --guest-test-timeout); killed",
+                limit.as_millis()
+            ),
+        )
+    } else if libc::WIFSIGNALED(c.status) {
+        let sig = libc::WTERMSIG(c.status);
+        (
+            Outcome::Fail,
+            format!("crashed: killed by signal {sig} ({})", signal_name(sig)),
+        )
+    } else {
+        match libc::WEXITSTATUS(c.status) {
+            0 => (Outcome::Pass, String::new()),
+            code => (Outcome::Fail, format!("exited with status {code}")),
+        }
+    };
+    let mut rec = end(name, outcome, message, started);
+    if let Record::End { output, .. } = &mut rec {
+        *output = bounded_output(&c.bytes);
+    }
+    rec
+}
+
+/// A program's output as a record carries it: a record is at most MAX_RECORD_LEN on the
+/// wire, escapes included, so a chatty program keeps its beginning and its end (where
+/// libtest and TAP put their results) and says how much was cut.
+fn bounded_output(bytes: &[u8]) -> String {
+    const HEAD: usize = 16 * 1024;
+    const TAIL: usize = 48 * 1024;
+    if bytes.len() <= HEAD + TAIL {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let cut = bytes.len() - HEAD - TAIL;
+    format!(
+        "{}\n[... {cut} bytes of output cut ...]\n{}",
+        String::from_utf8_lossy(&bytes[..HEAD]),
+        String::from_utf8_lossy(&bytes[bytes.len() - TAIL..])
+    )
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

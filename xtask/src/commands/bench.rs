@@ -479,6 +479,7 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)>
         poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
         kselftests: vec![],
         stop_at_first_failure: false,
+        guest_tests: vec![],
     };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
@@ -699,6 +700,7 @@ fn warm_suite(s: &Setup, kernel_args: &KernelArgs) -> anyhow::Result<SuiteSample
     let sel = Selection {
         scenarios: guest.scenarios(false),
         kselftests: vec![],
+        ..Default::default()
     };
     session.progress.step(Step::Boot, &resolved.kernel.label);
     let prep = started.elapsed().as_secs_f64();
@@ -1133,6 +1135,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         poll_deadline_ms: (s.opts.poll_deadline * k).as_millis() as u64,
         kselftests: vec![],
         stop_at_first_failure: false,
+        guest_tests: vec![],
     };
     let plan_path = s.dir.join("vng-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
@@ -1261,6 +1264,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         let sel = Selection {
             scenarios: s.scenarios.clone(),
             kselftests: vec![],
+            ..Default::default()
         };
         let run = harness::run::run_kernel(&kernel, &s.opts, &sel)?;
         let w = started.elapsed().as_secs_f64();

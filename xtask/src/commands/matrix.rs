@@ -12,7 +12,7 @@ use clap::Args;
 use harness::model::KernelRun;
 use harness::run::Selection;
 
-use crate::args::{KernelArgs, RunArgs};
+use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
@@ -21,10 +21,15 @@ pub struct MatrixArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    /// With --guest-crate or --guest-test the table is those tests alone, by kernel (a
+    /// library author's matrix); without, the suite and the upstream selftests.
+    #[command(flatten)]
+    pub guest: GuestTestArgs,
 }
 
 pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
-    a.run.kselftest = true;
+    let theirs = a.guest.any();
+    a.run.kselftest = !theirs;
     if a.kernel.kernel_image.is_some() || a.kernel.kernel_tree.is_some() {
         bail!(
             "matrix runs kernels of kernel-configs/kernels.toml; use `test` for a tree or an image"
@@ -40,11 +45,20 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
         .map(|(n, _)| n)
         .collect();
     let guest = s.guest()?;
-    let sel = Selection {
-        scenarios: guest.scenarios(a.run.stress),
-        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-    };
     let mut opts = s.suite_options(&a.run, &guest);
+    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    let sel = if theirs {
+        Selection {
+            guest: opts.guest_programs.clone(),
+            ..Default::default()
+        }
+    } else {
+        Selection {
+            scenarios: guest.scenarios(a.run.stress),
+            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+            ..Default::default()
+        }
+    };
     let mut runs: Vec<KernelRun> = Vec::new();
     let mut accel_chosen = false;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -45,6 +45,7 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     let sel = Selection {
         scenarios: guest.scenarios(a.run.stress),
         kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        ..Default::default()
     };
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &base)?;

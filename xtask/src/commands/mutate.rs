@@ -173,6 +173,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     let all_selection = Selection {
         scenarios: guest.scenarios(false),
         kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        ..Default::default()
     };
     let base_run = harness::run::run_kernel(&base, &opts, &all_selection)?;
     harness::artifacts::write(&base_run)?;
@@ -205,6 +206,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect(),
         kselftests: all_selection.kselftests.clone(),
+        ..Default::default()
     };
     opts.stop_at_first_failure = true;
 

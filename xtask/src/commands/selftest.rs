@@ -52,6 +52,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         ..a.kernel.clone()
     };
     let warn_kernel = s.one_kernel(&wk, "selftest")?.kernel;
+    let warn_kernel_for_guest = warn_kernel.clone();
     let warn_opts = opts.clone();
     trials.push(Trial::test(
         "selftest::kernel_warning_fails_the_running_scenario",
@@ -75,6 +76,45 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
                 &listing,
             )
             .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    // Other people's tests in the guest: each style and ending, a WARN, the broken example,
+    // a crate that cannot link statically.
+    let (gk, go, target, root) = (
+        kernel.clone(),
+        opts.clone(),
+        s.target.clone(),
+        s.root.clone(),
+    );
+    trials.push(Trial::test(
+        "selftest::guest_tests_each_style_and_ending",
+        move || {
+            crate::guest_selftest::each_style_and_ending(&gk, &go, &target)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    let (wk2, wo, target) = (warn_kernel_for_guest, opts.clone(), s.target.clone());
+    trials.push(Trial::test(
+        "selftest::guest_test_kernel_warning_is_the_tests",
+        move || {
+            crate::guest_selftest::kernel_warning_is_the_tests(&wk2, &wo, &target)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    let (bk, bo, target, root2) = (kernel.clone(), opts.clone(), s.target.clone(), root);
+    trials.push(Trial::test(
+        "selftest::guest_crate_broken_example_fails_by_name",
+        move || {
+            crate::guest_selftest::broken_example_fails_by_name(&bk, &bo, &target, &root2)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    let target = s.target.clone();
+    trials.push(Trial::test(
+        "selftest::guest_crate_that_cannot_link_statically",
+        move || {
+            crate::guest_selftest::crate_that_cannot_link_statically(&target)
+                .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
     let xtask = std::env::current_exe()?;

@@ -52,6 +52,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let sel = harness::run::Selection {
         scenarios: vec![],
         kselftests: kernel.kselftests.iter().map(|k| k.name.clone()).collect(),
+        guest: vec![],
     };
     let (plan, programs) = harness::run::plan(&kernel, &opts, &sel);
     let mut extra: Vec<ExtraFile> = programs

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use harness::model::KernelUnderTest;
 
-use crate::args::{KernelArgs, RunArgs};
+use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::resolve;
 use crate::session::Session;
 
@@ -17,6 +17,8 @@ pub struct TestArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub guest: GuestTestArgs,
     /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
     #[arg(last = true)]
     pub libtest: Vec<String>,
@@ -39,6 +41,7 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
+    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
@@ -67,6 +70,20 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
                 .map_or("-".into(), |m| m.to_string()),
             run.run_dir.display()
         );
+        let guest_tests = run
+            .verdicts
+            .iter()
+            .filter(|v| v.origin == harness::model::Origin::Guest);
+        let (n, us) = guest_tests.fold((0, 0), |(n, us), v| {
+            (n + 1, us + v.duration_us.unwrap_or(0))
+        });
+        if n > 0 {
+            eprintln!(
+                "{}: {n} guest test record(s) took {:.2} s in the guest (their processes' wall time)",
+                run.kernel.label,
+                us as f64 / 1e6
+            );
+        }
         if run.failed() {
             failed_runs.push(run.run_dir.clone());
         }
@@ -104,7 +121,8 @@ fn list(
             expected: Default::default(),
         })
         .collect();
-    let opts = s.suite_options(&a.run, &guest);
+    let mut opts = s.suite_options(&a.run, &guest);
+    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     let never = |_: &KernelUnderTest,
                  _: &harness::run::Selection|
      -> anyhow::Result<harness::model::KernelRun> {

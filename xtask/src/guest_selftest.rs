@@ -1,0 +1,412 @@
+//! `cargo xtask selftest`'s cases for other people's tests in the guest (`--guest-test`,
+//! `--guest-crate`): a fixture crate written here (no dependencies, so no network) has a
+//! libtest lib whose tests pass, fail, crash, hang, are ignored, read their environment and
+//! unregister an event, and three programs of its own (`harness = false`): one that prints
+//! TAP, one that crashes half-way through its TAP, one that only exits. Each outcome must be
+//! reported against that test or program, by name. A copy of examples/ue-tiny-client with one
+//! assertion inverted must fail that test alone, and a crate that cannot link statically gets
+//! the one error that says so.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use harness::model::{
+    GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, SuiteOptions, Verdict, HEALTH,
+};
+use harness::run::{run_kernel, Selection};
+use harness::vm::VmEnd;
+
+use crate::args::GuestTestArgs;
+use crate::progress::Progress;
+
+const FIXTURE: &str = "ue_guest_fixture";
+
+const FIXTURE_LIB: &str = r#"//! The harness's own fixture: tests that end in each way a test can.
+#[cfg(test)]
+mod tests {
+    unsafe extern "C" {
+        fn ioctl(fd: i32, req: u64, ...) -> i32;
+    }
+
+    #[test]
+    fn passes() {}
+
+    #[test]
+    fn fails() {
+        assert_eq!(1 + 1, 3, "the fixture's failing assertion");
+    }
+
+    #[test]
+    fn crashes() {
+        // Address 8: never mapped (mmap_min_addr), so the store faults.
+        unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
+    }
+
+    #[test]
+    fn hangs() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    #[ignore = "the fixture's ignored test"]
+    fn ignored() {}
+
+    #[test]
+    fn sees_its_env() {
+        assert_eq!(std::env::var("UE_FIXTURE").as_deref(), Ok("from --guest-env"));
+    }
+
+    /// REG then UNREG: the self-test kernel WARNs in DIAG_IOCSUNREG.
+    #[test]
+    fn unregisters() {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/sys/kernel/tracing/user_events_data")
+            .expect("open user_events_data");
+        let word = Box::new(0u32);
+        let name = b"ue_fixture u32 v\0";
+        let mut reg = [0u8; 28];
+        reg[0..4].copy_from_slice(&28u32.to_ne_bytes());
+        reg[5] = 4; // enable_size
+        reg[8..16].copy_from_slice(&(&*word as *const u32 as u64).to_ne_bytes());
+        reg[16..24].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
+        let r = unsafe { ioctl(f.as_raw_fd(), 0xC008_2A00, reg.as_mut_ptr()) };
+        assert_eq!(r, 0, "DIAG_IOCSREG: {}", std::io::Error::last_os_error());
+        let mut unreg = [0u8; 16];
+        unreg[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        unreg[8..16].copy_from_slice(&(&*word as *const u32 as u64).to_ne_bytes());
+        let r = unsafe { ioctl(f.as_raw_fd(), 0x4008_2A02, unreg.as_ptr()) };
+        assert_eq!(r, 0, "DIAG_IOCSUNREG: {}", std::io::Error::last_os_error());
+    }
+}
+"#;
+
+const FIXTURE_TAP: &str = r#"fn main() {
+    println!("TAP version 13\n1..3\nok 1 first\n# second: the fixture says no\nnot ok 2 second\nok 3 third # SKIP the fixture skips it");
+    std::process::exit(1);
+}
+"#;
+
+const FIXTURE_TAP_CRASH: &str = r#"use std::io::Write;
+fn main() {
+    println!("TAP version 13\n1..2\nok 1 before_the_crash");
+    std::io::stdout().flush().unwrap();
+    unsafe { std::ptr::write_volatile(std::ptr::dangling_mut::<u64>(), 1) };
+    println!("ok 2 never");
+}
+"#;
+
+const FIXTURE_EXIT: &str = r#"fn main() {
+    eprintln!("fixture: exiting with 3");
+    std::process::exit(3);
+}
+"#;
+
+fn write_crate(dir: &Path, manifest: &str, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("Cargo.toml"), manifest)?;
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap_or(dir))?;
+        std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn programs(
+    target: &Path,
+    dir: &Path,
+    env: &[&str],
+    timeout: u64,
+) -> anyhow::Result<Vec<GuestProgram>> {
+    let a = GuestTestArgs {
+        guest_crate: Some(dir.to_owned()),
+        guest_env: env.iter().map(|s| s.to_string()).collect(),
+        guest_test_timeout: timeout,
+        ..Default::default()
+    };
+    crate::guest_programs::resolve(&a, target, &mut Progress::new())
+}
+
+/// The fixture crate, built for the guest.
+pub fn fixture(target: &Path) -> anyhow::Result<Vec<GuestProgram>> {
+    let dir = target.join("ue-selftest").join(FIXTURE);
+    let manifest = format!(
+        "[package]\nname = \"{FIXTURE}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [[test]]\nname = \"tap\"\nharness = false\n\n\
+         [[test]]\nname = \"tap_crash\"\nharness = false\n\n\
+         [[test]]\nname = \"exit_status\"\nharness = false\n\n[workspace]\n"
+    );
+    write_crate(
+        &dir,
+        &manifest,
+        &[
+            ("src/lib.rs", FIXTURE_LIB),
+            ("tests/tap.rs", FIXTURE_TAP),
+            ("tests/tap_crash.rs", FIXTURE_TAP_CRASH),
+            ("tests/exit_status.rs", FIXTURE_EXIT),
+        ],
+    )?;
+    programs(target, &dir, &["UE_FIXTURE=from --guest-env"], 2)
+}
+
+fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {
+    run.verdicts
+        .iter()
+        .find(|v| v.name == name)
+        .map(|v| &v.verdict)
+        .with_context(|| {
+            let names: Vec<&str> = run.verdicts.iter().map(|v| v.name.as_str()).collect();
+            format!("no verdict for {name}; there are {names:?}")
+        })
+}
+
+fn expect(run: &KernelRun, name: &str, want: &str, needles: &[&str]) -> anyhow::Result<()> {
+    let v = verdict(run, name)?;
+    let (kind, text) = match v {
+        Verdict::Pass => ("pass", ""),
+        Verdict::Fail(m) => ("fail", m.as_str()),
+        Verdict::Ignored(m) => ("ignored", m.as_str()),
+    };
+    if kind != want || !needles.iter().all(|n| text.contains(n)) {
+        bail!("{name}: want {want} mentioning {needles:?}, got {v:?}");
+    }
+    Ok(())
+}
+
+fn lib_test(test: &str) -> String {
+    harness::channel::guest_test_name(FIXTURE, Some(test))
+}
+
+/// Every output style and way of ending, each reported against its own test or program; the
+/// libtest program read both as JSON (what it supports) and as text (a copy told it does not).
+pub fn each_style_and_ending(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    target: &Path,
+) -> anyhow::Result<()> {
+    let mut programs = fixture(target)?;
+    let lib = programs
+        .iter()
+        .find(|p| p.name == FIXTURE)
+        .context("the fixture's lib tests were not built")?
+        .clone();
+    let GuestTestStyle::Libtest { tests, json } = &lib.style else {
+        bail!(
+            "the fixture's lib was not recognised as libtest: {:?}",
+            lib.style
+        );
+    };
+    if !json {
+        bail!("libtest's --format json (RUSTC_BOOTSTRAP=1) was not detected on this toolchain");
+    }
+    let mut text = lib.clone();
+    text.name = format!("{FIXTURE}_text");
+    text.style = GuestTestStyle::Libtest {
+        tests: tests
+            .iter()
+            .filter(|t| ["tests::fails", "tests::ignored", "tests::passes"].contains(&t.as_str()))
+            .cloned()
+            .collect(),
+        json: false,
+    };
+    programs.push(text);
+    let sel = Selection {
+        guest: programs,
+        ..Default::default()
+    };
+    let run = run_kernel(k, opts, &sel)?;
+    for prefix in [FIXTURE.to_owned(), format!("{FIXTURE}_text")] {
+        let t = |n: &str| harness::channel::guest_test_name(&prefix, Some(n));
+        expect(&run, &t("tests::passes"), "pass", &[])?;
+        expect(
+            &run,
+            &t("tests::fails"),
+            "fail",
+            &["the fixture's failing assertion", "panicked at src/lib.rs"],
+        )?;
+        expect(
+            &run,
+            &t("tests::ignored"),
+            "ignored",
+            &["the fixture's ignored test"],
+        )?;
+    }
+    expect(
+        &run,
+        &lib_test("tests::crashes"),
+        "fail",
+        &["killed by signal 11 (SIGSEGV)"],
+    )?;
+    expect(
+        &run,
+        &lib_test("tests::hangs"),
+        "fail",
+        &["timed out after", "--guest-test-timeout"],
+    )?;
+    expect(&run, &lib_test("tests::sees_its_env"), "pass", &[])?;
+    expect(&run, &lib_test("tests::unregisters"), "pass", &[])?;
+    let g = |p: &str, t: Option<&str>| harness::channel::guest_test_name(p, t);
+    expect(&run, &g("tap", None), "fail", &["exited with status 1"])?;
+    expect(&run, &g("tap", Some("first")), "pass", &[])?;
+    expect(
+        &run,
+        &g("tap", Some("second")),
+        "fail",
+        &["the fixture says no"],
+    )?;
+    expect(
+        &run,
+        &g("tap", Some("third")),
+        "ignored",
+        &["the fixture skips it"],
+    )?;
+    expect(
+        &run,
+        &g("tap_crash", None),
+        "fail",
+        &[
+            "killed by signal 11",
+            "the plan says 2 tests, the output has 1",
+        ],
+    )?;
+    expect(&run, &g("tap_crash", Some("before_the_crash")), "pass", &[])?;
+    expect(
+        &run,
+        &g("exit_status", None),
+        "fail",
+        &["exited with status 3", "fixture: exiting with 3"],
+    )?;
+    expect(&run, HEALTH, "pass", &[])?;
+    if run.report.end != VmEnd::Finished {
+        bail!(
+            "the VM should have finished normally, ended {:?}",
+            run.report.end
+        );
+    }
+    Ok(())
+}
+
+/// On the kernel that WARNs in DIAG_IOCSUNREG: the test that unregisters passes its own
+/// checks but fails with the splat; the tests before and after it pass.
+pub fn kernel_warning_is_the_tests(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    target: &Path,
+) -> anyhow::Result<()> {
+    let mut lib = fixture(target)?
+        .into_iter()
+        .find(|p| p.name == FIXTURE)
+        .context("the fixture's lib tests were not built")?;
+    let json = matches!(lib.style, GuestTestStyle::Libtest { json: true, .. });
+    lib.style = GuestTestStyle::Libtest {
+        tests: ["tests::passes", "tests::unregisters", "tests::sees_its_env"]
+            .map(String::from)
+            .to_vec(),
+        json,
+    };
+    let run = run_kernel(
+        k,
+        opts,
+        &Selection {
+            guest: vec![lib],
+            ..Default::default()
+        },
+    )?;
+    expect(&run, &lib_test("tests::passes"), "pass", &[])?;
+    expect(
+        &run,
+        &lib_test("tests::unregisters"),
+        "fail",
+        &[
+            "kernel console reported Warning",
+            "at kernel/trace/trace_events_user.c:",
+            "the guest's own checks passed",
+        ],
+    )?;
+    expect(&run, &lib_test("tests::sees_its_env"), "pass", &[])?;
+    expect(&run, HEALTH, "pass", &[])
+}
+
+/// The line of examples/ue-tiny-client the broken copy inverts.
+const INVERTED: &str = "assert!(ev.is_enabled(), \"the kernel set the enable bit\");";
+
+/// A copy of the example with one assertion inverted: that test fails, by its name, with the
+/// assertion's message, and the example's other tests still pass.
+pub fn broken_example_fails_by_name(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    target: &Path,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let example = root.join("examples/ue-tiny-client");
+    let copy = target.join("ue-selftest").join("ue-tiny-client-broken");
+    let lib = std::fs::read_to_string(example.join("src/lib.rs"))?;
+    if lib.matches(INVERTED).count() != 1 {
+        bail!(
+            "examples/ue-tiny-client/src/lib.rs must hold `{INVERTED}` exactly once: it is the \
+             assertion the broken copy inverts"
+        );
+    }
+    let broken = lib.replace(INVERTED, &INVERTED.replacen("ev.", "!ev.", 1));
+    let manifest = std::fs::read_to_string(example.join("Cargo.toml"))?;
+    write_crate(&copy, &manifest, &[("src/lib.rs", &broken)])?;
+    if let Ok(lock) = std::fs::read(example.join("Cargo.lock")) {
+        std::fs::write(copy.join("Cargo.lock"), lock)?;
+    }
+    let programs = programs(target, &copy, &[], 30)?;
+    let names: Vec<String> = programs.iter().flat_map(|p| p.record_names()).collect();
+    let run = run_kernel(
+        k,
+        opts,
+        &Selection {
+            guest: programs,
+            ..Default::default()
+        },
+    )?;
+    let broken_test = "guest::ue_tiny_client::tests::tracing_sets_and_clears_the_enable_word";
+    expect(
+        &run,
+        broken_test,
+        "fail",
+        &["the kernel set the enable bit"],
+    )?;
+    if names.len() < 4 {
+        bail!("the copy lists {names:?}: want the example's four tests");
+    }
+    for n in names.iter().filter(|n| *n != broken_test) {
+        expect(&run, n, "pass", &[])?;
+    }
+    expect(&run, HEALTH, "pass", &[])
+}
+
+/// A crate whose tests link a library that exists only as a shared object: one error that
+/// says the tests do not link statically, and why.
+pub fn crate_that_cannot_link_statically(target: &Path) -> anyhow::Result<()> {
+    let dir: PathBuf = target.join("ue-selftest").join("ue_dynamic_only");
+    write_crate(
+        &dir,
+        "[package]\nname = \"ue_dynamic_only\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+        &[(
+            "src/lib.rs",
+            "// libgcc_s is a shared library only: no static archive to link.\n\
+             #[link(name = \"gcc_s\")]\nunsafe extern \"C\" {\n    fn _Unwind_GetIP(c: *mut u8) -> usize;\n}\n\
+             #[test]\nfn uses_it() {\n    let _ = _Unwind_GetIP as unsafe extern \"C\" fn(*mut u8) -> usize;\n}\n",
+        )],
+    )?;
+    match programs(target, &dir, &[], 30) {
+        Ok(p) => bail!("the crate built and was accepted: {p:?}"),
+        Err(e) => {
+            let m = format!("{e:#}");
+            if m.contains("do not link statically") && m.contains("gcc_s") {
+                Ok(())
+            } else {
+                bail!("want one error saying the tests do not link statically (gcc_s), got: {m}")
+            }
+        }
+    }
+}
