@@ -249,7 +249,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
     Ok(())
 }
 
-/// --keep and the pass-through options: the kept run holds the kernel, initramfs and a
+/// --keep, --console and the pass-through options: the console is streamed; the kept run holds the kernel, initramfs and a
 /// command line with the options; `rerun` boots it again and reports the trial; the saved
 /// command line, pasted into a shell, boots the same VM and its results land in the file
 /// it names.
@@ -262,6 +262,7 @@ pub fn keep_rerun_and_paste(exe: &Path, tree: &Path) -> anyhow::Result<()> {
             "--kernel-tree",
             t,
             "--keep",
+            "--console",
             "--cpus",
             "1",
             "--memory",
@@ -277,6 +278,11 @@ pub fn keep_rerun_and_paste(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         ],
     )?;
     ensure!(run.ok, "test --keep failed:\n{}", tail(&run.stderr));
+    ensure!(
+        run.stderr.contains(&format!("ue-runner: start {QUICK}")),
+        "--console streamed no console lines:\n{}",
+        tail(&run.stderr)
+    );
     let dir = run_dir(&run.stderr)?;
     for f in [
         "bzImage",
@@ -343,6 +349,54 @@ pub fn keep_rerun_and_paste(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         got.contains(QUICK) && got.contains("done"),
         "the pasted VM wrote no result for {QUICK} to {}: {got:?}",
         results.display()
+    );
+    Ok(())
+}
+
+/// --kconfig: an option on top of the fragments lands in the kernel's .config (and the
+/// build starts from the tree's plain build); one that no Kconfig defines is refused after
+/// olddefconfig, with the option named.
+pub fn kconfig_is_applied_and_checked(exe: &Path, tree: &Path) -> anyhow::Result<()> {
+    let t = tree.to_str().context("tree path")?;
+    let run = xtask(
+        exe,
+        &[
+            "test",
+            "--kernel-tree",
+            t,
+            "--kconfig",
+            "CONFIG_LOG_BUF_SHIFT=16",
+            "--",
+            QUICK,
+        ],
+    )?;
+    ensure!(run.ok, "test --kconfig failed:\n{}", tail(&run.stderr));
+    let config = std::fs::read_to_string(run_dir(&run.stderr)?.join("kernel.config"))?;
+    ensure!(
+        config.lines().any(|l| l == "CONFIG_LOG_BUF_SHIFT=16"),
+        "the kernel's .config lacks CONFIG_LOG_BUF_SHIFT=16"
+    );
+    let bad = xtask(
+        exe,
+        &[
+            "test",
+            "--kernel-tree",
+            t,
+            "--kconfig",
+            "CONFIG_UE_NO_SUCH_OPTION=y",
+            "--",
+            QUICK,
+        ],
+    )?;
+    ensure!(!bad.ok, "an option no Kconfig defines was accepted");
+    ensure!(
+        bad.stderr
+            .contains("CONFIG_UE_NO_SUCH_OPTION=y (--kconfig:1) ended up not set")
+            && bad
+                .stderr
+                .contains("no Kconfig file in this kernel defines it"),
+        "the refusal does not name the option:\n{}",
+        tail(&bad.stderr)
     );
     Ok(())
 }

@@ -225,7 +225,7 @@ pub fn build(
             req.label,
             base_config(&req.fragments, &req.kconfig)
         ));
-        if req.extra_patches > 0 && !src.exists() {
+        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !src.exists() {
             seed_tree_from_base(&builds, &identity, req, &compiler, &entry, progress)?;
         }
         let changed = snapshot_tree(tree, &src, &entry, &req.patches, progress)?;
@@ -348,9 +348,10 @@ fn seed_from_base(
     Ok(())
 }
 
-/// A patched build of a tree starts from the unpatched build of the same tree when there is
-/// one: its snapshot hard-linked (files there are only ever replaced, never written), its
-/// build directory copied. The patches then recompile only what they touch.
+/// A patched build of a tree, or one with `--kconfig` options, starts from the plain build
+/// of the same tree when there is one: its snapshot hard-linked (files there are only ever
+/// replaced, never written), its build directory copied. The patches then recompile only
+/// what they touch; new options only what depends on them (kbuild tracks each option).
 fn seed_tree_from_base(
     builds: &Path,
     identity: &str,
@@ -364,7 +365,7 @@ fn seed_tree_from_base(
         &req.fragments,
         &req.patches[..req.patches.len() - req.extra_patches],
         &req.absent,
-        &req.kconfig,
+        &[],
         compiler,
     )?;
     let base = builds.join(format!("tree-{base_key}"));
@@ -398,6 +399,10 @@ fn seed_tree_from_base(
     if !ok {
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("copying the build {} failed", base.display());
+    }
+    if !req.kconfig.is_empty() {
+        // The copied .config lacks the new options: configure again.
+        let _ = std::fs::remove_file(tmp.join(".ue-out").join(CONFIGURED));
     }
     std::fs::rename(&tmp, entry.join("src"))?;
     Ok(())

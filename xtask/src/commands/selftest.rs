@@ -174,6 +174,11 @@ fn devloop_trials(s: &mut Session, k: &KernelArgs) -> anyhow::Result<Vec<Trial>>
         "devloop::keep_rerun_and_paste",
         Box::new(move || d::keep_rerun_and_paste(&e, &t)),
     ));
+    let (e, t) = (exe.clone(), tree.clone());
+    out.push(case(
+        "devloop::kconfig_is_applied_and_checked",
+        Box::new(move || d::kconfig_is_applied_and_checked(&e, &t)),
+    ));
     let (e2, t2, m2) = (exe.clone(), tree.clone(), m.clone());
     out.push(case(
         "devloop::patch_applies_to_the_snapshot",
