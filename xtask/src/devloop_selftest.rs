@@ -226,7 +226,20 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
     ensure!(edited != orig, "{TRACE_FILE} has no USER_EVENTS_PREFIX_LEN");
     replace_file(&path, &edited)?;
     let after_edit = crate::snapshot::fingerprint(tree)?;
-    let second = xtask(exe, &["test", "--kernel-tree", t, "--", QUICK]);
+    // A scenario that polls once, its notes shown after the summary (--show-output).
+    let noted = "fork::later_registrations_stay_per_process";
+    let second = xtask(
+        exe,
+        &[
+            "test",
+            "--kernel-tree",
+            t,
+            "--",
+            "--exact",
+            &format!("{}::{noted}", tree_label(tree)),
+            "--show-output",
+        ],
+    );
     let after_run = crate::snapshot::fingerprint(tree);
     // Put the file back whatever happened (the tree is shared by the other cases).
     git(tree, &["checkout", "-q", "--", TRACE_FILE])?;
@@ -237,6 +250,13 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
         tail(&second.stderr)
     );
     same_tree(&after_edit, &after_run?)?;
+    ensure!(
+        second
+            .stdout
+            .contains(&format!("---- {}::{noted} notes ----", tree_label(tree))),
+        "--show-output printed no notes:\n{}",
+        tail(&second.stdout)
+    );
     let steps = build_steps(&run_dir(&second.stderr)?)?;
     ensure!(
         steps < 100,
@@ -427,6 +447,20 @@ pub fn patch_applies_to_the_snapshot(exe: &Path, tree: &Path, mutant: &Path) -> 
         "want {CATCHES} to fail:\n{}",
         tail(&run.stdout)
     );
+    // A run with a failure keeps what it takes to boot it again.
+    let dir = run_dir(&run.stderr)?;
+    for f in [
+        "bzImage",
+        "initramfs.cpio",
+        "qemu-cmdline.txt",
+        "rerun.json",
+    ] {
+        ensure!(
+            dir.join(f).is_file(),
+            "the failed run did not keep {f} in {}",
+            dir.display()
+        );
+    }
     same_tree(&before, &crate::snapshot::fingerprint(tree)?)?;
     Ok(())
 }
