@@ -31,10 +31,40 @@ pub struct ShellArgs {
     pub run: RunArgs,
 }
 
+/// Whether an ELF64 executable names a program interpreter (PT_INTERP): a dynamically
+/// linked one, which cannot run in the guest.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum).any(|i| {
+        let at = phoff + i * phentsize;
+        elf.get(at..at + 4) == Some(&3u32.to_le_bytes()[..])
+    })
+}
+
 pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut s = Session::for_kernels(&a.kernel);
     s.host_tools()?;
     host_tools::ensure_tools(&[BUSYBOX], !a.kernel.no_install)?;
+    let bytes = std::fs::read(BUSYBOX.check).with_context(|| format!("read {}", BUSYBOX.check))?;
+    if has_interpreter(&bytes) {
+        // Debian's `busybox` package: installing busybox-static would remove it, and the
+        // harness never removes anything.
+        anyhow::bail!(
+            "{} is dynamically linked (Debian's busybox package), and the guest has no libraries: install busybox-static, which replaces it: apt-get install busybox-static",
+            BUSYBOX.check
+        );
+    }
     let kernel = s.one_kernel(&a.kernel, "shell")?.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
@@ -127,4 +157,25 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_busybox_is_told_apart_from_a_static_one() {
+        // Two program headers at 0x40, 56 bytes each; the second is PT_INTERP (3).
+        let mut elf = vec![0u8; 0x40 + 2 * 56];
+        elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        elf[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+        assert!(!has_interpreter(&elf));
+        elf[0x40 + 56..0x40 + 60].copy_from_slice(&3u32.to_le_bytes());
+        assert!(has_interpreter(&elf));
+        if let Ok(b) = std::fs::read("/bin/ls") {
+            assert!(has_interpreter(&b), "Debian's ls is dynamically linked");
+        }
+    }
 }
