@@ -148,6 +148,9 @@ pub struct SuiteOptions {
     /// Start no scenario after the first failed one (mutation runs: the first failure
     /// decides); the upstream programs still all run.
     pub stop_at_first_failure: bool,
+    /// Fresh VMs one kernel's run may boot after a VM died mid-run (panic, unkillable hang,
+    /// silence), each for the scenarios and programs not yet started.
+    pub max_restarts: u32,
     /// Other people's test programs, run after everything else (`guest::*` trials).
     pub guest_programs: Vec<GuestProgram>,
 }
@@ -262,13 +265,40 @@ pub struct KernelRun {
     pub accel: Accel,
     pub run_dir: PathBuf,
     pub limits: Limits,
+    /// The first boot's report.
     pub report: VmReport,
     pub verdicts: Vec<ScenarioVerdict>,
+    /// The fresh VMs booted after a VM died, in order (empty when the first one finished).
+    #[serde(default)]
+    pub restarts: Vec<Restart>,
+}
+
+/// A fresh VM booted because the previous one died with scenarios not yet started.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Restart {
+    /// How the previous VM ended, and what it was running (`timed out: scenario X ...`).
+    pub after: String,
+    /// The scenarios and programs the previous VM never started: this VM's plan.
+    pub planned: Vec<String>,
+    /// From the previous VM's end to this one's runner hello: initramfs, QEMU start, boot.
+    /// The cost of one dead VM beyond the limit that detected it.
+    pub cost_ms: Option<u64>,
+    pub report: VmReport,
 }
 
 impl KernelRun {
     pub fn failed(&self) -> bool {
         self.verdicts.iter().any(|v| v.verdict.is_fail())
+    }
+
+    /// The console log of the boot that ran `name` (a restart's, when a fresh VM ran it).
+    pub fn console_log_of(&self, name: &str) -> &std::path::Path {
+        let base = name.split("::").take(2).collect::<Vec<_>>().join("::");
+        self.restarts
+            .iter()
+            .rev()
+            .find(|r| r.planned.iter().any(|p| *p == name || *p == base))
+            .map_or(&self.report.console_log, |r| &r.report.console_log)
     }
 
     /// Σ of the scenarios' own durations as the guest measured them (the health trial's

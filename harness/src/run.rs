@@ -1,15 +1,17 @@
 //! One kernel's boot of the suite: plan → initramfs → QEMU → verdicts. Writing what came of
 //! it (results.json, JUnit) is [`crate::artifacts`]'s job; this module only runs.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context as _;
-use result_channel::{GuestTestPlan, KselftestPlan, Plan};
+use result_channel::{GuestTestPlan, KselftestPlan, Plan, Record};
 
 use crate::image::{self, ExtraFile, Manifest};
 use crate::model::{
-    GuestProgram, KernelRun, KernelUnderTest, KselftestBinary, Origin, ScenarioInfo,
-    ScenarioVerdict, SuiteOptions, Verdict,
+    GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, KselftestBinary, Origin, Restart,
+    ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict, HEALTH,
 };
 use crate::qemu::QemuConfig;
 use crate::verdict;
@@ -77,109 +79,77 @@ pub fn plan<'k>(
     (plan, programs)
 }
 
-/// Boots `kernel` once with what `sel` names, in a new folder under `opts.runs_dir`.
+/// Runs what `sel` names on `kernel`, in a new folder under `opts.runs_dir`. When a VM dies
+/// mid-run (panic, unkillable hang, silence), the scenario it was running keeps its
+/// "not finished" verdict and a fresh VM runs the ones it never started, up to
+/// `opts.max_restarts` times; their verdicts are real ones, not "not run".
 pub fn run_kernel(
     kernel: &KernelUnderTest,
     opts: &SuiteOptions,
     sel: &Selection,
 ) -> anyhow::Result<KernelRun> {
     let run_dir = new_run_dir(&opts.runs_dir, &kernel.label)?;
-    let (plan, programs) = plan(kernel, opts, sel);
-    let extra: Vec<ExtraFile> = programs
-        .iter()
-        .filter_map(|b| {
-            Some(ExtraFile {
-                path: format!("bin/kselftest/{}", b.name),
-                source: b.path()?.clone(),
-            })
-        })
-        .chain(sel.guest.iter().map(|g| ExtraFile {
-            path: guest_path(g),
-            source: g.path.clone(),
-        }))
-        .collect();
-    let initrd = run_dir.join("initramfs.cpio");
-    let image = match &opts.base_initramfs {
-        // A kept run's image, the new plan appended: the kernel unpacks concatenated cpio
-        // archives in order, so the later plan file wins.
-        Some(base) => {
-            let mut bytes =
-                std::fs::read(base).with_context(|| format!("read {}", base.display()))?;
-            bytes.extend(image::plan_only(&plan)?);
-            bytes
-        }
-        None => image::build(
-            &Manifest::load(&opts.manifest)?,
-            &opts.guest_bin_dir,
-            &plan,
-            &extra,
-        )?,
-    };
-    std::fs::write(&initrd, image).with_context(|| format!("write {}", initrd.display()))?;
-    let qemu = QemuConfig {
-        binary: opts.qemu_binary.clone(),
-        kernel: kernel.bzimage.clone(),
-        initrd: initrd.clone(),
-        accel: opts.accel,
-        memory_mib: opts.memory_mib,
-        cpus: opts.cpus,
-        extra_cmdline: opts.extra_cmdline.clone(),
-        result_socket: socket_path(&run_dir),
-        extra_args: opts.qemu_args.clone(),
-        gdb: opts.gdb,
-    };
-    let mut limits = opts.limits(sel.scenarios.len(), &programs);
-    limits.add_programs(opts.guest_limits(&sel.guest));
-    if let Some(port) = opts.gdb {
-        eprintln!("{}", gdb_hint(kernel, port));
-    }
-    let report = vm::run_streaming(&qemu, &run_dir, &limits, opts.stream_console);
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&initrd);
-            return Err(e);
-        }
-    };
-
-    let known = |p: &String| kernel.kselftests.iter().any(|b| &b.name == p);
-    // Programs that did not build were not planned: their verdict comes from the build.
-    let planned_programs: Vec<String> = programs
-        .iter()
-        .map(|b| result_channel::kselftest_name(&b.name))
-        .collect();
-    let mut verdicts = verdict::verdicts_with_guest(
-        &report,
-        &sel.scenarios,
-        &planned_programs,
-        &sel.guest,
-        &kernel.expected,
-    );
-    verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
-    for p in sel.kselftests.iter().filter(|p| !known(p)) {
-        verdicts.push(ScenarioVerdict::new(
-            result_channel::kselftest_name(p),
-            Origin::Upstream,
-            Verdict::Ignored(
-                "no kernel tree to build the upstream selftests from (a ready --kernel-image)"
-                    .into(),
-            ),
-        ));
-    }
-    let run = KernelRun {
+    let first = boot(kernel, opts, sel, &run_dir)?;
+    let (first_qemu, first_initrd) = (first.qemu, first.initrd);
+    let mut run = KernelRun {
         kernel: kernel.clone(),
         accel: opts.accel,
-        run_dir,
-        limits,
-        report,
-        verdicts,
+        run_dir: run_dir.clone(),
+        limits: first.limits,
+        report: first.report,
+        verdicts: first.verdicts,
+        restarts: vec![],
     };
+    let first_sel = sel.clone();
+    let mut sel = sel.clone();
+    loop {
+        let last = run.restarts.last().map_or(&run.report, |r| &r.report);
+        let Some(rest) = not_started(last, &sel) else {
+            break;
+        };
+        if opts.stop_at_first_failure
+            || run.restarts.len() as u32 >= opts.max_restarts
+            || vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            break;
+        }
+        let after = how_it_ended(last);
+        let dead_at = Instant::now();
+        let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let next = boot(kernel, opts, &rest, &dir)?;
+        // A rerun boots the first image again; the fresh VMs' images are not kept.
+        let _ = std::fs::remove_file(&next.initrd);
+        let hello_ms = next.report.hello_wall_ms;
+        let planned = planned_names(&rest);
+        // The stand-ins "not run: ..." of the dead VM give way to what the fresh one found.
+        run.verdicts.retain(|v| !is_planned_in(&v.name, &planned));
+        merge_health(&mut run.verdicts, next.verdicts, run.restarts.len() + 2);
+        run.restarts.push(Restart {
+            after,
+            planned,
+            // Everything since the death, less what the fresh VM spent after its hello.
+            cost_ms: hello_ms.map(|h| {
+                (dead_at.elapsed().as_millis() as u64).saturating_sub(next.report.wall_ms) + h
+            }),
+            report: next.report,
+        });
+        sel = rest;
+    }
+    if let Some(h) = run.verdicts.iter_mut().find(|v| v.name == HEALTH) {
+        if let (Verdict::Fail(m), false) = (&mut h.verdict, run.restarts.is_empty()) {
+            m.push_str(&format!(
+                "\n{} fresh VM(s) ran what the dead one never started (console logs in boot-N/)",
+                run.restarts.len()
+            ));
+        }
+    }
     if opts.keep || run.failed() {
-        keep(&run, &qemu, opts, sel)?;
+        keep(&run, &first_qemu, opts, &first_sel)?;
     } else {
         // The image is rebuilt every run and is the largest artifact: keep logs, not the
         // image, and offer no command line that could not work without it.
-        let _ = std::fs::remove_file(&initrd);
+        let _ = std::fs::remove_file(&first_initrd);
     }
     Ok(run)
 }
@@ -272,6 +242,239 @@ pub fn gdb_hint(kernel: &KernelUnderTest, port: u16) -> String {
     }
 }
 
+/// One VM's outcome: its report, limits and verdicts, and how it was booted (the image is
+/// left for the caller: kept or removed).
+struct Boot {
+    report: vm::VmReport,
+    limits: vm::Limits,
+    verdicts: Vec<ScenarioVerdict>,
+    qemu: QemuConfig,
+    initrd: PathBuf,
+}
+
+/// Boots `kernel` once with what `sel` names; artifacts go to `dir`.
+fn boot(
+    kernel: &KernelUnderTest,
+    opts: &SuiteOptions,
+    sel: &Selection,
+    dir: &Path,
+) -> anyhow::Result<Boot> {
+    let (plan, programs) = plan(kernel, opts, sel);
+    let extra: Vec<ExtraFile> = programs
+        .iter()
+        .filter_map(|b| {
+            Some(ExtraFile {
+                path: format!("bin/kselftest/{}", b.name),
+                source: b.path()?.clone(),
+            })
+        })
+        .chain(sel.guest.iter().map(|g| ExtraFile {
+            path: guest_path(g),
+            source: g.path.clone(),
+        }))
+        .collect();
+    let initrd = dir.join("initramfs.cpio");
+    let image = match &opts.base_initramfs {
+        // A kept run's image, the new plan appended: the kernel unpacks concatenated cpio
+        // archives in order, so the later plan file wins.
+        Some(base) => {
+            let mut bytes =
+                std::fs::read(base).with_context(|| format!("read {}", base.display()))?;
+            bytes.extend(image::plan_only(&plan)?);
+            bytes
+        }
+        None => image::build(
+            &Manifest::load(&opts.manifest)?,
+            &opts.guest_bin_dir,
+            &plan,
+            &extra,
+        )?,
+    };
+    std::fs::write(&initrd, image).with_context(|| format!("write {}", initrd.display()))?;
+    let qemu = QemuConfig {
+        binary: opts.qemu_binary.clone(),
+        kernel: kernel.bzimage.clone(),
+        initrd: initrd.clone(),
+        accel: opts.accel,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        extra_cmdline: opts.extra_cmdline.clone(),
+        result_socket: socket_path(dir),
+        extra_args: opts.qemu_args.clone(),
+        gdb: opts.gdb,
+    };
+    let mut limits = opts.limits(sel.scenarios.len(), &programs);
+    limits.add_programs(opts.guest_limits(&sel.guest));
+    if let Some(port) = opts.gdb {
+        eprintln!("{}", gdb_hint(kernel, port));
+    }
+    let report = match vm::run_streaming(&qemu, dir, &limits, opts.stream_console) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&initrd);
+            return Err(e);
+        }
+    };
+
+    let known = |p: &String| kernel.kselftests.iter().any(|b| &b.name == p);
+    // Programs that did not build were not planned: their verdict comes from the build.
+    let planned_programs: Vec<String> = programs
+        .iter()
+        .map(|b| result_channel::kselftest_name(&b.name))
+        .collect();
+    let mut verdicts = verdict::verdicts_with_guest(
+        &report,
+        &sel.scenarios,
+        &planned_programs,
+        &sel.guest,
+        &kernel.expected,
+    );
+    verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
+    for p in sel.kselftests.iter().filter(|p| !known(p)) {
+        verdicts.push(ScenarioVerdict::new(
+            result_channel::kselftest_name(p),
+            Origin::Upstream,
+            Verdict::Ignored(
+                "no kernel tree to build the upstream selftests from (a ready --kernel-image)"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(Boot {
+        report,
+        limits,
+        verdicts,
+        qemu,
+        initrd,
+    })
+}
+
+/// What a VM that died left unstarted, when a fresh VM can run it: the runner had started
+/// (a kernel that cannot boot fails the same way again) and the VM did not finish. None when
+/// there is nothing to restart for.
+pub fn not_started(report: &vm::VmReport, sel: &Selection) -> Option<Selection> {
+    if report.end == vm::VmEnd::Finished || report.kernel_release.is_none() {
+        return None;
+    }
+    let started: HashSet<&str> = report
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Start { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .chain(report.unfinished.as_deref())
+        .collect();
+    let rest = Selection {
+        scenarios: sel
+            .scenarios
+            .iter()
+            .filter(|s| !started.contains(s.name.as_str()))
+            .cloned()
+            .collect(),
+        kselftests: sel
+            .kselftests
+            .iter()
+            .filter(|p| !started.contains(result_channel::kselftest_name(p).as_str()))
+            .cloned()
+            .collect(),
+        guest: sel
+            .guest
+            .iter()
+            .filter_map(|g| not_started_part(g, &started))
+            .collect(),
+    };
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// The part of a guest program the dead VM never started: a libtest program's unstarted
+/// tests, or the whole program if it never started.
+fn not_started_part(g: &GuestProgram, started: &HashSet<&str>) -> Option<GuestProgram> {
+    match &g.style {
+        GuestTestStyle::Program => {
+            let name = result_channel::guest_test_name(&g.name, None);
+            (!started.contains(name.as_str())).then(|| g.clone())
+        }
+        GuestTestStyle::Libtest { tests, .. } => {
+            let left: Vec<String> = tests
+                .iter()
+                .filter(|t| {
+                    !started.contains(result_channel::guest_test_name(&g.name, Some(t)).as_str())
+                })
+                .cloned()
+                .collect();
+            if left.is_empty() {
+                return None;
+            }
+            let mut part = g.clone();
+            if let GuestTestStyle::Libtest { tests, .. } = &mut part.style {
+                *tests = left;
+            }
+            Some(part)
+        }
+    }
+}
+
+/// The record names a selection plans: scenarios, and upstream programs by record name.
+fn planned_names(sel: &Selection) -> Vec<String> {
+    sel.scenarios
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(
+            sel.kselftests
+                .iter()
+                .map(|p| result_channel::kselftest_name(p)),
+        )
+        .chain(sel.guest.iter().flat_map(GuestProgram::record_names))
+        .collect()
+}
+
+/// `name` is one of `planned` or an upstream test of a planned program.
+fn is_planned_in(name: &str, planned: &[String]) -> bool {
+    planned.iter().any(|p| {
+        name == p
+            || name
+                .strip_prefix(p.as_str())
+                .is_some_and(|t| t.starts_with("::"))
+    })
+}
+
+/// The fresh VM's verdicts join the run's; its health joins the first boot's, one trial that
+/// names the boot each problem came from.
+fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>, boot: usize) {
+    for v in next {
+        if v.name != HEALTH {
+            verdicts.push(v);
+            continue;
+        }
+        let Some(h) = verdicts.iter_mut().find(|h| h.name == HEALTH) else {
+            verdicts.push(v);
+            continue;
+        };
+        if let Verdict::Fail(m) = v.verdict {
+            let m = format!("boot {boot} (a fresh VM after a dead one): {m}");
+            h.verdict = match &h.verdict {
+                Verdict::Fail(first) => Verdict::Fail(format!("{first}\n{m}")),
+                _ => Verdict::Fail(m),
+            };
+        }
+    }
+}
+
+/// A VM's end in words, for the restart's record and the user.
+fn how_it_ended(report: &vm::VmReport) -> String {
+    let how = match &report.end {
+        vm::VmEnd::Finished => "finished".to_owned(),
+        vm::VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
+        vm::VmEnd::ExitedEarly { status } => format!("QEMU exited early ({status})"),
+        vm::VmEnd::TimedOut { what } => format!("timed out: {what}"),
+    };
+    match &report.unfinished {
+        Some(u) => format!("{how} (running {u})"),
+        None => how,
+    }
+}
+
 fn new_run_dir(runs_dir: &Path, label: &str) -> anyhow::Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -315,5 +518,183 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     } else {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::env::temp_dir().join(format!("ue-results-{}-{n}.sock", std::process::id()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str) -> ScenarioInfo {
+        ScenarioInfo {
+            name: name.into(),
+            family: name.split("::").next().unwrap_or_default().into(),
+            about: String::new(),
+            optional: false,
+            fault_warnings: false,
+            alone: false,
+            requires: vec![],
+        }
+    }
+
+    fn report(end: vm::VmEnd, started: &[&str], unfinished: Option<&str>) -> vm::VmReport {
+        let mut records = vec![Record::Hello {
+            kernel_release: "6.12.117".into(),
+            uptime_ms: 1,
+            user_events: true,
+            planned: 3,
+        }];
+        records.extend(started.iter().map(|n| Record::Start {
+            name: n.to_string(),
+        }));
+        vm::VmReport {
+            kernel_release: Some("6.12.117".into()),
+            user_events: true,
+            guest_hello_ms: Some(1),
+            guest_done_ms: None,
+            hello_wall_ms: Some(1),
+            records,
+            unfinished: unfinished.map(Into::into),
+            troubles: vec![],
+            garbage: vec![],
+            end,
+            wall_ms: 1,
+            qemu_stderr: String::new(),
+            console_log: "console.log".into(),
+        }
+    }
+
+    fn sel() -> Selection {
+        Selection {
+            scenarios: ["a::one", "a::two", "a::three"].map(info).to_vec(),
+            kselftests: vec!["abi_test".into(), "dyn_test".into()],
+            guest: vec![],
+        }
+    }
+
+    /// A VM that hung in a::two leaves a::three and both programs to a fresh VM; the culprit
+    /// and what ran before it stay with the dead one.
+    #[test]
+    fn a_dead_vm_leaves_only_what_it_never_started() {
+        let timed_out = vm::VmEnd::TimedOut {
+            what: "scenario a::two gave no result".into(),
+        };
+        let r = report(timed_out, &["a::one", "a::two"], Some("a::two"));
+        let rest = not_started(&r, &sel()).expect("something to restart for");
+        let names: Vec<&str> = rest.scenarios.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a::three"]);
+        assert_eq!(rest.kselftests, ["abi_test", "dyn_test"]);
+        // Dead inside an upstream program: only the programs after it are left.
+        let r = report(
+            vm::VmEnd::KernelPanicked,
+            &["a::one", "a::two", "a::three", "kselftest::abi_test"],
+            Some("kselftest::abi_test"),
+        );
+        let rest = not_started(&r, &sel()).expect("dyn_test is left");
+        assert!(rest.scenarios.is_empty());
+        assert_eq!(rest.kselftests, ["dyn_test"]);
+    }
+
+    /// Other people's programs: a libtest program that died in one test reruns only the
+    /// tests it never started; a plain program that started is not rerun.
+    #[test]
+    fn a_guest_program_reruns_only_its_unstarted_tests() {
+        let prog = |name: &str, style: GuestTestStyle| GuestProgram {
+            name: name.into(),
+            path: "p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            style,
+        };
+        let mut s = sel();
+        s.guest = vec![
+            prog(
+                "lib",
+                GuestTestStyle::Libtest {
+                    tests: vec!["t1".into(), "t2".into(), "t3".into()],
+                    json: false,
+                },
+            ),
+            prog("plain", GuestTestStyle::Program),
+        ];
+        let r = report(
+            vm::VmEnd::KernelPanicked,
+            &[
+                "a::one",
+                "a::two",
+                "a::three",
+                "kselftest::abi_test",
+                "kselftest::dyn_test",
+                "guest::lib::t1",
+                "guest::lib::t2",
+            ],
+            Some("guest::lib::t2"),
+        );
+        let rest = not_started(&r, &s).expect("t3 and plain are left");
+        assert_eq!(rest.guest.len(), 2);
+        assert!(
+            matches!(&rest.guest[0].style, GuestTestStyle::Libtest { tests, .. } if tests == &["t3".to_owned()])
+        );
+        assert_eq!(planned_names(&rest), ["guest::lib::t3", "guest::plain"]);
+    }
+
+    #[test]
+    fn no_restart_for_a_finished_vm_a_failed_boot_or_nothing_left() {
+        let finished = report(vm::VmEnd::Finished, &["a::one"], None);
+        assert!(not_started(&finished, &sel()).is_none());
+        let mut no_boot = report(vm::VmEnd::KernelPanicked, &[], None);
+        no_boot.kernel_release = None;
+        assert!(
+            not_started(&no_boot, &sel()).is_none(),
+            "the same kernel would fail to boot again"
+        );
+        let all = report(
+            vm::VmEnd::KernelPanicked,
+            &[
+                "a::one",
+                "a::two",
+                "a::three",
+                "kselftest::abi_test",
+                "kselftest::dyn_test",
+            ],
+            Some("kselftest::dyn_test"),
+        );
+        assert!(not_started(&all, &sel()).is_none());
+    }
+
+    #[test]
+    fn a_restart_replaces_the_stand_ins_and_keeps_one_health_trial() {
+        let planned = vec!["a::three".to_owned(), "kselftest::dyn_test".to_owned()];
+        assert!(is_planned_in("a::three", &planned));
+        assert!(is_planned_in("kselftest::dyn_test::case.one", &planned));
+        assert!(!is_planned_in("kselftest::dyn_test_other", &planned));
+        assert!(!is_planned_in("a::two", &planned));
+        let mut verdicts = vec![
+            ScenarioVerdict::new(
+                "a::two",
+                Origin::Scenario,
+                Verdict::Fail("not finished".into()),
+            ),
+            ScenarioVerdict::new(HEALTH, Origin::Vm, Verdict::Fail("timed out".into())),
+        ];
+        let next = vec![
+            ScenarioVerdict::new("a::three", Origin::Scenario, Verdict::Pass),
+            ScenarioVerdict::new(
+                HEALTH,
+                Origin::Vm,
+                Verdict::Fail("the kernel panicked".into()),
+            ),
+        ];
+        merge_health(&mut verdicts, next, 2);
+        assert_eq!(verdicts.iter().filter(|v| v.name == HEALTH).count(), 1);
+        let health = &verdicts.iter().find(|v| v.name == HEALTH).unwrap().verdict;
+        assert!(
+            matches!(health, Verdict::Fail(m) if m.contains("timed out") && m.contains("boot 2") && m.contains("panicked")),
+            "{health:?}"
+        );
+        assert!(verdicts
+            .iter()
+            .any(|v| v.name == "a::three" && v.verdict == Verdict::Pass));
     }
 }

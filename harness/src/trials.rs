@@ -186,10 +186,10 @@ pub fn run(
         let extra = unreported_named_tests(args, &run, &sel);
         run.verdicts.extend(extra);
         on_run(&run);
-        let console = run.report.console_log.clone();
         for v in &run.verdicts {
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
-            let (label, console, scenario) = (k.label.clone(), console.clone(), v.name.clone());
+            let console = run.console_log_of(&v.name).to_owned();
+            let (label, scenario) = (k.label.clone(), v.name.clone());
             let name = trial_name(&k.label, &v.name);
             let notes = if args.nocapture {
                 v.notes.clone()
@@ -293,6 +293,7 @@ mod tests {
             },
             report,
             verdicts,
+            restarts: vec![],
         }
     }
 

@@ -503,6 +503,7 @@ mod tests {
             user_events: true,
             guest_hello_ms: Some(1500),
             guest_done_ms: None,
+            hello_wall_ms: None,
             records,
             unfinished,
             troubles: w.found,
@@ -727,6 +728,7 @@ mod ignore_policy {
             user_events: true,
             guest_hello_ms: Some(1),
             guest_done_ms: Some(2),
+            hello_wall_ms: None,
             records: vec![
                 Record::Start {
                     name: "abi::multi_format".into(),
@@ -844,6 +846,7 @@ mod guest_tests {
             user_events: true,
             guest_hello_ms: Some(1),
             guest_done_ms: Some(2),
+            hello_wall_ms: None,
             records,
             unfinished: None,
             troubles: w.found,

@@ -77,6 +77,9 @@ pub struct VmReport {
     /// Guest uptime at the runner's hello and at done: the kernel's share of the wall time.
     pub guest_hello_ms: Option<u64>,
     pub guest_done_ms: Option<u64>,
+    /// Host wall time from QEMU's start to the runner's hello.
+    #[serde(default)]
+    pub hello_wall_ms: Option<u64>,
     pub records: Vec<Record>,
     /// The scenario that had started but not ended when the VM stopped.
     pub unfinished: Option<String>,
@@ -197,6 +200,7 @@ pub fn run_streaming(
         user_events: true,
         guest_hello_ms: None,
         guest_done_ms: None,
+        hello_wall_ms: None,
         records: vec![],
         unfinished: None,
         troubles: vec![],
@@ -247,6 +251,7 @@ pub fn run_streaming(
                         report.kernel_release = Some(kernel_release.clone());
                         report.user_events = *user_events;
                         report.guest_hello_ms = Some(*uptime_ms);
+                        report.hello_wall_ms = Some(started.elapsed().as_millis() as u64);
                     }
                     Record::Start { name } => {
                         report.unfinished = Some(name.clone());

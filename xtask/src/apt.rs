@@ -2,6 +2,7 @@
 //! (own sources list, lists, archives and status). The system's apt configuration is read
 //! only to learn which mirror this machine uses, never changed.
 
+use crate::children::RunTracked as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -90,6 +91,8 @@ impl PrivateApt {
         if !Path::new(KEYRING).exists() {
             bail!("{KEYRING} is missing: install it with `apt-get install debian-archive-keyring`");
         }
+        // Two runs at once share this state: one refreshes, the other waits and finds it fresh.
+        let _lock = crate::cache::lock(&self.root.join("update.lock"))?;
         let mirrors = Mirrors::from_system()?;
         let list = suites
             .iter()
@@ -121,15 +124,35 @@ impl PrivateApt {
                 Step::Download,
                 &format!("package index for {}", suites.join(", ")),
             );
-            let out = self
-                .apt("apt-get")
+            let cached_index = self
+                .resolved()
+                .is_some_and(|r| packages.iter().all(|p| r.iter().any(|e| &e.package == p)));
+            let mut apt_get = self.apt("apt-get");
+            if cached_index {
+                // Offline, each retry only delays the fallback to the cached index (8.7 s
+                // against 2.6 s measured with three suites); with nothing to fall back on,
+                // apt's own retries stay.
+                apt_get.arg("-oAcquire::Retries=0");
+            }
+            let out = apt_get
                 .arg("update")
-                .output()
+                .output_tracked()
                 .context("run apt-get update (is apt installed?)")?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() || stderr.contains("E: ") || stderr.contains("W: Failed") {
+                // Offline (or the mirror is down): a cached kernel must still run. The index
+                // from the last good refresh names every package, so use it, say so once, and
+                // leave the stamp old so the next run tries again.
+                if cached_index {
+                    progress.note(&format!(
+                        "warning: could not refresh the package index ({}); using the cached index{}",
+                        stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("apt-get update failed").trim(),
+                        self.age().map_or(String::new(), |a| format!(" from {a} ago")),
+                    ));
+                    return Ok(());
+                }
                 bail!(
-                    "apt-get update with the private sources list {} failed:\n{stderr}",
+                    "apt-get update with the private sources list {} failed, and there is no cached index to fall back on:\n{stderr}",
                     list_path.display()
                 );
             }
@@ -139,7 +162,7 @@ impl PrivateApt {
             .apt("apt-cache")
             .args(["show", "--no-all-versions"])
             .args(packages)
-            .output()?;
+            .output_tracked()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let entries: Vec<IndexEntry> = text
             .split("\n\n")
@@ -162,7 +185,115 @@ impl PrivateApt {
             &self.root.join("resolved.json"),
             &serde_json::to_vec_pretty(&rows)?,
         )?;
+        self.remember(&entries)?;
         Ok(())
+    }
+
+    /// How long ago the last good refresh was, in words.
+    fn age(&self) -> Option<String> {
+        let t = self
+            .root
+            .join("resolved.json")
+            .metadata()
+            .ok()?
+            .modified()
+            .ok()?;
+        let h = t.elapsed().ok()?.as_secs() / 3600;
+        Some(if h < 48 {
+            format!("{h} h")
+        } else {
+            format!("{} days", h / 24)
+        })
+    }
+
+    /// Every index entry ever seen (`known.json`): a pinned version stays verifiable after
+    /// the archive drops it, as long as its download is cached.
+    fn known(&self) -> Vec<IndexEntry> {
+        let rows: Vec<[String; 5]> = std::fs::read(self.root.join("known.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|[package, version, filename, sha256, size]| {
+                Some(IndexEntry {
+                    package,
+                    version,
+                    filename,
+                    sha256,
+                    size: size.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn remember(&self, entries: &[IndexEntry]) -> anyhow::Result<()> {
+        let mut all = self.known();
+        let before = all.len();
+        for e in entries {
+            if !all.contains(e) {
+                all.push(e.clone());
+            }
+        }
+        if all.len() == before && self.root.join("known.json").exists() {
+            return Ok(());
+        }
+        let rows: Vec<[String; 5]> = all
+            .iter()
+            .map(|e| {
+                [
+                    e.package.clone(),
+                    e.version.clone(),
+                    e.filename.clone(),
+                    e.sha256.clone(),
+                    e.size.to_string(),
+                ]
+            })
+            .collect();
+        crate::cache::write_atomic(
+            &self.root.join("known.json"),
+            &serde_json::to_vec_pretty(&rows)?,
+        )
+    }
+
+    /// `package` at exactly `version` (a pin in kernels.toml): from the entries seen before,
+    /// else from the index (which may no longer carry it).
+    pub fn pinned(&self, package: &str, version: &str) -> anyhow::Result<IndexEntry> {
+        if let Some(e) = self
+            .known()
+            .into_iter()
+            .find(|e| e.package == package && e.version == version)
+        {
+            return Ok(e);
+        }
+        let out = self
+            .apt("apt-cache")
+            .args(["show", &format!("{package}={version}")])
+            .output_tracked()
+            .context("run apt-cache show")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let entry = text
+            .split("\n\n")
+            .find(|r| !r.trim().is_empty())
+            .map(parse_index_entry)
+            .transpose()?
+            .filter(|e| e.version == version);
+        let Some(entry) = entry else {
+            let newest = self.newest(package).map(|e| e.version).unwrap_or_default();
+            bail!(
+                "kernels.toml pins {package} {version}, but the archive's index no longer has it and this cache never saw it \
+                 (the newest is {newest}): run `cargo xtask kernels --update` to move the pin"
+            );
+        };
+        self.remember(std::slice::from_ref(&entry))?;
+        Ok(entry)
+    }
+
+    /// The version kernels.toml pins, or the newest in the index.
+    pub fn entry(&self, package: &str, pin: Option<&str>) -> anyhow::Result<IndexEntry> {
+        match pin {
+            Some(v) => self.pinned(package, v),
+            None => self.newest(package),
+        }
     }
 
     fn resolved(&self) -> Option<Vec<IndexEntry>> {
@@ -206,6 +337,8 @@ impl PrivateApt {
             entry.package,
             entry.version.replace(':', "%3a")
         ));
+        // Two runs at once download a package once: the second waits, then verifies it.
+        let _lock = crate::cache::lock(&deb.with_extension("deb.lock"))?;
         if deb.exists() {
             match verify(&deb, entry) {
                 Ok(()) => {
@@ -234,7 +367,7 @@ impl PrivateApt {
             .apt("apt-get")
             .current_dir(&tmp)
             .args(["download", &format!("{}={}", entry.package, entry.version)])
-            .output()
+            .output_tracked()
             .context("run apt-get download")?;
         let got = std::fs::read_dir(&tmp)?
             .flatten()
@@ -340,16 +473,25 @@ impl Mirrors {
             }
         }
         let found = Self::from_sources(&texts.join("\n"));
-        let debian = std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0);
-        let security = std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1);
-        match (debian, security) {
-            (Some(debian), Some(security)) => Ok(Mirrors { debian, security }),
-            _ => bail!(
-                "cannot tell which Debian mirror to use: this machine's apt sources name no Debian archive \
-                 (as on Ubuntu). Set UE_DEBIAN_MIRROR and UE_DEBIAN_SECURITY_MIRROR to a Debian mirror's \
-                 debian/ and debian-security/ URIs"
-            ),
-        }
+        Self::choose(
+            std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0),
+            std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1),
+        )
+    }
+
+    /// A Debian mirror is needed; a security mirror is not always named (a sid host has no
+    /// `-security` suite), so it defaults to the Debian mirror's `debian-security` sibling.
+    pub fn choose(debian: Option<String>, security: Option<String>) -> anyhow::Result<Self> {
+        let Some(debian) = debian else {
+            bail!(
+                "cannot tell which Debian mirror to use: this machine's apt sources name no URI ending in \
+                 /debian. Set UE_DEBIAN_MIRROR to a Debian mirror's debian/ URI (for example \
+                 http://deb.debian.org/debian), and UE_DEBIAN_SECURITY_MIRROR if its debian-security/ \
+                 is elsewhere"
+            )
+        };
+        let security = security.unwrap_or_else(|| format!("{debian}-security"));
+        Ok(Mirrors { debian, security })
     }
 
     /// Finds (debian, debian-security) URIs in one-line and deb822 sources.
@@ -414,6 +556,52 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Version"));
+    }
+
+    /// A pinned version the cache has seen is found without the index (offline, or after the
+    /// archive dropped it); one it never saw, with no index, is one message naming the fix.
+    #[test]
+    fn a_pin_is_served_from_what_the_cache_saw() {
+        let d = tempfile::tempdir().unwrap();
+        let apt = PrivateApt::new(d.path());
+        std::fs::create_dir_all(d.path().join("apt")).unwrap();
+        let e = IndexEntry {
+            package: "linux-source-6.12".into(),
+            version: "6.12.117-1~deb12u1".into(),
+            filename: "pool/x.deb".into(),
+            sha256: "ab".into(),
+            size: 1,
+        };
+        apt.remember(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(apt.entry(&e.package, Some(&e.version)).unwrap(), e);
+        let err = format!(
+            "{:#}",
+            apt.entry(&e.package, Some("6.12.999-1")).unwrap_err()
+        );
+        assert!(
+            err.contains("kernels --update") || err.contains("apt-cache"),
+            "{err}"
+        );
+    }
+
+    /// A sid host names no -security suite: the security mirror is the Debian mirror's
+    /// sibling, and the error for no Debian mirror at all blames no distribution.
+    #[test]
+    fn a_host_without_a_security_suite_still_has_mirrors() {
+        let (debian, security) =
+            Mirrors::from_sources("deb http://deb.debian.org/debian sid main\n");
+        assert_eq!(security, None);
+        let m = Mirrors::choose(debian, security).unwrap();
+        assert_eq!(
+            m.for_suite("bookworm-security"),
+            "http://deb.debian.org/debian-security"
+        );
+        assert_eq!(m.for_suite("sid"), "http://deb.debian.org/debian");
+        let e = Mirrors::choose(None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("UE_DEBIAN_MIRROR") && !e.contains("Ubuntu"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// Stream the kernel console to stderr while the VM runs.
     #[arg(short = 'v', long = "console")]
     pub console: bool,
+    /// Fresh VMs to boot per kernel after a VM dies mid-run (panic, unkillable hang,
+    /// silence), each running the scenarios the dead one never started.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_restarts: u32,
 }
 
 impl Default for RunArgs {
@@ -110,6 +114,7 @@ impl Default for RunArgs {
             memory: 512,
             keep: false,
             console: false,
+            max_restarts: 3,
         }
     }
 }

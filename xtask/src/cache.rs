@@ -74,15 +74,29 @@ pub fn lock(path: &Path) -> anyhow::Result<Lock> {
     let f = File::create(path).with_context(|| format!("create lock {}", path.display()))?;
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         eprintln!("waiting for another run that holds {}", path.display());
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!(
-                "lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
+        // Polled rather than blocking, so that Ctrl-C still ends a run that waits here.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                bail!("lock {}: {e}", path.display());
+            }
+            crate::children::check()?;
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
     Ok(Lock(f))
+}
+
+/// The lock on a cache entry if nobody holds it, without waiting (gc skips entries in use).
+pub fn try_lock(path: &Path) -> anyhow::Result<Option<Lock>> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let f = File::create(path).with_context(|| format!("create lock {}", path.display()))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(None);
+    }
+    Ok(Some(Lock(f)))
 }
 
 /// Writes `bytes` to `path` atomically (temp file + rename).

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use xshell::{cmd, Shell};
 
 use crate::progress::{Progress, Step};
 
@@ -45,19 +44,21 @@ pub fn build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::Res
 
 fn cargo_build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::Result<PathBuf> {
     progress.step(Step::Guest, "static guest-tests binaries");
-    let sh = Shell::new()?;
-    sh.change_dir(root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // An explicit --target keeps RUSTFLAGS off build scripts and proc-macros (serde_derive),
     // which must stay dynamically linked host programs.
-    cmd!(
-        sh,
-        "{cargo} build --quiet --release --package guest-tests --target {TARGET}"
+    let st = crate::children::status(
+        std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--quiet", "--release", "--package", "guest-tests"])
+            .args(["--target", TARGET])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env("CARGO_TARGET_DIR", target),
     )
-    .quiet()
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .env("CARGO_TARGET_DIR", target)
-    .run()
-    .context("building the static guest programs failed")?;
+    .context("run cargo build for the static guest programs")?;
+    crate::children::check()?;
+    if !st.success() {
+        anyhow::bail!("building the static guest programs failed ({st})");
+    }
     Ok(target.join(TARGET).join("release"))
 }

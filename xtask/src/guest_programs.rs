@@ -4,6 +4,7 @@
 //! the executables taken from cargo's JSON messages. Nothing but the crate's Cargo.toml is
 //! needed. Each program is then checked and listed by [`harness::guest_program::inspect`].
 
+use crate::children::RunTracked as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -213,8 +214,9 @@ fn build_crate(
         .env("CARGO_TARGET_DIR", &crate_target)
         .env("CARGO_TERM_COLOR", "never")
         .stdin(Stdio::null())
-        .output()
+        .output_tracked()
         .with_context(|| format!("run {cargo} test --no-run for {}", dir.display()))?;
+    crate::children::check()?;
     let messages = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(

@@ -2,6 +2,7 @@
 //! all; a patched kernel starts from a copy of the unpatched build directory, so only what the
 //! patch touched is recompiled.
 
+use crate::children::RunTracked as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,7 +77,7 @@ pub struct Built {
 pub fn compiler_version() -> anyhow::Result<String> {
     let out = Command::new("gcc")
         .arg("--version")
-        .output()
+        .output_tracked()
         .context("run gcc --version (install gcc)")?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -189,6 +190,7 @@ pub fn build(
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
+            crate::inventory::mark_used(&entry);
             return Ok(Built {
                 src,
                 out,
@@ -202,6 +204,7 @@ pub fn build(
     let _lock = cache::lock(&entry.with_extension("lock"))?;
     if let Source::Pristine { fetch, .. } = &req.source {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
+            crate::inventory::mark_used(&entry);
             return Ok(Built {
                 src,
                 out,
@@ -286,6 +289,7 @@ pub fn build(
         bail!("make finished but {} is missing", bzimage.display());
     }
     cache::write_atomic(&marker, &json)?;
+    crate::inventory::mark_used(&entry);
     if steps > 500 {
         // A full build: remember its size so the next one can show a percentage.
         let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
@@ -339,8 +343,8 @@ fn seed_from_base(
         .arg("-a")
         .arg(&base_out)
         .arg(&tmp)
-        .status()?;
-    if !st.success() {
+        .status_tracked()?;
+    if !st.success() || crate::children::interrupted() {
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("copying {} failed", base_out.display());
     }
@@ -518,8 +522,9 @@ pub fn make_cmd(src: &Path, out: &Path) -> Command {
 fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
     let o = make_cmd(src, out)
         .args(targets)
-        .output()
+        .output_tracked()
         .context("run make (install make, gcc, flex, bison)")?;
+    crate::children::check()?;
     if !o.status.success() {
         bail!(
             "make {} failed in {}:\n{}{}",
@@ -545,13 +550,15 @@ fn make(
         &format!("{} (log: {})", req.label, log.display()),
     );
     let mut logf = std::fs::File::create(log)?;
-    let mut child = make_cmd(src, out)
-        .arg(format!("-j{}", req.jobs))
-        .arg("bzImage")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run make")?;
+    let (mut child, _tracked) = crate::children::spawn(
+        make_cmd(src, out)
+            .arg(format!("-j{}", req.jobs))
+            .arg("bzImage")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .context("run make")?;
     // stderr goes to the same log, through a thread so neither pipe can fill and block make.
     let stderr = child.stderr.take().unwrap();
     let log2 = log.to_owned();
@@ -582,6 +589,7 @@ fn make(
     }
     let status = child.wait()?;
     progress.end_building();
+    crate::children::check()?;
     let errs = errs.join().unwrap_or_default();
     if !status.success() {
         let tail: Vec<&str> = errs

@@ -19,6 +19,11 @@ pub struct KernelList {
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     pub package: String,
+    /// A pinned package version (`version = "6.12.117-1~deb12u1"`): a new upload to the
+    /// archive changes nothing until `cargo xtask kernels --update` moves the pin. Without
+    /// it, the newest version in the archive is used.
+    #[serde(default)]
+    pub version: Option<String>,
     pub suites: Vec<String>,
     pub fragments: Vec<String>,
     #[serde(default)]
@@ -124,6 +129,33 @@ impl KernelList {
     }
 }
 
+/// `kernels.toml`'s text with kernel `name`'s pin set to `version` (comments and order kept):
+/// the `version` line of its section replaced, or added after its `package` line.
+pub fn with_pin(text: &str, name: &str, version: &str) -> anyhow::Result<String> {
+    let header = format!("[kernel.\"{name}\"]");
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == header)
+        .with_context(|| format!("no {header} section"))?;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |i| start + 1 + i);
+    let pin = format!("version = \"{version}\"");
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let key_is = |l: &str, k: &str| l.split('=').next().is_some_and(|x| x.trim() == k);
+    if let Some(i) = (start + 1..end).find(|&i| key_is(lines[i], "version")) {
+        out[i] = pin;
+    } else {
+        let after = (start + 1..end)
+            .find(|&i| key_is(lines[i], "package"))
+            .with_context(|| format!("{header} has no package line"))?;
+        out.insert(after + 1, pin);
+    }
+    Ok(out.join("\n") + if text.ends_with('\n') { "\n" } else { "" })
+}
+
 /// Feature names as `kernels.toml` and `--features` write them.
 pub fn parse_features(names: &[String]) -> anyhow::Result<std::collections::BTreeSet<Feature>> {
     names
@@ -163,6 +195,27 @@ impl KernelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_is_moved_or_added_in_its_own_section_only() {
+        let text = "default = \"a\"\n# about a\n[kernel.\"a\"]\npackage = \"p\"\nversion = \"1\"\nsuites = []\n\n[kernel.\"b\"]\npackage = \"q\"\nsuites = []\n";
+        let moved = with_pin(text, "a", "2").unwrap();
+        assert!(
+            moved.contains("[kernel.\"a\"]\npackage = \"p\"\nversion = \"2\"\n"),
+            "{moved}"
+        );
+        assert!(moved.contains("# about a"));
+        let added = with_pin(&moved, "b", "7~rc1").unwrap();
+        assert!(
+            added.ends_with("[kernel.\"b\"]\npackage = \"q\"\nversion = \"7~rc1\"\nsuites = []\n"),
+            "{added}"
+        );
+        assert!(
+            added.contains("version = \"2\""),
+            "a's pin untouched: {added}"
+        );
+        assert!(with_pin(text, "c", "1").is_err());
+    }
 
     #[test]
     fn the_shipped_list_loads_and_unknown_names_are_explained() {

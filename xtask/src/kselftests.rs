@@ -3,6 +3,7 @@
 //! in the same boot as the scenarios. A program that does not build is reported with the
 //! compiler's message.
 
+use crate::children::RunTracked as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -71,7 +72,7 @@ pub fn build(
     // `make headers` installs this tree's uapi headers under out/usr/include (KHDR_INCLUDES).
     let headers = crate::kbuild::make_cmd(src, out)
         .arg("headers")
-        .output()
+        .output_tracked()
         .context("make headers")?;
     let headers_err =
         (!headers.status.success()).then(|| String::from_utf8_lossy(&headers.stderr).into_owned());
@@ -98,7 +99,7 @@ pub fn build(
                 .arg(&binary)
                 .arg(&c_file)
                 .args(["-lrt", "-lpthread", "-lm"])
-                .output()
+                .output_tracked()
                 .context("run gcc")?;
             if o.status.success() {
                 KselftestBuild::Built { path: binary }
@@ -126,6 +127,8 @@ pub fn build(
             timeout,
         });
     }
+    // A gcc stopped by Ctrl-C is no compiler verdict: record nothing.
+    crate::children::check()?;
     crate::cache::write_atomic(
         &stamp,
         &serde_json::to_vec_pretty(&Stamp {

@@ -10,12 +10,15 @@
 mod apt;
 mod args;
 mod cache;
+mod children;
 mod commands;
 mod devloop_selftest;
+mod exit;
 mod guest;
 mod guest_programs;
 mod guest_selftest;
 mod host_tools;
+mod inventory;
 mod kbuild;
 mod kconfig;
 mod kernels;
@@ -25,6 +28,7 @@ mod mutation;
 mod progress;
 mod resolve;
 mod selftest;
+mod selftest_cache;
 mod session;
 mod snapshot;
 mod source;
@@ -34,8 +38,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    bench, kernels as kernels_cmd, matrix, mutants as mutants_cmd, mutate, parse, report,
-    selftest as selftest_cmd, test,
+    bench, cache as cache_cmd, kernels as kernels_cmd, matrix, mutants as mutants_cmd, mutate,
+    parse, report, selftest as selftest_cmd, test,
 };
 
 #[derive(Parser)]
@@ -76,6 +80,9 @@ enum Cmd {
     /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
     /// builds, the last matrix, and virtme-ng on the same kernel; a Markdown table and JSON.
     Bench(bench::BenchArgs),
+    /// The cache's entries with their sizes; `cache gc` removes what is neither pinned nor
+    /// recently used.
+    Cache(cache_cmd::CacheArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
     Parse(parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
@@ -101,8 +108,8 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Ctrl-C stops a boot cleanly (QEMU killed and reaped, socket removed); make and cargo
-    // get the signal from the terminal themselves.
+    // SIGINT and SIGTERM set a flag: a boot stops cleanly (QEMU killed and reaped, socket
+    // removed), and the children of the other stages are stopped by `children`' watcher.
     unsafe {
         libc::signal(
             libc::SIGINT,
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
+    children::start_watcher();
     let result = match cli.cmd {
         Cmd::Test(a) => test::run(a),
         Cmd::BuildKernel(a) => commands::build_kernel::run(a),
@@ -130,12 +138,18 @@ fn main() -> ExitCode {
         Cmd::Shell(a) => commands::shell::run(a),
         Cmd::Bisect(a) => commands::bisect::run(a),
         Cmd::BisectStep(a) => commands::bisect::step(a),
+        Cmd::Cache(a) => cache_cmd::run(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let interrupted = children::interrupted();
+            if interrupted {
+                eprintln!("interrupted: every child stopped ({e:#})");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            exit::error(interrupted)
         }
     }
 }

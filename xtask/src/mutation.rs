@@ -168,12 +168,14 @@ pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyho
         return Ok(mutate);
     }
     host_tools::ensure_tools(
-        &[Tool {
+        &[&Tool {
             check: "python3",
             package: "python3",
             why: "runs universalmutator",
+            need: host_tools::Need::Package,
         }],
         allow_install,
+        host_tools::Need::Package,
     )?;
     progress.note(&format!(
         "installing universalmutator {TOOL_VERSION} from PyPI into {}",
@@ -191,12 +193,14 @@ pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyho
     if !out.status.success() {
         // Debian splits the venv module (and ensurepip) into python3-venv.
         host_tools::ensure_tools(
-            &[Tool {
+            &[&Tool {
                 check: "/usr/share/doc/python3-venv",
                 package: "python3-venv",
                 why: "a private environment for universalmutator",
+                need: host_tools::Need::Package,
             }],
             allow_install,
+            host_tools::Need::Package,
         )?;
         let _ = std::fs::remove_dir_all(&venv);
         out = make_venv().context("run python3 -m venv")?;

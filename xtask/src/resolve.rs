@@ -159,7 +159,10 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let mut out = Vec::new();
     for (name, spec) in selected {
-        let entry = aptc.newest(&spec.package)?;
+        let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
+        if spec.version.is_none() {
+            note_new_upload(s.cache, &name, &entry, s.progress);
+        }
         let cache = s.cache;
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
@@ -232,6 +235,30 @@ fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(values.iter().map(|v| v.trim().to_owned()).collect())
 }
 
+/// A new upload to the archive means a new download and a cold build: said once, with how
+/// to keep the version this cache has.
+fn note_new_upload(cache: &Path, name: &str, entry: &apt::IndexEntry, progress: &mut Progress) {
+    let mut cached: Vec<String> = crate::inventory::entries(cache, false)
+        .into_iter()
+        .filter_map(|e| e.package_version)
+        .filter(|(p, _)| *p == entry.package)
+        .map(|(_, v)| v)
+        .collect();
+    cached.sort();
+    cached.dedup();
+    if cached.is_empty() || cached.contains(&entry.version) {
+        return;
+    }
+    progress.note(&format!(
+        "{name}: the archive now has {} {} (this cache has {}): downloading and building it; \
+         to stay on a cached one, pin it in kernel-configs/kernels.toml (version = \"{}\")",
+        entry.package,
+        entry.version,
+        cached.join(", "),
+        cached[cached.len() - 1]
+    ));
+}
+
 fn with_patches(base: String, patches: &[String]) -> String {
     patches.iter().fold(base, |acc, p| format!("{acc} +{p}"))
 }
@@ -244,7 +271,7 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
     let (name, spec) = list.select(Some(name))?.remove(0);
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
-    let entry = aptc.newest(&spec.package)?;
+    let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
     let identity = format!(
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256

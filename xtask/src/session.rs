@@ -27,6 +27,8 @@ pub struct Session {
     pub cache: PathBuf,
     pub progress: Progress,
     install: bool,
+    /// The host tools the chosen way of getting a kernel needs.
+    tools: host_tools::Need,
 }
 
 /// The guest programs, built, and the scenarios they hold.
@@ -76,12 +78,15 @@ impl Session {
             cache: cache::cache_dir(cache_dir),
             progress: Progress::new(),
             install,
+            tools: host_tools::Need::Package,
             root,
         }
     }
 
     pub fn for_kernels(k: &KernelArgs) -> Session {
-        Session::new(k.cache_dir.as_deref(), !k.no_install)
+        let mut s = Session::new(k.cache_dir.as_deref(), !k.no_install);
+        s.tools = host_tools::needs(k.kernel_image.is_some(), k.kernel_tree.is_some());
+        s
     }
 
     /// Where each run gets its folder.
@@ -90,7 +95,7 @@ impl Session {
     }
 
     pub fn host_tools(&mut self) -> anyhow::Result<()> {
-        host_tools::ensure(self.install)
+        host_tools::ensure(self.tools, self.install)
     }
 
     pub fn kernel_list(&self) -> anyhow::Result<KernelList> {
@@ -112,7 +117,18 @@ impl Session {
     }
 
     pub fn kernels(&mut self, k: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+        self.clean_dead_staging();
         resolve::resolve(self.places(), k)
+    }
+
+    /// Staging folders of runs that were killed go before this run uses the cache.
+    fn clean_dead_staging(&mut self) {
+        for p in crate::inventory::remove_dead_staging(&self.cache) {
+            self.progress.note(&format!(
+                "removed {}, left by a run that was killed",
+                p.display()
+            ));
+        }
     }
 
     /// The cache key a kernel of the list builds under, resolved against the index now.
@@ -157,6 +173,7 @@ impl Session {
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
+            max_restarts: r.max_restarts,
             guest_programs: vec![],
         }
     }

@@ -1,12 +1,12 @@
 //! Kernel source trees: the pristine tree extracted from a source package, and the per-build
 //! copy (hard links, so seconds and no space) that patches are applied to.
 
+use crate::children::RunTracked as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use xshell::{cmd, Shell};
 
 use crate::apt::{Fetched, IndexEntry, PrivateApt};
 use crate::progress::{Progress, Step};
@@ -80,12 +80,21 @@ pub fn pristine(
 }
 
 fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
-    let sh = Shell::new()?;
     let data = tmp.join("data");
-    cmd!(sh, "dpkg-deb -x {deb} {data}")
-        .quiet()
-        .run()
+    let o = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(&data)
+        .output_tracked()
         .with_context(|| format!("unpack {}", deb.display()))?;
+    crate::children::check()?;
+    if !o.status.success() {
+        bail!(
+            "unpack {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
     let src = data.join("usr/src");
     let tarball = std::fs::read_dir(&src)
         .with_context(|| {
@@ -105,8 +114,9 @@ fn extract_into(deb: &Path, tmp: &Path) -> anyhow::Result<PathBuf> {
         .arg(&tarball)
         .arg("-C")
         .arg(&out)
-        .output()
+        .output_tracked()
         .context("run tar")?;
+    crate::children::check()?;
     if !r.status.success() {
         bail!(
             "extracting {} failed: {}",
@@ -161,14 +171,24 @@ pub fn patched_copy(
             ),
         );
         std::fs::create_dir_all(&staging)?;
-        let sh = Shell::new()?;
         for e in std::fs::read_dir(pristine)?.flatten() {
             let name = e.file_name();
             if name == COMPLETE {
                 continue;
             }
-            let from = e.path();
-            cmd!(sh, "cp -al {from} {staging}").quiet().run()?;
+            let o = Command::new("cp")
+                .arg("-al")
+                .arg(e.path())
+                .arg(&staging)
+                .output_tracked()?;
+            crate::children::check()?;
+            if !o.status.success() {
+                bail!(
+                    "cp -al {}: {}",
+                    e.path().display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
         }
         for p in patches {
             apply_patch(&staging, pristine, p)?;
@@ -208,7 +228,7 @@ pub fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result
             c.arg("--dry-run");
         }
         let out = c
-            .output()
+            .output_tracked()
             .context("run patch (install it: apt-get install patch)")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {

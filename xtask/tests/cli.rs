@@ -1,5 +1,6 @@
-//! The command line given odd values: each ends in one `error:` line and exit status 1 (or
-//! clap's usage error, 2), never a panic, and before anything is downloaded, built or booted.
+//! The command line given odd values: each ends in one `error:` line and exit status 2 (a
+//! harness error, as clap's usage errors), never a panic, and before anything is downloaded,
+//! built or booted. Failed trials exit 101, as with `cargo test`.
 
 use std::process::Command;
 
@@ -45,7 +46,7 @@ fn odd_values_are_messages_not_panics() {
     for (args, needle) in cases {
         let (code, stderr) = xtask(args);
         assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
-        assert_eq!(code, 1, "{args:?}: exit {code}\n{stderr}");
+        assert_eq!(code, 2, "{args:?}: exit {code}\n{stderr}");
         assert!(
             stderr.contains("error: ") && stderr.contains(needle),
             "{args:?}: {stderr}"
@@ -60,7 +61,7 @@ fn one_kernel_commands_refuse_a_list() {
     for cmd in ["mutants", "selftest"] {
         let (code, stderr) = xtask(&[cmd, "--no-install", "--kernel", "all"]);
         assert!(!stderr.contains("panicked"), "{cmd} panicked:\n{stderr}");
-        assert_eq!(code, 1, "{cmd}: {stderr}");
+        assert_eq!(code, 2, "{cmd}: {stderr}");
         assert!(
             stderr.contains("runs on one kernel") || stderr.contains("missing"),
             "{cmd}: {stderr}"
@@ -73,4 +74,41 @@ fn clap_refuses_out_of_range_limits() {
     let (code, stderr) = xtask(&["test", "--scenario-timeout", "0"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A kept run with one failed trial: `report` exits 101 (trials failed), and 0 once it passed.
+#[test]
+fn failed_trials_exit_101_and_passed_ones_0() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |verdict: serde_json::Value| {
+        serde_json::json!({
+            "kernel": {"label": "6.12", "bzimage": "bzImage", "config": null, "provenance": "",
+                       "kselftests": [], "expected": {"features": [], "source": ""}},
+            "accel": "tcg", "run_dir": "run",
+            "limits": {"boot": {"secs": 1, "nanos": 0}, "scenario": {"secs": 1, "nanos": 0},
+                       "programs": [], "whole": {"secs": 1, "nanos": 0}, "silence": {"secs": 1, "nanos": 0}},
+            "report": {"kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1,
+                       "guest_done_ms": 2, "records": [], "unfinished": null, "troubles": [],
+                       "garbage": [], "end": {"how": "finished"}, "wall_ms": 3, "qemu_stderr": "",
+                       "console_log": "console.log"},
+            "verdicts": [{"name": "basic::present", "origin": "scenario", "verdict": verdict,
+                          "duration_us": 1, "snapshots": [], "notes": []}]
+        })
+    };
+    let dir = d.path().to_str().unwrap();
+    let results = d.path().join("results.json");
+    std::fs::write(
+        &results,
+        run(serde_json::json!({"verdict": "fail", "message": "got 0, want 1"})).to_string(),
+    )
+    .unwrap();
+    let (code, stderr) = xtask(&["report", dir]);
+    assert_eq!(code, 101, "{stderr}");
+    std::fs::write(
+        &results,
+        run(serde_json::json!({"verdict": "pass"})).to_string(),
+    )
+    .unwrap();
+    let (code, stderr) = xtask(&["report", dir]);
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -15,10 +15,16 @@ pub struct KernelsArgs {
     /// (package version, compiler, fragments, patches): CI's cache key.
     #[arg(long, value_name = "KERNEL")]
     pub cache_key: Option<String>,
+    /// Move every pinned kernel's `version` in kernels.toml to the newest in the archive.
+    #[arg(long)]
+    pub update: bool,
+    /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
-    let mut s = Session::new(None, false);
+    let mut s = Session::new(a.cache_dir.as_deref(), false);
     if let Some(name) = &a.cache_key {
         println!("{}", s.kernel_cache_key(name)?);
         return Ok(ExitCode::SUCCESS);
@@ -31,16 +37,59 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    // The newest versions: refreshed when the index is a day old; offline, the cached
+    // index (with a warning); with no index at all, unknown.
+    let apt = crate::apt::PrivateApt::new(&s.cache);
+    let index = apt.update(&list.all_suites(), &list.all_packages(), &mut s.progress);
+    if let Err(e) = &index {
+        eprintln!("warning: no package index, newest versions unknown: {e:#}");
+    }
+    let cached = crate::inventory::entries(&s.cache, false);
+    if a.update {
+        let path = s.configs.join("kernels.toml");
+        let mut text = std::fs::read_to_string(&path)?;
+        let mut moved = 0;
+        for (name, k) in list.kernels.iter().filter(|(_, k)| k.version.is_some()) {
+            let newest = apt.newest(&k.package)?.version;
+            if k.version.as_deref() != Some(newest.as_str()) {
+                text = crate::kernels::with_pin(&text, name, &newest)?;
+                eprintln!(
+                    "{name}: pin moved from {} to {newest}",
+                    k.version.as_deref().unwrap_or("-")
+                );
+                moved += 1;
+            }
+        }
+        crate::cache::write_atomic(&path, text.as_bytes())?;
+        eprintln!("{moved} pin(s) moved in {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("kernel\tpackage\tpinned\tcached\tnewest\tfeatures");
     for (name, k) in &list.kernels {
         let default = if *name == list.default {
             " (default)"
         } else {
             ""
         };
+        let mut versions: Vec<&str> = cached
+            .iter()
+            .filter_map(|e| e.package_version.as_ref())
+            .filter(|(p, _)| *p == k.package)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        let newest = apt.newest(&k.package).map_or("?".to_owned(), |e| e.version);
         println!(
-            "{name}{default}\t{} ({})\tfeatures: {}",
+            "{name}{default}\t{} ({})\t{}\t{}\t{newest}\t{}",
             k.package,
             k.suites.join(", "),
+            k.version.as_deref().unwrap_or("-"),
+            if versions.is_empty() {
+                "-".to_owned()
+            } else {
+                versions.join(" ")
+            },
             k.features.join(", ")
         );
     }

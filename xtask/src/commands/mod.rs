@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bisect;
 pub mod build_guest;
 pub mod build_kernel;
+pub mod cache;
 pub mod kernels;
 pub mod matrix;
 pub mod mutants;

@@ -110,9 +110,5 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&out, &table)?;
     eprintln!("table written to {}", out.display());
     let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::exit::trials(!ok))
 }

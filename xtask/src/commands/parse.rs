@@ -38,9 +38,5 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
             println!("{ev:?}");
         }
     }
-    Ok(if trouble {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(trouble))
 }

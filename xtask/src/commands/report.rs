@@ -70,9 +70,5 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
             .open(path)?;
         writeln!(f, "{md}")?;
     }
-    Ok(if runs.iter().any(KernelRun::failed) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(runs.iter().any(KernelRun::failed)))
 }

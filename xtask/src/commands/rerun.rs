@@ -68,6 +68,8 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         guest_scenario_timeout: None,
         kselftests: !kept.kselftests.is_empty(),
         stop_at_first_failure: false,
+        // A fresh VM after a dead one boots the kept image with the rest of the plan.
+        max_restarts: 3,
         guest_programs: kept.guest.clone(),
         extra_cmdline: kept.extra_cmdline.clone(),
         qemu_args: kept.qemu_args.clone(),

@@ -8,6 +8,7 @@ use libtest_mimic::{Failed, Trial};
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::selftest;
+use crate::selftest_cache;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -78,6 +79,62 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
+    let hk = KernelArgs {
+        patches: vec![s.configs.join("selftest/hang-in-del.patch")],
+        ..a.kernel.clone()
+    };
+    let hang_kernel = s.one_kernel(&hk, "selftest")?.kernel;
+    let (hang_opts, listing) = (opts.clone(), guest.scenarios.clone());
+    trials.push(Trial::test(
+        "selftest::a_dead_vm_costs_one_scenario",
+        move || {
+            selftest::a_dead_vm_costs_one_scenario(&hang_kernel, &hang_opts, &listing)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        },
+    ));
+    // Whole runs on scratch caches seeded from this kernel's entries.
+    // A ready --kernel-image has no cache entries to seed from: only these cases fail then.
+    let seed = std::sync::Arc::new(selftest_cache::Seed::of(&kernel).map_err(|e| format!("{e:#}")));
+    let scratch = std::env::temp_dir().join(format!("ue-selftest-{}", std::process::id()));
+    let exe = std::env::current_exe()?;
+    {
+        let (seed, scratch, exe, runs_dir) =
+            (seed.clone(), scratch.clone(), exe.clone(), runs_dir.clone());
+        trials.push(Trial::test(
+            "selftest::interrupt_at_every_stage",
+            move || {
+                let times = selftest_cache::interrupt_every_stage(
+                    &exe,
+                    seed_of(&seed)?,
+                    &scratch,
+                    &runs_dir,
+                )
+                .map_err(|e| Failed::from(format!("{e:#}")))?;
+                for t in &times {
+                    eprintln!(
+                        "  {:?} {}: exited {} ms after the signal",
+                        t.stage, t.signal, t.exit_ms
+                    );
+                }
+                Ok(())
+            },
+        ));
+    }
+    {
+        let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
+        trials.push(Trial::test("selftest::offline_after_one_run", move || {
+            selftest_cache::offline_after_one_run(&exe, seed_of(&seed)?, &scratch)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        }));
+    }
+    {
+        let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
+        let patch = s.configs.join("selftest/warn-in-unreg.patch");
+        trials.push(Trial::test("selftest::two_runs_at_once", move || {
+            selftest_cache::two_runs_at_once(&exe, seed_of(&seed)?, &scratch, &patch)
+                .map_err(|e| Failed::from(format!("{e:#}")))
+        }));
+    }
     // Other people's tests in the guest: each style and ending, a WARN, the broken example,
     // a crate that cannot link statically.
     let (gk, go, target, root) = (
@@ -128,7 +185,18 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.extend(devloop_trials(&mut s, &a.kernel)?);
     // One VM at a time: the cases measure time limits, and the machine is small.
     args.test_threads = Some(1);
-    Ok(libtest_mimic::run(&args, trials).exit_code())
+    let conclusion = libtest_mimic::run(&args, trials);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(conclusion.exit_code())
+}
+
+/// The seed of the scratch-cache cases, or why there is none.
+fn seed_of(seed: &Result<selftest_cache::Seed, String>) -> Result<&selftest_cache::Seed, Failed> {
+    seed.as_ref().map_err(|e| {
+        Failed::from(format!(
+            "no cache entries to seed a scratch cache from: {e}"
+        ))
+    })
 }
 
 /// The developer's loop (`devloop::*`), on one scratch git tree made from the pristine

@@ -70,6 +70,30 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
                 .map_or("-".into(), |m| m.to_string()),
             run.run_dir.display()
         );
+        for (i, r) in run.restarts.iter().enumerate() {
+            eprintln!(
+                "{}: restart {} of at most {}: a fresh VM for {} scenario(s) after the VM {}; {} s from its death to the new runner's hello",
+                run.kernel.label,
+                i + 1,
+                opts.max_restarts,
+                r.planned.len(),
+                r.after,
+                r.cost_ms.map_or("-".into(), |c| format!("{:.1}", c as f64 / 1000.0))
+            );
+        }
+        let not_run = run
+            .verdicts
+            .iter()
+            .filter(|v| matches!(&v.verdict, harness::model::Verdict::Fail(m) if m.starts_with("not run")))
+            .count();
+        if not_run > 0 && run.report.kernel_release.is_some() {
+            eprintln!(
+                "{}: {not_run} planned record(s) not run: {} of at most {} fresh VM(s) used (--max-restarts)",
+                run.kernel.label,
+                run.restarts.len(),
+                opts.max_restarts
+            );
+        }
         let guest_tests = run
             .verdicts
             .iter()
@@ -94,11 +118,7 @@ pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
             d.display()
         );
     }
-    Ok(if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(conclusion.has_failed()))
 }
 
 /// `-- --list`: every trial name, without building a kernel or booting.
@@ -136,9 +156,5 @@ fn list(
         never,
         |_| {},
     )?;
-    Ok(if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(crate::exit::trials(conclusion.has_failed()))
 }
