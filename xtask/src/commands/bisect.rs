@@ -108,7 +108,16 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
     Ok(tree.clone())
 }
 
+/// git drives the bisect.
+const GIT: crate::host_tools::Tool = crate::host_tools::Tool {
+    check: "git",
+    package: "git",
+    why: "`cargo xtask bisect` drives `git bisect run`",
+    need: crate::host_tools::Need::Boot,
+};
+
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    crate::host_tools::ensure_tools(&[&GIT], !a.kernel.no_install, crate::host_tools::Need::Boot)?;
     let tree = checked_tree(&a)?;
     let started = Instant::now();
     let s = Session::for_kernels(&a.kernel);
