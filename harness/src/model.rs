@@ -42,11 +42,51 @@ pub struct Expectation {
     /// `kernel-configs/kernels.toml [kernel."6.12"]`, `the tree's version 6.12 and its uapi
     /// header`, `--features`, ...
     pub source: String,
+    /// Kernel bugs this kernel is known to carry: the scenario that shows each must fail here
+    /// (reported as [`Verdict::KnownBug`]), and passing is a failure that asks to update the list.
+    #[serde(default)]
+    pub known_bugs: Vec<KnownBug>,
 }
 
 impl Expectation {
     pub fn has(&self, f: Feature) -> bool {
         self.features.contains(&f)
+    }
+
+    /// The known bug the named trial shows on this kernel, if any.
+    pub fn known_bug(&self, trial: &str) -> Option<&KnownBug> {
+        self.known_bugs.iter().find(|b| b.scenario == trial)
+    }
+}
+
+/// A kernel bug the suite finds, as `kernels.toml` lists it for one kernel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownBug {
+    /// Its name, also the name of its write-up: `docs/kernel-bugs/<name>.md`.
+    pub name: String,
+    /// The trial that shows it (`trace::format_array_fields`, `kselftest::abi_test::user.flags`).
+    pub scenario: String,
+    /// The cause in one line.
+    pub cause: String,
+}
+
+impl KnownBug {
+    /// What a known bug's failing scenario becomes.
+    pub fn verdict(&self, failure: String) -> Verdict {
+        Verdict::KnownBug {
+            bug: self.name.clone(),
+            cause: self.cause.clone(),
+            failure,
+        }
+    }
+
+    /// What its scenario passing on a kernel said to carry it becomes: a failure, so the
+    /// list stays true.
+    pub fn passed(&self, source: &str) -> Verdict {
+        Verdict::Fail(format!(
+            "passes: is {} fixed in this kernel? update kernels.toml ({source} lists it: {})",
+            self.name, self.cause
+        ))
     }
 }
 
@@ -207,16 +247,34 @@ impl SuiteOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "verdict", content = "message", rename_all = "lowercase")]
+#[serde(tag = "verdict", content = "message", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
     Fail(String),
     Ignored(String),
+    /// The scenario failed where the kernel list says this kernel carries `bug`: reported,
+    /// not counted as a failure of the run.
+    KnownBug {
+        bug: String,
+        cause: String,
+        /// What the scenario said.
+        failure: String,
+    },
 }
 
 impl Verdict {
     pub fn is_fail(&self) -> bool {
         matches!(self, Verdict::Fail(_))
+    }
+
+    /// `known kernel bug: NAME (cause)`, for a [`Verdict::KnownBug`].
+    pub fn known_bug_line(&self) -> Option<String> {
+        match self {
+            Verdict::KnownBug { bug, cause, .. } => {
+                Some(format!("known kernel bug: {bug} ({cause})"))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub fn junit(run: &KernelRun) -> String {
         .count();
     let skipped = v
         .iter()
-        .filter(|x| matches!(x.verdict, Verdict::Ignored(_)))
+        .filter(|x| matches!(x.verdict, Verdict::Ignored(_) | Verdict::KnownBug { .. }))
         .count();
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
@@ -45,6 +45,14 @@ pub fn junit(run: &KernelRun) -> String {
         ));
         match &x.verdict {
             Verdict::Pass => s.push_str("/>\n"),
+            // Skipped for CI systems (it does not fail the run), with the bug as a property so
+            // it stays told apart from an ignore.
+            Verdict::KnownBug { bug, failure, .. } => s.push_str(&format!(
+                "><properties><property name=\"known_kernel_bug\" value=\"{}\"/></properties><skipped message=\"{}\">{}</skipped></testcase>\n",
+                xml_escape(bug),
+                xml_escape(&x.verdict.known_bug_line().unwrap_or_default()),
+                xml_escape(failure)
+            )),
             Verdict::Ignored(r) => s.push_str(&format!(
                 "><skipped message=\"{}\"/></testcase>\n",
                 xml_escape(r)
@@ -83,6 +91,7 @@ fn cell(v: &Verdict) -> String {
             format!("FAIL ({})", line.chars().take(70).collect::<String>())
         }
         Verdict::Ignored(r) => format!("ignored ({})", r.chars().take(60).collect::<String>()),
+        Verdict::KnownBug { bug, .. } => format!("KNOWN BUG {bug}"),
     }
 }
 
@@ -114,16 +123,42 @@ pub fn matrix_markdown(runs: &[KernelRun]) -> String {
     for r in runs {
         let count = |f: fn(&Verdict) -> bool| r.verdicts.iter().filter(|v| f(&v.verdict)).count();
         s.push_str(&format!(
-            "- {}: {} — {} passed, {} failed, {} ignored; boot + suite {:.1} s\n",
+            "- {}: {} — {} passed, {} failed, {} ignored, {} known kernel bug(s); boot + suite {:.1} s\n",
             r.kernel.label,
             r.kernel.provenance,
             count(|v| matches!(v, Verdict::Pass)),
             count(|v| matches!(v, Verdict::Fail(_))),
             count(|v| matches!(v, Verdict::Ignored(_))),
+            count(|v| matches!(v, Verdict::KnownBug { .. })),
             r.report.wall_ms as f64 / 1000.0
         ));
     }
+    let bugs = known_bugs(runs);
+    if !bugs.is_empty() {
+        s.push_str("\nKnown kernel bugs (docs/kernel-bugs/NAME.md):\n");
+        for (bug, (cause, kernels)) in &bugs {
+            s.push_str(&format!("- {bug}: {} ({cause})\n", kernels.join(", ")));
+        }
+    }
     s
+}
+
+/// Which kernels showed which known bug, with its cause.
+fn known_bugs(runs: &[KernelRun]) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut out: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for r in runs {
+        for v in &r.verdicts {
+            if let Verdict::KnownBug { bug, cause, .. } = &v.verdict {
+                let e = out
+                    .entry(bug.clone())
+                    .or_insert_with(|| (cause.clone(), vec![]));
+                if !e.1.contains(&r.kernel.label) {
+                    e.1.push(r.kernel.label.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `matrix.json`: one entry per kernel, and the wall time of the whole matrix.
@@ -176,6 +211,89 @@ impl MatrixReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(label: &str, verdicts: Vec<crate::model::ScenarioVerdict>) -> KernelRun {
+        let report: crate::vm::VmReport = serde_json::from_value(serde_json::json!({
+            "kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1, "guest_done_ms": 2,
+            "records": [], "unfinished": null, "troubles": [], "garbage": [], "end": {"how": "finished"},
+            "wall_ms": 3, "qemu_stderr": "", "console_log": "console.log"
+        }))
+        .unwrap();
+        KernelRun {
+            kernel: crate::model::KernelUnderTest {
+                label: label.into(),
+                bzimage: "bzImage".into(),
+                config: None,
+                provenance: "p".into(),
+                identity: String::new(),
+                kselftests: vec![],
+                expected: Default::default(),
+            },
+            accel: crate::qemu::Accel::Tcg,
+            run_dir: "run".into(),
+            limits: crate::vm::Limits {
+                boot: Default::default(),
+                scenario: Default::default(),
+                programs: vec![],
+                whole: Default::default(),
+                silence: Default::default(),
+            },
+            report,
+            verdicts,
+            restarts: vec![],
+        }
+    }
+
+    /// A known bug is its own cell and its own line under the table, skipped (not failed)
+    /// in JUnit with the bug's name as a property; it does not fail the run.
+    #[test]
+    fn known_bugs_show_apart_in_the_matrix_and_junit() {
+        use crate::model::{Origin, ScenarioVerdict};
+        let bug = Verdict::KnownBug {
+            bug: "format-array-len".into(),
+            cause: "len never set".into(),
+            failure: "char s[3344090]".into(),
+        };
+        let runs = vec![
+            run(
+                "6.12",
+                vec![ScenarioVerdict::new(
+                    "trace::f",
+                    Origin::Scenario,
+                    bug.clone(),
+                )],
+            ),
+            run(
+                "6.12+fixes",
+                vec![ScenarioVerdict::new(
+                    "trace::f",
+                    Origin::Scenario,
+                    Verdict::Pass,
+                )],
+            ),
+        ];
+        assert!(!runs[0].failed());
+        let md = matrix_markdown(&runs);
+        assert!(
+            md.contains("| trace::f | KNOWN BUG format-array-len | pass |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- format-array-len: 6.12 (len never set)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("0 failed, 0 ignored, 1 known kernel bug(s)"),
+            "{md}"
+        );
+        let x = junit(&runs[0]);
+        assert!(
+            x.contains("failures=\"0\" skipped=\"1\"")
+                && x.contains("<property name=\"known_kernel_bug\" value=\"format-array-len\"/>")
+                && x.contains("known kernel bug: format-array-len (len never set)"),
+            "{x}"
+        );
+    }
 
     #[test]
     fn xml_special_characters_and_control_bytes_are_escaped() {

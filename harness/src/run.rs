@@ -329,7 +329,13 @@ fn boot(
         &sel.guest,
         &kernel.expected,
     );
-    verdict::expand_kselftests(&mut verdicts, &report, &kernel.kselftests, &sel.kselftests);
+    verdict::expand_kselftests(
+        &mut verdicts,
+        &report,
+        &kernel.kselftests,
+        &sel.kselftests,
+        &kernel.expected,
+    );
     for p in sel.kselftests.iter().filter(|p| !known(p)) {
         verdicts.push(ScenarioVerdict::new(
             result_channel::kselftest_name(p),

@@ -126,6 +126,7 @@ fn unreported_named_tests(
                     Verdict::Pass => "it exited 0 without reporting this test".to_owned(),
                     Verdict::Fail(m) => format!("it failed: {}", m.lines().next().unwrap_or("")),
                     Verdict::Ignored(m) => format!("it was ignored: {m}"),
+                    Verdict::KnownBug { bug, .. } => format!("it showed known bug {bug}"),
                 });
         out.push(ScenarioVerdict::new(
             wanted,
@@ -253,6 +254,10 @@ fn conclude(
             Ok(Completion::Completed)
         }
         Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+        // Shown as ignored with the bug's line, so it does not fail the run.
+        known @ Verdict::KnownBug { .. } => Ok(Completion::ignored_with(
+            known.known_bug_line().unwrap_or_default(),
+        )),
         Verdict::Fail(msg) => Err(format!("{msg}\n  console log: {}", console.display()).into()),
     }
 }

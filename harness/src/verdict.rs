@@ -182,7 +182,12 @@ pub fn verdicts_with_guest(
                     };
                     Verdict::Fail(format!("{}{said}", trouble_text(t)))
                 } else {
-                    own
+                    // Only the scenario's own verdict is the bug; a panic or a WARN is not.
+                    match (own, expected.known_bug(name)) {
+                        (Verdict::Pass, Some(bug)) => bug.passed(&expected.source),
+                        (Verdict::Fail(m), Some(bug)) => bug.verdict(m),
+                        (own, _) => own,
+                    }
                 };
                 ScenarioVerdict {
                     name: name.to_owned(),
@@ -360,6 +365,7 @@ pub fn expand_kselftests(
     report: &VmReport,
     programs: &[KselftestBinary],
     selected: &[String],
+    expected: &Expectation,
 ) {
     for p in programs.iter().filter(|p| selected.contains(&p.name)) {
         let name = result_channel::kselftest_name(&p.name);
@@ -406,16 +412,20 @@ pub fn expand_kselftests(
             verdicts[i].notes.push(format!("totals: {t}"));
         }
         let sub = ktap.results.into_iter().map(|(desc, r)| {
+            let trial = format!("{name}::{desc}");
+            let bug = expected.known_bug(&trial);
             ScenarioVerdict::new(
-                format!("{name}::{desc}"),
+                trial.clone(),
                 Origin::Upstream,
-                match r {
-                    KtapResult::Ok => Verdict::Pass,
+                match (r, bug) {
+                    (KtapResult::Ok, None) => Verdict::Pass,
+                    (KtapResult::Ok, Some(bug)) => bug.passed(&expected.source),
+                    (KtapResult::NotOk(diag), Some(bug)) => bug.verdict(diag),
                     // Upstream skips when it is not root or tracefs is missing: never so here.
-                    KtapResult::Skip(why) => {
+                    (KtapResult::Skip(why), _) => {
                         Verdict::Fail(format!("the upstream test skipped itself: SKIP {why}"))
                     }
-                    KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() {
+                    (KtapResult::NotOk(diag), None) => Verdict::Fail(if diag.is_empty() {
                         "not ok".into()
                     } else {
                         diag
@@ -549,6 +559,7 @@ mod tests {
         Expectation {
             features: result_channel::Feature::ALL.into_iter().collect(),
             source: "the test's list".into(),
+            known_bugs: vec![],
         }
     }
 
@@ -594,6 +605,55 @@ mod tests {
             "not run: the kernel panicked while running a::y before this scenario started"
         );
         assert!(matches!(get(&v, HEALTH), Verdict::Fail(m) if m.contains("the kernel panicked")));
+    }
+
+    /// A listed bug's scenario failing is the bug, not a failure; passing fails the run and
+    /// asks to update the list; a kernel WARN stays a failure even there.
+    #[test]
+    fn known_bugs_are_their_own_outcome_and_must_stay_true() {
+        let planned = plan(&["t::bug", "t::fixed", "t::warned"]);
+        let r = report(
+            vec![
+                start("t::bug"),
+                end("t::bug", Outcome::Fail, "format line char s[3344090]"),
+                start("t::fixed"),
+                end("t::fixed", Outcome::Pass, ""),
+                start("t::warned"),
+                end("t::warned", Outcome::Fail, "x"),
+            ],
+            &[
+                ("[    3.0] WARNING: CPU: 1 PID: 57 at kernel/trace/trace_events_user.c:2690 f+0x1/0x2", Some("t::warned")),
+                ("[    3.0] ---[ end trace 0000000000000000 ]---", Some("t::warned")),
+            ],
+            VmEnd::Finished,
+        );
+        let mut e = all_features();
+        e.known_bugs = ["bug", "fixed", "warned"]
+            .iter()
+            .map(|n| crate::model::KnownBug {
+                name: format!("{n}-bug"),
+                scenario: format!("t::{n}"),
+                cause: "len never set".into(),
+            })
+            .collect();
+        let v = super::verdicts(&r, &planned, &[], &e);
+        let bug = get(&v, "t::bug");
+        assert!(
+            matches!(bug, Verdict::KnownBug { bug, failure, .. } if bug == "bug-bug" && failure.contains("3344090")),
+            "{bug:?}"
+        );
+        assert_eq!(
+            bug.known_bug_line().unwrap(),
+            "known kernel bug: bug-bug (len never set)"
+        );
+        assert!(!bug.is_fail());
+        assert!(
+            matches!(get(&v, "t::fixed"), Verdict::Fail(m) if m.starts_with("passes: is fixed-bug fixed in this kernel? update kernels.toml")),
+            "{v:?}"
+        );
+        assert!(
+            matches!(get(&v, "t::warned"), Verdict::Fail(m) if m.contains("trace_events_user.c:2690"))
+        );
     }
 
     #[test]
@@ -683,6 +743,7 @@ mod tests {
         let without = Expectation {
             features: [Feature::RemoteWrite].into_iter().collect(),
             source: "kernels.toml".into(),
+            known_bugs: vec![],
         };
         let v = super::verdicts(&r, &planned, &[], &without);
         assert!(
@@ -765,6 +826,7 @@ mod ignore_policy {
                 .into_iter()
                 .collect(),
             source: "kernel-configs/kernels.toml [kernel.\"6.12\"]".into(),
+            known_bugs: vec![],
         };
         let v = verdicts(
             &ignored(Some(Feature::RegMultiFormat)),
@@ -795,6 +857,7 @@ mod ignore_policy {
         let expected = Expectation {
             features: [Feature::RemoteWrite].into_iter().collect(),
             source: "6.8 tree".into(),
+            known_bugs: vec![],
         };
         let v = verdicts(
             &ignored(Some(Feature::RegMultiFormat)),

@@ -34,6 +34,16 @@ pub struct KernelArgs {
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     pub no_install: bool,
+    /// Apply the proposed fixes of the kernel's known bugs (kernels.toml `known_bugs`, files in
+    /// kernel-configs/fixes/) on top of its own patches; their scenarios must then pass.
+    /// Trials are named `<kernel>+fixes::...`.
+    #[arg(long, conflicts_with_all = ["kernel_tree", "kernel_image"])]
+    pub fixes: bool,
+    /// Run the upstream selftests of this kernel of the list (built from its tree) against the
+    /// kernel under test, instead of the kernel's own tree's (implies --kselftest). `matrix`
+    /// uses the newest kernel of the list with the same ABI generation unless this is given.
+    #[arg(long, value_name = "KERNEL")]
+    pub kselftest_from: Option<String>,
     /// The debug variant: add kernel-configs/debug.config (KASAN, KFENCE, DEBUG_VM, lockdep,
     /// atomic-sleep checks); trials are named `<kernel>-debug::...`.
     #[arg(long)]

@@ -171,6 +171,7 @@ fn expect(run: &KernelRun, name: &str, want: &str, needles: &[&str]) -> anyhow::
         Verdict::Pass => ("pass", ""),
         Verdict::Fail(m) => ("fail", m.as_str()),
         Verdict::Ignored(m) => ("ignored", m.as_str()),
+        Verdict::KnownBug { failure, .. } => ("known_bug", failure.as_str()),
     };
     if kind != want || !needles.iter().all(|n| text.contains(n)) {
         bail!("{name}: want {want} mentioning {needles:?}, got {v:?}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use harness::model::{Expectation, Feature};
+use harness::model::{Expectation, Feature, KnownBug};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +34,24 @@ pub struct KernelSpec {
     /// What this kernel must have (names of [`Feature`]): a scenario may be `ignored` here
     /// only for a feature not in this list.
     pub features: Vec<String>,
+    /// The kernel bugs this kernel carries (`[[kernel."6.12".known_bugs]]`).
+    #[serde(default)]
+    pub known_bugs: Vec<KnownBugSpec>,
+}
+
+/// One known bug of one kernel: the scenario that shows it, its cause, and the patch that
+/// fixes it in this kernel's tree (applied by `--fixes`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownBugSpec {
+    /// Also the write-up's name: `docs/kernel-bugs/<name>.md`.
+    pub name: String,
+    /// The trial name without the kernel (`trace::format_array_fields`).
+    pub scenario: String,
+    /// One line.
+    pub cause: String,
+    /// Relative to kernel-configs/, normally `fixes/<...>.patch`.
+    pub fix: String,
 }
 
 impl KernelList {
@@ -63,7 +81,20 @@ impl KernelList {
             }
             parse_features(&k.features)
                 .with_context(|| format!("{}: kernel {name:?}", path.display()))?;
-            for f in k.fragments.iter().chain(&k.patches) {
+            for b in &k.known_bugs {
+                if b.name.is_empty() || b.scenario.is_empty() || b.cause.trim().is_empty() {
+                    bail!(
+                        "{}: kernel {name:?} has a known bug without a name, scenario or cause",
+                        path.display()
+                    );
+                }
+            }
+            for f in k
+                .fragments
+                .iter()
+                .chain(&k.patches)
+                .chain(k.known_bugs.iter().map(|b| &b.fix))
+            {
                 if !dir.join(f).is_file() {
                     bail!(
                         "{}: kernel {name:?} names {f:?}, which is not a file in {}",
@@ -74,6 +105,19 @@ impl KernelList {
             }
         }
         Ok(list)
+    }
+
+    /// The newest kernel of the list (by the version its name starts with: `7.3-rc` > `7.2` >
+    /// `6.12`) whose ABI generation (remote_write or status_page) is `name`'s; None for a name
+    /// not in the list.
+    pub fn newest_of_same_abi(&self, name: &str) -> Option<String> {
+        let abi = |k: &KernelSpec| k.features.iter().any(|f| f == Feature::RemoteWrite.name());
+        let mine = abi(self.kernels.get(name)?);
+        self.kernels
+            .iter()
+            .filter(|(_, k)| abi(k) == mine)
+            .max_by_key(|(n, _)| version_of(n))
+            .map(|(n, _)| n.clone())
     }
 
     /// Every suite any kernel needs, in a stable order.
@@ -129,6 +173,13 @@ impl KernelList {
     }
 }
 
+/// The numbers a kernel's name starts with: `7.3-rc` → [7, 3].
+fn version_of(name: &str) -> Vec<u32> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .map_while(|p| p.parse().ok())
+        .collect()
+}
+
 /// `kernels.toml`'s text with kernel `name`'s pin set to `version` (comments and order kept):
 /// the `version` line of its section replaced, or added after its `package` line.
 pub fn with_pin(text: &str, name: &str, version: &str) -> anyhow::Result<String> {
@@ -181,7 +232,28 @@ impl KernelSpec {
         Expectation {
             features: parse_features(&self.features).unwrap_or_default(),
             source: format!("kernel-configs/kernels.toml [kernel.\"{name}\"]"),
+            known_bugs: self
+                .known_bugs
+                .iter()
+                .map(|b| KnownBug {
+                    name: b.name.clone(),
+                    scenario: b.scenario.clone(),
+                    cause: b.cause.clone(),
+                })
+                .collect(),
         }
+    }
+
+    /// The fixes of this kernel's known bugs (`--fixes`), each once, in the list's order.
+    pub fn fix_paths(&self, dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = Vec::new();
+        for b in &self.known_bugs {
+            let p = dir.join(&b.fix);
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v
     }
 
     pub fn fragment_paths(&self, dir: &Path) -> Vec<PathBuf> {
@@ -240,6 +312,45 @@ mod tests {
         let twice = list.select(Some("6.12,6.12, 6.12")).unwrap();
         assert_eq!(twice.len(), 1);
         assert_eq!(list.select(Some("all")).unwrap().len(), list.kernels.len());
+    }
+
+    /// Every known bug has its write-up, and every fix in kernel-configs/fixes/ is some
+    /// kernel's: `--fixes` applies exactly the files the list names.
+    #[test]
+    fn known_bugs_have_write_ups_and_every_fix_is_used() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kernel-bugs");
+        let mut used = std::collections::BTreeSet::new();
+        for (name, k) in &list.kernels {
+            for b in &k.known_bugs {
+                assert!(
+                    docs.join(format!("{}.md", b.name)).is_file(),
+                    "{name}: {} has no docs/kernel-bugs/{}.md",
+                    b.name,
+                    b.name
+                );
+                used.insert(dir.join(&b.fix));
+            }
+        }
+        for e in std::fs::read_dir(dir.join("fixes")).unwrap().flatten() {
+            assert!(
+                used.contains(&e.path()),
+                "{} is no kernel's fix in kernels.toml",
+                e.path().display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_newest_kernel_of_the_same_abi_gives_the_selftests() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        assert_eq!(version_of("7.3-rc"), vec![7, 3]);
+        assert!(version_of("6.12") > version_of("6.9"));
+        assert_eq!(list.newest_of_same_abi("6.12").as_deref(), Some("7.3-rc"));
+        assert_eq!(list.newest_of_same_abi("6.1").as_deref(), Some("6.1"));
+        assert_eq!(list.newest_of_same_abi("5.0"), None);
     }
 
     #[test]

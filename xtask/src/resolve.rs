@@ -21,11 +21,13 @@ pub struct Resolved {
     pub build_secs: Option<f64>,
 }
 
-/// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+patched`.
-pub fn label(name: &str, debug: bool, patched: bool) -> String {
+/// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+fixes`,
+/// `6.12+patched`.
+pub fn label(name: &str, debug: bool, fixes: bool, patched: bool) -> String {
     format!(
-        "{name}{}{}",
+        "{name}{}{}{}",
         if debug { "-debug" } else { "" },
+        if fixes { "+fixes" } else { "" },
         if patched { "+patched" } else { "" }
     )
 }
@@ -60,7 +62,7 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
     Ok(list
         .select(a.kernel.as_deref())?
         .into_iter()
-        .map(|(n, _)| gdb_label(label(&n, a.debug, !a.patches.is_empty()), a.gdb))
+        .map(|(n, _)| gdb_label(label(&n, a.debug, a.fixes, !a.patches.is_empty()), a.gdb))
         .collect())
 }
 
@@ -72,12 +74,66 @@ pub struct Places<'a> {
     pub progress: &'a mut Progress,
 }
 
-/// Every kernel the arguments name, built (or found in the cache).
+/// Every kernel the arguments name, built (or found in the cache), with the upstream selftests
+/// of `--kselftest-from`'s tree when it is given.
 pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
+    let Some(from) = &a.kselftest_from else {
+        return resolve_own(s, a);
+    };
+    let Places {
+        configs,
+        cache,
+        progress,
+    } = s;
+    let mut out = resolve_own(
+        Places {
+            configs,
+            cache,
+            progress: &mut *progress,
+        },
+        a,
+    )?;
+    // The other kernel as listed: its tree's selftests, built beside its cached build.
+    let donor_args = KernelArgs {
+        kernel: Some(from.clone()),
+        kernel_tree: None,
+        kernel_image: None,
+        patches: vec![],
+        features: None,
+        fixes: false,
+        kselftest_from: None,
+        debug: false,
+        ..a.clone()
+    };
+    let list = KernelList::load(configs)?;
+    list.select(Some(from))
+        .with_context(|| format!("--kselftest-from {from}"))?;
+    let donor = resolve_own(
+        Places {
+            configs,
+            cache,
+            progress: &mut *progress,
+        },
+        &donor_args,
+    )?
+    .remove(0)
+    .kernel;
+    for r in &mut out {
+        r.kernel.kselftests = donor.kselftests.clone();
+        r.kernel.provenance = format!(
+            "{}; upstream selftests from {} ({})",
+            r.kernel.provenance, donor.label, donor.provenance
+        );
+    }
+    Ok(out)
+}
+
+fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
         Ok(Expectation {
             features: kernels::parse_features(f)?,
             source: "--features".into(),
+            known_bugs: vec![],
         })
     });
     let overridden = overridden.transpose()?;
@@ -166,8 +222,17 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         let cache = s.cache;
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
         let mut all_patches = spec.patch_paths(&configs);
+        // The fixes go on top of the kernel as listed, under a --patch or a mutant: a build
+        // with them starts from the cached build without them.
+        let fixes = if a.fixes {
+            spec.fix_paths(&configs)
+        } else {
+            vec![]
+        };
+        let extra_patches = fixes.len() + patches.len();
+        all_patches.extend(fixes.iter().cloned());
         all_patches.extend(patches.iter().cloned());
-        let label = gdb_label(label(&name, a.debug, !patches.is_empty()), a.gdb);
+        let label = gdb_label(label(&name, a.debug, a.fixes, !patches.is_empty()), a.gdb);
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -180,7 +245,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             },
             fragments: with_debug(spec.fragment_paths(&configs)),
             patches: all_patches,
-            extra_patches: patches.len(),
+            extra_patches,
             absent: spec.absent.clone(),
             kconfig: kconfig_lines.clone(),
             jobs,
@@ -205,9 +270,17 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             provenance: format!("{} {}{patch_note}", entry.package, entry.version),
             identity: with_patches(identity, &built.record.patches),
             kselftests,
-            expected: overridden
-                .clone()
-                .unwrap_or_else(|| spec.expectation(&name)),
+            expected: {
+                let mut e = overridden
+                    .clone()
+                    .unwrap_or_else(|| spec.expectation(&name));
+                if a.fixes {
+                    // Each known bug's fix is applied: its scenario must pass now.
+                    e.known_bugs.clear();
+                    e.source = format!("{} with --fixes", e.source);
+                }
+                e
+            },
         };
         out.push(Resolved {
             kernel,
@@ -336,6 +409,7 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     Expectation {
         features,
         source: String::new(),
+        known_bugs: vec![],
     }
 }
 
@@ -369,6 +443,7 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     Expectation {
         features,
         source: format!("the image's version {}.{}", version.0, version.1),
+        known_bugs: vec![],
     }
 }
 
@@ -537,7 +612,8 @@ mod tests {
 
     #[test]
     fn labels_follow_one_rule() {
-        assert_eq!(label("6.12", false, false), "6.12");
-        assert_eq!(label("6.12", true, true), "6.12-debug+patched");
+        assert_eq!(label("6.12", false, false, false), "6.12");
+        assert_eq!(label("6.12", true, false, true), "6.12-debug+patched");
+        assert_eq!(label("6.12", false, true, true), "6.12+fixes+patched");
     }
 }

@@ -57,6 +57,11 @@ const SCENARIOS: &[Scenario] = &[
         persist_outlives_users,
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
+        "del_right_after_unreg",
+        "DEL right after the UNREG of a PERSIST event's only registration is 0 or EBUSY (the unregister drops its event reference after an RCU grace period); retried, DEL succeeds within the poll deadline and the event is gone",
+        del_right_after_unreg,
+    ),
+    Scenario::new(
         "multi_format",
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
         multi_format,
@@ -637,6 +642,60 @@ fn persist_outlives_users(cx: &mut Ctx) -> R {
     );
     check_eq!(
         uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "second DEL"
+    );
+    Ok(())
+}
+
+/// What upstream's `abi_test` `user.flags` does, with the retry 7.2's test added
+/// (`wait_for_event_delete`): since `user_event_enabler_destroy()` hands the enabler's event
+/// reference to `queue_rcu_work()`, DEL may find the event still referenced for a grace
+/// period after UNREG has returned. See docs/kernel-bugs/del-after-unreg-ebusy.md.
+fn del_right_after_unreg(cx: &mut Ctx) -> R {
+    cx.require_flag(Feature::RegPersist)?;
+    let name = cx.event_name();
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    // As upstream's test: REG and UNREG on an fd of their own, closed before DEL (an open
+    // fd keeps a reference to each event it registered, and DEL would stay EBUSY).
+    let reg_fd = tracefs::open_data()?;
+    uapi::reg(
+        reg_fd.as_fd(),
+        &format!("{name} u32 n"),
+        page.addr(0) as u64,
+        4,
+        0,
+        uapi::USER_EVENT_REG_PERSIST,
+    )?;
+    uapi::unreg(reg_fd.as_fd(), page.addr(0) as u64, 0)?;
+    drop(reg_fd);
+    // DEL on another fd, so the retry below can borrow it while `cx` measures.
+    let data = tracefs::open_data()?;
+    let fd = data.as_fd();
+    let first = uapi::del(fd, &name);
+    check!(
+        matches!(first, Ok(()) | Err(Errno(libc::EBUSY))),
+        "DEL right after UNREG: {first:?}, where only 0 or EBUSY (for a grace period) is right"
+    );
+    cx.note(format!("DEL right after UNREG: {first:?}"));
+    if first.is_err() {
+        let mut last = first;
+        cx.wait_for(
+            "DEL succeeds once the unregister's reference is dropped",
+            || {
+                last = uapi::del(fd, &name);
+                last != Err(Errno(libc::EBUSY))
+            },
+        )?;
+        check_eq!(last, Ok(()), "DEL once no longer EBUSY");
+    }
+    let dir = format!("events/user_events/{name}");
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after DEL returned 0"
+    );
+    check_eq!(
+        uapi::del(fd, &name).err(),
         Some(Errno(libc::ENOENT)),
         "second DEL"
     );

@@ -22,6 +22,11 @@ const SCENARIOS: &[Scenario] = &[
         "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
         write_reaches_trace,
     ).alone(true),
+    Scenario::new(
+        "format_array_fields",
+        "old ABI: the `format` file of an event with char[N], unsigned char[N], __rel_loc and __data_loc fields shows every field line exactly, array lengths included (snapshot of the whole file)",
+        format_array_fields,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("legacy", SCENARIOS).requires(&[Feature::StatusPage]);
@@ -136,4 +141,16 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
         dumps[0]
     );
     Ok(())
+}
+
+/// The same `format` check as `trace::format_array_fields`, for events the old ABI registers.
+fn format_array_fields(cx: &mut Ctx) -> R {
+    require_status_page_abi(cx)?;
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        let name = cx.event_name();
+        old_reg(cx, &format!("{name} {}", super::trace::ARRAY_FIELDS))?;
+        names.push(name);
+    }
+    super::trace::check_array_format(cx, &names)
 }

@@ -28,6 +28,11 @@ const SCENARIOS: &[Scenario] = &[
         data_loc_string,
     ),
     Scenario::new(
+        "format_array_fields",
+        "the `format` file of an event with char[N], unsigned char[N], __rel_loc and __data_loc fields shows every field line exactly, array lengths included (snapshot of the whole file)",
+        format_array_fields,
+    ),
+    Scenario::new(
         "write_errors",
         "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
         write_errors,
@@ -52,19 +57,28 @@ fn enabled_event(
     Ok(idx)
 }
 
-/// The event's lines of `trace`, snapshotted raw, with its `format` unless that has a
-/// fixed-size or `__rel_loc` array (see [`array_lines`]); checks each line ends with the
-/// matching `want` (the text after the host-normalised prefix).
+/// The event's lines of `trace`, snapshotted raw, with its `format` when `format` says so;
+/// checks each line ends with the matching `want` (the text after the host-normalised prefix).
 fn check_lines(cx: &mut Ctx, name: &str, want: &[String]) -> R {
+    check_lines_and(cx, name, want, true)
+}
+
+/// [`check_lines`] for an event with array fields: their `format` lines are the
+/// `format-array-len` kernel bug's, which [`format_array_fields`] alone pins, so a kernel that
+/// has the bug fails there and only there.
+fn check_trace_lines(cx: &mut Ctx, name: &str, want: &[String]) -> R {
+    check_lines_and(cx, name, want, false)
+}
+
+fn check_lines_and(cx: &mut Ctx, name: &str, want: &[String], format: bool) -> R {
     tracefs::set_enabled(name, false)?;
     let lines: Vec<String> = tracefs::trace_lines()?
         .into_iter()
         .filter(|l| l.contains(&format!("{name}:")))
         .collect();
     cx.snapshot("trace", lines.join("\n") + "\n");
-    let format = tracefs::format(name)?;
-    if array_lines(&format).next().is_none() {
-        cx.snapshot("format", format);
+    if format {
+        cx.snapshot("format", tracefs::format(name)?);
     }
     check_eq!(
         lines.len(),
@@ -80,23 +94,59 @@ fn check_lines(cx: &mut Ctx, name: &str, want: &[String]) -> R {
     Ok(())
 }
 
-/// `format` lines of array fields. The kernel prints their length from a field struct member
-/// user_events never sets (kmalloc'd, so garbage without init_on_alloc): not snapshot material.
-fn array_lines(format: &str) -> impl Iterator<Item = &str> {
-    format
-        .lines()
-        .filter(|l| l.starts_with("\tfield:") && l.contains('[') && !l.contains("__data_loc"))
+/// The field lines every kernel must print for [`ARRAY_FIELDS`] (after the 8-byte common
+/// header). A fixed array shows its length (`s[8]`) as every other trace event does since
+/// the array length moved from the type string to `ftrace_event_field.len`; a `__rel_loc`
+/// array has none (`r[]`); a `__data_loc` type is printed as written.
+pub const ARRAY_FIELDS: &str =
+    "char[8] s;unsigned char[4] t;u32 n;__rel_loc char[] r;__data_loc char[] d";
+pub const ARRAY_FIELD_LINES: [&str; 5] = [
+    "\tfield:char s[8];\toffset:8;\tsize:8;\tsigned:1;",
+    "\tfield:unsigned char t[4];\toffset:16;\tsize:4;\tsigned:0;",
+    "\tfield:u32 n;\toffset:20;\tsize:4;\tsigned:0;",
+    "\tfield:__rel_loc char r[];\toffset:24;\tsize:4;\tsigned:1;",
+    "\tfield:__data_loc char[] d;\toffset:28;\tsize:4;\tsigned:1;",
+];
+
+/// The `format` of `name` (registered with [`ARRAY_FIELDS`]): its own field lines must be
+/// exactly [`ARRAY_FIELD_LINES`], in order; the whole file goes to the host as a snapshot.
+/// Several events are checked so that a length read from uninitialised memory cannot pass
+/// by chance.
+pub fn check_array_format(cx: &mut Ctx, names: &[String]) -> R {
+    let mut wrong = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let format = tracefs::format(name)?;
+        let fields: Vec<&str> = format
+            .lines()
+            .filter(|l| l.starts_with("\tfield:") && !l.contains(" common_"))
+            .collect();
+        if fields != ARRAY_FIELD_LINES {
+            wrong.push(format!("{name}: {fields:#?}"));
+        }
+        if i == 0 {
+            cx.snapshot("format", format);
+        }
+    }
+    check!(
+        wrong.is_empty(),
+        "{} of {} `format` files differ from {ARRAY_FIELD_LINES:#?}:\n{}",
+        wrong.len(),
+        names.len(),
+        wrong.join("\n")
+    );
+    Ok(())
 }
 
-/// Checks an array field's `format` line apart from its printed length, and notes that.
-fn check_array_line(cx: &mut Ctx, format: &str, before: &str, after: &str) -> R {
-    let line = array_lines(format).find(|l| l.starts_with(before) && l.ends_with(after));
-    check!(
-        line.is_some(),
-        "format has no line {before:?}[..]{after:?}:\n{format}"
-    );
-    cx.note(format!("format shows {:?}", line.unwrap()));
-    Ok(())
+fn format_array_fields(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let mut names = Vec::new();
+    for bit in 0..4 {
+        let name = cx.event_name();
+        cx.reg(&format!("{name} {ARRAY_FIELDS}"), page.addr(0), 4, bit)?;
+        names.push(name);
+    }
+    check_array_format(cx, &names)
 }
 
 fn integers_via_write(cx: &mut Ctx) -> R {
@@ -150,20 +200,7 @@ fn char_arrays_via_writev(cx: &mut Ctx) -> R {
         4 + 8 + 4 + 2,
         "bytes accepted by writev()"
     );
-    let format = tracefs::format(&name)?;
-    check_array_line(
-        cx,
-        &format,
-        "\tfield:char s[",
-        "];\toffset:8;\tsize:8;\tsigned:1;",
-    )?;
-    check_array_line(
-        cx,
-        &format,
-        "\tfield:char t[",
-        "];\toffset:16;\tsize:4;\tsigned:1;",
-    )?;
-    check_lines(cx, &name, &["s=hi t=abcd n=0x102 (258)".to_owned()])
+    check_trace_lines(cx, &name, &["s=hi t=abcd n=0x102 (258)".to_owned()])
 }
 
 fn rel_loc_string(cx: &mut Ctx) -> R {
@@ -181,14 +218,7 @@ fn rel_loc_string(cx: &mut Ctx) -> R {
         4 + 4 + 4 + text.len(),
         "bytes accepted by writev()"
     );
-    let format = tracefs::format(&name)?;
-    check_array_line(
-        cx,
-        &format,
-        "\tfield:__rel_loc char msg[",
-        "];\toffset:12;\tsize:4;\tsigned:1;",
-    )?;
-    check_lines(cx, &name, &["n=0x3 (3) msg=hello".to_owned()])
+    check_trace_lines(cx, &name, &["n=0x3 (3) msg=hello".to_owned()])
 }
 
 fn data_loc_string(cx: &mut Ctx) -> R {

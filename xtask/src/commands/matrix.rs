@@ -79,8 +79,16 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
                 Ok(())
             };
         for name in &wanted {
+            // Newer selftests must run on older kernels: by default each kernel runs those of
+            // the newest kernel of the list that has its ABI generation.
+            let kselftest_from = a
+                .kernel
+                .kselftest_from
+                .clone()
+                .or_else(|| list.newest_of_same_abi(name));
             let one = KernelArgs {
                 kernel: Some(name.clone()),
+                kselftest_from,
                 ..a.kernel.clone()
             };
             let kernel = s.kernels(&one)?.remove(0).kernel;

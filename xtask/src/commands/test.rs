@@ -24,7 +24,9 @@ pub struct TestArgs {
     pub libtest: Vec<String>,
 }
 
-pub fn run(a: TestArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
+    // Another tree's selftests are asked for in order to run them.
+    a.run.kselftest |= a.kernel.kselftest_from.is_some();
     let args = libtest_mimic::Arguments::from_iter(
         std::iter::once("cargo xtask test".to_owned()).chain(a.libtest.clone()),
     );
