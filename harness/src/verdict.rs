@@ -2,7 +2,7 @@
 //! planned scenario gets exactly one: a scenario the guest never reported is a failure that
 //! says why, never a pass and never missing.
 
-use result_channel::{Outcome, Record};
+use result_channel::{Feature, Outcome, Record};
 
 use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
@@ -375,6 +375,21 @@ pub fn expand_kselftests(
                 "this kernel's tree has no tools/testing/selftests/user_events/{}.c",
                 p.name
             ))),
+            // The upstream programs are written against the remote-write ABI (6.4+, its
+            // uapi header): on a kernel expected to lack it, a build failure is that absence,
+            // not a defect. Anywhere else it fails.
+            KselftestBuild::Failed { message } if !expected.has(Feature::RemoteWrite) => {
+                Some(Verdict::Ignored(format!(
+                    "does not build: the program needs the remote-write ABI, which {} does not list ({})",
+                    expected.source,
+                    message
+                        .lines()
+                        .find(|l| l.contains("error:"))
+                        .or(message.lines().next())
+                        .unwrap_or_default()
+                        .trim()
+                )))
+            }
             KselftestBuild::Failed { message } => Some(Verdict::Fail(format!(
                 "does not build for this kernel: {message}"
             ))),
@@ -850,6 +865,39 @@ mod ignore_policy {
             matches!(&v[0].verdict, Verdict::Fail(m) if m.contains("without naming the feature")),
             "{v:?}"
         );
+    }
+
+    /// 6.1's tree carries the selftests but not the uapi header they include: that absence
+    /// is what the kernel list expects of a kernel without remote_write, and nothing else.
+    #[test]
+    fn an_upstream_build_failure_is_ignored_only_where_the_abi_is_expected_missing() {
+        let programs = [KselftestBinary {
+            name: "abi_test".into(),
+            build: KselftestBuild::Failed {
+                message: "gcc failed:\nabi_test.c:9:10: fatal error: linux/user_events.h".into(),
+            },
+            timeout: std::time::Duration::from_secs(30),
+        }];
+        let judge = |expected: &Expectation| {
+            let mut v = vec![];
+            let r = ignored(None);
+            expand_kselftests(&mut v, &r, &programs, &["abi_test".into()], expected);
+            v.remove(0).verdict
+        };
+        let without = Expectation {
+            features: Default::default(),
+            source: "kernel-configs/kernels.toml [kernel.\"6.1\"]".into(),
+            known_bugs: vec![],
+        };
+        assert!(
+            matches!(judge(&without), Verdict::Ignored(m) if m.contains("remote-write") && m.contains("6.1")),
+        );
+        let with = Expectation {
+            features: Feature::ALL.into_iter().collect(),
+            source: "kernel-configs/kernels.toml [kernel.\"6.12\"]".into(),
+            known_bugs: vec![],
+        };
+        assert!(matches!(judge(&with), Verdict::Fail(m) if m.contains("does not build")));
     }
 
     #[test]
