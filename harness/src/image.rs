@@ -71,6 +71,18 @@ pub fn build(
     Ok(img.to_bytes())
 }
 
+/// An archive holding only the plan, to append to a kept image (`rerun` with a filter).
+pub fn plan_only(plan: &Plan) -> anyhow::Result<Vec<u8>> {
+    let mut img = Initramfs::new();
+    img.dir("etc");
+    img.file(
+        result_channel::PLAN_PATH,
+        0o644,
+        serde_json::to_vec_pretty(plan)?,
+    );
+    Ok(img.to_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,6 +167,19 @@ pub struct SuiteOptions {
     pub boot_timeout: Duration,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// `--append`: kernel arguments after the harness's own.
+    pub extra_cmdline: String,
+    /// `--qemu-arg`: QEMU arguments after the harness's own.
+    pub qemu_args: Vec<String>,
+    /// `--keep`: keep the kernel, initramfs and command line of every run (a failed run
+    /// keeps them anyway).
+    pub keep: bool,
+    /// `--gdb`: QEMU waits on this local port for a debugger before the first instruction.
+    pub gdb: Option<u16>,
+    /// A kept run's initramfs to boot instead of a new one (`rerun`); the plan is laid on top.
+    pub base_initramfs: Option<PathBuf>,
+    /// `--console`/`-v`: the kernel console, line by line, on stderr while the VM runs.
+    pub stream_console: bool,
     /// The guest's own per-scenario limit, when it should differ from the host's (the
     /// harness's self-tests use a long one to see the host's limit act alone).
     pub guest_scenario_timeout: Option<Duration>,

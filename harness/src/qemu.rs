@@ -34,6 +34,33 @@ pub struct QemuConfig {
     pub extra_cmdline: String,
     /// Where the second serial port connects (the host's listener).
     pub result_socket: PathBuf,
+    /// `--qemu-arg` values, appended as given after the harness's own arguments.
+    pub extra_args: Vec<String>,
+    /// `--gdb`: QEMU's gdb stub on this local port, the CPU stopped until a debugger
+    /// continues it (`-S`).
+    pub gdb: Option<u16>,
+}
+
+/// `--memory` as QEMU's `-m` reads it: a number of MiB, or with a `M`/`G` suffix.
+pub fn parse_memory_mib(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let (num, scale) = match t.char_indices().last() {
+        Some((i, 'G' | 'g')) => (&t[..i], 1024),
+        Some((i, 'M' | 'm')) => (&t[..i], 1),
+        _ => (t, 1),
+    };
+    let n: u32 = num.trim().parse().map_err(|_| {
+        format!("--memory {text:?}: give MiB or a size with M or G, e.g. --memory 1G")
+    })?;
+    let mib = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("--memory {text:?} is too large"))?;
+    if mib < 128 {
+        return Err(format!(
+            "--memory {text:?}: the guest needs at least 128 MiB"
+        ));
+    }
+    Ok(mib)
 }
 
 /// The oldest QEMU the command line is known to work with (socket chardevs as serial ports,
@@ -139,6 +166,12 @@ impl QemuConfig {
         a.push(self.kernel.clone().into());
         a.push("-initrd".into());
         a.push(self.initrd.clone().into());
+        if let Some(port) = self.gdb {
+            a.push("-gdb".into());
+            a.push(format!("tcp:127.0.0.1:{port}").into());
+            a.push("-S".into());
+        }
+        a.extend(self.extra_args.iter().map(OsString::from));
         a
     }
 
@@ -149,6 +182,56 @@ impl QemuConfig {
             .map(|a| shell_quote(&a.to_string_lossy()))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+impl QemuConfig {
+    /// The command as it works when pasted later: the result port writes to `results_file`
+    /// instead of the harness's socket, which is gone once the run ends.
+    pub fn pasteable_line(&self, results_file: &Path) -> String {
+        std::iter::once(self.binary.as_os_str().to_owned())
+            .chain(self.args_with_results_file(results_file))
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// [`QemuConfig::args`] with the result port writing to a file: for a VM no harness
+    /// listens to (a pasted command line, the shell).
+    pub fn args_with_results_file(&self, results_file: &Path) -> Vec<OsString> {
+        let socket = format!("socket,id=results,path={}", self.result_socket.display());
+        let file = format!("file,id=results,path={}", results_file.display());
+        self.args()
+            .into_iter()
+            .map(|a| {
+                if a == socket.as_str() {
+                    file.clone().into()
+                } else {
+                    a
+                }
+            })
+            .collect()
+    }
+
+    /// The arguments for a person at the console (`cargo xtask shell`): the console is
+    /// multiplexed with QEMU's monitor, so Ctrl-C reaches the guest and Ctrl-A x quits.
+    pub fn interactive_args(&self, results_file: &Path) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        let mut it = self.args_with_results_file(results_file).into_iter();
+        while let Some(a) = it.next() {
+            if a == "-monitor" {
+                // mon:stdio below is the monitor; `-monitor none` would take its place.
+                it.next();
+                continue;
+            }
+            let serial = a == "-serial";
+            out.push(a);
+            if serial {
+                let v = it.next().unwrap_or_default();
+                out.push(if v == "stdio" { "mon:stdio".into() } else { v });
+            }
+        }
+        out
     }
 }
 
@@ -177,6 +260,8 @@ mod tests {
             cpus: 2,
             extra_cmdline: "ue.debug=1".into(),
             result_socket: "/run/x/results.sock".into(),
+            extra_args: vec![],
+            gdb: None,
         }
     }
 
@@ -196,6 +281,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
+    }
+
+    #[test]
+    fn a_pasted_or_interactive_vm_writes_results_to_a_file_and_takes_the_keyboard() {
+        let c = cfg();
+        let line = c.pasteable_line(Path::new("/k/results.bin"));
+        assert!(
+            line.contains("file,id=results,path=/k/results.bin"),
+            "{line}"
+        );
+        assert!(!line.contains("socket,"), "{line}");
+        let a: Vec<String> = c
+            .interactive_args(Path::new("/k/r.bin"))
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        let joined = a.join(" ");
+        assert!(joined.contains("-serial mon:stdio"), "{joined}");
+        assert!(!joined.contains("-monitor none"), "{joined}");
+        assert!(joined.contains("-serial chardev:results"), "{joined}");
+    }
+
+    #[test]
+    fn memory_sizes_are_read_as_qemu_does_and_nonsense_refused() {
+        assert_eq!(parse_memory_mib("512"), Ok(512));
+        assert_eq!(parse_memory_mib("1G"), Ok(1024));
+        assert_eq!(parse_memory_mib("768M"), Ok(768));
+        assert!(parse_memory_mib("lots")
+            .unwrap_err()
+            .contains("--memory 1G"));
+        assert!(parse_memory_mib("64").is_err());
+    }
+
+    #[test]
+    fn pass_through_arguments_come_last_and_gdb_stops_the_cpu() {
+        let mut c = cfg();
+        c.extra_args = vec!["-device".into(), "virtio-rng-pci".into()];
+        c.gdb = Some(1234);
+        let line = c.shell_line();
+        assert!(
+            line.ends_with("-gdb tcp:127.0.0.1:1234 -S -device virtio-rng-pci"),
+            "{line}"
+        );
+        c.memory_mib = 2048;
+        c.cpus = 4;
+        let line = c.shell_line();
+        assert!(line.contains("-m 2048 -smp 4"), "{line}");
     }
 
     #[test]

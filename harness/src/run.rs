@@ -92,6 +92,7 @@ pub fn run_kernel(
 ) -> anyhow::Result<KernelRun> {
     let run_dir = new_run_dir(&opts.runs_dir, &kernel.label)?;
     let first = boot(kernel, opts, sel, &run_dir)?;
+    let (first_qemu, first_initrd) = (first.qemu, first.initrd);
     let mut run = KernelRun {
         kernel: kernel.clone(),
         accel: opts.accel,
@@ -101,6 +102,7 @@ pub fn run_kernel(
         verdicts: first.verdicts,
         restarts: vec![],
     };
+    let first_sel = sel.clone();
     let mut sel = sel.clone();
     loop {
         let last = run.restarts.last().map_or(&run.report, |r| &r.report);
@@ -118,6 +120,8 @@ pub fn run_kernel(
         let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let next = boot(kernel, opts, &rest, &dir)?;
+        // A rerun boots the first image again; the fresh VMs' images are not kept.
+        let _ = std::fs::remove_file(&next.initrd);
         let hello_ms = next.report.hello_wall_ms;
         let planned = planned_names(&rest);
         // The stand-ins "not run: ..." of the dead VM give way to what the fresh one found.
@@ -142,14 +146,112 @@ pub fn run_kernel(
             ));
         }
     }
+    if opts.keep || run.failed() {
+        keep(&run, &first_qemu, opts, &first_sel)?;
+    } else {
+        // The image is rebuilt every run and is the largest artifact: keep logs, not the
+        // image, and offer no command line that could not work without it.
+        let _ = std::fs::remove_file(&first_initrd);
+    }
     Ok(run)
 }
 
-/// One VM's outcome: its report, limits and verdicts.
+/// What `cargo xtask rerun` reads from a kept run folder.
+pub const RERUN_FILE: &str = "rerun.json";
+
+/// A kept run: enough to boot exactly the same VM again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Kept {
+    /// The kernel, its `bzimage` the copy in the run folder.
+    pub kernel: KernelUnderTest,
+    /// Every scenario the run planned (a rerun's filter picks among them).
+    pub scenarios: Vec<ScenarioInfo>,
+    pub kselftests: Vec<String>,
+    /// Other people's test programs the run planned (already in the kept image).
+    #[serde(default)]
+    pub guest: Vec<crate::model::GuestProgram>,
+    pub accel: crate::qemu::Accel,
+    pub scenario_timeout_ms: u64,
+    pub poll_deadline_ms: u64,
+    pub boot_timeout_ms: u64,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub extra_cmdline: String,
+    pub qemu_args: Vec<String>,
+}
+
+/// Keeps the kernel (copied: a tree's build is rebuilt in place by the next run), the
+/// initramfs and a command line that works when pasted.
+fn keep(
+    run: &KernelRun,
+    qemu: &QemuConfig,
+    opts: &SuiteOptions,
+    sel: &Selection,
+) -> anyhow::Result<()> {
+    let dir = &run.run_dir;
+    let bzimage = dir.join("bzImage");
+    if run.kernel.bzimage != bzimage {
+        std::fs::copy(&run.kernel.bzimage, &bzimage).with_context(|| {
+            format!("keep {} in {}", run.kernel.bzimage.display(), dir.display())
+        })?;
+    }
+    let mut kernel = run.kernel.clone();
+    kernel.bzimage = bzimage.clone();
+    let mut pasted = qemu.clone();
+    pasted.kernel = bzimage;
+    pasted.gdb = None;
+    std::fs::write(
+        dir.join("qemu-cmdline.txt"),
+        format!(
+            "# Boots this run's VM again; the guest's result records go to {}.\n# `cargo xtask rerun {}` does the same and reports the trials.\n{}\n",
+            dir.join("results-pasted.bin").display(),
+            dir.display(),
+            pasted.pasteable_line(&dir.join("results-pasted.bin"))
+        ),
+    )?;
+    let kept = Kept {
+        kernel,
+        scenarios: sel.scenarios.clone(),
+        kselftests: sel.kselftests.clone(),
+        guest: sel.guest.clone(),
+        accel: opts.accel,
+        scenario_timeout_ms: opts.scenario_timeout.as_millis() as u64,
+        poll_deadline_ms: opts.poll_deadline.as_millis() as u64,
+        boot_timeout_ms: opts.boot_timeout.as_millis() as u64,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        extra_cmdline: opts.extra_cmdline.clone(),
+        qemu_args: opts.qemu_args.clone(),
+    };
+    std::fs::write(dir.join(RERUN_FILE), serde_json::to_vec_pretty(&kept)?)?;
+    Ok(())
+}
+
+/// The gdb command for a kernel QEMU holds at its first instruction (`--gdb`).
+pub fn gdb_hint(kernel: &KernelUnderTest, port: u16) -> String {
+    let vmlinux = kernel
+        .bzimage
+        .ancestors()
+        .nth(4)
+        .map(|d| d.join("vmlinux"))
+        .filter(|v| v.is_file());
+    match vmlinux {
+        Some(v) => format!(
+            "QEMU waits for a debugger on localhost:{port}; attach with:\n  gdb {} -ex 'target remote :{port}'\n(then `continue`; the VM boots when gdb lets it)",
+            v.display()
+        ),
+        None => format!("QEMU waits for a debugger on localhost:{port} (no vmlinux beside the bzImage: build with --gdb for one with debug info)"),
+    }
+}
+
+/// One VM's outcome: its report, limits and verdicts, and how it was booted (the image is
+/// left for the caller: kept or removed).
 struct Boot {
     report: vm::VmReport,
     limits: vm::Limits,
     verdicts: Vec<ScenarioVerdict>,
+    qemu: QemuConfig,
+    initrd: PathBuf,
 }
 
 /// Boots `kernel` once with what `sel` names; artifacts go to `dir`.
@@ -173,13 +275,24 @@ fn boot(
             source: g.path.clone(),
         }))
         .collect();
-    let manifest = Manifest::load(&opts.manifest)?;
     let initrd = dir.join("initramfs.cpio");
-    std::fs::write(
-        &initrd,
-        image::build(&manifest, &opts.guest_bin_dir, &plan, &extra)?,
-    )
-    .with_context(|| format!("write {}", initrd.display()))?;
+    let image = match &opts.base_initramfs {
+        // A kept run's image, the new plan appended: the kernel unpacks concatenated cpio
+        // archives in order, so the later plan file wins.
+        Some(base) => {
+            let mut bytes =
+                std::fs::read(base).with_context(|| format!("read {}", base.display()))?;
+            bytes.extend(image::plan_only(&plan)?);
+            bytes
+        }
+        None => image::build(
+            &Manifest::load(&opts.manifest)?,
+            &opts.guest_bin_dir,
+            &plan,
+            &extra,
+        )?,
+    };
+    std::fs::write(&initrd, image).with_context(|| format!("write {}", initrd.display()))?;
     let qemu = QemuConfig {
         binary: opts.qemu_binary.clone(),
         kernel: kernel.bzimage.clone(),
@@ -187,15 +300,23 @@ fn boot(
         accel: opts.accel,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
-        extra_cmdline: String::new(),
+        extra_cmdline: opts.extra_cmdline.clone(),
         result_socket: socket_path(dir),
+        extra_args: opts.qemu_args.clone(),
+        gdb: opts.gdb,
     };
     let mut limits = opts.limits(sel.scenarios.len(), &programs);
     limits.add_programs(opts.guest_limits(&sel.guest));
-    let report = vm::run(&qemu, dir, &limits);
-    // The image is rebuilt every run and is the largest artifact: keep logs, not the image.
-    let _ = std::fs::remove_file(&initrd);
-    let report = report?;
+    if let Some(port) = opts.gdb {
+        eprintln!("{}", gdb_hint(kernel, port));
+    }
+    let report = match vm::run_streaming(&qemu, dir, &limits, opts.stream_console) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&initrd);
+            return Err(e);
+        }
+    };
 
     let known = |p: &String| kernel.kselftests.iter().any(|b| &b.name == p);
     // Programs that did not build were not planned: their verdict comes from the build.
@@ -231,6 +352,8 @@ fn boot(
         report,
         limits,
         verdicts,
+        qemu,
+        initrd,
     })
 }
 

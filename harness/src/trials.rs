@@ -160,6 +160,9 @@ pub fn run(
     mut on_run: impl FnMut(&KernelRun),
 ) -> anyhow::Result<Conclusion> {
     let mut trials = Vec::new();
+    // `--show-output`: each trial's notes after the summary, as cargo test prints captured
+    // output; `--nocapture`: as each trial ends.
+    let mut shown_notes: Vec<(String, Vec<String>)> = Vec::new();
     for k in kernels {
         let names = all_names(scenarios, opts.kselftests, &opts.guest_programs);
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
@@ -188,10 +191,21 @@ pub fn run(
             let (verdict, snaps) = (v.verdict.clone(), v.snapshots.clone());
             let console = run.console_log_of(&v.name).to_owned();
             let (label, scenario) = (k.label.clone(), v.name.clone());
-            trials.push(Trial::ignorable_test(
-                trial_name(&k.label, &v.name),
-                move || conclude(&label, &scenario, verdict, snaps, console),
-            ));
+            let name = trial_name(&k.label, &v.name);
+            let notes = if args.nocapture {
+                v.notes.clone()
+            } else {
+                vec![]
+            };
+            if args.show_output && !v.notes.is_empty() {
+                shown_notes.push((name.clone(), v.notes.clone()));
+            }
+            trials.push(Trial::ignorable_test(name.clone(), move || {
+                if !notes.is_empty() {
+                    println!("\n{}", notes_block(&name, &notes));
+                }
+                conclude(&label, &scenario, verdict, snaps, console)
+            }));
         }
         let run_names: HashSet<&str> = run.verdicts.iter().map(|v| v.name.as_str()).collect();
         trials.extend(
@@ -201,7 +215,28 @@ pub fn run(
                 .map(|n| stand_in(n)),
         );
     }
-    Ok(libtest_mimic::run(args, trials))
+    let conclusion = libtest_mimic::run(args, trials);
+    let shown: Vec<&(String, Vec<String>)> = shown_notes
+        .iter()
+        .filter(|(n, _)| is_selected(args, n))
+        .collect();
+    if !shown.is_empty() {
+        println!("notes:\n");
+        for (name, notes) in shown {
+            println!("{}", notes_block(name, notes));
+        }
+    }
+    Ok(conclusion)
+}
+
+/// A trial's notes as cargo test shows a test's output.
+pub fn notes_block(name: &str, notes: &[String]) -> String {
+    let mut s = format!("---- {name} notes ----\n");
+    for n in notes {
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
 }
 
 fn conclude(

@@ -106,10 +106,20 @@ enum Msg {
 /// Boots the VM described by `qemu` and collects its report. Artifacts (console log, QEMU
 /// command line) go to `run_dir`.
 pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result<VmReport> {
+    run_streaming(qemu, run_dir, limits, false)
+}
+
+/// [`run`], and with `stream_console` each console line also goes to stderr as it comes
+/// (`--console`): the console log is written either way.
+pub fn run_streaming(
+    qemu: &QemuConfig,
+    run_dir: &Path,
+    limits: &Limits,
+    stream_console: bool,
+) -> anyhow::Result<VmReport> {
     let console_path = run_dir.join("console.log");
     let mut console_log = File::create(&console_path)
         .with_context(|| format!("create {}", console_path.display()))?;
-    std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")?;
     let _ = std::fs::remove_file(&qemu.result_socket);
     let listener = UnixListener::bind(&qemu.result_socket)
         .with_context(|| format!("listen on {}", qemu.result_socket.display()))?;
@@ -218,6 +228,9 @@ pub fn run(qemu: &QemuConfig, run_dir: &Path, limits: &Limits) -> anyhow::Result
             Ok(Msg::Console(line)) => {
                 last_output = Instant::now();
                 let _ = console_log.write_all(line.as_bytes());
+                if stream_console {
+                    eprint!("{line}");
+                }
                 watch.feed(&line, report.unfinished.as_deref());
             }
             Ok(Msg::ConsoleEof) => console_open = false,
@@ -441,6 +454,8 @@ mod tests {
             cpus: 1,
             extra_cmdline: String::new(),
             result_socket: d.path().join("r.sock"),
+            extra_args: vec![],
+            gdb: None,
         };
         let limits = Limits {
             boot: Duration::from_secs(1),

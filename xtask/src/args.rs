@@ -10,13 +10,15 @@ pub struct KernelArgs {
     /// Kernel(s) from kernel-configs/kernels.toml: a name, a comma list, or `all`.
     #[arg(long)]
     pub kernel: Option<String>,
-    /// Build this kernel source tree (out of tree; the tree is never modified).
+    /// Build this kernel source tree, in whatever state (configured or built in place, a git
+    /// worktree): from a snapshot of its sources in the cache; the tree is never written to.
     #[arg(long, conflicts_with_all = ["kernel", "kernel_image"])]
     pub kernel_tree: Option<PathBuf>,
     /// Boot this ready bzImage, skipping the build.
     #[arg(long, conflicts_with = "kernel")]
     pub kernel_image: Option<PathBuf>,
-    /// A patch to apply on a copy of the pristine source (repeatable, in order).
+    /// A patch to apply on a copy of the pristine source, or on the snapshot of --kernel-tree
+    /// (repeatable, in order).
     #[arg(long = "patch")]
     pub patches: Vec<PathBuf>,
     /// What the kernel must have, overriding kernels.toml or what is derived from a tree or
@@ -48,6 +50,18 @@ pub struct KernelArgs {
     /// atomic-sleep checks); trials are named `<kernel>-debug::...`.
     #[arg(long)]
     pub debug: bool,
+    /// A Kconfig option on top of the fragments, `CONFIG_X=y` (repeatable); checked after
+    /// olddefconfig like the fragments, and part of the build's cache key.
+    #[arg(long = "kconfig", value_name = "CONFIG_X=VALUE")]
+    pub kconfig: Vec<String>,
+    /// The debug-info variant (kernel-configs/gdb.config, cached like --debug; trials are
+    /// named `<kernel>-gdb::...`), and QEMU waits for a debugger (-gdb, -S): the gdb command
+    /// line with the matching vmlinux is printed.
+    #[arg(long)]
+    pub gdb: bool,
+    /// The local port QEMU's gdb stub listens on with --gdb.
+    #[arg(long, default_value_t = 1234)]
+    pub gdb_port: u16,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -71,9 +85,26 @@ pub struct RunArgs {
     /// `kselftest::<program>::<test>` trials (always on in `matrix` and `mutants`).
     #[arg(long)]
     pub kselftest: bool,
-    /// The guest's vCPUs (default: as many as the host has cores).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub cpus: Option<u32>,
+    /// A kernel argument after the harness's own (repeatable), e.g. --append trace_buf_size=1M.
+    #[arg(long = "append", value_name = "ARG", allow_hyphen_values = true)]
+    pub append: Vec<String>,
+    /// A QEMU argument after the harness's own (repeatable; give an option and its value as
+    /// two: --qemu-arg -device --qemu-arg virtio-rng-pci).
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_args: Vec<String>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: u32,
+    /// Guest memory: MiB, or with an M or G suffix.
+    #[arg(long, default_value = "512", value_parser = harness::qemu::parse_memory_mib)]
+    pub memory: u32,
+    /// Keep the kernel, initramfs and a pasteable QEMU command line in the run folder (a run
+    /// with a failure keeps them anyway); `cargo xtask rerun RUN_DIR` boots it again.
+    #[arg(long)]
+    pub keep: bool,
+    /// Stream the kernel console to stderr while the VM runs.
+    #[arg(short = 'v', long = "console")]
+    pub console: bool,
     /// Fresh VMs to boot per kernel after a VM dies mid-run (panic, unkillable hang,
     /// silence), each running the scenarios the dead one never started.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -89,7 +120,12 @@ impl Default for RunArgs {
             boot_timeout: 10,
             stress: false,
             kselftest: false,
-            cpus: None,
+            append: vec![],
+            qemu_args: vec![],
+            cpus: 2,
+            memory: 512,
+            keep: false,
+            console: false,
             max_restarts: 3,
         }
     }

@@ -31,7 +31,8 @@ pub enum Source<'a> {
         identity: String,
         fetch: FetchTree<'a>,
     },
-    /// A developer's tree, built out of tree and never modified. Kbuild is the cache.
+    /// A developer's tree, in any state: snapshotted into the cache (sources only, see
+    /// [`crate::snapshot`]) and built out of tree there; the tree itself is only read.
     Tree { tree: PathBuf },
 }
 
@@ -47,6 +48,8 @@ pub struct BuildRequest<'a> {
     /// Options of the shared fragments that this kernel does not have (renamed or removed
     /// upstream); dropped from what is asked, after checking that no Kconfig defines them.
     pub absent: Vec<String>,
+    /// `--kconfig CONFIG_X=y` lines, applied after the fragments and checked like them.
+    pub kconfig: Vec<String>,
     pub jobs: usize,
 }
 
@@ -90,7 +93,22 @@ pub fn key_for(
     absent: &[String],
     compiler: &str,
 ) -> anyhow::Result<String> {
+    key_with_kconfig(identity, fragments, patches, absent, &[], compiler)
+}
+
+/// [`key_for`] with `--kconfig` lines (none leaves the key as it was).
+pub fn key_with_kconfig(
+    identity: &str,
+    fragments: &[PathBuf],
+    patches: &[PathBuf],
+    absent: &[String],
+    kconfig: &[String],
+    compiler: &str,
+) -> anyhow::Result<String> {
     let mut k = KeyBuilder::new(RECIPE);
+    for line in kconfig {
+        k.part("kconfig", line.as_bytes());
+    }
     for a in absent {
         k.part("absent", a.as_bytes());
     }
@@ -128,11 +146,12 @@ pub fn build(
     let builds = cache_root.join("builds");
     let (identity, src, out, entry) = match &req.source {
         Source::Pristine { identity, .. } => {
-            let key = key_for(
+            let key = key_with_kconfig(
                 identity,
                 &req.fragments,
                 &req.patches,
                 &req.absent,
+                &req.kconfig,
                 &compiler,
             )?;
             let entry = builds.join(&key);
@@ -144,13 +163,24 @@ pub fn build(
             )
         }
         Source::Tree { tree } => {
-            if !req.patches.is_empty() {
-                bail!("--patch applies to packaged kernels; with --kernel-tree, commit the patches to a branch of your tree");
-            }
             let identity = format!("tree:{}", tree.canonicalize()?.display());
-            let key = key_for(&identity, &req.fragments, &[], &req.absent, &compiler)?;
+            let key = key_with_kconfig(
+                &identity,
+                &req.fragments,
+                &req.patches,
+                &req.absent,
+                &req.kconfig,
+                &compiler,
+            )?;
             let entry = builds.join(format!("tree-{key}"));
-            (identity, tree.clone(), entry.join("out"), entry)
+            // The build directory is a child of the snapshot: kbuild then records relative
+            // paths, as for the packaged kernels.
+            (
+                identity,
+                entry.join("src"),
+                entry.join("src/.ue-out"),
+                entry,
+            )
         }
     };
     let key = entry.file_name().unwrap().to_string_lossy().into_owned();
@@ -191,9 +221,46 @@ pub fn build(
             seed_from_base(cache_root, *fetch, identity.as_str(), req, &out, progress)?;
         }
     }
+    if let Source::Tree { tree } = &req.source {
+        // Named on every run: the tree's own .config is what a developer would assume.
+        progress.note(&format!(
+            "{}: {} (the tree's own .config is not used)",
+            req.label,
+            base_config(&req.fragments, &req.kconfig)
+        ));
+        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !src.exists() {
+            seed_tree_from_base(&builds, &identity, req, &compiler, &entry, progress)?;
+        }
+        let changed = snapshot_tree(tree, &src, &entry, &req.patches, progress)?;
+        if !changed && bzimage.exists() && out.join(CONFIGURED).exists() {
+            if let Some(record) = read_record(&marker) {
+                progress.note(&format!(
+                    "{}: the snapshot of {} is unchanged since build {} (no make)",
+                    req.label,
+                    tree.display(),
+                    record.key
+                ));
+                return Ok(Built {
+                    src,
+                    out,
+                    bzimage,
+                    config,
+                    record,
+                    ran_make: false,
+                });
+            }
+        }
+    }
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
-        configure(&src, &out, &req.fragments, &req.absent, progress)?;
+        configure(
+            &src,
+            &out,
+            &req.fragments,
+            &req.kconfig,
+            &req.absent,
+            progress,
+        )?;
     }
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
@@ -261,6 +328,7 @@ fn seed_from_base(
         patches: req.patches[..req.patches.len() - req.extra_patches].to_vec(),
         extra_patches: 0,
         absent: req.absent.clone(),
+        kconfig: req.kconfig.clone(),
         jobs: req.jobs,
     };
     let base = build(cache_root, &base_req, progress)?;
@@ -284,20 +352,144 @@ fn seed_from_base(
     Ok(())
 }
 
+/// A patched build of a tree, or one with `--kconfig` options, starts from the plain build
+/// of the same tree when there is one: its snapshot hard-linked (files there are only ever
+/// replaced, never written), its build directory copied. The patches then recompile only
+/// what they touch; new options only what depends on them (kbuild tracks each option).
+fn seed_tree_from_base(
+    builds: &Path,
+    identity: &str,
+    req: &BuildRequest,
+    compiler: &str,
+    entry: &Path,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let base_key = key_with_kconfig(
+        identity,
+        &req.fragments,
+        &req.patches[..req.patches.len() - req.extra_patches],
+        &req.absent,
+        &[],
+        compiler,
+    )?;
+    let base = builds.join(format!("tree-{base_key}"));
+    if !base.join(MARKER).exists() {
+        return Ok(());
+    }
+    let _base_lock = cache::lock(&base.with_extension("lock"))?;
+    progress.step(
+        Step::Seed,
+        &format!(
+            "starting from the unpatched build of the tree, {}",
+            base.display()
+        ),
+    );
+    let tmp = entry.join(format!(".src-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(entry)?;
+    let ok = Command::new("cp")
+        .arg("-al")
+        .arg(base.join("src"))
+        .arg(&tmp)
+        .status()?
+        .success()
+        && std::fs::remove_dir_all(tmp.join(".ue-out")).is_ok()
+        && Command::new("cp")
+            .arg("-a")
+            .arg(base.join("src/.ue-out"))
+            .arg(tmp.join(".ue-out"))
+            .status()?
+            .success();
+    if !ok {
+        let _ = std::fs::remove_dir_all(&tmp);
+        bail!("copying the build {} failed", base.display());
+    }
+    if !req.kconfig.is_empty() {
+        // The copied .config lacks the new options: configure again.
+        let _ = std::fs::remove_file(tmp.join(".ue-out").join(CONFIGURED));
+    }
+    std::fs::rename(&tmp, entry.join("src"))?;
+    Ok(())
+}
+
+/// Brings the tree's snapshot up to date and applies the patches to it; says whether
+/// anything in it changed since the last build.
+fn snapshot_tree(
+    tree: &Path,
+    src: &Path,
+    entry: &Path,
+    patches: &[PathBuf],
+    progress: &mut Progress,
+) -> anyhow::Result<bool> {
+    progress.step(
+        Step::Snapshot,
+        &format!(
+            "snapshot of {} (sources only; the tree is never written)",
+            tree.display()
+        ),
+    );
+    let started = Instant::now();
+    let stats = crate::snapshot::sync(tree, src)?;
+    progress.note(&format!(
+        "snapshot: {} copied, {} removed, {} unchanged in {:.1} s",
+        stats.copied,
+        stats.removed,
+        stats.unchanged,
+        started.elapsed().as_secs_f64()
+    ));
+    let applied = entry.join("PATCHED");
+    if patches.is_empty() || (!stats.changed() && applied.exists()) {
+        return Ok(stats.changed());
+    }
+    // The patched files are copied afresh from the tree and patched again, in order.
+    let _ = std::fs::remove_file(&applied);
+    let mut touched = Vec::new();
+    for p in patches {
+        touched.extend(crate::snapshot::patched_files(p)?);
+    }
+    crate::snapshot::forget(src, &touched)?;
+    crate::snapshot::sync(tree, src)?;
+    for p in patches {
+        if let Err(e) = crate::source::apply_patch(src, tree, p) {
+            // The next run starts from the tree's files again.
+            crate::snapshot::forget(src, &touched)?;
+            return Err(e);
+        }
+    }
+    crate::snapshot::forget(src, &[])?;
+    std::fs::write(&applied, "")?;
+    Ok(true)
+}
+
+/// What a build's `.config` is made of, for people.
+fn base_config(fragments: &[PathBuf], kconfig_lines: &[String]) -> String {
+    let extra = if kconfig_lines.is_empty() {
+        String::new()
+    } else {
+        format!(" + --kconfig {}", kconfig_lines.join(" "))
+    };
+    format!(
+        "base config: tinyconfig + {}{extra}",
+        names(fragments).join(" + ")
+    )
+}
+
 fn configure(
     src: &Path,
     out: &Path,
     fragments: &[PathBuf],
+    kconfig_lines: &[String],
     absent: &[String],
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
-    progress.step(
-        Step::Configure,
-        &format!("tinyconfig + {}", names(fragments).join(" + ")),
-    );
+    progress.step(Step::Configure, &base_config(fragments, kconfig_lines));
     let _ = std::fs::remove_file(out.join(CONFIGURED));
+    let mut texts = kconfig::read_fragments(fragments)?;
+    if !kconfig_lines.is_empty() {
+        texts.push(("--kconfig".to_owned(), kconfig_lines.join("\n") + "\n"));
+    }
     let settings = kconfig::without_absent(
-        kconfig::merge(&kconfig::read_fragments(fragments)?)?,
+        kconfig::merge(&texts)?,
         absent,
         &TreeKconfig(src.to_owned()),
     )?;

@@ -12,6 +12,7 @@ mod args;
 mod cache;
 mod children;
 mod commands;
+mod devloop_selftest;
 mod exit;
 mod guest;
 mod guest_programs;
@@ -29,6 +30,7 @@ mod resolve;
 mod selftest;
 mod selftest_cache;
 mod session;
+mod snapshot;
 mod source;
 
 use std::process::ExitCode;
@@ -85,6 +87,19 @@ enum Cmd {
     Parse(parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
     Report(report::ReportArgs),
+    /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
+    /// arguments after `--` filter them as for `test`.
+    Rerun(commands::rerun::RerunArgs),
+    /// Boot the kernel `test` would (same kernel options) with a shell on the console:
+    /// tracefs mounted, `ue-scenarios --list` / `--run NAME`; `exit` powers the VM off.
+    Shell(commands::shell::ShellArgs),
+    /// Find the commit of a git kernel tree (--kernel-tree) that broke the selected trials:
+    /// `git bisect run` with the harness (a build failure skips the commit); the tree's HEAD
+    /// and bisect state are restored.
+    Bisect(commands::bisect::BisectArgs),
+    /// One step of `bisect` (what `git bisect run` calls); not for people.
+    #[command(hide = true)]
+    BisectStep(commands::bisect::BisectArgs),
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -119,6 +134,10 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Parse(a) => parse::run(a),
         Cmd::Report(a) => report::run(a),
+        Cmd::Rerun(a) => commands::rerun::run(a),
+        Cmd::Shell(a) => commands::shell::run(a),
+        Cmd::Bisect(a) => commands::bisect::run(a),
+        Cmd::BisectStep(a) => commands::bisect::step(a),
         Cmd::Cache(a) => cache_cmd::run(a),
     };
     match result {
@@ -149,6 +168,41 @@ mod tests {
             &["xtask", "selftest", "--kernel", "6.12,6.12"],
             &["xtask", "matrix", "--kernel", "all,all"],
             &["xtask", "test", "--features", ""],
+            &[
+                "xtask",
+                "test",
+                "--kernel-tree",
+                "/t",
+                "--patch",
+                "p",
+                "--kconfig",
+                "CONFIG_X=y",
+            ],
+            &[
+                "xtask",
+                "test",
+                "--append",
+                "a=1",
+                "--qemu-arg",
+                "-device",
+                "--cpus",
+                "4",
+            ],
+            &["xtask", "test", "--memory", "1G", "--keep", "-v", "--gdb"],
+            &["xtask", "rerun", "/r", "--", "fork"],
+            &["xtask", "shell", "--kernel-tree", "/t"],
+            &[
+                "xtask",
+                "bisect",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--kernel-tree",
+                "/t",
+                "--",
+                "x",
+            ],
         ] {
             assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
         }
@@ -157,6 +211,9 @@ mod tests {
             &["xtask", "test", "--poll-deadline-ms", "-1"],
             &["xtask", "test", "--kernel", "6.12", "--kernel-tree", "/x"],
             &["xtask", "bench", "--runs", "x"],
+            &["xtask", "test", "--memory", "lots"],
+            &["xtask", "test", "--cpus", "0"],
+            &["xtask", "bisect", "--good", "a"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

@@ -15,6 +15,8 @@ pub enum Step {
     Copy,
     /// A patched build starts from a copy of the unpatched build folder.
     Seed,
+    /// A developer's tree brought into its snapshot in the cache.
+    Snapshot,
     Configure,
     Build,
     Kselftest,
@@ -29,6 +31,7 @@ impl Step {
             Step::Extract => "extract",
             Step::Copy => "patch",
             Step::Seed => "patch",
+            Step::Snapshot => "snapshot",
             Step::Configure => "configure",
             Step::Build => "build",
             Step::Kselftest => "kselftest",

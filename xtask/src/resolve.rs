@@ -32,6 +32,15 @@ pub fn label(name: &str, debug: bool, fixes: bool, patched: bool) -> String {
     )
 }
 
+/// The debug-info variant's label: `6.12-gdb`, `linux-gdb`.
+fn gdb_label(label: String, gdb: bool) -> String {
+    if gdb {
+        format!("{label}-gdb")
+    } else {
+        label
+    }
+}
+
 /// The label of a developer's tree: its folder's name.
 fn tree_label(tree: &Path) -> anyhow::Result<String> {
     let canon = tree
@@ -48,12 +57,12 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
         return Ok(vec!["image".into()]);
     }
     if let Some(t) = &a.kernel_tree {
-        return Ok(vec![tree_label(t)?]);
+        return Ok(vec![gdb_label(tree_label(t)?, a.gdb)]);
     }
     Ok(list
         .select(a.kernel.as_deref())?
         .into_iter()
-        .map(|(n, _)| label(&n, a.debug, a.fixes, !a.patches.is_empty()))
+        .map(|(n, _)| gdb_label(label(&n, a.debug, a.fixes, !a.patches.is_empty()), a.gdb))
         .collect())
 }
 
@@ -161,6 +170,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
                 .with_context(|| format!("--patch {}: no such file", p.display()))
         })
         .collect::<anyhow::Result<_>>()?;
+    let kconfig_lines = checked_kconfig(&a.kconfig)?;
     let list = KernelList::load(s.configs)?;
     let configs = s.configs.to_owned();
     let jobs = a
@@ -171,11 +181,14 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         if a.debug {
             f.push(configs.join("debug.config"));
         }
+        if a.gdb {
+            f.push(configs.join("gdb.config"));
+        }
         f
     };
     if let Some(tree) = &a.kernel_tree {
         source::check_kernel_tree(tree)?;
-        let label = tree_label(tree)?;
+        let label = gdb_label(tree_label(tree)?, a.gdb);
         let default = &list.kernels[&list.default];
         let req = BuildRequest {
             label: label.clone(),
@@ -184,6 +197,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             extra_patches: patches.len(),
             patches,
             absent: vec![],
+            kconfig: kconfig_lines.clone(),
             jobs,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
@@ -193,7 +207,16 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             label,
             bzimage: built.bzimage,
             config: Some(built.config),
-            provenance: format!("tree {}", tree.display()),
+            provenance: format!(
+                "tree {} (built from its snapshot {}){}",
+                tree.display(),
+                built.src.display(),
+                if built.record.patches.is_empty() {
+                    String::new()
+                } else {
+                    format!(" + {}", built.record.patches.join(", "))
+                }
+            ),
             identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
             kselftests,
             expected,
@@ -224,7 +247,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         let extra_patches = fixes.len() + patches.len();
         all_patches.extend(fixes.iter().cloned());
         all_patches.extend(patches.iter().cloned());
-        let label = label(&name, a.debug, a.fixes, !patches.is_empty());
+        let label = gdb_label(label(&name, a.debug, a.fixes, !patches.is_empty()), a.gdb);
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -239,6 +262,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             patches: all_patches,
             extra_patches,
             absent: spec.absent.clone(),
+            kconfig: kconfig_lines.clone(),
             jobs,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
@@ -279,6 +303,24 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         });
     }
     Ok(out)
+}
+
+/// `--kconfig` values, each one `.config` line (`CONFIG_X=y`, `CONFIG_X=n`, a number or a
+/// string), refused here with the value named when it is not.
+fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
+    for v in values {
+        kconfig::parse_fragment(v, "--kconfig").with_context(|| {
+            format!(
+                "--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y"
+            )
+        })?;
+        if !v.trim_start().starts_with("CONFIG_") {
+            bail!(
+                "--kconfig {v:?}: write one option as in .config, e.g. --kconfig CONFIG_KPROBES=y"
+            );
+        }
+    }
+    Ok(values.iter().map(|v| v.trim().to_owned()).collect())
 }
 
 /// A new upload to the archive means a new download and a cold build: said once, with how
@@ -333,6 +375,16 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "{name}-{}-{key}",
         entry.version.replace(['~', ':', '+'], "_")
     ))
+}
+
+/// The pristine source tree of a kernel of the list, downloaded and extracted if needed.
+pub fn pristine_tree(s: Places, name: &str) -> anyhow::Result<PathBuf> {
+    let list = KernelList::load(s.configs)?;
+    let (_, spec) = list.select(Some(name))?.remove(0);
+    let aptc = apt::PrivateApt::new(s.cache);
+    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
+    let entry = aptc.newest(&spec.package)?;
+    source::fetch_pristine(&aptc, s.cache, &entry, s.progress)
 }
 
 /// What a tree's kernel must have, from its uapi header (which ioctls and flags it defines)
@@ -558,6 +610,19 @@ mod tests {
         );
         let e = header_expectation("#define DIAG_IOCSREG _IOWR(...)", "");
         assert_eq!(e.features, [Feature::StatusPage].into_iter().collect());
+    }
+
+    #[test]
+    fn kconfig_values_are_dot_config_lines_or_refused() {
+        assert_eq!(
+            checked_kconfig(&["CONFIG_KPROBES=y".into(), " CONFIG_LOG_BUF_SHIFT=17".into()])
+                .unwrap(),
+            vec!["CONFIG_KPROBES=y", "CONFIG_LOG_BUF_SHIFT=17"]
+        );
+        for bad in ["KPROBES=y", "CONFIG_KPROBES", "CONFIG_X=y CONFIG_Y=y", ""] {
+            let e = format!("{:#}", checked_kconfig(&[bad.into()]).unwrap_err());
+            assert!(e.contains("e.g. --kconfig CONFIG_KPROBES=y"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -51,11 +51,6 @@ impl Guest {
     }
 }
 
-/// The default for the guest's vCPUs: as many as the host has cores.
-pub fn host_cores() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
-}
-
 pub fn project_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_owned()
@@ -166,6 +161,11 @@ impl Session {
         resolve::list_kernel_key(self.places(), name)
     }
 
+    /// The pristine source of a kernel of the list (for the developer-loop self-tests).
+    pub fn pristine_tree(&mut self, name: &str) -> anyhow::Result<PathBuf> {
+        resolve::pristine_tree(self.places(), name)
+    }
+
     /// Exactly one kernel, for the commands that compare against one baseline.
     pub fn one_kernel(&mut self, k: &KernelArgs, command: &str) -> anyhow::Result<Resolved> {
         let list = self.kernel_list()?;
@@ -178,7 +178,7 @@ impl Session {
     }
 
     pub fn suite_options(&self, r: &RunArgs, guest: &Guest) -> SuiteOptions {
-        let cpus = r.cpus.unwrap_or_else(host_cores);
+        let cpus = r.cpus;
         SuiteOptions {
             guest_bin_dir: guest.dir.clone(),
             manifest: self.root.join("images/initramfs.toml"),
@@ -188,8 +188,14 @@ impl Session {
             scenario_timeout: Duration::from_secs(r.scenario_timeout),
             poll_deadline: Duration::from_millis(r.poll_deadline_ms),
             boot_timeout: Duration::from_secs(r.boot_timeout),
-            memory_mib: 512,
-            cpus,
+            memory_mib: r.memory,
+            cpus: r.cpus,
+            extra_cmdline: r.append.join(" "),
+            qemu_args: r.qemu_args.clone(),
+            keep: r.keep,
+            gdb: None,
+            base_initramfs: None,
+            stream_console: r.console,
             guest_scenario_timeout: None,
             kselftests: r.kselftest,
             stop_at_first_failure: false,
@@ -198,6 +204,15 @@ impl Session {
             max_restarts: r.max_restarts,
             guest_programs: vec![],
         }
+    }
+
+    /// `--gdb`: QEMU waits for the debugger, and a person stepping through the kernel must
+    /// not be cut off by the host's limits: every wait becomes an hour.
+    pub fn wait_for_debugger(opts: &mut SuiteOptions, port: u16) {
+        opts.gdb = Some(port);
+        let hour = Duration::from_secs(3600);
+        opts.boot_timeout = hour;
+        opts.scenario_timeout = hour;
     }
 
     /// KVM when it works here, TCG otherwise, saying why; the probe boot is cached.

@@ -194,13 +194,8 @@ pub fn check_kernel_tree(dir: &Path) -> anyhow::Result<()> {
     if !ok {
         bail!("{} is not a kernel source tree (no Makefile, Kconfig and kernel/trace/): pass the top of a Linux checkout", dir.display());
     }
-    if dir.join(".config").exists() || dir.join("include/config").exists() {
-        bail!(
-            "{} has been configured or built in place (.config present); kbuild refuses out-of-tree builds of it. \
-             Run `make mrproper` there (this harness never modifies your tree)",
-            dir.display()
-        );
-    }
+    // A tree configured or built in place is fine: it is built from a snapshot of its
+    // sources (crate::snapshot), never in place.
     Ok(())
 }
 
@@ -260,7 +255,7 @@ pub fn patched_copy(
     result
 }
 
-fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()> {
+pub fn apply_patch(tree: &Path, pristine: &Path, patch: &Path) -> anyhow::Result<()> {
     if !patch.is_file() {
         bail!("patch {} does not exist", patch.display());
     }
@@ -403,7 +398,6 @@ mod tests {
         std::fs::create_dir_all(d.path().join("kernel/trace")).unwrap();
         check_kernel_tree(d.path()).unwrap();
         std::fs::write(d.path().join(".config"), "").unwrap();
-        let e = check_kernel_tree(d.path()).unwrap_err().to_string();
-        assert!(e.contains("make mrproper"), "{e}");
+        check_kernel_tree(d.path()).expect("a tree configured in place is taken");
     }
 }

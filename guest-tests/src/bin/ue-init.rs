@@ -31,10 +31,13 @@ fn main() {
             eprintln!("ue-init: mount {fstype} on {target}: {e}");
         }
     }
-    let budget = whole_run_budget();
-    match run_scenarios(budget) {
-        Ok(()) => {}
-        Err(e) => eprintln!("ue-init: {e}"),
+    let result = if shell_requested() {
+        run_shell()
+    } else {
+        run_scenarios(whole_run_budget())
+    };
+    if let Err(e) = result {
+        eprintln!("ue-init: {e}");
     }
     unsafe {
         libc::sync();
@@ -42,6 +45,51 @@ fn main() {
     }
     // Only reached if reboot failed; exiting PID 1 panics the kernel, which ends the VM too.
     std::process::exit(1);
+}
+
+/// `cargo xtask shell` boots with `ue.shell` on the kernel command line.
+fn shell_requested() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == SHELL_FLAG))
+}
+
+const SHELL_FLAG: &str = "ue.shell";
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A shell on the console (busybox's, with its applets linked into /bin), the scenarios
+/// runnable from it; when it exits, the VM powers off.
+fn run_shell() -> Result<(), String> {
+    let st = std::process::Command::new(BUSYBOX)
+        .args(["--install", "-s", "/bin"])
+        .status()
+        .map_err(|e| format!("{BUSYBOX} --install: {e} (the image has no busybox)"))?;
+    if !st.success() {
+        return Err(format!("{BUSYBOX} --install failed ({st})"));
+    }
+    println!(
+        "ue-init: tracefs is at /sys/kernel/tracing; try `ue-scenarios --list` and `ue-scenarios --run NAME`; exit powers the VM off"
+    );
+    // setsid + cttyhack: the shell gets the console as its controlling tty, so Ctrl-C
+    // reaches what it runs instead of nothing.
+    // The init's own directory, not Command::current_dir: that makes the spawn fail with
+    // ENOSYS on the test kernels.
+    let _ = std::env::set_current_dir("/tmp");
+    let mut child = std::process::Command::new(BUSYBOX)
+        .args(["setsid", "cttyhack", "sh"])
+        .env("PATH", "/bin:/sbin")
+        .env("HOME", "/tmp")
+        .env("PS1", "ue-shell# ")
+        .spawn()
+        .map_err(|e| format!("start the shell: {e}"))?;
+    let shell = child.id() as libc::pid_t;
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == shell || pid < 0 {
+            let _ = child.try_wait();
+            return Ok(());
+        }
+    }
 }
 
 fn mount(src: &str, target: &str, fstype: &str) -> std::io::Result<()> {

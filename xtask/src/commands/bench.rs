@@ -6,8 +6,9 @@
 //! Rows: 1 boot floor (harness init with an empty plan; a static C init that reboots at once),
 //! 2 the warm suite end to end (scenarios side by side, and with `--jobs 1`), 3 a no-op
 //! `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5 recorded cold builds, 6 the
-//! newest matrix run, 7 virtme-ng on the same kernel, 8 the median killed mutant from patch to
-//! verdict (one fail-fast pass of `cargo xtask mutants`).
+//! newest matrix run, 7 virtme-ng on the same kernel, 8 an own tree's one-line edit to
+//! results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
+//! `cargo xtask mutants`).
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
@@ -34,12 +35,17 @@ pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Only these rows (comma list of row numbers, 1–8).
+    /// Only these rows (comma list of row numbers, 1–9).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Row 8's own tree (a git kernel tree; default: the self-test's scratch tree in the
+    /// cache, made by `cargo xtask selftest -- devloop`). The row edits one line and puts
+    /// the file back with `git checkout`.
+    #[arg(long)]
+    tree: Option<PathBuf>,
 }
 
 /// Limits for the commands the bench runs: generous, but every wait ends.
@@ -173,8 +179,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if let Some(bad) = a.only.iter().find(|r| !(1..=8).contains(*r)) {
-        bail!("--only {bad}: rows are numbered 1 to 8");
+    if let Some(bad) = a.only.iter().find(|r| !(1..=9).contains(*r)) {
+        bail!("--only {bad}: rows are numbered 1 to 9");
     }
     let want = |r: u32| a.only.is_empty() || a.only.contains(&r);
     let kernel_args = KernelArgs {
@@ -236,6 +242,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         rows.extend(vng(&setup, a.runs, &mut session)?);
     }
     if want(8) {
+        let tree = a
+            .tree
+            .clone()
+            .unwrap_or_else(|| crate::devloop_selftest::tree_path(&setup.cache));
+        rows.extend(own_tree_edit(&setup, a.runs, &tree)?);
+    }
+    if want(9) {
         rows.extend(killed_mutants(&setup)?);
     }
 
@@ -498,9 +511,9 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
     Ok(rows)
 }
 
-// Row 8: how long a killed mutant takes from its patch to its verdict.
+// Row 9: how long a killed mutant takes from its patch to its verdict.
 fn killed_mutants(s: &Setup) -> anyhow::Result<Vec<Row>> {
-    say("8 killed mutants: `cargo xtask mutants` in-process, fail-fast (every shipped mutant, once)");
+    say("9 killed mutants: `cargo xtask mutants` in-process, fail-fast (every shipped mutant, once)");
     let args = crate::commands::mutants::MutantsArgs {
         kernel: s.kernel_args.clone(),
         run: s.run_args.clone(),
@@ -515,8 +528,8 @@ fn killed_mutants(s: &Setup) -> anyhow::Result<Vec<Row>> {
         .collect();
     let rebuilt = rows.iter().filter(|r| r.build_secs.is_some()).count();
     Ok(vec![Row::new(
-        8,
-        "8",
+        9,
+        "9",
         "killed mutant, patch → verdict (rebuild, boot, suite stopping at the first failure of a scenario it names)",
         killed.clone(),
         format!(
@@ -586,6 +599,8 @@ fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> Qe
         memory_mib: s.opts.memory_mib,
         cpus: s.opts.cpus,
         extra_cmdline: String::new(),
+        extra_args: vec![],
+        gdb: None,
         result_socket,
     }
 }
@@ -905,6 +920,77 @@ fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<
     ])
 }
 
+// Row 8: a developer's own tree (configured in place), one line of the user_events source
+// edited there, then `test --kernel-tree`: snapshot sync, incremental make, boot, the suite.
+
+fn own_tree_edit(s: &Setup, runs: usize, tree: &Path) -> anyhow::Result<Vec<Row>> {
+    const FILE: &str = "kernel/trace/trace_events_user.c";
+    if !tree.join(".git").exists() {
+        return Ok(vec![Row::text(
+            8,
+            "8",
+            "own tree: edit one line → results",
+            format!("not run: no git kernel tree at {} (`--tree PATH`, or run `cargo xtask selftest -- devloop` once)", tree.display()),
+        )]);
+    }
+    let path = tree.join(FILE);
+    let original =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let args = KernelArgs {
+        kernel_tree: Some(tree.to_owned()),
+        ..s.kernel_args.clone()
+    };
+    // Once without an edit, so the rows measure an edit and not a first build.
+    warm_suite(s, &args)?;
+    let (mut total, mut make, mut vm, mut sync) = (vec![], vec![], vec![], vec![]);
+    for i in 0..runs {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        // A new file in place of the old, as editors and git write it.
+        let tmp = path.with_extension("ue-bench");
+        std::fs::write(&tmp, format!("/* ue-bench edit {nanos} */\n{original}"))?;
+        std::fs::rename(&tmp, &path)?;
+        let sample = warm_suite(s, &args);
+        let restore = Command::new("git")
+            .arg("-C")
+            .arg(tree)
+            .args(["checkout", "-q", "--", FILE])
+            .status();
+        let sample = sample?;
+        if !restore.is_ok_and(|st| st.success()) {
+            bail!(
+                "could not put {FILE} back in {} (git checkout)",
+                tree.display()
+            );
+        }
+        let made = sample.make.unwrap_or(0.0);
+        say(&format!(
+            "8 own tree edit → results run {}/{runs}: {:.1} s (make {made:.1} s, VM {:.1} s)",
+            i + 1,
+            sample.total,
+            sample.vm
+        ));
+        total.push(sample.total);
+        make.push(made);
+        vm.push(sample.vm);
+        sync.extend(sample.progress.span(Step::Snapshot).map(|(a, b)| b - a));
+    }
+    Ok(vec![
+        Row::new(
+            8,
+            "8",
+            "own tree: edit one line → results",
+            total,
+            format!("`cargo xtask test --kernel-tree {}` in-process after a one-line edit of {FILE}; target ≤ 30 s", tree.display()),
+        ),
+        Row::new(8, "8.sync", "  snapshot sync", sync, "the tree's sources compared by size and mtime, the changed file copied"),
+        Row::new(8, "8.make", "  incremental make", make, "one object, then the link"),
+        Row::new(8, "8.vm", "  VM wall", vm, "results.json report.wall_ms"),
+    ])
+}
+
 /// The cache entry whose record names this patch: (folder, build_secs).
 fn find_build(cache: &Path, patch_name: &str) -> Option<(PathBuf, f64)> {
     for e in std::fs::read_dir(cache.join("builds")).ok()?.flatten() {
@@ -1093,6 +1179,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         patches: spec.patch_paths(&cfg),
         extra_patches: 0,
         absent: spec.absent.clone(),
+        kconfig: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let built = crate::kbuild::build(&s.cache, &req, &mut session.progress)?;

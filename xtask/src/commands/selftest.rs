@@ -182,6 +182,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
+    trials.extend(devloop_trials(&mut s, &a.kernel)?);
     // One VM at a time: the cases measure time limits, and the machine is small.
     args.test_threads = Some(1);
     let conclusion = libtest_mimic::run(&args, trials);
@@ -196,4 +197,80 @@ fn seed_of(seed: &Result<selftest_cache::Seed, String>) -> Result<&selftest_cach
             "no cache entries to seed a scratch cache from: {e}"
         ))
     })
+}
+
+/// The developer's loop (`devloop::*`), on one scratch git tree made from the pristine
+/// source of the default kernel and configured in place; the tree is made on first use.
+fn devloop_trials(s: &mut Session, k: &KernelArgs) -> anyhow::Result<Vec<Trial>> {
+    use crate::devloop_selftest as d;
+    let exe = std::env::current_exe()?;
+    let tree = d::tree_path(&s.cache);
+    let mutant = s.configs.join("mutants/fork-no-dup.patch");
+    let default = s.kernel_list()?.default;
+    // The tree is made lazily, by the first case that runs (a filtered-out run pays nothing).
+    let cache = s.cache.clone();
+    let no_install = k.no_install;
+    let prepare = std::sync::Arc::new(std::sync::Mutex::new(None::<Result<(), String>>));
+    let ready = move || -> Result<(), Failed> {
+        let mut done = prepare.lock().unwrap_or_else(|e| e.into_inner());
+        if done.is_none() {
+            let tree = d::tree_path(&cache);
+            let r = (|| -> anyhow::Result<()> {
+                let mut s = Session::new(Some(&cache), !no_install);
+                let pristine = s.pristine_tree(&default)?;
+                d::ensure_tree(&tree, &pristine)
+            })();
+            *done = Some(r.map_err(|e| format!("making the scratch tree: {e:#}")));
+        }
+        done.clone().unwrap().map_err(Failed::from)
+    };
+    let ready = std::sync::Arc::new(ready);
+    let case = |name: &'static str, f: Box<dyn Fn() -> anyhow::Result<()> + Send>| {
+        let ready = ready.clone();
+        Trial::test(name, move || {
+            ready()?;
+            f().map_err(|e| Failed::from(format!("{e:#}")))
+        })
+    };
+    let (e, t, m) = (exe.clone(), tree.clone(), mutant.clone());
+    let mut out = vec![case(
+        "devloop::tree_never_written_and_edit_is_incremental",
+        Box::new(move || d::tree_never_written_and_edit_is_incremental(&e, &t)),
+    )];
+    let (e, t) = (exe.clone(), tree.clone());
+    out.push(case(
+        "devloop::keep_rerun_and_paste",
+        Box::new(move || d::keep_rerun_and_paste(&e, &t)),
+    ));
+    let (e, t) = (exe.clone(), tree.clone());
+    out.push(case(
+        "devloop::kconfig_is_applied_and_checked",
+        Box::new(move || d::kconfig_is_applied_and_checked(&e, &t)),
+    ));
+    let (e2, t2, m2) = (exe.clone(), tree.clone(), m.clone());
+    out.push(case(
+        "devloop::patch_applies_to_the_snapshot",
+        Box::new(move || d::patch_applies_to_the_snapshot(&e2, &t2, &m2)),
+    ));
+    let (e, t) = (exe.clone(), tree.clone());
+    out.push(case(
+        "devloop::shell_runs_a_scenario",
+        Box::new(move || d::shell_runs_a_scenario(&e, &t, None)),
+    ));
+    let (e, t, m3) = (exe.clone(), tree.clone(), m.clone());
+    out.push(case(
+        "devloop::shell_on_a_mutant_kernel",
+        Box::new(move || d::shell_runs_a_scenario(&e, &t, Some(&m3))),
+    ));
+    let (e, t, m4) = (exe.clone(), tree.clone(), m.clone());
+    out.push(case(
+        "devloop::bisect_names_the_mutant_commit",
+        Box::new(move || d::bisect_names_the_mutant_commit(&e, &t, &m4)),
+    ));
+    let (e, t) = (exe, tree);
+    out.push(case(
+        "devloop::gdb_breaks_in_user_events_ioctl_reg",
+        Box::new(move || d::gdb_breaks_in_ioctl_reg(&e, &t)),
+    ));
+    Ok(out)
 }

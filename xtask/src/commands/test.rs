@@ -45,6 +45,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let mut opts = s.suite_options(&a.run, &guest);
     opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
+    if a.kernel.gdb {
+        Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
+    }
     s.progress.step(
         crate::progress::Step::Boot,
         &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),

@@ -1,0 +1,182 @@
+//! `cargo xtask shell`: the kernel `test` would boot (same kernel options), with busybox's
+//! shell on the console instead of the suite. tracefs is mounted, `ue-scenarios --list` and
+//! `ue-scenarios --run NAME` work there, and leaving the shell powers the VM off.
+
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context as _;
+use clap::Args;
+use harness::image::{self, ExtraFile, Manifest};
+use harness::qemu::QemuConfig;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::host_tools::{self, Tool};
+use crate::session::Session;
+
+/// Debian's statically linked busybox: the shell and its tools, with no libraries to carry.
+const BUSYBOX: Tool = Tool {
+    check: "/bin/busybox",
+    package: "busybox-static",
+    why: "the shell of `cargo xtask shell`",
+    need: host_tools::Need::Boot,
+};
+
+/// What the guest's init looks for on the kernel command line (guest-tests' ue-init).
+pub const SHELL_FLAG: &str = "ue.shell";
+
+#[derive(Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Whether an ELF64 executable names a program interpreter (PT_INTERP): a dynamically
+/// linked one, which cannot run in the guest.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum).any(|i| {
+        let at = phoff + i * phentsize;
+        elf.get(at..at + 4) == Some(&3u32.to_le_bytes()[..])
+    })
+}
+
+pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
+    let mut s = Session::for_kernels(&a.kernel);
+    s.host_tools()?;
+    host_tools::ensure_tools(&[&BUSYBOX], !a.kernel.no_install, host_tools::Need::Boot)?;
+    let bytes = std::fs::read(BUSYBOX.check).with_context(|| format!("read {}", BUSYBOX.check))?;
+    if has_interpreter(&bytes) {
+        // Debian's `busybox` package: installing busybox-static would remove it, and the
+        // harness never removes anything.
+        anyhow::bail!(
+            "{} is dynamically linked (Debian's busybox package), and the guest has no libraries: install busybox-static, which replaces it: apt-get install busybox-static",
+            BUSYBOX.check
+        );
+    }
+    let kernel = s.one_kernel(&a.kernel, "shell")?.kernel;
+    let guest = s.guest()?;
+    let mut opts = s.suite_options(&a.run, &guest);
+    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    let run_dir = s.runs_dir().join(format!(
+        "{}-{}-shell-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        std::process::id(),
+        harness::run::safe_label(&kernel.label)
+    ));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    let sel = harness::run::Selection {
+        scenarios: vec![],
+        kselftests: kernel.kselftests.iter().map(|k| k.name.clone()).collect(),
+        guest: vec![],
+    };
+    let (plan, programs) = harness::run::plan(&kernel, &opts, &sel);
+    let mut extra: Vec<ExtraFile> = programs
+        .iter()
+        .filter_map(|b| {
+            Some(ExtraFile {
+                path: format!("bin/kselftest/{}", b.name),
+                source: b.path()?.clone(),
+            })
+        })
+        .collect();
+    extra.push(ExtraFile {
+        path: "bin/busybox".into(),
+        source: BUSYBOX.check.into(),
+    });
+    let initrd = run_dir.join("initramfs.cpio");
+    std::fs::write(
+        &initrd,
+        image::build(
+            &Manifest::load(&opts.manifest)?,
+            &opts.guest_bin_dir,
+            &plan,
+            &extra,
+        )?,
+    )
+    .with_context(|| format!("write {}", initrd.display()))?;
+    let qemu = QemuConfig {
+        binary: opts.qemu_binary.clone(),
+        kernel: kernel.bzimage.clone(),
+        initrd: initrd.clone(),
+        accel: opts.accel,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        extra_cmdline: format!("{SHELL_FLAG} {}", opts.extra_cmdline)
+            .trim()
+            .to_owned(),
+        result_socket: run_dir.join("results.sock"),
+        extra_args: opts.qemu_args.clone(),
+        gdb: a.kernel.gdb.then_some(a.kernel.gdb_port),
+    };
+    if a.kernel.gdb {
+        eprintln!("{}", harness::run::gdb_hint(&kernel, a.kernel.gdb_port));
+    }
+    eprintln!(
+        "{}: booting {} with a shell on the console ({:?}); `exit` powers it off, Ctrl-A x quits QEMU",
+        kernel.label, kernel.provenance, opts.accel
+    );
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(qemu.interactive_args(&run_dir.join("results.bin")))
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    harness::vm::die_with_parent(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", qemu.binary.display()))?;
+    // SIGTERM (or SIGINT from outside the VM's terminal) ends QEMU too.
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = std::fs::remove_file(&initrd);
+    eprintln!("the VM is off ({status})");
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_busybox_is_told_apart_from_a_static_one() {
+        // Two program headers at 0x40, 56 bytes each; the second is PT_INTERP (3).
+        let mut elf = vec![0u8; 0x40 + 2 * 56];
+        elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        elf[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+        assert!(!has_interpreter(&elf));
+        elf[0x40 + 56..0x40 + 60].copy_from_slice(&3u32.to_le_bytes());
+        assert!(has_interpreter(&elf));
+        if let Ok(b) = std::fs::read("/bin/ls") {
+            assert!(has_interpreter(&b), "Debian's ls is dynamically linked");
+        }
+    }
+}
