@@ -119,7 +119,7 @@ pub fn run_kernel(
         let dead_at = Instant::now();
         let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let next = boot(kernel, opts, &rest, &dir)?;
+        let next = boot(kernel, &restart_options(opts, last), &rest, &dir)?;
         // A rerun boots the first image again; the fresh VMs' images are not kept.
         let _ = std::fs::remove_file(&next.initrd);
         let hello_ms = next.report.hello_wall_ms;
@@ -357,6 +357,16 @@ fn boot(
     })
 }
 
+/// How a fresh VM runs after `dead`: one scenario at a time when several were in flight at
+/// the death, so that a culprit among them dies alone and is named; as before otherwise.
+pub fn restart_options(opts: &SuiteOptions, dead: &vm::VmReport) -> SuiteOptions {
+    let mut o = opts.clone();
+    if dead.running.len() > 1 {
+        o.jobs = 1;
+    }
+    o
+}
+
 /// What a VM that died left unstarted, when a fresh VM can run it: the runner had started
 /// (a kernel that cannot boot fails the same way again) and the VM did not finish. None when
 /// there is nothing to restart for.
@@ -364,6 +374,15 @@ pub fn not_started(report: &vm::VmReport, sel: &Selection) -> Option<Selection> 
     if report.end == vm::VmEnd::Finished || report.kernel_release.is_none() {
         return None;
     }
+    // Several scenarios in flight when the VM died (side by side): any of them may be the
+    // culprit, so none is blamed yet. They run again, one at a time (see [`restart_options`]),
+    // where the culprit kills its VM alone and the others get real verdicts. One in flight
+    // is the culprit and keeps its "not finished".
+    let suspects: HashSet<&str> = if report.running.len() > 1 {
+        report.running.iter().map(String::as_str).collect()
+    } else {
+        HashSet::new()
+    };
     let started: HashSet<&str> = report
         .records
         .iter()
@@ -372,6 +391,7 @@ pub fn not_started(report: &vm::VmReport, sel: &Selection) -> Option<Selection> 
             _ => None,
         })
         .chain(report.unfinished.as_deref())
+        .filter(|n| !suspects.contains(n))
         .collect();
     let rest = Selection {
         scenarios: sel
@@ -646,6 +666,52 @@ mod tests {
             matches!(&rest.guest[0].style, GuestTestStyle::Libtest { tests, .. } if tests == &["t3".to_owned()])
         );
         assert_eq!(planned_names(&rest), ["guest::lib::t3", "guest::plain"]);
+    }
+
+    /// Side by side, a panic while a::one and a::two both ran names neither: both run again,
+    /// one at a time, beside what never started.
+    #[test]
+    fn scenarios_in_flight_together_at_a_death_run_again_one_at_a_time() {
+        let mut r = report(
+            vm::VmEnd::KernelPanicked,
+            &["a::one", "a::two"],
+            Some("a::one"),
+        );
+        r.running = vec!["a::one".into(), "a::two".into()];
+        let rest = not_started(&r, &sel()).expect("the suspects and a::three are left");
+        let names: Vec<&str> = rest.scenarios.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a::one", "a::two", "a::three"]);
+        let opts = SuiteOptions {
+            guest_bin_dir: "bin".into(),
+            manifest: "manifest.json".into(),
+            qemu_binary: "qemu-system-x86_64".into(),
+            accel: crate::qemu::Accel::Tcg,
+            runs_dir: "runs".into(),
+            scenario_timeout: std::time::Duration::from_secs(5),
+            poll_deadline: std::time::Duration::from_millis(500),
+            boot_timeout: std::time::Duration::from_secs(10),
+            memory_mib: 512,
+            cpus: 2,
+            extra_cmdline: String::new(),
+            qemu_args: vec![],
+            keep: false,
+            gdb: None,
+            base_initramfs: None,
+            stream_console: false,
+            guest_scenario_timeout: None,
+            kselftests: false,
+            stop_at_first_failure: false,
+            stop_on: vec![],
+            jobs: 2,
+            max_restarts: 3,
+            guest_programs: vec![],
+        };
+        assert_eq!(restart_options(&opts, &r).jobs, 1);
+        // Alone in flight, the scenario is the culprit: not run again, jobs unchanged.
+        r.running = vec!["a::one".into()];
+        let rest = not_started(&r, &sel()).unwrap();
+        assert!(!rest.scenarios.iter().any(|s| s.name == "a::one"));
+        assert_eq!(restart_options(&opts, &r).jobs, 2);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub const CASES: &[Case] = &[
         run: panic_is_reported,
     },
     Case {
+        name: "selftest::a_panic_beside_another_scenario_names_the_culprit",
+        run: panic_beside_another,
+    },
+    Case {
         name: "selftest::host_limit_catches_a_stuck_guest",
         run: host_limit,
     },
@@ -162,6 +166,38 @@ fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Side by side, the VM dies with two scenarios in flight. Neither is blamed from that: both
+/// run again one at a time, where the culprit dies alone and its neighbour passes.
+fn panic_beside_another(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
+    let plan = names(&[
+        "basic::present",
+        "selftest::in_flight_beside",
+        "selftest::panic_beside",
+        "basic::private_anon_enable_disable",
+    ]);
+    let mut o = opts.clone();
+    o.jobs = 2;
+    o.max_restarts = 3;
+    let run = run_kernel(k, &o, &plan)?;
+    if run.report.running.len() < 2 {
+        bail!(
+            "the first VM died with {:?} in flight: the panic did not come beside another scenario",
+            run.report.running
+        );
+    }
+    expect_fail(
+        &run,
+        "selftest::panic_beside",
+        &["not finished: the kernel panicked while running selftest::panic_beside"],
+    )?;
+    expect_pass(&run, "selftest::in_flight_beside")?;
+    expect_pass(&run, "basic::private_anon_enable_disable")?;
+    match run.restarts.as_slice() {
+        [a, b] if a.after.contains("panicked") && b.after.contains("panicked") => Ok(()),
+        other => bail!("want two restarts (suspects one at a time, then the rest), got {other:?}"),
+    }
 }
 
 /// The guest's own limit is set far beyond the host's: the host's limit must end the VM and

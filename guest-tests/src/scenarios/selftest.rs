@@ -24,6 +24,20 @@ const SCENARIOS: &[Scenario] = &[
         "panics the kernel through sysrq",
         kernel_panic,
     ),
+    // The two below run side by side (jobs ≥ 2): the panic comes while its neighbour is in
+    // flight, so the host cannot tell from the dead VM which of the two is the culprit.
+    Scenario::new(
+        "in_flight_beside",
+        "marks itself running, stays 3 s, passes",
+        in_flight_beside,
+    )
+    .alone(false),
+    Scenario::new(
+        "panic_beside",
+        "panics the kernel while in_flight_beside runs (after 5 s alone)",
+        panic_beside,
+    )
+    .alone(false),
 ];
 
 /// Alone: each breaks something on purpose (a panic ends every scenario beside it).
@@ -55,4 +69,24 @@ fn kernel_panic(_: &mut Ctx) -> R {
     std::fs::write("/proc/sys/kernel/sysrq", "1")?;
     std::fs::write("/proc/sysrq-trigger", "c")?;
     crate::fail!("the kernel survived sysrq-c")
+}
+
+const BESIDE_MARK: &str = "/tmp/selftest-in-flight-beside";
+
+// Fixed waits are right here: nothing asynchronous in the kernel is awaited, only the other
+// scenario's presence, and both must behave the same when run alone.
+fn in_flight_beside(_: &mut Ctx) -> R {
+    std::fs::create_dir_all("/tmp")?;
+    std::fs::write(BESIDE_MARK, b"")?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = std::fs::remove_file(BESIDE_MARK);
+    Ok(())
+}
+
+fn panic_beside(c: &mut Ctx) -> R {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::path::Path::new(BESIDE_MARK).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kernel_panic(c)
 }
