@@ -28,11 +28,14 @@ pub struct KernelArgs {
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// How many jobs run side by side: make's for a kernel build, and scenarios at once in the
-    /// guest (default: the number of CPUs, or --cpus for the guest). `--jobs 1` runs the
-    /// scenarios one at a time, for debugging.
+    /// How many scenarios run side by side in the guest (default: the guest's vCPUs, --cpus).
+    /// `--jobs 1` runs them one at a time, for debugging.
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Parallel make jobs for a kernel build (default: the host's CPUs). Separate from
+    /// `--jobs`, so that debugging one scenario at a time never makes a build serial.
+    #[arg(long)]
+    pub build_jobs: Option<usize>,
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     pub no_install: bool,

@@ -174,7 +174,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let list = KernelList::load(s.configs)?;
     let configs = s.configs.to_owned();
     let jobs = a
-        .jobs
+        .build_jobs
         .filter(|j| *j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let with_debug = |mut f: Vec<PathBuf>| {

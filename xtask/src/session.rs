@@ -27,7 +27,7 @@ pub struct Session {
     pub cache: PathBuf,
     pub progress: Progress,
     install: bool,
-    /// `--jobs`: make's jobs, and how many scenarios run side by side in the guest.
+    /// `--jobs`: how many scenarios run side by side in the guest.
     jobs: Option<usize>,
     /// The host tools the chosen way of getting a kernel needs.
     tools: host_tools::Need,

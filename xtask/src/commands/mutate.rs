@@ -217,7 +217,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .context("the build tree has no cache entry")?
         .to_owned();
     let jobs = k
-        .jobs
+        .build_jobs
         .filter(|j| *j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let bench = mutation::Workbench::new(
