@@ -15,6 +15,13 @@ use crate::uapi::{self, Errno};
 #[derive(Debug)]
 pub enum Stop {
     Fail(String),
+    /// A failure that is the symptom of a known kernel bug, named as in kernels.toml
+    /// (`format-array-len`): the host excuses it only on a kernel that lists that bug for
+    /// this scenario. Any other failure of the scenario stays a plain failure.
+    Symptom {
+        bug: &'static str,
+        message: String,
+    },
     /// The kernel lacks `missing`: `found` is what the probe saw, never a version string.
     /// There is no ignore without a feature: the host checks it against what the kernel
     /// under test must have, so an ignore it did not expect is a failure, not a quiet skip.
@@ -56,6 +63,14 @@ impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Stop> {
         self.map_err(|e| Stop::Fail(format!("{}: {e}", what())))
     }
+}
+
+/// Fails with the symptom of the known kernel bug `$bug` (see [`Stop::Symptom`]).
+#[macro_export]
+macro_rules! symptom {
+    ($bug:expr, $($fmt:tt)+) => {
+        return Err($crate::framework::Stop::Symptom { bug: $bug, message: format!($($fmt)+) })
+    };
 }
 
 #[macro_export]
@@ -610,6 +625,8 @@ fn verdict_text(r: std::thread::Result<R>) -> String {
     match r {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(Stop::Fail(m))) => format!("child: {m}"),
+        // No scenario recognises a known bug's symptom in a child: a plain failure there.
+        Ok(Err(Stop::Symptom { message, .. })) => format!("child: {message}"),
         Ok(Err(Stop::Ignore { missing, found })) => format!("{IGNORE_VERDICT}{missing} {found}"),
         Err(_) => "child panicked".to_owned(),
     }

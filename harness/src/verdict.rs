@@ -151,6 +151,7 @@ pub fn verdicts_with_guest(
                 notes,
                 missing,
                 output,
+                symptom,
             } if n == name => Some((
                 outcome,
                 message,
@@ -159,6 +160,7 @@ pub fn verdicts_with_guest(
                 notes,
                 missing,
                 output,
+                symptom,
             )),
             _ => None,
         });
@@ -169,7 +171,7 @@ pub fn verdicts_with_guest(
             .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
-            Some((outcome, message, duration_us, snapshots, notes, missing, output)) => {
+            Some((outcome, message, duration_us, snapshots, notes, missing, output, symptom)) => {
                 let own = match (outcome, p.guest) {
                     (_, Some((program, test))) => {
                         judge_guest(program, test, *outcome, message, output)
@@ -192,10 +194,20 @@ pub fn verdicts_with_guest(
                     Verdict::Fail(format!("{}{said}", trouble_text(t)))
                 } else {
                     // Only the scenario's own verdict is the bug; a panic or a WARN is not.
-                    match (own, expected.known_bug(name)) {
-                        (Verdict::Pass, Some(bug)) => bug.passed(&expected.source),
-                        (Verdict::Fail(m), Some(bug)) => bug.verdict(m),
-                        (own, _) => own,
+                    // ... and only its symptom, as the scenario recognised it: any other failure
+                    // of that scenario is a breakage the known bug must not hide.
+                    match (own, expected.known_bug(name), symptom.as_deref()) {
+                        (Verdict::Pass, Some(bug), _) => bug.passed(&expected.source),
+                        (Verdict::Fail(m), Some(bug), Some(s)) if s == bug.name => bug.verdict(m),
+                        (Verdict::Fail(m), Some(bug), _) => Verdict::Fail(format!(
+                            "{m}\n(not known kernel bug {}: this failure is not its symptom)",
+                            bug.name
+                        )),
+                        (Verdict::Fail(m), None, Some(s)) => Verdict::Fail(format!(
+                            "{m}\n(the symptom of known kernel bug {s}, which {} does not list for this kernel)",
+                            expected.source
+                        )),
+                        (own, _, _) => own,
                     }
                 };
                 ScenarioVerdict {
@@ -573,6 +585,7 @@ mod tests {
             notes: vec![],
             output: String::new(),
             missing: None,
+            symptom: None,
         }
     }
 
@@ -649,11 +662,21 @@ mod tests {
     /// asks to update the list; a kernel WARN stays a failure even there.
     #[test]
     fn known_bugs_are_their_own_outcome_and_must_stay_true() {
-        let planned = plan(&["t::bug", "t::fixed", "t::warned"]);
+        let planned = plan(&["t::bug", "t::other", "t::fixed", "t::warned"]);
+        let with_symptom = |name: &str, bug: &str, message: &str| {
+            let mut r = end(name, Outcome::Fail, message);
+            if let Record::End { symptom, .. } = &mut r {
+                *symptom = Some(bug.into());
+            }
+            r
+        };
         let r = report(
             vec![
                 start("t::bug"),
-                end("t::bug", Outcome::Fail, "format line char s[3344090]"),
+                with_symptom("t::bug", "bug-bug", "format line char s[3344090]"),
+                // The listed bug's scenario, broken another way: never excused.
+                start("t::other"),
+                end("t::other", Outcome::Fail, "offset:9 where 8 is right"),
                 start("t::fixed"),
                 end("t::fixed", Outcome::Pass, ""),
                 start("t::warned"),
@@ -666,7 +689,7 @@ mod tests {
             VmEnd::Finished,
         );
         let mut e = all_features();
-        e.known_bugs = ["bug", "fixed", "warned"]
+        e.known_bugs = ["bug", "other", "fixed", "warned"]
             .iter()
             .map(|n| crate::model::KnownBug {
                 name: format!("{n}-bug"),
@@ -685,6 +708,10 @@ mod tests {
             "known kernel bug: bug-bug (len never set)"
         );
         assert!(!bug.is_fail());
+        assert!(
+            matches!(get(&v, "t::other"), Verdict::Fail(m) if m.contains("offset:9") && m.contains("not known kernel bug other-bug")),
+            "{v:?}"
+        );
         assert!(
             matches!(get(&v, "t::fixed"), Verdict::Fail(m) if m.starts_with("passes: is fixed-bug fixed in this kernel? update kernels.toml")),
             "{v:?}"
@@ -954,6 +981,7 @@ mod ignore_policy {
             notes: vec![],
             output: String::new(),
             missing,
+            symptom: None,
         };
         VmReport {
             kernel_release: Some("6.12.117".into()),
@@ -1101,6 +1129,7 @@ mod guest_tests {
             notes: vec![],
             output: output.into(),
             missing: None,
+            symptom: None,
         }
     }
 

@@ -63,6 +63,12 @@ pub enum Record {
         /// holds what each kernel must have; an ignore it did not expect is a failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         missing: Option<Feature>,
+        /// With `Outcome::Fail`: the known kernel bug (its kernels.toml name) whose symptom
+        /// this failure is, as the scenario recognised it. The host excuses a failure only
+        /// when it carries the symptom of a bug listed for that kernel and scenario, so that
+        /// another breakage of the same scenario is never taken for the known bug.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        symptom: Option<String>,
     },
     /// Every planned scenario has ended; the guest powers off next.
     Done {
@@ -210,6 +216,7 @@ mod tests {
             notes: vec![],
             output: "TAP version 13\n1..1\nok 1 x\n".into(),
             missing: None,
+            symptom: Some("format-array-len".into()),
         }
     }
 

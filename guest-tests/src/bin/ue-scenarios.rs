@@ -151,6 +151,7 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         notes: vec![],
         output: String::new(),
         missing: None,
+        symptom: None,
     }
 }
 
@@ -474,9 +475,14 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         (scenario.run)(&mut cx)
                     }));
+                    let mut bug = None;
                     let (outcome, message, lacks) = match r {
                         Ok(Ok(())) => (Outcome::Pass, String::new(), None),
                         Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
+                        Ok(Err(Stop::Symptom { bug: b, message })) => {
+                            bug = Some(b.to_owned());
+                            (Outcome::Fail, message, None)
+                        }
                         // An ignore for a feature the scenario does not declare would let the
                         // host excuse it for the wrong reason: that is the scenario's bug.
                         Ok(Err(Stop::Ignore { missing, found }))
@@ -506,12 +512,14 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
                         snapshots,
                         notes,
                         missing,
+                        symptom,
                         ..
                     } = &mut rec
                     {
                         *snapshots = std::mem::take(&mut cx.snapshots);
                         *notes = std::mem::take(&mut cx.notes);
                         *missing = lacks;
+                        *symptom = bug;
                     }
                     rec
                 }

@@ -247,7 +247,8 @@ fn enable_in_failed_fault_window(cx: &mut Ctx) -> R {
             ));
             Ok(())
         }
-        Err(waited) => fail!(
+        Err(waited) => crate::symptom!(
+            "lost-update",
             "the enable was lost: {} ms after it, the word of the page mapped again at the \
              address is {:#x} while the event is enabled (it came {} ms after the fault \
              warning, while the failed fault could still hold the registration FAULTING)",
