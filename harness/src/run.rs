@@ -293,18 +293,7 @@ fn boot(
         )?,
     };
     std::fs::write(&initrd, image).with_context(|| format!("write {}", initrd.display()))?;
-    let qemu = QemuConfig {
-        binary: opts.qemu_binary.clone(),
-        kernel: kernel.bzimage.clone(),
-        initrd: initrd.clone(),
-        accel: opts.accel,
-        memory_mib: opts.memory_mib,
-        cpus: opts.cpus,
-        extra_cmdline: opts.extra_cmdline.clone(),
-        result_socket: socket_path(dir),
-        extra_args: opts.qemu_args.clone(),
-        gdb: opts.gdb,
-    };
+    let qemu = qemu_config(opts, &kernel.bzimage, initrd.clone(), dir);
     let mut limits = opts.limits(sel.scenarios.len(), &programs);
     limits.add_programs(opts.guest_limits(&sel.guest));
     if let Some(port) = opts.gdb {
@@ -538,6 +527,28 @@ pub fn safe_label(label: &str) -> String {
 
 /// Unix socket paths are limited to 108 bytes; fall back to /tmp for deep checkouts (a
 /// number per boot, since the matrix boots several kernels at once from one process).
+/// QEMU as `opts` asks for it, booting `bzimage` with `initrd`; its result socket is under
+/// `run_dir` (or in the temporary folder when that path is too long for a socket).
+pub fn qemu_config(
+    opts: &SuiteOptions,
+    bzimage: &Path,
+    initrd: PathBuf,
+    run_dir: &Path,
+) -> QemuConfig {
+    QemuConfig {
+        binary: opts.qemu_binary.clone(),
+        kernel: bzimage.to_owned(),
+        initrd,
+        accel: opts.accel,
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        extra_cmdline: opts.extra_cmdline.clone(),
+        result_socket: socket_path(run_dir),
+        extra_args: opts.qemu_args.clone(),
+        gdb: opts.gdb,
+    }
+}
+
 pub fn socket_path(run_dir: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let p = run_dir.join("results.sock");

@@ -584,24 +584,13 @@ fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)>
     ))
 }
 
+/// The suite's QEMU without the user's additions: the floor is the harness's own boot.
 fn qemu_config(s: &Setup, bzimage: &Path, run_dir: &Path, initrd: PathBuf) -> QemuConfig {
-    let sock = run_dir.join("results.sock");
-    let result_socket = if sock.as_os_str().len() < 100 {
-        sock
-    } else {
-        std::env::temp_dir().join(format!("ue-bench-{}.sock", std::process::id()))
-    };
     QemuConfig {
-        binary: s.opts.qemu_binary.clone(),
-        kernel: bzimage.to_owned(),
-        initrd,
-        accel: s.opts.accel,
-        memory_mib: s.opts.memory_mib,
-        cpus: s.opts.cpus,
         extra_cmdline: String::new(),
         extra_args: vec![],
         gdb: None,
-        result_socket,
+        ..harness::run::qemu_config(&s.opts, bzimage, initrd, run_dir)
     }
 }
 

@@ -7,7 +7,6 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::Context as _;
 use clap::Args;
 use harness::image::{self, ExtraFile, Manifest};
-use harness::qemu::QemuConfig;
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::host_tools::{self, Tool};
@@ -110,20 +109,11 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         )?,
     )
     .with_context(|| format!("write {}", initrd.display()))?;
-    let qemu = QemuConfig {
-        binary: opts.qemu_binary.clone(),
-        kernel: kernel.bzimage.clone(),
-        initrd: initrd.clone(),
-        accel: opts.accel,
-        memory_mib: opts.memory_mib,
-        cpus: opts.cpus,
-        extra_cmdline: format!("{SHELL_FLAG} {}", opts.extra_cmdline)
-            .trim()
-            .to_owned(),
-        result_socket: run_dir.join("results.sock"),
-        extra_args: opts.qemu_args.clone(),
-        gdb: a.kernel.gdb.then_some(a.kernel.gdb_port),
-    };
+    let mut qemu = harness::run::qemu_config(&opts, &kernel.bzimage, initrd.clone(), &run_dir);
+    qemu.extra_cmdline = format!("{SHELL_FLAG} {}", opts.extra_cmdline)
+        .trim()
+        .to_owned();
+    qemu.gdb = a.kernel.gdb.then_some(a.kernel.gdb_port);
     if a.kernel.gdb {
         eprintln!("{}", harness::run::gdb_hint(&kernel, a.kernel.gdb_port));
     }
