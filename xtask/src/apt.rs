@@ -27,6 +27,39 @@ pub struct IndexEntry {
     pub size: u64,
 }
 
+/// Index entries as `resolved.json` and `known.json` keep them: one row of five strings each.
+fn write_entries(path: &Path, entries: &[IndexEntry]) -> anyhow::Result<()> {
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.package.clone(),
+                e.version.clone(),
+                e.filename.clone(),
+                e.sha256.clone(),
+                e.size.to_string(),
+            ]
+        })
+        .collect();
+    crate::cache::write_atomic(path, &serde_json::to_vec_pretty(&rows)?)
+}
+
+/// What [`write_entries`] wrote; None when the file is missing or not such rows.
+fn read_entries(path: &Path) -> Option<Vec<IndexEntry>> {
+    let rows: Vec<[String; 5]> = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    rows.into_iter()
+        .map(|[package, version, filename, sha256, size]| {
+            Some(IndexEntry {
+                package,
+                version,
+                filename,
+                sha256,
+                size: size.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// A downloaded, verified `.deb`.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -169,22 +202,7 @@ impl PrivateApt {
             .filter(|r| !r.trim().is_empty())
             .map(parse_index_entry)
             .collect::<anyhow::Result<_>>()?;
-        let rows: Vec<[String; 5]> = entries
-            .iter()
-            .map(|e| {
-                [
-                    e.package.clone(),
-                    e.version.clone(),
-                    e.filename.clone(),
-                    e.sha256.clone(),
-                    e.size.to_string(),
-                ]
-            })
-            .collect();
-        crate::cache::write_atomic(
-            &self.root.join("resolved.json"),
-            &serde_json::to_vec_pretty(&rows)?,
-        )?;
+        write_entries(&self.root.join("resolved.json"), &entries)?;
         self.remember(&entries)?;
         Ok(())
     }
@@ -209,21 +227,7 @@ impl PrivateApt {
     /// Every index entry ever seen (`known.json`): a pinned version stays verifiable after
     /// the archive drops it, as long as its download is cached.
     fn known(&self) -> Vec<IndexEntry> {
-        let rows: Vec<[String; 5]> = std::fs::read(self.root.join("known.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        rows.into_iter()
-            .filter_map(|[package, version, filename, sha256, size]| {
-                Some(IndexEntry {
-                    package,
-                    version,
-                    filename,
-                    sha256,
-                    size: size.parse().ok()?,
-                })
-            })
-            .collect()
+        read_entries(&self.root.join("known.json")).unwrap_or_default()
     }
 
     fn remember(&self, entries: &[IndexEntry]) -> anyhow::Result<()> {
@@ -237,22 +241,7 @@ impl PrivateApt {
         if all.len() == before && self.root.join("known.json").exists() {
             return Ok(());
         }
-        let rows: Vec<[String; 5]> = all
-            .iter()
-            .map(|e| {
-                [
-                    e.package.clone(),
-                    e.version.clone(),
-                    e.filename.clone(),
-                    e.sha256.clone(),
-                    e.size.to_string(),
-                ]
-            })
-            .collect();
-        crate::cache::write_atomic(
-            &self.root.join("known.json"),
-            &serde_json::to_vec_pretty(&rows)?,
-        )
+        write_entries(&self.root.join("known.json"), &all)
     }
 
     /// `package` at exactly `version` (a pin in kernels.toml): from the entries seen before,
@@ -297,19 +286,7 @@ impl PrivateApt {
     }
 
     fn resolved(&self) -> Option<Vec<IndexEntry>> {
-        let rows: Vec<[String; 5]> =
-            serde_json::from_slice(&std::fs::read(self.root.join("resolved.json")).ok()?).ok()?;
-        rows.into_iter()
-            .map(|[package, version, filename, sha256, size]| {
-                Some(IndexEntry {
-                    package,
-                    version,
-                    filename,
-                    sha256,
-                    size: size.parse().ok()?,
-                })
-            })
-            .collect()
+        read_entries(&self.root.join("resolved.json"))
     }
 
     /// The newest version of `package` in the private index, as [`Self::update`] recorded it.
