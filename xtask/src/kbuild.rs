@@ -187,32 +187,27 @@ pub fn build(
     let bzimage = out.join("arch/x86/boot/bzImage");
     let config = out.join(".config");
     let marker = entry.join(MARKER);
+    // A build entry already complete: nothing runs.
+    let cached = |record: BuildRecord| Built {
+        src: src.clone(),
+        out: out.clone(),
+        bzimage: bzimage.clone(),
+        config: config.clone(),
+        record,
+        ran_make: false,
+    };
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
             crate::inventory::mark_used(&entry);
-            return Ok(Built {
-                src,
-                out,
-                bzimage,
-                config,
-                record,
-                ran_make: false,
-            });
+            return Ok(cached(record));
         }
     }
     let _lock = cache::lock(&entry.with_extension("lock"))?;
     if let Source::Pristine { fetch, .. } = &req.source {
         if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
             crate::inventory::mark_used(&entry);
-            return Ok(Built {
-                src,
-                out,
-                bzimage,
-                config,
-                record,
-                ran_make: false,
-            });
+            return Ok(cached(record));
         }
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
         let tree = fetch(progress)?;
@@ -240,14 +235,7 @@ pub fn build(
                     tree.display(),
                     record.key
                 ));
-                return Ok(Built {
-                    src,
-                    out,
-                    bzimage,
-                    config,
-                    record,
-                    ran_make: false,
-                });
+                return Ok(cached(record));
             }
         }
     }
