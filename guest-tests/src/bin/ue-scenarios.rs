@@ -163,6 +163,27 @@ struct Collected {
     timed_out: bool,
 }
 
+/// How a collected child ended.
+enum ChildEnd {
+    /// Its limit ran out and it was killed.
+    TimedOut,
+    /// Killed by this signal (a crash).
+    Signal(i32),
+    Exited(i32),
+}
+
+impl Collected {
+    fn end(&self) -> ChildEnd {
+        if self.timed_out {
+            ChildEnd::TimedOut
+        } else if libc::WIFSIGNALED(self.status) {
+            ChildEnd::Signal(libc::WTERMSIG(self.status))
+        } else {
+            ChildEnd::Exited(libc::WEXITSTATUS(self.status))
+        }
+    }
+}
+
 /// A forked child in a process group of its own (so a time-out also kills whatever it forked),
 /// and the read end of the pipe it reports on.
 struct Spawned {
@@ -549,41 +570,22 @@ fn scenario_record(
         Ok(c) => c,
         Err(e) => return end(name, Outcome::Fail, e, started),
     };
-    if c.timed_out {
-        return end(
-            name,
-            Outcome::Fail,
-            format!(
-                "timed out after {} ms in the guest; killed",
-                limit.as_millis()
-            ),
-            started,
-        );
-    }
-    match serde_json::from_slice::<Record>(c.bytes.trim_ascii_end()) {
-        Ok(rec @ Record::End { .. }) => rec,
-        _ if libc::WIFSIGNALED(c.status) => {
-            let sig = libc::WTERMSIG(c.status);
-            end(
-                name,
-                Outcome::Fail,
-                format!(
-                    "scenario process crashed: killed by signal {sig} ({})",
-                    signal_name(sig)
-                ),
-                started,
-            )
-        }
-        _ => end(
-            name,
-            Outcome::Fail,
-            format!(
-                "scenario process exited (status {}) without a result",
-                libc::WEXITSTATUS(c.status)
-            ),
-            started,
+    let record = serde_json::from_slice::<Record>(c.bytes.trim_ascii_end());
+    let message = match (c.end(), record) {
+        (ChildEnd::TimedOut, _) => format!(
+            "timed out after {} ms in the guest; killed",
+            limit.as_millis()
         ),
-    }
+        (_, Ok(rec @ Record::End { .. })) => return rec,
+        (ChildEnd::Signal(sig), _) => format!(
+            "scenario process crashed: killed by signal {sig} ({})",
+            signal_name(sig)
+        ),
+        (ChildEnd::Exited(code), _) => {
+            format!("scenario process exited (status {code}) without a result")
+        }
+    };
+    end(name, Outcome::Fail, message, started)
 }
 
 /// Runs an upstream selftest program with its output captured; the host parses the KTAP.
@@ -612,29 +614,24 @@ fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
         Err(e) => return end(name, Outcome::Fail, e, started),
     };
     // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
-    let (outcome, message) = if c.timed_out {
-        (
+    let (outcome, message) = match c.end() {
+        ChildEnd::TimedOut => (
             Outcome::Fail,
             format!(
                 "timed out after {} ms (selftest settings); killed",
                 limit.as_millis()
             ),
-        )
-    } else if libc::WIFSIGNALED(c.status) {
-        let sig = libc::WTERMSIG(c.status);
-        (
+        ),
+        ChildEnd::Signal(sig) => (
             Outcome::Fail,
             format!("killed by signal {sig} ({})", signal_name(sig)),
-        )
-    } else {
-        match libc::WEXITSTATUS(c.status) {
-            0 => (Outcome::Pass, String::new()),
-            4 => (
-                Outcome::Ignored,
-                "the program skipped itself (KSFT_SKIP)".into(),
-            ),
-            code => (Outcome::Fail, format!("exited with status {code}")),
-        }
+        ),
+        ChildEnd::Exited(0) => (Outcome::Pass, String::new()),
+        ChildEnd::Exited(4) => (
+            Outcome::Ignored,
+            "the program skipped itself (KSFT_SKIP)".into(),
+        ),
+        ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
     if let Record::End { output, .. } = &mut rec {
@@ -704,25 +701,20 @@ fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
         Ok(c) => c,
         Err(e) => return end(name, Outcome::Fail, e, started),
     };
-    let (outcome, message) = if c.timed_out {
-        (
+    let (outcome, message) = match c.end() {
+        ChildEnd::TimedOut => (
             Outcome::Fail,
             format!(
                 "timed out after {} ms (its limit, --guest-test-timeout); killed",
                 limit.as_millis()
             ),
-        )
-    } else if libc::WIFSIGNALED(c.status) {
-        let sig = libc::WTERMSIG(c.status);
-        (
+        ),
+        ChildEnd::Signal(sig) => (
             Outcome::Fail,
             format!("crashed: killed by signal {sig} ({})", signal_name(sig)),
-        )
-    } else {
-        match libc::WEXITSTATUS(c.status) {
-            0 => (Outcome::Pass, String::new()),
-            code => (Outcome::Fail, format!("exited with status {code}")),
-        }
+        ),
+        ChildEnd::Exited(0) => (Outcome::Pass, String::new()),
+        ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
     if let Record::End { output, .. } = &mut rec {
