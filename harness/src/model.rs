@@ -351,6 +351,41 @@ pub struct Restart {
 }
 
 impl KernelRun {
+    /// A finished 6.12 run of `label` with these verdicts and nothing else, for the tests of
+    /// what reads runs (reports, trials).
+    #[cfg(test)]
+    pub fn for_test(label: &str, verdicts: Vec<ScenarioVerdict>) -> KernelRun {
+        let report: VmReport = serde_json::from_value(serde_json::json!({
+            "kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1, "guest_done_ms": 2,
+            "records": [], "unfinished": null, "troubles": [], "garbage": [], "end": {"how": "finished"},
+            "wall_ms": 3, "qemu_stderr": "", "console_log": "console.log"
+        }))
+        .unwrap();
+        KernelRun {
+            kernel: KernelUnderTest {
+                label: label.into(),
+                bzimage: "bzImage".into(),
+                config: None,
+                provenance: String::new(),
+                identity: String::new(),
+                kselftests: vec![],
+                expected: Default::default(),
+            },
+            accel: crate::qemu::Accel::Tcg,
+            run_dir: "run".into(),
+            limits: crate::vm::Limits {
+                boot: Default::default(),
+                scenario: Default::default(),
+                programs: vec![],
+                whole: Default::default(),
+                silence: Default::default(),
+            },
+            report,
+            verdicts,
+            restarts: vec![],
+        }
+    }
+
     pub fn failed(&self) -> bool {
         self.verdicts.iter().any(|v| v.verdict.is_fail())
     }

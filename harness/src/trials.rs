@@ -271,35 +271,7 @@ mod tests {
     }
 
     fn run_with(verdicts: Vec<ScenarioVerdict>) -> KernelRun {
-        let report: crate::vm::VmReport = serde_json::from_value(serde_json::json!({
-            "kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1, "guest_done_ms": 2,
-            "records": [], "unfinished": null, "troubles": [], "garbage": [], "end": {"how": "finished"},
-            "wall_ms": 3, "qemu_stderr": "", "console_log": "console.log"
-        }))
-        .unwrap();
-        KernelRun {
-            kernel: KernelUnderTest {
-                label: "6.12".into(),
-                bzimage: "bzImage".into(),
-                config: None,
-                provenance: String::new(),
-                identity: String::new(),
-                kselftests: vec![],
-                expected: Default::default(),
-            },
-            accel: crate::qemu::Accel::Tcg,
-            run_dir: "run".into(),
-            limits: crate::vm::Limits {
-                boot: Default::default(),
-                scenario: Default::default(),
-                programs: vec![],
-                whole: Default::default(),
-                silence: Default::default(),
-            },
-            report,
-            verdicts,
-            restarts: vec![],
-        }
+        KernelRun::for_test("6.12", verdicts)
     }
 
     /// The old behaviour: `-- kselftest::abi_test::user.flags` gave zero trials and exit 0
