@@ -39,6 +39,11 @@ pub struct KernelArgs {
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     pub no_install: bool,
+    /// Compile kernels through ccache, its store in the cache (`<cache>/ccache`, at most 5 GB):
+    /// a later cold build of the same sources (another --kconfig, a fragment edit) reuses the
+    /// objects. Off by default: it pays only for such a second build (docs/performance.md).
+    #[arg(long)]
+    pub ccache: bool,
     /// Apply the proposed fixes of the kernel's known bugs (kernels.toml `known_bugs`, files in
     /// kernel-configs/fixes/) on top of its own patches; their scenarios must then pass.
     /// Trials are named `<kernel>+fixes::...`.

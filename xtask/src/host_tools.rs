@@ -125,6 +125,14 @@ pub const TOOLS: &[Tool] = &[
     },
 ];
 
+/// Only for builds through ccache (`--ccache`).
+pub const CCACHE: Tool = Tool {
+    check: crate::ccache::PROGRAM,
+    package: "ccache",
+    why: "compiles kernels through ccache (--ccache), its store in the harness cache",
+    need: Need::Build,
+};
+
 fn present(check: &str) -> bool {
     if check.starts_with('/') {
         return Path::new(check).exists();

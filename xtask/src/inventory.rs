@@ -19,6 +19,9 @@ pub enum Kind {
     Download,
     Source,
     Build,
+    /// `<cache>/ccache` (`--ccache`): one entry for the whole store. gc never removes it;
+    /// ccache keeps it under its size limit, and gc asks it to trim ([`crate::ccache::trim`]).
+    Ccache,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +171,20 @@ pub fn entries(cache: &Path, with_sizes: bool) -> Vec<Entry> {
             path: p,
         });
     }
+    let ccache = crate::ccache::dir(cache);
+    if ccache.is_dir() {
+        out.push(Entry {
+            kind: Kind::Ccache,
+            package_version: None,
+            bytes: size(&ccache),
+            last_used: ccache.metadata().and_then(|m| m.modified()).ok(),
+            about: format!(
+                "ccache store of --ccache builds (at most {}; gc trims it, never removes it)",
+                crate::ccache::MAX_SIZE
+            ),
+            path: ccache,
+        });
+    }
     out
 }
 
@@ -202,6 +219,7 @@ pub fn collectable(entries: &[Entry], kept: &Kept, keep: Duration, now: SystemTi
                 .package_version
                 .as_ref()
                 .is_some_and(|pv| kept.contains(pv) || kept_builds.contains(pv)),
+            Kind::Ccache => false,
         })
         .cloned()
         .collect()
@@ -211,6 +229,10 @@ pub fn collectable(entries: &[Entry], kept: &Kept, keep: Duration, now: SystemTi
 /// first, under its lock (skipped when a run holds it); a source is renamed away first.
 pub fn remove(e: &Entry) -> anyhow::Result<bool> {
     match e.kind {
+        Kind::Ccache => anyhow::bail!(
+            "{} is trimmed by ccache --cleanup, not removed",
+            e.path.display()
+        ),
         Kind::Download => std::fs::remove_file(&e.path)
             .with_context(|| format!("remove {}", e.path.display()))
             .map(|()| true),
@@ -410,5 +432,22 @@ mod tests {
         // Kept by version: nothing goes.
         let kept: Kept = [("k".to_owned(), "1".to_owned())].into();
         assert!(collectable(&entries(d.path(), false), &kept, Duration::ZERO, far).is_empty());
+    }
+
+    /// The ccache store is listed with its size, and no age or version makes gc remove it.
+    #[test]
+    fn the_ccache_store_is_listed_and_never_collected() {
+        let d = tempfile::tempdir().unwrap();
+        let store = crate::ccache::dir(d.path()).join("store/a");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("object"), vec![0u8; 8192]).unwrap();
+        let all = entries(d.path(), true);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].kind, Kind::Ccache);
+        assert!(all[0].bytes >= 8192, "{all:?}");
+        let far = SystemTime::now() + Duration::from_secs(365 * 86_400);
+        assert!(collectable(&all, &Kept::new(), Duration::ZERO, far).is_empty());
+        assert!(remove(&all[0]).is_err());
+        assert!(store.join("object").exists());
     }
 }

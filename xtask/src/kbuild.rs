@@ -51,6 +51,9 @@ pub struct BuildRequest<'a> {
     /// `--kconfig CONFIG_X=y` lines, applied after the fragments and checked like them.
     pub kconfig: Vec<String>,
     pub jobs: usize,
+    /// Compile through ccache, its store in the cache (see [`crate::ccache`]). Not part of
+    /// the cache key: the objects are the same either way.
+    pub ccache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +65,9 @@ pub struct BuildRecord {
     pub compiler: String,
     pub build_secs: f64,
     pub steps: usize,
+    /// What ccache did in this build (none: built without it, or recorded before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccache: Option<crate::ccache::Stats>,
 }
 
 pub struct Built {
@@ -255,14 +261,20 @@ pub fn build(
     let expected = (req.extra_patches == 0 && !is_tree)
         .then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps))
         .flatten();
+    let ccache_before = req.ccache.then(|| crate::ccache::counters(cache_root));
     let steps = make(
         &src,
         &out,
         req,
+        cache_root,
         &entry.join("build.log"),
         expected,
         progress,
     )?;
+    let ccache = ccache_before.map(|b| crate::ccache::since(cache_root, b));
+    if let Some(c) = ccache {
+        progress.note(&format!("{}: {c}", req.label));
+    }
     let record = BuildRecord {
         key,
         identity,
@@ -271,6 +283,7 @@ pub fn build(
         compiler,
         build_secs: start.elapsed().as_secs_f64(),
         steps,
+        ccache,
     };
     let json = serde_json::to_vec_pretty(&record)?;
     if !bzimage.exists() {
@@ -318,6 +331,7 @@ fn seed_from_base(
         absent: req.absent.clone(),
         kconfig: req.kconfig.clone(),
         jobs: req.jobs,
+        ccache: req.ccache,
     };
     let base = build(cache_root, &base_req, progress)?;
     let base_out = base.out;
@@ -529,18 +543,27 @@ fn make(
     src: &Path,
     out: &Path,
     req: &BuildRequest,
+    cache_root: &Path,
     log: &Path,
     expected: Option<usize>,
     progress: &mut Progress,
 ) -> anyhow::Result<usize> {
     progress.step(
         Step::Build,
-        &format!("{} (log: {})", req.label, log.display()),
+        &format!(
+            "{} (log: {}){}",
+            req.label,
+            log.display(),
+            if req.ccache { ", through ccache" } else { "" }
+        ),
     );
     let mut logf = std::fs::File::create(log)?;
+    let mut cmd = make_cmd(src, out);
+    if req.ccache {
+        crate::ccache::wrap(&mut cmd, cache_root)?;
+    }
     let (mut child, _tracked) = crate::children::spawn(
-        make_cmd(src, out)
-            .arg(format!("-j{}", req.jobs))
+        cmd.arg(format!("-j{}", req.jobs))
             .arg("bzImage")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -630,6 +653,7 @@ mod tests {
             compiler: "gcc".into(),
             build_secs: 1.0,
             steps: 1,
+            ccache: None,
         };
         crate::cache::write_atomic(&marker, &serde_json::to_vec(&whole).unwrap()).unwrap();
         assert_eq!(read_record(&marker).unwrap().key, "ab");

@@ -10,6 +10,7 @@
 mod apt;
 mod args;
 mod cache;
+mod ccache;
 mod children;
 mod commands;
 mod devloop_selftest;

@@ -19,6 +19,8 @@ pub struct Resolved {
     pub kernel: KernelUnderTest,
     /// Seconds make ran for it in this call; None when it came from the cache (or is an image).
     pub build_secs: Option<f64>,
+    /// The record of the build this call ran (steps, ccache); None as for `build_secs`.
+    pub built: Option<kbuild::BuildRecord>,
 }
 
 /// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+fixes`,
@@ -76,17 +78,22 @@ pub struct Places<'a> {
 
 /// Downloads and extracts the pristine source of list kernel `name`, building nothing: the
 /// matrix runs this for the next kernel while the current one builds.
-pub fn prefetch_source(s: Places, name: &str) -> anyhow::Result<()> {
+pub fn prefetch_source(s: Places, name: &str) -> anyhow::Result<source::SourceTimes> {
     let list = KernelList::load(s.configs)?;
     let spec = list
         .kernels
         .get(name)
         .with_context(|| format!("kernel {name:?} is not in the kernel list"))?;
     let aptc = apt::PrivateApt::new(s.cache);
+    let started = std::time::Instant::now();
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
-    let entry = aptc.newest(&spec.package)?;
-    source::fetch_pristine(&aptc, s.cache, &entry, s.progress)?;
-    Ok(())
+    let index_secs = started.elapsed().as_secs_f64();
+    // The version the build will use: a pinned kernel's pin, not the newest.
+    let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
+    let (_, mut times) = source::fetch_pristine_timed(&aptc, s.cache, &entry, s.progress)?;
+    // A fresh cache fetches the index first: part of getting the first download.
+    times.download_secs += index_secs;
+    Ok(times)
 }
 
 /// Every kernel the arguments name, built (or found in the cache), with the upstream selftests
@@ -199,6 +206,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             absent: vec![],
             kconfig: kconfig_lines.clone(),
             jobs,
+            ccache: a.ccache,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
         let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
@@ -222,7 +230,11 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             expected,
         };
         let build_secs = built.ran_make.then_some(built.record.build_secs);
-        return Ok(vec![Resolved { kernel, build_secs }]);
+        return Ok(vec![Resolved {
+            kernel,
+            build_secs,
+            built: built.ran_make.then_some(built.record),
+        }]);
     }
     let selected = list.select(a.kernel.as_deref())?;
     // One index over every suite the list names, so switching kernels never refreshes it.
@@ -264,6 +276,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             absent: spec.absent.clone(),
             kconfig: kconfig_lines.clone(),
             jobs,
+            ccache: a.ccache,
         };
         let built = kbuild::build(s.cache, &req, s.progress)?;
         if !built.ran_make {
@@ -300,6 +313,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         out.push(Resolved {
             kernel,
             build_secs: built.ran_make.then_some(built.record.build_secs),
+            built: built.ran_make.then_some(built.record),
         });
     }
     Ok(out)
@@ -521,6 +535,7 @@ pub fn ready_image(img: &Path) -> anyhow::Result<Resolved> {
     Ok(Resolved {
         kernel,
         build_secs: None,
+        built: None,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct Session {
     jobs: Option<usize>,
     /// The host tools the chosen way of getting a kernel needs.
     tools: host_tools::Need,
+    /// `--ccache`: ccache is needed too, unless the kernel is a ready image.
+    ccache: bool,
 }
 
 /// The guest programs, built, and the scenarios they hold.
@@ -83,6 +85,7 @@ impl Session {
             tools: host_tools::Need::Package,
             root,
             jobs: None,
+            ccache: false,
         }
     }
 
@@ -90,6 +93,7 @@ impl Session {
         let mut s = Session::new(k.cache_dir.as_deref(), !k.no_install);
         s.tools = host_tools::needs(k.kernel_image.is_some(), k.kernel_tree.is_some());
         s.jobs = k.jobs.filter(|j| *j > 0);
+        s.ccache = k.ccache && k.kernel_image.is_none();
         s
     }
 
@@ -99,7 +103,11 @@ impl Session {
     }
 
     pub fn host_tools(&mut self) -> anyhow::Result<()> {
-        host_tools::ensure(self.tools, self.install)
+        host_tools::ensure(self.tools, self.install)?;
+        if self.ccache {
+            host_tools::ensure_tools(&[&host_tools::CCACHE], self.install, self.tools)?;
+        }
+        Ok(())
     }
 
     pub fn kernel_list(&self) -> anyhow::Result<KernelList> {
@@ -121,12 +129,15 @@ impl Session {
     }
 
     /// Downloads and extracts list kernel `name`'s source now (see [`resolve::prefetch_source`]).
-    pub fn prefetch_source(&mut self, name: &str) -> anyhow::Result<()> {
+    pub fn prefetch_source(&mut self, name: &str) -> anyhow::Result<crate::source::SourceTimes> {
         resolve::prefetch_source(self.places(), name)
     }
 
     /// [`Session::prefetch_source`] for a thread of its own, with a progress of its own.
-    pub fn prefetch_source_job(&self, name: String) -> impl FnOnce() -> anyhow::Result<()> + Send {
+    pub fn prefetch_source_job(
+        &self,
+        name: String,
+    ) -> impl FnOnce() -> anyhow::Result<crate::source::SourceTimes> + Send {
         let (configs, cache) = (self.configs.clone(), self.cache.clone());
         move || {
             let mut progress = Progress::new();

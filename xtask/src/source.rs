@@ -33,11 +33,39 @@ pub fn fetch_pristine(
     entry: &IndexEntry,
     progress: &mut Progress,
 ) -> anyhow::Result<PathBuf> {
+    fetch_pristine_timed(apt, cache, entry, progress).map(|(tree, _)| tree)
+}
+
+/// How long getting a pristine tree took, step by step (zero for a step the cache spared).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct SourceTimes {
+    /// Download and verification of the `.deb` (a verified copy: its check only).
+    pub download_secs: f64,
+    pub extract_secs: f64,
+}
+
+/// [`fetch_pristine`], timed.
+pub fn fetch_pristine_timed(
+    apt: &PrivateApt,
+    cache: &Path,
+    entry: &IndexEntry,
+    progress: &mut Progress,
+) -> anyhow::Result<(PathBuf, SourceTimes)> {
     if let Some(tree) = extracted(cache, entry) {
-        return Ok(tree);
+        return Ok((tree, SourceTimes::default()));
     }
+    let started = std::time::Instant::now();
     let fetched = apt.fetch(cache, entry, progress)?;
-    pristine(cache, &fetched, progress)
+    let download_secs = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let tree = pristine(cache, &fetched, progress)?;
+    Ok((
+        tree,
+        SourceTimes {
+            download_secs,
+            extract_secs: started.elapsed().as_secs_f64(),
+        },
+    ))
 }
 
 /// Extracts the package's source tarball once into `sources/<pkg>_<ver>/`.

@@ -8,7 +8,9 @@
 //! `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5 recorded cold builds, 6 the
 //! newest matrix run, 7 virtme-ng on the same kernel, 8 an own tree's one-line edit to
 //! results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
-//! `cargo xtask mutants`).
+//! `cargo xtask mutants`). Two rows run only when `--only` names them, each once (tens of
+//! minutes of both cores): 10 `cargo xtask matrix` from an empty cache, against the sum of
+//! its parts; 11 one cold build without ccache, with an empty ccache, and with a warm one.
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
@@ -35,7 +37,8 @@ pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Only these rows (comma list of row numbers, 1–9).
+    /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
+    /// cache, ~40 min) and 11 (three cold builds for ccache, ~20 min) run only when named.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
@@ -47,6 +50,10 @@ pub struct BenchArgs {
     #[arg(long)]
     tree: Option<PathBuf>,
 }
+
+const LAST_ROW: u32 = 11;
+/// Rows that take tens of minutes of every core: never part of the default bench (or CI).
+const ONLY_WHEN_NAMED: [u32; 2] = [10, 11];
 
 /// Limits for the commands the bench runs: generous, but every wait ends.
 const VNG_LIMIT: Duration = Duration::from_secs(6 * 60);
@@ -179,10 +186,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if let Some(bad) = a.only.iter().find(|r| !(1..=9).contains(*r)) {
-        bail!("--only {bad}: rows are numbered 1 to 9");
+    if let Some(bad) = a.only.iter().find(|r| !(1..=LAST_ROW).contains(*r)) {
+        bail!("--only {bad}: rows are numbered 1 to {LAST_ROW}");
     }
-    let want = |r: u32| a.only.is_empty() || a.only.contains(&r);
+    let want = |r: u32| {
+        a.only.contains(&r) || (a.only.is_empty() && !ONLY_WHEN_NAMED.contains(&r))
+    };
     let kernel_args = KernelArgs {
         no_install: true,
         cache_dir: a.cache_dir.clone(),
@@ -250,6 +259,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     if want(9) {
         rows.extend(killed_mutants(&setup)?);
+    }
+    if want(11) {
+        rows.extend(ccache_builds(&setup, &mut session)?);
+    }
+    if want(10) {
+        rows.extend(cold_matrix(&setup)?);
     }
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -507,6 +522,184 @@ fn interleaved(s: &Setup, runs: usize, r1: bool, r2: bool, r3: bool) -> anyhow::
             noop,
             note,
         ));
+    }
+    Ok(rows)
+}
+
+/// A scratch cache under the system's temp folder, removed when dropped (rows 10 and 11: a
+/// cold run must not find, nor leave, anything in the real cache).
+struct ScratchCache(PathBuf);
+
+impl ScratchCache {
+    fn new(what: &str) -> anyhow::Result<ScratchCache> {
+        let dir = std::env::temp_dir().join(format!("ue-bench-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        Ok(ScratchCache(dir))
+    }
+}
+
+impl Drop for ScratchCache {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// Row 10: `cargo xtask matrix` (every kernel of the list) from an empty cache, once.
+fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
+    let scratch = ScratchCache::new("cold-matrix")?;
+    let load_before = load_average();
+    say(&format!(
+        "10 cold matrix: `cargo xtask matrix` in-process against the empty cache {} (downloads, extraction, builds, VMs; load {load_before})",
+        scratch.0.display()
+    ));
+    let args = crate::commands::matrix::MatrixArgs {
+        kernel: KernelArgs {
+            cache_dir: Some(scratch.0.clone()),
+            ..s.kernel_args.clone()
+        },
+        run: s.run_args.clone(),
+        guest: crate::args::GuestTestArgs::default(),
+    };
+    let o = crate::commands::matrix::matrix(args)?;
+    let t = &o.timings;
+    let sum = t.sum_of_parts();
+    let load = format!("load {load_before} before, {} after", load_average());
+    let mut rows = vec![Row::new(
+        10,
+        "10",
+        &format!("cold matrix, {} kernels, empty cache, end to end", t.kernels.len()),
+        vec![t.wall_secs],
+        format!(
+            "one run; {}; {load}; timings in {}",
+            if o.failed { "some trials failed" } else { "every kernel as expected" },
+            o.dir.join("timings.json").display()
+        ),
+    )];
+    rows.push(Row::new(
+        10,
+        "10.sum",
+        "  Σ of its parts, one after another",
+        vec![sum],
+        format!(
+            "prepare {:.0} s + per kernel download, extraction, build, VM (rows below)",
+            t.prepare_secs
+        ),
+    ));
+    rows.push(Row::new(
+        10,
+        "10.saving",
+        "  saved by the overlap (Σ − wall)",
+        vec![sum - t.wall_secs],
+        format!("{:.0}% of Σ", 100.0 * (sum - t.wall_secs) / sum.max(1e-9)),
+    ));
+    for k in &t.kernels {
+        rows.push(Row::new(
+            10,
+            &format!("10.{}", k.kernel),
+            &format!("  {}: download + extraction + build + VM", k.kernel),
+            vec![k.sum()],
+            format!(
+                "download {:.0} s, extraction {:.0} s, build {:.0} s (make {}{}), VM {:.1} s",
+                k.download_secs,
+                k.extract_secs,
+                k.build_secs,
+                k.make_secs.map_or("cached".into(), |m| format!("{m:.0} s")),
+                k.steps.map_or(String::new(), |n| format!(", {n} kbuild steps")),
+                k.vm_secs
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+/// One cold build of the default kernel in `scratch`, seeded with the real cache's package
+/// index and extracted source (hard links): the make is what is measured, not the download.
+fn scratch_build(
+    scratch: &Path,
+    pristine: &Path,
+    real_cache: &Path,
+    ccache: bool,
+) -> anyhow::Result<(f64, crate::kbuild::BuildRecord)> {
+    let sources = scratch.join("sources");
+    std::fs::create_dir_all(&sources)?;
+    for (from, to, flags) in [
+        (real_cache.join("apt"), scratch.join("apt"), "-a"),
+        (
+            pristine.to_owned(),
+            sources.join(pristine.file_name().unwrap_or_default()),
+            "-al",
+        ),
+    ] {
+        let st = Command::new("cp").arg(flags).arg(&from).arg(&to).status()?;
+        if !st.success() {
+            bail!("cp {flags} {} {} failed", from.display(), to.display());
+        }
+    }
+    let args = KernelArgs {
+        cache_dir: Some(scratch.to_owned()),
+        no_install: true,
+        ccache,
+        ..KernelArgs::default()
+    };
+    let mut session = Session::for_kernels(&args);
+    session.host_tools()?;
+    let started = Instant::now();
+    let r = session.kernels(&args)?.remove(0);
+    let wall = started.elapsed().as_secs_f64();
+    let record = r
+        .built
+        .with_context(|| format!("no build ran in the empty cache {}", scratch.display()))?;
+    Ok((wall, record))
+}
+
+// Row 11: does ccache pay? One cold build of the default kernel (a) without ccache, (b) with an
+// empty ccache, (c) with (b)'s ccache, warm, in another empty cache (other absolute paths).
+fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
+    let list = session.kernel_list()?;
+    let pristine = session.pristine_tree(&list.default)?;
+    let mut rows = vec![];
+    let mut results = vec![];
+    let a = ScratchCache::new("ccache-a")?;
+    let b = ScratchCache::new("ccache-b")?;
+    let c = ScratchCache::new("ccache-c")?;
+    for (id, dir, ccache) in [("11a", &a, false), ("11b", &b, true), ("11c", &c, true)] {
+        if id == "11c" {
+            std::fs::rename(crate::ccache::dir(&b.0), crate::ccache::dir(&c.0))
+                .context("move the warm ccache store to the third scratch cache")?;
+        }
+        let load = load_average();
+        say(&format!(
+            "{id}: cold build of {} in {}{} (load {load})",
+            list.default,
+            dir.0.display(),
+            if ccache { ", through ccache" } else { "" }
+        ));
+        let (wall, rec) = scratch_build(&dir.0, &pristine, &s.cache, ccache)?;
+        results.push((id, wall, rec, load, load_average()));
+    }
+    let base = results.first().map(|r| r.2.build_secs);
+    for (id, wall, rec, before, after) in results {
+        let what = match id {
+            "11a" => "cold build, no ccache (make)",
+            "11b" => "cold build, empty ccache (make)",
+            _ => "second cold build, warm ccache, other cache folder (make)",
+        };
+        let mut row = Row::new(
+            11,
+            id,
+            what,
+            vec![rec.build_secs],
+            format!(
+                "{} kbuild steps; whole build {wall:.0} s{}; load {before} before, {after} after",
+                rec.steps,
+                rec.ccache.map_or(String::new(), |c| format!("; {c}"))
+            ),
+        );
+        if id != "11a" {
+            row = row.ratio_to(base, "11a");
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -1034,10 +1227,12 @@ fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
             "",
         );
         row.note = format!(
-            "RECORDED by an earlier build (cache entry {}, {} kbuild steps, -j{}), not measured now; ccache: not measured",
+            "RECORDED by an earlier build (cache entry {}, {} kbuild steps, -j{}), not measured now; {}",
             rec.key,
             rec.steps,
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            rec.ccache
+                .map_or("no ccache".to_owned(), |c| c.to_string())
         );
         rows.push(row);
     }
@@ -1047,7 +1242,7 @@ fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
             "5",
             "cold build",
             format!(
-                "no full build recorded under {}/builds; ccache: not measured",
+                "no full build recorded under {}/builds; row 11 measures one now (with and without ccache)",
                 cache.display()
             ),
         ));
@@ -1170,6 +1365,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         absent: spec.absent.clone(),
         kconfig: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ccache: s.kernel_args.ccache,
     };
     let built = crate::kbuild::build(&s.cache, &req, &mut session.progress)?;
     let build_note = if built.ran_make {

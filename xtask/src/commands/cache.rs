@@ -1,5 +1,6 @@
 //! `cargo xtask cache`: what the cache holds, with sizes; `cache gc` removes what is neither
-//! pinned (for an unpinned kernel: the version a run would use now) nor used recently.
+//! pinned (for an unpinned kernel: the version a run would use now) nor used recently, and
+//! trims the ccache store (`--ccache` builds) to its size limit instead of removing it.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -96,6 +97,13 @@ pub fn run(a: CacheArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     println!("kept {} (a run is using it)", e.path.display());
                 }
+            }
+            if !dry_run && crate::ccache::trim(&s.cache)? {
+                println!(
+                    "trimmed {} to at most {} (ccache --cleanup)",
+                    crate::ccache::dir(&s.cache).display(),
+                    crate::ccache::MAX_SIZE
+                );
             }
             println!(
                 "{} {} in {} entries; kept what is pinned or used within {keep_days} days",

@@ -12,6 +12,7 @@ use anyhow::bail;
 use clap::Args;
 use harness::model::KernelRun;
 use harness::run::Selection;
+use serde::{Deserialize, Serialize};
 
 use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::session::Session;
@@ -28,7 +29,61 @@ pub struct MatrixArgs {
     pub guest: GuestTestArgs,
 }
 
-pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
+/// Where a matrix run's time went, kernel by kernel (`timings.json` beside `matrix.json`):
+/// the parts overlap (the next download beside a build, VMs beside the next build), so their
+/// sum exceeds the wall time by what the overlap saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timings {
+    pub wall_secs: f64,
+    /// Before the first kernel: host tools, the guest programs.
+    pub prepare_secs: f64,
+    pub kernels: Vec<KernelTimes>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KernelTimes {
+    /// The trial label (`6.12`).
+    pub kernel: String,
+    /// The package index (first kernel of a fresh cache) and the `.deb`.
+    pub download_secs: f64,
+    pub extract_secs: f64,
+    /// Getting the kernel once its source is there: copy, configure, make, selftests.
+    pub build_secs: f64,
+    /// Of `build_secs`, make alone (None: the build came from the cache).
+    pub make_secs: Option<f64>,
+    pub steps: Option<usize>,
+    pub ccache: Option<crate::ccache::Stats>,
+    /// The VM, from the run's report.
+    pub vm_secs: f64,
+}
+
+impl KernelTimes {
+    pub fn sum(&self) -> f64 {
+        self.download_secs + self.extract_secs + self.build_secs + self.vm_secs
+    }
+}
+
+impl Timings {
+    /// Σ of the parts: what the run would take with nothing side by side.
+    pub fn sum_of_parts(&self) -> f64 {
+        self.prepare_secs + self.kernels.iter().map(KernelTimes::sum).sum::<f64>()
+    }
+}
+
+/// What a matrix run leaves: the run folder and its timings.
+pub struct Outcome {
+    pub dir: std::path::PathBuf,
+    pub timings: Timings,
+    pub failed: bool,
+}
+
+pub fn run(a: MatrixArgs) -> anyhow::Result<ExitCode> {
+    let o = matrix(a)?;
+    Ok(crate::exit::trials(o.failed))
+}
+
+/// `cargo xtask matrix`, for the command and for the bench's cold-matrix row.
+pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     let theirs = a.guest.any();
     a.run.kselftest = !theirs;
     if a.kernel.kernel_image.is_some() || a.kernel.kernel_tree.is_some() {
@@ -60,7 +115,9 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         }
     };
+    let prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();
+    let mut times: Vec<KernelTimes> = Vec::new();
     let mut accel_chosen = false;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -80,7 +137,9 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
                 Ok(())
             };
         // The next kernel's download and extraction overlap this one's build.
-        let mut next_source: Option<ScopedJoinHandle<'_, anyhow::Result<()>>> = None;
+        let mut next_source: Option<
+            ScopedJoinHandle<'_, anyhow::Result<crate::source::SourceTimes>>,
+        > = None;
         for (i, name) in wanted.iter().enumerate() {
             // Newer selftests must run on older kernels: by default each kernel runs those of
             // the newest kernel of the list that has its ABI generation.
@@ -94,16 +153,28 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
                 kselftest_from,
                 ..a.kernel.clone()
             };
-            match next_source.take() {
+            let source = match next_source.take() {
                 Some(job) => job
                     .join()
                     .map_err(|_| anyhow::anyhow!("the source download thread panicked"))??,
                 None => s.prefetch_source(name)?,
-            }
+            };
             if let Some(next) = wanted.get(i + 1) {
                 next_source = Some(scope.spawn(s.prefetch_source_job(next.clone())));
             }
-            let kernel = s.kernels(&one)?.remove(0).kernel;
+            let build_started = Instant::now();
+            let resolved = s.kernels(&one)?.remove(0);
+            let kernel = resolved.kernel;
+            times.push(KernelTimes {
+                kernel: kernel.label.clone(),
+                download_secs: source.download_secs,
+                extract_secs: source.extract_secs,
+                build_secs: build_started.elapsed().as_secs_f64(),
+                make_secs: resolved.built.as_ref().map(|r| r.build_secs),
+                steps: resolved.built.as_ref().map(|r| r.steps),
+                ccache: resolved.built.as_ref().and_then(|r| r.ccache),
+                vm_secs: 0.0,
+            });
             if !accel_chosen {
                 s.choose_accel(&mut opts, a.run.accel, &kernel)?;
                 accel_chosen = true;
@@ -129,6 +200,11 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
+    for t in &mut times {
+        if let Some(run) = runs.iter().find(|r| r.kernel.label == t.kernel) {
+            t.vm_secs = run.report.wall_ms as f64 / 1000.0;
+        }
+    }
     let md = harness::report::matrix_markdown(&runs);
     println!("{md}");
     let dir = s.runs_dir().join(format!("matrix-{}", std::process::id()));
@@ -142,6 +218,15 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
         dir.join("matrix.json"),
         serde_json::to_vec_pretty(&harness::report::MatrixReport::new(&runs, wall))?,
     )?;
+    let timings = Timings {
+        wall_secs: wall,
+        prepare_secs,
+        kernels: times,
+    };
+    std::fs::write(
+        dir.join("timings.json"),
+        serde_json::to_vec_pretty(&timings)?,
+    )?;
     for run in &runs {
         std::fs::write(
             dir.join(format!(
@@ -152,9 +237,14 @@ pub fn run(mut a: MatrixArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     eprintln!(
-        "matrix wall time {:.0} s; table, JSON and JUnit XML in {}",
+        "matrix wall time {:.0} s (its parts one after another: {:.0} s); table, JSON, timings and JUnit XML in {}",
         started.elapsed().as_secs_f64(),
+        timings.sum_of_parts(),
         dir.display()
     );
-    Ok(crate::exit::trials(runs.iter().any(KernelRun::failed)))
+    Ok(Outcome {
+        dir,
+        timings,
+        failed: runs.iter().any(KernelRun::failed),
+    })
 }
