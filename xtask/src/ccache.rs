@@ -1,6 +1,8 @@
-//! ccache for kernel builds, kept inside the harness cache (`<cache>/ccache`, never the user's
-//! own ccache): a second cold build of the same sources (another `--kconfig`, a fragment edit,
-//! a fresh cache entry) then compiles only what the change touched.
+//! ccache for kernel builds (`--ccache`), kept inside the harness cache (`<cache>/ccache`,
+//! never the user's own ccache): a second cold build of the same sources (another `--kconfig`,
+//! a fragment edit, a fresh cache entry) then compiles only what the change touched. Off by
+//! default: with an empty store a build takes 1.5× as long (bench row 11, docs/performance.md),
+//! and CI and every first build start empty.
 //!
 //! The compiler is wrapped by PATH, not by `make CC="ccache gcc"`: `<cache>/ccache/bin/gcc`
 //! is a link to ccache, which then runs the real gcc further along PATH. kbuild records each
@@ -16,8 +18,9 @@ use std::process::Command;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-/// The size ccache trims its store to (`CCACHE_MAXSIZE`). One 6.12 tinyconfig build is about
-/// 60 MB compressed; 5 GB holds every kernel of the list in several configurations.
+/// The size ccache trims its store to (`CCACHE_MAXSIZE`), least recently used first: a
+/// tinyconfig kernel is under 900 objects, so this holds every kernel of the list in many
+/// configurations.
 pub const MAX_SIZE: &str = "5G";
 
 /// The program ccache is, and what the PATH wrapper calls it.

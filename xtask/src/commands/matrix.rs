@@ -35,7 +35,7 @@ pub struct MatrixArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timings {
     pub wall_secs: f64,
-    /// Before the first kernel: host tools, the guest programs.
+    /// Outside every kernel's parts: host tools, the guest programs, the accelerator probe.
     pub prepare_secs: f64,
     pub kernels: Vec<KernelTimes>,
 }
@@ -115,7 +115,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
             ..Default::default()
         }
     };
-    let prepare_secs = started.elapsed().as_secs_f64();
+    let mut prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();
     let mut times: Vec<KernelTimes> = Vec::new();
     let mut accel_chosen = false;
@@ -176,7 +176,9 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                 vm_secs: 0.0,
             });
             if !accel_chosen {
+                let probe = Instant::now();
                 s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+                prepare_secs += probe.elapsed().as_secs_f64();
                 accel_chosen = true;
             }
             s.progress.step(
@@ -247,4 +249,30 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         timings,
         failed: runs.iter().any(KernelRun::failed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sum_of_parts_adds_every_kernels_steps_and_what_no_kernel_owns() {
+        let k = |download, build, vm| KernelTimes {
+            kernel: "k".into(),
+            download_secs: download,
+            extract_secs: 1.0,
+            build_secs: build,
+            make_secs: Some(build - 2.0),
+            steps: Some(1284),
+            ccache: None,
+            vm_secs: vm,
+        };
+        let t = Timings {
+            wall_secs: 100.0,
+            prepare_secs: 5.0,
+            kernels: vec![k(10.0, 60.0, 8.0), k(12.0, 70.0, 9.0)],
+        };
+        assert_eq!(t.kernels[0].sum(), 79.0);
+        assert_eq!(t.sum_of_parts(), 5.0 + 79.0 + 92.0);
+    }
 }
