@@ -39,9 +39,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-pub const FAMILY: Family = Family::new("trace", SCENARIOS)
-    .requires(REMOTE_WRITE)
-    .alone();
+pub const FAMILY: Family = Family::new("trace", SCENARIOS).requires(REMOTE_WRITE);
 
 /// Registers `name_args`, enables its event and empties `trace`; returns the write index.
 fn enabled_event(
