@@ -337,10 +337,10 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         .iter()
         .map(|n| (n.clone(), traits(n)))
         .collect();
-    // Each with whether it has sent its End record: from then on it is only exiting (the
-    // kernel's exit path for a process with user_events registrations waits out an RCU grace
-    // period, tens of ms under TCG), so its slot goes to the next scenario, while its `end`
-    // marker waits for the reap, so that a splat from its exit is still attributed to it.
+    // Once a scenario has sent its End record it is only exiting (the kernel's exit path for
+    // a process with user_events registrations waits out an RCU grace period), so its slot
+    // goes to the next scenario, while its `end` marker waits for the reap, so that a splat
+    // from its exit is still attributed to it.
     let mut running: Vec<(String, Traits, Spawned)> = Vec::new();
     let mut stopped_at: Option<String> = None;
     loop {
@@ -350,7 +350,10 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
             jobs_allowed
         };
         while stopped_at.is_none() {
-            let (exiting, busy): (Vec<_>, Vec<_>) = running.iter().partition(|r| r.2.reported());
+            // With one job (debugging, or after a splat made the run fall back), the next
+            // scenario waits for the last one's exit too: strictly one at a time.
+            let (exiting, busy): (Vec<_>, Vec<_>) =
+                running.iter().partition(|r| jobs > 1 && r.2.reported());
             let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
             let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
             let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
