@@ -131,7 +131,12 @@ impl Scenario {
     }
 
     /// Must run with no other scenario beside it (load-making, timing-sensitive, or using
-    /// global state such as the trace buffer).
+    /// global state such as a sysctl). The trace buffer is not such state: each scenario
+    /// traces into a tracefs instance of its own. The global lists are (`dynamic_events`,
+    /// `user_events_status`): seq_file hands them out a page per read() and finds its place
+    /// again by position, so an event another scenario adds or removes between two pages
+    /// shifts the lines, and a line can be skipped (seen: an event just registered missing
+    /// from `dynamic_events`), which could also make an absence check pass.
     pub const fn alone(mut self, yes: bool) -> Self {
         self.alone = Some(yes);
         self
@@ -310,16 +315,66 @@ impl Ctx {
         Ok(d)
     }
 
+    /// Polls until `cond` holds, like [`Ctx::wait_for`], but fails at once when `wrong`
+    /// holds first: the kernel did what it must not (wrote a bit it should have left alone),
+    /// so the outcome is certain and waiting out the deadline would only make a broken kernel
+    /// slow to judge. `wrong` names what it means ("event 1's bit changed").
+    pub fn wait_for_unless(
+        &mut self,
+        what: &str,
+        mut cond: impl FnMut() -> bool,
+        wrong_what: &str,
+        mut wrong: impl FnMut() -> bool,
+    ) -> Result<Duration, Stop> {
+        let start = Instant::now();
+        let mut wrong_seen = false;
+        let d = poll_until(self.poll_deadline, &mut || {
+            wrong_seen = wrong();
+            wrong_seen || cond()
+        })
+        .map_err(|waited| {
+            Stop::Fail(format!("{what}: not seen within {} ms", waited.as_millis()))
+        })?;
+        if wrong_seen {
+            fail!(
+                "{wrong_what} after {} us, while waiting for: {what}",
+                start.elapsed().as_micros()
+            );
+        }
+        self.note(format!("{what}: {} us", d.as_micros()));
+        Ok(d)
+    }
+
     /// How long a "must not happen" check watches: see [`negative_window`].
     pub fn negative_window(&self) -> Duration {
         negative_window(self.poll_deadline)
     }
 
+    /// How long a "must not happen" check watches once a control has shown the kernel's
+    /// update done: see [`negative_window_after`].
+    pub fn negative_window_after(&self, control: Duration) -> Duration {
+        negative_window_after(self.poll_deadline, control)
+    }
+
+    /// [`Ctx::never_within`] after a control: `control` is how long the kernel took, just
+    /// before, to make the change that the forbidden one would come with (the same update
+    /// pass, on the same path: the other event's bit set by the enable that must leave this
+    /// word alone). The window is [`negative_window_after`] of it, far shorter than the
+    /// blind window, since the update that could do the wrong thing has been seen done.
+    pub fn never_after(&mut self, what: &str, control: Duration, cond: impl FnMut() -> bool) -> R {
+        let window = self.negative_window_after(control);
+        self.never_for(what, window, cond)
+    }
+
     /// Confirms that `cond` stays false for the [`Ctx::negative_window`], for "the kernel
     /// must NOT write" checks. A negative can only be bounded, not proven; the bound scales
     /// with the poll deadline (which the host scales for TCG), and the notes say what it was.
-    pub fn never_within(&mut self, what: &str, mut cond: impl FnMut() -> bool) -> R {
+    pub fn never_within(&mut self, what: &str, cond: impl FnMut() -> bool) -> R {
         let window = self.negative_window();
+        self.never_for(what, window, cond)
+    }
+
+    fn never_for(&mut self, what: &str, window: Duration, mut cond: impl FnMut() -> bool) -> R {
         let start = Instant::now();
         while start.elapsed() < window {
             if cond() {
@@ -396,6 +451,19 @@ pub fn negative_window(poll_deadline: Duration) -> Duration {
 }
 
 pub const NEGATIVE_FLOOR: Duration = Duration::from_millis(100);
+
+/// How long a "must not happen" check watches after a positive control (see
+/// [`Ctx::never_after`]): [`CONTROL_MULTIPLE`] times the control's latency, at least an
+/// eightieth of the poll deadline (25 ms under TCG, 6 ms under KVM by default: several times
+/// the 0.1–7 ms the kernel's synchronous writes and its fault worker take there, so a wrong
+/// write deferred to a slower path still lands inside), at most the blind [`negative_window`].
+pub fn negative_window_after(poll_deadline: Duration, control: Duration) -> Duration {
+    (control * CONTROL_MULTIPLE)
+        .max(poll_deadline / 80)
+        .min(negative_window(poll_deadline))
+}
+
+pub const CONTROL_MULTIPLE: u32 = 4;
 
 /// The poll step: yield first (the worker may be runnable on this CPU), then a short sleep so
 /// that a slow TCG guest is not starved by the poller.

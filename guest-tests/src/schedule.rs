@@ -22,20 +22,24 @@ pub struct Traits {
 
 /// The index in `pending` of the scenario to start now, if any: the first one, in plan order,
 /// that may join what is `running` (at most `jobs` at once; an `alone` one only into an empty
-/// machine; fault-warning scenarios only beside their own kind). With `keep_order`, an `alone`
+/// machine; fault-warning scenarios only beside their own kind). `exiting` ones have reported
+/// and are only being reaped: they take no slot, but a splat from their exit must stay
+/// attributable, so they count for who may run beside whom. With `keep_order`, an `alone`
 /// one is a barrier too: nothing planned after it starts before it, so the plan's order holds
 /// around it. A plan that stops at its first failure keeps its order: its first scenarios (a
 /// mutant's named ones) are the ones that decide. Otherwise the others go ahead, side by side.
 pub fn next(
     pending: &[Traits],
     running: &[Traits],
+    exiting: &[Traits],
     jobs: usize,
     keep_order: bool,
 ) -> Option<usize> {
-    if pending.is_empty() || running.len() >= jobs.max(1) || running.iter().any(|r| r.alone) {
+    let mut present = running.iter().chain(exiting);
+    if pending.is_empty() || running.len() >= jobs.max(1) || present.any(|r| r.alone) {
         return None;
     }
-    let Some(r) = running.first() else {
+    let Some(r) = running.iter().chain(exiting).next() else {
         return Some(0);
     };
     let barrier = if keep_order {
@@ -148,38 +152,51 @@ mod tests {
     #[test]
     fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {
         for keep in [false, true] {
-            assert_eq!(next(&[ALONE], &[PLAIN], 4, keep), None);
-            assert_eq!(next(&[ALONE], &[], 4, keep), Some(0));
-            assert_eq!(next(&[], &[], 4, keep), None);
-            assert_eq!(next(&[PLAIN], &[ALONE], 4, keep), None);
-            assert_eq!(next(&[PLAIN, ALONE, PLAIN], &[PLAIN], 4, keep), Some(0));
+            assert_eq!(next(&[ALONE], &[PLAIN], &[], 4, keep), None);
+            assert_eq!(next(&[ALONE], &[], &[], 4, keep), Some(0));
+            assert_eq!(next(&[], &[], &[], 4, keep), None);
+            assert_eq!(next(&[PLAIN], &[ALONE], &[], 4, keep), None);
+            assert_eq!(
+                next(&[PLAIN, ALONE, PLAIN], &[PLAIN], &[], 4, keep),
+                Some(0)
+            );
         }
         assert_eq!(
-            next(&[ALONE, PLAIN], &[PLAIN], 4, false),
+            next(&[ALONE, PLAIN], &[PLAIN], &[], 4, false),
             Some(1),
             "others go ahead"
         );
         assert_eq!(
-            next(&[ALONE, PLAIN], &[PLAIN], 4, true),
+            next(&[ALONE, PLAIN], &[PLAIN], &[], 4, true),
             None,
             "in order: none passes it"
         );
-        assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], 4, true), None);
+        assert_eq!(next(&[FAULTY, ALONE, PLAIN], &[PLAIN], &[], 4, true), None);
     }
 
     #[test]
     fn jobs_bound_what_runs_and_one_means_one_at_a_time() {
-        assert_eq!(next(&[PLAIN], &[PLAIN, PLAIN], 2, false), None);
-        assert_eq!(next(&[PLAIN], &[PLAIN], 1, false), None);
-        assert_eq!(next(&[PLAIN], &[], 1, false), Some(0));
-        assert_eq!(next(&[PLAIN], &[], 0, false), Some(0));
+        assert_eq!(next(&[PLAIN], &[PLAIN, PLAIN], &[], 2, false), None);
+        assert_eq!(next(&[PLAIN], &[PLAIN], &[], 1, false), None);
+        assert_eq!(next(&[PLAIN], &[], &[], 1, false), Some(0));
+        assert_eq!(next(&[PLAIN], &[], &[], 0, false), Some(0));
     }
 
     #[test]
     fn fault_warning_scenarios_share_only_with_their_kind() {
-        assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], 4, false), Some(1));
-        assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], 4, false), Some(1));
-        assert_eq!(next(&[PLAIN], &[FAULTY], 4, false), None);
+        assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], &[], 4, false), Some(1));
+        assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], &[], 4, false), Some(1));
+        assert_eq!(next(&[PLAIN], &[FAULTY], &[], 4, false), None);
+    }
+
+    #[test]
+    fn exiting_scenarios_take_no_slot_but_still_keep_kinds_apart() {
+        // One running, one exiting, two jobs: a slot is free.
+        assert_eq!(next(&[PLAIN], &[PLAIN], &[PLAIN], 2, false), Some(0));
+        // An exiting plain scenario keeps a fault-warning one out, and an alone one waits.
+        assert_eq!(next(&[FAULTY, PLAIN], &[], &[PLAIN], 2, false), Some(1));
+        assert_eq!(next(&[ALONE], &[], &[PLAIN], 2, false), None);
+        assert_eq!(next(&[PLAIN], &[], &[ALONE], 2, false), None);
     }
 
     fn rec(level: u8, text: &str) -> KmsgRecord {

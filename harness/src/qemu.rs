@@ -109,8 +109,15 @@ impl QemuConfig {
     /// which `-no-reboot` turns into QEMU exiting, so a dead kernel never hangs the host.
     /// `loglevel=5` keeps boot chatter off the slow serial console but keeps warnings
     /// (WARNING:, "user_events: Fault for mm") that the console watch looks for.
+    /// `rcupdate.rcu_expedited=1`: a process with user_events registrations waits out an RCU
+    /// grace period when it exits (user_event_mm_remove), and so do unregistering probes and
+    /// deleting events. A normal grace period takes tens of ms under TCG, an expedited one a
+    /// fraction of that; RCU's guarantees are the same, only reached sooner. Measured on the
+    /// warm suite: the scenarios' phase took 2.8–3.7 s against 5.1–5.9 s without it.
     pub fn cmdline(&self) -> String {
-        let mut s = String::from("console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr");
+        let mut s = String::from(
+            "console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1",
+        );
         if !self.extra_cmdline.is_empty() {
             s.push(' ');
             s.push_str(&self.extra_cmdline);
@@ -338,7 +345,7 @@ mod tests {
         assert!(stdio < res, "ttyS0 must be the console: {line}");
         assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
         assert!(
-            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr ue.debug=1'"),
+            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 ue.debug=1'"),
             "{line}"
         );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");

@@ -100,9 +100,10 @@ pub struct RunArgs {
     /// two: --qemu-arg -device --qemu-arg virtio-rng-pci).
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub cpus: u32,
+    /// Virtual CPUs (default: as many as the host has cores, at most 8: under TCG each one
+    /// is a host thread, and more than the cores only makes them take turns).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
     /// Guest memory: MiB, or with an M or G suffix.
     #[arg(long, default_value = "512", value_parser = harness::qemu::parse_memory_mib)]
     pub memory: u32,
@@ -119,6 +120,20 @@ pub struct RunArgs {
     pub max_restarts: u32,
 }
 
+impl RunArgs {
+    /// `--cpus`, or the host's cores up to [`DEFAULT_CPUS_MAX`].
+    pub fn guest_cpus(&self) -> u32 {
+        self.cpus.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get() as u32)
+                .min(DEFAULT_CPUS_MAX)
+        })
+    }
+}
+
+/// The most vCPUs a guest gets without `--cpus`.
+pub const DEFAULT_CPUS_MAX: u32 = 8;
+
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
@@ -130,7 +145,7 @@ impl Default for RunArgs {
             kselftest: false,
             append: vec![],
             qemu_args: vec![],
-            cpus: 2,
+            cpus: None,
             memory: 512,
             keep: false,
             console: false,

@@ -130,6 +130,8 @@ pub struct Row {
     pub failing: Vec<String>,
     pub kselftests_failing: Vec<String>,
     pub caught: bool,
+    /// With `--same-verdicts`: the failing scenarios of the second run, with `--jobs 1`.
+    pub failing_one_at_a_time: Option<Vec<String>>,
     /// Seconds make took, or None when the build came from the cache.
     pub build_secs: Option<f64>,
     /// Seconds from the patch to the verdict: rebuild, boot, suite.
@@ -167,6 +169,25 @@ pub fn failing(run: &KernelRun) -> (Vec<String>, Vec<String>) {
             .collect()
     };
     (failed(Origin::Scenario), failed(Origin::Upstream))
+}
+
+/// How the failing scenarios of a side-by-side run and a one-at-a-time run of one kernel
+/// differ, if they do.
+pub fn verdict_difference(side_by_side: &[String], one_at_a_time: &[String]) -> Option<String> {
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|n| !b.contains(n)).cloned().collect()
+    };
+    let (only_side, only_one) = (
+        only(side_by_side, one_at_a_time),
+        only(one_at_a_time, side_by_side),
+    );
+    (!only_side.is_empty() || !only_one.is_empty()).then(|| {
+        format!(
+            "failing only side by side: [{}]; failing only one at a time: [{}]",
+            only_side.join(", "),
+            only_one.join(", ")
+        )
+    })
 }
 
 /// The table docs/mutants.md shows: each mutant, its promise, what caught it.
@@ -226,6 +247,20 @@ pub fn table(base_failing: &[String], rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_differ_only_when_a_scenario_fails_in_one_run_alone() {
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            verdict_difference(&v(&["a::x", "b::y"]), &v(&["b::y", "a::x"])),
+            None
+        );
+        assert_eq!(verdict_difference(&v(&[]), &v(&[])), None);
+        assert_eq!(
+            verdict_difference(&v(&["a::x"]), &v(&["b::y"])).as_deref(),
+            Some("failing only side by side: [a::x]; failing only one at a time: [b::y]")
+        );
+    }
 
     #[test]
     fn preamble_names_the_scenarios() {

@@ -189,7 +189,7 @@ impl Session {
     }
 
     pub fn suite_options(&self, r: &RunArgs, guest: &Guest) -> SuiteOptions {
-        let cpus = r.cpus;
+        let cpus = r.guest_cpus();
         SuiteOptions {
             guest_bin_dir: guest.dir.clone(),
             manifest: self.root.join("images/initramfs.toml"),
@@ -200,7 +200,7 @@ impl Session {
             poll_deadline: Duration::from_millis(r.poll_deadline_ms),
             boot_timeout: Duration::from_secs(r.boot_timeout),
             memory_mib: r.memory,
-            cpus: r.cpus,
+            cpus,
             extra_cmdline: r.append.join(" "),
             qemu_args: r.qemu_args.clone(),
             keep: r.keep,

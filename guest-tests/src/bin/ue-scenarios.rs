@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
 use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
+use guest_tests::tracefs;
 use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
@@ -80,8 +81,7 @@ fn run_plan(path: &str) -> i32 {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let user_events =
-        std::path::Path::new(&guest_tests::tracefs::path("user_events_data")).exists();
+    let user_events = std::path::Path::new(&tracefs::path("user_events_data")).exists();
     let planned = plan.scenarios.len() as u32;
     emit(
         &mut out,
@@ -242,6 +242,11 @@ impl Spawned {
         false
     }
 
+    /// Whether the child has sent its whole report (a scenario's End record is one line).
+    fn reported(&self) -> bool {
+        self.bytes.ends_with(b"\n")
+    }
+
     /// Reaps the child; with `timed_out`, kills its whole process group first.
     fn finish(self, timed_out: bool) -> Collected {
         if timed_out {
@@ -332,6 +337,10 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         .iter()
         .map(|n| (n.clone(), traits(n)))
         .collect();
+    // Once a scenario has sent its End record it is only exiting (the kernel's exit path for
+    // a process with user_events registrations waits out an RCU grace period), so its slot
+    // goes to the next scenario, while its `end` marker waits for the reap, so that a splat
+    // from its exit is still attributed to it.
     let mut running: Vec<(String, Traits, Spawned)> = Vec::new();
     let mut stopped_at: Option<String> = None;
     loop {
@@ -341,9 +350,15 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
             jobs_allowed
         };
         while stopped_at.is_none() {
-            let busy: Vec<Traits> = running.iter().map(|r| r.1).collect();
+            // With one job (debugging, or after a splat made the run fall back), the next
+            // scenario waits for the last one's exit too: strictly one at a time.
+            let (exiting, busy): (Vec<_>, Vec<_>) =
+                running.iter().partition(|r| jobs > 1 && r.2.reported());
+            let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
+            let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
             let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
-            let Some(i) = schedule::next(&waiting, &busy, jobs, plan.stop_at_first_failure) else {
+            let keep_order = plan.stop_at_first_failure;
+            let Some(i) = schedule::next(&waiting, &busy, &exiting, jobs, keep_order) else {
                 break;
             };
             let (name, t) = pending.remove(i);
@@ -384,6 +399,7 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
                 let (name, _, s) = running.remove(i);
                 let (started, limit) = (s.started, s.limit);
                 let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
+                remove_trace_instance(&name, false);
                 kmsg_marker("end", &name);
                 stopped_at = stopped_at.or_else(|| stops(&rec));
                 emit(&rec);
@@ -460,8 +476,18 @@ fn run_in_child(name: &str, plan: &Plan, again: bool) -> Record {
         Err(rec) => *rec,
         Ok(s) => {
             let (started, limit) = (s.started, s.limit);
-            scenario_record(name, started, limit, Ok(s.wait()))
+            let rec = scenario_record(name, started, limit, Ok(s.wait()));
+            remove_trace_instance(name, again);
+            rec
         }
+    }
+}
+
+/// Removes the tracefs instance the scenario traced into, once its process group is gone.
+/// One left behind costs memory, not a verdict, so a failure is only logged.
+fn remove_trace_instance(name: &str, again: bool) {
+    if let Err(e) = tracefs::remove_instance(&tracefs::instance_name(name, again)) {
+        eprintln!("ue-scenarios: {name}: its tracefs instance stays: {e}");
     }
 }
 
@@ -481,6 +507,7 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
     spawn(limit, |fd| {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
+        tracefs::use_instance(&tracefs::instance_name(name, again));
         let poll = Duration::from_millis(plan.poll_deadline_ms);
         let rec =
             match Ctx::new(scenario.name.clone(), poll)

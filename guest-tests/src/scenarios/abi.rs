@@ -53,7 +53,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "persist_outlives_users",
-        "a PERSIST event stays after its last user and goes with DEL",
+        "a PERSIST event stays after its last user, while a twin without PERSIST released the same way goes by itself, and goes with DEL",
         persist_outlives_users,
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
@@ -70,17 +70,23 @@ const SCENARIOS: &[Scenario] = &[
         "status_names_probes",
         "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
         status_names_probes,
-    ),
+    )
+    // Reads a global seq_file list: see `Scenario::alone`.
+    .alone(true),
     Scenario::new(
         "dynamic_events_lists_fields",
         "dynamic_events shows each event as 'u:NAME type name; struct T name SIZE; ...'; a REG of the same fields (also written 'a;b') gets the same index, another struct size is EADDRINUSE",
         dynamic_events_lists_fields,
-    ),
+    )
+    // Reads a global seq_file list: see `Scenario::alone`.
+    .alone(true),
     Scenario::new(
         "dynamic_events_delete_one",
         "'-:NAME' written to dynamic_events deletes that event only: an unused event whose name sorts before it stays",
         dynamic_events_delete_one,
-    ),
+    )
+    // Reads a global seq_file list: see `Scenario::alone`.
+    .alone(true),
 ];
 
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
@@ -616,21 +622,26 @@ fn persist_outlives_users(cx: &mut Ctx) -> R {
     cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    // A twin without PERSIST, registered and released the same way, is the control: its
+    // automatic delete runs on the path (the last put, deferred) that would wrongly delete
+    // the PERSIST one.
+    let twin = cx.event_name();
     let other = tracefs::open_data()?;
-    uapi::reg(
-        other.as_fd(),
-        &name,
-        page.addr(0) as u64,
-        4,
-        0,
-        uapi::USER_EVENT_REG_PERSIST,
-    )?;
-    uapi::unreg(other.as_fd(), page.addr(0) as u64, 0)?;
+    for (event, at, flags) in [(&name, 0, uapi::USER_EVENT_REG_PERSIST), (&twin, 4, 0)] {
+        uapi::reg(other.as_fd(), event, page.addr(at) as u64, 4, 0, flags)?;
+        uapi::unreg(other.as_fd(), page.addr(at) as u64, 0)?;
+    }
     drop(other);
     let dir = format!("events/user_events/{name}");
-    cx.never_within("PERSIST event removed without DEL", || {
-        !tracefs::exists(&dir)
-    })?;
+    let twin_dir = format!("events/user_events/{twin}");
+    let wrong = "PERSIST event removed without DEL";
+    let control = cx.wait_for_unless(
+        "the twin without PERSIST removed after its last reference went",
+        || !tracefs::exists(&twin_dir),
+        wrong,
+        || !tracefs::exists(&dir),
+    )?;
+    cx.never_after(wrong, control, || !tracefs::exists(&dir))?;
     check_eq!(
         uapi::del(cx.fd(), &name).err(),
         None,

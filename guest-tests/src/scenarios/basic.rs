@@ -20,8 +20,7 @@ const SCENARIOS: &[Scenario] = &[
         "write_reaches_trace",
         "an event written with fields appears in `trace` with those values",
         write_reaches_trace,
-    )
-    .alone(true),
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("basic", SCENARIOS).requires(REMOTE_WRITE);

@@ -24,8 +24,8 @@ use eventheader as eh;
 use tracepoint::{EventDataDescriptor, TracepointState};
 
 use crate::framework::{
-    exec_helper, fork, helper_verdict, keep_across_exec, wait_until, Ctx, Family, Pipe, Scenario,
-    Stop, R, REMOTE_WRITE,
+    exec_helper, fork, helper_verdict, keep_across_exec, wait_until, Ctx, Family, Mapping, Pipe,
+    Scenario, Stop, R, REMOTE_WRITE,
 };
 use crate::perf::PerfRing;
 use crate::uapi::{self, Errno};
@@ -61,17 +61,17 @@ const SCENARIOS: &[Scenario] = &[
         "tracepoint_write_reaches_trace",
         "TracepointState::write events appear in `trace` decoded by the registered fields; the crate doc's `char Field2[20]` is a 1-byte field",
         tracepoint_write_reaches_trace,
-    ).alone(true),
+    ),
     Scenario::new(
         "eventheader_write_reaches_trace",
         "write_event! events, with and without fields, appear in `trace` and in perf samples with the eventheader payload",
         eventheader_write_reaches_trace,
-    ).alone(true),
+    ),
     Scenario::new(
         "fork_child_follows",
         "a fork child, without re-registering, sees the provider's enable changes and its events appear under its own pid",
         fork_child_follows,
-    ).alone(true),
+    ),
     Scenario::new(
         "fork_cow_both_follow",
         "after child and then parent write the page holding a static enable word, each still follows enable and disable",
@@ -81,12 +81,14 @@ const SCENARIOS: &[Scenario] = &[
         "unregister_reads_disabled",
         "unregister/drop leave the words disabled for good; the event stays in user_events_status until the crate's fd closes",
         unregister_reads_disabled,
-    ),
+    )
+    // Reads a global seq_file list: see `Scenario::alone`.
+    .alone(true),
     Scenario::new(
         "exec_fresh_registration",
         "after exec from a process with a registered provider, a fresh register in the new image follows enable and writes",
         exec_fresh_registration,
-    ).alone(true),
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("client", SCENARIOS).requires(REMOTE_WRITE);
@@ -741,13 +743,39 @@ fn unregister_reads_disabled(cx: &mut Ctx) -> R {
             "UNREG at dropped state + {off}"
         );
     }
+    // A word still registered for `name`, through an fd of its own, is the control that the
+    // enables' updates ran (`name`'s comes after `eh_tp`'s). It is unregistered and its fd
+    // closed below, so that it holds no reference when the crate's fd closes.
+    let witness_fd = tracefs::open_data()?;
+    let witness = Mapping::anon(libc::MAP_PRIVATE)?;
+    let witness_at = witness.addr(0) as u64;
+    uapi::reg(
+        witness_fd.as_fd(),
+        &format!("{name} u32 n"),
+        witness_at,
+        4,
+        0,
+        0,
+    )?;
     for n in [eh_tp, &name] {
         tracefs::set_enabled(n, false)?;
+    }
+    cx.wait_for("the witness word cleared by the disables", || {
+        witness.u32_at(0) == 0
+    })?;
+    for n in [eh_tp, &name] {
         tracefs::set_enabled(n, true)?;
     }
-    cx.never_within("an unregistered word enabled again", || {
-        eh_on() || TP_UNREG.enabled()
-    })?;
+    let wrong = "an unregistered word enabled again";
+    let control = cx.wait_for_unless(
+        "the witness word set by the enables",
+        || witness.u32_at(0) == 1,
+        wrong,
+        || eh_on() || TP_UNREG.enabled(),
+    )?;
+    cx.never_after(wrong, control, || eh_on() || TP_UNREG.enabled())?;
+    uapi::unreg(witness_fd.as_fd(), witness_at, 0)?;
+    drop(witness_fd);
     for n in [eh_tp, &name, &boxed_name] {
         tracefs::set_enabled(n, false)?;
     }

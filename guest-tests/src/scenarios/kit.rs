@@ -10,7 +10,7 @@ use crate::{check, check_eq, fail, tracefs, uapi};
 
 /// The lines of `trace` for `name` (the text after `NAME: `), as bytes, in order.
 pub fn trace_fields(name: &str) -> Result<Vec<Vec<u8>>, Stop> {
-    let p = tracefs::path("trace");
+    let p = tracefs::instance_path("trace")?;
     let raw = std::fs::read(&p).map_err(|e| Stop::Fail(format!("{p}: {e}")))?;
     let marker = format!(" {name}:");
     let mut out = vec![];

@@ -21,7 +21,7 @@ const SCENARIOS: &[Scenario] = &[
         "write_reaches_trace",
         "old ABI: a written event reaches `trace` as a hex dump of the entry: its id, then the payload",
         write_reaches_trace,
-    ).alone(true),
+    ),
     Scenario::new(
         "format_array_fields",
         "old ABI: the `format` file of an event with char[N], unsigned char[N], __rel_loc and __data_loc fields shows every field line exactly, array lengths included (snapshot of the whole file)",

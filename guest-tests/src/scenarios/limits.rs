@@ -13,7 +13,9 @@ const SCENARIOS: &[Scenario] = &[
         "user_events_max",
         "with user_events_max lowered to N, new events are created up to N existing and the next REG is EMFILE; existing events still register; 0 refuses every new one",
         user_events_max,
-    ),
+    )
+    // A global sysctl, and the count of every event.
+    .alone(true),
     Scenario::new(
         "field_array_size_max",
         "char[1024] and unsigned char[1024] are accepted, take 1024 bytes and render all of them; char[1025] and unsigned char[1025] are EINVAL",
@@ -23,12 +25,12 @@ const SCENARIOS: &[Scenario] = &[
         "event_desc_max",
         "a REG command of 511 characters is accepted and a 512-character one is EINVAL; a 511-character event name gets a working tracefs directory; DEL takes 511-character names",
         event_desc_max,
-    ),
+    )
+    // Reads a global seq_file list: see `Scenario::alone`.
+    .alone(true),
 ];
 
-pub const FAMILY: Family = Family::new("limits", SCENARIOS)
-    .requires(REMOTE_WRITE)
-    .alone();
+pub const FAMILY: Family = Family::new("limits", SCENARIOS).requires(REMOTE_WRITE);
 
 const SYSCTL: &str = "/proc/sys/kernel/user_events_max";
 

@@ -58,16 +58,16 @@ pub const FAMILY: Family = Family::new("munmap", SCENARIOS)
 
 /// Waits for the fault worker's "user_events: Fault for mm: ... event: NAME" warning, which
 /// ends its (failed) attempt to write the word.
-pub(super) fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> R {
+pub(super) fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> Result<Duration, Stop> {
     let needle = format!("event: {name}\n");
     let mut err = None;
-    cx.wait_for(&format!("fault warning #{nth} for {name}"), || {
+    let took = cx.wait_for(&format!("fault warning #{nth} for {name}"), || {
         kmsg_count(&needle).map(|n| n >= nth).unwrap_or_else(|e| {
             err = Some(e);
             true
         })
     })?;
-    err.map_or(Ok(()), Err)
+    err.map_or(Ok(took), Err)
 }
 
 fn enable_after_munmap(cx: &mut Ctx) -> R {
@@ -212,12 +212,12 @@ fn remap_fixed_gets_next_change(cx: &mut Ctx) -> R {
 /// a failed fault-in (the stock kernels hold it for microseconds).
 const AMPLIFIED_WINDOW: Duration = Duration::from_millis(1500);
 
-/// Where the enable goes: a fifth of the amplified window after the fault warning. On a
-/// stock kernel the worker has cleared FAULTING long before (it does so right after the
-/// warning), so the enable meets no fault in flight; on the amplified kernel it always
+/// Where the enable goes: a fifteenth of the amplified window after the fault warning. On a
+/// stock kernel the worker has cleared FAULTING long before (it does so microseconds after
+/// the warning), so the enable meets no fault in flight; on the amplified kernel it always
 /// does. This fixed pause places the enable in (or after) the window; it waits for no
 /// update of the kernel's.
-const INTO_WINDOW: Duration = Duration::from_millis(300);
+const INTO_WINDOW: Duration = Duration::from_millis(100);
 
 /// The lost update of docs/kernel-bugs/lost-update.md, made deterministic by the amplified
 /// kernel `6.12-slowfault`: an enable skipped with -EBUSY while a failed fault is in flight

@@ -205,8 +205,16 @@ fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
     // Its user_event_mm went with it: nothing writes bit 1 now, while bit 0 still follows.
     tracefs::set_enabled(&earlys, true)?;
     tracefs::set_enabled(&mains, true)?;
-    cx.wait_for("main thread's bit 0 set", || page.u32_at(0) & 1 == 1)?;
-    cx.never_within("bit 1 set after the early thread exited", || {
+    // The main thread's bit, enabled second, is the control: the early event's update (which
+    // would write bit 1 if the early thread's registration were still there) ran before it,
+    // on the same path.
+    let control = cx.wait_for_unless(
+        "main thread's bit 0 set",
+        || page.u32_at(0) & 1 == 1,
+        "bit 1 set after the early thread exited",
+        || page.u32_at(0) & 2 != 0,
+    )?;
+    cx.never_after("bit 1 set after the early thread exited", control, || {
         page.u32_at(0) != 1
     })?;
     Ok(())

@@ -2,6 +2,8 @@
 //! strings, write() and writev(), and the errors of the write path. The raw lines and the
 //! `format` file also go to the host as snapshots; the guest asserts the field text itself.
 
+use std::os::fd::AsFd;
+
 use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
@@ -37,11 +39,14 @@ const SCENARIOS: &[Scenario] = &[
         "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
         write_errors,
     ),
+    Scenario::new(
+        "instances_are_separate",
+        "two tracefs instances with the same event enabled: each buffer holds only what was written while it had the event on, the top level none; the bit stays set while either has it on and clears when the last is removed with it still enabled",
+        instances_are_separate,
+    ),
 ];
 
-pub const FAMILY: Family = Family::new("trace", SCENARIOS)
-    .requires(REMOTE_WRITE)
-    .alone();
+pub const FAMILY: Family = Family::new("trace", SCENARIOS).requires(REMOTE_WRITE);
 
 /// Registers `name_args`, enables its event and empties `trace`; returns the write index.
 fn enabled_event(
@@ -511,6 +516,81 @@ fn iovec(b: &[u8]) -> libc::iovec {
         iov_base: b.as_ptr() as *mut _,
         iov_len: b.len(),
     }
+}
+
+/// Every scenario traces into an instance of its own, so what instances share and what they
+/// do not is itself checked: one event, two instances (and the top level, which nothing here
+/// enables), three writes at three different sets of probes.
+fn instances_are_separate(cx: &mut Ctx) -> R {
+    cx.require_remote_write()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let idx = cx.reg(&format!("{name} u32 n"), page.addr(0), 4, 0)?;
+    let a = tracefs::Instance::new(&format!("{name}_a"))?;
+    let b = tracefs::Instance::new(&format!("{name}_b"))?;
+    let data = cx.data.try_clone()?;
+    let write = |n: u32| -> R {
+        let sent = uapi::write_event(data.as_fd(), idx, &n.to_ne_bytes())?;
+        check_eq!(sent, 8, "bytes accepted by write() of n={n}");
+        Ok(())
+    };
+    a.set_enabled(&name, true)?;
+    cx.wait_for("bit set once instance a enabled the event", || {
+        page.u32_at(0) == 1
+    })?;
+    write(1)?;
+    b.set_enabled(&name, true)?;
+    write(2)?;
+    a.set_enabled(&name, false)?;
+    // The detach's update pass wrote the (present, writable) word before write() returned.
+    cx.never_after(
+        "bit cleared by instance a's disable while instance b has the event on",
+        std::time::Duration::ZERO,
+        || page.u32_at(0) != 1,
+    )?;
+    write(3)?;
+    let of_event = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| l.contains(&format!(" {name}: ")))
+            .collect()
+    };
+    let want = |ns: &[u32]| -> Vec<String> {
+        ns.iter()
+            .map(|n| format!(" {name}: n={n:#x} ({n})"))
+            .collect()
+    };
+    for (what, lines, ns) in [
+        (
+            "instance a (on for writes 1 and 2)",
+            of_event(a.trace_lines()?),
+            &[1, 2][..],
+        ),
+        (
+            "instance b (on for writes 2 and 3)",
+            of_event(b.trace_lines()?),
+            &[2, 3][..],
+        ),
+        (
+            "the top level (never on)",
+            of_event(tracefs::top_level_trace_lines()?),
+            &[][..],
+        ),
+    ] {
+        let want = want(ns);
+        check!(
+            lines.len() == want.len() && lines.iter().zip(&want).all(|(l, w)| l.ends_with(w)),
+            "lines of {name} in {what}: {lines:?}, want ones ending with {want:?}"
+        );
+    }
+    // Removing an instance detaches what it had enabled: b was the last probe.
+    b.remove()?;
+    cx.wait_for(
+        "bit cleared once instance b, the last with the event on, was removed",
+        || page.u32_at(0) == 0,
+    )?;
+    uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
+    Ok(())
 }
 
 #[cfg(test)]

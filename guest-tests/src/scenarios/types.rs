@@ -36,9 +36,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-pub const FAMILY: Family = Family::new("types", SCENARIOS)
-    .requires(REMOTE_WRITE)
-    .alone();
+pub const FAMILY: Family = Family::new("types", SCENARIOS).requires(REMOTE_WRITE);
 
 /// Registers and enables `NAME FIELDS`, writes each payload (checking write() took all of
 /// it), then disables the event; returns its name.

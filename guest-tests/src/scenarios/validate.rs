@@ -34,9 +34,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-pub const FAMILY: Family = Family::new("validate", SCENARIOS)
-    .requires(REMOTE_WRITE)
-    .alone();
+pub const FAMILY: Family = Family::new("validate", SCENARIOS).requires(REMOTE_WRITE);
 
 /// `u32 n` at 8, loc fields of a, b, c at 12, 16, 20; their data from 24. The payload (what
 /// follows the index) starts at entry offset 8, so entry offset X is payload byte X - 8.

@@ -712,8 +712,10 @@ fn killed_mutants(s: &Setup) -> anyhow::Result<Vec<Row>> {
         run: s.run_args.clone(),
         only: None,
         no_fail_fast: false,
+        same_verdicts: false,
     };
-    let (base_failing, rows) = crate::commands::mutants::judge(&args)?;
+    let judged = crate::commands::mutants::judge(&args)?;
+    let (base_failing, rows) = (judged.base_failing, judged.rows);
     let killed: Vec<f64> = rows
         .iter()
         .filter(|r| r.caught)

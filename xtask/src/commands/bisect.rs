@@ -36,6 +36,11 @@ pub struct BisectArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Run every selected trial at every step. By default a step stops at its first failed
+    /// trial: a commit is bad as soon as one fails, and waiting out the rest only slows the
+    /// bisect (the step then names the trial that failed first).
+    #[arg(long)]
+    pub no_fail_fast: bool,
     /// Arguments for the test runner: which trials decide (a filter, --exact, --skip).
     #[arg(last = true)]
     pub libtest: Vec<String>,
@@ -274,6 +279,7 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let kernel: KernelUnderTest = resolved.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
+    opts.stop_at_first_failure = !a.no_fail_fast;
     s.choose_accel(&mut opts, a.run.accel, &kernel)?;
     let args = libtest_mimic::Arguments::from_iter(
         std::iter::once("cargo xtask bisect".to_owned()).chain(a.libtest.clone()),

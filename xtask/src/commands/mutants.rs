@@ -24,24 +24,75 @@ pub struct MutantsArgs {
     /// of a scenario it names (which run first): the verdict, not the full list of failures.
     #[arg(long)]
     pub no_fail_fast: bool,
+    /// Boot the unpatched kernel and every mutant twice, every trial run both times: with
+    /// the scenarios side by side (`--jobs`, default the vCPUs) and with `--jobs 1`. Any
+    /// scenario whose verdict differs between the two is reported, and the command fails:
+    /// the proof that running scenarios side by side changes no verdict.
+    #[arg(long)]
+    pub same_verdicts: bool,
 }
 
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
-    let (base_failing, rows) = judge(&a)?;
-    let table = mutants::table(&base_failing, &rows);
+    let judged = judge(&a)?;
+    let (base_failing, rows) = (&judged.base_failing, &judged.rows);
+    let table = mutants::table(base_failing, rows);
     println!("{table}");
+    let differing = judged.differing_verdicts();
+    if a.same_verdicts {
+        if differing.is_empty() {
+            println!(
+                "same verdicts side by side and one at a time, every trial run: the unpatched kernel and {} mutants",
+                rows.len()
+            );
+        } else {
+            println!(
+                "verdicts that differ between side by side and one at a time:\n{}",
+                differing.join("\n")
+            );
+        }
+    }
     let runs_dir = Session::for_kernels(&a.kernel).runs_dir();
     let out = runs_dir.join("mutants.md");
     std::fs::create_dir_all(&runs_dir)?;
     std::fs::write(&out, &table)?;
     eprintln!("table written to {}", out.display());
-    let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught);
+    let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught) && differing.is_empty();
     Ok(crate::exit::trials(!ok))
 }
 
-/// Boots the unpatched kernel and each selected mutant: the scenarios failing on the unpatched
-/// kernel, and a row per mutant (`cargo xtask bench` times the killed ones).
-pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)> {
+/// What [`judge`] found: the scenarios failing on the unpatched kernel, and a row per mutant
+/// (`cargo xtask bench` times the killed ones). With `--same-verdicts`, the unpatched
+/// kernel's failing scenarios with `--jobs 1` too (each row has its own).
+pub struct Judged {
+    pub base_failing: Vec<String>,
+    pub base_failing_one_at_a_time: Option<Vec<String>>,
+    pub rows: Vec<mutants::Row>,
+}
+
+impl Judged {
+    /// One line per kernel whose failing scenarios differ between the two runs.
+    pub fn differing_verdicts(&self) -> Vec<String> {
+        let base = (
+            "unpatched",
+            &self.base_failing,
+            &self.base_failing_one_at_a_time,
+        );
+        std::iter::once(base)
+            .chain(
+                self.rows
+                    .iter()
+                    .map(|r| (r.mutant.name.as_str(), &r.failing, &r.failing_one_at_a_time)),
+            )
+            .filter_map(|(kernel, side_by_side, one_at_a_time)| {
+                mutants::verdict_difference(side_by_side, one_at_a_time.as_ref()?)
+                    .map(|d| format!("{kernel}: {d}"))
+            })
+            .collect()
+    }
+}
+
+/// Boots the unpatched kernel and each selected mutant.
+pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     let k = &a.kernel;
     if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
         bail!("mutants are applied to a packaged kernel: use --kernel, not --patch, --kernel-image or --kernel-tree");
@@ -80,8 +131,23 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
         harness::artifacts::write(&run)?;
         Ok(run)
     };
+    let fail_fast = !(a.no_fail_fast || a.same_verdicts);
+    // The second run of --same-verdicts: every scenario one at a time.
+    let one_at_a_time = |opts: &harness::model::SuiteOptions| harness::model::SuiteOptions {
+        jobs: 1,
+        ..opts.clone()
+    };
     let base_run = boot(&base, &opts, &sel)?;
     let (base_failing, base_ks_failing) = mutants::failing(&base_run);
+    let base_failing_one_at_a_time = if a.same_verdicts {
+        s.progress.step(
+            crate::progress::Step::Boot,
+            &format!("{} unpatched, --jobs 1", base.label),
+        );
+        Some(mutants::failing(&boot(&base, &one_at_a_time(&opts), &sel)?).0)
+    } else {
+        None
+    };
     if !base_ks_failing.is_empty() {
         eprintln!(
             "note: upstream selftests failing on the unpatched kernel: {}",
@@ -111,13 +177,23 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
             guest: sel.guest.clone(),
         };
         let mutant_opts = harness::model::SuiteOptions {
-            stop_at_first_failure: !a.no_fail_fast,
+            stop_at_first_failure: fail_fast,
             stop_on: named.iter().map(|sc| sc.name.clone()).collect(),
             ..opts.clone()
         };
         let run = boot(&kernel, &mutant_opts, &mutant_sel)?;
         let verdict_secs = started.elapsed().as_secs_f64();
         let (failing, ks_failing) = mutants::failing(&run);
+        let failing_one_at_a_time = if a.same_verdicts {
+            s.progress.step(
+                crate::progress::Step::Boot,
+                &format!("{}, --jobs 1", kernel.label),
+            );
+            let run = boot(&kernel, &one_at_a_time(&mutant_opts), &mutant_sel)?;
+            Some(mutants::failing(&run).0)
+        } else {
+            None
+        };
         // Upstream selftests that fail on the unpatched kernel too say nothing about the mutant.
         let kselftests_failing: Vec<String> = ks_failing
             .into_iter()
@@ -139,6 +215,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
             failing,
             kselftests_failing,
             caught,
+            failing_one_at_a_time,
             build_secs: resolved.build_secs,
             verdict_secs,
         });
@@ -148,12 +225,16 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<(Vec<String>, Vec<mutants::Row>)
             "killed mutants: median {median:.1} s from patch to verdict ({} of {}{})",
             rows.iter().filter(|r| r.caught).count(),
             rows.len(),
-            if a.no_fail_fast {
+            if !fail_fast {
                 ", every trial run"
             } else {
                 ", fail-fast"
             }
         );
     }
-    Ok((base_failing, rows))
+    Ok(Judged {
+        base_failing,
+        base_failing_one_at_a_time,
+        rows,
+    })
 }
