@@ -148,7 +148,10 @@ pub fn trim(cache_root: &Path) -> anyhow::Result<bool> {
     }
     let mut c = Command::new(PROGRAM);
     env(&mut c, cache_root);
-    let o = c.arg("--cleanup").output().context("run ccache --cleanup")?;
+    let o = c
+        .arg("--cleanup")
+        .output()
+        .context("run ccache --cleanup")?;
     if !o.status.success() {
         anyhow::bail!(
             "ccache --cleanup failed in {}: {}",

@@ -55,6 +55,11 @@ const LAST_ROW: u32 = 11;
 /// Rows that take tens of minutes of every core: never part of the default bench (or CI).
 const ONLY_WHEN_NAMED: [u32; 2] = [10, 11];
 
+/// Whether row `r` runs under `--only only` (empty: the default rows).
+fn selected(only: &[u32], r: u32) -> bool {
+    only.contains(&r) || (only.is_empty() && !ONLY_WHEN_NAMED.contains(&r))
+}
+
 /// Limits for the commands the bench runs: generous, but every wait ends.
 const VNG_LIMIT: Duration = Duration::from_secs(6 * 60);
 
@@ -189,9 +194,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(bad) = a.only.iter().find(|r| !(1..=LAST_ROW).contains(*r)) {
         bail!("--only {bad}: rows are numbered 1 to {LAST_ROW}");
     }
-    let want = |r: u32| {
-        a.only.contains(&r) || (a.only.is_empty() && !ONLY_WHEN_NAMED.contains(&r))
-    };
+    let want = |r: u32| selected(&a.only, r);
     let kernel_args = KernelArgs {
         no_install: true,
         cache_dir: a.cache_dir.clone(),
@@ -568,11 +571,18 @@ fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![Row::new(
         10,
         "10",
-        &format!("cold matrix, {} kernels, empty cache, end to end", t.kernels.len()),
+        &format!(
+            "cold matrix, {} kernels, empty cache, end to end",
+            t.kernels.len()
+        ),
         vec![t.wall_secs],
         format!(
             "one run; {}; {load}; timings in {}",
-            if o.failed { "some trials failed" } else { "every kernel as expected" },
+            if o.failed {
+                "some trials failed"
+            } else {
+                "every kernel as expected"
+            },
             o.dir.join("timings.json").display()
         ),
     )];
@@ -605,7 +615,8 @@ fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
                 k.extract_secs,
                 k.build_secs,
                 k.make_secs.map_or("cached".into(), |m| format!("{m:.0} s")),
-                k.steps.map_or(String::new(), |n| format!(", {n} kbuild steps")),
+                k.steps
+                    .map_or(String::new(), |n| format!(", {n} kbuild steps")),
                 k.vm_secs
             ),
         ));
@@ -1662,6 +1673,14 @@ fn run_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_long_cold_rows_run_only_when_named() {
+        assert!(selected(&[], 1) && selected(&[], 9));
+        assert!(!selected(&[], 10) && !selected(&[], 11));
+        assert!(selected(&[10], 10) && !selected(&[10], 11) && !selected(&[10], 2));
+        assert!(selected(&[2, 11], 11));
+    }
 
     #[test]
     fn medians_of_odd_and_even_counts_with_min_and_max() {
