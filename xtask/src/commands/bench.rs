@@ -10,7 +10,8 @@
 //! results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
 //! `cargo xtask mutants`). Two rows run only when `--only` names them, each once (tens of
 //! minutes of both cores): 10 `cargo xtask matrix` from an empty cache, against the sum of
-//! its parts; 11 one cold build without ccache, with an empty ccache, and with a warm one.
+//! its parts; 11 one cold build without ccache, with an empty ccache, with a warm one, and
+//! with a warm one and one more `--kconfig` option.
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
@@ -38,7 +39,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
-    /// cache, ~40 min) and 11 (three cold builds for ccache, ~20 min) run only when named.
+    /// cache, ~20 min here) and 11 (four cold builds for ccache, ~15 min) run only when named.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
@@ -631,9 +632,11 @@ fn scratch_build(
     pristine: &Path,
     real_cache: &Path,
     ccache: bool,
+    kconfig: &[&str],
 ) -> anyhow::Result<(f64, crate::kbuild::BuildRecord)> {
     let sources = scratch.join("sources");
     std::fs::create_dir_all(&sources)?;
+    let seeded = scratch.join("apt").exists();
     for (from, to, flags) in [
         (real_cache.join("apt"), scratch.join("apt"), "-a"),
         (
@@ -642,6 +645,9 @@ fn scratch_build(
             "-al",
         ),
     ] {
+        if seeded {
+            break;
+        }
         let st = Command::new("cp").arg(flags).arg(&from).arg(&to).status()?;
         if !st.success() {
             bail!("cp {flags} {} {} failed", from.display(), to.display());
@@ -651,6 +657,7 @@ fn scratch_build(
         cache_dir: Some(scratch.to_owned()),
         no_install: true,
         ccache,
+        kconfig: kconfig.iter().map(|k| k.to_string()).collect(),
         ..KernelArgs::default()
     };
     let mut session = Session::for_kernels(&args);
@@ -664,8 +671,13 @@ fn scratch_build(
     Ok((wall, record))
 }
 
+/// Row 11d's change: an option few objects depend on, so a new cache key whose every object
+/// sees another autoconf.h.
+const KCONFIG_CHANGE: &str = "CONFIG_IKCONFIG=y";
+
 // Row 11: does ccache pay? One cold build of the default kernel (a) without ccache, (b) with an
-// empty ccache, (c) with (b)'s ccache, warm, in another empty cache (other absolute paths).
+// empty ccache, (c) with (b)'s ccache, warm, in another empty cache (other absolute paths),
+// (d) with that ccache and one more `--kconfig` option (a new cache key).
 fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
     let list = session.kernel_list()?;
     let pristine = session.pristine_tree(&list.default)?;
@@ -674,7 +686,12 @@ fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
     let a = ScratchCache::new("ccache-a")?;
     let b = ScratchCache::new("ccache-b")?;
     let c = ScratchCache::new("ccache-c")?;
-    for (id, dir, ccache) in [("11a", &a, false), ("11b", &b, true), ("11c", &c, true)] {
+    for (id, dir, ccache, kconfig) in [
+        ("11a", &a, false, &[][..]),
+        ("11b", &b, true, &[]),
+        ("11c", &c, true, &[]),
+        ("11d", &c, true, &[KCONFIG_CHANGE]),
+    ] {
         if id == "11c" {
             std::fs::rename(crate::ccache::dir(&b.0), crate::ccache::dir(&c.0))
                 .context("move the warm ccache store to the third scratch cache")?;
@@ -686,7 +703,7 @@ fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
             dir.0.display(),
             if ccache { ", through ccache" } else { "" }
         ));
-        let (wall, rec) = scratch_build(&dir.0, &pristine, &s.cache, ccache)?;
+        let (wall, rec) = scratch_build(&dir.0, &pristine, &s.cache, ccache, kconfig)?;
         results.push((id, wall, rec, load, load_average()));
     }
     let base = results.first().map(|r| r.2.build_secs);
@@ -694,7 +711,8 @@ fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
         let what = match id {
             "11a" => "cold build, no ccache (make)",
             "11b" => "cold build, empty ccache (make)",
-            _ => "second cold build, warm ccache, other cache folder (make)",
+            "11c" => "second cold build, warm ccache, other cache folder (make)",
+            _ => "cold build with --kconfig CONFIG_IKCONFIG=y, warm ccache (make)",
         };
         let mut row = Row::new(
             11,
