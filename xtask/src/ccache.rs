@@ -1,7 +1,7 @@
 //! ccache for kernel builds (`--ccache`), kept inside the harness cache (`<cache>/ccache`,
 //! never the user's own ccache): a second cold build of the same sources (another `--kconfig`,
 //! a fragment edit, a fresh cache entry) then compiles only what the change touched. Off by
-//! default: with an empty store a build takes 1.5× as long (bench row 11, docs/performance.md),
+//! default: with an empty store a build takes 1.5–2.3× as long (bench row 11, docs/performance.md),
 //! and CI and every first build start empty.
 //!
 //! The compiler is wrapped by PATH, not by `make CC="ccache gcc"`: `<cache>/ccache/bin/gcc`
@@ -36,7 +36,8 @@ fn store(cache_root: &Path) -> PathBuf {
     dir(cache_root).join("store")
 }
 
-/// ccache's hit and miss counters for one build (the store's counters after minus before).
+/// ccache's hit and miss counters for one build (the store's counters after minus before: a
+/// `--ccache` build running at the same time in the same cache adds its own to them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub hits: u64,
