@@ -345,36 +345,27 @@ impl Ctx {
         Ok(d)
     }
 
-    /// How long a "must not happen" check watches: see [`negative_window`].
-    pub fn negative_window(&self) -> Duration {
-        negative_window(self.poll_deadline)
-    }
-
     /// How long a "must not happen" check watches once a control has shown the kernel's
     /// update done: see [`negative_window_after`].
     pub fn negative_window_after(&self, control: Duration) -> Duration {
         negative_window_after(self.poll_deadline, control)
     }
 
-    /// [`Ctx::never_within`] after a control: `control` is how long the kernel took, just
-    /// before, to make the change that the forbidden one would come with (the same update
-    /// pass, on the same path: the other event's bit set by the enable that must leave this
-    /// word alone). The window is [`negative_window_after`] of it, far shorter than the
-    /// blind window, since the update that could do the wrong thing has been seen done.
-    pub fn never_after(&mut self, what: &str, control: Duration, cond: impl FnMut() -> bool) -> R {
+    /// Confirms that `cond` stays false, for "the kernel must NOT write" checks, once a
+    /// control has shown the update that would make the wrong write done. A negative can
+    /// only be bounded, not proven: `control` is how long the kernel took, just before, to
+    /// make the change the forbidden one would come with (the same update pass, on the same
+    /// path: the other event's bit set by the enable that must leave this word alone), or
+    /// zero where that update is the system call just returned (a present, writable word is
+    /// written before it returns). The window is [`negative_window_after`] of it; the notes
+    /// say what it was.
+    pub fn never_after(
+        &mut self,
+        what: &str,
+        control: Duration,
+        mut cond: impl FnMut() -> bool,
+    ) -> R {
         let window = self.negative_window_after(control);
-        self.never_for(what, window, cond)
-    }
-
-    /// Confirms that `cond` stays false for the [`Ctx::negative_window`], for "the kernel
-    /// must NOT write" checks. A negative can only be bounded, not proven; the bound scales
-    /// with the poll deadline (which the host scales for TCG), and the notes say what it was.
-    pub fn never_within(&mut self, what: &str, cond: impl FnMut() -> bool) -> R {
-        let window = self.negative_window();
-        self.never_for(what, window, cond)
-    }
-
-    fn never_for(&mut self, what: &str, window: Duration, mut cond: impl FnMut() -> bool) -> R {
         let start = Instant::now();
         while start.elapsed() < window {
             if cond() {
@@ -442,10 +433,10 @@ impl Ctx {
     }
 }
 
-/// How long a "must not happen" check watches, from the poll deadline of the plan: a
-/// quarter of it, at least [`NEGATIVE_FLOOR`]. The asynchronous path a wrong write would
-/// take is the one a positive check waits the whole deadline for; the deadline is scaled
-/// ×4 under TCG, and so is this window (125 ms under KVM, 500 ms under TCG by default).
+/// The longest a "must not happen" check watches, from the poll deadline of the plan: a
+/// quarter of it, at least [`NEGATIVE_FLOOR`] (125 ms under KVM, 500 ms under TCG by
+/// default). It was every such check's window before each had a control; now it only caps
+/// [`negative_window_after`] when a control was slow.
 pub fn negative_window(poll_deadline: Duration) -> Duration {
     (poll_deadline / 4).max(NEGATIVE_FLOOR)
 }
@@ -971,5 +962,18 @@ mod tests {
             verdict_stop(42, "ignore warp_drive x"),
             Err(Stop::Fail(_))
         ));
+    }
+
+    #[test]
+    fn the_window_after_a_control_scales_with_it_between_a_floor_and_the_blind_window() {
+        let ms = Duration::from_millis;
+        let tcg = ms(2000);
+        // A synchronous update (no latency to scale): the floor, 25 ms under TCG.
+        assert_eq!(negative_window_after(tcg, Duration::ZERO), ms(25));
+        // A 20 ms deferred delete: four times that.
+        assert_eq!(negative_window_after(tcg, ms(20)), ms(80));
+        // Never longer than the blind window.
+        assert_eq!(negative_window_after(tcg, ms(400)), negative_window(tcg));
+        assert_eq!(negative_window(tcg), ms(500));
     }
 }

@@ -55,6 +55,19 @@ pub fn next(
         .position(|p| !p.alone && p.fault_warnings == r.fault_warnings)
 }
 
+/// The order scenarios start in when the plan's own order does not matter: those that must
+/// run alone first, while the machine is empty anyway, then the fault-warning ones (beside
+/// each other only), then the rest side by side. Each switch between these kinds waits for
+/// the machine to drain, so that there are two switches, and the long tail of the run is
+/// the side-by-side part, where the slots are all used. Stable within each kind.
+pub fn start_order(pending: &mut [(String, Traits)]) {
+    pending.sort_by_key(|(_, t)| match (t.alone, t.fault_warnings) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    });
+}
+
 /// One record of `/dev/kmsg` as the runner needs it: its level and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmsgRecord {
@@ -187,6 +200,24 @@ mod tests {
         assert_eq!(next(&[FAULTY, PLAIN], &[PLAIN], &[], 4, false), Some(1));
         assert_eq!(next(&[PLAIN, FAULTY], &[FAULTY], &[], 4, false), Some(1));
         assert_eq!(next(&[PLAIN], &[FAULTY], &[], 4, false), None);
+    }
+
+    #[test]
+    fn alone_ones_start_first_then_fault_warning_ones_then_the_rest_in_plan_order() {
+        let mut p: Vec<(String, Traits)> = [
+            ("a", PLAIN),
+            ("b", FAULTY),
+            ("c", ALONE),
+            ("d", PLAIN),
+            ("e", ALONE),
+            ("f", FAULTY),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_owned(), t))
+        .collect();
+        start_order(&mut p);
+        let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["c", "e", "b", "f", "a", "d"]);
     }
 
     #[test]

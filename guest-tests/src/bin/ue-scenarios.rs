@@ -337,6 +337,9 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         .iter()
         .map(|n| (n.clone(), traits(n)))
         .collect();
+    if !plan.stop_at_first_failure {
+        schedule::start_order(&mut pending);
+    }
     // Once a scenario has sent its End record it is only exiting (the kernel's exit path for
     // a process with user_events registrations waits out an RCU grace period), so its slot
     // goes to the next scenario, while its `end` marker waits for the reap, so that a splat
