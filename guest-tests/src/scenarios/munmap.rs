@@ -199,9 +199,30 @@ fn remap_fixed_gets_next_change(cx: &mut Ctx) -> R {
             cx.poll_deadline.as_millis()
         );
     }
-    // Nothing faulted it in: the enable queued no fault. Make the page present and
-    // writable (another word of it), so that a transition that gets through writes it at
-    // once, and re-flip.
+    // Nothing faulted it in: the enable queued no fault, most likely because it came while
+    // the failed fault still held the registration FAULTING (docs/kernel-bugs/lost-update.md).
+    // That is long over now: re-flip with the page still absent, so that the write again has
+    // to go through the worker, which is what this scenario checks.
+    tracefs::set_enabled(&name, false)?;
+    tracefs::set_enabled(&name, true)?;
+    if let Ok(d) = poll_until(cx.poll_deadline, &mut written) {
+        cx.note(format!(
+            "{DROPPED_NOTE}; a re-flip with the page still absent reached it through the fault \
+             worker: {what}: {} us",
+            d.as_micros()
+        ));
+        return Ok(());
+    }
+    if resident(ptr)? {
+        fail!(
+            "after a re-flip, the fault worker faulted the page at the old address in but never \
+             wrote bit 33 (word {:#x} after {} ms): no rewrite after a successful fault-in",
+            again.u64_at(8),
+            cx.poll_deadline.as_millis()
+        );
+    }
+    // Still nothing faulted in. Make the page present and writable (another word of it), so
+    // that a transition that gets through writes it at once, and re-flip.
     write32(again.addr(0), 0);
     retry_enable(cx, &name, what, (word as u64, 8, 33), || {
         again.u64_at(8) == 1 << 33

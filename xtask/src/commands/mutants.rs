@@ -41,7 +41,7 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     if a.same_verdicts {
         if differing.is_empty() {
             println!(
-                "same verdicts side by side and one at a time, every trial run: the unpatched kernel and {} mutants",
+                "same verdicts side by side and one at a time, every trial run: the unpatched kernel and {} mutant(s)",
                 rows.len()
             );
         } else {
