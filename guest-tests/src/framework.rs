@@ -136,7 +136,10 @@ impl Scenario {
     /// `user_events_status`): seq_file hands them out a page per read() and finds its place
     /// again by position, so an event another scenario adds or removes between two pages
     /// shifts the lines, and a line can be skipped (seen: an event just registered missing
-    /// from `dynamic_events`), which could also make an absence check pass.
+    /// from `dynamic_events`), which could also make an absence check pass. Their readers run
+    /// alone so that the list mostly holds still, and read it until two reads agree
+    /// (`tracefs::status`, `tracefs::dynamic_events`): the kernel also deletes events in the
+    /// background once their last reference goes.
     pub const fn alone(mut self, yes: bool) -> Self {
         self.alone = Some(yes);
         self

@@ -171,8 +171,32 @@ pub fn format(event: &str) -> io::Result<String> {
     read_file(&format!("events/user_events/{event}/format"))
 }
 
+/// `user_events_status`, as one consistent snapshot ([`read_list`]).
 pub fn status() -> io::Result<String> {
-    read_file("user_events_status")
+    read_list("user_events_status")
+}
+
+/// A global list file (`dynamic_events`, `user_events_status`) as a snapshot the list really
+/// had. seq_file hands these out a page per read() and finds its place again by position, so
+/// an event added or removed between two pages (another scenario's, or one the kernel deletes
+/// in the background once its last reference went) shifts the lines: one is skipped or shown
+/// twice. Seen even with the reader alone: a just-registered event missing from
+/// `dynamic_events`, on a boot where earlier scenarios' events were being deleted. The whole
+/// file is read until two reads in a row agree.
+fn read_list(rel: &str) -> io::Result<String> {
+    const READS: usize = 100;
+    let mut last = read_file(rel)?;
+    for _ in 0..READS {
+        let next = read_file(rel)?;
+        if next == last {
+            return Ok(next);
+        }
+        last = next;
+    }
+    Err(io::Error::other(format!(
+        "{}: no two reads in a row agreed in {READS} reads (the list kept changing)",
+        path(rel)
+    )))
 }
 
 /// Empties this process's trace buffer (opening `trace` with O_TRUNC does that).
@@ -217,7 +241,7 @@ pub fn exists(rel: &str) -> bool {
 
 /// The `dynamic_events` file: one line per dynamic event, user events as `u:NAME fields`.
 pub fn dynamic_events() -> io::Result<String> {
-    read_file("dynamic_events")
+    read_list("dynamic_events")
 }
 
 /// Writes one command to `dynamic_events` without truncating it (opening it with O_TRUNC
