@@ -55,7 +55,8 @@ pub fn next(
         .position(|p| !p.alone && p.fault_warnings == r.fault_warnings)
 }
 
-/// The order scenarios start in when the plan's own order does not matter: those that must
+/// The order scenarios start in side by side, when the plan's own order does not matter (not
+/// under fail-fast, not with one job at a time): those that must
 /// run alone first, while the machine is empty anyway, then the fault-warning ones (beside
 /// each other only), then the rest side by side. Each switch between these kinds waits for
 /// the machine to drain, so that there are two switches, and the long tail of the run is

@@ -337,7 +337,9 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         .iter()
         .map(|n| (n.clone(), traits(n)))
         .collect();
-    if !plan.stop_at_first_failure {
+    // One at a time (debugging), the plan's order is the order; so it is under fail-fast,
+    // where a mutant's named scenarios come first.
+    if !plan.stop_at_first_failure && jobs_allowed > 1 {
         schedule::start_order(&mut pending);
     }
     // Once a scenario has sent its End record it is only exiting (the kernel's exit path for
