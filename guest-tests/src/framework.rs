@@ -284,13 +284,8 @@ impl Ctx {
     /// can never satisfy this one's checks.
     pub fn event_name(&mut self) -> String {
         self.names += 1;
-        let base: String = self
-            .scenario
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let again = if self.again { "again_" } else { "" };
-        format!("ue_{base}_{again}{}", self.names)
+        let key = tracefs::scenario_key(&self.scenario, self.again);
+        format!("ue_{key}_{}", self.names)
     }
 
     pub fn snapshot(&mut self, name: &str, content: String) {

@@ -32,9 +32,10 @@ pub fn use_instance(name: &str) {
     let _ = INSTANCE.set(name.to_owned());
 }
 
-/// The instance name for a scenario: tracefs takes any name without '/', but one that reads
-/// as the scenario's in `ls instances` is easier to debug.
-pub fn instance_name(scenario: &str, again: bool) -> String {
+/// The scenario's name as an identifier (`family::name` → `family__name`, `_again` on its
+/// second run in a boot): the name of its tracefs instance, which then reads as the
+/// scenario's in `ls instances`, and the stem of its event names ([`crate::framework::Ctx`]).
+pub fn scenario_key(scenario: &str, again: bool) -> String {
     let base: String = scenario
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -253,4 +254,21 @@ pub fn dynamic_events_command(cmd: &str) -> io::Result<()> {
         .open(&p)
         .map_err(|e| with_path(e, &p))?;
     f.write_all(cmd.as_bytes()).map_err(|e| with_path(e, &p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_key_is_its_name_as_an_identifier_and_differs_on_a_second_run() {
+        assert_eq!(
+            scenario_key("abi::size8_bits_0_and_63", false),
+            "abi__size8_bits_0_and_63"
+        );
+        assert_eq!(
+            scenario_key("trace::write_errors", true),
+            "trace__write_errors_again"
+        );
+    }
 }

@@ -491,7 +491,7 @@ fn run_in_child(name: &str, plan: &Plan, again: bool) -> Record {
 /// Removes the tracefs instance the scenario traced into, once its process group is gone.
 /// One left behind costs memory, not a verdict, so a failure is only logged.
 fn remove_trace_instance(name: &str, again: bool) {
-    if let Err(e) = tracefs::remove_instance(&tracefs::instance_name(name, again)) {
+    if let Err(e) = tracefs::remove_instance(&tracefs::scenario_key(name, again)) {
         eprintln!("ue-scenarios: {name}: its tracefs instance stays: {e}");
     }
 }
@@ -512,7 +512,7 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
     spawn(limit, |fd| {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
-        tracefs::use_instance(&tracefs::instance_name(name, again));
+        tracefs::use_instance(&tracefs::scenario_key(name, again));
         let poll = Duration::from_millis(plan.poll_deadline_ms);
         let rec =
             match Ctx::new(scenario.name.clone(), poll)
