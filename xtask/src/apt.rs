@@ -126,7 +126,7 @@ impl PrivateApt {
         }
         // Two runs at once share this state: one refreshes, the other waits and finds it fresh.
         let _lock = crate::cache::lock(&self.root.join("update.lock"))?;
-        let mirrors = Mirrors::from_system()?;
+        let mirrors = Mirrors::from_system();
         let list = suites
             .iter()
             .map(|s| {
@@ -151,6 +151,12 @@ impl PrivateApt {
             return Ok(());
         }
         if !fresh {
+            if mirrors.origin == MirrorOrigin::DebianArchive {
+                progress.note(&format!(
+                    "this host's apt sources name no Debian mirror: the kernel sources come from Debian's own archive ({}), verified with {KEYRING} (UE_DEBIAN_MIRROR chooses another)",
+                    mirrors.debian
+                ));
+            }
             std::fs::write(&list_path, &list)?;
             let _ = std::fs::remove_file(&stamp);
             progress.step(
@@ -455,84 +461,69 @@ pub fn parse_index_entry(text: &str) -> anyhow::Result<IndexEntry> {
     })
 }
 
-/// The archive URIs this machine's apt uses (so the project names no mirror of its own);
-/// `UE_DEBIAN_MIRROR` and `UE_DEBIAN_SECURITY_MIRROR` override them.
+/// The archive URIs the kernel sources come from: the Debian mirror this machine's apt
+/// uses, so a Debian host is served as it always is; on a host whose sources name none (an
+/// Ubuntu host, GitHub's ubuntu-latest) Debian's own archive. Either way the index is
+/// verified with Debian's archive keyring. `UE_DEBIAN_MIRROR` and
+/// `UE_DEBIAN_SECURITY_MIRROR` override them (empty counts as unset).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mirrors {
     pub debian: String,
     pub security: String,
+    /// Where `debian` came from, for the one line that says so.
+    pub origin: MirrorOrigin,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorOrigin {
+    /// `UE_DEBIAN_MIRROR`.
+    Override,
+    /// This host's apt sources.
+    HostSources,
+    /// Debian's own archive, the host naming no Debian mirror.
+    DebianArchive,
+}
+
+/// Debian's own archive and its security archive.
+pub const DEBIAN_ARCHIVE: &str = "http://deb.debian.org/debian";
+pub const DEBIAN_SECURITY_ARCHIVE: &str = "http://deb.debian.org/debian-security";
+
 impl Mirrors {
-    pub fn from_system() -> anyhow::Result<Self> {
-        let mut texts = Vec::new();
-        for p in ["/etc/apt/sources.list"] {
-            if let Ok(t) = std::fs::read_to_string(p) {
-                texts.push(t);
-            }
-        }
-        if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
-            for e in rd.flatten() {
-                if let Ok(t) = std::fs::read_to_string(e.path()) {
-                    texts.push(t);
-                }
-            }
-        }
-        let found = Self::from_sources(&texts.join("\n"));
+    pub fn from_system() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         Self::choose(
-            std::env::var("UE_DEBIAN_MIRROR").ok().or(found.0),
-            std::env::var("UE_DEBIAN_SECURITY_MIRROR").ok().or(found.1),
+            &crate::host_tools::sources::HostSources::system(),
+            env("UE_DEBIAN_MIRROR"),
+            env("UE_DEBIAN_SECURITY_MIRROR"),
         )
     }
 
-    /// A Debian mirror is needed; a security mirror is not always named (a sid host has no
-    /// `-security` suite), so it defaults to the Debian mirror's `debian-security` sibling.
-    pub fn choose(debian: Option<String>, security: Option<String>) -> anyhow::Result<Self> {
-        let Some(debian) = debian else {
-            bail!(
-                "cannot tell which Debian mirror to use: this machine's apt sources name no URI ending in \
-                 /debian. Set UE_DEBIAN_MIRROR to a Debian mirror's debian/ URI (for example \
-                 http://deb.debian.org/debian), and UE_DEBIAN_SECURITY_MIRROR if its debian-security/ \
-                 is elsewhere"
-            )
+    /// The override, else the host's Debian mirror, else Debian's own archive. A security
+    /// mirror is not always named (a sid host has no `-security` suite): it defaults to the
+    /// Debian mirror's `debian-security` sibling, or Debian's for Debian's archive.
+    pub fn choose(
+        host: &crate::host_tools::sources::HostSources,
+        debian_override: Option<String>,
+        security_override: Option<String>,
+    ) -> Self {
+        let (found, found_security) = host.debian_mirrors();
+        let (debian, origin) = match (debian_override, found) {
+            (Some(d), _) => (d, MirrorOrigin::Override),
+            (None, Some(d)) => (d, MirrorOrigin::HostSources),
+            (None, None) => (DEBIAN_ARCHIVE.to_owned(), MirrorOrigin::DebianArchive),
         };
-        let security = security.unwrap_or_else(|| format!("{debian}-security"));
-        Ok(Mirrors { debian, security })
-    }
-
-    /// Finds (debian, debian-security) URIs in one-line and deb822 sources.
-    pub fn from_sources(text: &str) -> (Option<String>, Option<String>) {
-        let (mut debian, mut security) = (None, None);
-        let mut consider = |uri: &str, suite: &str| {
-            let uri = uri.trim_end_matches('/').to_owned();
-            if suite.ends_with("-security") || uri.ends_with("debian-security") {
-                security.get_or_insert(uri);
-            } else if uri.ends_with("/debian") {
-                debian.get_or_insert(uri);
-            }
-        };
-        let mut uris: Vec<String> = Vec::new();
-        for l in text.lines() {
-            let l = l.trim();
-            if let Some(rest) = l.strip_prefix("deb ") {
-                let parts: Vec<&str> = rest
-                    .split_whitespace()
-                    .filter(|p| !p.starts_with('[') && !p.ends_with(']'))
-                    .collect();
-                if parts.len() >= 2 {
-                    consider(parts[0], parts[1]);
-                }
-            } else if let Some(u) = l.strip_prefix("URIs:") {
-                uris = u.split_whitespace().map(str::to_owned).collect();
-            } else if let Some(s) = l.strip_prefix("Suites:") {
-                for u in &uris {
-                    for suite in s.split_whitespace() {
-                        consider(u, suite);
-                    }
-                }
-            }
+        let debian = debian.trim_end_matches('/').to_owned();
+        let security = security_override
+            .or(found_security)
+            .unwrap_or_else(|| match origin {
+                MirrorOrigin::DebianArchive => DEBIAN_SECURITY_ARCHIVE.to_owned(),
+                _ => format!("{debian}-security"),
+            });
+        Mirrors {
+            debian,
+            security,
+            origin,
         }
-        (debian, security)
     }
 
     pub fn for_suite(&self, suite: &str) -> &str {
@@ -547,6 +538,7 @@ impl Mirrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host_tools::sources::HostSources;
 
     #[test]
     fn index_records_parse() {
@@ -590,48 +582,80 @@ mod tests {
         );
     }
 
+    fn host(etc_apt: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, HostSources) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join(etc_apt);
+        std::fs::create_dir_all(root.join("sources.list.d")).unwrap();
+        for (name, text) in files {
+            std::fs::write(root.join(name), text).unwrap();
+        }
+        let s = HostSources::read(&root);
+        (d, s)
+    }
+
     /// A sid host names no -security suite: the security mirror is the Debian mirror's
-    /// sibling, and the error for no Debian mirror at all blames no distribution.
+    /// sibling.
     #[test]
     fn a_host_without_a_security_suite_still_has_mirrors() {
-        let (debian, security) =
-            Mirrors::from_sources("deb http://deb.debian.org/debian sid main\n");
-        assert_eq!(security, None);
-        let m = Mirrors::choose(debian, security).unwrap();
+        let (_d, h) = host(
+            "etc/apt",
+            &[("sources.list", "deb http://m.example/debian sid main\n")],
+        );
+        let m = Mirrors::choose(&h, None, None);
+        assert_eq!(m.origin, MirrorOrigin::HostSources);
         assert_eq!(
             m.for_suite("bookworm-security"),
-            "http://deb.debian.org/debian-security"
+            "http://m.example/debian-security"
         );
-        assert_eq!(m.for_suite("sid"), "http://deb.debian.org/debian");
-        let e = Mirrors::choose(None, None).unwrap_err().to_string();
-        assert!(
-            e.contains("UE_DEBIAN_MIRROR") && !e.contains("Ubuntu"),
-            "{e}"
-        );
+        assert_eq!(m.for_suite("sid"), "http://m.example/debian");
     }
 
     #[test]
     fn mirrors_come_from_deb822_and_one_line_sources() {
         let deb822 = "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n\n\
                       Types: deb\nURIs: http://m.example/debian-security\nSuites: bookworm-security\n";
+        let (_d, h) = host("etc/apt", &[("sources.list.d/debian.sources", deb822)]);
+        let m = Mirrors::choose(&h, None, None);
         assert_eq!(
-            Mirrors::from_sources(deb822),
+            (m.debian.as_str(), m.security.as_str()),
             (
-                Some("http://m.example/debian".into()),
-                Some("http://m.example/debian-security".into())
+                "http://m.example/debian",
+                "http://m.example/debian-security"
             )
         );
         let one = "deb [arch=amd64] http://x.example/debian/ bookworm main\ndeb http://x.example/debian-security bookworm-security main\n";
+        let (_d, h) = host("etc/apt", &[("sources.list", one)]);
+        let m = Mirrors::choose(&h, None, None);
         assert_eq!(
-            Mirrors::from_sources(one),
+            (m.debian.as_str(), m.security.as_str()),
             (
-                Some("http://x.example/debian".into()),
-                Some("http://x.example/debian-security".into())
+                "http://x.example/debian",
+                "http://x.example/debian-security"
             )
         );
+    }
+
+    /// Issue 21: a host whose sources are Ubuntu's (GitHub's ubuntu-latest, as a fake sources
+    /// folder) needs no variable: Debian's own archive, for the main and the security suites;
+    /// the variables still override, and an empty one counts as unset.
+    #[test]
+    fn an_ubuntu_host_gets_debians_own_archive_without_a_variable() {
+        let ubuntu = "Types: deb\nURIs: http://azure.archive.ubuntu.com/ubuntu/\n\
+                      Suites: noble noble-updates noble-backports\nComponents: main universe\n\
+                      Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\n\
+                      Types: deb\nURIs: http://azure.archive.ubuntu.com/ubuntu/\nSuites: noble-security\n\
+                      Components: main universe\nSigned-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n";
+        let (_d, h) = host("etc/apt", &[("sources.list.d/ubuntu.sources", ubuntu)]);
+        let m = Mirrors::choose(&h, None, None);
+        assert_eq!(m.origin, MirrorOrigin::DebianArchive);
+        assert_eq!(m.for_suite("sid"), DEBIAN_ARCHIVE);
+        assert_eq!(m.for_suite("bookworm-security"), DEBIAN_SECURITY_ARCHIVE);
+        let m = Mirrors::choose(&h, Some("http://mirror.example/debian/".into()), None);
+        assert_eq!(m.origin, MirrorOrigin::Override);
+        assert_eq!(m.for_suite("trixie"), "http://mirror.example/debian");
         assert_eq!(
-            Mirrors::from_sources("deb http://archive.example/ubuntu noble main\n"),
-            (None, None)
+            m.for_suite("trixie-security"),
+            "http://mirror.example/debian-security"
         );
     }
 

@@ -54,7 +54,12 @@ fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
 /// place (so it is configured, as every developer's tree is). Made once; later calls put it
 /// back on `main` with the tracked files as committed.
 pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(&[&GIT], true, crate::host_tools::Need::Boot)?;
+    crate::host_tools::ensure_tools(
+        &crate::cache::cache_dir(None),
+        &[&crate::host_tools::GIT],
+        true,
+        crate::host_tools::Need::Boot,
+    )?;
     if tree.join(".git").exists() && tree.join(".config").exists() {
         // Not `checkout -f`: that writes every file anew, and a developer's tree is never
         // treated so. A case that failed half-way may have left the history branch out.
@@ -515,7 +520,12 @@ pub fn shell_runs_a_scenario(exe: &Path, tree: &Path, patch: Option<&Path>) -> a
 /// --gdb: QEMU waits, the printed gdb command's vmlinux matches, and Debian's gdb in batch
 /// mode stops in user_events_ioctl_reg while one scenario runs.
 pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(&[&GDB], true, crate::host_tools::Need::Boot)?;
+    crate::host_tools::ensure_tools(
+        &crate::cache::cache_dir(None),
+        &[&crate::host_tools::GDB],
+        true,
+        crate::host_tools::Need::Boot,
+    )?;
     let port = free_port()?;
     let mut child = Command::new(exe)
         .args([
@@ -603,22 +613,6 @@ fn tree_label(tree: &Path) -> String {
     tree.file_name()
         .map_or("tree".into(), |n| n.to_string_lossy().into_owned())
 }
-
-/// Debian's gdb, the debugger the `--gdb` case attaches.
-const GDB: crate::host_tools::Tool = crate::host_tools::Tool {
-    check: "gdb",
-    package: "gdb",
-    why: "the --gdb self-test attaches it in batch mode",
-    need: crate::host_tools::Need::Boot,
-};
-
-/// git, for the scratch tree and its history.
-const GIT: crate::host_tools::Tool = crate::host_tools::Tool {
-    check: "git",
-    package: "git",
-    why: "the developer-loop self-tests keep their scratch tree in git",
-    need: crate::host_tools::Need::Boot,
-};
 
 fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

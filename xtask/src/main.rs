@@ -84,6 +84,8 @@ enum Cmd {
     /// The cache's entries with their sizes; `cache gc` removes what is neither pinned nor
     /// recently used.
     Cache(cache_cmd::CacheArgs),
+    /// Which way each host tool came; with --dpkg-log-since, fail on any removal or downgrade.
+    HostTools(commands::host_tools::HostToolsArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
     Parse(parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
         Cmd::Bisect(a) => commands::bisect::run(a),
         Cmd::BisectStep(a) => commands::bisect::step(a),
         Cmd::Cache(a) => cache_cmd::run(a),
+        Cmd::HostTools(a) => commands::host_tools::run(a),
     };
     match result {
         Ok(code) => code,

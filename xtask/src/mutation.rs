@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use crate::host_tools::{self, Tool};
+use crate::host_tools;
 use crate::progress::Progress;
 
 /// The files whose mutants are made, relative to the kernel tree.
@@ -168,12 +168,8 @@ pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyho
         return Ok(mutate);
     }
     host_tools::ensure_tools(
-        &[&Tool {
-            check: "python3",
-            package: "python3",
-            why: "runs universalmutator",
-            need: host_tools::Need::Package,
-        }],
+        cache,
+        &[&host_tools::PYTHON3],
         allow_install,
         host_tools::Need::Package,
     )?;
@@ -191,14 +187,9 @@ pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyho
     };
     let mut out = make_venv().context("run python3 -m venv")?;
     if !out.status.success() {
-        // Debian splits the venv module (and ensurepip) into python3-venv.
         host_tools::ensure_tools(
-            &[&Tool {
-                check: "/usr/share/doc/python3-venv",
-                package: "python3-venv",
-                why: "a private environment for universalmutator",
-                need: host_tools::Need::Package,
-            }],
+            cache,
+            &[&host_tools::PYTHON3_VENV],
             allow_install,
             host_tools::Need::Package,
         )?;

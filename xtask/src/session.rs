@@ -103,11 +103,17 @@ impl Session {
     }
 
     pub fn host_tools(&mut self) -> anyhow::Result<()> {
-        host_tools::ensure(self.tools, self.install)?;
+        self.host_tools_with(&[])
+    }
+
+    /// The host tools and a command's own (`extra`), checked and installed at once: one
+    /// plan, and one message naming all that is missing.
+    pub fn host_tools_with(&mut self, extra: &[&host_tools::Tool]) -> anyhow::Result<()> {
+        let mut extra = extra.to_vec();
         if self.ccache {
-            host_tools::ensure_tools(&[&host_tools::CCACHE], self.install, self.tools)?;
+            extra.push(&host_tools::CCACHE);
         }
-        Ok(())
+        host_tools::ensure(&self.cache, self.tools, &extra, self.install)
     }
 
     pub fn kernel_list(&self) -> anyhow::Result<KernelList> {

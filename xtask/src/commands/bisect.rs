@@ -113,19 +113,12 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
     Ok(tree.clone())
 }
 
-/// git drives the bisect.
-const GIT: crate::host_tools::Tool = crate::host_tools::Tool {
-    check: "git",
-    package: "git",
-    why: "`cargo xtask bisect` drives `git bisect run`",
-    need: crate::host_tools::Need::Boot,
-};
-
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
-    crate::host_tools::ensure_tools(&[&GIT], !a.kernel.no_install, crate::host_tools::Need::Boot)?;
-    let tree = checked_tree(&a)?;
     let started = Instant::now();
-    let s = Session::for_kernels(&a.kernel);
+    let mut s = Session::for_kernels(&a.kernel);
+    // git and what every step's build and boot need, at once (one message if missing).
+    s.host_tools_with(&[&crate::host_tools::GIT])?;
+    let tree = checked_tree(&a)?;
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let step_log = work.join("steps.jsonl");

@@ -9,16 +9,8 @@ use clap::Args;
 use harness::image::{self, ExtraFile, Manifest};
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::host_tools::{self, Tool};
+use crate::host_tools::BUSYBOX;
 use crate::session::Session;
-
-/// Debian's statically linked busybox: the shell and its tools, with no libraries to carry.
-const BUSYBOX: Tool = Tool {
-    check: "/bin/busybox",
-    package: "busybox-static",
-    why: "the shell of `cargo xtask shell`",
-    need: host_tools::Need::Boot,
-};
 
 /// What the guest's init looks for on the kernel command line (guest-tests' ue-init).
 pub const SHELL_FLAG: &str = "ue.shell";
@@ -54,8 +46,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 
 pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut s = Session::for_kernels(&a.kernel);
-    s.host_tools()?;
-    host_tools::ensure_tools(&[&BUSYBOX], !a.kernel.no_install, host_tools::Need::Boot)?;
+    s.host_tools_with(&[&BUSYBOX])?;
     let bytes = std::fs::read(BUSYBOX.check).with_context(|| format!("read {}", BUSYBOX.check))?;
     if has_interpreter(&bytes) {
         // Debian's `busybox` package: installing busybox-static would remove it, and the
