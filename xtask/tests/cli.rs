@@ -112,3 +112,36 @@ fn failed_trials_exit_101_and_passed_ones_0() {
     let (code, stderr) = xtask(&["report", dir]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// CI's check (issue 21): dpkg's log from the run's start offset. A removal after it fails
+/// with exit 2 and names the package; one before it does not count.
+#[test]
+fn host_tools_fails_on_a_removal_in_dpkgs_log_since_the_offset() {
+    let d = std::env::temp_dir().join(format!("ue-cli-dpkg-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("dpkg.log");
+    let before = "2026-12-01 10:00:00 remove old-thing:amd64 1.0 <none>\n";
+    let during = "2026-12-03 11:40:00 install qemu-system-x86:amd64 <none> 1:10.0.2+ds-2+deb13u1~bpo12+1\n";
+    std::fs::write(&log, format!("{before}{during}")).unwrap();
+    let offset = before.len().to_string();
+    let log_arg = log.display().to_string();
+    let args = ["host-tools", "--dpkg-log", &log_arg, "--dpkg-log-since", &offset];
+    let (code, stderr) = xtask(&args);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(
+        &log,
+        format!(
+            "{before}{during}2026-12-03 11:41:00 remove qemu-utils:amd64 1:10.0.2+ds-2+deb13u1~bpo12+1 <none>\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = xtask(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("removed or downgraded during the run")
+            && stderr.contains("qemu-utils:amd64 1:10.0.2+ds-2+deb13u1~bpo12+1 removed")
+            && !stderr.contains("old-thing"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

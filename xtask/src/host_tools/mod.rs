@@ -315,15 +315,16 @@ fn ensure_with(
                 NoInstall::Flag { root } => ("--no-install", !root),
                 NoInstall::NotRoot => ("not root, and sudo needs a password", true),
             };
-            let (cmd, note) = match &plan {
-                Ok(p) => (apt.shell_command(p, sudo), plan_notes(p)),
+            let (ways, cmd, unchecked) = match &plan {
+                Ok(p) => (plan_notes(p), apt.shell_command(p, sudo), String::new()),
                 Err(unread) => (
+                    String::new(),
                     apt.shell_command(&Plan::from_host_suites(&pkgs), sudo),
                     format!("\n(not checked against this host's package index: {unread:#})"),
                 ),
             };
             bail!(
-                "missing host tools:\n{list}\nnothing was installed ({reason}); install them all with this one command:\n  {cmd}{note}"
+                "missing host tools:\n{list}{ways}\nnothing was installed ({reason}); install them all with this one command:\n  {cmd}{unchecked}"
             );
         }
     };

@@ -396,6 +396,8 @@ impl HostApt {
             .unwrap_or_default();
         let mut argv = vec!["apt-get".to_owned()];
         argv.extend(self.opts(&format!("{list_dir}/{name}"), lists));
+        // The downloaded .debs are not kept: they would sit in the cache, owned by root.
+        argv.push("-oAPT::Keep-Downloaded-Packages=false".to_owned());
         argv.extend(["install", "-y", "--no-install-recommends", "--no-remove"].map(str::to_owned));
         if let Way::Sibling { suite, .. } = &step.way {
             argv.extend(["-t".to_owned(), suite.clone()]);
