@@ -415,8 +415,10 @@ mod tests {
     }
 
     impl Replay {
-        /// `backports_answer`: the file the backports simulation answers with.
-        fn new(etc_apt: &Path, backports_answer: &str) -> Replay {
+        /// `qemu_answer`: what the host's suites say to an install with qemu-system-x86 in
+        /// it; `backports_answer`: what `-t bookworm-backports qemu-system-x86` says. An
+        /// answer with an `E:` line exits 100, as apt-get does.
+        fn new(etc_apt: &Path, qemu_answer: &Path, backports_answer: &Path) -> Replay {
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path();
             let bin = d.join("bin");
@@ -435,16 +437,20 @@ ALL=" $* "
 case "$ALL" in *" update "*) exit 0;; esac
 pkgs=$(echo "$*" | sed 's/.*--no-install-recommends//; s/--no-remove//; s/-t [^ ]*//')
 set -- $pkgs
+answer() { cat "$1"; ! grep -q '^E:' "$1" || exit 100; }
 case "$ALL" in
-  *with-siblings.list*" -s "*" -t "*) cat DATA/BACKPORTS;;
-  *" -s "*) if [ $# -eq 5 ]; then cat DATA/host-sim-all.txt; else for p in "$@"; do cat DATA/host-sim-$p.txt; done; fi;;
+  *with-siblings.list*" -s "*" -t "*) answer BACKPORTS;;
+  *" -s "*) for p in "$@"; do
+      if [ "$p" = qemu-system-x86 ]; then answer QEMU; else answer DATA/host-sim-$p.txt; fi
+    done;;
   *" install "*) for p in "$@"; do touch TOOLS/$p; done;;
 esac
 "#
                 .replace("LOG", &log)
                 .replace("DATA", &data)
                 .replace("TOOLS", &tools)
-                .replace("BACKPORTS", backports_answer),
+                .replace("QEMU", &qemu_answer.display().to_string())
+                .replace("BACKPORTS", &backports_answer.display().to_string()),
             );
             script(
                 &bin.join("apt-cache"),
@@ -454,6 +460,15 @@ esac
             apt.apt_get = bin.join("apt-get").display().to_string();
             apt.apt_cache = bin.join("apt-cache").display().to_string();
             Replay { dir, apt }
+        }
+
+        /// The image as delivered.
+        fn image() -> Replay {
+            Replay::new(
+                &image().join("etc-apt"),
+                &image().join("host-sim-qemu-system-x86.txt"),
+                &image().join("backports-sim-qemu-system-x86.txt"),
+            )
         }
 
         fn calls(&self) -> Vec<String> {
@@ -505,10 +520,7 @@ esac
     /// and records which way each came.
     #[test]
     fn the_images_qemu_comes_from_the_suite_of_its_qemu_utils() {
-        let r = Replay::new(
-            &image().join("etc-apt"),
-            "backports-sim-qemu-system-x86.txt",
-        );
+        let r = Replay::image();
         r.ensure(Privilege::Root).unwrap();
         let installs = r.installs();
         assert_eq!(installs.len(), 2, "{installs:#?}");
@@ -546,10 +558,7 @@ esac
     /// arguments), that command installs all of them, QEMU from bookworm-backports.
     #[test]
     fn without_root_one_command_installs_everything_when_pasted() {
-        let r = Replay::new(
-            &image().join("etc-apt"),
-            "backports-sim-qemu-system-x86.txt",
-        );
+        let r = Replay::image();
         let e = format!(
             "{:#}",
             r.ensure(Privilege::No(NoInstall::NotRoot)).unwrap_err()
@@ -598,13 +607,39 @@ esac
         );
     }
 
+    /// The same image on a host that lists bookworm-backports itself: apt refuses (no
+    /// removal named, exit 100) instead of planning a removal. The listed backports suite is
+    /// tried all the same, and QEMU comes from it.
+    #[test]
+    fn a_host_that_lists_backports_gets_qemu_from_there_too() {
+        let listed = image().join("../listed-backports");
+        let r = Replay::new(
+            &listed.join("etc-apt"),
+            &listed.join("sim-all.txt"),
+            &image().join("backports-sim-qemu-system-x86.txt"),
+        );
+        r.ensure(Privilege::Root).unwrap();
+        let installs = r.installs();
+        assert_eq!(installs.len(), 2, "{installs:#?}");
+        assert!(
+            installs[1].ends_with("--no-remove -t bookworm-backports qemu-system-x86"),
+            "{installs:#?}"
+        );
+        let rec = record::Record::read(&r.dir.path().join(record::FILE));
+        let Way::Sibling { because, .. } = rec.way("qemu-system-x86") else {
+            panic!("{rec:?}")
+        };
+        assert!(
+            because[0]
+                .starts_with("apt finds no solution: qemu-utils : Breaks: qemu-system-common"),
+            "{because:?}"
+        );
+    }
+
     /// `--no-install` as root: the same message, and the command has no sudo.
     #[test]
     fn no_install_as_root_prints_the_command_without_sudo() {
-        let r = Replay::new(
-            &image().join("etc-apt"),
-            "backports-sim-qemu-system-x86.txt",
-        );
+        let r = Replay::image();
         let e = format!(
             "{:#}",
             r.ensure(Privilege::No(NoInstall::Flag { root: true }))
@@ -619,7 +654,11 @@ esac
     /// nothing is installed and the message says what each way would have done.
     #[test]
     fn no_clean_install_anywhere_installs_nothing() {
-        let r = Replay::new(&image().join("etc-apt"), "host-sim-qemu-system-x86.txt");
+        let r = Replay::new(
+            &image().join("etc-apt"),
+            &image().join("host-sim-qemu-system-x86.txt"),
+            &image().join("host-sim-qemu-system-x86.txt"),
+        );
         let e = format!("{:#}", r.ensure(Privilege::Root).unwrap_err());
         assert!(r.installs().is_empty(), "{:#?}", r.installs());
         assert!(e.contains("nothing was installed"), "{e}");
@@ -634,10 +673,7 @@ esac
     /// command; no sibling suite is asked.
     #[test]
     fn a_clean_host_installs_from_its_own_suites() {
-        let r = Replay::new(
-            &image().join("etc-apt"),
-            "backports-sim-qemu-system-x86.txt",
-        );
+        let r = Replay::image();
         let tools: Vec<&Tool> = r.tools().into_iter().skip(1).collect();
         ensure_with(
             &r.apt,
@@ -660,10 +696,7 @@ esac
 
     #[test]
     fn without_apt_the_tools_are_named_and_no_apt_command() {
-        let r = Replay::new(
-            &image().join("etc-apt"),
-            "backports-sim-qemu-system-x86.txt",
-        );
+        let r = Replay::image();
         let mut apt = HostApt::new(r.dir.path(), HostSources::default());
         apt.apt_get = "/nonexistent/apt-get".into();
         let e = format!(

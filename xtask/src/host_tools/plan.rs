@@ -252,6 +252,15 @@ impl HostApt {
             .with_context(|| format!("run {} update (private index)", self.apt_get))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || stderr.lines().any(|l| l.starts_with("E: ")) {
+            // Offline: an index from an earlier refresh still plans (every step is simulated
+            // against this machine's real state before it runs); say so once.
+            if self.has_index() {
+                eprintln!(
+                    "warning: could not refresh this host's package index ({}); planning with the one from the last refresh",
+                    stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("apt-get update failed").trim()
+                );
+                return Ok(());
+            }
             bail!(
                 "could not read this host's package index (apt-get update into {} failed): {}",
                 self.root.join("lists").display(),
@@ -259,6 +268,14 @@ impl HostApt {
             );
         }
         Ok(())
+    }
+
+    /// Whether an earlier refresh left package indexes behind.
+    fn has_index(&self) -> bool {
+        std::fs::read_dir(self.root.join("lists")).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        })
     }
 
     /// `apt-get -s install` of `packages` in a view, with `-t target`: what it would harm.
@@ -320,7 +337,8 @@ impl HostApt {
             return Ok(Plan::from_host_suites(packages));
         }
         // The suites to try: first those carrying the installed version of what would be
-        // removed or downgraded (the issue's own case), then every other sibling.
+        // removed or downgraded (the image's own case), then every backports suite, listed
+        // or not (where the host lists one, apt refuses instead of naming a removal).
         let mut targets: Vec<String> = Vec::new();
         for h in &harm {
             if let Harm::Removed { package, version }
@@ -337,9 +355,9 @@ impl HostApt {
                 }
             }
         }
-        for e in self.sources.siblings() {
-            if !targets.contains(&e.suite) {
-                targets.push(e.suite);
+        for s in self.sources.backports() {
+            if !targets.contains(&s) {
+                targets.push(s);
             }
         }
         let mut host = Vec::new();

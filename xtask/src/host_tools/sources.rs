@@ -84,6 +84,19 @@ impl HostSources {
         out
     }
 
+    /// Every backports suite: those the host lists and the siblings it does not. apt ranks
+    /// them low (NotAutomatic) either way, so a clash is solved from them only by name.
+    pub fn backports(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let listed = self.entries.iter().map(|e| e.suite.clone());
+        for s in listed.chain(self.siblings().into_iter().map(|e| e.suite)) {
+            if s.ends_with("-backports") && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
     /// The first (debian, debian-security) archive URIs, if the host names Debian's.
     pub fn debian_mirrors(&self) -> (Option<String>, Option<String>) {
         let (mut debian, mut security) = (None, None);
