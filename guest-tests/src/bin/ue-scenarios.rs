@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
+use guest_tests::framework::{Ctx, Entry, Pipe, Stop, R};
 use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::tracefs;
@@ -526,53 +526,15 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
                 ),
                 Ok(mut cx) => {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        (scenario.run)(&mut cx)
+                        scenario.run_if_present(&mut cx)
                     }));
-                    let mut bug = None;
-                    let (outcome, message, lacks) = match r {
-                        Ok(Ok(())) => (Outcome::Pass, String::new(), None),
-                        Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m, None),
-                        Ok(Err(Stop::Symptom { bug: b, message })) => {
-                            bug = Some(b.to_owned());
-                            (Outcome::Fail, message, None)
-                        }
-                        // An ignore for a feature the scenario does not declare would let the
-                        // host excuse it for the wrong reason: that is the scenario's bug.
-                        Ok(Err(Stop::Ignore { missing, found }))
-                            if !scenario.requires.contains(&missing) =>
-                        {
-                            let declared: Vec<_> =
-                                scenario.requires.iter().map(|f| f.name()).collect();
-                            let m = format!(
-                            "ignored for missing {missing} ({found}), which it does not declare \
-                             (requires: {declared:?})"
-                        );
-                            (Outcome::Fail, m, None)
-                        }
-                        Ok(Err(Stop::Ignore { missing, found })) => (
-                            Outcome::Ignored,
-                            format!("no {missing}: {found}"),
-                            Some(missing),
-                        ),
-                        Err(p) => (
-                            Outcome::Fail,
-                            format!("scenario panicked: {}", panic_text(&p)),
-                            None,
-                        ),
-                    };
-                    let mut rec = end(name, outcome, message, started);
+                    let mut rec = scenario_end(&scenario, r, started);
                     if let Record::End {
-                        snapshots,
-                        notes,
-                        missing,
-                        symptom,
-                        ..
+                        snapshots, notes, ..
                     } = &mut rec
                     {
                         *snapshots = std::mem::take(&mut cx.snapshots);
                         *notes = std::mem::take(&mut cx.notes);
-                        *missing = lacks;
-                        *symptom = bug;
                     }
                     rec
                 }
@@ -589,6 +551,48 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
         unsafe { libc::_exit(0) }
     })
     .map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))
+}
+
+/// The End record of a scenario that ran to its verdict `r`: pass, fail (a known bug's
+/// symptom named), or ignored for a feature it requires, the probe's finding in the message
+/// (`no FEATURE: FOUND`) and the feature in `missing` for the host to judge.
+fn scenario_end(scenario: &Entry, r: std::thread::Result<R>, started: Instant) -> Record {
+    let (mut bug, mut lacks) = (None, None);
+    let (outcome, message) = match r {
+        Ok(Ok(())) => (Outcome::Pass, String::new()),
+        Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m),
+        Ok(Err(Stop::Symptom { bug: b, message })) => {
+            bug = Some(b.to_owned());
+            (Outcome::Fail, message)
+        }
+        // An ignore for a feature the scenario does not declare would let the host excuse it
+        // for the wrong reason: that is the scenario's bug.
+        Ok(Err(Stop::Ignore { missing, found })) if !scenario.requires.contains(&missing) => {
+            let declared: Vec<_> = scenario.requires.iter().map(|f| f.name()).collect();
+            let m = format!(
+                "ignored for missing {missing} ({found}), which it does not declare \
+                 (requires: {declared:?})"
+            );
+            (Outcome::Fail, m)
+        }
+        Ok(Err(Stop::Ignore { missing, found })) => {
+            lacks = Some(missing);
+            (Outcome::Ignored, format!("no {missing}: {found}"))
+        }
+        Err(p) => (
+            Outcome::Fail,
+            format!("scenario panicked: {}", panic_text(&p)),
+        ),
+    };
+    let mut rec = end(&scenario.name, outcome, message, started);
+    if let Record::End {
+        missing, symptom, ..
+    } = &mut rec
+    {
+        *missing = lacks;
+        *symptom = bug;
+    }
+    rec
 }
 
 /// The End record of a scenario's child: what it reported, or why it reported nothing.
@@ -788,5 +792,60 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGILL => "SIGILL",
         libc::SIGFPE => "SIGFPE",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use result_channel::Feature;
+
+    /// The End record of scenario `name` ending with `r`: its outcome, message and missing
+    /// feature.
+    fn verdict(name: &str, r: R) -> (Outcome, String, Option<Feature>) {
+        let scenario = scenarios::find(name).unwrap();
+        match scenario_end(&scenario, Ok(r), Instant::now()) {
+            Record::End {
+                outcome,
+                message,
+                missing,
+                ..
+            } => (outcome, message, missing),
+            other => panic!("not an End record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_declared_feature_missing_is_ignored_with_what_the_probe_found() {
+        let lacks = |f, found| Err(Stop::ignore(f, found));
+        assert_eq!(
+            verdict(
+                "basic::write_reaches_trace",
+                lacks(
+                    Feature::RemoteWrite,
+                    "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)"
+                )
+            ),
+            (
+                Outcome::Ignored,
+                "no remote_write: DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
+                Some(Feature::RemoteWrite)
+            )
+        );
+        let (outcome, _, missing) = verdict(
+            "abi::del_right_after_unreg",
+            lacks(Feature::RegPersist, "EINVAL"),
+        );
+        assert_eq!(
+            (outcome, missing),
+            (Outcome::Ignored, Some(Feature::RegPersist))
+        );
+        // A feature the scenario does not declare is never an excuse: a failure.
+        let (outcome, message, missing) = verdict(
+            "basic::write_reaches_trace",
+            lacks(Feature::RegPersist, "EINVAL"),
+        );
+        assert_eq!((outcome, missing), (Outcome::Fail, None));
+        assert!(message.contains("which it does not declare"), "{message}");
     }
 }

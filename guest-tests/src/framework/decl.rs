@@ -56,7 +56,9 @@ impl Scenario {
         self
     }
 
-    /// The features its probes require, replacing the family's list.
+    /// The features it requires, replacing the family's list: the runner probes them before
+    /// the scenario runs ([`Entry::run_if_present`]), so a scenario that needs more than its
+    /// family (a REG flag, madvise) says so here rather than in its code.
     pub const fn requires(mut self, features: &'static [Feature]) -> Self {
         self.requires = Some(features);
         self
@@ -107,6 +109,7 @@ impl Family {
         self
     }
 
+    /// The features its scenarios require unless they say otherwise (probed by the runner).
     pub const fn requires(mut self, features: &'static [Feature]) -> Self {
         self.requires = features;
         self
@@ -153,5 +156,13 @@ impl Entry {
             alone: self.alone,
             requires: self.requires.to_vec(),
         }
+    }
+
+    /// Runs the scenario if the kernel has every feature it requires, probed first in the
+    /// order declared; the first one missing ignores it, with what the probe found, before
+    /// any of its own code runs. A scenario never checks its requirements itself.
+    pub fn run_if_present(&self, cx: &mut Ctx) -> R {
+        cx.require_all(self.requires)?;
+        (self.run)(cx)
     }
 }

@@ -60,7 +60,7 @@ const SCENARIOS: &[Scenario] = &[
         "del_right_after_unreg",
         "DEL right after the UNREG of a PERSIST event's only registration is 0 or EBUSY (the unregister drops its event reference after an RCU grace period); retried, DEL succeeds within the poll deadline and the event is gone",
         del_right_after_unreg,
-    ),
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
         "multi_format",
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
@@ -92,7 +92,6 @@ const SCENARIOS: &[Scenario] = &[
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
 
 fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let fill = 0xa5a5_a5a5_a5a5_a5a5u64;
     for off in [0, 16] {
@@ -116,7 +115,6 @@ fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
 }
 
 fn size4_words_at_0_and_4_mod_8(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let fill = 0x5a5a_5a5au32;
     for off in [4, 16] {
@@ -162,7 +160,6 @@ struct LongReg {
 }
 
 fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = CString::new(cx.event_name()).unwrap();
     let good = UserReg {
@@ -408,7 +405,6 @@ fn ioctl_reg(fd: BorrowedFd<'_>, long: &mut LongReg) -> uapi::SysResult<()> {
 }
 
 fn reg_duplicates(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (first, second) = (cx.event_name(), cx.event_name());
     let addr = page.addr(0) as u64;
@@ -445,7 +441,6 @@ fn reg_duplicates(cx: &mut Ctx) -> R {
 }
 
 fn reg_unusable_address(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     let (gone, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
     unsafe { libc::munmap(gone as *mut _, len) };
@@ -481,7 +476,6 @@ fn reg_unusable_address(cx: &mut Ctx) -> R {
 }
 
 fn reg_while_enabled(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let holder = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, holder.addr(0), 8, 0)?;
@@ -500,7 +494,6 @@ fn reg_while_enabled(cx: &mut Ctx) -> R {
 }
 
 fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 1)?;
@@ -584,7 +577,6 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
 }
 
 fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     check_eq!(
         uapi::del(cx.fd(), &name).err(),
@@ -619,7 +611,6 @@ fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
 }
 
 fn persist_outlives_users(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // A twin without PERSIST, registered and released the same way, is the control: its
@@ -664,7 +655,6 @@ fn persist_outlives_users(cx: &mut Ctx) -> R {
 /// reference to `queue_rcu_work()`, DEL may find the event still referenced for a grace
 /// period after UNREG has returned. See docs/kernel-bugs/del-after-unreg-ebusy.md.
 fn del_right_after_unreg(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // As upstream's test: REG and UNREG on an fd of their own, closed before DEL (an open
@@ -714,7 +704,6 @@ fn del_right_after_unreg(cx: &mut Ctx) -> R {
 }
 
 fn multi_format(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegMultiFormat)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let multi = uapi::USER_EVENT_REG_MULTI_FORMAT;
@@ -760,7 +749,6 @@ fn status_line(name: &str) -> Result<Option<String>, Stop> {
 }
 
 fn status_names_probes(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -812,7 +800,6 @@ fn dynamic_line(name: &str) -> Result<Option<String>, Stop> {
 }
 
 fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (bare, one, several) = (cx.event_name(), cx.event_name(), cx.event_name());
     let fields = "u32 a; struct foo b 8; u8 c";
@@ -876,7 +863,6 @@ fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
 }
 
 fn dynamic_events_delete_one(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     // Persistent events made through dynamic_events, unused: only the name decides.
     let (early, late) = (cx.event_name(), cx.event_name());
     check!(early < late, "names {early} and {late} out of order");

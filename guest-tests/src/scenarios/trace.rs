@@ -169,7 +169,6 @@ fn without_array_len(line: &str) -> String {
 }
 
 fn format_array_fields(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let mut names = Vec::new();
     for bit in 0..4 {
@@ -181,7 +180,6 @@ fn format_array_fields(cx: &mut Ctx) -> R {
 }
 
 fn integers_via_write(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "u8 a;u16 b;u32 c;u64 d")?;
@@ -219,7 +217,6 @@ fn integers_via_write(cx: &mut Ctx) -> R {
 }
 
 fn char_arrays_via_writev(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "char[8] s;char[4] t;u16 n")?;
@@ -235,7 +232,6 @@ fn char_arrays_via_writev(cx: &mut Ctx) -> R {
 }
 
 fn rel_loc_string(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "u32 n;__rel_loc char[] msg")?;
@@ -253,7 +249,6 @@ fn rel_loc_string(cx: &mut Ctx) -> R {
 }
 
 fn data_loc_string(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "__data_loc char[] msg;u32 n")?;
@@ -289,7 +284,6 @@ fn loc(len: u32, offset: u32) -> u32 {
 }
 
 fn write_errors(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // Three events, so that each validator is alone in its event and every rejection below
     // has one cause. Offsets count in the entry (8-byte header first); every write's
@@ -522,7 +516,6 @@ fn iovec(b: &[u8]) -> libc::iovec {
 /// do not is itself checked: one event, two instances (and the top level, which nothing here
 /// enables), three writes at three different sets of probes.
 fn instances_are_separate(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = cx.reg(&format!("{name} u32 n"), page.addr(0), 4, 0)?;
