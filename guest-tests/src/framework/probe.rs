@@ -64,9 +64,9 @@ impl Ctx {
     }
 }
 
-/// Ignores the scenario unless the kernel has madvise(2), which tinyconfig leaves out
-/// (CONFIG_ADVISE_SYSCALLS). An madvise of no bytes answers 0 before it looks at any mapping;
-/// without the option the system call is not there (ENOSYS).
+/// Ignores the scenario unless the kernel has madvise(2) (CONFIG_ADVISE_SYSCALLS, which a
+/// small config may leave out). An madvise of no bytes answers 0 before it looks at any
+/// mapping; without the option the system call is not there (ENOSYS).
 fn require_madvise() -> R {
     let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_NORMAL) };
     madvise_answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
