@@ -2,15 +2,20 @@
 //! writes result records to stdout (which the init points at the result port). On the host,
 //! `--list`/`--list-json` print the scenarios without running anything.
 
+mod children;
+mod programs;
+
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use guest_tests::framework::{Ctx, Entry, Pipe, Stop, R};
+use children::{signal_name, spawn, ChildEnd, Collected, Spawned};
+use guest_tests::framework::{Ctx, Entry, Stop, R};
 use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::tracefs;
-use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Plan, Record, ScenarioInfo};
+use programs::{guest_test_runs, run_guest_test, run_kselftest};
+use result_channel::{Outcome, Plan, Record, ScenarioInfo};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -155,175 +160,12 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
     }
 }
 
-/// What a forked child left: the bytes it wrote to the pipe, its wait status, and whether
-/// the limit ran out (then its whole process group was killed).
-struct Collected {
-    bytes: Vec<u8>,
-    status: i32,
-    timed_out: bool,
-}
-
-/// How a collected child ended.
-enum ChildEnd {
-    /// Its limit ran out and it was killed.
-    TimedOut,
-    /// Killed by this signal (a crash).
-    Signal(i32),
-    Exited(i32),
-}
-
-impl Collected {
-    fn end(&self) -> ChildEnd {
-        if self.timed_out {
-            ChildEnd::TimedOut
-        } else if libc::WIFSIGNALED(self.status) {
-            ChildEnd::Signal(libc::WTERMSIG(self.status))
-        } else {
-            ChildEnd::Exited(libc::WEXITSTATUS(self.status))
-        }
-    }
-}
-
-/// A forked child in a process group of its own (so a time-out also kills whatever it forked),
-/// and the read end of the pipe it reports on.
-struct Spawned {
-    pid: libc::pid_t,
-    rd: OwnedFd,
-    started: Instant,
-    limit: Duration,
-    bytes: Vec<u8>,
-}
-
-/// Forks; the child runs `child` with the write end of the pipe. `child` ends with `_exit` or
-/// `exec`; should it return, the child exits 127.
-fn spawn(limit: Duration, child: impl FnOnce(i32)) -> Result<Spawned, String> {
-    let started = Instant::now();
-    let pipe = Pipe::new().map_err(|e| format!("{e:?}"))?;
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        unsafe { libc::setpgid(0, 0) };
-        child(pipe.wr.as_raw_fd());
-        unsafe { libc::_exit(127) };
-    }
-    drop(pipe.wr);
-    Ok(Spawned {
-        pid,
-        rd: pipe.rd,
-        started,
-        limit,
-        bytes: Vec::new(),
-    })
-}
-
-impl Spawned {
-    fn left(&self) -> Duration {
-        self.limit.saturating_sub(self.started.elapsed())
-    }
-
-    /// Reads what the pipe holds; true at EOF (the child has exited or closed the pipe).
-    fn read_some(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        let n = unsafe {
-            libc::read(
-                self.rd.as_raw_fd(),
-                chunk.as_mut_ptr() as *mut _,
-                chunk.len(),
-            )
-        };
-        if n <= 0 {
-            return true;
-        }
-        if self.bytes.len() < 1 << 20 {
-            self.bytes.extend_from_slice(&chunk[..n as usize]);
-        }
-        false
-    }
-
-    /// Whether the child has sent its whole report (a scenario's End record is one line).
-    fn reported(&self) -> bool {
-        self.bytes.ends_with(b"\n")
-    }
-
-    /// Reaps the child; with `timed_out`, kills its whole process group first.
-    fn finish(self, timed_out: bool) -> Collected {
-        if timed_out {
-            unsafe {
-                libc::kill(-self.pid, libc::SIGKILL);
-                libc::kill(self.pid, libc::SIGKILL);
-            }
-        }
-        let mut status = 0;
-        unsafe { libc::waitpid(self.pid, &mut status, 0) };
-        Collected {
-            bytes: self.bytes,
-            status,
-            timed_out,
-        }
-    }
-
-    /// Collects until EOF or the limit.
-    fn wait(mut self) -> Collected {
-        loop {
-            let left = self.left();
-            if left.is_zero() {
-                return self.finish(true);
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.rd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-                continue; // EINTR, or the limit: checked at the top
-            }
-            if self.read_some() {
-                return self.finish(false);
-            }
-        }
-    }
-}
-
-/// Forks `child` and collects what it reports until EOF or `limit`.
-fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, String> {
-    Ok(spawn(limit, child)?.wait())
-}
-
 /// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
 /// then again, one at a time, those a splat left unattributable ([`schedule::Attribution`]).
 /// With `stop_at_first_failure`, nothing new starts after a failure (of one of `stop_on`, if
 /// named); what runs finishes. Returns the scenario whose failure stopped the run.
 fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
-    let traits = |name: &str| {
-        scenarios::find(name).map_or(
-            // Unknown: it fails at once; alone keeps that failure its own.
-            Traits {
-                alone: true,
-                fault_warnings: false,
-            },
-            |e| Traits {
-                alone: e.alone,
-                fault_warnings: e.fault_warnings,
-            },
-        )
-    };
     let expects_faults = |name: &str| traits(name).fault_warnings;
-    // The failure that stops the run, if this record is one.
-    let stops = |r: &Record| match r {
-        Record::End {
-            name,
-            outcome: Outcome::Fail,
-            ..
-        } if plan.stop_at_first_failure
-            && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
-        {
-            Some(name.clone())
-        }
-        _ => None,
-    };
     // Without the kernel log the runner cannot tell whose splat is whose: one at a time.
     let mut kmsg = if plan.jobs > 1 { Kmsg::open() } else { None };
     let jobs_allowed = if kmsg.is_some() {
@@ -342,76 +184,23 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     if !plan.stop_at_first_failure && jobs_allowed > 1 {
         schedule::start_order(&mut pending);
     }
-    // Once a scenario has sent its End record it is only exiting (the kernel's exit path for
-    // a process with user_events registrations waits out an RCU grace period), so its slot
-    // goes to the next scenario, while its `end` marker waits for the reap, so that a splat
-    // from its exit is still attributed to it.
-    let mut running: Vec<(String, Traits, Spawned)> = Vec::new();
-    let mut stopped_at: Option<String> = None;
+    let mut run = SideBySide {
+        plan,
+        pending,
+        running: Vec::new(),
+        stopped_at: None,
+    };
     loop {
         let jobs = if attribution.fell_back() {
             1
         } else {
             jobs_allowed
         };
-        while stopped_at.is_none() {
-            // With one job (debugging, or after a splat made the run fall back), the next
-            // scenario waits for the last one's exit too: strictly one at a time.
-            let (exiting, busy): (Vec<_>, Vec<_>) =
-                running.iter().partition(|r| jobs > 1 && r.2.reported());
-            let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
-            let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
-            let waiting: Vec<Traits> = pending.iter().map(|p| p.1).collect();
-            let keep_order = plan.stop_at_first_failure;
-            let Some(i) = schedule::next(&waiting, &busy, &exiting, jobs, keep_order) else {
-                break;
-            };
-            let (name, t) = pending.remove(i);
-            emit(&Record::Start { name: name.clone() });
-            kmsg_marker("start", &name);
-            match spawn_scenario(&name, plan, false) {
-                Ok(s) => {
-                    kmsg_marker("pid", &format!("{} {name}", s.pid));
-                    running.push((name, t, s))
-                }
-                Err(rec) => {
-                    kmsg_marker("end", &name);
-                    stopped_at = stopped_at.or_else(|| stops(&rec));
-                    emit(&rec);
-                }
-            }
-        }
-        if running.is_empty() {
+        run.start_what_fits(jobs, emit);
+        if run.running.is_empty() {
             break;
         }
-        let mut pfds: Vec<libc::pollfd> = running
-            .iter()
-            .map(|r| libc::pollfd {
-                fd: r.2.rd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let soonest = running.iter().map(|r| r.2.left()).min().unwrap_or_default();
-        let ms = soonest.min(Duration::from_millis(200)).as_millis() as i32;
-        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-        let mut i = 0;
-        while i < running.len() {
-            let ready = pfds[i].revents != 0 && running[i].2.read_some();
-            let overdue = !ready && running[i].2.left().is_zero();
-            if ready || overdue {
-                pfds.remove(i);
-                let (name, _, s) = running.remove(i);
-                let (started, limit) = (s.started, s.limit);
-                let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
-                remove_trace_instance(&name, false);
-                kmsg_marker("end", &name);
-                stopped_at = stopped_at.or_else(|| stops(&rec));
-                emit(&rec);
-            } else {
-                i += 1;
-            }
-        }
+        run.end_finished(emit);
         if let Some(k) = &mut kmsg {
             k.drain(&mut attribution, expects_faults);
         }
@@ -419,7 +208,140 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     if let Some(k) = &mut kmsg {
         k.drain(&mut attribution, expects_faults);
     }
-    // Each rerun is alone: its console is its own, and its End is the one the host keeps.
+    rerun_alone(plan, &attribution, emit);
+    run.stopped_at
+}
+
+/// How a planned scenario may share the machine, as it declares.
+fn traits(name: &str) -> Traits {
+    scenarios::find(name).map_or(
+        // Unknown: it fails at once; alone keeps that failure its own.
+        Traits {
+            alone: true,
+            fault_warnings: false,
+        },
+        |e| Traits {
+            alone: e.alone,
+            fault_warnings: e.fault_warnings,
+        },
+    )
+}
+
+/// The failure that stops the run, if this record is one.
+fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
+    match r {
+        Record::End {
+            name,
+            outcome: Outcome::Fail,
+            ..
+        } if plan.stop_at_first_failure
+            && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
+        {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The first pass over the plan's scenarios: those still to start, those running side by
+/// side, and the failure that stopped the run, if one did.
+///
+/// Once a scenario has sent its End record it is only exiting (the kernel's exit path for a
+/// process with user_events registrations waits out an RCU grace period), so its slot goes to
+/// the next scenario, while its `end` marker waits for the reap, so that a splat from its
+/// exit is still attributed to it.
+struct SideBySide<'a> {
+    plan: &'a Plan,
+    pending: Vec<(String, Traits)>,
+    running: Vec<(String, Traits, Spawned)>,
+    stopped_at: Option<String>,
+}
+
+impl SideBySide<'_> {
+    /// Keeps the first failure that stops the run.
+    fn stop_if_stopping(&mut self, rec: &Record) {
+        if self.stopped_at.is_none() {
+            self.stopped_at = stopping_failure(self.plan, rec);
+        }
+    }
+
+    /// Starts scenarios while [`schedule::next`] lets one more start with `jobs` slots and
+    /// no failure has stopped the run.
+    fn start_what_fits(&mut self, jobs: usize, emit: &mut dyn FnMut(&Record)) {
+        while self.stopped_at.is_none() {
+            // With one job (debugging, or after a splat made the run fall back), the next
+            // scenario waits for the last one's exit too: strictly one at a time.
+            let (exiting, busy): (Vec<_>, Vec<_>) = self
+                .running
+                .iter()
+                .partition(|r| jobs > 1 && r.2.reported());
+            let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
+            let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
+            let waiting: Vec<Traits> = self.pending.iter().map(|p| p.1).collect();
+            let keep_order = self.plan.stop_at_first_failure;
+            let Some(i) = schedule::next(&waiting, &busy, &exiting, jobs, keep_order) else {
+                break;
+            };
+            let (name, t) = self.pending.remove(i);
+            emit(&Record::Start { name: name.clone() });
+            kmsg_marker("start", &name);
+            match spawn_scenario(&name, self.plan, false) {
+                Ok(s) => {
+                    kmsg_marker("pid", &format!("{} {name}", s.pid));
+                    self.running.push((name, t, s))
+                }
+                Err(rec) => {
+                    kmsg_marker("end", &name);
+                    self.stop_if_stopping(&rec);
+                    emit(&rec);
+                }
+            }
+        }
+    }
+
+    /// Waits for the running scenarios (at most 200 ms, less if a limit comes sooner) and
+    /// ends each one that has exited or overrun its limit.
+    fn end_finished(&mut self, emit: &mut dyn FnMut(&Record)) {
+        let mut pfds: Vec<libc::pollfd> = self
+            .running
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.2.rd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let soonest = self
+            .running
+            .iter()
+            .map(|r| r.2.left())
+            .min()
+            .unwrap_or_default();
+        let ms = soonest.min(Duration::from_millis(200)).as_millis() as i32;
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        let mut i = 0;
+        while i < self.running.len() {
+            let ready = pfds[i].revents != 0 && self.running[i].2.read_some();
+            let overdue = !ready && self.running[i].2.left().is_zero();
+            if ready || overdue {
+                pfds.remove(i);
+                let (name, _, s) = self.running.remove(i);
+                let (started, limit) = (s.started, s.limit);
+                let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
+                remove_trace_instance(&name, false);
+                kmsg_marker("end", &name);
+                self.stop_if_stopping(&rec);
+                emit(&rec);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Runs again, one at a time, the scenarios a splat left unattributable: each rerun is
+/// alone, so its console is its own, and its End is the one the host keeps.
+fn rerun_alone(plan: &Plan, attribution: &Attribution, emit: &mut dyn FnMut(&Record)) {
     let reruns: Vec<&String> = plan
         .scenarios
         .iter()
@@ -438,7 +360,6 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         kmsg_marker("end", name);
         emit(&rec);
     }
-    stopped_at
 }
 
 /// The kernel log, read from where it was when the runner started.
@@ -624,175 +545,11 @@ fn scenario_record(
     end(name, Outcome::Fail, message, started)
 }
 
-/// Runs an upstream selftest program with its output captured; the host parses the KTAP.
-/// It is forked and exec'd by hand: std's spawn with a process group or a pre_exec hook fails
-/// with ENOSYS on these tinyconfig kernels.
-fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
-    let started = Instant::now();
-    let path = std::ffi::CString::new(k.path.as_str()).unwrap();
-    let limit = Duration::from_millis(k.timeout_ms);
-    // One pipe for stdout and stderr: the harness's assertion messages (stderr) then sit
-    // next to the KTAP line they explain. The cwd must be writable.
-    let collected = fork_collect(limit, |fd| unsafe {
-        libc::chdir(c"/tmp".as_ptr());
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        libc::dup2(null, 0);
-        libc::dup2(fd, 1);
-        libc::dup2(fd, 2);
-        let argv = [path.as_ptr(), std::ptr::null()];
-        libc::execv(path.as_ptr(), argv.as_ptr());
-        let msg = format!("exec {}: {}\n", k.path, std::io::Error::last_os_error());
-        libc::write(2, msg.as_ptr() as *const _, msg.len());
-        libc::_exit(127)
-    });
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return end(name, Outcome::Fail, e, started),
-    };
-    // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
-    let (outcome, message) = match c.end() {
-        ChildEnd::TimedOut => (
-            Outcome::Fail,
-            format!(
-                "timed out after {} ms (selftest settings); killed",
-                limit.as_millis()
-            ),
-        ),
-        ChildEnd::Signal(sig) => (
-            Outcome::Fail,
-            format!("killed by signal {sig} ({})", signal_name(sig)),
-        ),
-        ChildEnd::Exited(0) => (Outcome::Pass, String::new()),
-        ChildEnd::Exited(4) => (
-            Outcome::Ignored,
-            "the program skipped itself (KSFT_SKIP)".into(),
-        ),
-        ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
-    };
-    let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
-        *output = String::from_utf8_lossy(&c.bytes).into_owned();
-    }
-    rec
-}
-
-/// Each process to start for a guest test program: its record name and its arguments. A
-/// libtest program runs one test per process, so what goes wrong belongs to that test.
-fn guest_test_runs(g: &GuestTestPlan) -> Vec<(String, Vec<String>)> {
-    match &g.style {
-        GuestTestStyle::Libtest { tests, json } => tests
-            .iter()
-            .map(|t| {
-                let mut argv = vec!["--exact".to_owned(), t.clone(), "--test-threads=1".into()];
-                if *json {
-                    argv.extend(["--format", "json", "-Z", "unstable-options"].map(String::from));
-                }
-                argv.extend(g.args.iter().cloned());
-                (result_channel::guest_test_name(&g.program, Some(t)), argv)
-            })
-            .collect(),
-        GuestTestStyle::Program => vec![(
-            result_channel::guest_test_name(&g.program, None),
-            g.args.clone(),
-        )],
-    }
-}
-
-/// Runs one process of a guest test program with stdout and stderr captured together; the
-/// verdict here is the exit status alone, the host reads the output (libtest, KTAP).
-fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
-    let started = Instant::now();
-    let cstr = |s: &str| std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
-    let path = cstr(&g.path);
-    let argv: Vec<std::ffi::CString> = std::iter::once(path.clone())
-        .chain(args.iter().map(|a| cstr(a)))
-        .collect();
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/bin:/usr/bin".into()),
-        ("HOME".into(), "/tmp".into()),
-    ];
-    if matches!(g.style, GuestTestStyle::Libtest { json: true, .. }) {
-        // libtest's `-Z unstable-options` (for `--format json`) checks this at run time.
-        env.push(("RUSTC_BOOTSTRAP".into(), "1".into()));
-    }
-    env.extend(g.env.iter().cloned());
-    let envp: Vec<std::ffi::CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
-    let limit = Duration::from_millis(g.timeout_ms);
-    let collected = fork_collect(limit, |fd| unsafe {
-        libc::chdir(c"/tmp".as_ptr());
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        libc::dup2(null, 0);
-        libc::dup2(fd, 1);
-        libc::dup2(fd, 2);
-        let mut a: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-        a.push(std::ptr::null());
-        let mut e: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-        e.push(std::ptr::null());
-        libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr());
-        let msg = format!("exec {}: {}\n", g.path, std::io::Error::last_os_error());
-        libc::write(2, msg.as_ptr() as *const _, msg.len());
-        libc::_exit(127)
-    });
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return end(name, Outcome::Fail, e, started),
-    };
-    let (outcome, message) = match c.end() {
-        ChildEnd::TimedOut => (
-            Outcome::Fail,
-            format!(
-                "timed out after {} ms (its limit, --guest-test-timeout); killed",
-                limit.as_millis()
-            ),
-        ),
-        ChildEnd::Signal(sig) => (
-            Outcome::Fail,
-            format!("crashed: killed by signal {sig} ({})", signal_name(sig)),
-        ),
-        ChildEnd::Exited(0) => (Outcome::Pass, String::new()),
-        ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
-    };
-    let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
-        *output = bounded_output(&c.bytes);
-    }
-    rec
-}
-
-/// A program's output as a record carries it: a record is at most MAX_RECORD_LEN on the
-/// wire, escapes included, so a chatty program keeps its beginning and its end (where
-/// libtest and TAP put their results) and says how much was cut.
-fn bounded_output(bytes: &[u8]) -> String {
-    const HEAD: usize = 16 * 1024;
-    const TAIL: usize = 48 * 1024;
-    if bytes.len() <= HEAD + TAIL {
-        return String::from_utf8_lossy(bytes).into_owned();
-    }
-    let cut = bytes.len() - HEAD - TAIL;
-    format!(
-        "{}\n[... {cut} bytes of output cut ...]\n{}",
-        String::from_utf8_lossy(&bytes[..HEAD]),
-        String::from_utf8_lossy(&bytes[bytes.len() - TAIL..])
-    )
-}
-
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_default()
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        _ => "signal",
-    }
 }
 
 #[cfg(test)]
