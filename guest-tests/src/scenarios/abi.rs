@@ -172,7 +172,59 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
         write_index: 0,
     };
     let long_name = CString::new("n".repeat(512)).unwrap();
-    let mut cases: Vec<(&str, UserReg, i32)> = vec![
+    let mut cases: Vec<(&str, UserReg, i32)> = bad_regs(good, &page, &long_name);
+    let bad_fields = [
+        "long x",
+        "char[0] s",
+        "char[1025] s",
+        "char[aa] s",
+        "u32",
+        "u32 a 4",
+        "struct s x",
+        "u32 a b c",
+    ];
+    let args: Vec<CString> = bad_fields
+        .iter()
+        .map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap())
+        .collect();
+    for (f, a) in bad_fields.iter().zip(&args) {
+        cases.push((
+            f,
+            UserReg {
+                name_args: a.as_ptr() as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ));
+    }
+    let flagged = CString::new(format!("{}:flag", name.to_str().unwrap())).unwrap();
+    cases.push((
+        "name:flag",
+        UserReg {
+            name_args: flagged.as_ptr() as u64,
+            ..good
+        },
+        libc::EINVAL,
+    ));
+    for (what, mut reg, want) in cases {
+        check_eq!(
+            uapi::reg_raw(cx.fd(), &mut reg).err(),
+            Some(Errno(want)),
+            "REG with {what}"
+        );
+    }
+    regs_longer_than_the_struct(cx, good)?;
+    unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
+    Ok(())
+}
+
+/// REGs the kernel must reject, each `good` with one field wrong, and the errno it must give.
+fn bad_regs(
+    good: UserReg,
+    page: &Mapping,
+    long_name: &CString,
+) -> Vec<(&'static str, UserReg, i32)> {
+    vec![
         ("size 27", UserReg { size: 27, ..good }, libc::EINVAL),
         (
             "size 4097 (> PAGE_SIZE)",
@@ -261,47 +313,12 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
             },
             libc::EINVAL,
         ),
-    ];
-    let bad_fields = [
-        "long x",
-        "char[0] s",
-        "char[1025] s",
-        "char[aa] s",
-        "u32",
-        "u32 a 4",
-        "struct s x",
-        "u32 a b c",
-    ];
-    let args: Vec<CString> = bad_fields
-        .iter()
-        .map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap())
-        .collect();
-    for (f, a) in bad_fields.iter().zip(&args) {
-        cases.push((
-            f,
-            UserReg {
-                name_args: a.as_ptr() as u64,
-                ..good
-            },
-            libc::EINVAL,
-        ));
-    }
-    let flagged = CString::new(format!("{}:flag", name.to_str().unwrap())).unwrap();
-    cases.push((
-        "name:flag",
-        UserReg {
-            name_args: flagged.as_ptr() as u64,
-            ..good
-        },
-        libc::EINVAL,
-    ));
-    for (what, mut reg, want) in cases {
-        check_eq!(
-            uapi::reg_raw(cx.fd(), &mut reg).err(),
-            Some(Errno(want)),
-            "REG with {what}"
-        );
-    }
+    ]
+}
+
+/// REG with a struct longer than `good`'s 28 bytes: bytes past the struct must be zero, and
+/// the whole at most PAGE_SIZE.
+fn regs_longer_than_the_struct(cx: &Ctx, good: UserReg) -> R {
     // Bytes past the known struct: zero is accepted, anything else is E2BIG.
     let mut long = LongReg {
         reg: UserReg { size: 32, ..good },
@@ -337,7 +354,6 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
             "REG of size {size} followed by zero bytes"
         );
     }
-    unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
     Ok(())
 }
 
