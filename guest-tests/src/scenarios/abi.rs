@@ -60,7 +60,7 @@ const SCENARIOS: &[Scenario] = &[
         "del_right_after_unreg",
         "DEL right after the UNREG of a PERSIST event's only registration is 0 or EBUSY (the unregister drops its event reference after an RCU grace period); retried, DEL succeeds within the poll deadline and the event is gone",
         del_right_after_unreg,
-    ),
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
         "multi_format",
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
@@ -92,7 +92,6 @@ const SCENARIOS: &[Scenario] = &[
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
 
 fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let fill = 0xa5a5_a5a5_a5a5_a5a5u64;
     for off in [0, 16] {
@@ -116,7 +115,6 @@ fn size8_bits_0_and_63(cx: &mut Ctx) -> R {
 }
 
 fn size4_words_at_0_and_4_mod_8(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let fill = 0x5a5a_5a5au32;
     for off in [4, 16] {
@@ -162,7 +160,6 @@ struct LongReg {
 }
 
 fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = CString::new(cx.event_name()).unwrap();
     let good = UserReg {
@@ -175,7 +172,59 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
         write_index: 0,
     };
     let long_name = CString::new("n".repeat(512)).unwrap();
-    let mut cases: Vec<(&str, UserReg, i32)> = vec![
+    let mut cases: Vec<(&str, UserReg, i32)> = bad_regs(good, &page, &long_name);
+    let bad_fields = [
+        "long x",
+        "char[0] s",
+        "char[1025] s",
+        "char[aa] s",
+        "u32",
+        "u32 a 4",
+        "struct s x",
+        "u32 a b c",
+    ];
+    let args: Vec<CString> = bad_fields
+        .iter()
+        .map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap())
+        .collect();
+    for (f, a) in bad_fields.iter().zip(&args) {
+        cases.push((
+            f,
+            UserReg {
+                name_args: a.as_ptr() as u64,
+                ..good
+            },
+            libc::EINVAL,
+        ));
+    }
+    let flagged = CString::new(format!("{}:flag", name.to_str().unwrap())).unwrap();
+    cases.push((
+        "name:flag",
+        UserReg {
+            name_args: flagged.as_ptr() as u64,
+            ..good
+        },
+        libc::EINVAL,
+    ));
+    for (what, mut reg, want) in cases {
+        check_eq!(
+            uapi::reg_raw(cx.fd(), &mut reg).err(),
+            Some(Errno(want)),
+            "REG with {what}"
+        );
+    }
+    regs_longer_than_the_struct(cx, good)?;
+    unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
+    Ok(())
+}
+
+/// REGs the kernel must reject, each `good` with one field wrong, and the errno it must give.
+fn bad_regs(
+    good: UserReg,
+    page: &Mapping,
+    long_name: &CString,
+) -> Vec<(&'static str, UserReg, i32)> {
+    vec![
         ("size 27", UserReg { size: 27, ..good }, libc::EINVAL),
         (
             "size 4097 (> PAGE_SIZE)",
@@ -264,47 +313,12 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
             },
             libc::EINVAL,
         ),
-    ];
-    let bad_fields = [
-        "long x",
-        "char[0] s",
-        "char[1025] s",
-        "char[aa] s",
-        "u32",
-        "u32 a 4",
-        "struct s x",
-        "u32 a b c",
-    ];
-    let args: Vec<CString> = bad_fields
-        .iter()
-        .map(|f| CString::new(format!("{} {f}", name.to_str().unwrap())).unwrap())
-        .collect();
-    for (f, a) in bad_fields.iter().zip(&args) {
-        cases.push((
-            f,
-            UserReg {
-                name_args: a.as_ptr() as u64,
-                ..good
-            },
-            libc::EINVAL,
-        ));
-    }
-    let flagged = CString::new(format!("{}:flag", name.to_str().unwrap())).unwrap();
-    cases.push((
-        "name:flag",
-        UserReg {
-            name_args: flagged.as_ptr() as u64,
-            ..good
-        },
-        libc::EINVAL,
-    ));
-    for (what, mut reg, want) in cases {
-        check_eq!(
-            uapi::reg_raw(cx.fd(), &mut reg).err(),
-            Some(Errno(want)),
-            "REG with {what}"
-        );
-    }
+    ]
+}
+
+/// REG with a struct longer than `good`'s 28 bytes: bytes past the struct must be zero, and
+/// the whole at most PAGE_SIZE.
+fn regs_longer_than_the_struct(cx: &Ctx, good: UserReg) -> R {
     // Bytes past the known struct: zero is accepted, anything else is E2BIG.
     let mut long = LongReg {
         reg: UserReg { size: 32, ..good },
@@ -340,7 +354,6 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
             "REG of size {size} followed by zero bytes"
         );
     }
-    unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
     Ok(())
 }
 
@@ -408,7 +421,6 @@ fn ioctl_reg(fd: BorrowedFd<'_>, long: &mut LongReg) -> uapi::SysResult<()> {
 }
 
 fn reg_duplicates(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (first, second) = (cx.event_name(), cx.event_name());
     let addr = page.addr(0) as u64;
@@ -445,7 +457,6 @@ fn reg_duplicates(cx: &mut Ctx) -> R {
 }
 
 fn reg_unusable_address(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     let (gone, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
     unsafe { libc::munmap(gone as *mut _, len) };
@@ -481,7 +492,6 @@ fn reg_unusable_address(cx: &mut Ctx) -> R {
 }
 
 fn reg_while_enabled(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let holder = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, holder.addr(0), 8, 0)?;
@@ -500,7 +510,6 @@ fn reg_while_enabled(cx: &mut Ctx) -> R {
 }
 
 fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 1)?;
@@ -584,7 +593,6 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
 }
 
 fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     check_eq!(
         uapi::del(cx.fd(), &name).err(),
@@ -619,7 +627,6 @@ fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
 }
 
 fn persist_outlives_users(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // A twin without PERSIST, registered and released the same way, is the control: its
@@ -664,7 +671,6 @@ fn persist_outlives_users(cx: &mut Ctx) -> R {
 /// reference to `queue_rcu_work()`, DEL may find the event still referenced for a grace
 /// period after UNREG has returned. See docs/kernel-bugs/del-after-unreg-ebusy.md.
 fn del_right_after_unreg(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let name = cx.event_name();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // As upstream's test: REG and UNREG on an fd of their own, closed before DEL (an open
@@ -714,7 +720,6 @@ fn del_right_after_unreg(cx: &mut Ctx) -> R {
 }
 
 fn multi_format(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegMultiFormat)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let multi = uapi::USER_EVENT_REG_MULTI_FORMAT;
@@ -760,7 +765,6 @@ fn status_line(name: &str) -> Result<Option<String>, Stop> {
 }
 
 fn status_names_probes(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -812,7 +816,6 @@ fn dynamic_line(name: &str) -> Result<Option<String>, Stop> {
 }
 
 fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (bare, one, several) = (cx.event_name(), cx.event_name(), cx.event_name());
     let fields = "u32 a; struct foo b 8; u8 c";
@@ -876,7 +879,6 @@ fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
 }
 
 fn dynamic_events_delete_one(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     // Persistent events made through dynamic_events, unused: only the name decides.
     let (early, late) = (cx.event_name(), cx.event_name());
     check!(early < late, "names {early} and {late} out of order");

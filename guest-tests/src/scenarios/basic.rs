@@ -37,7 +37,6 @@ fn present(_: &mut Ctx) -> R {
 }
 
 fn private_anon_enable_disable(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 3)?;
@@ -50,7 +49,6 @@ fn private_anon_enable_disable(cx: &mut Ctx) -> R {
 }
 
 fn write_reaches_trace(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = cx.reg(&format!("{name} u32 count;u64 big"), page.addr(0), 4, 0)?;

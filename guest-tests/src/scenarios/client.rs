@@ -151,7 +151,6 @@ macro_rules! register_provider {
 }
 
 fn tracepoint_follows_tracefs(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     register(&TP_TRACEFS, &format!("{name} u32 n"))?;
     check_eq!(
@@ -181,7 +180,6 @@ fn tracepoint_follows_tracefs(cx: &mut Ctx) -> R {
 }
 
 fn tracepoint_follows_perf(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     register(&TP_PERF, &format!("{name} u32 n"))?;
     check!(!TP_PERF.enabled(), "enabled() right after register");
@@ -219,7 +217,6 @@ fn tracefs_writes() -> (u32, u32) {
 const EH_EBADF: u32 = EBADF as u32;
 
 fn eventheader_follows_tracefs(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(ENABLE_TRACEFS);
     check_eq!(
         tracefs_writes(),
@@ -254,7 +251,6 @@ fn eventheader_follows_tracefs(cx: &mut Ctx) -> R {
 }
 
 fn eventheader_follows_perf(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(ENABLE_PERF);
     let write = || {
         eh::write_event!(
@@ -281,7 +277,6 @@ fn eventheader_follows_perf(cx: &mut Ctx) -> R {
 /// `write_event!`'s), so the linker drops it, `register()` never sees it, and it reads false
 /// for good. If this fails, the crate has been fixed: use `provider_enabled!` again.
 fn provider_enabled_never_registered(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(PROBE);
     tracefs::set_enabled("UeClient_Probe_L4K1", true)?;
     cx.wait_for("write_event! sends after enable", || {
@@ -315,7 +310,6 @@ fn by_pid(line: &str, pid: libc::pid_t) -> bool {
 }
 
 fn tracepoint_write_reaches_trace(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let (name, doc) = (cx.event_name(), cx.event_name());
     register(
         &TP_WRITE,
@@ -436,7 +430,6 @@ fn check_data(what: &str, data: &[u8], want: &[u8]) -> R {
 }
 
 fn eventheader_write_reaches_trace(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(WRITE);
     let tp = "UeClient_Write_L4K5";
     tracefs::clear_trace()?;
@@ -523,7 +516,6 @@ fn fork_eh_sends() -> bool {
 }
 
 fn fork_child_follows(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(FORKED);
     let name = cx.event_name();
     register(&TP_FORK, &format!("{name} u32 n"))?;
@@ -625,7 +617,6 @@ fn fork_child_follows(cx: &mut Ctx) -> R {
 }
 
 fn fork_cow_both_follow(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     register(&TP_COW.tp, &format!("{name} u32 n"))?;
     tracefs::set_enabled(&name, true)?;
@@ -706,7 +697,6 @@ fn status_lists(name: &str) -> Result<bool, Stop> {
 }
 
 fn unregister_reads_disabled(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(UNREG);
     let (name, boxed_name) = (cx.event_name(), cx.event_name());
     register(&TP_UNREG, &format!("{name} u32 n"))?;
@@ -818,7 +808,6 @@ fn unregister_reads_disabled(cx: &mut Ctx) -> R {
 }
 
 fn exec_fresh_registration(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     register_provider!(EXEC);
     let tp = "UeClient_Exec_L4K1";
     let exec_on = || eh::write_event!(EXEC, "Parent", level(Informational), keyword(1)) == 0;

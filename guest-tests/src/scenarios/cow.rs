@@ -50,7 +50,6 @@ enum FirstWriter {
 /// `first` write the page, then flips the event twice; after each flip both processes wait
 /// for the new value before the next one.
 fn follow(cx: &mut Ctx, fork_enabled: bool, first: FirstWriter) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 12)?;

@@ -72,7 +72,6 @@ fn pipe(rd: &str, wr: &str) -> Result<Pipe, Stop> {
 }
 
 fn registrations_dropped(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     // The parent's registration keeps the event alive and shows when an enable has happened.
     let witness = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
@@ -155,7 +154,6 @@ fn dropped_after_exec(steps: Pipe, name: &str, window_ms: &str) -> R {
 }
 
 fn fd_survives_exec(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let witness = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&format!("{name} u32 v"), witness.addr(0), 4, 0)?;
@@ -199,7 +197,6 @@ fn write_after_exec(fd: &str, index: &str) -> R {
 }
 
 fn exit_freezes_child_bit(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let (parents, childs) = (cx.event_name(), cx.event_name());
     cx.reg(&parents, page.addr(0), 4, 0)?;
@@ -231,7 +228,6 @@ fn exit_freezes_child_bit(cx: &mut Ctx) -> R {
 }
 
 fn vfork_exec_keeps_parent(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 8)?;

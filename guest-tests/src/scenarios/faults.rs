@@ -49,17 +49,11 @@ pub const FAMILY: Family = Family::new("faults", SCENARIOS)
 const HOLD_ATTEMPTS: u32 = 5;
 
 /// `madvise(MADV_DONTNEED)` of a private anonymous page: the page is gone (a later write
-/// fault gets a fresh zeroed one); ignored on a kernel without madvise.
+/// fault gets a fresh zeroed one). Its callers' scenarios require madvise, which the runner
+/// has probed, so any error here is a failure.
 fn drop_page(page: &Mapping) -> R {
     if unsafe { libc::madvise(page.ptr as *mut _, page.len, libc::MADV_DONTNEED) } != 0 {
-        let e = Errno::last();
-        if e == Errno(libc::ENOSYS) {
-            return Err(Stop::ignore(
-                Feature::Madvise,
-                "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)",
-            ));
-        }
-        fail!("madvise(MADV_DONTNEED): {e}");
+        fail!("madvise(MADV_DONTNEED): {}", Errno::last());
     }
     check!(
         !resident(page.ptr)?,
@@ -174,7 +168,6 @@ fn note_hold_conditions(cx: &mut Ctx, held: &HeldWorker) {
 /// have dropped its reference to the child's user_event_mm: otherwise the mm is never
 /// destroyed, its registration keeps the event referenced and the unused event never goes.
 fn exit_after_fault_frees_event(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     let to_parent = Pipe::new()?;
     let deadline = cx.poll_deadline;
@@ -225,7 +218,6 @@ fn exit_after_fault_frees_event(cx: &mut Ctx) -> R {
 /// worker frees it instead of re-issuing the write. While held, the registration is still
 /// there (REG of its (addr, bit) is EADDRINUSE): that is the proof UNREG saw FAULTING.
 fn unreg_while_faulting(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     const BIT: u8 = 7;
     for attempt in 1..=HOLD_ATTEMPTS {
         let page = Mapping::anon(libc::MAP_PRIVATE)?;
@@ -323,7 +315,6 @@ fn unreg_while_faulting(cx: &mut Ctx) -> R {
 /// (EBUSY inside the kernel), so exactly one fault runs and warns once. While held, no
 /// warning has been printed yet: that is the proof the disable came while FAULTING.
 fn transition_while_faulting_skipped(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     const BIT: u8 = 3;
     for attempt in 1..=HOLD_ATTEMPTS {
         let (ptr, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();

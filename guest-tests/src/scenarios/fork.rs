@@ -42,7 +42,6 @@ pub const FAMILY: Family = Family::new("fork", SCENARIOS).requires(REMOTE_WRITE)
 const STEP: Duration = Duration::from_secs(10);
 
 fn child_inherits_registration(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 4)?;
@@ -73,7 +72,6 @@ fn child_inherits_registration(cx: &mut Ctx) -> R {
 }
 
 fn later_registrations_stay_per_process(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let word = page.addr(0);
     let (both, child_only, parent_only) = (cx.event_name(), cx.event_name(), cx.event_name());
@@ -116,7 +114,6 @@ fn later_registrations_stay_per_process(cx: &mut Ctx) -> R {
 }
 
 fn child_unreg_keeps_parent(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 6)?;
@@ -153,7 +150,6 @@ fn child_unreg_keeps_parent(cx: &mut Ctx) -> R {
 }
 
 fn vfork_shares_registrations(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (taken, added) = (cx.event_name(), cx.event_name());
     cx.reg(&taken, page.addr(0), 4, 0)?;
@@ -181,7 +177,6 @@ fn vfork_shares_registrations(cx: &mut Ctx) -> R {
 }
 
 fn clone_vm_child_unreg_is_shared(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 3)?;

@@ -41,22 +41,6 @@ struct OldUserReg {
     write_index: u32,
 }
 
-/// Ignores the scenario unless the kernel has the old ABI: there DIAG_IOCSUNREG does not exist.
-fn require_status_page_abi(cx: &Ctx) -> R {
-    match uapi::unreg(cx.fd(), 0, 0) {
-        Err(Errno(libc::ENOTTY)) => Ok(()),
-        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore {
-            missing: Feature::StatusPage,
-            found:
-                "DIAG_IOCSUNREG exists (the remote-write ABI, which removed the status page in 6.4)"
-                    .into(),
-        }),
-        other => Err(Stop::Fail(format!(
-            "probe DIAG_IOCSUNREG: unexpected {other:?}"
-        ))),
-    }
-}
-
 fn old_reg(cx: &Ctx, name_args: &str) -> Result<(u32, u32), Stop> {
     let c = CString::new(name_args).unwrap();
     let mut r = OldUserReg {
@@ -81,7 +65,6 @@ fn old_reg(cx: &Ctx, name_args: &str) -> Result<(u32, u32), Stop> {
 }
 
 fn status_bit_follows_enable(cx: &mut Ctx) -> R {
-    require_status_page_abi(cx)?;
     let name = cx.event_name();
     let (bit, _) = old_reg(cx, &name)?;
     let status = std::fs::File::open(tracefs::path("user_events_status"))?;
@@ -107,7 +90,6 @@ fn status_bit_follows_enable(cx: &mut Ctx) -> R {
 }
 
 fn write_reaches_trace(cx: &mut Ctx) -> R {
-    require_status_page_abi(cx)?;
     let name = cx.event_name();
     let (_, idx) = old_reg(cx, &format!("{name} u32 count"))?;
     tracefs::clear_trace()?;
@@ -145,7 +127,6 @@ fn write_reaches_trace(cx: &mut Ctx) -> R {
 
 /// The same `format` check as `trace::format_array_fields`, for events the old ABI registers.
 fn format_array_fields(cx: &mut Ctx) -> R {
-    require_status_page_abi(cx)?;
     let mut names = Vec::new();
     for _ in 0..4 {
         let name = cx.event_name();

@@ -135,6 +135,29 @@ mod tests {
             get("abi::persist_outlives_users").requires,
             [Feature::RemoteWrite, Feature::RegPersist]
         );
+        // Its family says remote_write; it needs PERSIST too, so it says so itself.
+        assert_eq!(
+            get("abi::del_right_after_unreg").requires,
+            [Feature::RemoteWrite, Feature::RegPersist]
+        );
+    }
+
+    /// The runner probes a REG flag by registering with it, which needs the remote-write ABI:
+    /// on a kernel without it that probe reports remote_write missing, so the scenario must
+    /// declare it too (and first, so that it is the one probed first).
+    #[test]
+    fn a_reg_flag_comes_after_the_abi_it_is_a_flag_of() {
+        for s in all() {
+            for flag in [Feature::RegPersist, Feature::RegMultiFormat] {
+                if let Some(i) = s.requires.iter().position(|&f| f == flag) {
+                    assert!(
+                        s.requires[..i].contains(&Feature::RemoteWrite),
+                        "{} requires {flag} but not remote_write before it",
+                        s.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -38,7 +38,6 @@ pub const FAMILY: Family = Family::new("multi", SCENARIOS).requires(REMOTE_WRITE
 const STEP: Duration = Duration::from_secs(10);
 
 fn three_registrations_follow(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (name, other) = (cx.event_name(), cx.event_name());
     let i0 = cx.reg(&name, page.addr(0), 4, 0)?;
@@ -73,7 +72,6 @@ fn three_registrations_follow(cx: &mut Ctx) -> R {
 }
 
 fn fork_child_has_both(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 2)?;
@@ -132,7 +130,6 @@ fn fork_child_has_both(cx: &mut Ctx) -> R {
 }
 
 fn unreg_one_keeps_other(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let addr = page.addr(0) as u64;
@@ -171,7 +168,6 @@ fn unreg_one_keeps_other(cx: &mut Ctx) -> R {
 /// of the other event must leave it set. Both orders, since which event the kernel would
 /// wrongly revisit can depend on where the two were allocated.
 fn other_events_bits_untouched(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let names = [cx.event_name(), cx.event_name()];
     cx.reg(&names[0], page.addr(0), 4, 0)?;

@@ -45,7 +45,6 @@ static DATA_WORD: AtomicU32 = AtomicU32::new(DATA_PATTERN);
 static BSS_WORD: AtomicU64 = AtomicU64::new(0);
 
 fn anon_untouched_reg_while_enabled(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     // A first registration makes the event exist so that it can be enabled.
     let holder = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
@@ -65,7 +64,6 @@ fn anon_untouched_reg_while_enabled(cx: &mut Ctx) -> R {
 }
 
 fn static_data_word(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let word = DATA_WORD.as_ptr() as *const u8;
     let name = cx.event_name();
     cx.reg(&name, word, 4, 3)?;
@@ -79,7 +77,6 @@ fn static_data_word(cx: &mut Ctx) -> R {
 }
 
 fn static_bss_word(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let name = cx.event_name();
     cx.reg(&name, BSS_WORD.as_ptr() as *const u8, 8, 40)?;
     tracefs::set_enabled(&name, true)?;
@@ -97,7 +94,6 @@ fn static_bss_word(cx: &mut Ctx) -> R {
 const FILE_BYTE: u8 = 0x10;
 
 fn private_file(cx: &mut Ctx, read_first: bool) -> R {
-    cx.require_remote_write()?;
     let file = tmpfs_file(&[FILE_BYTE; 4096])?;
     let map = Mapping::map(
         4096,

@@ -44,7 +44,6 @@ const NOBODY: u32 = 65534;
 const STEP: Duration = Duration::from_secs(10);
 
 fn persist_reg_needs_perfmon(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let addr = page.addr(0) as u64;
     let [plain, refused, by_perfmon, by_admin, by_root] = [(); 5].map(|_| cx.event_name());
@@ -122,7 +121,6 @@ fn persist_reg_needs_perfmon(cx: &mut Ctx) -> R {
 }
 
 fn persist_del_needs_perfmon(cx: &mut Ctx) -> R {
-    cx.require_flag(Feature::RegPersist)?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let addr = page.addr(0) as u64;
     let (name, unknown) = (cx.event_name(), cx.event_name());
@@ -181,7 +179,6 @@ fn persist_del_needs_perfmon(cx: &mut Ctx) -> R {
 }
 
 fn tracefs_files_are_roots(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let (data, status) = (
         tracefs::path("user_events_data"),
         tracefs::path("user_events_status"),

@@ -47,7 +47,6 @@ pub const FAMILY: Family = Family::new("shared", SCENARIOS).requires(REMOTE_WRIT
 const STEP: Duration = Duration::from_secs(10);
 
 fn anon_follows_ftrace(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(8), 8, 63)?;
@@ -60,7 +59,6 @@ fn anon_follows_ftrace(cx: &mut Ctx) -> R {
 }
 
 fn anon_follows_perf(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 5)?;
@@ -72,7 +70,6 @@ fn anon_follows_perf(cx: &mut Ctx) -> R {
 }
 
 fn bit_means_any_probe(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -96,7 +93,6 @@ fn bit_means_any_probe(cx: &mut Ctx) -> R {
 }
 
 fn tmpfs_file_written_through(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let file = tmpfs_file(&[0u8; 4096])?;
     let map = Mapping::map(
         4096,
@@ -125,7 +121,6 @@ fn tmpfs_file_written_through(cx: &mut Ctx) -> R {
 }
 
 fn fork_both_see_changes(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 7)?;
@@ -154,7 +149,6 @@ fn fork_both_see_changes(cx: &mut Ctx) -> R {
 }
 
 fn child_unreg_clears_parent_view(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_SHARED)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 1)?;

@@ -149,7 +149,6 @@ fn join<T>(h: ScopedJoinHandle<'_, T>, who: &str) -> Result<T, Stop> {
 }
 
 fn fork_exit_while_flipping(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -190,7 +189,6 @@ fn fork_exit_while_flipping(cx: &mut Ctx) -> R {
 }
 
 fn threads_reg_unreg_while_flipping(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     // The main thread registers first, so threads created now share its registrations.
@@ -240,7 +238,6 @@ fn threads_reg_unreg_while_flipping(cx: &mut Ctx) -> R {
 }
 
 fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let (ptr, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
     let name = cx.event_name();
     const BIT: u32 = 1 << 5;
@@ -314,7 +311,6 @@ fn munmap_remap_while_flipping(cx: &mut Ctx) -> R {
 }
 
 fn many_events_one_page(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let names: Vec<String> = (0..64).map(|_| cx.event_name()).collect();
     for (bit, n) in names.iter().enumerate() {

@@ -106,7 +106,6 @@ fn fd(raw: i32) -> std::os::fd::BorrowedFd<'static> {
 }
 
 fn later_thread_shares(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (name, other) = (cx.event_name(), cx.event_name());
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -139,7 +138,6 @@ fn later_thread_shares(cx: &mut Ctx) -> R {
 }
 
 fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (first, threads) = (cx.event_name(), cx.event_name());
     cx.reg(&first, page.addr(0), 4, 0)?;
@@ -155,7 +153,6 @@ fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
 }
 
 fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let early = Early::start();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (name, other) = (cx.event_name(), cx.event_name());
@@ -188,7 +185,6 @@ fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
 }
 
 fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let early = Early::start();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (mains, earlys) = (cx.event_name(), cx.event_name());

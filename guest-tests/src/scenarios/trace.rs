@@ -169,7 +169,6 @@ fn without_array_len(line: &str) -> String {
 }
 
 fn format_array_fields(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let mut names = Vec::new();
     for bit in 0..4 {
@@ -181,7 +180,6 @@ fn format_array_fields(cx: &mut Ctx) -> R {
 }
 
 fn integers_via_write(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "u8 a;u16 b;u32 c;u64 d")?;
@@ -219,7 +217,6 @@ fn integers_via_write(cx: &mut Ctx) -> R {
 }
 
 fn char_arrays_via_writev(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "char[8] s;char[4] t;u16 n")?;
@@ -235,7 +232,6 @@ fn char_arrays_via_writev(cx: &mut Ctx) -> R {
 }
 
 fn rel_loc_string(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "u32 n;__rel_loc char[] msg")?;
@@ -253,7 +249,6 @@ fn rel_loc_string(cx: &mut Ctx) -> R {
 }
 
 fn data_loc_string(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = enabled_event(cx, &page, &name, "__data_loc char[] msg;u32 n")?;
@@ -289,7 +284,6 @@ fn loc(len: u32, offset: u32) -> u32 {
 }
 
 fn write_errors(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     // Three events, so that each validator is alone in its event and every rejection below
     // has one cause. Offsets count in the entry (8-byte header first); every write's
@@ -318,29 +312,8 @@ fn write_errors(cx: &mut Ctx) -> R {
         4,
         2,
     )?;
-    let str_ev = |l: u32, text: &[u8]| [words(&[si, 7, l]), text.to_vec()].concat();
-    let rel_ev = |l: u32, text: &[u8]| [words(&[ri, 7, l]), text.to_vec()].concat();
-    // 4 bytes of data after the locs: the entry is 20 bytes long.
-    let raw_ev = |a: u32, b: u32| [words(&[bi, a, b]), vec![1, 2, 3, 4]].concat();
-    // Accepted: each field ends exactly at the end of the entry.
-    let good = [
-        (
-            "__data_loc string ending at the entry's end",
-            str_ev(loc(3, 16), b"ok\0"),
-        ),
-        (
-            "__rel_loc string ending at the entry's end",
-            rel_ev(loc(3, 0), b"ok\0"),
-        ),
-        (
-            "__rel_loc string at relative offset 1",
-            rel_ev(loc(3, 1), b"-ok\0"),
-        ),
-        (
-            "u8[] fields both ending at the entry's end",
-            raw_ev(loc(4, 16), loc(2, 2)),
-        ),
-    ];
+    let ev = WriteEvents { si, ri, bi };
+    let good = accepted_writes(ev);
     // Event type ids are reused once an event is auto-deleted, and records of the deleted
     // event still in the buffer then print under this event's name (seen on 7.3-rc7).
     tracefs::clear_trace()?;
@@ -355,94 +328,7 @@ fn write_errors(cx: &mut Ctx) -> R {
             page.u32_at(0) & 1 << bit != 0
         })?;
     }
-    let efault = libc::EFAULT;
-    let cases: Vec<(&str, Vec<u8>, i32)> = vec![
-        ("3 bytes (no whole index)", vec![0; 3], efault),
-        ("index -1", words(&[u32::MAX, 0]), libc::EINVAL),
-        (
-            "an index this fd never got",
-            words(&[bi + 1, 0]),
-            libc::ENOENT,
-        ),
-        (
-            "a payload shorter than the fields",
-            words(&[si]),
-            libc::EINVAL,
-        ),
-        // The NUL rule of char fields: the field's last byte, which is the entry's last.
-        (
-            "a __data_loc string without NUL",
-            str_ev(loc(2, 16), b"no"),
-            efault,
-        ),
-        (
-            "a __data_loc string whose NUL is not last",
-            str_ev(loc(3, 16), b"a\0b"),
-            efault,
-        ),
-        (
-            "a __rel_loc string without NUL",
-            rel_ev(loc(2, 0), b"no"),
-            efault,
-        ),
-        (
-            "a __rel_loc string whose NUL is not last",
-            rel_ev(loc(3, 0), b"a\0b"),
-            efault,
-        ),
-        // Bounds of char fields (rejected before the NUL rule reads past the entry).
-        (
-            "a __data_loc string one byte past the end",
-            str_ev(loc(4, 16), b"ok\0"),
-            efault,
-        ),
-        (
-            "a __data_loc string at the end's offset",
-            str_ev(loc(1, 19), b"ok\0"),
-            efault,
-        ),
-        (
-            "a __rel_loc string one byte past the end",
-            rel_ev(loc(4, 0), b"ok\0"),
-            efault,
-        ),
-        (
-            "a __rel_loc string at the end's offset",
-            rel_ev(loc(1, 3), b"ok\0"),
-            efault,
-        ),
-        // Bounds alone (u8[]: no NUL rule), each with the other field valid.
-        (
-            "a __data_loc u8[] one byte past the end",
-            raw_ev(loc(5, 16), loc(2, 2)),
-            efault,
-        ),
-        (
-            "a __data_loc u8[] at the end's offset",
-            raw_ev(loc(1, 20), loc(2, 2)),
-            efault,
-        ),
-        (
-            "a __data_loc u8[] at offset 0xffff",
-            raw_ev(loc(1, 0xffff), loc(2, 2)),
-            efault,
-        ),
-        (
-            "a __rel_loc u8[] one byte past the end",
-            raw_ev(loc(4, 16), loc(3, 2)),
-            efault,
-        ),
-        (
-            "a __rel_loc u8[] at the end's offset",
-            raw_ev(loc(4, 16), loc(1, 4)),
-            efault,
-        ),
-        (
-            "a __rel_loc u8[] of length 0xffff",
-            raw_ev(loc(4, 16), loc(0xffff, 0)),
-            efault,
-        ),
-    ];
+    let cases = rejected_writes(ev);
     let mut wrong = Vec::new();
     for (what, buf, want) in &cases {
         let got = uapi::write(cx.fd(), buf);
@@ -483,6 +369,154 @@ fn write_errors(cx: &mut Ctx) -> R {
     for n in [&s, &r, &b] {
         tracefs::set_enabled(n, false)?;
     }
+    only_the_accepted_in_trace(&s, &r, &b)
+}
+
+/// The three events of [`write_errors`], by write index: `si` with a `__data_loc` string,
+/// `ri` with a `__rel_loc` one, `bi` with a `__data_loc` and a `__rel_loc` u8[].
+#[derive(Clone, Copy)]
+struct WriteEvents {
+    si: u32,
+    ri: u32,
+    bi: u32,
+}
+
+impl WriteEvents {
+    /// An entry of the `__data_loc` string event: n = 7, the loc `l`, then `text`.
+    fn str_ev(self, l: u32, text: &[u8]) -> Vec<u8> {
+        [words(&[self.si, 7, l]), text.to_vec()].concat()
+    }
+
+    /// An entry of the `__rel_loc` string event: n = 7, the loc `l`, then `text`.
+    fn rel_ev(self, l: u32, text: &[u8]) -> Vec<u8> {
+        [words(&[self.ri, 7, l]), text.to_vec()].concat()
+    }
+
+    /// An entry of the u8[] event with locs `a` and `b`: 4 bytes of data after the locs, so
+    /// the entry is 20 bytes long.
+    fn raw_ev(self, a: u32, b: u32) -> Vec<u8> {
+        [words(&[self.bi, a, b]), vec![1, 2, 3, 4]].concat()
+    }
+}
+
+/// The writes [`write_errors`] expects accepted: each field ends exactly at the end of the
+/// entry.
+fn accepted_writes(ev: WriteEvents) -> [(&'static str, Vec<u8>); 4] {
+    [
+        (
+            "__data_loc string ending at the entry's end",
+            ev.str_ev(loc(3, 16), b"ok\0"),
+        ),
+        (
+            "__rel_loc string ending at the entry's end",
+            ev.rel_ev(loc(3, 0), b"ok\0"),
+        ),
+        (
+            "__rel_loc string at relative offset 1",
+            ev.rel_ev(loc(3, 1), b"-ok\0"),
+        ),
+        (
+            "u8[] fields both ending at the entry's end",
+            ev.raw_ev(loc(4, 16), loc(2, 2)),
+        ),
+    ]
+}
+
+/// The writes [`write_errors`] expects rejected, each with the errno the kernel must give.
+fn rejected_writes(ev: WriteEvents) -> Vec<(&'static str, Vec<u8>, i32)> {
+    let efault = libc::EFAULT;
+    vec![
+        ("3 bytes (no whole index)", vec![0; 3], efault),
+        ("index -1", words(&[u32::MAX, 0]), libc::EINVAL),
+        (
+            "an index this fd never got",
+            words(&[ev.bi + 1, 0]),
+            libc::ENOENT,
+        ),
+        (
+            "a payload shorter than the fields",
+            words(&[ev.si]),
+            libc::EINVAL,
+        ),
+        // The NUL rule of char fields: the field's last byte, which is the entry's last.
+        (
+            "a __data_loc string without NUL",
+            ev.str_ev(loc(2, 16), b"no"),
+            efault,
+        ),
+        (
+            "a __data_loc string whose NUL is not last",
+            ev.str_ev(loc(3, 16), b"a\0b"),
+            efault,
+        ),
+        (
+            "a __rel_loc string without NUL",
+            ev.rel_ev(loc(2, 0), b"no"),
+            efault,
+        ),
+        (
+            "a __rel_loc string whose NUL is not last",
+            ev.rel_ev(loc(3, 0), b"a\0b"),
+            efault,
+        ),
+        // Bounds of char fields (rejected before the NUL rule reads past the entry).
+        (
+            "a __data_loc string one byte past the end",
+            ev.str_ev(loc(4, 16), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __data_loc string at the end's offset",
+            ev.str_ev(loc(1, 19), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __rel_loc string one byte past the end",
+            ev.rel_ev(loc(4, 0), b"ok\0"),
+            efault,
+        ),
+        (
+            "a __rel_loc string at the end's offset",
+            ev.rel_ev(loc(1, 3), b"ok\0"),
+            efault,
+        ),
+        // Bounds alone (u8[]: no NUL rule), each with the other field valid.
+        (
+            "a __data_loc u8[] one byte past the end",
+            ev.raw_ev(loc(5, 16), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __data_loc u8[] at the end's offset",
+            ev.raw_ev(loc(1, 20), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __data_loc u8[] at offset 0xffff",
+            ev.raw_ev(loc(1, 0xffff), loc(2, 2)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] one byte past the end",
+            ev.raw_ev(loc(4, 16), loc(3, 2)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] at the end's offset",
+            ev.raw_ev(loc(4, 16), loc(1, 4)),
+            efault,
+        ),
+        (
+            "a __rel_loc u8[] of length 0xffff",
+            ev.raw_ev(loc(4, 16), loc(0xffff, 0)),
+            efault,
+        ),
+    ]
+}
+
+/// Only the accepted writes of [`write_errors`] reached trace, with the strings they
+/// declared: one of event `s`, two of `r`, one of `b`.
+fn only_the_accepted_in_trace(s: &str, r: &str, b: &str) -> R {
     let lines = tracefs::trace_lines()?;
     let of = |n: &str| {
         lines
@@ -491,8 +525,7 @@ fn write_errors(cx: &mut Ctx) -> R {
             .cloned()
             .collect::<Vec<_>>()
     };
-    // Only the accepted writes reached trace, with the strings they declared.
-    let (sl, rl, bl) = (of(&s), of(&r), of(&b));
+    let (sl, rl, bl) = (of(s), of(r), of(b));
     check!(
         sl.len() == 1 && rl.len() == 2 && bl.len() == 1,
         "only the 4 accepted writes may reach trace (1, 2, 1 per event), found {}, {}, {}: {lines:?}",
@@ -522,7 +555,6 @@ fn iovec(b: &[u8]) -> libc::iovec {
 /// do not is itself checked: one event, two instances (and the top level, which nothing here
 /// enables), three writes at three different sets of probes.
 fn instances_are_separate(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = cx.reg(&format!("{name} u32 n"), page.addr(0), 4, 0)?;

@@ -196,7 +196,6 @@ fn write_cases(cx: &mut Ctx, ev: &Events, probe: &str) -> Result<Vec<Case>, Stop
 }
 
 fn ftrace_checks_payloads(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let ev = register(cx, &page)?;
     tracefs::clear_trace()?;
@@ -218,7 +217,6 @@ fn ftrace_checks_payloads(cx: &mut Ctx) -> R {
 }
 
 fn perf_checks_payloads(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let ev = register(cx, &page)?;
     let ids = (
@@ -247,7 +245,6 @@ fn perf_checks_payloads(cx: &mut Ctx) -> R {
 }
 
 fn check_order(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let ev = register(cx, &page)?;
     let all = cases();
@@ -305,7 +302,6 @@ fn check_order(cx: &mut Ctx) -> R {
 /// and eight. Each byte is non-zero, so a byte the kernel failed to copy (the ring's padding
 /// is zeroed) shows.
 fn perf_one_byte_payload(cx: &mut Ctx) -> R {
-    cx.require_remote_write()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let idx = cx.reg(&format!("{name} u8 v"), page.addr(0), 4, 0)?;

@@ -1,0 +1,608 @@
+//! The scenario runner. In the guest it runs a plan, one child process per scenario, and
+//! writes result records to stdout (which the init points at the result port). On the host,
+//! `--list`/`--list-json` print the scenarios without running anything.
+
+mod children;
+mod programs;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use children::{signal_name, spawn, ChildEnd, Collected, Spawned};
+use guest_tests::framework::{Ctx, Entry, Stop, R};
+use guest_tests::scenarios;
+use guest_tests::schedule::{self, Attribution, Traits};
+use guest_tests::tracefs;
+use programs::{guest_test_runs, run_guest_test, run_kselftest};
+use result_channel::{Outcome, Plan, Record, ScenarioInfo};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--list"] => {
+            for s in scenarios::all().iter().filter(|s| !s.optional) {
+                println!("{}: {}", s.name, s.about);
+            }
+            0
+        }
+        ["--list-json"] => {
+            let list: Vec<ScenarioInfo> = scenarios::all().iter().map(Entry::info).collect();
+            println!(
+                "{}",
+                serde_json::to_string(&list).expect("scenario infos always serialise")
+            );
+            0
+        }
+        ["--plan", path] => run_plan(path),
+        // The exec'd side of a scenario that checks what exec does; not for people.
+        ["--helper", which, rest @ ..] => scenarios::helper(which, rest),
+        ["--run", name] => {
+            // For a person at a guest shell: one scenario, in this process, record on stdout.
+            let plan = Plan {
+                scenarios: vec![name.to_string()],
+                scenario_timeout_ms: 60_000,
+                poll_deadline_ms: 5_000,
+                kselftests: vec![],
+                stop_at_first_failure: false,
+                stop_on: vec![],
+                jobs: 1,
+                guest_tests: vec![],
+            };
+            let rec = run_in_child(name, &plan, false);
+            print!("{}", rec.to_line());
+            0
+        }
+        _ => {
+            eprintln!("usage: ue-scenarios --list | --list-json | --plan FILE | --run NAME");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_plan(path: &str) -> i32 {
+    let plan: Plan = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ue-scenarios: cannot read plan {path}: {e}");
+            return 1;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let emit = |out: &mut std::io::StdoutLock, r: &Record| {
+        let _ = out.write_all(r.to_line().as_bytes());
+        let _ = out.flush();
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let user_events = std::path::Path::new(&tracefs::path("user_events_data")).exists();
+    let planned = plan.scenarios.len() as u32;
+    emit(
+        &mut out,
+        &Record::Hello {
+            kernel_release: release,
+            uptime_ms: uptime_ms(),
+            planned,
+            user_events,
+        },
+    );
+    let stopped_at = run_scenarios(&plan, &mut |r| emit(&mut out, r));
+    for k in &plan.kselftests {
+        let name = result_channel::kselftest_name(&k.name);
+        emit(&mut out, &Record::Start { name: name.clone() });
+        kmsg_marker("start", &name);
+        let rec = run_kselftest(&name, k);
+        kmsg_marker("end", &name);
+        emit(&mut out, &rec);
+    }
+    for g in &plan.guest_tests {
+        for (name, argv) in guest_test_runs(g) {
+            emit(&mut out, &Record::Start { name: name.clone() });
+            kmsg_marker("start", &name);
+            let rec = run_guest_test(&name, g, &argv);
+            kmsg_marker("end", &name);
+            emit(&mut out, &rec);
+        }
+    }
+    emit(
+        &mut out,
+        &Record::Done {
+            uptime_ms: uptime_ms(),
+            stopped_at,
+        },
+    );
+    0
+}
+
+/// Marks where a scenario starts and ends in the kernel log itself, so the host attributes
+/// a console splat by its place in the console stream, not by when it happened to arrive.
+fn kmsg_marker(what: &str, name: &str) {
+    // Level 4 (warning): shown at the harness's loglevel=5, like the splats it brackets.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut f| {
+            f.write_all(format!("<4>{}{what} {name}\n", result_channel::KMSG_MARKER).as_bytes())
+        });
+}
+
+fn uptime_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
+    Record::End {
+        name: name.to_owned(),
+        outcome,
+        message,
+        duration_us: started.elapsed().as_micros() as u64,
+        snapshots: vec![],
+        notes: vec![],
+        output: String::new(),
+        missing: None,
+        symptom: None,
+    }
+}
+
+/// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
+/// then again, one at a time, those a splat left unattributable ([`schedule::Attribution`]).
+/// With `stop_at_first_failure`, nothing new starts after a failure (of one of `stop_on`, if
+/// named); what runs finishes. Returns the scenario whose failure stopped the run.
+fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
+    let expects_faults = |name: &str| traits(name).fault_warnings;
+    // Without the kernel log the runner cannot tell whose splat is whose: one at a time.
+    let mut kmsg = if plan.jobs > 1 { Kmsg::open() } else { None };
+    let jobs_allowed = if kmsg.is_some() {
+        plan.jobs as usize
+    } else {
+        1
+    };
+    let mut attribution = Attribution::default();
+    let mut pending: Vec<(String, Traits)> = plan
+        .scenarios
+        .iter()
+        .map(|n| (n.clone(), traits(n)))
+        .collect();
+    // One at a time (debugging), the plan's order is the order; so it is under fail-fast,
+    // where a mutant's named scenarios come first.
+    if !plan.stop_at_first_failure && jobs_allowed > 1 {
+        schedule::start_order(&mut pending);
+    }
+    let mut run = SideBySide {
+        plan,
+        pending,
+        running: Vec::new(),
+        stopped_at: None,
+    };
+    loop {
+        let jobs = if attribution.fell_back() {
+            1
+        } else {
+            jobs_allowed
+        };
+        run.start_what_fits(jobs, emit);
+        if run.running.is_empty() {
+            break;
+        }
+        run.end_finished(emit);
+        if let Some(k) = &mut kmsg {
+            k.drain(&mut attribution, expects_faults);
+        }
+    }
+    if let Some(k) = &mut kmsg {
+        k.drain(&mut attribution, expects_faults);
+    }
+    rerun_alone(plan, &attribution, emit);
+    run.stopped_at
+}
+
+/// How a planned scenario may share the machine, as it declares.
+fn traits(name: &str) -> Traits {
+    scenarios::find(name).map_or(
+        // Unknown: it fails at once; alone keeps that failure its own.
+        Traits {
+            alone: true,
+            fault_warnings: false,
+        },
+        |e| Traits {
+            alone: e.alone,
+            fault_warnings: e.fault_warnings,
+        },
+    )
+}
+
+/// The failure that stops the run, if this record is one.
+fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
+    match r {
+        Record::End {
+            name,
+            outcome: Outcome::Fail,
+            ..
+        } if plan.stop_at_first_failure
+            && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
+        {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The first pass over the plan's scenarios: those still to start, those running side by
+/// side, and the failure that stopped the run, if one did.
+///
+/// Once a scenario has sent its End record it is only exiting (the kernel's exit path for a
+/// process with user_events registrations waits out an RCU grace period), so its slot goes to
+/// the next scenario, while its `end` marker waits for the reap, so that a splat from its
+/// exit is still attributed to it.
+struct SideBySide<'a> {
+    plan: &'a Plan,
+    pending: Vec<(String, Traits)>,
+    running: Vec<(String, Traits, Spawned)>,
+    stopped_at: Option<String>,
+}
+
+impl SideBySide<'_> {
+    /// Keeps the first failure that stops the run.
+    fn stop_if_stopping(&mut self, rec: &Record) {
+        if self.stopped_at.is_none() {
+            self.stopped_at = stopping_failure(self.plan, rec);
+        }
+    }
+
+    /// Starts scenarios while [`schedule::next`] lets one more start with `jobs` slots and
+    /// no failure has stopped the run.
+    fn start_what_fits(&mut self, jobs: usize, emit: &mut dyn FnMut(&Record)) {
+        while self.stopped_at.is_none() {
+            // With one job (debugging, or after a splat made the run fall back), the next
+            // scenario waits for the last one's exit too: strictly one at a time.
+            let (exiting, busy): (Vec<_>, Vec<_>) = self
+                .running
+                .iter()
+                .partition(|r| jobs > 1 && r.2.reported());
+            let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
+            let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
+            let waiting: Vec<Traits> = self.pending.iter().map(|p| p.1).collect();
+            let keep_order = self.plan.stop_at_first_failure;
+            let Some(i) = schedule::next(&waiting, &busy, &exiting, jobs, keep_order) else {
+                break;
+            };
+            let (name, t) = self.pending.remove(i);
+            emit(&Record::Start { name: name.clone() });
+            kmsg_marker("start", &name);
+            match spawn_scenario(&name, self.plan, false) {
+                Ok(s) => {
+                    kmsg_marker("pid", &format!("{} {name}", s.pid));
+                    self.running.push((name, t, s))
+                }
+                Err(rec) => {
+                    kmsg_marker("end", &name);
+                    self.stop_if_stopping(&rec);
+                    emit(&rec);
+                }
+            }
+        }
+    }
+
+    /// Waits for the running scenarios (at most 200 ms, less if a limit comes sooner) and
+    /// ends each one that has exited or overrun its limit.
+    fn end_finished(&mut self, emit: &mut dyn FnMut(&Record)) {
+        let mut pfds: Vec<libc::pollfd> = self
+            .running
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.2.rd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let soonest = self
+            .running
+            .iter()
+            .map(|r| r.2.left())
+            .min()
+            .unwrap_or_default();
+        let ms = soonest.min(Duration::from_millis(200)).as_millis() as i32;
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        let mut i = 0;
+        while i < self.running.len() {
+            let ready = pfds[i].revents != 0 && self.running[i].2.read_some();
+            let overdue = !ready && self.running[i].2.left().is_zero();
+            if ready || overdue {
+                pfds.remove(i);
+                let (name, _, s) = self.running.remove(i);
+                let (started, limit) = (s.started, s.limit);
+                let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
+                remove_trace_instance(&name, false);
+                kmsg_marker("end", &name);
+                self.stop_if_stopping(&rec);
+                emit(&rec);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Runs again, one at a time, the scenarios a splat left unattributable: each rerun is
+/// alone, so its console is its own, and its End is the one the host keeps.
+fn rerun_alone(plan: &Plan, attribution: &Attribution, emit: &mut dyn FnMut(&Record)) {
+    let reruns: Vec<&String> = plan
+        .scenarios
+        .iter()
+        .filter(|n| attribution.rerun.contains(*n))
+        .collect();
+    if let Some(what) = &attribution.first_ambiguous {
+        eprintln!(
+            "ue-scenarios: {what:?} came while {} scenarios ran side by side; running them again one at a time",
+            reruns.len()
+        );
+    }
+    for name in reruns {
+        emit(&Record::Start { name: name.clone() });
+        kmsg_marker("start", name);
+        let rec = run_in_child(name, plan, true);
+        kmsg_marker("end", name);
+        emit(&rec);
+    }
+}
+
+/// The kernel log, read from where it was when the runner started.
+struct Kmsg(std::fs::File);
+
+impl Kmsg {
+    fn open() -> Option<Kmsg> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .ok()?;
+        (unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } >= 0).then_some(Kmsg(f))
+    }
+
+    /// Feeds every record logged since the last call.
+    fn drain(&mut self, a: &mut Attribution, expects_faults: impl Fn(&str) -> bool) {
+        use std::io::Read;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if let Some(r) = schedule::parse_kmsg(&String::from_utf8_lossy(&buf[..n])) {
+                        a.feed(&r, &expects_faults);
+                    }
+                }
+                // A record was overwritten before this read: go on with the next.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
+fn run_in_child(name: &str, plan: &Plan, again: bool) -> Record {
+    match spawn_scenario(name, plan, again) {
+        Err(rec) => *rec,
+        Ok(s) => {
+            let (started, limit) = (s.started, s.limit);
+            let rec = scenario_record(name, started, limit, Ok(s.wait()));
+            remove_trace_instance(name, again);
+            rec
+        }
+    }
+}
+
+/// Removes the tracefs instance the scenario traced into, once its process group is gone.
+/// One left behind costs memory, not a verdict, so a failure is only logged.
+fn remove_trace_instance(name: &str, again: bool) {
+    if let Err(e) = tracefs::remove_instance(&tracefs::scenario_key(name, again)) {
+        eprintln!("ue-scenarios: {name}: its tracefs instance stays: {e}");
+    }
+}
+
+/// Forks the child that runs scenario `name`; a failure to start is its End record.
+/// `again`: its second run in this boot, with event names of its own.
+fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<Record>> {
+    let started = Instant::now();
+    let Some(scenario) = scenarios::find(name) else {
+        return Err(Box::new(end(
+            name,
+            Outcome::Fail,
+            format!("the guest has no scenario {name:?}"),
+            started,
+        )));
+    };
+    let limit = Duration::from_millis(plan.scenario_timeout_ms);
+    spawn(limit, |fd| {
+        // Nothing a scenario prints may reach the result port: send stdout to the console.
+        unsafe { libc::dup2(2, 1) };
+        tracefs::use_instance(&tracefs::scenario_key(name, again));
+        let poll = Duration::from_millis(plan.poll_deadline_ms);
+        let rec =
+            match Ctx::new(scenario.name.clone(), poll)
+                .map(|cx| if again { cx.run_again() } else { cx })
+            {
+                Err(e) => end(
+                    name,
+                    Outcome::Fail,
+                    format!("cannot open user_events_data: {e}"),
+                    started,
+                ),
+                Ok(mut cx) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        scenario.run_if_present(&mut cx)
+                    }));
+                    let mut rec = scenario_end(&scenario, r, started);
+                    if let Record::End {
+                        snapshots, notes, ..
+                    } = &mut rec
+                    {
+                        *snapshots = std::mem::take(&mut cx.snapshots);
+                        *notes = std::mem::take(&mut cx.notes);
+                    }
+                    rec
+                }
+            };
+        let line = rec.to_line();
+        let mut off = 0;
+        while off < line.len() {
+            let n = unsafe { libc::write(fd, line[off..].as_ptr() as *const _, line.len() - off) };
+            if n <= 0 {
+                break;
+            }
+            off += n as usize;
+        }
+        unsafe { libc::_exit(0) }
+    })
+    .map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))
+}
+
+/// The End record of a scenario that ran to its verdict `r`: pass, fail (a known bug's
+/// symptom named), or ignored for a feature it requires, the probe's finding in the message
+/// (`no FEATURE: FOUND`) and the feature in `missing` for the host to judge.
+fn scenario_end(scenario: &Entry, r: std::thread::Result<R>, started: Instant) -> Record {
+    let (mut bug, mut lacks) = (None, None);
+    let (outcome, message) = match r {
+        Ok(Ok(())) => (Outcome::Pass, String::new()),
+        Ok(Err(Stop::Fail(m))) => (Outcome::Fail, m),
+        Ok(Err(Stop::Symptom { bug: b, message })) => {
+            bug = Some(b.to_owned());
+            (Outcome::Fail, message)
+        }
+        // An ignore for a feature the scenario does not declare would let the host excuse it
+        // for the wrong reason: that is the scenario's bug.
+        Ok(Err(Stop::Ignore { missing, found })) if !scenario.requires.contains(&missing) => {
+            let declared: Vec<_> = scenario.requires.iter().map(|f| f.name()).collect();
+            let m = format!(
+                "ignored for missing {missing} ({found}), which it does not declare \
+                 (requires: {declared:?})"
+            );
+            (Outcome::Fail, m)
+        }
+        Ok(Err(Stop::Ignore { missing, found })) => {
+            lacks = Some(missing);
+            (Outcome::Ignored, format!("no {missing}: {found}"))
+        }
+        Err(p) => (
+            Outcome::Fail,
+            format!("scenario panicked: {}", panic_text(&p)),
+        ),
+    };
+    let mut rec = end(&scenario.name, outcome, message, started);
+    if let Record::End {
+        missing, symptom, ..
+    } = &mut rec
+    {
+        *missing = lacks;
+        *symptom = bug;
+    }
+    rec
+}
+
+/// The End record of a scenario's child: what it reported, or why it reported nothing.
+fn scenario_record(
+    name: &str,
+    started: Instant,
+    limit: Duration,
+    collected: Result<Collected, String>,
+) -> Record {
+    let c = match collected {
+        Ok(c) => c,
+        Err(e) => return end(name, Outcome::Fail, e, started),
+    };
+    let record = serde_json::from_slice::<Record>(c.bytes.trim_ascii_end());
+    let message = match (c.end(), record) {
+        (ChildEnd::TimedOut, _) => format!(
+            "timed out after {} ms in the guest; killed",
+            limit.as_millis()
+        ),
+        (_, Ok(rec @ Record::End { .. })) => return rec,
+        (ChildEnd::Signal(sig), _) => format!(
+            "scenario process crashed: killed by signal {sig} ({})",
+            signal_name(sig)
+        ),
+        (ChildEnd::Exited(code), _) => {
+            format!("scenario process exited (status {code}) without a result")
+        }
+    };
+    end(name, Outcome::Fail, message, started)
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use result_channel::Feature;
+
+    /// The End record of scenario `name` ending with `r`: its outcome, message and missing
+    /// feature.
+    fn verdict(name: &str, r: R) -> (Outcome, String, Option<Feature>) {
+        let scenario = scenarios::find(name).unwrap();
+        match scenario_end(&scenario, Ok(r), Instant::now()) {
+            Record::End {
+                outcome,
+                message,
+                missing,
+                ..
+            } => (outcome, message, missing),
+            other => panic!("not an End record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_declared_feature_missing_is_ignored_with_what_the_probe_found() {
+        let lacks = |f, found| Err(Stop::ignore(f, found));
+        assert_eq!(
+            verdict(
+                "basic::write_reaches_trace",
+                lacks(
+                    Feature::RemoteWrite,
+                    "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)"
+                )
+            ),
+            (
+                Outcome::Ignored,
+                "no remote_write: DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
+                Some(Feature::RemoteWrite)
+            )
+        );
+        let (outcome, _, missing) = verdict(
+            "abi::del_right_after_unreg",
+            lacks(Feature::RegPersist, "EINVAL"),
+        );
+        assert_eq!(
+            (outcome, missing),
+            (Outcome::Ignored, Some(Feature::RegPersist))
+        );
+        // A feature the scenario does not declare is never an excuse: a failure.
+        let (outcome, message, missing) = verdict(
+            "basic::write_reaches_trace",
+            lacks(Feature::RegPersist, "EINVAL"),
+        );
+        assert_eq!((outcome, missing), (Outcome::Fail, None));
+        assert!(message.contains("which it does not declare"), "{message}");
+    }
+}

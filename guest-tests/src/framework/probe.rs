@@ -1,0 +1,207 @@
+//! Whether the kernel has a [`Feature`] a scenario declares, found by probing it (never by
+//! version string). The runner probes every feature a scenario requires before running it
+//! ([`Entry::run_if_present`](super::Entry::run_if_present)), so a kernel without one
+//! reports the scenario ignored with what the probe found, and no scenario checks its
+//! requirements again by hand.
+//!
+//! Each probe's answer is read by a function of its own (`*_answer`), apart from the system
+//! call, so that what each answer means is checked by unit tests on the host.
+
+use result_channel::Feature;
+
+use super::{Ctx, Stop, R};
+use crate::fail;
+use crate::uapi::{self, Errno};
+
+impl Ctx {
+    /// Ignores the scenario unless the kernel has every one of `features`, probed in the
+    /// order given: the first one missing is the one reported.
+    pub fn require_all(&mut self, features: &[Feature]) -> R {
+        features.iter().try_for_each(|&f| self.require(f))
+    }
+
+    /// Ignores the scenario unless the kernel has `feature`.
+    pub fn require(&mut self, feature: Feature) -> R {
+        match feature {
+            Feature::RemoteWrite => self.require_remote_write(),
+            Feature::StatusPage => self.require_status_page(),
+            Feature::RegPersist | Feature::RegMultiFormat => self.require_flag(feature),
+            Feature::Madvise => require_madvise(),
+        }
+    }
+
+    /// Ignores the scenario unless the kernel has the 6.4+ remote-write ABI. The probe is an
+    /// UNREG of nothing: 6.4+ answers ENOENT, the old status-page ABI does not know the ioctl.
+    pub fn require_remote_write(&self) -> R {
+        remote_write_answer(uapi::unreg(self.fd(), 0, 0))
+    }
+
+    /// Ignores the scenario unless the kernel has the old status-page ABI: the same probe as
+    /// [`Ctx::require_remote_write`], read the other way (there DIAG_IOCSUNREG does not exist).
+    pub fn require_status_page(&self) -> R {
+        status_page_answer(uapi::unreg(self.fd(), 0, 0))
+    }
+
+    /// Ignores the scenario unless REG accepts the flag of `feature` ([`Feature::RegPersist`]
+    /// from 6.7, [`Feature::RegMultiFormat`] from 6.9). The probe registers an event of the
+    /// scenario's own (its first event name) with the flag, then removes it again.
+    pub fn require_flag(&mut self, feature: Feature) -> R {
+        let (flag, what) = match feature {
+            Feature::RegPersist => (uapi::USER_EVENT_REG_PERSIST, "PERSIST"),
+            Feature::RegMultiFormat => (uapi::USER_EVENT_REG_MULTI_FORMAT, "MULTI_FORMAT"),
+            other => fail!("require_flag({other}): not a DIAG_IOCSREG flag"),
+        };
+        self.require_remote_write()?;
+        let name = self.event_name();
+        let word = Box::new(0u64);
+        let reg = uapi::reg(self.fd(), &name, &*word as *const u64 as u64, 8, 0, flag);
+        if reg.is_ok() {
+            uapi::unreg(self.fd(), &*word as *const u64 as u64, 0)?;
+            // A PERSIST probe event stays until deleted; delete it so it leaves no trace.
+            let _ = uapi::del(self.fd(), &name);
+        }
+        flag_answer(feature, what, reg.map(drop))
+    }
+}
+
+/// Ignores the scenario unless the kernel has madvise(2) (CONFIG_ADVISE_SYSCALLS, which a
+/// small config may leave out). An madvise of no bytes answers 0 before it looks at any
+/// mapping; without the option the system call is not there (ENOSYS).
+fn require_madvise() -> R {
+    let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_NORMAL) };
+    madvise_answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
+}
+
+/// What the remote-write probe's UNREG of nothing means.
+fn remote_write_answer(unreg: Result<(), Errno>) -> R {
+    match unreg {
+        Err(Errno(libc::ENOENT)) => Ok(()),
+        Err(Errno(libc::ENOTTY)) => Err(Stop::Ignore {
+            missing: Feature::RemoteWrite,
+            found: "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into(),
+        }),
+        other => Err(Stop::Fail(format!(
+            "probe DIAG_IOCSUNREG(addr 0): unexpected {other:?}"
+        ))),
+    }
+}
+
+/// What the status-page probe's UNREG of nothing means.
+fn status_page_answer(unreg: Result<(), Errno>) -> R {
+    match unreg {
+        Err(Errno(libc::ENOTTY)) => Ok(()),
+        Err(Errno(libc::ENOENT)) => Err(Stop::Ignore {
+            missing: Feature::StatusPage,
+            found:
+                "DIAG_IOCSUNREG exists (the remote-write ABI, which removed the status page in 6.4)"
+                    .into(),
+        }),
+        other => Err(Stop::Fail(format!(
+            "probe DIAG_IOCSUNREG: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// What REG with the flag `what` of `feature` answered.
+fn flag_answer(feature: Feature, what: &str, reg: Result<(), Errno>) -> R {
+    match reg {
+        Ok(()) => Ok(()),
+        Err(Errno(libc::EINVAL)) => Err(Stop::Ignore {
+            missing: feature,
+            found: format!("DIAG_IOCSREG rejects the {what} flag with EINVAL"),
+        }),
+        Err(e) => Err(Stop::Fail(format!(
+            "probe of the {what} flag: unexpected {e}"
+        ))),
+    }
+}
+
+/// What an madvise of no bytes answered.
+fn madvise_answer(r: Result<(), Errno>) -> R {
+    match r {
+        Ok(()) => Ok(()),
+        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
+            missing: Feature::Madvise,
+            found: "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)".into(),
+        }),
+        Err(e) => Err(Stop::Fail(format!(
+            "probe madvise(NULL, 0): unexpected {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ignored(r: R) -> (Feature, String) {
+        match r {
+            Err(Stop::Ignore { missing, found }) => (missing, found),
+            other => panic!("not an ignore: {other:?}"),
+        }
+    }
+
+    fn failed(r: R) -> bool {
+        matches!(r, Err(Stop::Fail(_)))
+    }
+
+    #[test]
+    fn the_unreg_probe_tells_the_two_abis_apart() {
+        let (enoent, enotty) = (Err(Errno(libc::ENOENT)), Err(Errno(libc::ENOTTY)));
+        assert!(remote_write_answer(enoent).is_ok());
+        assert_eq!(
+            ignored(remote_write_answer(enotty)),
+            (
+                Feature::RemoteWrite,
+                "DIAG_IOCSUNREG gives ENOTTY (old status-page user_events)".into()
+            )
+        );
+        assert!(status_page_answer(enotty).is_ok());
+        assert_eq!(
+            ignored(status_page_answer(enoent)),
+            (
+                Feature::StatusPage,
+                "DIAG_IOCSUNREG exists (the remote-write ABI, which removed the status page in 6.4)"
+                    .into()
+            )
+        );
+        // Any other answer is neither ABI as the probe knows it: a failure, never an ignore.
+        for other in [Ok(()), Err(Errno(libc::EINVAL))] {
+            assert!(failed(remote_write_answer(other)), "{other:?}");
+            assert!(failed(status_page_answer(other)), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_flag_is_its_own_feature_missing() {
+        assert!(flag_answer(Feature::RegPersist, "PERSIST", Ok(())).is_ok());
+        assert_eq!(
+            ignored(flag_answer(
+                Feature::RegMultiFormat,
+                "MULTI_FORMAT",
+                Err(Errno(libc::EINVAL))
+            )),
+            (
+                Feature::RegMultiFormat,
+                "DIAG_IOCSREG rejects the MULTI_FORMAT flag with EINVAL".into()
+            )
+        );
+        assert!(failed(flag_answer(
+            Feature::RegPersist,
+            "PERSIST",
+            Err(Errno(libc::EFAULT))
+        )));
+    }
+
+    #[test]
+    fn madvise_is_missing_only_when_the_system_call_is() {
+        assert!(madvise_answer(Ok(())).is_ok());
+        assert_eq!(
+            ignored(madvise_answer(Err(Errno(libc::ENOSYS)))).0,
+            Feature::Madvise
+        );
+        assert!(failed(madvise_answer(Err(Errno(libc::EINVAL)))));
+        // The host has madvise: the real probe finds it.
+        assert!(require_madvise().is_ok());
+    }
+}
