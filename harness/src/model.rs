@@ -411,3 +411,41 @@ impl KernelRun {
             / 1e6
     }
 }
+
+#[cfg(test)]
+mod results_json {
+    use super::*;
+
+    /// `results.json` as the serialiser wrote it before the end record became a named struct
+    /// and failures carried a cause: runs kept on disk (`rerun`, `report`, the bench) are read
+    /// back, so they must still read, and what is written must keep the same shape.
+    const BEFORE: &str = include_str!("../test_data/results_before_named_end.json");
+
+    #[test]
+    fn an_old_results_json_reads_and_writes_back_the_same() {
+        let run: KernelRun = serde_json::from_str(BEFORE).expect("the old form reads");
+        let ended: Vec<&str> = run
+            .report
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                result_channel::Record::End { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                "basic::present",
+                "abi::multi_format",
+                "trace::format_array_fields",
+                "kselftest::abi_test"
+            ]
+        );
+        assert_eq!(run.verdicts.len(), 7);
+        assert!(run.failed());
+        let again = serde_json::to_value(&run).unwrap();
+        let before: serde_json::Value = serde_json::from_str(BEFORE).unwrap();
+        assert_eq!(again, before, "the same JSON shape, field for field");
+    }
+}
