@@ -12,6 +12,7 @@ pub mod console;
 pub mod guest_program;
 pub mod image;
 pub mod initramfs;
+pub mod interrupt;
 pub mod ktap;
 pub mod libtest;
 pub mod listing;

@@ -111,7 +111,7 @@ pub fn run_kernel(
         };
         if opts.stop_at_first_failure
             || run.restarts.len() as u32 >= opts.max_restarts
-            || vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+            || crate::interrupt::is_set()
         {
             break;
         }

@@ -17,9 +17,6 @@ use result_channel::{Event, Parser, Record};
 use crate::console::{Trouble, Watch};
 use crate::qemu::QemuConfig;
 
-/// Set by the caller's SIGINT/SIGTERM handler: the run stops, QEMU is killed and reaped.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Every wait has one of these limits, already scaled for the accelerator.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
@@ -282,7 +279,8 @@ pub fn run_streaming(
                 results_open = false;
             }
         }
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // An interrupt stops the boot: QEMU is killed and reaped, its socket removed.
+        if crate::interrupt::is_set() {
             kill(&mut child);
             let _ = child.wait();
             let _ = std::fs::remove_file(&qemu.result_socket);
