@@ -478,14 +478,10 @@ fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>,
     }
 }
 
-/// A VM's end in words, for the restart's record and the user.
+/// A VM's end in words, for the restart's record and the user. Only a VM that did not
+/// finish is restarted after, so its end is never [`vm::VmEnd::Finished`].
 fn how_it_ended(report: &vm::VmReport) -> String {
-    let how = match &report.end {
-        vm::VmEnd::Finished => "finished".to_owned(),
-        vm::VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
-        vm::VmEnd::ExitedEarly { status } => format!("QEMU exited early ({status})"),
-        vm::VmEnd::TimedOut { what } => format!("timed out: {what}"),
-    };
+    let how = report.end.to_string();
     match &report.unfinished {
         Some(u) => format!("{how} (running {u})"),
         None => how,

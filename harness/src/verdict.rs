@@ -98,12 +98,7 @@ pub fn verdicts_with_guest(
         .chain(guest_records)
         .collect();
     let planned_names: Vec<&str> = planned.iter().map(|p| p.name.as_ref()).collect();
-    let how_vm_ended = match &report.end {
-        VmEnd::Finished => "the VM finished".to_owned(),
-        VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
-        VmEnd::ExitedEarly { status } => format!("QEMU exited early ({status})"),
-        VmEnd::TimedOut { what } => format!("timed out: {what}"),
-    };
+    let how_vm_ended = &report.end;
     let panic_excerpt = report
         .troubles
         .iter()

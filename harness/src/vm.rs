@@ -66,6 +66,20 @@ pub enum VmEnd {
     TimedOut { what: String },
 }
 
+/// How the VM ended in the words of the verdicts and the restart records ("not run: the
+/// kernel panicked while running ..."; "restart after the VM timed out: ..."): one wording,
+/// so that what a verdict says and what the restart says agree.
+impl std::fmt::Display for VmEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmEnd::Finished => f.write_str("the VM finished"),
+            VmEnd::KernelPanicked => f.write_str("the kernel panicked"),
+            VmEnd::ExitedEarly { status } => write!(f, "QEMU exited early ({status})"),
+            VmEnd::TimedOut { what } => write!(f, "timed out: {what}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmReport {
     pub kernel_release: Option<String>,
@@ -439,6 +453,30 @@ fn accept_with_limit(
 mod tests {
     use super::*;
     use crate::qemu::Accel;
+
+    /// The words the verdicts ("not run: ...") and the restart records have always used.
+    #[test]
+    fn each_vm_end_has_the_words_verdicts_use() {
+        let words = [
+            (VmEnd::Finished, "the VM finished"),
+            (VmEnd::KernelPanicked, "the kernel panicked"),
+            (
+                VmEnd::ExitedEarly {
+                    status: "exit status: 0".into(),
+                },
+                "QEMU exited early (exit status: 0)",
+            ),
+            (
+                VmEnd::TimedOut {
+                    what: "no report from the guest within 40.0 s".into(),
+                },
+                "timed out: no report from the guest within 40.0 s",
+            ),
+        ];
+        for (end, said) in words {
+            assert_eq!(end.to_string(), said);
+        }
+    }
 
     #[test]
     fn a_missing_qemu_is_one_clear_error() {
