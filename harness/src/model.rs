@@ -429,7 +429,7 @@ mod results_json {
             .records
             .iter()
             .filter_map(|r| match r {
-                result_channel::Record::End { name, .. } => Some(name.as_str()),
+                result_channel::Record::End(end) => Some(end.name.as_str()),
                 _ => None,
             })
             .collect();

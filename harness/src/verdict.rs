@@ -2,7 +2,7 @@
 //! planned scenario gets exactly one: a scenario the guest never reported is a failure that
 //! says why, never a pass and never missing.
 
-use result_channel::{Feature, Outcome, Record};
+use result_channel::{Feature, Outcome, Record, RecordEnd};
 
 use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
@@ -137,26 +137,7 @@ pub fn verdicts_with_guest(
         let name = p.name.as_ref();
         // The last End: a scenario run again alone (a splat beside others) is judged by that run.
         let end = report.records.iter().rev().find_map(|r| match r {
-            Record::End {
-                name: n,
-                outcome,
-                message,
-                duration_us,
-                snapshots,
-                notes,
-                missing,
-                output,
-                symptom,
-            } if n == name => Some((
-                outcome,
-                message,
-                duration_us,
-                snapshots,
-                notes,
-                missing,
-                output,
-                symptom,
-            )),
+            Record::End(end) if end.name == name => Some(end),
             _ => None,
         });
         let troubles: Vec<&Trouble> = report
@@ -166,7 +147,17 @@ pub fn verdicts_with_guest(
             .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
             .collect();
         let v = match end {
-            Some((outcome, message, duration_us, snapshots, notes, missing, output, symptom)) => {
+            Some(RecordEnd {
+                outcome,
+                message,
+                duration_us,
+                snapshots,
+                notes,
+                missing,
+                output,
+                symptom,
+                ..
+            }) => {
                 let own = match (outcome, p.guest) {
                     (_, Some((program, test))) => {
                         judge_guest(program, test, *outcome, message, output)
@@ -355,9 +346,9 @@ fn expand_guest_ktap(
 
 fn record_output<'r>(report: &'r VmReport, name: &str) -> Option<&'r str> {
     report.records.iter().find_map(|r| match r {
-        Record::End {
+        Record::End(RecordEnd {
             name: n, output, ..
-        } if n == name => Some(output.as_str()),
+        }) if n == name => Some(output.as_str()),
         _ => None,
     })
 }
@@ -434,9 +425,9 @@ pub fn expand_kselftests(
             continue;
         };
         let output = report.records.iter().find_map(|r| match r {
-            Record::End {
+            Record::End(RecordEnd {
                 name: n, output, ..
-            } if *n == name => Some(output.as_str()),
+            }) if *n == name => Some(output.as_str()),
             _ => None,
         });
         let Some(output) = output else { continue };
@@ -549,7 +540,7 @@ mod tests {
         w.settle();
         let unfinished = records.iter().fold(None, |cur, r| match r {
             Record::Start { name } => Some(name.clone()),
-            Record::End { .. } => None,
+            Record::End(_) => None,
             _ => cur,
         });
         VmReport {
@@ -571,7 +562,7 @@ mod tests {
     }
 
     fn end(name: &str, outcome: Outcome, message: &str) -> Record {
-        Record::End {
+        Record::End(RecordEnd {
             name: name.into(),
             outcome,
             message: message.into(),
@@ -581,7 +572,7 @@ mod tests {
             output: String::new(),
             missing: None,
             symptom: None,
-        }
+        })
     }
 
     fn info(name: &str) -> ScenarioInfo {
@@ -660,7 +651,7 @@ mod tests {
         let planned = plan(&["t::bug", "t::other", "t::fixed", "t::warned"]);
         let with_symptom = |name: &str, bug: &str, message: &str| {
             let mut r = end(name, Outcome::Fail, message);
-            if let Record::End { symptom, .. } = &mut r {
+            if let Record::End(RecordEnd { symptom, .. }) = &mut r {
                 *symptom = Some(bug.into());
             }
             r
@@ -923,7 +914,7 @@ mod tests {
             Outcome::Ignored,
             "REG with the PERSIST flag: EINVAL",
         );
-        if let Record::End { missing, .. } = &mut ignored {
+        if let Record::End(RecordEnd { missing, .. }) = &mut ignored {
             *missing = Some(Feature::RegPersist);
         }
         let r = report(
@@ -967,7 +958,7 @@ mod ignore_policy {
     use result_channel::Feature;
 
     fn ignored(missing: Option<Feature>) -> VmReport {
-        let end = Record::End {
+        let end = Record::End(RecordEnd {
             name: "abi::multi_format".into(),
             outcome: Outcome::Ignored,
             message: "kernel rejects the MULTI_FORMAT flag with EINVAL".into(),
@@ -977,7 +968,7 @@ mod ignore_policy {
             output: String::new(),
             missing,
             symptom: None,
-        };
+        });
         VmReport {
             kernel_release: Some("6.12.117".into()),
             user_events: true,
@@ -1115,7 +1106,7 @@ mod guest_tests {
     }
 
     fn end(name: &str, outcome: Outcome, message: &str, output: &str) -> Record {
-        Record::End {
+        Record::End(RecordEnd {
             name: name.into(),
             outcome,
             message: message.into(),
@@ -1125,7 +1116,7 @@ mod guest_tests {
             output: output.into(),
             missing: None,
             symptom: None,
-        }
+        })
     }
 
     fn report(records: Vec<Record>, console: &[(&str, &str)]) -> VmReport {

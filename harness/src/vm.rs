@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use result_channel::{Event, Parser, Record};
+use result_channel::{Event, Parser, Record, RecordEnd};
 
 use crate::console::{Trouble, Watch};
 use crate::qemu::QemuConfig;
@@ -275,7 +275,7 @@ pub fn run_streaming(
                         scenario_started.push((name.clone(), Instant::now()));
                         report.unfinished = report.running.first().cloned();
                     }
-                    Record::End { name, .. } => {
+                    Record::End(RecordEnd { name, .. }) => {
                         report.running.retain(|r| r != name);
                         scenario_started.retain(|(r, _)| r != name);
                         report.unfinished = report.running.first().cloned();

@@ -390,7 +390,7 @@ pub fn a_dead_vm_costs_one_scenario(
             .report
             .records
             .iter()
-            .any(|r| matches!(r, harness::channel::Record::End { name: n, .. } if *n == name));
+            .any(|r| matches!(r, harness::channel::Record::End(end) if end.name == name));
         if !ran {
             bail!("{name} did not run to its end in the fresh VM");
         }

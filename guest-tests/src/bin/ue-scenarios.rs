@@ -10,7 +10,9 @@ use guest_tests::framework::{Ctx, Entry, Pipe, Stop};
 use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::tracefs;
-use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Plan, Record, ScenarioInfo};
+use result_channel::{
+    GuestTestPlan, GuestTestStyle, Outcome, Plan, Record, RecordEnd, ScenarioInfo,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -142,7 +144,7 @@ fn uptime_ms() -> u64 {
 }
 
 fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
-    Record::End {
+    Record::End(RecordEnd {
         name: name.to_owned(),
         outcome,
         message,
@@ -152,7 +154,7 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         output: String::new(),
         missing: None,
         symptom: None,
-    }
+    })
 }
 
 /// What a forked child left: the bytes it wrote to the pipe, its wait status, and whether
@@ -313,11 +315,11 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     let expects_faults = |name: &str| traits(name).fault_warnings;
     // The failure that stops the run, if this record is one.
     let stops = |r: &Record| match r {
-        Record::End {
+        Record::End(RecordEnd {
             name,
             outcome: Outcome::Fail,
             ..
-        } if plan.stop_at_first_failure
+        }) if plan.stop_at_first_failure
             && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
         {
             Some(name.clone())
@@ -561,13 +563,13 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
                         ),
                     };
                     let mut rec = end(name, outcome, message, started);
-                    if let Record::End {
+                    if let Record::End(RecordEnd {
                         snapshots,
                         notes,
                         missing,
                         symptom,
                         ..
-                    } = &mut rec
+                    }) = &mut rec
                     {
                         *snapshots = std::mem::take(&mut cx.snapshots);
                         *notes = std::mem::take(&mut cx.notes);
@@ -608,7 +610,7 @@ fn scenario_record(
             "timed out after {} ms in the guest; killed",
             limit.as_millis()
         ),
-        (_, Ok(rec @ Record::End { .. })) => return rec,
+        (_, Ok(rec @ Record::End(_))) => return rec,
         (ChildEnd::Signal(sig), _) => format!(
             "scenario process crashed: killed by signal {sig} ({})",
             signal_name(sig)
@@ -666,7 +668,7 @@ fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
         ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
+    if let Record::End(RecordEnd { output, .. }) = &mut rec {
         *output = String::from_utf8_lossy(&c.bytes).into_owned();
     }
     rec
@@ -749,7 +751,7 @@ fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
         ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
+    if let Record::End(RecordEnd { output, .. }) = &mut rec {
         *output = bounded_output(&c.bytes);
     }
     rec

@@ -1601,9 +1601,9 @@ fn records(stdout: &str) -> (bool, usize, usize) {
     for ev in harness::channel::parse_all(stdout.as_bytes()) {
         match ev {
             Event::Record(Record::Hello { .. }) => hello = true,
-            Event::Record(Record::End { outcome, .. }) => {
+            Event::Record(Record::End(end)) => {
                 ends += 1;
-                if outcome == Outcome::Pass {
+                if end.outcome == Outcome::Pass {
                     passes += 1;
                 }
             }
