@@ -8,7 +8,7 @@ use crate::console::{Trouble, TroubleKind};
 use crate::ktap::{self, KtapResult};
 use crate::libtest::{self, LibtestResult};
 use crate::model::{
-    Expectation, GuestProgram, GuestTestStyle, KselftestBinary, KselftestBuild, Origin,
+    Expectation, FailCause, GuestProgram, GuestTestStyle, KselftestBinary, KselftestBuild, Origin,
     ScenarioInfo, ScenarioVerdict, Verdict, HEALTH,
 };
 use crate::vm::{VmEnd, VmReport};
@@ -127,7 +127,7 @@ pub fn verdicts_with_guest(
             out.push(ScenarioVerdict::new(
                 p.name.as_ref(),
                 p.origin(),
-                Verdict::Fail(msg.clone()),
+                Verdict::fail(FailCause::NoUserEvents, msg.clone()),
             ));
         }
         out.push(health(report, &planned_names));
@@ -163,36 +163,42 @@ pub fn verdicts_with_guest(
                         judge_guest(program, test, *outcome, message, output)
                     }
                     (Outcome::Pass, None) => Verdict::Pass,
-                    (Outcome::Fail, None) => Verdict::Fail(message.clone()),
+                    (Outcome::Fail, None) => Verdict::fail(FailCause::Guest, message.clone()),
                     (Outcome::Ignored, None) => judge_ignore(p, message, *missing, expected),
                 };
                 let verdict = if let Some(t) = troubles.first() {
                     // The guest may have seen nothing wrong; the kernel did.
                     let said = match &own {
-                        Verdict::Fail(m) if p.guest.is_some() => {
-                            format!("\n(the test itself: {})", m.lines().next().unwrap_or(""))
-                        }
+                        Verdict::Fail(f) if p.guest.is_some() => format!(
+                            "\n(the test itself: {})",
+                            f.message.lines().next().unwrap_or("")
+                        ),
                         Verdict::Ignored(m) if p.guest.is_some() => {
                             format!("\n(the test itself was ignored: {m})")
                         }
                         _ => guest_said(*outcome, message),
                     };
-                    Verdict::Fail(format!("{}{said}", trouble_text(t)))
+                    Verdict::fail(
+                        FailCause::KernelTrouble(t.kind),
+                        format!("{}{said}", trouble_text(t)),
+                    )
                 } else {
                     // Only the scenario's own verdict is the bug; a panic or a WARN is not.
                     // ... and only its symptom, as the scenario recognised it: any other failure
                     // of that scenario is a breakage the known bug must not hide.
                     match (own, expected.known_bug(name), symptom.as_deref()) {
                         (Verdict::Pass, Some(bug), _) => bug.passed(&expected.source),
-                        (Verdict::Fail(m), Some(bug), Some(s)) if s == bug.name => bug.verdict(m),
-                        (Verdict::Fail(m), Some(bug), _) => Verdict::Fail(format!(
-                            "{m}\n(not known kernel bug {}: this failure is not its symptom)",
+                        (Verdict::Fail(f), Some(bug), Some(s)) if s == bug.name => {
+                            bug.verdict(f.message)
+                        }
+                        (Verdict::Fail(f), Some(bug), _) => Verdict::Fail(f.followed_by(&format!(
+                            "\n(not known kernel bug {}: this failure is not its symptom)",
                             bug.name
-                        )),
-                        (Verdict::Fail(m), None, Some(s)) => Verdict::Fail(format!(
-                            "{m}\n(the symptom of known kernel bug {s}, which {} does not list for this kernel)",
+                        ))),
+                        (Verdict::Fail(f), None, Some(s)) => Verdict::Fail(f.followed_by(&format!(
+                            "\n(the symptom of known kernel bug {s}, which {} does not list for this kernel)",
                             expected.source
-                        )),
+                        ))),
                         (own, _, _) => own,
                     }
                 };
@@ -214,25 +220,31 @@ pub fn verdicts_with_guest(
                 )),
             ),
             None => {
-                let msg = if report.unfinished.as_deref() == Some(name)
+                let (cause, msg) = if report.unfinished.as_deref() == Some(name)
                     || report.running.iter().any(|r| r == name)
                 {
                     let excerpt = troubles
                         .first()
                         .map(|t| format!("\n{}", trouble_text(t)))
                         .unwrap_or(panic_excerpt.clone());
-                    format!("not finished: {how_vm_ended} while running {name}{excerpt}")
+                    (
+                        FailCause::NotFinished(report.end.clone()),
+                        format!("not finished: {how_vm_ended} while running {name}{excerpt}"),
+                    )
                 } else if report.kernel_release.is_none() {
-                    format!("not run: the guest never started the runner ({how_vm_ended}){panic_excerpt}")
+                    (FailCause::NotRun, format!("not run: the guest never started the runner ({how_vm_ended}){panic_excerpt}"))
                 } else {
                     let during = report
                         .unfinished
                         .as_deref()
                         .map(|u| format!(" while running {u}"))
                         .unwrap_or_default();
-                    format!("not run: {how_vm_ended}{during} before this scenario started")
+                    (
+                        FailCause::NotRun,
+                        format!("not run: {how_vm_ended}{during} before this scenario started"),
+                    )
                 };
-                ScenarioVerdict::new(name, p.origin(), Verdict::Fail(msg))
+                ScenarioVerdict::new(name, p.origin(), Verdict::fail(cause, msg))
             }
         };
         out.push(v);
@@ -254,7 +266,10 @@ fn judge_guest(
     let Some(test) = test else {
         return match outcome {
             Outcome::Pass => Verdict::Pass,
-            _ => Verdict::Fail(format!("{message}{}", output_tail(output))),
+            _ => Verdict::fail(
+                FailCause::Guest,
+                format!("{message}{}", output_tail(output)),
+            ),
         };
     };
     match (outcome, libtest::result_of(output, test)) {
@@ -264,18 +279,27 @@ fn judge_guest(
         } else {
             why
         }),
-        (_, Some(LibtestResult::Failed(text))) => Verdict::Fail(if text.trim().is_empty() {
-            format!("failed ({message})")
-        } else {
-            text.trim().to_owned()
-        }),
-        (Outcome::Pass, _) => Verdict::Fail(format!(
-            "{} exited 0 but did not report test {test:?} (is it a libtest program? it listed \
-             this test){}",
-            program.name,
-            output_tail(output)
-        )),
-        (_, _) => Verdict::Fail(format!("{message}{}", output_tail(output))),
+        (_, Some(LibtestResult::Failed(text))) => Verdict::fail(
+            FailCause::Guest,
+            if text.trim().is_empty() {
+                format!("failed ({message})")
+            } else {
+                text.trim().to_owned()
+            },
+        ),
+        (Outcome::Pass, _) => Verdict::fail(
+            FailCause::Guest,
+            format!(
+                "{} exited 0 but did not report test {test:?} (is it a libtest program? it \
+                 listed this test){}",
+                program.name,
+                output_tail(output)
+            ),
+        ),
+        (_, _) => Verdict::fail(
+            FailCause::Guest,
+            format!("{message}{}", output_tail(output)),
+        ),
     }
 }
 
@@ -320,8 +344,11 @@ fn expand_guest_ktap(
         if !problems.is_empty() {
             let extra = problems.join("; ");
             verdicts[i].verdict = match &verdicts[i].verdict {
-                Verdict::Fail(m) => Verdict::Fail(format!("{m}\n{extra}")),
-                _ => Verdict::Fail(format!("the program's TAP output is incomplete: {extra}")),
+                Verdict::Fail(f) => Verdict::Fail(f.clone().followed_by(&format!("\n{extra}"))),
+                _ => Verdict::fail(
+                    FailCause::IncompleteTap,
+                    format!("the program's TAP output is incomplete: {extra}"),
+                ),
             };
         }
         let sub = tap.results.into_iter().map(|(desc, r)| {
@@ -331,11 +358,14 @@ fn expand_guest_ktap(
                 match r {
                     KtapResult::Ok => Verdict::Pass,
                     KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
-                    KtapResult::NotOk(diag) => Verdict::Fail(if diag.is_empty() {
-                        "not ok".into()
-                    } else {
-                        diag
-                    }),
+                    KtapResult::NotOk(diag) => Verdict::fail(
+                        FailCause::Guest,
+                        if diag.is_empty() {
+                            "not ok".into()
+                        } else {
+                            diag
+                        },
+                    ),
                 },
             )
         });
@@ -362,14 +392,21 @@ fn judge_ignore(
     expected: &Expectation,
 ) -> Verdict {
     match (p.scenario, missing) {
-        (None, _) => Verdict::Fail(format!(
-            "the upstream program skipped itself ({found}); it runs as root with tracefs mounted, so a skip hides what it checks"
-        )),
-        (Some(_), None) => Verdict::Fail(format!("ignored without naming the feature it lacks: {found}")),
-        (Some(_), Some(f)) if expected.has(f) => Verdict::Fail(format!(
-            "ignored for want of {f}, but {} says this kernel has {f}; the probe found: {found}",
-            expected.source
-        )),
+        (None, _) => Verdict::fail(
+            FailCause::UnexpectedSkip,
+            format!("the upstream program skipped itself ({found}); it runs as root with tracefs mounted, so a skip hides what it checks"),
+        ),
+        (Some(_), None) => Verdict::fail(
+            FailCause::UnexpectedSkip,
+            format!("ignored without naming the feature it lacks: {found}"),
+        ),
+        (Some(_), Some(f)) if expected.has(f) => Verdict::fail(
+            FailCause::UnexpectedSkip,
+            format!(
+                "ignored for want of {f}, but {} says this kernel has {f}; the probe found: {found}",
+                expected.source
+            ),
+        ),
         (Some(_), Some(f)) => Verdict::Ignored(format!("{found} (expected: {} does not list {f})", expected.source)),
     }
 }
@@ -407,9 +444,10 @@ pub fn expand_kselftests(
                         .trim()
                 )))
             }
-            KselftestBuild::Failed { message } => Some(Verdict::Fail(format!(
-                "does not build for this kernel: {message}"
-            ))),
+            KselftestBuild::Failed { message } => Some(Verdict::fail(
+                FailCause::BuildFailed,
+                format!("does not build for this kernel: {message}"),
+            )),
         };
         if let Some(verdict) = verdict {
             // Never built, so never planned: its verdict comes from the build alone.
@@ -436,8 +474,11 @@ pub fn expand_kselftests(
         if !problems.is_empty() {
             let extra = problems.join("; ");
             verdicts[i].verdict = match &verdicts[i].verdict {
-                Verdict::Fail(m) => Verdict::Fail(format!("{m}; {extra}")),
-                _ => Verdict::Fail(format!("the program's TAP output is incomplete: {extra}")),
+                Verdict::Fail(f) => Verdict::Fail(f.clone().followed_by(&format!("; {extra}"))),
+                _ => Verdict::fail(
+                    FailCause::IncompleteTap,
+                    format!("the program's TAP output is incomplete: {extra}"),
+                ),
             };
         }
         if let Some(t) = &ktap.totals {
@@ -454,14 +495,18 @@ pub fn expand_kselftests(
                     (KtapResult::Ok, Some(bug)) => bug.passed(&expected.source),
                     (KtapResult::NotOk(diag), Some(bug)) => bug.verdict(diag),
                     // Upstream skips when it is not root or tracefs is missing: never so here.
-                    (KtapResult::Skip(why), _) => {
-                        Verdict::Fail(format!("the upstream test skipped itself: SKIP {why}"))
-                    }
-                    (KtapResult::NotOk(diag), None) => Verdict::Fail(if diag.is_empty() {
-                        "not ok".into()
-                    } else {
-                        diag
-                    }),
+                    (KtapResult::Skip(why), _) => Verdict::fail(
+                        FailCause::UnexpectedSkip,
+                        format!("the upstream test skipped itself: SKIP {why}"),
+                    ),
+                    (KtapResult::NotOk(diag), None) => Verdict::fail(
+                        FailCause::Guest,
+                        if diag.is_empty() {
+                            "not ok".into()
+                        } else {
+                            diag
+                        },
+                    ),
                 },
             )
         });
@@ -518,7 +563,7 @@ fn health(report: &VmReport, planned: &[&str]) -> ScenarioVerdict {
         verdict: if problems.is_empty() {
             Verdict::Pass
         } else {
-            Verdict::Fail(problems.join("\n"))
+            Verdict::fail(FailCause::Boot, problems.join("\n"))
         },
         duration_us: Some(report.wall_ms * 1000),
         snapshots: vec![],
@@ -530,6 +575,7 @@ fn health(report: &VmReport, planned: &[&str]) -> ScenarioVerdict {
 mod tests {
     use super::*;
     use crate::console::Watch;
+    use crate::model::Failure;
     use result_channel::Feature;
 
     fn report(records: Vec<Record>, console: &[(&str, Option<&str>)], end: VmEnd) -> VmReport {
@@ -626,22 +672,33 @@ mod tests {
         let v = verdicts(&r, &planned);
         assert_eq!(v.len(), 4, "three scenarios and the health trial");
         assert_eq!(get(&v, "a::x"), &Verdict::Pass);
-        let Verdict::Fail(y) = get(&v, "a::y") else {
+        let Verdict::Fail(Failure {
+            cause: FailCause::NotFinished(VmEnd::KernelPanicked),
+            message: y,
+        }) = get(&v, "a::y")
+        else {
             panic!()
         };
-        assert!(
-            y.starts_with("not finished: the kernel panicked while running a::y")
-                && y.contains("sysrq triggered crash"),
-            "{y}"
+        // The words people read stay as they were.
+        assert_eq!(
+            y.lines().next(),
+            Some("not finished: the kernel panicked while running a::y")
         );
-        let Verdict::Fail(z) = get(&v, "a::z") else {
+        assert!(y.contains("sysrq triggered crash"), "{y}");
+        let Verdict::Fail(Failure {
+            cause: FailCause::NotRun,
+            message: z,
+        }) = get(&v, "a::z")
+        else {
             panic!()
         };
         assert_eq!(
             z,
             "not run: the kernel panicked while running a::y before this scenario started"
         );
-        assert!(matches!(get(&v, HEALTH), Verdict::Fail(m) if m.contains("the kernel panicked")));
+        assert!(
+            matches!(get(&v, HEALTH), Verdict::Fail(Failure { cause: FailCause::Boot, message: m }) if m.contains("the kernel panicked"))
+        );
     }
 
     /// A listed bug's scenario failing is the bug, not a failure; passing fails the run and
@@ -695,15 +752,15 @@ mod tests {
         );
         assert!(!bug.is_fail());
         assert!(
-            matches!(get(&v, "t::other"), Verdict::Fail(m) if m.contains("offset:9") && m.contains("not known kernel bug other-bug")),
+            matches!(get(&v, "t::other"), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("offset:9") && m.contains("not known kernel bug other-bug")),
             "{v:?}"
         );
         assert!(
-            matches!(get(&v, "t::fixed"), Verdict::Fail(m) if m.starts_with("passes: is fixed-bug fixed in this kernel? update kernels.toml")),
+            matches!(get(&v, "t::fixed"), Verdict::Fail(Failure { cause: FailCause::KnownBugPassed, message: m }) if m.starts_with("passes: is fixed-bug fixed in this kernel? update kernels.toml")),
             "{v:?}"
         );
         assert!(
-            matches!(get(&v, "t::warned"), Verdict::Fail(m) if m.contains("trace_events_user.c:2690"))
+            matches!(get(&v, "t::warned"), Verdict::Fail(Failure { cause: FailCause::KernelTrouble(TroubleKind::Warning), message: m }) if m.contains("trace_events_user.c:2690"))
         );
     }
 
@@ -720,7 +777,11 @@ mod tests {
             VmEnd::Finished,
         );
         let v = verdicts(&r, &planned);
-        let Verdict::Fail(m) = get(&v, "a::x") else {
+        let Verdict::Fail(Failure {
+            cause: FailCause::KernelTrouble(TroubleKind::Warning),
+            message: m,
+        }) = get(&v, "a::x")
+        else {
             panic!()
         };
         assert!(
@@ -771,7 +832,9 @@ mod tests {
         );
         let v = verdicts(&r, &plan(&["a::x", "a::y"]));
         assert_eq!(get(&v, "a::x"), &Verdict::Pass);
-        assert!(matches!(get(&v, "a::y"), Verdict::Fail(m) if m.contains("Warning")));
+        assert!(
+            matches!(get(&v, "a::y"), Verdict::Fail(Failure { cause: FailCause::KernelTrouble(TroubleKind::Warning), message: m }) if m.contains("Warning"))
+        );
         assert_eq!(get(&v, HEALTH), &Verdict::Pass, "{v:?}");
     }
 
@@ -882,7 +945,9 @@ mod tests {
         );
         let v = verdicts(&r, &planned);
         assert_eq!(get(&v, "munmap::a"), &Verdict::Pass);
-        assert!(matches!(get(&v, "fork::b"), Verdict::Fail(m) if m.contains("UserEventsFault")));
+        assert!(
+            matches!(get(&v, "fork::b"), Verdict::Fail(Failure { cause: FailCause::KernelTrouble(TroubleKind::UserEventsFault), message: m }) if m.contains("UserEventsFault"))
+        );
         assert_eq!(get(&v, HEALTH), &Verdict::Pass);
     }
 
@@ -901,7 +966,7 @@ mod tests {
         let v = verdicts(&r, &planned);
         for n in &planned {
             assert!(
-                matches!(get(&v, &n.name), Verdict::Fail(m) if m.contains("has no user_events") && m.contains("CONFIG_USER_EVENTS=y"))
+                matches!(get(&v, &n.name), Verdict::Fail(Failure { cause: FailCause::NoUserEvents, message: m }) if m.contains("has no user_events") && m.contains("CONFIG_USER_EVENTS=y"))
             );
         }
     }
@@ -935,7 +1000,7 @@ mod tests {
             "{v:?}"
         );
         assert!(
-            matches!(get(&v, "a::y"), Verdict::Fail(m) if m.starts_with("not run: QEMU exited early"))
+            matches!(get(&v, "a::y"), Verdict::Fail(Failure { cause: FailCause::NotRun, message: m }) if m.contains("QEMU exited early"))
         );
         let mut silent = report(
             vec![],
@@ -947,7 +1012,7 @@ mod tests {
         silent.kernel_release = None;
         let v = verdicts(&silent, &planned);
         assert!(
-            matches!(get(&v, "a::x"), Verdict::Fail(m) if m.starts_with("not run: the guest never started the runner (timed out"))
+            matches!(get(&v, "a::x"), Verdict::Fail(Failure { cause: FailCause::NotRun, message: m }) if m.contains("the guest never started the runner (timed out"))
         );
     }
 }
@@ -955,6 +1020,7 @@ mod tests {
 #[cfg(test)]
 mod ignore_policy {
     use super::*;
+    use crate::model::Failure;
     use result_channel::Feature;
 
     fn ignored(missing: Option<Feature>) -> VmReport {
@@ -1020,7 +1086,11 @@ mod ignore_policy {
             &[],
             &expected,
         );
-        let Verdict::Fail(m) = &v[0].verdict else {
+        let Verdict::Fail(Failure {
+            cause: FailCause::UnexpectedSkip,
+            message: m,
+        }) = &v[0].verdict
+        else {
             panic!("{v:?}")
         };
         assert!(
@@ -1033,7 +1103,7 @@ mod ignore_policy {
     fn an_ignore_that_names_no_feature_fails() {
         let v = verdicts(&ignored(None), &scenario(), &[], &Expectation::default());
         assert!(
-            matches!(&v[0].verdict, Verdict::Fail(m) if m.contains("without naming the feature")),
+            matches!(&v[0].verdict, Verdict::Fail(Failure { cause: FailCause::UnexpectedSkip, message: m }) if m.contains("without naming the feature")),
             "{v:?}"
         );
     }
@@ -1068,7 +1138,9 @@ mod ignore_policy {
             source: "kernel-configs/kernels.toml [kernel.\"6.12\"]".into(),
             known_bugs: vec![],
         };
-        assert!(matches!(judge(&with), Verdict::Fail(m) if m.contains("does not build")));
+        assert!(
+            matches!(judge(&with), Verdict::Fail(Failure { cause: FailCause::BuildFailed, message: m }) if m.contains("does not build"))
+        );
     }
 
     #[test]
@@ -1092,6 +1164,7 @@ mod ignore_policy {
 mod guest_tests {
     use super::*;
     use crate::console::Watch;
+    use crate::model::Failure;
     use std::time::Duration;
 
     fn program(name: &str, style: GuestTestStyle) -> GuestProgram {
@@ -1187,14 +1260,16 @@ mod guest_tests {
         let v = verdicts_with_guest(&r, &[], &[], &[p], &Expectation::default());
         assert_eq!(get(&v, &n("ok")), &Verdict::Pass);
         assert!(
-            matches!(get(&v, &n("fails")), Verdict::Fail(m) if m.contains("boom") && m.starts_with("thread 'fails'"))
+            matches!(get(&v, &n("fails")), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("boom") && m.starts_with("thread 'fails'"))
         );
         assert_eq!(get(&v, &n("ign")), &Verdict::Ignored("later".into()));
-        assert!(matches!(get(&v, &n("crash")), Verdict::Fail(m) if m.contains("SIGSEGV")));
         assert!(
-            matches!(get(&v, &n("warns")), Verdict::Fail(m) if m.contains("Warning") && m.contains("own checks passed"))
+            matches!(get(&v, &n("crash")), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("SIGSEGV"))
         );
-        assert!(matches!(get(&v, &n("never")), Verdict::Fail(m) if m.starts_with("not run")));
+        assert!(
+            matches!(get(&v, &n("warns")), Verdict::Fail(Failure { cause: FailCause::KernelTrouble(TroubleKind::Warning), message: m }) if m.contains("Warning") && m.contains("own checks passed"))
+        );
+        assert_eq!(get(&v, &n("never")).fail_cause(), Some(&FailCause::NotRun));
         assert!(v
             .iter()
             .all(|x| x.name == HEALTH || x.origin == Origin::Guest));
@@ -1214,7 +1289,9 @@ mod guest_tests {
         let n = result_channel::guest_test_name("lib", Some("t"));
         let r = report(vec![end(&n, Outcome::Pass, "", "running 0 tests\n")], &[]);
         let v = verdicts_with_guest(&r, &[], &[], &[p], &Expectation::default());
-        assert!(matches!(get(&v, &n), Verdict::Fail(m) if m.contains("did not report test")));
+        assert!(
+            matches!(get(&v, &n), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("did not report test"))
+        );
     }
 
     #[test]
@@ -1241,12 +1318,14 @@ mod guest_tests {
         );
         let v = verdicts_with_guest(&r, &[], &[], &[p, plain], &Expectation::default());
         assert!(
-            matches!(get(&v, "guest::tap"), Verdict::Fail(m) if m.contains("SIGABRT") && m.contains("the plan says 3 tests, the output has 2"))
+            matches!(get(&v, "guest::tap"), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("SIGABRT") && m.contains("the plan says 3 tests, the output has 2"))
         );
         assert_eq!(get(&v, "guest::tap::a"), &Verdict::Pass);
-        assert!(matches!(get(&v, "guest::tap::b"), Verdict::Fail(m) if m.contains("b: nope")));
         assert!(
-            matches!(get(&v, "guest::plain"), Verdict::Fail(m) if m.contains("exited with status 3") && m.contains("bad input"))
+            matches!(get(&v, "guest::tap::b"), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("b: nope"))
+        );
+        assert!(
+            matches!(get(&v, "guest::plain"), Verdict::Fail(Failure { cause: FailCause::Guest, message: m }) if m.contains("exited with status 3") && m.contains("bad input"))
         );
         assert!(!v.iter().any(|x| x.name.starts_with("guest::plain::")));
     }
