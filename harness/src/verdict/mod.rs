@@ -2,10 +2,10 @@
 //! planned scenario gets exactly one: a scenario the guest never reported is a failure that
 //! says why, never a pass and never missing.
 //!
-//! Split by what is judged, because each has rules of its own: [`planned`] (one planned
-//! record from its end record, or from its absence), [`guest`] (other people's test
-//! programs: libtest output and TAP), [`kselftest`] (the kernel tree's own selftests: builds
-//! and KTAP), [`health`] (the boot itself). This module ties them together in the order the
+//! Split by what is judged, because each has rules of its own: `planned` (one planned
+//! record from its end record, or from its absence), `guest` (other people's test
+//! programs: libtest output and TAP), `kselftest` (the kernel tree's own selftests: builds
+//! and KTAP), `health` (the boot itself). This module ties them together in the order the
 //! verdicts are reported.
 
 mod guest;
