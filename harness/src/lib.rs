@@ -4,7 +4,8 @@
 //! [`vm`] (one boot: console and result channel, limits) → [`console`] and [`ktap`] and [`libtest`]
 //! (what the kernel and the test programs said) → [`verdict`] (one per scenario) → [`run`] (one kernel's
 //! boot, tying those together) → [`artifacts`] (results.json, JUnit) → [`trials`]
-//! (libtest-mimic, with [`snapshots`]) and [`report`] (the matrix).
+//! (libtest-mimic, with [`snapshots`]) and [`report`] (the matrix). [`interrupt`] is the
+//! SIGINT/SIGTERM flag every long wait polls.
 
 pub mod accel;
 pub mod artifacts;
@@ -12,6 +13,7 @@ pub mod console;
 pub mod guest_program;
 pub mod image;
 pub mod initramfs;
+pub mod interrupt;
 pub mod ktap;
 pub mod libtest;
 pub mod listing;

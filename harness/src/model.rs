@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use result_channel::trouble::TroubleKind;
 pub use result_channel::{Feature, GuestTestStyle, ScenarioInfo};
 
 use crate::qemu::Accel;
-use crate::vm::{Limits, VmReport};
+use crate::vm::{Limits, VmEnd, VmReport};
 
 /// A bootable kernel and what the host knows about it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -83,10 +84,13 @@ impl KnownBug {
     /// What its scenario passing on a kernel said to carry it becomes: a failure, so the
     /// list stays true.
     pub fn passed(&self, source: &str) -> Verdict {
-        Verdict::Fail(format!(
-            "passes: is {} fixed in this kernel? update kernels.toml ({source} lists it: {})",
-            self.name, self.cause
-        ))
+        Verdict::fail(
+            FailCause::KnownBugPassed,
+            format!(
+                "passes: is {} fixed in this kernel? update kernels.toml ({source} lists it: {})",
+                self.name, self.cause
+            ),
+        )
     }
 }
 
@@ -256,7 +260,7 @@ impl SuiteOptions {
 #[serde(tag = "verdict", content = "message", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
-    Fail(String),
+    Fail(Failure),
     Ignored(String),
     /// The scenario failed where the kernel list says this kernel carries `bug`: reported,
     /// not counted as a failure of the run.
@@ -269,8 +273,24 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A failure for `cause`, saying `message`.
+    pub fn fail(cause: FailCause, message: impl Into<String>) -> Verdict {
+        Verdict::Fail(Failure {
+            cause,
+            message: message.into(),
+        })
+    }
+
     pub fn is_fail(&self) -> bool {
         matches!(self, Verdict::Fail(_))
+    }
+
+    /// Why it failed, for a [`Verdict::Fail`].
+    pub fn fail_cause(&self) -> Option<&FailCause> {
+        match self {
+            Verdict::Fail(f) => Some(&f.cause),
+            _ => None,
+        }
     }
 
     /// `known kernel bug: NAME (cause)`, for a [`Verdict::KnownBug`].
@@ -282,6 +302,86 @@ impl Verdict {
             _ => None,
         }
     }
+}
+
+/// A failed trial: why, for the code that decides on it, and what it says, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub cause: FailCause,
+    /// The words shown to people (libtest's failure, JUnit, the matrix, results.json).
+    pub message: String,
+}
+
+impl Failure {
+    /// The same failure, its message followed by `more` (a note, a stream problem): what is
+    /// added explains it, the cause stays.
+    pub fn followed_by(self, more: &str) -> Failure {
+        Failure {
+            message: format!("{}{more}", self.message),
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `results.json` keeps a failure as its message alone, as it did before failures had a
+/// cause: files written before and after read alike, and the readers (reports, the bench,
+/// `rerun`) show words and decide nothing on the cause.
+impl serde::Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.message)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Failure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Failure, D::Error> {
+        Ok(Failure {
+            cause: FailCause::Unrecorded,
+            message: String::deserialize(d)?,
+        })
+    }
+}
+
+/// Why a trial failed. Decisions (the not-run count, the self-tests' expectations) match on
+/// this, never on the message's words, which are for people and may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailCause {
+    /// The check itself failed: the scenario, the upstream program or the guest test said so
+    /// (an assertion, an exit status, a crash, its own time limit in the guest).
+    Guest,
+    /// The kernel console showed trouble (a WARN, BUG, Oops ...) while it ran, whatever the
+    /// check itself said. The kind is the first trouble's.
+    KernelTrouble(TroubleKind),
+    /// It started and the VM ended before it did: the kernel panicked, QEMU exited, or a
+    /// host limit ran out (a hang). How the VM ended is here.
+    NotFinished(VmEnd),
+    /// It never started: the VM died before it, or the guest never started the runner.
+    NotRun,
+    /// The kernel has no user_events (no `user_events_data` in tracefs): nothing could run.
+    NoUserEvents,
+    /// An upstream test a filter named was never reported by its program.
+    NotReported,
+    /// It skipped itself, or was ignored for a reason the host does not accept (a feature
+    /// the kernel list says the kernel has, or none named).
+    UnexpectedSkip,
+    /// It passed on a kernel the known-bug list says carries the bug it shows: the list is
+    /// out of date.
+    KnownBugPassed,
+    /// The upstream selftest program does not build against this kernel's tree.
+    BuildFailed,
+    /// A program's TAP/KTAP output is incomplete (no plan, fewer results, a bail-out) though
+    /// its process did not fail.
+    IncompleteTap,
+    /// The boot itself (the health trial): no hello, unreadable records, kernel trouble
+    /// outside every scenario, or a VM that did not end as it should.
+    Boot,
+    /// Read back from `results.json`, which keeps the message alone.
+    Unrecorded,
 }
 
 /// What a verdict is about: the project's own scenario, the kernel tree's upstream selftests,
@@ -409,5 +509,59 @@ impl KernelRun {
             .filter_map(|v| v.duration_us)
             .sum::<u64>() as f64
             / 1e6
+    }
+}
+
+#[cfg(test)]
+mod results_json {
+    use super::*;
+
+    /// A failure is written as its message alone, whatever its cause: the shape of
+    /// `{"verdict": "fail", "message": "..."}` is what readers of results.json know.
+    #[test]
+    fn a_failure_is_written_as_its_words() {
+        let v = Verdict::fail(FailCause::NotRun, "not run: the kernel panicked");
+        assert_eq!(
+            serde_json::to_value(&v).unwrap(),
+            serde_json::json!({"verdict": "fail", "message": "not run: the kernel panicked"})
+        );
+    }
+
+    /// `results.json` as the serialiser wrote it before the end record became a named struct
+    /// and failures carried a cause: runs kept on disk (`rerun`, `report`, the bench) are read
+    /// back, so they must still read, and what is written must keep the same shape.
+    const BEFORE: &str = include_str!("../test_data/results_before_named_end.json");
+
+    #[test]
+    fn an_old_results_json_reads_and_writes_back_the_same() {
+        let run: KernelRun = serde_json::from_str(BEFORE).expect("the old form reads");
+        let ended: Vec<&str> = run
+            .report
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                result_channel::Record::End(end) => Some(end.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                "basic::present",
+                "abi::multi_format",
+                "trace::format_array_fields",
+                "kselftest::abi_test"
+            ]
+        );
+        assert_eq!(run.verdicts.len(), 7);
+        assert!(run.failed());
+        // The file keeps a failure's words alone: read back, its cause is unrecorded.
+        assert_eq!(
+            run.verdicts[1].verdict.fail_cause(),
+            Some(&FailCause::Unrecorded)
+        );
+        let again = serde_json::to_value(&run).unwrap();
+        let before: serde_json::Value = serde_json::from_str(BEFORE).unwrap();
+        assert_eq!(again, before, "the same JSON shape, field for field");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{KernelRun, Verdict};
+use crate::model::{Failure, KernelRun, Verdict};
 
 fn xml_escape(s: &str) -> String {
     s.chars()
@@ -57,7 +57,7 @@ pub fn junit(run: &KernelRun) -> String {
                 "><skipped message=\"{}\"/></testcase>\n",
                 xml_escape(r)
             )),
-            Verdict::Fail(m) => {
+            Verdict::Fail(Failure { message: m, .. }) => {
                 let first = m.lines().next().unwrap_or("");
                 s.push_str(&format!(
                     "><failure message=\"{}\">{}</failure></testcase>\n",
@@ -74,7 +74,7 @@ pub fn junit(run: &KernelRun) -> String {
 fn cell(v: &Verdict) -> String {
     match v {
         Verdict::Pass => "pass".into(),
-        Verdict::Fail(m) => {
+        Verdict::Fail(Failure { message: m, .. }) => {
             // An upstream selftest's first line is its RUN banner; its assertion says more.
             // A Rust test's is `thread '…' panicked at file:line:`; its message follows.
             let panic_message = m

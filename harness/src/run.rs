@@ -111,7 +111,7 @@ pub fn run_kernel(
         };
         if opts.stop_at_first_failure
             || run.restarts.len() as u32 >= opts.max_restarts
-            || vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+            || crate::interrupt::is_set()
         {
             break;
         }
@@ -140,7 +140,7 @@ pub fn run_kernel(
     }
     if let Some(h) = run.verdicts.iter_mut().find(|v| v.name == HEALTH) {
         if let (Verdict::Fail(m), false) = (&mut h.verdict, run.restarts.is_empty()) {
-            m.push_str(&format!(
+            m.message.push_str(&format!(
                 "\n{} fresh VM(s) ran what the dead one never started (console logs in boot-N/)",
                 run.restarts.len()
             ));
@@ -468,24 +468,23 @@ fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>,
             verdicts.push(v);
             continue;
         };
-        if let Verdict::Fail(m) = v.verdict {
-            let m = format!("boot {boot} (a fresh VM after a dead one): {m}");
+        if let Verdict::Fail(fresh) = v.verdict {
+            let m = format!(
+                "boot {boot} (a fresh VM after a dead one): {}",
+                fresh.message
+            );
             h.verdict = match &h.verdict {
-                Verdict::Fail(first) => Verdict::Fail(format!("{first}\n{m}")),
-                _ => Verdict::Fail(m),
+                Verdict::Fail(first) => Verdict::Fail(first.clone().followed_by(&format!("\n{m}"))),
+                _ => Verdict::fail(fresh.cause, m),
             };
         }
     }
 }
 
-/// A VM's end in words, for the restart's record and the user.
+/// A VM's end in words, for the restart's record and the user. Only a VM that did not
+/// finish is restarted after, so its end is never [`vm::VmEnd::Finished`].
 fn how_it_ended(report: &vm::VmReport) -> String {
-    let how = match &report.end {
-        vm::VmEnd::Finished => "finished".to_owned(),
-        vm::VmEnd::KernelPanicked => "the kernel panicked".to_owned(),
-        vm::VmEnd::ExitedEarly { status } => format!("QEMU exited early ({status})"),
-        vm::VmEnd::TimedOut { what } => format!("timed out: {what}"),
-    };
+    let how = report.end.to_string();
     match &report.unfinished {
         Some(u) => format!("{how} (running {u})"),
         None => how,
@@ -563,6 +562,7 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{FailCause, Failure};
 
     fn info(name: &str) -> ScenarioInfo {
         ScenarioInfo {
@@ -760,23 +760,32 @@ mod tests {
             ScenarioVerdict::new(
                 "a::two",
                 Origin::Scenario,
-                Verdict::Fail("not finished".into()),
+                Verdict::fail(
+                    FailCause::NotFinished(vm::VmEnd::TimedOut {
+                        what: "scenario a::two".into(),
+                    }),
+                    "not finished",
+                ),
             ),
-            ScenarioVerdict::new(HEALTH, Origin::Vm, Verdict::Fail("timed out".into())),
+            ScenarioVerdict::new(
+                HEALTH,
+                Origin::Vm,
+                Verdict::fail(FailCause::Boot, "timed out"),
+            ),
         ];
         let next = vec![
             ScenarioVerdict::new("a::three", Origin::Scenario, Verdict::Pass),
             ScenarioVerdict::new(
                 HEALTH,
                 Origin::Vm,
-                Verdict::Fail("the kernel panicked".into()),
+                Verdict::fail(FailCause::Boot, "the kernel panicked"),
             ),
         ];
         merge_health(&mut verdicts, next, 2);
         assert_eq!(verdicts.iter().filter(|v| v.name == HEALTH).count(), 1);
         let health = &verdicts.iter().find(|v| v.name == HEALTH).unwrap().verdict;
         assert!(
-            matches!(health, Verdict::Fail(m) if m.contains("timed out") && m.contains("boot 2") && m.contains("panicked")),
+            matches!(health, Verdict::Fail(Failure { cause: FailCause::Boot, message: m }) if m.contains("timed out") && m.contains("boot 2") && m.contains("panicked")),
             "{health:?}"
         );
         assert!(verdicts

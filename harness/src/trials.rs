@@ -10,7 +10,7 @@ use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use result_channel::{guest_test_name, kselftest_name, Snapshot};
 
 use crate::model::{
-    GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, Origin, ScenarioInfo,
+    FailCause, GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, Origin, ScenarioInfo,
     ScenarioVerdict, SuiteOptions, Verdict, HEALTH, KSELFTESTS,
 };
 use crate::run::Selection;
@@ -124,14 +124,19 @@ fn unreported_named_tests(
                 .find(|v| v.name == prog)
                 .map_or("it was not run".to_owned(), |v| match &v.verdict {
                     Verdict::Pass => "it exited 0 without reporting this test".to_owned(),
-                    Verdict::Fail(m) => format!("it failed: {}", m.lines().next().unwrap_or("")),
+                    Verdict::Fail(f) => {
+                        format!("it failed: {}", f.message.lines().next().unwrap_or(""))
+                    }
                     Verdict::Ignored(m) => format!("it was ignored: {m}"),
                     Verdict::KnownBug { bug, .. } => format!("it showed known bug {bug}"),
                 });
         out.push(ScenarioVerdict::new(
             wanted,
             Origin::Upstream,
-            Verdict::Fail(format!("{prog} never reported {test}: {how}")),
+            Verdict::fail(
+                FailCause::NotReported,
+                format!("{prog} never reported {test}: {how}"),
+            ),
         ));
     }
     out
@@ -265,6 +270,7 @@ fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{FailCause, Failure};
 
     fn args(a: &[&str]) -> Arguments {
         Arguments::from_iter(std::iter::once("t").chain(a.iter().copied()))
@@ -283,13 +289,13 @@ mod tests {
         let crashed = ScenarioVerdict::new(
             "kselftest::abi_test",
             Origin::Upstream,
-            Verdict::Fail("killed by signal 11 (SIGSEGV)".into()),
+            Verdict::fail(FailCause::Guest, "killed by signal 11 (SIGSEGV)"),
         );
         let extra = unreported_named_tests(&a, &run_with(vec![crashed.clone()]), &sel);
         assert_eq!(extra.len(), 1);
         assert_eq!(extra[0].name, "kselftest::abi_test::user.flags");
         assert!(
-            matches!(&extra[0].verdict, Verdict::Fail(m) if m.contains("never reported user.flags") && m.contains("SIGSEGV")),
+            matches!(&extra[0].verdict, Verdict::Fail(Failure { cause: FailCause::NotReported, message: m }) if m.contains("never reported user.flags") && m.contains("SIGSEGV")),
             "{extra:?}"
         );
         // Reported, it is left alone.

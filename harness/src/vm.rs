@@ -17,9 +17,6 @@ use result_channel::{Event, Parser, Record};
 use crate::console::{Trouble, Watch};
 use crate::qemu::QemuConfig;
 
-/// Set by the caller's SIGINT/SIGTERM handler: the run stops, QEMU is killed and reaped.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Every wait has one of these limits, already scaled for the accelerator.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
@@ -67,6 +64,20 @@ pub enum VmEnd {
     ExitedEarly { status: String },
     /// A limit ran out; QEMU was killed.
     TimedOut { what: String },
+}
+
+/// How the VM ended in the words of the verdicts and the restart records ("not run: the
+/// kernel panicked while running ..."; "restart after the VM timed out: ..."): one wording,
+/// so that what a verdict says and what the restart says agree.
+impl std::fmt::Display for VmEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmEnd::Finished => f.write_str("the VM finished"),
+            VmEnd::KernelPanicked => f.write_str("the kernel panicked"),
+            VmEnd::ExitedEarly { status } => write!(f, "QEMU exited early ({status})"),
+            VmEnd::TimedOut { what } => write!(f, "timed out: {what}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -133,10 +144,66 @@ pub fn run_streaming(
         }
     };
     let (tx, rx) = mpsc::channel();
+    read_console(child.stdout.take().expect("piped"), tx.clone());
+    let stderr_reader = read_stderr(child.stderr.take().expect("piped"));
+    read_results(listener, qemu.result_socket.clone(), limits.boot, tx);
 
-    // Console: QEMU's stdout. Lossy UTF-8, since a dying kernel prints what it likes.
-    let stdout = child.stdout.take().expect("piped");
-    let txc = tx.clone();
+    let mut boot = Watching::new(console_path.clone(), started);
+    while boot.console_open || boot.results_open || boot.exit_status.is_none() {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(msg) => boot.take(msg, &mut console_log, stream_console),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                boot.console_open = false;
+                boot.results_open = false;
+            }
+        }
+        // An interrupt stops the boot: QEMU is killed and reaped, its socket removed.
+        if crate::interrupt::is_set() {
+            kill(&mut child);
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&qemu.result_socket);
+            bail!(
+                "interrupted; QEMU stopped (console log so far: {})",
+                console_path.display()
+            );
+        }
+        if boot.exit_status.is_none() {
+            if let Some(st) = child.try_wait()? {
+                boot.exit_status = Some(st);
+            }
+        }
+        if boot.exit_status.is_some() {
+            // QEMU is gone: give the readers a moment to drain, then stop.
+            if started.elapsed() > limits.whole
+                || boot.last_output.elapsed() > Duration::from_secs(2)
+            {
+                break;
+            }
+            continue;
+        }
+        if boot.timed_out.is_none() {
+            boot.timed_out = check_limits(
+                limits,
+                started,
+                boot.last_output,
+                &boot.scenario_started,
+                &boot.report,
+                boot.done,
+            );
+        }
+        if let Some(what) = &boot.timed_out {
+            kill(&mut child);
+            boot.exit_status = Some(child.wait()?);
+            boot.report.end = VmEnd::TimedOut { what: what.clone() };
+        }
+    }
+    boot.finish(&mut child, qemu, stderr_reader)
+}
+
+/// The console: QEMU's stdout, line by line. Lossy UTF-8, since a dying kernel prints what
+/// it likes.
+fn read_console(stdout: std::process::ChildStdout, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut buf = Vec::new();
@@ -145,7 +212,7 @@ pub fn run_streaming(
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if txc
+                    if tx
                         .send(Msg::Console(String::from_utf8_lossy(&buf).into_owned()))
                         .is_err()
                     {
@@ -154,20 +221,30 @@ pub fn run_streaming(
                 }
             }
         }
-        let _ = txc.send(Msg::ConsoleEof);
+        let _ = tx.send(Msg::ConsoleEof);
     });
-    let stderr = child.stderr.take().expect("piped");
-    let stderr_reader = std::thread::spawn(move || {
+}
+
+/// QEMU's stderr, its first 64 KiB: what it said when it failed.
+fn read_stderr(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
         let mut s = String::new();
         let _ = BufReader::new(stderr)
             .take(64 * 1024)
             .read_to_string(&mut s);
         s
-    });
-    // Results: QEMU connects to our listener when it starts; stop waiting when the boot
-    // limit runs out (QEMU that never connects has failed to start).
-    let socket_path = qemu.result_socket.clone();
-    let accept_limit = limits.boot;
+    })
+}
+
+/// The result channel: QEMU connects to our listener when it starts; stop waiting when the
+/// boot limit runs out (QEMU that never connects has failed to start). The socket's file is
+/// removed once QEMU connected or never will.
+fn read_results(
+    listener: UnixListener,
+    socket_path: PathBuf,
+    accept_limit: Duration,
+    tx: mpsc::Sender<Msg>,
+) {
     std::thread::spawn(move || {
         let stream = accept_with_limit(&listener, accept_limit);
         let _ = std::fs::remove_file(&socket_path);
@@ -197,148 +274,153 @@ pub fn run_streaming(
         }
         let _ = tx.send(Msg::ResultEof);
     });
+}
 
-    let mut watch = Watch::new();
-    let mut report = VmReport {
-        kernel_release: None,
-        user_events: true,
-        guest_hello_ms: None,
-        guest_done_ms: None,
-        hello_wall_ms: None,
-        records: vec![],
-        unfinished: None,
-        running: vec![],
-        troubles: vec![],
-        garbage: vec![],
-        end: VmEnd::Finished,
-        wall_ms: 0,
-        qemu_stderr: String::new(),
-        console_log: console_path.clone(),
-    };
-    let mut last_output = Instant::now();
-    // When each running scenario started, for its limit.
-    let mut scenario_started: Vec<(String, Instant)> = Vec::new();
-    let mut done = false;
-    let (mut console_open, mut results_open) = (true, true);
-    let mut exit_status = None;
-    let mut timed_out: Option<String> = None;
+/// What the host knows of one boot while it runs: the report so far, and what the limits
+/// and the loop's end depend on.
+struct Watching {
+    report: VmReport,
+    watch: Watch,
+    started: Instant,
+    last_output: Instant,
+    /// When each running scenario started, for its limit.
+    scenario_started: Vec<(String, Instant)>,
+    /// The guest said it was done.
+    done: bool,
+    console_open: bool,
+    results_open: bool,
+    exit_status: Option<std::process::ExitStatus>,
+    /// The limit that ran out, in words; QEMU is killed once this is set.
+    timed_out: Option<String>,
+}
 
-    while console_open || results_open || exit_status.is_none() {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Msg::Console(line)) => {
-                last_output = Instant::now();
+impl Watching {
+    fn new(console_log: PathBuf, started: Instant) -> Watching {
+        Watching {
+            report: VmReport {
+                kernel_release: None,
+                user_events: true,
+                guest_hello_ms: None,
+                guest_done_ms: None,
+                hello_wall_ms: None,
+                records: vec![],
+                unfinished: None,
+                running: vec![],
+                troubles: vec![],
+                garbage: vec![],
+                end: VmEnd::Finished,
+                wall_ms: 0,
+                qemu_stderr: String::new(),
+                console_log,
+            },
+            watch: Watch::new(),
+            started,
+            last_output: Instant::now(),
+            scenario_started: Vec::new(),
+            done: false,
+            console_open: true,
+            results_open: true,
+            exit_status: None,
+            timed_out: None,
+        }
+    }
+
+    /// One message from a reader: a console line (logged, watched for trouble), a result
+    /// record or garbage, or the end of a channel.
+    fn take(&mut self, msg: Msg, console_log: &mut File, stream_console: bool) {
+        match msg {
+            Msg::Console(line) => {
+                self.last_output = Instant::now();
                 let _ = console_log.write_all(line.as_bytes());
                 if stream_console {
                     eprint!("{line}");
                 }
-                watch.feed(&line, report.unfinished.as_deref());
+                self.watch.feed(&line, self.report.unfinished.as_deref());
             }
-            Ok(Msg::ConsoleEof) => console_open = false,
-            Ok(Msg::ResultEof) => results_open = false,
-            Ok(Msg::ResultConnectFailed(e)) => {
-                results_open = false;
-                if exit_status.is_none() && timed_out.is_none() {
-                    timed_out = Some(format!("QEMU did not connect to the result channel: {e}"));
+            Msg::ConsoleEof => self.console_open = false,
+            Msg::ResultEof => self.results_open = false,
+            Msg::ResultConnectFailed(e) => {
+                self.results_open = false;
+                if self.exit_status.is_none() && self.timed_out.is_none() {
+                    self.timed_out =
+                        Some(format!("QEMU did not connect to the result channel: {e}"));
                 }
             }
-            Ok(Msg::Result(Event::Garbage(g))) => {
-                last_output = Instant::now();
-                report.garbage.push(g);
+            Msg::Result(Event::Garbage(g)) => {
+                self.last_output = Instant::now();
+                self.report.garbage.push(g);
             }
-            Ok(Msg::Result(Event::Record(r))) => {
-                last_output = Instant::now();
-                match &r {
-                    Record::Hello {
-                        kernel_release,
-                        uptime_ms,
-                        user_events,
-                        ..
-                    } => {
-                        report.kernel_release = Some(kernel_release.clone());
-                        report.user_events = *user_events;
-                        report.guest_hello_ms = Some(*uptime_ms);
-                        report.hello_wall_ms = Some(started.elapsed().as_millis() as u64);
-                    }
-                    Record::Start { name } => {
-                        report.running.push(name.clone());
-                        scenario_started.push((name.clone(), Instant::now()));
-                        report.unfinished = report.running.first().cloned();
-                    }
-                    Record::End { name, .. } => {
-                        report.running.retain(|r| r != name);
-                        scenario_started.retain(|(r, _)| r != name);
-                        report.unfinished = report.running.first().cloned();
-                    }
-                    Record::Done { uptime_ms, .. } => {
-                        report.guest_done_ms = Some(*uptime_ms);
-                        done = true;
-                    }
+            Msg::Result(Event::Record(r)) => {
+                self.last_output = Instant::now();
+                self.record(r);
+            }
+        }
+    }
+
+    /// A record: what started and ended is tracked for the limits and for who a console
+    /// line belongs to.
+    fn record(&mut self, r: Record) {
+        let report = &mut self.report;
+        match &r {
+            Record::Hello {
+                kernel_release,
+                uptime_ms,
+                user_events,
+                ..
+            } => {
+                report.kernel_release = Some(kernel_release.clone());
+                report.user_events = *user_events;
+                report.guest_hello_ms = Some(*uptime_ms);
+                report.hello_wall_ms = Some(self.started.elapsed().as_millis() as u64);
+            }
+            Record::Start { name } => {
+                report.running.push(name.clone());
+                self.scenario_started.push((name.clone(), Instant::now()));
+                report.unfinished = report.running.first().cloned();
+            }
+            Record::End(end) => {
+                report.running.retain(|r| *r != end.name);
+                self.scenario_started.retain(|(r, _)| *r != end.name);
+                report.unfinished = report.running.first().cloned();
+            }
+            Record::Done { uptime_ms, .. } => {
+                report.guest_done_ms = Some(*uptime_ms);
+                self.done = true;
+            }
+        }
+        report.records.push(r);
+    }
+
+    /// QEMU reaped, its socket gone, and the report completed: the console's trouble, the
+    /// wall time, and how the VM ended (unless a limit already said).
+    fn finish(
+        mut self,
+        child: &mut Child,
+        qemu: &QemuConfig,
+        stderr_reader: std::thread::JoinHandle<String>,
+    ) -> anyhow::Result<VmReport> {
+        kill(child);
+        let status = child.wait()?;
+        // Gone already if QEMU connected; if it never did, the listener's file must not stay.
+        let _ = std::fs::remove_file(&qemu.result_socket);
+        let report = &mut self.report;
+        report.qemu_stderr = stderr_reader.join().unwrap_or_default();
+        self.watch.settle();
+        report.troubles = self.watch.found.clone();
+        report.wall_ms = self.started.elapsed().as_millis() as u64;
+        if !matches!(report.end, VmEnd::TimedOut { .. }) {
+            report.end = if self.watch.kernel_died() {
+                VmEnd::KernelPanicked
+            } else if self.done {
+                VmEnd::Finished
+            } else {
+                VmEnd::ExitedEarly {
+                    status: status.to_string(),
                 }
-                report.records.push(r);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                console_open = false;
-                results_open = false;
-            }
+            };
         }
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            kill(&mut child);
-            let _ = child.wait();
-            let _ = std::fs::remove_file(&qemu.result_socket);
-            bail!(
-                "interrupted; QEMU stopped (console log so far: {})",
-                console_path.display()
-            );
-        }
-        if exit_status.is_none() {
-            if let Some(st) = child.try_wait()? {
-                exit_status = Some(st);
-            }
-        }
-        if exit_status.is_some() {
-            // QEMU is gone: give the readers a moment to drain, then stop.
-            if started.elapsed() > limits.whole || last_output.elapsed() > Duration::from_secs(2) {
-                break;
-            }
-            continue;
-        }
-        if timed_out.is_none() {
-            timed_out = check_limits(
-                limits,
-                started,
-                last_output,
-                &scenario_started,
-                &report,
-                done,
-            );
-        }
-        if let Some(what) = &timed_out {
-            kill(&mut child);
-            exit_status = Some(child.wait()?);
-            report.end = VmEnd::TimedOut { what: what.clone() };
-        }
+        Ok(self.report)
     }
-    kill(&mut child);
-    let status = child.wait()?;
-    // Gone already if QEMU connected; if it never did, the listener's file must not stay.
-    let _ = std::fs::remove_file(&qemu.result_socket);
-    report.qemu_stderr = stderr_reader.join().unwrap_or_default();
-    watch.settle();
-    report.troubles = watch.found.clone();
-    report.wall_ms = started.elapsed().as_millis() as u64;
-    if !matches!(report.end, VmEnd::TimedOut { .. }) {
-        report.end = if watch.kernel_died() {
-            VmEnd::KernelPanicked
-        } else if done {
-            VmEnd::Finished
-        } else {
-            VmEnd::ExitedEarly {
-                status: status.to_string(),
-            }
-        };
-    }
-    Ok(report)
 }
 
 fn check_limits(
@@ -441,6 +523,30 @@ fn accept_with_limit(
 mod tests {
     use super::*;
     use crate::qemu::Accel;
+
+    /// The words the verdicts ("not run: ...") and the restart records have always used.
+    #[test]
+    fn each_vm_end_has_the_words_verdicts_use() {
+        let words = [
+            (VmEnd::Finished, "the VM finished"),
+            (VmEnd::KernelPanicked, "the kernel panicked"),
+            (
+                VmEnd::ExitedEarly {
+                    status: "exit status: 0".into(),
+                },
+                "QEMU exited early (exit status: 0)",
+            ),
+            (
+                VmEnd::TimedOut {
+                    what: "no report from the guest within 40.0 s".into(),
+                },
+                "timed out: no report from the guest within 40.0 s",
+            ),
+        ];
+        for (end, said) in words {
+            assert_eq!(end.to_string(), said);
+        }
+    }
 
     #[test]
     fn a_missing_qemu_is_one_clear_error() {

@@ -45,31 +45,8 @@ pub enum Record {
     },
     /// A scenario is about to run: anything the console shows from now on belongs to it.
     Start { name: String },
-    End {
-        name: String,
-        outcome: Outcome,
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        message: String,
-        duration_us: u64,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        snapshots: Vec<Snapshot>,
-        /// What the scenario measured on the way (poll latencies, counts), for the report.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        notes: Vec<String>,
-        /// A program's own output (the upstream selftests' KTAP), parsed by the host.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        output: String,
-        /// With `Outcome::Ignored`: the feature the guest's probe found missing. The host
-        /// holds what each kernel must have; an ignore it did not expect is a failure.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        missing: Option<Feature>,
-        /// With `Outcome::Fail`: the known kernel bug (its kernels.toml name) whose symptom
-        /// this failure is, as the scenario recognised it. The host excuses a failure only
-        /// when it carries the symptom of a bug listed for that kernel and scenario, so that
-        /// another breakage of the same scenario is never taken for the known bug.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        symptom: Option<String>,
-    },
+    /// A scenario or program ended: what came of it (see [`RecordEnd`]).
+    End(RecordEnd),
     /// Every planned scenario has ended; the guest powers off next.
     Done {
         uptime_ms: u64,
@@ -78,6 +55,40 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stopped_at: Option<String>,
     },
+}
+
+/// How one planned scenario or program ended, as the guest saw it: the body of
+/// [`Record::End`]. A named struct, not a struct variant, so that the host can hold and pass
+/// one end (its judges take a `&RecordEnd`) instead of unpacking eight fields by position.
+/// Its wire form is unchanged: the variant's tag `"kind": "end"` beside these fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEnd {
+    /// The planned record: a scenario, `kselftest::<program>` or `guest::<program>[::<test>]`.
+    pub name: String,
+    pub outcome: Outcome,
+    /// Why it failed or was ignored, in the guest's words (empty on a pass).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The guest's own measure of how long it ran.
+    pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<Snapshot>,
+    /// What the scenario measured on the way (poll latencies, counts), for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// A program's own output (the upstream selftests' KTAP), parsed by the host.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// With `Outcome::Ignored`: the feature the guest's probe found missing. The host
+    /// holds what each kernel must have; an ignore it did not expect is a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Feature>,
+    /// With `Outcome::Fail`: the known kernel bug (its kernels.toml name) whose symptom
+    /// this failure is, as the scenario recognised it. The host excuses a failure only
+    /// when it carries the symptom of a bug listed for that kernel and scenario, so that
+    /// another breakage of the same scenario is never taken for the known bug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symptom: Option<String>,
 }
 
 fn yes() -> bool {
@@ -204,7 +215,7 @@ mod tests {
     use super::*;
 
     fn end(name: &str) -> Record {
-        Record::End {
+        Record::End(RecordEnd {
             name: name.into(),
             outcome: Outcome::Fail,
             message: "bit 3 still set after 2000 ms".into(),
@@ -217,7 +228,7 @@ mod tests {
             output: "TAP version 13\n1..1\nok 1 x\n".into(),
             missing: None,
             symptom: Some("format-array-len".into()),
-        }
+        })
     }
 
     #[test]

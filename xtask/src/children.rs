@@ -6,11 +6,8 @@
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use harness::vm::INTERRUPTED;
 
 /// Process groups of the children running now.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
@@ -20,7 +17,7 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// True once SIGINT or SIGTERM arrived.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    harness::interrupt::is_set()
 }
 
 /// Fails with "interrupted" once SIGINT or SIGTERM arrived: called between steps, so that a

@@ -106,7 +106,7 @@ enum Cmd {
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
-    harness::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    harness::interrupt::set();
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use harness::model::{
-    KernelRun, KernelUnderTest, Origin, ScenarioInfo, SuiteOptions, Verdict, HEALTH,
+    FailCause, KernelRun, KernelUnderTest, Origin, ScenarioInfo, SuiteOptions, TroubleKind,
+    Verdict, HEALTH,
 };
 use harness::run::{run_kernel, Selection};
 use harness::vm::VmEnd;
@@ -48,12 +49,41 @@ fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {
         .with_context(|| format!("no verdict for {name}"))
 }
 
-fn expect_fail(run: &KernelRun, name: &str, needles: &[&str]) -> anyhow::Result<()> {
+/// `name` failed for the cause `cause` accepts (`why` names it in the error), and its message
+/// says each of `needles`: the cause decides what kind of failure it is, the needles only
+/// that the message carries its details.
+fn expect_fail(
+    run: &KernelRun,
+    name: &str,
+    (why, cause): (&str, fn(&FailCause) -> bool),
+    needles: &[&str],
+) -> anyhow::Result<()> {
     match verdict(run, name)? {
-        Verdict::Fail(m) if needles.iter().all(|n| m.contains(n)) => Ok(()),
-        other => bail!("{name}: want a failure mentioning {needles:?}, got {other:?}"),
+        Verdict::Fail(f) if cause(&f.cause) && needles.iter().all(|n| f.message.contains(n)) => {
+            Ok(())
+        }
+        other => bail!("{name}: want a failure ({why}) mentioning {needles:?}, got {other:?}"),
     }
 }
+
+/// The check itself failed (the guest said so).
+const GUEST: (&str, fn(&FailCause) -> bool) = ("the guest's own", |c| *c == FailCause::Guest);
+/// The boot itself (the health trial).
+const BOOT: (&str, fn(&FailCause) -> bool) = ("the boot's", |c| *c == FailCause::Boot);
+/// Never started.
+const NOT_RUN: (&str, fn(&FailCause) -> bool) = ("not run", |c| *c == FailCause::NotRun);
+/// Started, and the kernel panicked before it ended.
+const PANICKED_IN_IT: (&str, fn(&FailCause) -> bool) = ("not finished: the kernel panicked", |c| {
+    *c == FailCause::NotFinished(VmEnd::KernelPanicked)
+});
+/// Started, and a host limit ran out before it ended (a hang).
+const HUNG_IN_IT: (&str, fn(&FailCause) -> bool) = ("not finished: timed out", |c| {
+    matches!(c, FailCause::NotFinished(VmEnd::TimedOut { .. }))
+});
+/// The kernel warned while it ran.
+const KERNEL_WARNING: (&str, fn(&FailCause) -> bool) = ("the kernel's warning", |c| {
+    *c == FailCause::KernelTrouble(TroubleKind::Warning)
+});
 
 fn expect_pass(run: &KernelRun, name: &str) -> anyhow::Result<()> {
     match verdict(run, name)? {
@@ -97,22 +127,26 @@ fn crashes_fail_alone(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
     expect_fail(
         &run,
         "selftest::segfault",
+        GUEST,
         &["killed by signal 11 (SIGSEGV)"],
     )?;
     expect_fail(
         &run,
         "selftest::exits_without_result",
+        GUEST,
         &["exited (status 3) without a result"],
     )?;
     expect_fail(
         &run,
         "selftest::hangs",
+        GUEST,
         &["timed out after", "in the guest; killed"],
     )?;
     expect_pass(&run, "basic::present")?;
     expect_fail(
         &run,
         HEALTH,
+        BOOT,
         &["1 unreadable record(s)", "this is not a record"],
     )?;
     if run.report.end != VmEnd::Finished {
@@ -143,10 +177,8 @@ fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result
         expect_fail(
             &run,
             "selftest::kernel_panic",
-            &[
-                "not finished: the kernel panicked while running selftest::kernel_panic",
-                "sysrq",
-            ],
+            PANICKED_IN_IT,
+            &["while running selftest::kernel_panic", "sysrq"],
         )?;
         if run.report.end != VmEnd::KernelPanicked {
             bail!("want VmEnd::KernelPanicked, got {:?}", run.report.end);
@@ -155,14 +187,15 @@ fn panic_is_reported(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result
             expect_fail(
                 &run,
                 "basic::private_anon_enable_disable",
-                &["not run: the kernel panicked while running selftest::kernel_panic"],
+                NOT_RUN,
+                &["the kernel panicked while running selftest::kernel_panic"],
             )?;
             continue;
         }
         expect_pass(&run, "basic::private_anon_enable_disable")?;
-        match run.restarts.as_slice() {
-            [r] if r.after.contains("the kernel panicked") => {}
-            other => bail!("want one restart after the panic, got {other:?}"),
+        // The restart came after the first VM's panic (checked above): one fresh VM.
+        if run.restarts.len() != 1 {
+            bail!("want one restart after the panic, got {:?}", run.restarts);
         }
     }
     Ok(())
@@ -190,13 +223,23 @@ fn panic_beside_another(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Res
     expect_fail(
         &run,
         "selftest::panic_beside",
-        &["not finished: the kernel panicked while running selftest::panic_beside"],
+        PANICKED_IN_IT,
+        &["while running selftest::panic_beside"],
     )?;
     expect_pass(&run, "selftest::in_flight_beside")?;
     expect_pass(&run, "basic::private_anon_enable_disable")?;
+    // Each restart follows a VM that panicked: the first VM, then the first fresh one.
     match run.restarts.as_slice() {
-        [a, b] if a.after.contains("panicked") && b.after.contains("panicked") => Ok(()),
-        other => bail!("want two restarts (suspects one at a time, then the rest), got {other:?}"),
+        [a, _]
+            if run.report.end == VmEnd::KernelPanicked && a.report.end == VmEnd::KernelPanicked =>
+        {
+            Ok(())
+        }
+        other => bail!(
+            "want two restarts (suspects one at a time, then the rest), each after a panic; \
+             the first VM ended {:?}, got {other:?}",
+            run.report.end
+        ),
     }
 }
 
@@ -210,7 +253,8 @@ fn host_limit(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Result<()> {
     expect_fail(
         &run,
         "selftest::hangs",
-        &["not finished: timed out: scenario selftest::hangs gave no result within"],
+        HUNG_IN_IT,
+        &["scenario selftest::hangs gave no result within"],
     )?;
     match &run.report.end {
         VmEnd::TimedOut { .. } => Ok(()),
@@ -231,9 +275,10 @@ fn init_never_reports(k: &KernelUnderTest, opts: &SuiteOptions) -> anyhow::Resul
     expect_fail(
         &run,
         "basic::present",
-        &["not run: the guest never started the runner"],
+        NOT_RUN,
+        &["the guest never started the runner"],
     )?;
-    expect_fail(&run, HEALTH, &["never reported"])?;
+    expect_fail(&run, HEALTH, BOOT, &["never reported"])?;
     Ok(())
 }
 
@@ -254,8 +299,8 @@ pub fn warning_fails_the_running_scenario(
     expect_fail(
         &run,
         "basic::private_anon_enable_disable",
+        KERNEL_WARNING,
         &[
-            "kernel console reported Warning",
             "at kernel/trace/trace_events_user.c:",
             "Call Trace:",
             "the guest's own checks passed",
@@ -298,7 +343,7 @@ pub fn slow_fault_worker_keeps_munmap_deterministic(
     for s in &munmap {
         if s.name == LOST_UPDATE {
             // The reproducer of the lost update, which this amplifier makes happen every time.
-            expect_fail(&run, &s.name, &["the enable was lost"])?;
+            expect_fail(&run, &s.name, GUEST, &["the enable was lost"])?;
         } else {
             expect_pass(&run, &s.name)?;
         }
@@ -347,9 +392,8 @@ pub fn a_dead_vm_costs_one_scenario(
     expect_fail(
         &run,
         HANGS_IN_DEL,
-        &[&format!(
-            "not finished: timed out: scenario {HANGS_IN_DEL} gave no result within"
-        )],
+        HUNG_IN_IT,
+        &[&format!("scenario {HANGS_IN_DEL} gave no result within")],
     )?;
     // Our scenarios all pass on this kernel. Some upstream tests fail on 6.12 anyway
     // (docs/findings.md): theirs must be a verdict of their own run, not a stand-in.
@@ -360,11 +404,19 @@ pub fn a_dead_vm_costs_one_scenario(
         .filter(|v| v.name != HANGS_IN_DEL && v.name != HEALTH)
     {
         match &v.verdict {
-            Verdict::Fail(m) if v.origin == Origin::Scenario => {
-                wrong.push(format!("{}: {}", v.name, m.lines().next().unwrap_or("")))
-            }
-            Verdict::Fail(m) if m.starts_with("not run") || m.starts_with("not finished") => {
-                wrong.push(format!("{}: {}", v.name, m.lines().next().unwrap_or("")))
+            Verdict::Fail(f) if v.origin == Origin::Scenario => wrong.push(format!(
+                "{}: {}",
+                v.name,
+                f.message.lines().next().unwrap_or("")
+            )),
+            Verdict::Fail(f)
+                if matches!(f.cause, FailCause::NotRun | FailCause::NotFinished(_)) =>
+            {
+                wrong.push(format!(
+                    "{}: {}",
+                    v.name,
+                    f.message.lines().next().unwrap_or("")
+                ))
             }
             _ => {}
         }
@@ -390,7 +442,7 @@ pub fn a_dead_vm_costs_one_scenario(
             .report
             .records
             .iter()
-            .any(|r| matches!(r, harness::channel::Record::End { name: n, .. } if *n == name));
+            .any(|r| matches!(r, harness::channel::Record::End(end) if end.name == name));
         if !ran {
             bail!("{name} did not run to its end in the fresh VM");
         }
@@ -401,7 +453,7 @@ pub fn a_dead_vm_costs_one_scenario(
     if restart.report.end != VmEnd::Finished {
         bail!("the fresh VM ended {:?}", restart.report.end);
     }
-    expect_fail(&run, HEALTH, &["timed out", "1 fresh VM(s)"])?;
+    expect_fail(&run, HEALTH, BOOT, &["timed out", "1 fresh VM(s)"])?;
     eprintln!(
         "a dead VM cost {} s to detect (the host's scenario limit) and {} s to replace (death to the fresh runner's hello); the fresh VM ran {} scenario(s) and program(s)",
         run.limits.scenario.as_secs_f64(),

@@ -894,9 +894,7 @@ fn floor_trivial(
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if started.elapsed() > limit
-            || harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if started.elapsed() > limit || harness::interrupt::is_set() {
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_file(&qemu.result_socket);
@@ -1603,9 +1601,9 @@ fn records(stdout: &str) -> (bool, usize, usize) {
     for ev in harness::channel::parse_all(stdout.as_bytes()) {
         match ev {
             Event::Record(Record::Hello { .. }) => hello = true,
-            Event::Record(Record::End { outcome, .. }) => {
+            Event::Record(Record::End(end)) => {
                 ends += 1;
-                if outcome == Outcome::Pass {
+                if end.outcome == Outcome::Pass {
                     passes += 1;
                 }
             }
@@ -1657,7 +1655,7 @@ fn run_limited(
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if harness::interrupt::is_set() {
             kill_group(&mut child);
             bail!(
                 "interrupted while running {what}; stopped it (log: {})",

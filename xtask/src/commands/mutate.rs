@@ -299,7 +299,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         if done.contains(&m.id) {
             continue;
         }
-        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if harness::interrupt::is_set() {
             eprintln!(
                 "interrupted: the report holds the {} mutants run so far",
                 report.results.len()

@@ -126,7 +126,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if harness::interrupt::is_set() {
             let _ = child.kill();
             break child.wait()?;
         }

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use harness::model::KernelUnderTest;
+use harness::model::{FailCause, KernelUnderTest};
 
 use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::resolve;
@@ -86,7 +86,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         let not_run = run
             .verdicts
             .iter()
-            .filter(|v| matches!(&v.verdict, harness::model::Verdict::Fail(m) if m.starts_with("not run")))
+            .filter(|v| v.verdict.fail_cause() == Some(&FailCause::NotRun))
             .count();
         if not_run > 0 && run.report.kernel_release.is_some() {
             eprintln!(

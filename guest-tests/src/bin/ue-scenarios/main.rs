@@ -15,7 +15,7 @@ use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::tracefs;
 use programs::{guest_test_runs, run_guest_test, run_kselftest};
-use result_channel::{Outcome, Plan, Record, ScenarioInfo};
+use result_channel::{Outcome, Plan, Record, RecordEnd, ScenarioInfo};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -147,7 +147,7 @@ fn uptime_ms() -> u64 {
 }
 
 fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
-    Record::End {
+    Record::End(RecordEnd {
         name: name.to_owned(),
         outcome,
         message,
@@ -157,7 +157,7 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         output: String::new(),
         missing: None,
         symptom: None,
-    }
+    })
 }
 
 /// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
@@ -230,11 +230,11 @@ fn traits(name: &str) -> Traits {
 /// The failure that stops the run, if this record is one.
 fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
     match r {
-        Record::End {
+        Record::End(RecordEnd {
             name,
             outcome: Outcome::Fail,
             ..
-        } if plan.stop_at_first_failure
+        }) if plan.stop_at_first_failure
             && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
         {
             Some(name.clone())
@@ -450,9 +450,9 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
                         scenario.run_if_present(&mut cx)
                     }));
                     let mut rec = scenario_end(&scenario, r, started);
-                    if let Record::End {
+                    if let Record::End(RecordEnd {
                         snapshots, notes, ..
-                    } = &mut rec
+                    }) = &mut rec
                     {
                         *snapshots = std::mem::take(&mut cx.snapshots);
                         *notes = std::mem::take(&mut cx.notes);
@@ -506,9 +506,9 @@ fn scenario_end(scenario: &Entry, r: std::thread::Result<R>, started: Instant) -
         ),
     };
     let mut rec = end(&scenario.name, outcome, message, started);
-    if let Record::End {
+    if let Record::End(RecordEnd {
         missing, symptom, ..
-    } = &mut rec
+    }) = &mut rec
     {
         *missing = lacks;
         *symptom = bug;
@@ -533,7 +533,7 @@ fn scenario_record(
             "timed out after {} ms in the guest; killed",
             limit.as_millis()
         ),
-        (_, Ok(rec @ Record::End { .. })) => return rec,
+        (_, Ok(rec @ Record::End(_))) => return rec,
         (ChildEnd::Signal(sig), _) => format!(
             "scenario process crashed: killed by signal {sig} ({})",
             signal_name(sig)
@@ -562,12 +562,12 @@ mod tests {
     fn verdict(name: &str, r: R) -> (Outcome, String, Option<Feature>) {
         let scenario = scenarios::find(name).unwrap();
         match scenario_end(&scenario, Ok(r), Instant::now()) {
-            Record::End {
+            Record::End(RecordEnd {
                 outcome,
                 message,
                 missing,
                 ..
-            } => (outcome, message, missing),
+            }) => (outcome, message, missing),
             other => panic!("not an End record: {other:?}"),
         }
     }

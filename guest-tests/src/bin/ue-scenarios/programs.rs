@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Record};
+use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Record, RecordEnd};
 
 use super::children::{fork_collect, signal_name, ChildEnd};
 use super::end;
@@ -56,7 +56,7 @@ pub fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
         ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
+    if let Record::End(RecordEnd { output, .. }) = &mut rec {
         *output = String::from_utf8_lossy(&c.bytes).into_owned();
     }
     rec
@@ -139,7 +139,7 @@ pub fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record 
         ChildEnd::Exited(code) => (Outcome::Fail, format!("exited with status {code}")),
     };
     let mut rec = end(name, outcome, message, started);
-    if let Record::End { output, .. } = &mut rec {
+    if let Record::End(RecordEnd { output, .. }) = &mut rec {
         *output = bounded_output(&c.bytes);
     }
     rec
