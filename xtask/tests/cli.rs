@@ -121,11 +121,18 @@ fn host_tools_fails_on_a_removal_in_dpkgs_log_since_the_offset() {
     std::fs::create_dir_all(&d).unwrap();
     let log = d.join("dpkg.log");
     let before = "2026-12-01 10:00:00 remove old-thing:amd64 1.0 <none>\n";
-    let during = "2026-12-03 11:40:00 install qemu-system-x86:amd64 <none> 1:10.0.2+ds-2+deb13u1~bpo12+1\n";
+    let during =
+        "2026-12-03 11:40:00 install qemu-system-x86:amd64 <none> 1:10.0.2+ds-2+deb13u1~bpo12+1\n";
     std::fs::write(&log, format!("{before}{during}")).unwrap();
     let offset = before.len().to_string();
     let log_arg = log.display().to_string();
-    let args = ["host-tools", "--dpkg-log", &log_arg, "--dpkg-log-since", &offset];
+    let args = [
+        "host-tools",
+        "--dpkg-log",
+        &log_arg,
+        "--dpkg-log-since",
+        &offset,
+    ];
     let (code, stderr) = xtask(&args);
     assert_eq!(code, 0, "{stderr}");
     std::fs::write(

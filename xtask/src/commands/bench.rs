@@ -29,9 +29,9 @@ use harness::vm::{self, VmEnd};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::kbuild::{BuildRequest, Source};
-use crate::progress::{Progress, Step};
+use crate::kernel::build::{BuildRequest, Source};
 use crate::session::Session;
+use crate::sys::progress::{Progress, Step};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -258,7 +258,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         let tree = a
             .tree
             .clone()
-            .unwrap_or_else(|| crate::devloop_selftest::tree_path(&setup.cache));
+            .unwrap_or_else(|| crate::selftest::devloop::tree_path(&setup.cache));
         rows.extend(own_tree_edit(&setup, a.runs, &tree)?);
     }
     if want(9) {
@@ -633,7 +633,7 @@ fn scratch_build(
     real_cache: &Path,
     ccache: bool,
     kconfig: &[&str],
-) -> anyhow::Result<(f64, crate::kbuild::BuildRecord)> {
+) -> anyhow::Result<(f64, crate::kernel::build::BuildRecord)> {
     let sources = scratch.join("sources");
     std::fs::create_dir_all(&sources)?;
     let seeded = scratch.join("apt").exists();
@@ -693,8 +693,11 @@ fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<Vec<Row>> {
         ("11d", &c, true, &[KCONFIG_CHANGE]),
     ] {
         if id == "11c" {
-            std::fs::rename(crate::ccache::dir(&b.0), crate::ccache::dir(&c.0))
-                .context("move the warm ccache store to the third scratch cache")?;
+            std::fs::rename(
+                crate::kernel::ccache::dir(&b.0),
+                crate::kernel::ccache::dir(&c.0),
+            )
+            .context("move the warm ccache store to the third scratch cache")?;
         }
         let load = load_average();
         say(&format!(
@@ -1210,7 +1213,7 @@ fn find_build(cache: &Path, patch_name: &str) -> Option<(PathBuf, f64)> {
         let Ok(bytes) = std::fs::read(e.path().join("COMPLETE.json")) else {
             continue;
         };
-        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else {
+        let Ok(rec) = serde_json::from_slice::<crate::kernel::build::BuildRecord>(&bytes) else {
             continue;
         };
         if rec.patches.iter().any(|p| p == patch_name) {
@@ -1233,7 +1236,7 @@ fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
         let Ok(bytes) = std::fs::read(e.join("COMPLETE.json")) else {
             continue;
         };
-        let Ok(rec) = serde_json::from_slice::<crate::kbuild::BuildRecord>(&bytes) else {
+        let Ok(rec) = serde_json::from_slice::<crate::kernel::build::BuildRecord>(&bytes) else {
             continue;
         };
         if rec.steps <= 500 {
@@ -1371,14 +1374,15 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
     let cfg = session.configs.clone();
     let list = session.kernel_list()?;
     let spec = &list.kernels[&list.default];
-    let aptc = crate::apt::PrivateApt::new(&s.cache);
+    let aptc = crate::kernel::apt::PrivateApt::new(&s.cache);
     aptc.update(
         &list.all_suites(),
         &list.all_packages(),
         &mut session.progress,
     )?;
     let entry = aptc.newest(&spec.package)?;
-    let fetch = |p: &mut Progress| crate::source::fetch_pristine(&aptc, &s.cache, &entry, p);
+    let fetch =
+        |p: &mut Progress| crate::kernel::source::fetch_pristine(&aptc, &s.cache, &entry, p);
     let mut fragments = spec.fragment_paths(&cfg);
     fragments.push(cfg.join("vng.config"));
     let req = BuildRequest {
@@ -1398,7 +1402,7 @@ fn vng(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         ccache: s.kernel_args.ccache,
     };
-    let built = crate::kbuild::build(&s.cache, &req, &mut session.progress)?;
+    let built = crate::kernel::build::build(&s.cache, &req, &mut session.progress)?;
     let build_note = if built.ran_make {
         format!("built now in {:.0} s", built.record.build_secs)
     } else {

@@ -81,7 +81,7 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
     let Some(tree) = &a.kernel.kernel_tree else {
         bail!("bisect runs on your git kernel tree: add --kernel-tree PATH");
     };
-    crate::source::check_kernel_tree(tree)?;
+    crate::kernel::source::check_kernel_tree(tree)?;
     git(tree, &["rev-parse", "--is-inside-work-tree"])
         .with_context(|| format!("{} is not a git work tree", tree.display()))?;
     let log = git(tree, &["rev-parse", "--git-path", "BISECT_LOG"])?;
@@ -117,7 +117,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
     // git and what every step's build and boot need, at once (one message if missing).
-    s.host_tools_with(&[&crate::host_tools::GIT])?;
+    s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;

@@ -52,7 +52,7 @@ pub struct KernelTimes {
     /// Of `build_secs`, make alone (None: the build came from the cache).
     pub make_secs: Option<f64>,
     pub steps: Option<usize>,
-    pub ccache: Option<crate::ccache::Stats>,
+    pub ccache: Option<crate::kernel::ccache::Stats>,
     /// The VM, from the run's report.
     pub vm_secs: f64,
 }
@@ -102,7 +102,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         .collect();
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     let sel = if theirs {
         Selection {
             guest: opts.guest_programs.clone(),
@@ -138,7 +138,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
             };
         // The next kernel's download and extraction overlap this one's build.
         let mut next_source: Option<
-            ScopedJoinHandle<'_, anyhow::Result<crate::source::SourceTimes>>,
+            ScopedJoinHandle<'_, anyhow::Result<crate::kernel::source::SourceTimes>>,
         > = None;
         for (i, name) in wanted.iter().enumerate() {
             // Newer selftests must run on older kernels: by default each kernel runs those of
@@ -182,7 +182,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                 accel_chosen = true;
             }
             s.progress.step(
-                crate::progress::Step::Boot,
+                crate::sys::progress::Step::Boot,
                 &format!("{} (beside the next build)", kernel.label),
             );
             if vms.len() >= cores {

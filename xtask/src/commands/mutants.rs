@@ -8,7 +8,7 @@ use clap::Args;
 use harness::run::Selection;
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::mutants;
+use crate::mutation::shipped;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -35,7 +35,7 @@ pub struct MutantsArgs {
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     let judged = judge(&a)?;
     let (base_failing, rows) = (&judged.base_failing, &judged.rows);
-    let table = mutants::table(base_failing, rows);
+    let table = shipped::table(base_failing, rows);
     println!("{table}");
     let differing = judged.differing_verdicts();
     if a.same_verdicts {
@@ -66,7 +66,7 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
 pub struct Judged {
     pub base_failing: Vec<String>,
     pub base_failing_one_at_a_time: Option<Vec<String>>,
-    pub rows: Vec<mutants::Row>,
+    pub rows: Vec<shipped::Row>,
 }
 
 impl Judged {
@@ -84,7 +84,7 @@ impl Judged {
                     .map(|r| (r.mutant.name.as_str(), &r.failing, &r.failing_one_at_a_time)),
             )
             .filter_map(|(kernel, side_by_side, one_at_a_time)| {
-                mutants::verdict_difference(side_by_side, one_at_a_time.as_ref()?)
+                shipped::verdict_difference(side_by_side, one_at_a_time.as_ref()?)
                     .map(|d| format!("{kernel}: {d}"))
             })
             .collect()
@@ -99,7 +99,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     }
     let mut s = Session::for_kernels(k);
     s.host_tools()?;
-    let all = mutants::load(&s.configs.join("mutants"))?;
+    let all = shipped::load(&s.configs.join("mutants"))?;
     let selected: Vec<_> = all
         .into_iter()
         .filter(|m| a.only.as_deref().is_none_or(|o| m.name.contains(o)))
@@ -120,7 +120,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &base)?;
     s.progress.step(
-        crate::progress::Step::Boot,
+        crate::sys::progress::Step::Boot,
         &format!("{} unpatched", base.label),
     );
     let boot = |kernel: &harness::model::KernelUnderTest,
@@ -138,13 +138,13 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         ..opts.clone()
     };
     let base_run = boot(&base, &opts, &sel)?;
-    let (base_failing, base_ks_failing) = mutants::failing(&base_run);
+    let (base_failing, base_ks_failing) = shipped::failing(&base_run);
     let base_failing_one_at_a_time = if a.same_verdicts {
         s.progress.step(
-            crate::progress::Step::Boot,
+            crate::sys::progress::Step::Boot,
             &format!("{} unpatched, --jobs 1", base.label),
         );
-        Some(mutants::failing(&boot(&base, &one_at_a_time(&opts), &sel)?).0)
+        Some(shipped::failing(&boot(&base, &one_at_a_time(&opts), &sel)?).0)
     } else {
         None
     };
@@ -165,7 +165,8 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         let resolved = s.kernels(&mk)?.remove(0);
         let mut kernel = resolved.kernel;
         kernel.label = format!("{}+{}", base.label, m.name);
-        s.progress.step(crate::progress::Step::Boot, &kernel.label);
+        s.progress
+            .step(crate::sys::progress::Step::Boot, &kernel.label);
         // Fail fast: the scenarios the mutant names run first, and the first of them to fail
         // ends the run (a mutant that breaks fork would otherwise wait out a deadline in
         // every scenario that forks). The upstream programs still all run.
@@ -183,14 +184,14 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         };
         let run = boot(&kernel, &mutant_opts, &mutant_sel)?;
         let verdict_secs = started.elapsed().as_secs_f64();
-        let (failing, ks_failing) = mutants::failing(&run);
+        let (failing, ks_failing) = shipped::failing(&run);
         let failing_one_at_a_time = if a.same_verdicts {
             s.progress.step(
-                crate::progress::Step::Boot,
+                crate::sys::progress::Step::Boot,
                 &format!("{}, --jobs 1", kernel.label),
             );
             let run = boot(&kernel, &one_at_a_time(&mutant_opts), &mutant_sel)?;
-            Some(mutants::failing(&run).0)
+            Some(shipped::failing(&run).0)
         } else {
             None
         };
@@ -210,7 +211,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
             if caught { "caught" } else { "NOT CAUGHT" },
             failing.join(", ")
         );
-        rows.push(mutants::Row {
+        rows.push(shipped::Row {
             mutant: m,
             failing,
             kselftests_failing,
@@ -220,7 +221,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
             verdict_secs,
         });
     }
-    if let Some(median) = mutants::killed_median_secs(&rows) {
+    if let Some(median) = shipped::killed_median_secs(&rows) {
         eprintln!(
             "killed mutants: median {median:.1} s from patch to verdict ({} of {}{})",
             rows.iter().filter(|r| r.caught).count(),

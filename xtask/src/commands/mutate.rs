@@ -15,9 +15,11 @@ use harness::run::Selection;
 use harness::vm::VmEnd;
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::mutation::{self, Build, Choice, JudgedList, MutantResult, Outcome, Report, Upstream};
-use crate::progress::Step;
+use crate::mutation::mechanical::{
+    self, Build, Choice, JudgedList, MutantResult, Outcome, Report, Upstream,
+};
 use crate::session::Session;
+use crate::sys::progress::Step;
 
 /// Each upstream program's limit in a mutation run, at KVM speed (scaled like every limit).
 const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -38,7 +40,7 @@ pub struct MutateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Run only shard I of N of the chosen mutants (I/N, from 1), for CI jobs side by side.
-    #[arg(long, value_parser = mutation::parse_shard)]
+    #[arg(long, value_parser = mechanical::parse_shard)]
     pub shard: Option<(usize, usize)>,
     /// Print the chosen mutants and stop.
     #[arg(long)]
@@ -117,12 +119,12 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .nth(5)
         .context("the kernel's bzImage is not inside a build tree")?
         .to_owned();
-    let tool = mutation::tool(&s.cache, !k.no_install, &mut s.progress)?;
+    let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
     let gen_dir = s.cache.join("mutate/mutants");
     std::fs::create_dir_all(&gen_dir)?;
     let mut all = Vec::new();
-    for file in mutation::TARGETS {
-        all.extend(mutation::generate(
+    for file in mechanical::TARGETS {
+        all.extend(mechanical::generate(
             &tool,
             &base_src,
             file,
@@ -136,7 +138,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         shard: a.shard,
     };
-    let chosen = mutation::choose(&all, &choice)?;
+    let chosen = mechanical::choose(&all, &choice)?;
     s.progress.note(&format!(
         "{} mutants generated, {} chosen",
         all.len(),
@@ -220,7 +222,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .build_jobs
         .filter(|j| *j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let bench = mutation::Workbench::new(
+    let bench = mechanical::Workbench::new(
         &base_src,
         &s.cache.join("mutate/trees").join(base_key),
         jobs,
@@ -228,7 +230,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     )?;
     let mut report = Report {
         source: base.provenance.clone(),
-        tool: format!("universalmutator {}", mutation::TOOL_VERSION),
+        tool: format!("universalmutator {}", mechanical::TOOL_VERSION),
         seed: a.seed,
         sample: a.sample,
         shards: a

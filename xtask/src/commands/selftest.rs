@@ -7,8 +7,8 @@ use clap::Args;
 use libtest_mimic::{Failed, Trial};
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::selftest;
-use crate::selftest_cache;
+use crate::selftest::cache;
+use crate::selftest::vm;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -33,14 +33,14 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &kernel)?;
     let runs_dir = opts.runs_dir.clone();
-    let mut trials: Vec<Trial> = selftest::CASES
+    let mut trials: Vec<Trial> = vm::CASES
         .iter()
         .map(|c| {
             let (kernel, opts, runs_dir, run) =
                 (kernel.clone(), opts.clone(), runs_dir.clone(), c.run);
             Trial::test(c.name, move || {
                 run(&kernel, &opts).map_err(|e| Failed::from(format!("{e:#}")))?;
-                let left = selftest::leftover_qemus(&runs_dir);
+                let left = vm::leftover_qemus(&runs_dir);
                 if !left.is_empty() {
                     return Err(format!("QEMU left running: {left:?}").into());
                 }
@@ -58,7 +58,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::kernel_warning_fails_the_running_scenario",
         move || {
-            selftest::warning_fails_the_running_scenario(&warn_kernel, &warn_opts)
+            vm::warning_fails_the_running_scenario(&warn_kernel, &warn_opts)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
@@ -71,12 +71,8 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::slow_fault_worker_keeps_munmap_deterministic",
         move || {
-            selftest::slow_fault_worker_keeps_munmap_deterministic(
-                &slow_kernel,
-                &slow_opts,
-                &listing,
-            )
-            .map_err(|e| Failed::from(format!("{e:#}")))
+            vm::slow_fault_worker_keeps_munmap_deterministic(&slow_kernel, &slow_opts, &listing)
+                .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
     let hk = KernelArgs {
@@ -88,13 +84,13 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::a_dead_vm_costs_one_scenario",
         move || {
-            selftest::a_dead_vm_costs_one_scenario(&hang_kernel, &hang_opts, &listing)
+            vm::a_dead_vm_costs_one_scenario(&hang_kernel, &hang_opts, &listing)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
     // Whole runs on scratch caches seeded from this kernel's entries.
     // A ready --kernel-image has no cache entries to seed from: only these cases fail then.
-    let seed = std::sync::Arc::new(selftest_cache::Seed::of(&kernel).map_err(|e| format!("{e:#}")));
+    let seed = std::sync::Arc::new(cache::Seed::of(&kernel).map_err(|e| format!("{e:#}")));
     let scratch = std::env::temp_dir().join(format!("ue-selftest-{}", std::process::id()));
     let exe = std::env::current_exe()?;
     {
@@ -103,13 +99,9 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         trials.push(Trial::test(
             "selftest::interrupt_at_every_stage",
             move || {
-                let times = selftest_cache::interrupt_every_stage(
-                    &exe,
-                    seed_of(&seed)?,
-                    &scratch,
-                    &runs_dir,
-                )
-                .map_err(|e| Failed::from(format!("{e:#}")))?;
+                let times =
+                    cache::interrupt_every_stage(&exe, seed_of(&seed)?, &scratch, &runs_dir)
+                        .map_err(|e| Failed::from(format!("{e:#}")))?;
                 for t in &times {
                     eprintln!(
                         "  {:?} {}: exited {} ms after the signal",
@@ -123,7 +115,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     {
         let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
         trials.push(Trial::test("selftest::offline_after_one_run", move || {
-            selftest_cache::offline_after_one_run(&exe, seed_of(&seed)?, &scratch)
+            cache::offline_after_one_run(&exe, seed_of(&seed)?, &scratch)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         }));
     }
@@ -131,7 +123,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         let (seed, scratch, exe) = (seed.clone(), scratch.clone(), exe.clone());
         let patch = s.configs.join("selftest/warn-in-unreg.patch");
         trials.push(Trial::test("selftest::two_runs_at_once", move || {
-            selftest_cache::two_runs_at_once(&exe, seed_of(&seed)?, &scratch, &patch)
+            cache::two_runs_at_once(&exe, seed_of(&seed)?, &scratch, &patch)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         }));
     }
@@ -146,7 +138,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::guest_tests_each_style_and_ending",
         move || {
-            crate::guest_selftest::each_style_and_ending(&gk, &go, &target)
+            crate::selftest::guest::each_style_and_ending(&gk, &go, &target)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
@@ -154,7 +146,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::guest_test_kernel_warning_is_the_tests",
         move || {
-            crate::guest_selftest::kernel_warning_is_the_tests(&wk2, &wo, &target)
+            crate::selftest::guest::kernel_warning_is_the_tests(&wk2, &wo, &target)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
@@ -162,7 +154,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::guest_crate_broken_example_fails_by_name",
         move || {
-            crate::guest_selftest::broken_example_fails_by_name(&bk, &bo, &target, &root2)
+            crate::selftest::guest::broken_example_fails_by_name(&bk, &bo, &target, &root2)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
@@ -170,7 +162,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::guest_crate_that_cannot_link_statically",
         move || {
-            crate::guest_selftest::crate_that_cannot_link_statically(&target)
+            crate::selftest::guest::crate_that_cannot_link_statically(&target)
                 .map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
@@ -178,8 +170,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     trials.push(Trial::test(
         "selftest::ctrl_c_leaves_nothing_running",
         move || {
-            selftest::ctrl_c_leaves_nothing(&xtask, &runs_dir)
-                .map_err(|e| Failed::from(format!("{e:#}")))
+            vm::ctrl_c_leaves_nothing(&xtask, &runs_dir).map_err(|e| Failed::from(format!("{e:#}")))
         },
     ));
     trials.extend(devloop_trials(&mut s, &a.kernel)?);
@@ -191,7 +182,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The seed of the scratch-cache cases, or why there is none.
-fn seed_of(seed: &Result<selftest_cache::Seed, String>) -> Result<&selftest_cache::Seed, Failed> {
+fn seed_of(seed: &Result<cache::Seed, String>) -> Result<&cache::Seed, Failed> {
     seed.as_ref().map_err(|e| {
         Failed::from(format!(
             "no cache entries to seed a scratch cache from: {e}"
@@ -202,7 +193,7 @@ fn seed_of(seed: &Result<selftest_cache::Seed, String>) -> Result<&selftest_cach
 /// The developer's loop (`devloop::*`), on one scratch git tree made from the pristine
 /// source of the default kernel and configured in place; the tree is made on first use.
 fn devloop_trials(s: &mut Session, k: &KernelArgs) -> anyhow::Result<Vec<Trial>> {
-    use crate::devloop_selftest as d;
+    use crate::selftest::devloop as d;
     let exe = std::env::current_exe()?;
     let tree = d::tree_path(&s.cache);
     let mutant = s.configs.join("mutants/fork-no-dup.patch");

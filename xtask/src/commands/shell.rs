@@ -9,8 +9,8 @@ use clap::Args;
 use harness::image::{self, ExtraFile, Manifest};
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::host_tools::BUSYBOX;
 use crate::session::Session;
+use crate::sys::host_tools::BUSYBOX;
 
 /// What the guest's init looks for on the kernel command line (guest-tests' ue-init).
 pub const SHELL_FLAG: &str = "ue.shell";

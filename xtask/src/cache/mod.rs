@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Every entry becomes visible by a rename or by its marker written last, so an interrupted
-//! run never leaves anything that looks complete.
+//! run never leaves anything that looks complete. What the cache holds and what may go is
+//! [`inventory`].
+
+pub mod inventory;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -80,7 +83,7 @@ pub fn lock(path: &Path) -> anyhow::Result<Lock> {
             if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 bail!("lock {}: {e}", path.display());
             }
-            crate::children::check()?;
+            crate::sys::proc::check()?;
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }

@@ -11,8 +11,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use crate::host_tools;
-use crate::progress::Progress;
+use crate::sys::host_tools;
+use crate::sys::progress::Progress;
 
 /// The files whose mutants are made, relative to the kernel tree.
 pub const TARGETS: [&str; 2] = [
@@ -356,7 +356,7 @@ impl Workbench {
         if !ready.is_file() {
             crate::cache::need_space(dir, 2 << 30, "a mutation build tree")?;
             progress.step(
-                crate::progress::Step::Copy,
+                crate::sys::progress::Step::Copy,
                 &format!("mutation tree from {}", base_src.display()),
             );
             let _ = std::fs::remove_dir_all(&src);
@@ -447,7 +447,7 @@ impl Workbench {
     }
 
     fn make(&self, targets: &[&str]) -> Result<(), String> {
-        let out = crate::kbuild::make_cmd(&self.src, &self.out)
+        let out = crate::kernel::build::make_cmd(&self.src, &self.out)
             .arg(format!("-j{}", self.jobs))
             .args(targets)
             .output()

@@ -9,10 +9,10 @@ use anyhow::{bail, Context as _};
 use harness::model::{Expectation, Feature, KernelUnderTest};
 
 use crate::args::KernelArgs;
-use crate::kbuild::{self, BuildRequest, Source};
-use crate::kernels::{self, KernelList};
-use crate::progress::Progress;
-use crate::{apt, kconfig, kselftests, source};
+use crate::kernel::build::{self, BuildRequest, Source};
+use crate::kernel::list::{self, KernelList};
+use crate::kernel::{apt, kconfig, kselftests, source};
+use crate::sys::progress::Progress;
 
 /// A kernel ready to boot, and what it took to get it.
 pub struct Resolved {
@@ -20,7 +20,7 @@ pub struct Resolved {
     /// Seconds make ran for it in this call; None when it came from the cache (or is an image).
     pub build_secs: Option<f64>,
     /// The record of the build this call ran (steps, ccache); None as for `build_secs`.
-    pub built: Option<kbuild::BuildRecord>,
+    pub built: Option<build::BuildRecord>,
 }
 
 /// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+fixes`,
@@ -153,7 +153,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
 fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
         Ok(Expectation {
-            features: kernels::parse_features(f)?,
+            features: list::parse_features(f)?,
             source: "--features".into(),
             known_bugs: vec![],
         })
@@ -208,7 +208,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             jobs,
             ccache: a.ccache,
         };
-        let built = kbuild::build(s.cache, &req, s.progress)?;
+        let built = build::build(s.cache, &req, s.progress)?;
         let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
         let expected = overridden.unwrap_or_else(|| tree_expectation(tree, Some(&built.config)));
         let kernel = KernelUnderTest {
@@ -278,7 +278,7 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             jobs,
             ccache: a.ccache,
         };
-        let built = kbuild::build(s.cache, &req, s.progress)?;
+        let built = build::build(s.cache, &req, s.progress)?;
         if !built.ran_make {
             s.progress.note(&format!(
                 "{label}: cached build {} (nothing changed, no make)",
@@ -340,7 +340,7 @@ fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
 /// A new upload to the archive means a new download and a cold build: said once, with how
 /// to keep the version this cache has.
 fn note_new_upload(cache: &Path, name: &str, entry: &apt::IndexEntry, progress: &mut Progress) {
-    let mut cached: Vec<String> = crate::inventory::entries(cache, false)
+    let mut cached: Vec<String> = crate::cache::inventory::entries(cache, false)
         .into_iter()
         .filter_map(|e| e.package_version)
         .filter(|(p, _)| *p == entry.package)
@@ -378,12 +378,12 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256
     );
-    let key = kbuild::key_for(
+    let key = build::key_for(
         &identity,
         &spec.fragment_paths(s.configs),
         &spec.patch_paths(s.configs),
         &spec.absent,
-        &kbuild::compiler_version()?,
+        &build::compiler_version()?,
     )?;
     Ok(format!(
         "{name}-{}-{key}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use harness::model::KernelUnderTest;
 
-use crate::inventory::staging_pid;
+use crate::cache::inventory::staging_pid;
 
 /// Where a run is stopped: each stage's scratch cache holds everything before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +288,7 @@ fn interrupt_at(
     if !procs.is_empty() {
         bail!("{stage:?}: processes left after {}: {procs:?}", signal.1);
     }
-    let qemus = crate::selftest::leftover_qemus(runs_dir);
+    let qemus = crate::selftest::vm::leftover_qemus(runs_dir);
     if !qemus.is_empty() {
         bail!("{stage:?}: QEMU left after {}: {qemus:?}", signal.1);
     }

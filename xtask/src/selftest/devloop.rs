@@ -54,11 +54,11 @@ fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
 /// place (so it is configured, as every developer's tree is). Made once; later calls put it
 /// back on `main` with the tracked files as committed.
 pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(
+    crate::sys::host_tools::ensure_tools(
         &crate::cache::cache_dir(None),
-        &[&crate::host_tools::GIT],
+        &[&crate::sys::host_tools::GIT],
         true,
-        crate::host_tools::Need::Boot,
+        crate::sys::host_tools::Need::Boot,
     )?;
     if tree.join(".git").exists() && tree.join(".config").exists() {
         // Not `checkout -f`: that writes every file anew, and a developer's tree is never
@@ -191,7 +191,7 @@ fn build_steps(run: &Path) -> anyhow::Result<usize> {
 /// incrementally; the base config is named; --nocapture shows the scenario's notes.
 pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> anyhow::Result<()> {
     let t = tree.to_str().context("tree path")?;
-    let before = crate::snapshot::fingerprint(tree)?;
+    let before = crate::kernel::snapshot::fingerprint(tree)?;
     ensure!(
         before.contains_key(Path::new(".config")),
         "the tree is not configured in place"
@@ -218,7 +218,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
         "--nocapture printed no notes:\n{}",
         tail(&first.stdout)
     );
-    same_tree(&before, &crate::snapshot::fingerprint(tree)?)?;
+    same_tree(&before, &crate::kernel::snapshot::fingerprint(tree)?)?;
     eprintln!("    first run on the tree: {:.1} s", first.secs);
 
     // One line of the user_events source, edited as a developer would.
@@ -231,7 +231,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
     );
     ensure!(edited != orig, "{TRACE_FILE} has no USER_EVENTS_PREFIX_LEN");
     replace_file(&path, &edited)?;
-    let after_edit = crate::snapshot::fingerprint(tree)?;
+    let after_edit = crate::kernel::snapshot::fingerprint(tree)?;
     // A scenario that polls once, its notes shown after the summary (--show-output).
     let noted = "fork::later_registrations_stay_per_process";
     let second = xtask(
@@ -246,7 +246,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
             "--show-output",
         ],
     );
-    let after_run = crate::snapshot::fingerprint(tree);
+    let after_run = crate::kernel::snapshot::fingerprint(tree);
     // Put the file back whatever happened (the tree is shared by the other cases).
     git(tree, &["checkout", "-q", "--", TRACE_FILE])?;
     let second = second?;
@@ -430,7 +430,7 @@ pub fn kconfig_is_applied_and_checked(exe: &Path, tree: &Path) -> anyhow::Result
 /// --patch on a tree goes to the snapshot (the tree is unchanged) and the mutant is caught.
 pub fn patch_applies_to_the_snapshot(exe: &Path, tree: &Path, mutant: &Path) -> anyhow::Result<()> {
     let t = tree.to_str().context("tree path")?;
-    let before = crate::snapshot::fingerprint(tree)?;
+    let before = crate::kernel::snapshot::fingerprint(tree)?;
     let run = xtask(
         exe,
         &[
@@ -467,7 +467,7 @@ pub fn patch_applies_to_the_snapshot(exe: &Path, tree: &Path, mutant: &Path) -> 
             dir.display()
         );
     }
-    same_tree(&before, &crate::snapshot::fingerprint(tree)?)?;
+    same_tree(&before, &crate::kernel::snapshot::fingerprint(tree)?)?;
     Ok(())
 }
 
@@ -520,11 +520,11 @@ pub fn shell_runs_a_scenario(exe: &Path, tree: &Path, patch: Option<&Path>) -> a
 /// --gdb: QEMU waits, the printed gdb command's vmlinux matches, and Debian's gdb in batch
 /// mode stops in user_events_ioctl_reg while one scenario runs.
 pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(
+    crate::sys::host_tools::ensure_tools(
         &crate::cache::cache_dir(None),
-        &[&crate::host_tools::GDB],
+        &[&crate::sys::host_tools::GDB],
         true,
-        crate::host_tools::Need::Boot,
+        crate::sys::host_tools::Need::Boot,
     )?;
     let port = free_port()?;
     let mut child = Command::new(exe)
@@ -608,7 +608,7 @@ pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The trials' kernel label of a tree: its folder's name (crate::resolve's rule).
+/// The trials' kernel label of a tree: its folder's name (crate::kernel::resolve's rule).
 fn tree_label(tree: &Path) -> String {
     tree.file_name()
         .map_or("tree".into(), |n| n.to_string_lossy().into_owned())
