@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::{KernelArgs, RunArgs};
 use crate::kernel::build::{BuildRequest, Source};
 use crate::session::Session;
+use crate::sys::proc::{self, Wait, Waited};
 use crate::sys::progress::{Progress, Step};
 
 #[derive(clap::Args)]
@@ -890,26 +891,21 @@ fn floor_trivial(
     });
     let limit = s.opts.limits(0, &[]).boot;
     let mut lines: Vec<(f64, String)> = vec![];
-    let status = loop {
-        while let Ok(l) = rx.try_recv() {
-            lines.push(l);
-        }
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if started.elapsed() > limit
-            || harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(&qemu.result_socket);
-            bail!(
-                "the trivial-init boot did not end within {} s (or was interrupted); see {}",
-                limit.as_secs(),
-                run_dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    // A 5 ms look: the wall time is what this row measures.
+    let wait = Wait::until(started + limit)
+        .or_interrupt()
+        .polling(Duration::from_millis(5));
+    let outcome = proc::wait_for(&mut child, wait, || {
+        lines.extend(rx.try_iter());
+        false
+    })?;
+    let Waited::Exited(status) = outcome else {
+        let _ = std::fs::remove_file(&qemu.result_socket);
+        bail!(
+            "the trivial-init boot did not end within {} s (or was interrupted); see {}",
+            limit.as_secs(),
+            run_dir.display()
+        );
     };
     let wall = started.elapsed().as_secs_f64();
     drop(listener);
@@ -1169,13 +1165,9 @@ fn own_tree_edit(s: &Setup, runs: usize, tree: &Path) -> anyhow::Result<Vec<Row>
         std::fs::write(&tmp, format!("/* ue-bench edit {nanos} */\n{original}"))?;
         std::fs::rename(&tmp, &path)?;
         let sample = warm_suite(s, &args);
-        let restore = Command::new("git")
-            .arg("-C")
-            .arg(tree)
-            .args(["checkout", "-q", "--", FILE])
-            .status();
+        let restore = proc::git(tree, &["checkout", "-q", "--", FILE]);
         let sample = sample?;
-        if !restore.is_ok_and(|st| st.success()) {
+        if restore.is_err() {
             bail!(
                 "could not put {FILE} back in {} (git checkout)",
                 tree.display()
@@ -1651,36 +1643,25 @@ fn run_limited(
     harness::vm::die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("start {what}"))?;
-    let pid = child.id();
-    let kill_group = |child: &mut std::process::Child| {
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-        let _ = child.kill();
-        let _ = child.wait();
-    };
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if harness::vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            kill_group(&mut child);
-            bail!(
-                "interrupted while running {what}; stopped it (log: {})",
-                err_path.display()
-            );
-        }
-        if started.elapsed() > limit {
-            kill_group(&mut child);
-            bail!(
-                "{what} ran longer than {} s and was killed; its output is in {}",
-                limit.as_secs(),
-                err_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let status = match proc::wait_for(
+        &mut child,
+        Wait::until(started + limit).or_interrupt(),
+        || false,
+    )? {
+        Waited::Exited(st) => st,
+        Waited::Interrupted(_) => bail!(
+            "interrupted while running {what}; stopped it (log: {})",
+            err_path.display()
+        ),
+        Waited::TimedOut(_) | Waited::Ready => bail!(
+            "{what} ran longer than {} s and was killed; its output is in {}",
+            limit.as_secs(),
+            err_path.display()
+        ),
     };
     let secs = started.elapsed().as_secs_f64();
     // Anything the command left in its group (a stray QEMU) must not run into the next step.
-    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    proc::kill_group(child.id());
     let read =
         |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
     let _ = std::io::stderr().flush();

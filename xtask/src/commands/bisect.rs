@@ -18,6 +18,7 @@ use harness::model::KernelUnderTest;
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::session::Session;
+use crate::sys::proc::git;
 
 /// `git bisect run`'s meaning of a step's exit code.
 const SKIP: u8 = 125;
@@ -55,24 +56,6 @@ pub struct Step {
     pub failing: Vec<String>,
     pub build_secs: Option<f64>,
     pub secs: f64,
-}
-
-fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args(args)
-        .output()
-        .context("run git (install git)")?;
-    if !out.status.success() {
-        bail!(
-            "git {} in {}: {}",
-            args.join(" "),
-            tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The tree, checked: a git work tree with no bisect running and no local changes to

@@ -355,7 +355,7 @@ impl PrivateApt {
             crate::sys::proc::spawn(&mut cmd).context("run apt-get download")?;
         // The bytes on disk against the index's size: a percentage and an ETA.
         let label = format!("{} {}", entry.package, entry.version);
-        while child.try_wait()?.is_none() {
+        let watch_download = || {
             let got: u64 = std::fs::read_dir(&tmp)
                 .map(|d| {
                     d.flatten()
@@ -371,8 +371,13 @@ impl PrivateApt {
                 Some((entry.size >> 20) as usize),
                 "MiB",
             );
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
+            false
+        };
+        crate::sys::proc::wait_for(
+            &mut child,
+            crate::sys::proc::Wait::forever().polling(std::time::Duration::from_millis(500)),
+            watch_download,
+        )?;
         progress.end_long_step();
         let out = child.wait_with_output();
         // Stopped by SIGINT or SIGTERM: the staging folder goes, then the stage fails.

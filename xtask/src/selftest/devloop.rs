@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 
+use crate::sys::proc::{self, git, Waited};
+
 /// Where the shared tree lives (`UE_SELFTEST_TREE`, or under the cache).
 pub fn tree_path(cache: &Path) -> PathBuf {
     std::env::var_os("UE_SELFTEST_TREE")
@@ -26,28 +28,20 @@ const CATCHES: &str = "fork::child_inherits_registration";
 const QUICK: &str = "basic::present";
 const TRACE_FILE: &str = "kernel/trace/trace_events_user.c";
 
-fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args([
-            "-c",
-            "user.name=ue-selftest",
-            "-c",
-            "user.email=ue@localhost",
-        ])
-        // No background repacking of the big first commit while kernels build.
-        .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
-        .args(args)
-        .output()
-        .context("run git")?;
-    ensure!(
-        out.status.success(),
-        "git {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// The scratch tree's own git settings: a fixed author for the bisect's commits, and no
+/// background repacking of the big first commit while kernels build.
+const GIT_SETTINGS: [(&str, &str); 4] = [
+    ("user.name", "ue-selftest"),
+    ("user.email", "ue@localhost"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+];
+
+fn configure_git(tree: &Path) -> anyhow::Result<()> {
+    for (key, value) in GIT_SETTINGS {
+        git(tree, &["config", key, value])?;
+    }
+    Ok(())
 }
 
 /// The shared tree: the pristine source committed as `main`, then `make tinyconfig` in
@@ -63,6 +57,7 @@ pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
     if tree.join(".git").exists() && tree.join(".config").exists() {
         // Not `checkout -f`: that writes every file anew, and a developer's tree is never
         // treated so. A case that failed half-way may have left the history branch out.
+        configure_git(tree)?;
         if git(tree, &["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
             git(tree, &["checkout", "-q", "main"])?;
         }
@@ -80,6 +75,7 @@ pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
     ensure!(st.success(), "cp -al {} failed", pristine.display());
     let _ = std::fs::remove_file(tmp.join(".ue-complete"));
     git(&tmp, &["init", "-q", "-b", "main"])?;
+    configure_git(&tmp)?;
     // Debian's tarball ignores its whole top level (`/*` in .gitignore): add by force.
     git(&tmp, &["add", "-f", "-A"])?;
     git(&tmp, &["commit", "-q", "-m", "pristine linux 6.12"])?;
@@ -354,20 +350,9 @@ pub fn keep_rerun_and_paste(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let outcome = proc::wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(300))?;
     ensure!(
-        status.is_some(),
+        matches!(outcome, Waited::Exited(_)),
         "the pasted command line did not end within 300 s"
     );
     let got = String::from_utf8_lossy(&std::fs::read(&results).unwrap_or_default()).into_owned();
@@ -588,22 +573,14 @@ pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         );
         Ok(())
     })();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if Instant::now() > deadline || result.is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    if result.is_err() {
+        proc::kill_and_reap(&mut child)?;
+    }
     result?;
+    let outcome = proc::wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(600))?;
     ensure!(
-        status.is_some_and(|s| s.success()),
-        "the run under gdb did not pass ({status:?})"
+        matches!(outcome, Waited::Exited(st) if st.success()),
+        "the run under gdb did not pass ({outcome:?})"
     );
     Ok(())
 }
