@@ -29,6 +29,14 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The scratch git kernel tree that `cargo xtask selftest -- devloop` makes and the bench's
+/// edit-and-rerun row reuses (`UE_SELFTEST_TREE`, or under the cache).
+pub fn selftest_tree(cache: &Path) -> PathBuf {
+    std::env::var_os("UE_SELFTEST_TREE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("selftest/linux-tree"))
+}
+
 pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return p.to_owned();

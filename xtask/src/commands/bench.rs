@@ -259,7 +259,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         let tree = a
             .tree
             .clone()
-            .unwrap_or_else(|| crate::selftest::devloop::tree_path(&setup.cache));
+            .unwrap_or_else(|| crate::cache::selftest_tree(&setup.cache));
         rows.extend(own_tree_edit(&setup, a.runs, &tree)?);
     }
     if want(9) {

@@ -14,13 +14,6 @@ use anyhow::{bail, ensure, Context as _};
 
 use crate::sys::proc::{self, git, Waited};
 
-/// Where the shared tree lives (`UE_SELFTEST_TREE`, or under the cache).
-pub fn tree_path(cache: &Path) -> PathBuf {
-    std::env::var_os("UE_SELFTEST_TREE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("selftest/linux-tree"))
-}
-
 /// The mutant the bisect's history carries, and a trial that catches it (its `Must catch:`).
 const MUTANT: &str = "fork-no-dup.patch";
 const CATCHES: &str = "fork::child_inherits_registration";
