@@ -11,6 +11,7 @@ use crate::args::KernelArgs;
 use crate::session::Session;
 
 use super::table::Row;
+use super::Group;
 use super::{load_average, say, Setup};
 
 /// A scratch cache under the system's temp folder, removed when dropped (rows 10 and 11: a
@@ -53,7 +54,7 @@ pub(super) fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
     let sum = t.sum_of_parts();
     let load = format!("load {load_before} before, {} after", load_average());
     let mut rows = vec![Row::new(
-        10,
+        Group::ColdMatrix,
         "10",
         &format!(
             "cold matrix, {} kernels, empty cache, end to end",
@@ -71,7 +72,7 @@ pub(super) fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
         ),
     )];
     rows.push(Row::new(
-        10,
+        Group::ColdMatrix,
         "10.sum",
         "  Σ of its parts, one after another",
         vec![sum],
@@ -81,7 +82,7 @@ pub(super) fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
         ),
     ));
     rows.push(Row::new(
-        10,
+        Group::ColdMatrix,
         "10.saving",
         "  saved by the overlap (Σ − wall)",
         vec![sum - t.wall_secs],
@@ -89,7 +90,7 @@ pub(super) fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
     ));
     for k in &t.kernels {
         rows.push(Row::new(
-            10,
+            Group::ColdMatrix,
             &format!("10.{}", k.kernel),
             &format!("  {}: download + extraction + build + VM", k.kernel),
             vec![k.sum()],
@@ -201,7 +202,7 @@ pub(super) fn ccache_builds(s: &Setup, session: &mut Session) -> anyhow::Result<
             _ => "cold build with --kconfig CONFIG_IKCONFIG=y, warm ccache (make)",
         };
         let mut row = Row::new(
-            11,
+            Group::Ccache,
             id,
             what,
             vec![rec.build_secs],
@@ -265,7 +266,7 @@ pub(super) fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
             inputs.push_str(&format!(", patches {}", rec.patches.join(", ")));
         }
         let mut row = Row::new(
-            5,
+            Group::ColdBuilds,
             "5",
             &format!("cold build {ident} ({inputs})"),
             vec![rec.build_secs],
@@ -283,7 +284,7 @@ pub(super) fn cold_builds(cache: &Path) -> anyhow::Result<Vec<Row>> {
     }
     if rows.is_empty() {
         rows.push(Row::text(
-            5,
+            Group::ColdBuilds,
             "5",
             "cold build",
             format!(

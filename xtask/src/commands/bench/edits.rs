@@ -13,6 +13,7 @@ use crate::sys::progress::Step;
 use super::cold::find_build;
 use super::suite::warm_suite;
 use super::table::Row;
+use super::Group;
 use super::{say, Setup};
 
 // Row 4: a one-line edit of kernel/trace/trace_events_user.c, rebuilt and rerun.
@@ -87,46 +88,58 @@ pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::
         if failed > 0 { format!("; {failed} run(s) reported failing scenarios") } else { String::new() }
     );
     Ok(vec![
-        Row::new(4, "4", "edit one line, rebuild + boot + suite", total, note)
-            .ratio_to(floor, "floor"),
         Row::new(
-            4,
+            Group::EditRerun,
+            "4",
+            "edit one line, rebuild + boot + suite",
+            total,
+            note,
+        )
+        .ratio_to(floor, "floor"),
+        Row::new(
+            Group::EditRerun,
             "4.make",
             "  make alone",
             make,
             "the build's own record (build_secs)",
         ),
-        Row::new(4, "4.vm", "  VM wall", vm, "results.json report.wall_ms"),
         Row::new(
-            4,
+            Group::EditRerun,
+            "4.vm",
+            "  VM wall",
+            vm,
+            "results.json report.wall_ms",
+        ),
+        Row::new(
+            Group::EditRerun,
             "4.other",
             "  the rest",
             other,
             "total − make − VM; split below from the pipeline's step log",
         ),
         Row::new(
-            4,
+            Group::EditRerun,
             "4.guest",
             "    host tools, cache lookups, SHA-256 re-check of the cached .deb",
             guest,
             "start → patch step",
         ),
         Row::new(
-            4,
+            Group::EditRerun,
             "4.copy",
             "    hard-linked copy of the source + patch",
             copy,
             "cp -al of the pristine tree, GNU patch",
         ),
         Row::new(
-            4,
+            Group::EditRerun,
             "4.seed",
             "    copy of the unpatched build folder",
             seed,
             "cp -a of builds/<key>/src/out",
         ),
         Row::new(
-            4,
+            Group::EditRerun,
             "4.kselftest",
             "    upstream user_events selftests rebuilt",
             kself,
@@ -142,7 +155,7 @@ pub(super) fn own_tree_edit(s: &Setup, runs: usize, tree: &Path) -> anyhow::Resu
     const FILE: &str = "kernel/trace/trace_events_user.c";
     if !tree.join(".git").exists() {
         return Ok(vec![Row::text(
-            8,
+            Group::OwnTreeEdit,
             "8",
             "own tree: edit one line → results",
             format!("not run: no git kernel tree at {} (`--tree PATH`, or run `cargo xtask selftest -- devloop` once)", tree.display()),
@@ -190,14 +203,14 @@ pub(super) fn own_tree_edit(s: &Setup, runs: usize, tree: &Path) -> anyhow::Resu
     }
     Ok(vec![
         Row::new(
-            8,
+            Group::OwnTreeEdit,
             "8",
             "own tree: edit one line → results",
             total,
             format!("`cargo xtask test --kernel-tree {}` in-process after a one-line edit of {FILE}; target ≤ 30 s", tree.display()),
         ),
-        Row::new(8, "8.sync", "  snapshot sync", sync, "the tree's sources compared by size and mtime, the changed file copied"),
-        Row::new(8, "8.make", "  incremental make", make, "one object, then the link"),
-        Row::new(8, "8.vm", "  VM wall", vm, "results.json report.wall_ms"),
+        Row::new(Group::OwnTreeEdit, "8.sync", "  snapshot sync", sync, "the tree's sources compared by size and mtime, the changed file copied"),
+        Row::new(Group::OwnTreeEdit, "8.make", "  incremental make", make, "one object, then the link"),
+        Row::new(Group::OwnTreeEdit, "8.vm", "  VM wall", vm, "results.json report.wall_ms"),
     ])
 }

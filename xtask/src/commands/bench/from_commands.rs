@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::table::Row;
+use super::Group;
 use super::{say, Setup};
 
 // Row 9: how long a killed mutant takes from its patch to its verdict.
@@ -25,7 +26,7 @@ pub(super) fn killed_mutants(s: &Setup) -> anyhow::Result<Vec<Row>> {
         .collect();
     let rebuilt = rows.iter().filter(|r| r.build_secs.is_some()).count();
     Ok(vec![Row::new(
-        9,
+        Group::KilledMutant,
         "9",
         "killed mutant, patch → verdict (rebuild, boot, suite stopping at the first failure of a scenario it names)",
         killed.clone(),
@@ -50,7 +51,7 @@ pub(super) fn matrix(runs_dir: &Path) -> anyhow::Result<Vec<Row>> {
         .flatten();
     let Some((_, path)) = newest else {
         return Ok(vec![Row::text(
-            6,
+            Group::LastMatrix,
             "6",
             "matrix (`cargo xtask matrix`)",
             format!("not run (no {}/matrix-*/matrix.json)", runs_dir.display()),
@@ -63,7 +64,7 @@ pub(super) fn matrix(runs_dir: &Path) -> anyhow::Result<Vec<Row>> {
         Ok(r) => r,
         Err(e) => {
             return Ok(vec![Row::text(
-                6,
+                Group::LastMatrix,
                 "6",
                 "matrix",
                 format!(
@@ -74,7 +75,7 @@ pub(super) fn matrix(runs_dir: &Path) -> anyhow::Result<Vec<Row>> {
         }
     };
     let mut rows = vec![Row::new(
-        6,
+        Group::LastMatrix,
         "6",
         "matrix, all kernels (recorded)",
         vec![report.wall_secs],
@@ -82,7 +83,7 @@ pub(super) fn matrix(runs_dir: &Path) -> anyhow::Result<Vec<Row>> {
     )];
     for k in &report.kernels {
         rows.push(Row::new(
-            6,
+            Group::LastMatrix,
             &format!("6.{}", k.kernel),
             &format!("  VM wall of {}", k.kernel),
             vec![k.wall_ms as f64 / 1000.0],

@@ -55,13 +55,39 @@ pub struct BenchArgs {
     tree: Option<PathBuf>,
 }
 
-const LAST_ROW: u32 = 11;
-/// Rows that take tens of minutes of every core: never part of the default bench (or CI).
-const ONLY_WHEN_NAMED: [u32; 2] = [10, 11];
+/// The bench's row groups, numbered as the issue numbers them: the number is what `--only`
+/// selects and what `row` holds in bench.json.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Group {
+    BootFloor = 1,
+    WarmSuite = 2,
+    NoopBuild = 3,
+    EditRerun = 4,
+    ColdBuilds = 5,
+    LastMatrix = 6,
+    Vng = 7,
+    OwnTreeEdit = 8,
+    KilledMutant = 9,
+    ColdMatrix = 10,
+    Ccache = 11,
+}
 
-/// Whether row `r` runs under `--only only` (empty: the default rows).
-fn selected(only: &[u32], r: u32) -> bool {
-    only.contains(&r) || (only.is_empty() && !ONLY_WHEN_NAMED.contains(&r))
+impl Group {
+    const LAST: Group = Group::Ccache;
+
+    fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// Rows that take tens of minutes of every core: never part of the default bench (or CI).
+    fn only_when_named(self) -> bool {
+        matches!(self, Group::ColdMatrix | Group::Ccache)
+    }
+
+    /// Whether this group runs under `--only only` (empty: the default rows).
+    fn selected(self, only: &[u32]) -> bool {
+        only.contains(&self.number()) || (only.is_empty() && !self.only_when_named())
+    }
 }
 
 fn say(msg: &str) {
@@ -91,10 +117,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if let Some(bad) = a.only.iter().find(|r| !(1..=LAST_ROW).contains(*r)) {
-        bail!("--only {bad}: rows are numbered 1 to {LAST_ROW}");
+    let last = Group::LAST.number();
+    if let Some(bad) = a.only.iter().find(|r| !(1..=last).contains(*r)) {
+        bail!("--only {bad}: rows are numbered 1 to {last}");
     }
-    let want = |r: u32| selected(&a.only, r);
+    let want = |g: Group| g.selected(&a.only);
     let kernel_args = KernelArgs {
         no_install: true,
         cache_dir: a.cache_dir.clone(),
@@ -133,46 +160,43 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     ));
 
     let mut rows: Vec<Row> = Vec::new();
-    if want(1) || want(2) || want(3) {
-        rows.extend(interleaved::rows(
-            &setup,
-            a.runs,
-            want(1),
-            want(2),
-            want(3),
-        )?);
+    let first_three = interleaved::Wanted {
+        floor: want(Group::BootFloor),
+        suite: want(Group::WarmSuite),
+        noop_build: want(Group::NoopBuild),
+    };
+    let mut floor = None;
+    if first_three.floor || first_three.suite || first_three.noop_build {
+        let measured = interleaved::rows(&setup, a.runs, &first_three)?;
+        rows.extend(measured.rows);
+        floor = measured.floor;
     }
-    let floor = rows
-        .iter()
-        .find(|r| r.id == "1b")
-        .or_else(|| rows.iter().find(|r| r.id == "1a"))
-        .and_then(|r| r.median);
-    if want(4) {
+    if want(Group::EditRerun) {
         rows.extend(edit_rerun(&setup, a.runs, floor)?);
     }
-    if want(5) {
+    if want(Group::ColdBuilds) {
         rows.extend(cold_builds(&setup.cache)?);
     }
-    if want(6) {
+    if want(Group::LastMatrix) {
         rows.extend(matrix(&session.runs_dir())?);
     }
-    if want(7) {
+    if want(Group::Vng) {
         rows.extend(vng::rows(&setup, a.runs, &mut session)?);
     }
-    if want(8) {
+    if want(Group::OwnTreeEdit) {
         let tree = a
             .tree
             .clone()
             .unwrap_or_else(|| crate::cache::selftest_tree(&setup.cache));
         rows.extend(own_tree_edit(&setup, a.runs, &tree)?);
     }
-    if want(9) {
+    if want(Group::KilledMutant) {
         rows.extend(killed_mutants(&setup)?);
     }
-    if want(11) {
+    if want(Group::Ccache) {
         rows.extend(ccache_builds(&setup, &mut session)?);
     }
-    if want(10) {
+    if want(Group::ColdMatrix) {
         rows.extend(cold_matrix(&setup)?);
     }
 
@@ -216,20 +240,27 @@ mod tests {
 
     #[test]
     fn the_long_cold_rows_run_only_when_named() {
-        assert!(selected(&[], 1) && selected(&[], 9));
-        assert!(!selected(&[], 10) && !selected(&[], 11));
-        assert!(selected(&[10], 10) && !selected(&[10], 11) && !selected(&[10], 2));
-        assert!(selected(&[2, 11], 11));
+        use Group::*;
+        assert!(BootFloor.selected(&[]) && KilledMutant.selected(&[]));
+        assert!(!ColdMatrix.selected(&[]) && !Ccache.selected(&[]));
+        assert!(
+            ColdMatrix.selected(&[10]) && !Ccache.selected(&[10]) && !WarmSuite.selected(&[10])
+        );
+        assert!(Ccache.selected(&[2, 11]));
     }
 
     #[test]
     fn medians_of_odd_and_even_counts_with_min_and_max() {
-        let r = Row::new(1, "1", "x", vec![3.0, 1.0, 2.0], "");
+        let r = Row::new(Group::BootFloor, "1", "x", vec![3.0, 1.0, 2.0], "");
         assert_eq!((r.median, r.min, r.max), (Some(2.0), Some(1.0), Some(3.0)));
-        let r = Row::new(1, "1", "x", vec![4.0, 1.0, 2.0, 3.0], "").ratio_to(Some(1.25), "floor");
+        let r = Row::new(Group::BootFloor, "1", "x", vec![4.0, 1.0, 2.0, 3.0], "")
+            .ratio_to(Some(1.25), "floor");
         assert_eq!(r.median, Some(2.5));
         assert_eq!(r.ratio.as_deref(), Some("2.0× floor"));
-        assert_eq!(Row::text(6, "6", "matrix", "not run").median, None);
+        assert_eq!(
+            Row::text(Group::LastMatrix, "6", "matrix", "not run").median,
+            None
+        );
     }
 
     #[test]

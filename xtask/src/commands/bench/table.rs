@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Group;
+
 /// One row of the table; `bench.json` holds them as [`BenchReport`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -22,7 +24,7 @@ pub struct Row {
 
 impl Row {
     pub(super) fn new(
-        row: u32,
+        group: Group,
         id: &str,
         what: &str,
         samples: Vec<f64>,
@@ -39,7 +41,7 @@ impl Row {
             }
         });
         Row {
-            row,
+            row: group.number(),
             id: id.into(),
             what: what.into(),
             min: sorted.first().copied(),
@@ -51,8 +53,8 @@ impl Row {
         }
     }
 
-    pub(super) fn text(row: u32, id: &str, what: &str, note: impl Into<String>) -> Row {
-        Row::new(row, id, what, vec![], note)
+    pub(super) fn text(group: Group, id: &str, what: &str, note: impl Into<String>) -> Row {
+        Row::new(group, id, what, vec![], note)
     }
 
     pub(super) fn ratio_to(mut self, other: Option<f64>, name: &str) -> Row {

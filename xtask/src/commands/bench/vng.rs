@@ -18,6 +18,7 @@ use crate::sys::proc::{self, Wait, Waited};
 use crate::sys::progress::Progress;
 
 use super::table::Row;
+use super::Group;
 use super::{say, Setup};
 
 /// Limits for the commands the bench runs: generous, but every wait ends.
@@ -36,7 +37,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         Ok(o) => {
             return Ok(vec![Row::text(
-                7,
+                Group::Vng,
                 "7",
                 what,
                 format!(
@@ -47,7 +48,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         }
         Err(e) => {
             return Ok(vec![Row::text(
-                7,
+                Group::Vng,
                 "7",
                 what,
                 format!("not measured: vng not found ({e}); `pip install virtme-ng`"),
@@ -228,7 +229,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
     }
     let Some((extra, way)) = how else {
         return Ok(vec![Row::text(
-            7,
+            Group::Vng,
             "7",
             what,
             format!(
@@ -268,7 +269,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         say(&format!("7 run {}/{runs}: harness {w:.1} s ({our_pass} pass), vng {:.1} s ({passes}/{ends} pass)", i + 1, out.secs));
     }
     let ours_row = Row::new(
-        7,
+        Group::Vng,
         "7a",
         "this harness on the vng kernel (initramfs, one boot)",
         ours,
@@ -280,7 +281,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
     let ours_median = ours_row.median;
     Ok(vec![
         ours_row,
-        Row::new(7, "7b", &format!("vng {version}, same kernel, same ue-scenarios plan"), theirs, format!("`vng --run bzImage{} --rwdir BENCH --append root=/dev/root --exec 'ue-scenarios --plan … > BENCH/…; SysRq reboot'`, root over {way}; {their_pass}/{their_ends} pass", if s.opts.accel == harness::qemu::Accel::Tcg { " --disable-kvm" } else { "" }))
+        Row::new(Group::Vng, "7b", &format!("vng {version}, same kernel, same ue-scenarios plan"), theirs, format!("`vng --run bzImage{} --rwdir BENCH --append root=/dev/root --exec 'ue-scenarios --plan … > BENCH/…; SysRq reboot'`, root over {way}; {their_pass}/{their_ends} pass", if s.opts.accel == harness::qemu::Accel::Tcg { " --disable-kvm" } else { "" }))
             .ratio_to(ours_median, "7a"),
     ])
 }
