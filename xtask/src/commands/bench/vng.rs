@@ -26,36 +26,63 @@ pub(super) const VNG_LIMIT: Duration = Duration::from_secs(6 * 60);
 
 // Row 7: virtme-ng against this harness, same kernel, same scenarios.
 
+const WHAT: &str = "virtme-ng (`vng --run`) vs this harness, same kernel and scenarios";
+
 pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Result<Vec<Row>> {
-    let what = "virtme-ng (`vng --run`) vs this harness, same kernel and scenarios";
+    let version = match vng_version() {
+        Ok(v) => v,
+        Err(why) => return Ok(vec![Row::text(Group::Vng, "7", WHAT, why)]),
+    };
+    let (kernel, bzimage, build_note) = vng_kernel(s, session)?;
+    let vng = Vng {
+        plan_path: write_plan(s)?,
+        runner: s.opts.guest_bin_dir.join("ue-scenarios"),
+        bzimage,
+        kernel,
+        build_note,
+    };
+    let (extra, way) = match find_way(s, &vng)? {
+        Way::Found { extra, name } => (extra, name),
+        Way::NoneWorked(tried) => {
+            return Ok(vec![Row::text(
+                Group::Vng,
+                "7",
+                WHAT,
+                format!(
+                    "vng {version} could not run the scenarios on this machine: {}",
+                    tried.join("; ")
+                ),
+            )])
+        }
+    };
+    side_by_side(s, runs, &vng, extra, &way, &version)
+}
+
+/// `vng --version`, or why vng is not measured.
+fn vng_version() -> Result<String, String> {
     let version = Command::new("vng")
         .arg("--version")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output();
-    let version = match version {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        Ok(o) => {
-            return Ok(vec![Row::text(
-                Group::Vng,
-                "7",
-                what,
-                format!(
-                    "not measured: `vng --version` failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-            )])
-        }
-        Err(e) => {
-            return Ok(vec![Row::text(
-                Group::Vng,
-                "7",
-                what,
-                format!("not measured: vng not found ({e}); `pip install virtme-ng`"),
-            )])
-        }
-    };
-    // The same 6.12 package, with the fragment vng needs on top of the suite's two.
+    match version {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        Ok(o) => Err(format!(
+            "not measured: `vng --version` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!(
+            "not measured: vng not found ({e}); `pip install virtme-ng`"
+        )),
+    }
+}
+
+/// The same 6.12 package, with the fragment vng needs on top of the suite's two: the kernel,
+/// its bzImage, and whether it was built now.
+fn vng_kernel(
+    s: &Setup,
+    session: &mut Session,
+) -> anyhow::Result<(KernelUnderTest, std::path::PathBuf, String)> {
     let cfg = session.configs.clone();
     let list = session.kernel_list()?;
     let spec = &list.kernels[&list.default];
@@ -105,9 +132,12 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         kselftests: vec![],
         expected: spec.expectation(&list.default),
     };
+    Ok((kernel, built.bzimage, build_note))
+}
 
-    // vng runs ue-scenarios from the host's root filesystem, with the suite's own plan; the
-    // records come back on vng's stdout (the runner writes them to stdout).
+/// vng runs ue-scenarios from the host's root filesystem, with the suite's own plan; the
+/// records come back on vng's stdout (the runner writes them to stdout). Returns the plan's path.
+fn write_plan(s: &Setup) -> anyhow::Result<std::path::PathBuf> {
     let k = s.opts.accel.slowdown();
     let plan = Plan {
         scenarios: s.scenarios.iter().map(|x| x.name.clone()).collect(),
@@ -121,23 +151,36 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
     };
     let plan_path = s.dir.join("vng-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
-    let runner = s.opts.guest_bin_dir.join("ue-scenarios");
     // ue-init mounts tracefs for the harness; under vng the command does it itself. The records
     // go to a file in the bench folder, shared read-write (--rwdir): without udev, vng's init
     // finds no virtio-serial ports for the command's output and falls back to the serial
     // console, which vng sends to /dev/null unless -v. Without ACPI (tinyconfig) vng's power-off
     // only halts and QEMU would wait forever: the command ends the VM with a SysRq reboot, which
     // vng's -no-reboot turns into QEMU exiting (vng then exits 255: it got no return code).
-    let vng_cmd = |extra: &[&str], records: &Path| {
+    Ok(plan_path)
+}
+
+/// What every vng run shares.
+struct Vng {
+    plan_path: std::path::PathBuf,
+    runner: std::path::PathBuf,
+    bzimage: std::path::PathBuf,
+    kernel: KernelUnderTest,
+    build_note: String,
+}
+
+impl Vng {
+    /// vng's command line for one run whose records go to `records`.
+    fn command(&self, s: &Setup, extra: &[&str], records: &Path) -> Command {
         let _ = std::fs::remove_file(records);
         let exec = format!(
             "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; {} --plan {} > {}; echo b > /proc/sysrq-trigger",
-            runner.display(),
-            plan_path.display(),
+            self.runner.display(),
+            self.plan_path.display(),
             records.display()
         );
         let mut c = Command::new("vng");
-        c.arg("--run").arg(&built.bzimage);
+        c.arg("--run").arg(&self.bzimage);
         if s.opts.accel == harness::qemu::Accel::Tcg {
             c.arg("--disable-kvm");
         }
@@ -154,15 +197,28 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         c.args(["--append", "root=/dev/root"]);
         c.args(["--exec", &exec]);
         c
-    };
-    let read_records = |p: &Path| {
-        records(&String::from_utf8_lossy(
-            &std::fs::read(p).unwrap_or_default(),
-        ))
-    };
+    }
+}
 
-    // First find a way vng boots here: its default (virtiofs) and then 9p.
-    let mut how: Option<(&[&str], String)> = None;
+fn read_records(p: &Path) -> (bool, usize, usize) {
+    records(&String::from_utf8_lossy(
+        &std::fs::read(p).unwrap_or_default(),
+    ))
+}
+
+/// How vng boots on this machine.
+enum Way {
+    /// The first way that ran the scenarios: vng's extra arguments, and what it is.
+    Found {
+        extra: &'static [&'static str],
+        name: String,
+    },
+    /// None did: what each way said.
+    NoneWorked(Vec<String>),
+}
+
+/// Tries vng's default (virtiofs), then 9p.
+fn find_way(s: &Setup, vng: &Vng) -> anyhow::Result<Way> {
     let mut tried = vec![];
     let ways: [(&[&str], &str); 2] = [(&[], "vng's default"), (&["--force-9p"], "9p (--force-9p)")];
     for (extra, name) in ways {
@@ -171,7 +227,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
             if extra.is_empty() { "default" } else { "9p" }
         ));
         let out = run_limited(
-            vng_cmd(extra, &rec),
+            vng.command(s, extra, &rec),
             VNG_LIMIT,
             &rec.with_extension(""),
             "vng",
@@ -184,7 +240,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
             ));
             // vng picks 9p by itself when it cannot use virtiofsd (here: QEMU 7.2's C daemon,
             // which vng refuses, or no KVM): its --dry-run command line says which it used.
-            let mut dry = vng_cmd(extra, &rec);
+            let mut dry = vng.command(s, extra, &rec);
             dry.arg("--dry-run");
             let dry = run_limited(
                 dry,
@@ -202,8 +258,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
                 } else {
                     name.to_owned()
                 };
-            how = Some((extra, way));
-            break;
+            return Ok(Way::Found { extra, name: way });
         }
         let tail: String = out
             .stderr
@@ -227,18 +282,18 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
             tail.chars().take(300).collect::<String>()
         ));
     }
-    let Some((extra, way)) = how else {
-        return Ok(vec![Row::text(
-            Group::Vng,
-            "7",
-            what,
-            format!(
-                "vng {version} could not run the scenarios on this machine: {}",
-                tried.join("; ")
-            ),
-        )]);
-    };
+    Ok(Way::NoneWorked(tried))
+}
 
+/// This harness and vng, run by run on the vng kernel: rows 7a and 7b.
+fn side_by_side(
+    s: &Setup,
+    runs: usize,
+    vng: &Vng,
+    extra: &[&str],
+    way: &str,
+    version: &str,
+) -> anyhow::Result<Vec<Row>> {
     let (mut ours, mut theirs) = (vec![], vec![]);
     let (mut our_pass, mut their_pass, mut their_ends) = (0, 0, 0);
     for i in 0..runs {
@@ -248,7 +303,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
             kselftests: vec![],
             ..Default::default()
         };
-        let run = harness::run::run_kernel(&kernel, &s.opts, &sel)?;
+        let run = harness::run::run_kernel(&vng.kernel, &s.opts, &sel)?;
         let w = started.elapsed().as_secs_f64();
         our_pass = run
             .verdicts
@@ -258,7 +313,7 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         ours.push(w);
         let rec = s.dir.join(format!("vng-{i}.jsonl"));
         let out = run_limited(
-            vng_cmd(extra, &rec),
+            vng.command(s, extra, &rec),
             VNG_LIMIT,
             &rec.with_extension(""),
             "vng",
@@ -274,8 +329,9 @@ pub(super) fn rows(s: &Setup, runs: usize, session: &mut Session) -> anyhow::Res
         "this harness on the vng kernel (initramfs, one boot)",
         ours,
         format!(
-            "harness::run::run_kernel, {our_pass}/{} pass; kernel 6.12 + vng.config, {build_note}",
-            s.scenarios.len()
+            "harness::run::run_kernel, {our_pass}/{} pass; kernel 6.12 + vng.config, {}",
+            s.scenarios.len(),
+            vng.build_note
         ),
     );
     let ours_median = ours_row.median;
