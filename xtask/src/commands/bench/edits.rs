@@ -18,8 +18,31 @@ use super::{say, Setup};
 
 // Row 4: a one-line edit of kernel/trace/trace_events_user.c, rebuilt and rerun.
 
+/// The file row 4 edits.
+const EDITED: &str = "kernel/trace/trace_events_user.c";
+
 pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::Result<Vec<Row>> {
-    const FILE: &str = "kernel/trace/trace_events_user.c";
+    let samples = measure_edits(s, runs)?;
+    Ok(edit_rows(samples, floor))
+}
+
+/// Row 4's samples, one per run, and how many runs reported failing scenarios.
+#[derive(Default)]
+struct EditSamples {
+    total: Vec<f64>,
+    make: Vec<f64>,
+    vm: Vec<f64>,
+    other: Vec<f64>,
+    guest: Vec<f64>,
+    copy: Vec<f64>,
+    seed: Vec<f64>,
+    kself: Vec<f64>,
+    failed: usize,
+}
+
+/// `runs` times: a patch that adds one line to [`EDITED`], the suite on it, the entry dropped.
+fn measure_edits(s: &Setup, runs: usize) -> anyhow::Result<EditSamples> {
+    const FILE: &str = EDITED;
     // The default kernel's build tree is a patched (here: unpatched) copy of the pristine source.
     // <entry>/src/out/arch/x86/boot/bzImage: the source is the build folder's parent.
     let src = s
@@ -35,9 +58,7 @@ pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::
     if first.len() < 3 {
         bail!("{FILE} is shorter than 3 lines");
     }
-    let (mut total, mut make, mut vm, mut other) = (vec![], vec![], vec![], vec![]);
-    let (mut guest, mut copy, mut seed, mut kself) = (vec![], vec![], vec![], vec![]);
-    let mut failed = 0;
+    let mut m = EditSamples::default();
     for i in 0..runs {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -61,7 +82,7 @@ pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::
             format!("no complete cache entry for {name} after the patched build")
         })?;
         if !sample.ok {
-            failed += 1;
+            m.failed += 1;
         }
         let made = sample.make.unwrap_or(entry.1);
         say(&format!(
@@ -70,29 +91,36 @@ pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::
             sample.total,
             sample.vm
         ));
-        total.push(sample.total);
-        make.push(made);
-        vm.push(sample.vm);
-        other.push(sample.total - made - sample.vm);
+        m.total.push(sample.total);
+        m.make.push(made);
+        m.vm.push(sample.vm);
+        m.other.push(sample.total - made - sample.vm);
         let p = &sample.progress;
-        guest.extend(p.span(Step::Copy).map(|(start, _)| start));
-        copy.extend(p.span(Step::Copy).map(|(a, b)| b - a));
-        seed.extend(p.span(Step::Seed).map(|(a, b)| b - a));
-        kself.extend(p.span(Step::Kselftest).map(|(a, b)| b - a));
+        m.guest.extend(p.span(Step::Copy).map(|(start, _)| start));
+        m.copy.extend(p.span(Step::Copy).map(|(a, b)| b - a));
+        m.seed.extend(p.span(Step::Seed).map(|(a, b)| b - a));
+        m.kself.extend(p.span(Step::Kselftest).map(|(a, b)| b - a));
         // Each edit is its own cache entry (a copy of the build folder); drop it.
         let _ = std::fs::remove_dir_all(&entry.0);
         let _ = std::fs::remove_file(entry.0.with_extension("lock"));
     }
+    Ok(m)
+}
+
+/// Row 4's rows: the whole loop, then where its time went.
+fn edit_rows(m: EditSamples, floor: Option<f64>) -> Vec<Row> {
+    const FILE: &str = EDITED;
+    let failed = m.failed;
     let note = format!(
         "`cargo xtask test --patch FILE --no-install` in-process, FILE adds a unique comment line to {FILE}{}",
         if failed > 0 { format!("; {failed} run(s) reported failing scenarios") } else { String::new() }
     );
-    Ok(vec![
+    vec![
         Row::new(
             Group::EditRerun,
             "4",
             "edit one line, rebuild + boot + suite",
-            total,
+            m.total,
             note,
         )
         .ratio_to(floor, "floor"),
@@ -100,52 +128,52 @@ pub(super) fn edit_rerun(s: &Setup, runs: usize, floor: Option<f64>) -> anyhow::
             Group::EditRerun,
             "4.make",
             "  make alone",
-            make,
+            m.make,
             "the build's own record (build_secs)",
         ),
         Row::new(
             Group::EditRerun,
             "4.vm",
             "  VM wall",
-            vm,
+            m.vm,
             "results.json report.wall_ms",
         ),
         Row::new(
             Group::EditRerun,
             "4.other",
             "  the rest",
-            other,
+            m.other,
             "total − make − VM; split below from the pipeline's step log",
         ),
         Row::new(
             Group::EditRerun,
             "4.guest",
             "    host tools, cache lookups, SHA-256 re-check of the cached .deb",
-            guest,
+            m.guest,
             "start → patch step",
         ),
         Row::new(
             Group::EditRerun,
             "4.copy",
             "    hard-linked copy of the source + patch",
-            copy,
+            m.copy,
             "cp -al of the pristine tree, GNU patch",
         ),
         Row::new(
             Group::EditRerun,
             "4.seed",
             "    copy of the unpatched build folder",
-            seed,
+            m.seed,
             "cp -a of builds/<key>/src/out",
         ),
         Row::new(
             Group::EditRerun,
             "4.kselftest",
             "    upstream user_events selftests rebuilt",
-            kself,
+            m.kself,
             "rebuilt only when the selftests' sources or the uapi header change",
         ),
-    ])
+    ]
 }
 
 // Row 8: a developer's own tree (configured in place), one line of the user_events source
