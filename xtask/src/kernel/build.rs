@@ -150,76 +150,32 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let compiler = compiler_version()?;
     let builds = cache_root.join("builds");
-    let (identity, src, out, entry) = match &req.source {
-        Source::Pristine { identity, .. } => {
-            let key = key_with_kconfig(
-                identity,
-                &req.fragments,
-                &req.patches,
-                &req.absent,
-                &req.kconfig,
-                &compiler,
-            )?;
-            let entry = builds.join(&key);
-            (
-                identity.clone(),
-                entry.join("src"),
-                entry.join("src/out"),
-                entry,
-            )
-        }
-        Source::Tree { tree } => {
-            let identity = format!("tree:{}", tree.canonicalize()?.display());
-            let key = key_with_kconfig(
-                &identity,
-                &req.fragments,
-                &req.patches,
-                &req.absent,
-                &req.kconfig,
-                &compiler,
-            )?;
-            let entry = builds.join(format!("tree-{key}"));
-            // The build directory is a child of the snapshot: kbuild then records relative
-            // paths, as for the packaged kernels.
-            (
-                identity,
-                entry.join("src"),
-                entry.join("src/.ue-out"),
-                entry,
-            )
-        }
-    };
-    let key = entry.file_name().unwrap().to_string_lossy().into_owned();
-    let bzimage = out.join("arch/x86/boot/bzImage");
-    let config = out.join(".config");
-    let marker = entry.join(MARKER);
-    // A build entry already complete: nothing runs.
-    let cached = |record: BuildRecord| Built {
-        src: src.clone(),
-        out: out.clone(),
-        bzimage: bzimage.clone(),
-        config: config.clone(),
-        record,
-        ran_make: false,
-    };
+    let e = Entry::of(&builds, req, &compiler)?;
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
-        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            crate::cache::inventory::mark_used(&entry);
-            return Ok(cached(record));
+        if let Some(record) = read_record(&e.marker).filter(|_| e.bzimage.exists()) {
+            crate::cache::inventory::mark_used(&e.entry);
+            return Ok(e.cached(record));
         }
     }
-    let _lock = cache::lock(&entry.with_extension("lock"))?;
+    let _lock = cache::lock(&e.entry.with_extension("lock"))?;
     if let Source::Pristine { fetch, .. } = &req.source {
-        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            crate::cache::inventory::mark_used(&entry);
-            return Ok(cached(record));
+        if let Some(record) = read_record(&e.marker).filter(|_| e.bzimage.exists()) {
+            crate::cache::inventory::mark_used(&e.entry);
+            return Ok(e.cached(record));
         }
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
         let tree = fetch(progress)?;
-        crate::kernel::source::patched_copy(&tree, &src, &req.patches, progress)?;
-        if req.extra_patches > 0 && !out.exists() {
-            seed_from_base(cache_root, *fetch, identity.as_str(), req, &out, progress)?;
+        crate::kernel::source::patched_copy(&tree, &e.src, &req.patches, progress)?;
+        if req.extra_patches > 0 && !e.out.exists() {
+            seed_from_base(
+                cache_root,
+                *fetch,
+                e.identity.as_str(),
+                req,
+                &e.out,
+                progress,
+            )?;
         }
     }
     if let Source::Tree { tree } = &req.source {
@@ -229,22 +185,127 @@ pub fn build(
             req.label,
             base_config(&req.fragments, &req.kconfig)
         ));
-        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !src.exists() {
-            seed_tree_from_base(&builds, &identity, req, &compiler, &entry, progress)?;
+        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !e.src.exists() {
+            seed_tree_from_base(&builds, &e.identity, req, &compiler, &e.entry, progress)?;
         }
-        let changed = snapshot_tree(tree, &src, &entry, &req.patches, progress)?;
-        if !changed && bzimage.exists() && out.join(CONFIGURED).exists() {
-            if let Some(record) = read_record(&marker) {
+        let changed = snapshot_tree(tree, &e.src, &e.entry, &req.patches, progress)?;
+        if !changed && e.bzimage.exists() && e.out.join(CONFIGURED).exists() {
+            if let Some(record) = read_record(&e.marker) {
                 progress.note(&format!(
                     "{}: the snapshot of {} is unchanged since build {} (no make)",
                     req.label,
                     tree.display(),
                     record.key
                 ));
-                return Ok(cached(record));
+                return Ok(e.cached(record));
             }
         }
     }
+    configure_and_make(cache_root, req, e, compiler, is_tree, progress)
+}
+
+/// A build's cache entry and the paths in it.
+struct Entry {
+    /// What was built: the package's identity, or `tree:PATH`.
+    identity: String,
+    /// The entry's folder name.
+    key: String,
+    src: PathBuf,
+    out: PathBuf,
+    entry: PathBuf,
+    bzimage: PathBuf,
+    config: PathBuf,
+    /// Written last: without it the entry is not a build.
+    marker: PathBuf,
+}
+
+impl Entry {
+    fn of(builds: &Path, req: &BuildRequest, compiler: &str) -> anyhow::Result<Entry> {
+        let (identity, src, out, entry) = match &req.source {
+            Source::Pristine { identity, .. } => {
+                let key = key_with_kconfig(
+                    identity,
+                    &req.fragments,
+                    &req.patches,
+                    &req.absent,
+                    &req.kconfig,
+                    compiler,
+                )?;
+                let entry = builds.join(&key);
+                (
+                    identity.clone(),
+                    entry.join("src"),
+                    entry.join("src/out"),
+                    entry,
+                )
+            }
+            Source::Tree { tree } => {
+                let identity = format!("tree:{}", tree.canonicalize()?.display());
+                let key = key_with_kconfig(
+                    &identity,
+                    &req.fragments,
+                    &req.patches,
+                    &req.absent,
+                    &req.kconfig,
+                    compiler,
+                )?;
+                let entry = builds.join(format!("tree-{key}"));
+                // The build directory is a child of the snapshot: kbuild then records relative
+                // paths, as for the packaged kernels.
+                (
+                    identity,
+                    entry.join("src"),
+                    entry.join("src/.ue-out"),
+                    entry,
+                )
+            }
+        };
+        let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+        Ok(Entry {
+            identity,
+            key,
+            bzimage: out.join("arch/x86/boot/bzImage"),
+            config: out.join(".config"),
+            marker: entry.join(MARKER),
+            src,
+            out,
+            entry,
+        })
+    }
+
+    /// A build entry already complete: nothing runs.
+    fn cached(&self, record: BuildRecord) -> Built {
+        Built {
+            src: self.src.clone(),
+            out: self.out.clone(),
+            bzimage: self.bzimage.clone(),
+            config: self.config.clone(),
+            record,
+            ran_make: false,
+        }
+    }
+}
+
+/// Configures (unless already) and runs make in `e`, then records the build, last.
+fn configure_and_make(
+    cache_root: &Path,
+    req: &BuildRequest,
+    e: Entry,
+    compiler: String,
+    is_tree: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<Built> {
+    let builds = cache_root.join("builds");
+    let Entry {
+        identity,
+        key,
+        src,
+        out,
+        entry,
+        bzimage,
+        config,
+        marker,
+    } = e;
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
         configure(
