@@ -2,7 +2,6 @@
 //! kernel that WARNs, and checks what is reported; one VM at a time.
 
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use clap::Args;
