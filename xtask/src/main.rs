@@ -2,46 +2,28 @@
 //! each command is a module of [`commands`] with its arguments and a `run`, and what they all
 //! prepare (host tools, kernels, guest, accelerator) is a [`session::Session`].
 //!
-//! The pipeline's stages, in the order data flows: [`kernels`] (the list) → [`apt`]
-//! (download) → [`source`] (extract, patch) → [`kconfig`] → [`kbuild`] (cached) and
-//! [`kselftests`] → [`resolve`] (a bootable kernel) → [`guest`] (static binaries; [`guest_programs`]: other people's tests) → the
-//! `harness` crate (initramfs, QEMU, results, verdicts, trials and reports).
+//! The folders follow the data: [`kernel`] (list → download → source → config → cached build →
+//! a bootable kernel, see its stages there) with its [`cache`] → [`guest`] (static binaries;
+//! [`guest::programs`]: other people's tests) → the `harness` crate (initramfs, QEMU, results,
+//! verdicts, trials and reports). [`sys`] is how the host is used (processes, progress, host
+//! tools); [`mutation`] and [`selftest`] prove the suite and the harness can fail.
 
-mod apt;
 mod args;
 mod cache;
-mod ccache;
-mod children;
 mod commands;
-mod devloop_selftest;
 mod exit;
 mod guest;
-mod guest_programs;
-mod guest_selftest;
-mod host_tools;
-mod inventory;
-mod kbuild;
-mod kconfig;
-mod kernels;
-mod kselftests;
-mod mutants;
+mod kernel;
 mod mutation;
-mod progress;
-mod resolve;
 mod selftest;
-mod selftest_cache;
 mod session;
-mod snapshot;
-mod source;
+mod sys;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{
-    bench, cache as cache_cmd, kernels as kernels_cmd, matrix, mutants as mutants_cmd, mutate,
-    parse, report, selftest as selftest_cmd, test,
-};
+use crate::sys::proc;
 
 #[derive(Parser)]
 #[command(
@@ -57,7 +39,7 @@ struct Cli {
 enum Cmd {
     /// Build the kernel(s) and guest, boot, and report every guest scenario as a test.
     /// Arguments after `--` go to the test runner: a filter, --exact, --skip, --list, --format json.
-    Test(test::TestArgs),
+    Test(commands::test::TestArgs),
     /// Build (or find in the cache) the kernel and print the bzImage path.
     BuildKernel(args::KernelArgs),
     /// Build the static guest programs.
@@ -65,31 +47,31 @@ enum Cmd {
     /// Install missing host tools and refresh the private package index.
     Setup(args::KernelArgs),
     /// The kernel list (`--json`: the names, for CI's job matrix).
-    Kernels(kernels_cmd::KernelsArgs),
+    Kernels(commands::kernels::KernelsArgs),
     /// Every kernel of the list (or --kernel's): builds one after another while the VMs of the
     /// kernels already built run beside them; ends with one table, also as Markdown, JSON and
     /// JUnit XML.
-    Matrix(matrix::MatrixArgs),
+    Matrix(commands::matrix::MatrixArgs),
     /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
     /// kernel, run the suite on it, and print which scenarios caught it.
-    Mutants(mutants_cmd::MutantsArgs),
+    Mutants(commands::mutants::MutantsArgs),
     /// The mutation score: mechanical mutants of the user_events source (universalmutator),
     /// pruned, each run with the suite and, apart, the upstream selftests; a report per function.
-    Mutate(mutate::MutateArgs),
+    Mutate(commands::mutate::MutateArgs),
     /// The harness's own integration tests: boot broken guests and check what is reported.
-    Selftest(selftest_cmd::SelftestArgs),
+    Selftest(commands::selftest::SelftestArgs),
     /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
     /// builds, the last matrix, and virtme-ng on the same kernel; a Markdown table and JSON.
-    Bench(bench::BenchArgs),
+    Bench(commands::bench::BenchArgs),
     /// The cache's entries with their sizes; `cache gc` removes what is neither pinned nor
     /// recently used.
-    Cache(cache_cmd::CacheArgs),
+    Cache(commands::cache::CacheArgs),
     /// Which way each host tool came; with --dpkg-log-since, fail on any removal or downgrade.
     HostTools(commands::host_tools::HostToolsArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
-    Parse(parse::ParseArgs),
+    Parse(commands::parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
-    Report(report::ReportArgs),
+    Report(commands::report::ReportArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
     /// arguments after `--` filter them as for `test`.
     Rerun(commands::rerun::RerunArgs),
@@ -112,7 +94,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SIGINT and SIGTERM set a flag: a boot stops cleanly (QEMU killed and reaped, socket
-    // removed), and the children of the other stages are stopped by `children`' watcher.
+    // removed), and the children of the other stages are stopped by `sys::proc`' watcher.
     unsafe {
         libc::signal(
             libc::SIGINT,
@@ -123,31 +105,31 @@ fn main() -> ExitCode {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
-    children::start_watcher();
+    proc::start_watcher();
     let result = match cli.cmd {
-        Cmd::Test(a) => test::run(a),
+        Cmd::Test(a) => commands::test::run(a),
         Cmd::BuildKernel(a) => commands::build_kernel::run(a),
         Cmd::BuildGuest => commands::build_guest::run(),
         Cmd::Setup(a) => commands::setup::run(a),
-        Cmd::Kernels(a) => kernels_cmd::run(a),
-        Cmd::Matrix(a) => matrix::run(a),
-        Cmd::Mutants(a) => mutants_cmd::run(a),
-        Cmd::Mutate(a) => mutate::run(a),
-        Cmd::Selftest(a) => selftest_cmd::run(a),
-        Cmd::Bench(a) => bench::run(a),
-        Cmd::Parse(a) => parse::run(a),
-        Cmd::Report(a) => report::run(a),
+        Cmd::Kernels(a) => commands::kernels::run(a),
+        Cmd::Matrix(a) => commands::matrix::run(a),
+        Cmd::Mutants(a) => commands::mutants::run(a),
+        Cmd::Mutate(a) => commands::mutate::run(a),
+        Cmd::Selftest(a) => commands::selftest::run(a),
+        Cmd::Bench(a) => commands::bench::run(a),
+        Cmd::Parse(a) => commands::parse::run(a),
+        Cmd::Report(a) => commands::report::run(a),
         Cmd::Rerun(a) => commands::rerun::run(a),
         Cmd::Shell(a) => commands::shell::run(a),
         Cmd::Bisect(a) => commands::bisect::run(a),
         Cmd::BisectStep(a) => commands::bisect::step(a),
-        Cmd::Cache(a) => cache_cmd::run(a),
+        Cmd::Cache(a) => commands::cache::run(a),
         Cmd::HostTools(a) => commands::host_tools::run(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            let interrupted = children::interrupted();
+            let interrupted = proc::interrupted();
             if interrupted {
                 eprintln!("interrupted: every child stopped ({e:#})");
             } else {

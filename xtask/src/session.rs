@@ -11,10 +11,11 @@ use harness::model::{KernelUnderTest, ScenarioInfo, SuiteOptions};
 use harness::qemu::Accel;
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::kernels::KernelList;
-use crate::progress::Progress;
-use crate::resolve::{self, Resolved};
-use crate::{cache, guest, host_tools};
+use crate::kernel::list::KernelList;
+use crate::kernel::resolve::{self, Resolved};
+use crate::sys::host_tools;
+use crate::sys::progress::Progress;
+use crate::{cache, guest};
 
 pub struct Session {
     /// The checkout.
@@ -135,7 +136,10 @@ impl Session {
     }
 
     /// Downloads and extracts list kernel `name`'s source now (see [`resolve::prefetch_source`]).
-    pub fn prefetch_source(&mut self, name: &str) -> anyhow::Result<crate::source::SourceTimes> {
+    pub fn prefetch_source(
+        &mut self,
+        name: &str,
+    ) -> anyhow::Result<crate::kernel::source::SourceTimes> {
         resolve::prefetch_source(self.places(), name)
     }
 
@@ -143,7 +147,7 @@ impl Session {
     pub fn prefetch_source_job(
         &self,
         name: String,
-    ) -> impl FnOnce() -> anyhow::Result<crate::source::SourceTimes> + Send {
+    ) -> impl FnOnce() -> anyhow::Result<crate::kernel::source::SourceTimes> + Send {
         let (configs, cache) = (self.configs.clone(), self.cache.clone());
         move || {
             let mut progress = Progress::new();
@@ -165,7 +169,7 @@ impl Session {
 
     /// Staging folders of runs that were killed go before this run uses the cache.
     fn clean_dead_staging(&mut self) {
-        for p in crate::inventory::remove_dead_staging(&self.cache) {
+        for p in crate::cache::inventory::remove_dead_staging(&self.cache) {
             self.progress.note(&format!(
                 "removed {}, left by a run that was killed",
                 p.display()

@@ -1,7 +1,8 @@
 //! The scenario table in docs/scenarios.md is written by hand, from the one scenario list
 //! (the guest crate's, the same that `ue-scenarios --list-json` prints): every scenario has
 //! its row under its family, saying what the scenario's own `about` says, and no row names
-//! a scenario that is gone.
+//! a scenario that is gone. And the module tree in docs/how-it-works.md is xtask/src's: every
+//! module is there, and every entry there is a module.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -58,5 +59,97 @@ fn the_scenario_table_matches_the_scenario_list() {
     assert!(
         stale.is_empty(),
         "docs/scenarios.md has rows for scenarios that do not exist: {stale:?}"
+    );
+}
+
+/// The modules docs/how-it-works.md's tree names under `xtask/src/`, as paths relative to it
+/// (a folder `x/` is its `x/mod.rs`). Entries are names at the start of a line indented by two
+/// spaces per level (`a.rs`, `b/`, or a comma list of them); deeper-indented lines carry on a
+/// description.
+fn documented_modules(doc: &str) -> BTreeSet<String> {
+    let mut lines = doc.lines().skip_while(|l| *l != "xtask/src/").skip(1);
+    let mut folders: Vec<String> = vec![];
+    let mut out = BTreeSet::new();
+    for line in lines.by_ref() {
+        let indent = line.len() - line.trim_start().len();
+        if indent == 0 {
+            break;
+        }
+        if indent >= 20 || indent % 2 != 0 {
+            continue;
+        }
+        let depth = indent / 2;
+        folders.truncate(depth - 1);
+        let names: Vec<&str> = line
+            .trim_start()
+            .split("  ")
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() || !names.iter().all(|n| n.ends_with(".rs") || n.ends_with('/')) {
+            continue;
+        }
+        for name in names {
+            let parent: String = folders.iter().map(|f| format!("{f}/")).collect();
+            if let Some(folder) = name.strip_suffix('/') {
+                out.insert(format!("{parent}{folder}/mod.rs"));
+                folders.truncate(depth - 1);
+                folders.push(folder.to_owned());
+            } else {
+                out.insert(format!("{parent}{name}"));
+            }
+        }
+    }
+    out
+}
+
+fn source_modules(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() {
+            source_modules(&e.path(), &format!("{prefix}{name}/"), out);
+        } else if name.ends_with(".rs") {
+            out.insert(format!("{prefix}{name}"));
+        }
+    }
+}
+
+#[test]
+fn the_module_tree_in_how_it_works_is_xtasks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("../docs/how-it-works.md")).unwrap();
+    let documented = documented_modules(&doc);
+    let mut actual = BTreeSet::new();
+    source_modules(&root.join("src"), "", &mut actual);
+    let missing: Vec<_> = actual.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&actual).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/how-it-works.md's module tree lacks {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/how-it-works.md's module tree names modules that do not exist: {stale:?}"
+    );
+}
+
+#[test]
+fn the_module_tree_parser_reads_folders_lists_and_descriptions() {
+    let doc = "```\nxtask/src/\n  main.rs             x\n                      more\n  a/                  y\n    b.rs, c.rs        z\n    d/\n      e.rs\n  f.rs\nother/\n```\n";
+    let got: Vec<String> = documented_modules(doc).into_iter().collect();
+    assert_eq!(
+        got,
+        [
+            "a/b.rs",
+            "a/c.rs",
+            "a/d/e.rs",
+            "a/d/mod.rs",
+            "a/mod.rs",
+            "f.rs",
+            "main.rs"
+        ]
     );
 }

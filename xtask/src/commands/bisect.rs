@@ -18,6 +18,7 @@ use harness::model::KernelUnderTest;
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::session::Session;
+use crate::sys::proc::git;
 
 /// `git bisect run`'s meaning of a step's exit code.
 const SKIP: u8 = 125;
@@ -57,31 +58,13 @@ pub struct Step {
     pub secs: f64,
 }
 
-fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args(args)
-        .output()
-        .context("run git (install git)")?;
-    if !out.status.success() {
-        bail!(
-            "git {} in {}: {}",
-            args.join(" "),
-            tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// The tree, checked: a git work tree with no bisect running and no local changes to
 /// tracked files (a checkout would refuse them, or carry them into every step).
 fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
     let Some(tree) = &a.kernel.kernel_tree else {
         bail!("bisect runs on your git kernel tree: add --kernel-tree PATH");
     };
-    crate::source::check_kernel_tree(tree)?;
+    crate::kernel::source::check_kernel_tree(tree)?;
     git(tree, &["rev-parse", "--is-inside-work-tree"])
         .with_context(|| format!("{} is not a git work tree", tree.display()))?;
     let log = git(tree, &["rev-parse", "--git-path", "BISECT_LOG"])?;
@@ -117,7 +100,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
     // git and what every step's build and boot need, at once (one message if missing).
-    s.host_tools_with(&[&crate::host_tools::GIT])?;
+    s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;

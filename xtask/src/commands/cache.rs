@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 
-use crate::apt::PrivateApt;
-use crate::inventory::{self, Kept};
+use crate::cache::inventory::{self, Kept};
+use crate::kernel::apt::PrivateApt;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -98,11 +98,11 @@ pub fn run(a: CacheArgs) -> anyhow::Result<ExitCode> {
                     println!("kept {} (a run is using it)", e.path.display());
                 }
             }
-            if !dry_run && crate::ccache::trim(&s.cache)? {
+            if !dry_run && crate::kernel::ccache::trim(&s.cache)? {
                 println!(
                     "trimmed {} to at most {} (ccache --cleanup)",
-                    crate::ccache::dir(&s.cache).display(),
-                    crate::ccache::MAX_SIZE
+                    crate::kernel::ccache::dir(&s.cache).display(),
+                    crate::kernel::ccache::MAX_SIZE
                 );
             }
             println!(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 
-use crate::host_tools::{self, dpkg_log, plan, record};
+use crate::sys::host_tools::{self, dpkg_log, plan, record};
 
 #[derive(Args)]
 pub struct HostToolsArgs {

@@ -39,12 +39,12 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
     }
     // The newest versions: refreshed when the index is a day old; offline, the cached
     // index (with a warning); with no index at all, unknown.
-    let apt = crate::apt::PrivateApt::new(&s.cache);
+    let apt = crate::kernel::apt::PrivateApt::new(&s.cache);
     let index = apt.update(&list.all_suites(), &list.all_packages(), &mut s.progress);
     if let Err(e) = &index {
         eprintln!("warning: no package index, newest versions unknown: {e:#}");
     }
-    let cached = crate::inventory::entries(&s.cache, false);
+    let cached = crate::cache::inventory::entries(&s.cache, false);
     if a.update {
         let path = s.configs.join("kernels.toml");
         let mut text = std::fs::read_to_string(&path)?;
@@ -52,7 +52,7 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
         for (name, k) in list.kernels.iter().filter(|(_, k)| k.version.is_some()) {
             let newest = apt.newest(&k.package)?.version;
             if k.version.as_deref() != Some(newest.as_str()) {
-                text = crate::kernels::with_pin(&text, name, &newest)?;
+                text = crate::kernel::list::with_pin(&text, name, &newest)?;
                 eprintln!(
                     "{name}: pin moved from {} to {newest}",
                     k.version.as_deref().unwrap_or("-")

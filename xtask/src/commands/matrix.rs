@@ -52,7 +52,7 @@ pub struct KernelTimes {
     /// Of `build_secs`, make alone (None: the build came from the cache).
     pub make_secs: Option<f64>,
     pub steps: Option<usize>,
-    pub ccache: Option<crate::ccache::Stats>,
+    pub ccache: Option<crate::kernel::ccache::Stats>,
     /// The VM, from the run's report.
     pub vm_secs: f64,
 }
@@ -102,19 +102,8 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         .collect();
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
-    let sel = if theirs {
-        Selection {
-            guest: opts.guest_programs.clone(),
-            ..Default::default()
-        }
-    } else {
-        Selection {
-            scenarios: guest.scenarios(a.run.stress),
-            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-            ..Default::default()
-        }
-    };
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    let sel = selection(theirs, &guest, &opts, a.run.stress);
     let mut prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();
     let mut times: Vec<KernelTimes> = Vec::new();
@@ -138,7 +127,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
             };
         // The next kernel's download and extraction overlap this one's build.
         let mut next_source: Option<
-            ScopedJoinHandle<'_, anyhow::Result<crate::source::SourceTimes>>,
+            ScopedJoinHandle<'_, anyhow::Result<crate::kernel::source::SourceTimes>>,
         > = None;
         for (i, name) in wanted.iter().enumerate() {
             // Newer selftests must run on older kernels: by default each kernel runs those of
@@ -182,7 +171,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                 accel_chosen = true;
             }
             s.progress.step(
-                crate::progress::Step::Boot,
+                crate::sys::progress::Step::Boot,
                 &format!("{} (beside the next build)", kernel.label),
             );
             if vms.len() >= cores {
@@ -202,12 +191,45 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         }
         Ok(())
     })?;
+    write_reports(&s, &runs, times, started, prepare_secs)
+}
+
+/// Other people's programs when given, else the scenarios and the upstream selftests.
+fn selection(
+    theirs: bool,
+    guest: &crate::session::Guest,
+    opts: &harness::model::SuiteOptions,
+    stress: bool,
+) -> Selection {
+    if theirs {
+        Selection {
+            guest: opts.guest_programs.clone(),
+            ..Default::default()
+        }
+    } else {
+        Selection {
+            scenarios: guest.scenarios(stress),
+            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The matrix's outputs, printed and in one folder: the table (Markdown and JSON), the
+/// timings, one JUnit file per kernel.
+fn write_reports(
+    s: &Session,
+    runs: &[KernelRun],
+    mut times: Vec<KernelTimes>,
+    started: Instant,
+    prepare_secs: f64,
+) -> anyhow::Result<Outcome> {
     for t in &mut times {
         if let Some(run) = runs.iter().find(|r| r.kernel.label == t.kernel) {
             t.vm_secs = run.report.wall_ms as f64 / 1000.0;
         }
     }
-    let md = harness::report::matrix_markdown(&runs);
+    let md = harness::report::matrix_markdown(runs);
     println!("{md}");
     let dir = s.runs_dir().join(format!("matrix-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -218,7 +240,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     )?;
     std::fs::write(
         dir.join("matrix.json"),
-        serde_json::to_vec_pretty(&harness::report::MatrixReport::new(&runs, wall))?,
+        serde_json::to_vec_pretty(&harness::report::MatrixReport::new(runs, wall))?,
     )?;
     let timings = Timings {
         wall_secs: wall,
@@ -229,7 +251,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         dir.join("timings.json"),
         serde_json::to_vec_pretty(&timings)?,
     )?;
-    for run in &runs {
+    for run in runs {
         std::fs::write(
             dir.join(format!(
                 "junit-{}.xml",

@@ -8,7 +8,7 @@ use clap::Args;
 use harness::run::Selection;
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::mutants;
+use crate::mutation::shipped;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -35,7 +35,7 @@ pub struct MutantsArgs {
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     let judged = judge(&a)?;
     let (base_failing, rows) = (&judged.base_failing, &judged.rows);
-    let table = mutants::table(base_failing, rows);
+    let table = shipped::table(base_failing, rows);
     println!("{table}");
     let differing = judged.differing_verdicts();
     if a.same_verdicts {
@@ -66,7 +66,7 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
 pub struct Judged {
     pub base_failing: Vec<String>,
     pub base_failing_one_at_a_time: Option<Vec<String>>,
-    pub rows: Vec<mutants::Row>,
+    pub rows: Vec<shipped::Row>,
 }
 
 impl Judged {
@@ -84,7 +84,7 @@ impl Judged {
                     .map(|r| (r.mutant.name.as_str(), &r.failing, &r.failing_one_at_a_time)),
             )
             .filter_map(|(kernel, side_by_side, one_at_a_time)| {
-                mutants::verdict_difference(side_by_side, one_at_a_time.as_ref()?)
+                shipped::verdict_difference(side_by_side, one_at_a_time.as_ref()?)
                     .map(|d| format!("{kernel}: {d}"))
             })
             .collect()
@@ -99,7 +99,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     }
     let mut s = Session::for_kernels(k);
     s.host_tools()?;
-    let all = mutants::load(&s.configs.join("mutants"))?;
+    let all = shipped::load(&s.configs.join("mutants"))?;
     let selected: Vec<_> = all
         .into_iter()
         .filter(|m| a.only.as_deref().is_none_or(|o| m.name.contains(o)))
@@ -120,31 +120,18 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &base)?;
     s.progress.step(
-        crate::progress::Step::Boot,
+        crate::sys::progress::Step::Boot,
         &format!("{} unpatched", base.label),
     );
-    let boot = |kernel: &harness::model::KernelUnderTest,
-                opts: &harness::model::SuiteOptions,
-                sel: &Selection|
-     -> anyhow::Result<harness::model::KernelRun> {
-        let run = harness::run::run_kernel(kernel, opts, sel)?;
-        harness::artifacts::write(&run)?;
-        Ok(run)
-    };
     let fail_fast = !(a.no_fail_fast || a.same_verdicts);
-    // The second run of --same-verdicts: every scenario one at a time.
-    let one_at_a_time = |opts: &harness::model::SuiteOptions| harness::model::SuiteOptions {
-        jobs: 1,
-        ..opts.clone()
-    };
     let base_run = boot(&base, &opts, &sel)?;
-    let (base_failing, base_ks_failing) = mutants::failing(&base_run);
+    let (base_failing, base_ks_failing) = shipped::failing(&base_run);
     let base_failing_one_at_a_time = if a.same_verdicts {
         s.progress.step(
-            crate::progress::Step::Boot,
+            crate::sys::progress::Step::Boot,
             &format!("{} unpatched, --jobs 1", base.label),
         );
-        Some(mutants::failing(&boot(&base, &one_at_a_time(&opts), &sel)?).0)
+        Some(shipped::failing(&boot(&base, &one_at_a_time(&opts), &sel)?).0)
     } else {
         None
     };
@@ -154,73 +141,20 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
             base_ks_failing.join(", ")
         );
     }
+    let judge = Judge {
+        kernel: k,
+        base_label: &base.label,
+        sel: &sel,
+        opts: &opts,
+        fail_fast,
+        same_verdicts: a.same_verdicts,
+        base_ks_failing: &base_ks_failing,
+    };
     let mut rows = Vec::new();
     for m in selected {
-        let mk = KernelArgs {
-            patches: vec![m.path.clone()],
-            ..k.clone()
-        };
-        // Patch to verdict: the rebuild, the boot and the suite.
-        let started = std::time::Instant::now();
-        let resolved = s.kernels(&mk)?.remove(0);
-        let mut kernel = resolved.kernel;
-        kernel.label = format!("{}+{}", base.label, m.name);
-        s.progress.step(crate::progress::Step::Boot, &kernel.label);
-        // Fail fast: the scenarios the mutant names run first, and the first of them to fail
-        // ends the run (a mutant that breaks fork would otherwise wait out a deadline in
-        // every scenario that forks). The upstream programs still all run.
-        let (named, others): (Vec<_>, Vec<_>) =
-            sel.scenarios.iter().cloned().partition(|sc| m.names(sc));
-        let mutant_sel = Selection {
-            scenarios: named.iter().chain(&others).cloned().collect(),
-            kselftests: sel.kselftests.clone(),
-            guest: sel.guest.clone(),
-        };
-        let mutant_opts = harness::model::SuiteOptions {
-            stop_at_first_failure: fail_fast,
-            stop_on: named.iter().map(|sc| sc.name.clone()).collect(),
-            ..opts.clone()
-        };
-        let run = boot(&kernel, &mutant_opts, &mutant_sel)?;
-        let verdict_secs = started.elapsed().as_secs_f64();
-        let (failing, ks_failing) = mutants::failing(&run);
-        let failing_one_at_a_time = if a.same_verdicts {
-            s.progress.step(
-                crate::progress::Step::Boot,
-                &format!("{}, --jobs 1", kernel.label),
-            );
-            let run = boot(&kernel, &one_at_a_time(&mutant_opts), &mutant_sel)?;
-            Some(mutants::failing(&run).0)
-        } else {
-            None
-        };
-        // Upstream selftests that fail on the unpatched kernel too say nothing about the mutant.
-        let kselftests_failing: Vec<String> = ks_failing
-            .into_iter()
-            .filter(|k| !base_ks_failing.contains(k))
-            .collect();
-        let caught = sel
-            .scenarios
-            .iter()
-            .filter(|sc| failing.contains(&sc.name))
-            .any(|sc| m.names(sc));
-        eprintln!(
-            "{}: {} in {verdict_secs:.1} s (failing: {})",
-            m.name,
-            if caught { "caught" } else { "NOT CAUGHT" },
-            failing.join(", ")
-        );
-        rows.push(mutants::Row {
-            mutant: m,
-            failing,
-            kselftests_failing,
-            caught,
-            failing_one_at_a_time,
-            build_secs: resolved.build_secs,
-            verdict_secs,
-        });
+        rows.push(judge.mutant(&mut s, m)?);
     }
-    if let Some(median) = mutants::killed_median_secs(&rows) {
+    if let Some(median) = shipped::killed_median_secs(&rows) {
         eprintln!(
             "killed mutants: median {median:.1} s from patch to verdict ({} of {}{})",
             rows.iter().filter(|r| r.caught).count(),
@@ -237,4 +171,109 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         base_failing_one_at_a_time,
         rows,
     })
+}
+/// Boots `kernel` with `sel` and writes the run's artifacts.
+fn boot(
+    kernel: &harness::model::KernelUnderTest,
+    opts: &harness::model::SuiteOptions,
+    sel: &Selection,
+) -> anyhow::Result<harness::model::KernelRun> {
+    let run = harness::run::run_kernel(kernel, opts, sel)?;
+    harness::artifacts::write(&run)?;
+    Ok(run)
+}
+
+/// The second run of --same-verdicts: every scenario one at a time.
+fn one_at_a_time(opts: &harness::model::SuiteOptions) -> harness::model::SuiteOptions {
+    harness::model::SuiteOptions {
+        jobs: 1,
+        ..opts.clone()
+    }
+}
+
+/// What each mutant is judged against: the unpatched kernel's arguments and upstream
+/// failures, the selection and the options.
+struct Judge<'a> {
+    kernel: &'a KernelArgs,
+    base_label: &'a str,
+    sel: &'a Selection,
+    opts: &'a harness::model::SuiteOptions,
+    fail_fast: bool,
+    same_verdicts: bool,
+    base_ks_failing: &'a [String],
+}
+
+impl Judge<'_> {
+    /// One mutant, from patch to verdict: rebuilt, booted with the scenarios it names first.
+    fn mutant(&self, s: &mut Session, m: shipped::Mutant) -> anyhow::Result<shipped::Row> {
+        let mk = KernelArgs {
+            patches: vec![m.path.clone()],
+            ..self.kernel.clone()
+        };
+        // Patch to verdict: the rebuild, the boot and the suite.
+        let started = std::time::Instant::now();
+        let resolved = s.kernels(&mk)?.remove(0);
+        let mut kernel = resolved.kernel;
+        kernel.label = format!("{}+{}", self.base_label, m.name);
+        s.progress
+            .step(crate::sys::progress::Step::Boot, &kernel.label);
+        // Fail fast: the scenarios the mutant names run first, and the first of them to fail
+        // ends the run (a mutant that breaks fork would otherwise wait out a deadline in
+        // every scenario that forks). The upstream programs still all run.
+        let (named, others): (Vec<_>, Vec<_>) = self
+            .sel
+            .scenarios
+            .iter()
+            .cloned()
+            .partition(|sc| m.names(sc));
+        let mutant_sel = Selection {
+            scenarios: named.iter().chain(&others).cloned().collect(),
+            kselftests: self.sel.kselftests.clone(),
+            guest: self.sel.guest.clone(),
+        };
+        let mutant_opts = harness::model::SuiteOptions {
+            stop_at_first_failure: self.fail_fast,
+            stop_on: named.iter().map(|sc| sc.name.clone()).collect(),
+            ..self.opts.clone()
+        };
+        let run = boot(&kernel, &mutant_opts, &mutant_sel)?;
+        let verdict_secs = started.elapsed().as_secs_f64();
+        let (failing, ks_failing) = shipped::failing(&run);
+        let failing_one_at_a_time = if self.same_verdicts {
+            s.progress.step(
+                crate::sys::progress::Step::Boot,
+                &format!("{}, --jobs 1", kernel.label),
+            );
+            let run = boot(&kernel, &one_at_a_time(&mutant_opts), &mutant_sel)?;
+            Some(shipped::failing(&run).0)
+        } else {
+            None
+        };
+        // Upstream selftests that fail on the unpatched kernel too say nothing about the mutant.
+        let kselftests_failing: Vec<String> = ks_failing
+            .into_iter()
+            .filter(|k| !self.base_ks_failing.contains(k))
+            .collect();
+        let caught = self
+            .sel
+            .scenarios
+            .iter()
+            .filter(|sc| failing.contains(&sc.name))
+            .any(|sc| m.names(sc));
+        eprintln!(
+            "{}: {} in {verdict_secs:.1} s (failing: {})",
+            m.name,
+            if caught { "caught" } else { "NOT CAUGHT" },
+            failing.join(", ")
+        );
+        Ok(shipped::Row {
+            mutant: m,
+            failing,
+            kselftests_failing,
+            caught,
+            failing_one_at_a_time,
+            build_secs: resolved.build_secs,
+            verdict_secs,
+        })
+    }
 }

@@ -15,9 +15,11 @@ use harness::run::Selection;
 use harness::vm::VmEnd;
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::mutation::{self, Build, Choice, JudgedList, MutantResult, Outcome, Report, Upstream};
-use crate::progress::Step;
+use crate::mutation::mechanical::{
+    self, Build, Choice, JudgedList, MutantResult, MutantSpec, Outcome, Report, Upstream,
+};
 use crate::session::Session;
+use crate::sys::progress::Step;
 
 /// Each upstream program's limit in a mutation run, at KVM speed (scaled like every limit).
 const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -38,7 +40,7 @@ pub struct MutateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Run only shard I of N of the chosen mutants (I/N, from 1), for CI jobs side by side.
-    #[arg(long, value_parser = mutation::parse_shard)]
+    #[arg(long, value_parser = mechanical::parse_shard)]
     pub shard: Option<(usize, usize)>,
     /// Print the chosen mutants and stop.
     #[arg(long)]
@@ -79,31 +81,138 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| s.runs_dir().join(format!("mutate-{stamp}")));
     if !a.merge.is_empty() {
-        let parts = a
-            .merge
-            .iter()
-            .map(|p| -> anyhow::Result<Report> {
-                let path = if p.is_dir() {
-                    p.join("mutate.json")
-                } else {
-                    p.clone()
-                };
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-                serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let merged = Report::merge(parts)?;
-        write(&merged, &dir)?;
-        println!("{}", merged.markdown());
-        eprintln!("merged report in {}", dir.display());
-        return Ok(ExitCode::SUCCESS);
+        return merge(&a.merge, &dir);
     }
     let k = &a.kernel;
     if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
         bail!("mutate mutates a packaged kernel's source: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
     s.host_tools()?;
+    let (base, base_src) = unmutated_kernel(&mut s, k)?;
+    let all = generate_all(&mut s, k, &base_src)?;
+    let choice = Choice {
+        functions: a.function.clone(),
+        sample: a.sample,
+        seed: a.seed,
+        shard: a.shard,
+    };
+    let chosen = mechanical::choose(&all, &choice)?;
+    s.progress.note(&format!(
+        "{} mutants generated, {} chosen",
+        all.len(),
+        chosen.len()
+    ));
+    if a.list {
+        print_list(&chosen);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
+    for j in judged.stale(&all) {
+        eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
+    }
+    let guest = s.guest()?;
+    let mut opts = s.suite_options(&a.run, &guest);
+    opts.kselftests = true;
+    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    let started = Instant::now();
+    let baseline = Baseline::of(&mut s, &base, &opts, &guest)?;
+    opts.stop_at_first_failure = true;
+    let bench = workbench(&mut s, k, &base_src)?;
+    let mut report = Report {
+        source: base.provenance.clone(),
+        tool: format!("universalmutator {}", mechanical::TOOL_VERSION),
+        seed: a.seed,
+        sample: a.sample,
+        shards: a
+            .shard
+            .map(|(i, n)| format!("{i}/{n}"))
+            .into_iter()
+            .collect(),
+        functions: a.function.clone(),
+        wall_secs: 0.0,
+        unreliable: baseline.unreliable.clone(),
+        upstream_failing_unmutated: baseline.upstream_failing.clone(),
+        results: vec![],
+    };
+    let mut earlier_secs = 0.0;
+    if a.resume {
+        earlier_secs = resume(
+            &mut s,
+            &mut report,
+            &dir,
+            &chosen,
+            &judged,
+            a.rerun_survivors,
+        )?;
+    }
+    let done: Vec<String> = report.results.iter().map(|r| r.mutant.id.clone()).collect();
+    s.progress.step(
+        Step::Build,
+        &format!("{} mutants, report in {}", chosen.len(), dir.display()),
+    );
+    let trial = Trial {
+        base: &base,
+        opts: &opts,
+        baseline: &baseline,
+        bench: &bench,
+        judged: &judged,
+    };
+    for (i, m) in chosen.iter().enumerate() {
+        if done.contains(&m.id) {
+            continue;
+        }
+        if harness::interrupt::is_set() {
+            eprintln!(
+                "interrupted: the report holds the {} mutants run so far",
+                report.results.len()
+            );
+            break;
+        }
+        let result = trial.run(m)?;
+        eprintln!(
+            "[{}/{}] {} {}:{} in {}: {} (upstream: {}) {:.0} s",
+            i + 1,
+            chosen.len(),
+            m.id,
+            m.file,
+            m.line,
+            m.function,
+            outcome_text(&result.outcome),
+            upstream_text(&result.upstream),
+            result.secs
+        );
+        report.results.push(result);
+        report.wall_secs = earlier_secs + started.elapsed().as_secs_f64();
+        write(&report, &dir)?;
+    }
+    println!("{}", report.markdown());
+    eprintln!("report in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--merge`: the shards' reports as one.
+fn merge(parts: &[PathBuf], dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let parts = parts
+        .iter()
+        .map(|p| -> anyhow::Result<Report> {
+            let path = if p.is_dir() {
+                p.join("mutate.json")
+            } else {
+                p.clone()
+            };
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = Report::merge(parts)?;
+    write(&merged, dir)?;
+    println!("{}", merged.markdown());
+    eprintln!("merged report in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The unmutated kernel (its upstream programs' limits shortened) and its build tree.
+fn unmutated_kernel(s: &mut Session, k: &KernelArgs) -> anyhow::Result<(KernelUnderTest, PathBuf)> {
     let mut base = s.one_kernel(k, "mutate")?.kernel;
     // A mutant that breaks the kernel (an Oops holding a lock) can leave an upstream program
     // hanging until its `settings` limit (90 s, ×4 under TCG): on the unmutated kernel each
@@ -117,99 +226,119 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .nth(5)
         .context("the kernel's bzImage is not inside a build tree")?
         .to_owned();
-    let tool = mutation::tool(&s.cache, !k.no_install, &mut s.progress)?;
+    Ok((base, base_src))
+}
+
+/// Every mechanical mutant of every target file (generated once per source and tool).
+fn generate_all(
+    s: &mut Session,
+    k: &KernelArgs,
+    base_src: &std::path::Path,
+) -> anyhow::Result<Vec<MutantSpec>> {
+    let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
     let gen_dir = s.cache.join("mutate/mutants");
     std::fs::create_dir_all(&gen_dir)?;
     let mut all = Vec::new();
-    for file in mutation::TARGETS {
-        all.extend(mutation::generate(
+    for file in mechanical::TARGETS {
+        all.extend(mechanical::generate(
             &tool,
-            &base_src,
+            base_src,
             file,
             &gen_dir,
             &mut s.progress,
         )?);
     }
-    let choice = Choice {
-        functions: a.function.clone(),
-        sample: a.sample,
-        seed: a.seed,
-        shard: a.shard,
-    };
-    let chosen = mutation::choose(&all, &choice)?;
-    s.progress.note(&format!(
-        "{} mutants generated, {} chosen",
-        all.len(),
-        chosen.len()
-    ));
-    if a.list {
-        for m in &chosen {
-            println!(
-                "{}\t{}:{}\t{}\t{}  =>  {}",
-                m.id,
-                m.file,
-                m.line,
-                m.function,
-                m.original.trim(),
-                m.mutated.trim()
+    Ok(all)
+}
+
+/// `--list`: the chosen mutants, one a line.
+fn print_list(chosen: &[MutantSpec]) {
+    for m in chosen {
+        println!(
+            "{}\t{}:{}\t{}\t{}  =>  {}",
+            m.id,
+            m.file,
+            m.line,
+            m.function,
+            m.original.trim(),
+            m.mutated.trim()
+        );
+    }
+}
+
+/// What the unmutated kernel says: which scenarios decide nothing (they fail there), which
+/// upstream tests fail there, and the selection a mutant runs.
+struct Baseline {
+    unreliable: Vec<String>,
+    upstream_failing: Vec<String>,
+    selection: Selection,
+}
+
+impl Baseline {
+    fn of(
+        s: &mut Session,
+        base: &KernelUnderTest,
+        opts: &harness::model::SuiteOptions,
+        guest: &crate::session::Guest,
+    ) -> anyhow::Result<Baseline> {
+        // The unmutated kernel first: a scenario that fails there decides nothing about a mutant,
+        // and neither does an upstream test that fails there.
+        s.progress
+            .step(Step::Boot, &format!("{} unmutated", base.label));
+        let all_selection = Selection {
+            scenarios: guest.scenarios(false),
+            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+            ..Default::default()
+        };
+        let base_run = harness::run::run_kernel(base, opts, &all_selection)?;
+        harness::artifacts::write(&base_run)?;
+        let failing = |run: &KernelRun, origin: Origin| -> Vec<String> {
+            run.verdicts
+                .iter()
+                .filter(|v| v.origin == origin && v.verdict.is_fail())
+                .map(|v| v.name.clone())
+                .collect()
+        };
+        let unreliable = failing(&base_run, Origin::Scenario);
+        let upstream_base = failing(&base_run, Origin::Upstream);
+        if failing(&base_run, Origin::Vm).len() + unreliable.len()
+            > all_selection.scenarios.len() / 2
+        {
+            bail!(
+                "the unmutated kernel fails most of the suite (see {}): fix that first",
+                base_run.run_dir.display()
             );
         }
-        return Ok(ExitCode::SUCCESS);
+        if !unreliable.is_empty() {
+            eprintln!(
+                "note: left out, failing on the unmutated kernel: {}",
+                unreliable.join(", ")
+            );
+        }
+        let selection = Selection {
+            scenarios: all_selection
+                .scenarios
+                .iter()
+                .filter(|sc| !unreliable.contains(&sc.name))
+                .cloned()
+                .collect(),
+            kselftests: all_selection.kselftests.clone(),
+            ..Default::default()
+        };
+        Ok(Baseline {
+            unreliable,
+            upstream_failing: upstream_base,
+            selection,
+        })
     }
-    let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
-    for j in judged.stale(&all) {
-        eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
-    }
-    let guest = s.guest()?;
-    let mut opts = s.suite_options(&a.run, &guest);
-    opts.kselftests = true;
-    s.choose_accel(&mut opts, a.run.accel, &base)?;
-    let started = Instant::now();
+}
 
-    // The unmutated kernel first: a scenario that fails there decides nothing about a mutant,
-    // and neither does an upstream test that fails there.
-    s.progress
-        .step(Step::Boot, &format!("{} unmutated", base.label));
-    let all_selection = Selection {
-        scenarios: guest.scenarios(false),
-        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-        ..Default::default()
-    };
-    let base_run = harness::run::run_kernel(&base, &opts, &all_selection)?;
-    harness::artifacts::write(&base_run)?;
-    let failing = |run: &KernelRun, origin: Origin| -> Vec<String> {
-        run.verdicts
-            .iter()
-            .filter(|v| v.origin == origin && v.verdict.is_fail())
-            .map(|v| v.name.clone())
-            .collect()
-    };
-    let unreliable = failing(&base_run, Origin::Scenario);
-    let upstream_base = failing(&base_run, Origin::Upstream);
-    if failing(&base_run, Origin::Vm).len() + unreliable.len() > all_selection.scenarios.len() / 2 {
-        bail!(
-            "the unmutated kernel fails most of the suite (see {}): fix that first",
-            base_run.run_dir.display()
-        );
-    }
-    if !unreliable.is_empty() {
-        eprintln!(
-            "note: left out, failing on the unmutated kernel: {}",
-            unreliable.join(", ")
-        );
-    }
-    let selection = Selection {
-        scenarios: all_selection
-            .scenarios
-            .iter()
-            .filter(|sc| !unreliable.contains(&sc.name))
-            .cloned()
-            .collect(),
-        kselftests: all_selection.kselftests.clone(),
-        ..Default::default()
-    };
-    opts.stop_at_first_failure = true;
-
+/// The reusable mutation tree of this unpatched build.
+fn workbench(
+    s: &mut Session,
+    k: &KernelArgs,
+    base_src: &std::path::Path,
+) -> anyhow::Result<mechanical::Workbench> {
     // One mutation tree per unpatched build: its key is the build folder's name.
     let base_key = base_src
         .parent()
@@ -220,92 +349,89 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         .build_jobs
         .filter(|j| *j > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let bench = mutation::Workbench::new(
-        &base_src,
+    mechanical::Workbench::new(
+        base_src,
         &s.cache.join("mutate/trees").join(base_key),
         jobs,
         &mut s.progress,
-    )?;
-    let mut report = Report {
-        source: base.provenance.clone(),
-        tool: format!("universalmutator {}", mutation::TOOL_VERSION),
-        seed: a.seed,
-        sample: a.sample,
-        shards: a
-            .shard
-            .map(|(i, n)| format!("{i}/{n}"))
-            .into_iter()
-            .collect(),
-        functions: a.function.clone(),
-        wall_secs: 0.0,
-        unreliable,
-        upstream_failing_unmutated: upstream_base.clone(),
-        results: vec![],
-    };
+    )
+}
+
+/// `--resume`: the results already in `dir` that this run chose (survivors dropped with
+/// `--rerun-survivors`, judged ones counted as judged now); returns the wall time so far.
+fn resume(
+    s: &mut Session,
+    report: &mut Report,
+    dir: &std::path::Path,
+    chosen: &[MutantSpec],
+    judged: &JudgedList,
+    rerun_survivors: bool,
+) -> anyhow::Result<f64> {
     let mut earlier_secs = 0.0;
-    if a.resume {
-        if let Ok(bytes) = std::fs::read(dir.join("mutate.json")) {
-            let old: Report = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parse {}", dir.join("mutate.json").display()))?;
-            if (old.source.as_str(), old.tool.as_str(), old.seed, old.sample)
-                != (
-                    report.source.as_str(),
-                    report.tool.as_str(),
-                    report.seed,
-                    report.sample,
-                )
-            {
-                bail!(
-                    "--resume: {} holds another run (seed {}, sample {:?}, {})",
-                    dir.display(),
-                    old.seed,
-                    old.sample,
-                    old.source
-                );
-            }
-            let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
-            // The wall time so far is kept: the report's time is the whole run's.
-            earlier_secs = old.wall_secs;
-            report.results = old
-                .results
-                .into_iter()
-                .filter(|r| chosen_ids.contains(&r.mutant.id.as_str()))
-                .collect();
-            if a.rerun_survivors {
-                report.results.retain(|r| r.outcome != Outcome::Survived);
-            }
-            // A survivor judged equivalent since is counted as judged now.
-            for r in &mut report.results {
-                if let (Outcome::Survived, Some(j)) = (&r.outcome, judged.find(&r.mutant)) {
-                    r.outcome = Outcome::JudgedEquivalent {
-                        reason: j.reason.clone(),
-                    };
-                    r.upstream = Upstream::NotRun;
-                }
-            }
-            s.progress.note(&format!(
-                "resuming: {} of {} mutants already done",
-                report.results.len(),
-                chosen.len()
-            ));
-        }
-    }
-    let done: Vec<String> = report.results.iter().map(|r| r.mutant.id.clone()).collect();
-    s.progress.step(
-        Step::Build,
-        &format!("{} mutants, report in {}", chosen.len(), dir.display()),
-    );
-    for (i, m) in chosen.iter().enumerate() {
-        if done.contains(&m.id) {
-            continue;
-        }
-        if harness::interrupt::is_set() {
-            eprintln!(
-                "interrupted: the report holds the {} mutants run so far",
-                report.results.len()
+    if let Ok(bytes) = std::fs::read(dir.join("mutate.json")) {
+        let old: Report = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parse {}", dir.join("mutate.json").display()))?;
+        if (old.source.as_str(), old.tool.as_str(), old.seed, old.sample)
+            != (
+                report.source.as_str(),
+                report.tool.as_str(),
+                report.seed,
+                report.sample,
+            )
+        {
+            bail!(
+                "--resume: {} holds another run (seed {}, sample {:?}, {})",
+                dir.display(),
+                old.seed,
+                old.sample,
+                old.source
             );
-            break;
         }
+        let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
+        // The wall time so far is kept: the report's time is the whole run's.
+        earlier_secs = old.wall_secs;
+        report.results = old
+            .results
+            .into_iter()
+            .filter(|r| chosen_ids.contains(&r.mutant.id.as_str()))
+            .collect();
+        if rerun_survivors {
+            report.results.retain(|r| r.outcome != Outcome::Survived);
+        }
+        // A survivor judged equivalent since is counted as judged now.
+        for r in &mut report.results {
+            if let (Outcome::Survived, Some(j)) = (&r.outcome, judged.find(&r.mutant)) {
+                r.outcome = Outcome::JudgedEquivalent {
+                    reason: j.reason.clone(),
+                };
+                r.upstream = Upstream::NotRun;
+            }
+        }
+        s.progress.note(&format!(
+            "resuming: {} of {} mutants already done",
+            report.results.len(),
+            chosen.len()
+        ));
+    }
+    Ok(earlier_secs)
+}
+
+/// What one mutant is run against.
+struct Trial<'a> {
+    base: &'a KernelUnderTest,
+    opts: &'a harness::model::SuiteOptions,
+    baseline: &'a Baseline,
+    bench: &'a mechanical::Workbench,
+    judged: &'a JudgedList,
+}
+
+impl Trial<'_> {
+    /// One mutant: judged, or built (not compiled, identical object code, or a kernel) and
+    /// run with the suite; the mutation tree is restored after.
+    fn run(&self, m: &MutantSpec) -> anyhow::Result<MutantResult> {
+        let (base, opts, bench, judged) = (self.base, self.opts, self.bench, self.judged);
+        let (selection, upstream_base) =
+            (&self.baseline.selection, &self.baseline.upstream_failing);
         let t = Instant::now();
         let diff = m.diff(bench.original(&m.file).unwrap_or(""), 2);
         let (outcome, upstream) = if let Some(j) = judged.find(m) {
@@ -326,39 +452,23 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
                         bzimage,
                         ..base.clone()
                     };
-                    let run = harness::run::run_kernel(&kernel, &opts, &selection)?;
+                    let run = harness::run::run_kernel(&kernel, opts, selection)?;
                     harness::artifacts::write(&run)?;
-                    classify(&run, &upstream_base)
+                    classify(&run, upstream_base)
                 }
             };
             bench.restore(&m.file)?;
             r
         };
         let secs = t.elapsed().as_secs_f64();
-        eprintln!(
-            "[{}/{}] {} {}:{} in {}: {} (upstream: {}) {secs:.0} s",
-            i + 1,
-            chosen.len(),
-            m.id,
-            m.file,
-            m.line,
-            m.function,
-            outcome_text(&outcome),
-            upstream_text(&upstream)
-        );
-        report.results.push(MutantResult {
+        Ok(MutantResult {
             mutant: m.clone(),
             outcome,
             upstream,
             secs,
             diff,
-        });
-        report.wall_secs = earlier_secs + started.elapsed().as_secs_f64();
-        write(&report, &dir)?;
+        })
     }
-    println!("{}", report.markdown());
-    eprintln!("report in {}", dir.display());
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The first failure decides: a scenario (or the boot itself) failing is a kill, a limit

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::apt;
 use crate::args::KernelArgs;
+use crate::kernel::apt;
 use crate::session::Session;
 
 pub fn run(a: KernelArgs) -> anyhow::Result<ExitCode> {

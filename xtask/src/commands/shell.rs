@@ -9,8 +9,9 @@ use clap::Args;
 use harness::image::{self, ExtraFile, Manifest};
 
 use crate::args::{KernelArgs, RunArgs};
-use crate::host_tools::BUSYBOX;
 use crate::session::Session;
+use crate::sys::host_tools::BUSYBOX;
+use crate::sys::proc::{self, Wait, Waited};
 
 /// What the guest's init looks for on the kernel command line (guest-tests' ue-init).
 pub const SHELL_FLAG: &str = "ue.shell";
@@ -122,15 +123,15 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         .spawn()
         .with_context(|| format!("start {}", qemu.binary.display()))?;
     // SIGTERM (or SIGINT from outside the VM's terminal) ends QEMU too.
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if harness::interrupt::is_set() {
-            let _ = child.kill();
-            break child.wait()?;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let status = match proc::wait_for(
+        &mut child,
+        Wait::forever()
+            .or_interrupt()
+            .polling(std::time::Duration::from_millis(50)),
+        || false,
+    )? {
+        Waited::Exited(st) | Waited::Interrupted(st) | Waited::TimedOut(st) => st,
+        Waited::Ready => unreachable!("nothing is watched"),
     };
     let _ = std::fs::remove_file(&initrd);
     eprintln!("the VM is off ({status})");

@@ -8,7 +8,7 @@ use clap::Args;
 use harness::model::{FailCause, KernelUnderTest};
 
 use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
-use crate::resolve;
+use crate::kernel::resolve;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -43,13 +43,13 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
     }
     s.progress.step(
-        crate::progress::Step::Boot,
+        crate::sys::progress::Step::Boot,
         &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),
     );
     let mut failed_runs = Vec::new();
@@ -144,7 +144,7 @@ fn list(
         })
         .collect();
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest_programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     let never = |_: &KernelUnderTest,
                  _: &harness::run::Selection|
      -> anyhow::Result<harness::model::KernelRun> {

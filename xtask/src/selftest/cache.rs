@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use harness::model::KernelUnderTest;
 
-use crate::inventory::staging_pid;
+use crate::cache::inventory::staging_pid;
+use crate::sys::proc::{self, Wait, Waited};
 
 /// Where a run is stopped: each stage's scratch cache holds everything before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,17 +170,10 @@ fn start(xtask: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow::Resu
         .spawn()?)
 }
 
+/// The exit code of a run that ended within `limit` (-1 for a signal); `None` for one that
+/// did not, which is then killed with its group.
 fn wait_exit(child: &mut Child, limit: Duration) -> anyhow::Result<Option<i32>> {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait()? {
-            return Ok(Some(st.code().unwrap_or(-1)));
-        }
-        if t.elapsed() > limit {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Ok(proc::wait_for(child, Wait::within(limit), || false)?.exit_code())
 }
 
 /// Processes whose command line or working directory is in `dir`.
@@ -253,27 +247,27 @@ fn interrupt_at(
     let sockets_before = sockets_in(runs_dir);
     let log = cache.with_extension(format!("{}.log", signal.1));
     let mut child = start(xtask, cache, &log, &[])?;
-    let t = Instant::now();
-    loop {
+    let reached = proc::wait_for(
+        &mut child,
+        Wait::within(Duration::from_secs(600)).polling(Duration::from_millis(50)),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(stage.started())
+        },
+    )?;
+    if !matches!(reached, Waited::Ready) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains(stage.started()) {
-            break;
-        }
-        if child.try_wait()?.is_some() || t.elapsed() > Duration::from_secs(600) {
-            let _ = child.kill();
-            bail!("the run never reached {stage:?}:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        bail!("the run never reached {stage:?}:\n{text}");
     }
     // Into the stage: its child is running (a fast mirror downloads 150 MB in a second or
     // two, so not longer).
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
-    unsafe { libc::kill(child.id() as i32, signal.0) };
+    proc::signal(child.id(), signal.0);
     let code = wait_exit(&mut child, Duration::from_secs(5))?;
     let exit_ms = sent.elapsed().as_millis();
     let Some(code) = code else {
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         bail!("{stage:?}: no exit within 5 s of {}", signal.1);
     };
     if code != i32::from(crate::exit::INTERRUPTED) {
@@ -288,7 +282,7 @@ fn interrupt_at(
     if !procs.is_empty() {
         bail!("{stage:?}: processes left after {}: {procs:?}", signal.1);
     }
-    let qemus = crate::selftest::leftover_qemus(runs_dir);
+    let qemus = crate::selftest::vm::leftover_qemus(runs_dir);
     if !qemus.is_empty() {
         bail!("{stage:?}: QEMU left after {}: {qemus:?}", signal.1);
     }

@@ -2,14 +2,14 @@
 //! (own sources list, lists, archives and status). The system's apt configuration is read
 //! only to learn which mirror this machine uses, never changed.
 
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
 
-use crate::progress::{Progress, Step};
+use crate::sys::progress::{Progress, Step};
 
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -352,10 +352,10 @@ impl PrivateApt {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let (mut child, _tracked) =
-            crate::children::spawn(&mut cmd).context("run apt-get download")?;
+            crate::sys::proc::spawn(&mut cmd).context("run apt-get download")?;
         // The bytes on disk against the index's size: a percentage and an ETA.
         let label = format!("{} {}", entry.package, entry.version);
-        while child.try_wait()?.is_none() {
+        let watch_download = || {
             let got: u64 = std::fs::read_dir(&tmp)
                 .map(|d| {
                     d.flatten()
@@ -371,12 +371,17 @@ impl PrivateApt {
                 Some((entry.size >> 20) as usize),
                 "MiB",
             );
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
+            false
+        };
+        crate::sys::proc::wait_for(
+            &mut child,
+            crate::sys::proc::Wait::forever().polling(std::time::Duration::from_millis(500)),
+            watch_download,
+        )?;
         progress.end_long_step();
         let out = child.wait_with_output();
         // Stopped by SIGINT or SIGTERM: the staging folder goes, then the stage fails.
-        if let Err(e) = crate::children::check() {
+        if let Err(e) = crate::sys::proc::check() {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
@@ -492,7 +497,7 @@ impl Mirrors {
     pub fn from_system() -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         Self::choose(
-            &crate::host_tools::sources::HostSources::system(),
+            &crate::sys::host_tools::sources::HostSources::system(),
             env("UE_DEBIAN_MIRROR"),
             env("UE_DEBIAN_SECURITY_MIRROR"),
         )
@@ -502,7 +507,7 @@ impl Mirrors {
     /// mirror is not always named (a sid host has no `-security` suite): it defaults to the
     /// Debian mirror's `debian-security` sibling, or Debian's for Debian's archive.
     pub fn choose(
-        host: &crate::host_tools::sources::HostSources,
+        host: &crate::sys::host_tools::sources::HostSources,
         debian_override: Option<String>,
         security_override: Option<String>,
     ) -> Self {
@@ -538,7 +543,7 @@ impl Mirrors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_tools::sources::HostSources;
+    use crate::sys::host_tools::sources::HostSources;
 
     #[test]
     fn index_records_parse() {

@@ -9,10 +9,10 @@ use anyhow::{bail, Context as _};
 use harness::model::{Expectation, Feature, KernelUnderTest};
 
 use crate::args::KernelArgs;
-use crate::kbuild::{self, BuildRequest, Source};
-use crate::kernels::{self, KernelList};
-use crate::progress::Progress;
-use crate::{apt, kconfig, kselftests, source};
+use crate::kernel::build::{self, BuildRequest, Source};
+use crate::kernel::list::{self, KernelList};
+use crate::kernel::{apt, kconfig, kselftests, source};
+use crate::sys::progress::Progress;
 
 /// A kernel ready to boot, and what it took to get it.
 pub struct Resolved {
@@ -20,7 +20,7 @@ pub struct Resolved {
     /// Seconds make ran for it in this call; None when it came from the cache (or is an image).
     pub build_secs: Option<f64>,
     /// The record of the build this call ran (steps, ccache); None as for `build_secs`.
-    pub built: Option<kbuild::BuildRecord>,
+    pub built: Option<build::BuildRecord>,
 }
 
 /// The trial label of a kernel of the list: `6.12`, `6.12-debug`, `6.12+fixes`,
@@ -153,7 +153,7 @@ pub fn resolve(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
 fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
     let overridden = a.features.as_ref().map(|f| -> anyhow::Result<Expectation> {
         Ok(Expectation {
-            features: kernels::parse_features(f)?,
+            features: list::parse_features(f)?,
             source: "--features".into(),
             known_bugs: vec![],
         })
@@ -177,69 +177,109 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
                 .with_context(|| format!("--patch {}: no such file", p.display()))
         })
         .collect::<anyhow::Result<_>>()?;
-    let kconfig_lines = checked_kconfig(&a.kconfig)?;
-    let list = KernelList::load(s.configs)?;
-    let configs = s.configs.to_owned();
-    let jobs = a
-        .build_jobs
-        .filter(|j| *j > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let with_debug = |mut f: Vec<PathBuf>| {
-        if a.debug {
-            f.push(configs.join("debug.config"));
+    let own = OwnBuild {
+        patches,
+        kconfig_lines: checked_kconfig(&a.kconfig)?,
+        list: KernelList::load(s.configs)?,
+        configs: s.configs,
+        jobs: a
+            .build_jobs
+            .filter(|j| *j > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        overridden,
+        debug: a.debug,
+        gdb: a.gdb,
+    };
+    match &a.kernel_tree {
+        Some(tree) => Ok(vec![resolve_tree(s, a, tree, own)?]),
+        None => resolve_listed(s, a, &own),
+    }
+}
+
+/// What every kernel this harness builds takes from the command line.
+struct OwnBuild<'a> {
+    /// `--patch` files, canonical.
+    patches: Vec<PathBuf>,
+    /// `--kconfig` lines, checked.
+    kconfig_lines: Vec<String>,
+    list: KernelList,
+    configs: &'a Path,
+    jobs: usize,
+    /// `--features`: what the kernel must have, instead of the list's word.
+    overridden: Option<Expectation>,
+    debug: bool,
+    gdb: bool,
+}
+
+impl OwnBuild<'_> {
+    /// The fragments, with debug.config and gdb.config when asked for.
+    fn with_debug(&self, mut f: Vec<PathBuf>) -> Vec<PathBuf> {
+        if self.debug {
+            f.push(self.configs.join("debug.config"));
         }
-        if a.gdb {
-            f.push(configs.join("gdb.config"));
+        if self.gdb {
+            f.push(self.configs.join("gdb.config"));
         }
         f
-    };
-    if let Some(tree) = &a.kernel_tree {
-        source::check_kernel_tree(tree)?;
-        let label = gdb_label(tree_label(tree)?, a.gdb);
-        let default = &list.kernels[&list.default];
-        let req = BuildRequest {
-            label: label.clone(),
-            source: Source::Tree { tree: tree.clone() },
-            fragments: with_debug(default.fragment_paths(&configs)),
-            extra_patches: patches.len(),
-            patches,
-            absent: vec![],
-            kconfig: kconfig_lines.clone(),
-            jobs,
-            ccache: a.ccache,
-        };
-        let built = kbuild::build(s.cache, &req, s.progress)?;
-        let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
-        let expected = overridden.unwrap_or_else(|| tree_expectation(tree, Some(&built.config)));
-        let kernel = KernelUnderTest {
-            label,
-            bzimage: built.bzimage,
-            config: Some(built.config),
-            provenance: format!(
-                "tree {} (built from its snapshot {}){}",
-                tree.display(),
-                built.src.display(),
-                if built.record.patches.is_empty() {
-                    String::new()
-                } else {
-                    format!(" + {}", built.record.patches.join(", "))
-                }
-            ),
-            identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
-            kselftests,
-            expected,
-        };
-        let build_secs = built.ran_make.then_some(built.record.build_secs);
-        return Ok(vec![Resolved {
-            kernel,
-            build_secs,
-            built: built.ran_make.then_some(built.record),
-        }]);
     }
-    let selected = list.select(a.kernel.as_deref())?;
+}
+
+/// A developer's tree (`--kernel-tree`), snapshotted and built with the default kernel's
+/// fragments.
+fn resolve_tree(s: Places, a: &KernelArgs, tree: &Path, own: OwnBuild) -> anyhow::Result<Resolved> {
+    source::check_kernel_tree(tree)?;
+    let label = gdb_label(tree_label(tree)?, a.gdb);
+    let default = &own.list.kernels[&own.list.default];
+    let req = BuildRequest {
+        label: label.clone(),
+        source: Source::Tree {
+            tree: tree.to_owned(),
+        },
+        fragments: own.with_debug(default.fragment_paths(own.configs)),
+        extra_patches: own.patches.len(),
+        patches: own.patches,
+        absent: vec![],
+        kconfig: own.kconfig_lines,
+        jobs: own.jobs,
+        ccache: a.ccache,
+    };
+    let built = build::build(s.cache, &req, s.progress)?;
+    let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
+    let expected = own
+        .overridden
+        .unwrap_or_else(|| tree_expectation(tree, Some(&built.config)));
+    let kernel = KernelUnderTest {
+        label,
+        bzimage: built.bzimage,
+        config: Some(built.config),
+        provenance: format!(
+            "tree {} (built from its snapshot {}){}",
+            tree.display(),
+            built.src.display(),
+            if built.record.patches.is_empty() {
+                String::new()
+            } else {
+                format!(" + {}", built.record.patches.join(", "))
+            }
+        ),
+        identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
+        kselftests,
+        expected,
+    };
+    let build_secs = built.ran_make.then_some(built.record.build_secs);
+    Ok(Resolved {
+        kernel,
+        build_secs,
+        built: built.ran_make.then_some(built.record),
+    })
+}
+
+/// The list's kernels `--kernel` selects, each downloaded, patched and built (all cached).
+fn resolve_listed(s: Places, a: &KernelArgs, own: &OwnBuild) -> anyhow::Result<Vec<Resolved>> {
+    let selected = own.list.select(a.kernel.as_deref())?;
     // One index over every suite the list names, so switching kernels never refreshes it.
     let aptc = apt::PrivateApt::new(s.cache);
-    aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
+    aptc.update(&own.list.all_suites(), &own.list.all_packages(), s.progress)?;
     let mut out = Vec::new();
     for (name, spec) in selected {
         let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
@@ -248,18 +288,21 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
         }
         let cache = s.cache;
         let fetch = |p: &mut Progress| source::fetch_pristine(&aptc, cache, &entry, p);
-        let mut all_patches = spec.patch_paths(&configs);
+        let mut all_patches = spec.patch_paths(own.configs);
         // The fixes go on top of the kernel as listed, under a --patch or a mutant: a build
         // with them starts from the cached build without them.
         let fixes = if a.fixes {
-            spec.fix_paths(&configs)
+            spec.fix_paths(own.configs)
         } else {
             vec![]
         };
-        let extra_patches = fixes.len() + patches.len();
+        let extra_patches = fixes.len() + own.patches.len();
         all_patches.extend(fixes.iter().cloned());
-        all_patches.extend(patches.iter().cloned());
-        let label = gdb_label(label(&name, a.debug, a.fixes, !patches.is_empty()), a.gdb);
+        all_patches.extend(own.patches.iter().cloned());
+        let label = gdb_label(
+            label(&name, a.debug, a.fixes, !own.patches.is_empty()),
+            a.gdb,
+        );
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -270,15 +313,15 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
                 identity: identity.clone(),
                 fetch: &fetch,
             },
-            fragments: with_debug(spec.fragment_paths(&configs)),
+            fragments: own.with_debug(spec.fragment_paths(own.configs)),
             patches: all_patches,
             extra_patches,
             absent: spec.absent.clone(),
-            kconfig: kconfig_lines.clone(),
-            jobs,
+            kconfig: own.kconfig_lines.clone(),
+            jobs: own.jobs,
             ccache: a.ccache,
         };
-        let built = kbuild::build(s.cache, &req, s.progress)?;
+        let built = build::build(s.cache, &req, s.progress)?;
         if !built.ran_make {
             s.progress.note(&format!(
                 "{label}: cached build {} (nothing changed, no make)",
@@ -299,7 +342,8 @@ fn resolve_own(s: Places, a: &KernelArgs) -> anyhow::Result<Vec<Resolved>> {
             identity: with_patches(identity, &built.record.patches),
             kselftests,
             expected: {
-                let mut e = overridden
+                let mut e = own
+                    .overridden
                     .clone()
                     .unwrap_or_else(|| spec.expectation(&name));
                 if a.fixes {
@@ -340,7 +384,7 @@ fn checked_kconfig(values: &[String]) -> anyhow::Result<Vec<String>> {
 /// A new upload to the archive means a new download and a cold build: said once, with how
 /// to keep the version this cache has.
 fn note_new_upload(cache: &Path, name: &str, entry: &apt::IndexEntry, progress: &mut Progress) {
-    let mut cached: Vec<String> = crate::inventory::entries(cache, false)
+    let mut cached: Vec<String> = crate::cache::inventory::entries(cache, false)
         .into_iter()
         .filter_map(|e| e.package_version)
         .filter(|(p, _)| *p == entry.package)
@@ -378,12 +422,12 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256
     );
-    let key = kbuild::key_for(
+    let key = build::key_for(
         &identity,
         &spec.fragment_paths(s.configs),
         &spec.patch_paths(s.configs),
         &spec.absent,
-        &kbuild::compiler_version()?,
+        &build::compiler_version()?,
     )?;
     Ok(format!(
         "{name}-{}-{key}",

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Every entry becomes visible by a rename or by its marker written last, so an interrupted
-//! run never leaves anything that looks complete.
+//! run never leaves anything that looks complete. What the cache holds and what may go is
+//! [`inventory`].
+
+pub mod inventory;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -24,6 +27,14 @@ use sha2::{Digest, Sha256};
 /// Lower-case hex, as sha256sum and apt's indexes write digests.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scratch git kernel tree that `cargo xtask selftest -- devloop` makes and the bench's
+/// edit-and-rerun row reuses (`UE_SELFTEST_TREE`, or under the cache).
+pub fn selftest_tree(cache: &Path) -> PathBuf {
+    std::env::var_os("UE_SELFTEST_TREE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("selftest/linux-tree"))
 }
 
 pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
@@ -80,7 +91,7 @@ pub fn lock(path: &Path) -> anyhow::Result<Lock> {
             if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 bail!("lock {}: {e}", path.display());
             }
-            crate::children::check()?;
+            crate::sys::proc::check()?;
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }

@@ -12,12 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 
-/// Where the shared tree lives (`UE_SELFTEST_TREE`, or under the cache).
-pub fn tree_path(cache: &Path) -> PathBuf {
-    std::env::var_os("UE_SELFTEST_TREE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("selftest/linux-tree"))
-}
+use crate::sys::proc::{self, git, Waited};
 
 /// The mutant the bisect's history carries, and a trial that catches it (its `Must catch:`).
 const MUTANT: &str = "fork-no-dup.patch";
@@ -26,43 +21,36 @@ const CATCHES: &str = "fork::child_inherits_registration";
 const QUICK: &str = "basic::present";
 const TRACE_FILE: &str = "kernel/trace/trace_events_user.c";
 
-fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args([
-            "-c",
-            "user.name=ue-selftest",
-            "-c",
-            "user.email=ue@localhost",
-        ])
-        // No background repacking of the big first commit while kernels build.
-        .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
-        .args(args)
-        .output()
-        .context("run git")?;
-    ensure!(
-        out.status.success(),
-        "git {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// The scratch tree's own git settings: a fixed author for the bisect's commits, and no
+/// background repacking of the big first commit while kernels build.
+const GIT_SETTINGS: [(&str, &str); 4] = [
+    ("user.name", "ue-selftest"),
+    ("user.email", "ue@localhost"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+];
+
+fn configure_git(tree: &Path) -> anyhow::Result<()> {
+    for (key, value) in GIT_SETTINGS {
+        git(tree, &["config", key, value])?;
+    }
+    Ok(())
 }
 
 /// The shared tree: the pristine source committed as `main`, then `make tinyconfig` in
 /// place (so it is configured, as every developer's tree is). Made once; later calls put it
 /// back on `main` with the tracked files as committed.
 pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(
+    crate::sys::host_tools::ensure_tools(
         &crate::cache::cache_dir(None),
-        &[&crate::host_tools::GIT],
+        &[&crate::sys::host_tools::GIT],
         true,
-        crate::host_tools::Need::Boot,
+        crate::sys::host_tools::Need::Boot,
     )?;
     if tree.join(".git").exists() && tree.join(".config").exists() {
         // Not `checkout -f`: that writes every file anew, and a developer's tree is never
         // treated so. A case that failed half-way may have left the history branch out.
+        configure_git(tree)?;
         if git(tree, &["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
             git(tree, &["checkout", "-q", "main"])?;
         }
@@ -80,6 +68,7 @@ pub fn ensure_tree(tree: &Path, pristine: &Path) -> anyhow::Result<()> {
     ensure!(st.success(), "cp -al {} failed", pristine.display());
     let _ = std::fs::remove_file(tmp.join(".ue-complete"));
     git(&tmp, &["init", "-q", "-b", "main"])?;
+    configure_git(&tmp)?;
     // Debian's tarball ignores its whole top level (`/*` in .gitignore): add by force.
     git(&tmp, &["add", "-f", "-A"])?;
     git(&tmp, &["commit", "-q", "-m", "pristine linux 6.12"])?;
@@ -191,7 +180,7 @@ fn build_steps(run: &Path) -> anyhow::Result<usize> {
 /// incrementally; the base config is named; --nocapture shows the scenario's notes.
 pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> anyhow::Result<()> {
     let t = tree.to_str().context("tree path")?;
-    let before = crate::snapshot::fingerprint(tree)?;
+    let before = crate::kernel::snapshot::fingerprint(tree)?;
     ensure!(
         before.contains_key(Path::new(".config")),
         "the tree is not configured in place"
@@ -218,7 +207,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
         "--nocapture printed no notes:\n{}",
         tail(&first.stdout)
     );
-    same_tree(&before, &crate::snapshot::fingerprint(tree)?)?;
+    same_tree(&before, &crate::kernel::snapshot::fingerprint(tree)?)?;
     eprintln!("    first run on the tree: {:.1} s", first.secs);
 
     // One line of the user_events source, edited as a developer would.
@@ -231,7 +220,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
     );
     ensure!(edited != orig, "{TRACE_FILE} has no USER_EVENTS_PREFIX_LEN");
     replace_file(&path, &edited)?;
-    let after_edit = crate::snapshot::fingerprint(tree)?;
+    let after_edit = crate::kernel::snapshot::fingerprint(tree)?;
     // A scenario that polls once, its notes shown after the summary (--show-output).
     let noted = "fork::later_registrations_stay_per_process";
     let second = xtask(
@@ -246,7 +235,7 @@ pub fn tree_never_written_and_edit_is_incremental(exe: &Path, tree: &Path) -> an
             "--show-output",
         ],
     );
-    let after_run = crate::snapshot::fingerprint(tree);
+    let after_run = crate::kernel::snapshot::fingerprint(tree);
     // Put the file back whatever happened (the tree is shared by the other cases).
     git(tree, &["checkout", "-q", "--", TRACE_FILE])?;
     let second = second?;
@@ -354,20 +343,9 @@ pub fn keep_rerun_and_paste(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let outcome = proc::wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(300))?;
     ensure!(
-        status.is_some(),
+        matches!(outcome, Waited::Exited(_)),
         "the pasted command line did not end within 300 s"
     );
     let got = String::from_utf8_lossy(&std::fs::read(&results).unwrap_or_default()).into_owned();
@@ -430,7 +408,7 @@ pub fn kconfig_is_applied_and_checked(exe: &Path, tree: &Path) -> anyhow::Result
 /// --patch on a tree goes to the snapshot (the tree is unchanged) and the mutant is caught.
 pub fn patch_applies_to_the_snapshot(exe: &Path, tree: &Path, mutant: &Path) -> anyhow::Result<()> {
     let t = tree.to_str().context("tree path")?;
-    let before = crate::snapshot::fingerprint(tree)?;
+    let before = crate::kernel::snapshot::fingerprint(tree)?;
     let run = xtask(
         exe,
         &[
@@ -467,7 +445,7 @@ pub fn patch_applies_to_the_snapshot(exe: &Path, tree: &Path, mutant: &Path) -> 
             dir.display()
         );
     }
-    same_tree(&before, &crate::snapshot::fingerprint(tree)?)?;
+    same_tree(&before, &crate::kernel::snapshot::fingerprint(tree)?)?;
     Ok(())
 }
 
@@ -520,11 +498,11 @@ pub fn shell_runs_a_scenario(exe: &Path, tree: &Path, patch: Option<&Path>) -> a
 /// --gdb: QEMU waits, the printed gdb command's vmlinux matches, and Debian's gdb in batch
 /// mode stops in user_events_ioctl_reg while one scenario runs.
 pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
-    crate::host_tools::ensure_tools(
+    crate::sys::host_tools::ensure_tools(
         &crate::cache::cache_dir(None),
-        &[&crate::host_tools::GDB],
+        &[&crate::sys::host_tools::GDB],
         true,
-        crate::host_tools::Need::Boot,
+        crate::sys::host_tools::Need::Boot,
     )?;
     let port = free_port()?;
     let mut child = Command::new(exe)
@@ -588,27 +566,19 @@ pub fn gdb_breaks_in_ioctl_reg(exe: &Path, tree: &Path) -> anyhow::Result<()> {
         );
         Ok(())
     })();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if Instant::now() > deadline || result.is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    if result.is_err() {
+        proc::kill_and_reap(&mut child)?;
+    }
     result?;
+    let outcome = proc::wait_with_deadline(&mut child, Instant::now() + Duration::from_secs(600))?;
     ensure!(
-        status.is_some_and(|s| s.success()),
-        "the run under gdb did not pass ({status:?})"
+        matches!(outcome, Waited::Exited(st) if st.success()),
+        "the run under gdb did not pass ({outcome:?})"
     );
     Ok(())
 }
 
-/// The trials' kernel label of a tree: its folder's name (crate::resolve's rule).
+/// The trials' kernel label of a tree: its folder's name (crate::kernel::resolve's rule).
 fn tree_label(tree: &Path) -> String {
     tree.file_name()
         .map_or("tree".into(), |n| n.to_string_lossy().into_owned())

@@ -4,7 +4,7 @@
 //! the executables taken from cargo's JSON messages. Nothing but the crate's Cargo.toml is
 //! needed. Each program is then checked and listed by [`harness::guest_program::inspect`].
 
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use harness::model::{GuestProgram, GuestTestStyle};
 
 use crate::args::GuestTestArgs;
 use crate::guest::TARGET;
-use crate::progress::{Progress, Step};
+use crate::sys::progress::{Progress, Step};
 
 /// Every guest test program the arguments name, checked; empty without any.
 pub fn resolve(
@@ -216,7 +216,7 @@ fn build_crate(
         .stdin(Stdio::null())
         .output_tracked()
         .with_context(|| format!("run {cargo} test --no-run for {}", dir.display()))?;
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     let messages = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(

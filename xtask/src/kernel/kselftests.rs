@@ -3,7 +3,7 @@
 //! in the same boot as the scenarios. A program that does not build is reported with the
 //! compiler's message.
 
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use harness::model::{KselftestBinary, KselftestBuild, KSELFTESTS};
 use serde::{Deserialize, Serialize};
 
-use crate::progress::{Progress, Step};
+use crate::sys::progress::{Progress, Step};
 
 const STAMP: &str = "BUILT.json";
 
@@ -70,7 +70,7 @@ pub fn build(
     let tests = src.join("tools/testing/selftests/user_events");
     let timeout = settings_timeout(&tests.join("settings"));
     // `make headers` installs this tree's uapi headers under out/usr/include (KHDR_INCLUDES).
-    let headers = crate::kbuild::make_cmd(src, out)
+    let headers = crate::kernel::build::make_cmd(src, out)
         .arg("headers")
         .output_tracked()
         .context("make headers")?;
@@ -128,7 +128,7 @@ pub fn build(
         });
     }
     // A gcc stopped by Ctrl-C is no compiler verdict: record nothing.
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     crate::cache::write_atomic(
         &stamp,
         &serde_json::to_vec_pretty(&Stamp {

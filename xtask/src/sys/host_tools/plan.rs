@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::sources::HostSources;
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 
 /// Where a package came from, as `cargo xtask host-tools` and `.ci/run` report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -609,7 +609,8 @@ mod tests {
 
     #[test]
     fn madison_names_the_suite_of_the_installed_version() {
-        let text = include_str!("../../test_data/host-apt/bookworm-image/madison-qemu-utils.txt");
+        let text =
+            include_str!("../../../test_data/host-apt/bookworm-image/madison-qemu-utils.txt");
         assert_eq!(
             madison_suites(text, "1:10.0.2+ds-2+deb13u1~bpo12+1"),
             ["bookworm-backports"]

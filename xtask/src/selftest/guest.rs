@@ -18,7 +18,7 @@ use harness::run::{run_kernel, Selection};
 use harness::vm::VmEnd;
 
 use crate::args::GuestTestArgs;
-use crate::progress::Progress;
+use crate::sys::progress::Progress;
 
 const FIXTURE: &str = "ue_guest_fixture";
 
@@ -130,7 +130,7 @@ fn programs(
         guest_test_timeout: timeout,
         ..Default::default()
     };
-    crate::guest_programs::resolve(&a, target, &mut Progress::new())
+    crate::guest::programs::resolve(&a, target, &mut Progress::new())
 }
 
 /// The fixture crate, built for the guest.

@@ -1,11 +1,14 @@
 //! The static guest programs (`guest-tests`): built for the one target this toolchain has,
-//! with the C runtime linked in, so they run as PID 1 in an initramfs with no libc.
+//! with the C runtime linked in, so they run as PID 1 in an initramfs with no libc. Other
+//! people's test programs for the guest are [`programs`].
+
+pub mod programs;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::progress::{Progress, Step};
+use crate::sys::progress::{Progress, Step};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -47,7 +50,7 @@ fn cargo_build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::R
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // An explicit --target keeps RUSTFLAGS off build scripts and proc-macros (serde_derive),
     // which must stay dynamically linked host programs.
-    let st = crate::children::status(
+    let st = crate::sys::proc::status(
         std::process::Command::new(cargo)
             .current_dir(root)
             .args(["build", "--quiet", "--release", "--package", "guest-tests"])
@@ -56,7 +59,7 @@ fn cargo_build(root: &Path, target: &Path, progress: &mut Progress) -> anyhow::R
             .env("CARGO_TARGET_DIR", target),
     )
     .context("run cargo build for the static guest programs")?;
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     if !st.success() {
         anyhow::bail!("building the static guest programs failed ({st})");
     }

@@ -140,7 +140,7 @@ pub const TOOLS: &[Tool] = &[
 
 /// Only for builds through ccache (`--ccache`).
 pub const CCACHE: Tool = Tool {
-    check: crate::ccache::PROGRAM,
+    check: crate::kernel::ccache::PROGRAM,
     package: "ccache",
     why: "compiles kernels through ccache (--ccache), its store in the harness cache",
     need: Need::Build,

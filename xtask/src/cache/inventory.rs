@@ -20,7 +20,7 @@ pub enum Kind {
     Source,
     Build,
     /// `<cache>/ccache` (`--ccache`): one entry for the whole store. gc never removes it;
-    /// ccache keeps it under its size limit, and gc asks it to trim ([`crate::ccache::trim`]).
+    /// ccache keeps it under its size limit, and gc asks it to trim ([`crate::kernel::ccache::trim`]).
     Ccache,
 }
 
@@ -171,7 +171,7 @@ pub fn entries(cache: &Path, with_sizes: bool) -> Vec<Entry> {
             path: p,
         });
     }
-    let ccache = crate::ccache::dir(cache);
+    let ccache = crate::kernel::ccache::dir(cache);
     if ccache.is_dir() {
         out.push(Entry {
             kind: Kind::Ccache,
@@ -180,7 +180,7 @@ pub fn entries(cache: &Path, with_sizes: bool) -> Vec<Entry> {
             last_used: ccache.metadata().and_then(|m| m.modified()).ok(),
             about: format!(
                 "ccache store of --ccache builds (at most {}; gc trims it, never removes it)",
-                crate::ccache::MAX_SIZE
+                crate::kernel::ccache::MAX_SIZE
             ),
             path: ccache,
         });
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn the_ccache_store_is_listed_and_never_collected() {
         let d = tempfile::tempdir().unwrap();
-        let store = crate::ccache::dir(d.path()).join("store/a");
+        let store = crate::kernel::ccache::dir(d.path()).join("store/a");
         std::fs::create_dir_all(&store).unwrap();
         std::fs::write(store.join("object"), vec![0u8; 8192]).unwrap();
         let all = entries(d.path(), true);

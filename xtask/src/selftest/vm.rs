@@ -13,6 +13,8 @@ use harness::model::{
 use harness::run::{run_kernel, Selection};
 use harness::vm::VmEnd;
 
+use crate::sys::proc::{self, Wait, Waited};
+
 pub struct Case {
     pub name: &'static str,
     pub run: fn(&KernelUnderTest, &SuiteOptions) -> anyhow::Result<()>,
@@ -492,27 +494,24 @@ pub fn ctrl_c_leaves_nothing(xtask: &Path, runs_dir: &Path) -> anyhow::Result<()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let pgid = child.id() as i32;
     // Wait until a QEMU of ours is running, then interrupt the whole group as a terminal would.
-    let start = std::time::Instant::now();
-    while leftover_qemus(runs_dir).is_empty() {
-        if start.elapsed() > Duration::from_secs(120) || child.try_wait()?.is_some() {
-            let _ = child.kill();
-            bail!("the child run never started QEMU");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let started_qemu = proc::wait_for(
+        &mut child,
+        Wait::within(Duration::from_secs(120)).polling(Duration::from_millis(100)),
+        || !leftover_qemus(runs_dir).is_empty(),
+    )?;
+    // Not ready: it exited, or it ran out of time and was killed.
+    if !matches!(started_qemu, Waited::Ready) {
+        bail!("the child run never started QEMU");
     }
-    unsafe { libc::kill(-pgid, libc::SIGINT) };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("cargo xtask test did not exit within 20 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    proc::signal_group(child.id(), libc::SIGINT);
+    let status = match proc::wait_for(
+        &mut child,
+        Wait::within(Duration::from_secs(20)).polling(Duration::from_millis(50)),
+        || false,
+    )? {
+        Waited::Exited(st) => st,
+        _ => bail!("cargo xtask test did not exit within 20 s of Ctrl-C"),
     };
     if status.success() {
         bail!("an interrupted run must not exit 0");

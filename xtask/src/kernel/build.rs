@@ -2,7 +2,7 @@
 //! all; a patched kernel starts from a copy of the unpatched build directory, so only what the
 //! patch touched is recompiled.
 
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,8 +12,8 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, KeyBuilder};
-use crate::kconfig::{self, TreeKconfig};
-use crate::progress::{Progress, Step};
+use crate::kernel::kconfig::{self, TreeKconfig};
+use crate::sys::progress::{Progress, Step};
 
 /// Bump when the build recipe changes in a way the inputs below do not capture.
 const RECIPE: &str = "kbuild-v1 tinyconfig bzImage";
@@ -32,7 +32,7 @@ pub enum Source<'a> {
         fetch: FetchTree<'a>,
     },
     /// A developer's tree, in any state: snapshotted into the cache (sources only, see
-    /// [`crate::snapshot`]) and built out of tree there; the tree itself is only read.
+    /// [`crate::kernel::snapshot`]) and built out of tree there; the tree itself is only read.
     Tree { tree: PathBuf },
 }
 
@@ -51,7 +51,7 @@ pub struct BuildRequest<'a> {
     /// `--kconfig CONFIG_X=y` lines, applied after the fragments and checked like them.
     pub kconfig: Vec<String>,
     pub jobs: usize,
-    /// Compile through ccache, its store in the cache (see [`crate::ccache`]). Not part of
+    /// Compile through ccache, its store in the cache (see [`crate::kernel::ccache`]). Not part of
     /// the cache key: the objects are the same either way.
     pub ccache: bool,
 }
@@ -67,7 +67,7 @@ pub struct BuildRecord {
     pub steps: usize,
     /// What ccache did in this build (none: built without it, or recorded before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ccache: Option<crate::ccache::Stats>,
+    pub ccache: Option<crate::kernel::ccache::Stats>,
 }
 
 pub struct Built {
@@ -150,76 +150,32 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let compiler = compiler_version()?;
     let builds = cache_root.join("builds");
-    let (identity, src, out, entry) = match &req.source {
-        Source::Pristine { identity, .. } => {
-            let key = key_with_kconfig(
-                identity,
-                &req.fragments,
-                &req.patches,
-                &req.absent,
-                &req.kconfig,
-                &compiler,
-            )?;
-            let entry = builds.join(&key);
-            (
-                identity.clone(),
-                entry.join("src"),
-                entry.join("src/out"),
-                entry,
-            )
-        }
-        Source::Tree { tree } => {
-            let identity = format!("tree:{}", tree.canonicalize()?.display());
-            let key = key_with_kconfig(
-                &identity,
-                &req.fragments,
-                &req.patches,
-                &req.absent,
-                &req.kconfig,
-                &compiler,
-            )?;
-            let entry = builds.join(format!("tree-{key}"));
-            // The build directory is a child of the snapshot: kbuild then records relative
-            // paths, as for the packaged kernels.
-            (
-                identity,
-                entry.join("src"),
-                entry.join("src/.ue-out"),
-                entry,
-            )
-        }
-    };
-    let key = entry.file_name().unwrap().to_string_lossy().into_owned();
-    let bzimage = out.join("arch/x86/boot/bzImage");
-    let config = out.join(".config");
-    let marker = entry.join(MARKER);
-    // A build entry already complete: nothing runs.
-    let cached = |record: BuildRecord| Built {
-        src: src.clone(),
-        out: out.clone(),
-        bzimage: bzimage.clone(),
-        config: config.clone(),
-        record,
-        ran_make: false,
-    };
+    let e = Entry::of(&builds, req, &compiler)?;
     let is_tree = matches!(req.source, Source::Tree { .. });
     if !is_tree {
-        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            crate::inventory::mark_used(&entry);
-            return Ok(cached(record));
+        if let Some(record) = read_record(&e.marker).filter(|_| e.bzimage.exists()) {
+            crate::cache::inventory::mark_used(&e.entry);
+            return Ok(e.cached(record));
         }
     }
-    let _lock = cache::lock(&entry.with_extension("lock"))?;
+    let _lock = cache::lock(&e.entry.with_extension("lock"))?;
     if let Source::Pristine { fetch, .. } = &req.source {
-        if let Some(record) = read_record(&marker).filter(|_| bzimage.exists()) {
-            crate::inventory::mark_used(&entry);
-            return Ok(cached(record));
+        if let Some(record) = read_record(&e.marker).filter(|_| e.bzimage.exists()) {
+            crate::cache::inventory::mark_used(&e.entry);
+            return Ok(e.cached(record));
         }
         cache::need_space(&builds, 1 << 30, "building the kernel")?;
         let tree = fetch(progress)?;
-        crate::source::patched_copy(&tree, &src, &req.patches, progress)?;
-        if req.extra_patches > 0 && !out.exists() {
-            seed_from_base(cache_root, *fetch, identity.as_str(), req, &out, progress)?;
+        crate::kernel::source::patched_copy(&tree, &e.src, &req.patches, progress)?;
+        if req.extra_patches > 0 && !e.out.exists() {
+            seed_from_base(
+                cache_root,
+                *fetch,
+                e.identity.as_str(),
+                req,
+                &e.out,
+                progress,
+            )?;
         }
     }
     if let Source::Tree { tree } = &req.source {
@@ -229,22 +185,127 @@ pub fn build(
             req.label,
             base_config(&req.fragments, &req.kconfig)
         ));
-        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !src.exists() {
-            seed_tree_from_base(&builds, &identity, req, &compiler, &entry, progress)?;
+        if (req.extra_patches > 0 || !req.kconfig.is_empty()) && !e.src.exists() {
+            seed_tree_from_base(&builds, &e.identity, req, &compiler, &e.entry, progress)?;
         }
-        let changed = snapshot_tree(tree, &src, &entry, &req.patches, progress)?;
-        if !changed && bzimage.exists() && out.join(CONFIGURED).exists() {
-            if let Some(record) = read_record(&marker) {
+        let changed = snapshot_tree(tree, &e.src, &e.entry, &req.patches, progress)?;
+        if !changed && e.bzimage.exists() && e.out.join(CONFIGURED).exists() {
+            if let Some(record) = read_record(&e.marker) {
                 progress.note(&format!(
                     "{}: the snapshot of {} is unchanged since build {} (no make)",
                     req.label,
                     tree.display(),
                     record.key
                 ));
-                return Ok(cached(record));
+                return Ok(e.cached(record));
             }
         }
     }
+    configure_and_make(cache_root, req, e, compiler, is_tree, progress)
+}
+
+/// A build's cache entry and the paths in it.
+struct Entry {
+    /// What was built: the package's identity, or `tree:PATH`.
+    identity: String,
+    /// The entry's folder name.
+    key: String,
+    src: PathBuf,
+    out: PathBuf,
+    entry: PathBuf,
+    bzimage: PathBuf,
+    config: PathBuf,
+    /// Written last: without it the entry is not a build.
+    marker: PathBuf,
+}
+
+impl Entry {
+    fn of(builds: &Path, req: &BuildRequest, compiler: &str) -> anyhow::Result<Entry> {
+        let (identity, src, out, entry) = match &req.source {
+            Source::Pristine { identity, .. } => {
+                let key = key_with_kconfig(
+                    identity,
+                    &req.fragments,
+                    &req.patches,
+                    &req.absent,
+                    &req.kconfig,
+                    compiler,
+                )?;
+                let entry = builds.join(&key);
+                (
+                    identity.clone(),
+                    entry.join("src"),
+                    entry.join("src/out"),
+                    entry,
+                )
+            }
+            Source::Tree { tree } => {
+                let identity = format!("tree:{}", tree.canonicalize()?.display());
+                let key = key_with_kconfig(
+                    &identity,
+                    &req.fragments,
+                    &req.patches,
+                    &req.absent,
+                    &req.kconfig,
+                    compiler,
+                )?;
+                let entry = builds.join(format!("tree-{key}"));
+                // The build directory is a child of the snapshot: kbuild then records relative
+                // paths, as for the packaged kernels.
+                (
+                    identity,
+                    entry.join("src"),
+                    entry.join("src/.ue-out"),
+                    entry,
+                )
+            }
+        };
+        let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+        Ok(Entry {
+            identity,
+            key,
+            bzimage: out.join("arch/x86/boot/bzImage"),
+            config: out.join(".config"),
+            marker: entry.join(MARKER),
+            src,
+            out,
+            entry,
+        })
+    }
+
+    /// A build entry already complete: nothing runs.
+    fn cached(&self, record: BuildRecord) -> Built {
+        Built {
+            src: self.src.clone(),
+            out: self.out.clone(),
+            bzimage: self.bzimage.clone(),
+            config: self.config.clone(),
+            record,
+            ran_make: false,
+        }
+    }
+}
+
+/// Configures (unless already) and runs make in `e`, then records the build, last.
+fn configure_and_make(
+    cache_root: &Path,
+    req: &BuildRequest,
+    e: Entry,
+    compiler: String,
+    is_tree: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<Built> {
+    let builds = cache_root.join("builds");
+    let Entry {
+        identity,
+        key,
+        src,
+        out,
+        entry,
+        bzimage,
+        config,
+        marker,
+    } = e;
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
         configure(
@@ -261,7 +322,9 @@ pub fn build(
     let expected = (req.extra_patches == 0 && !is_tree)
         .then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps))
         .flatten();
-    let ccache_before = req.ccache.then(|| crate::ccache::counters(cache_root));
+    let ccache_before = req
+        .ccache
+        .then(|| crate::kernel::ccache::counters(cache_root));
     let steps = make(
         &src,
         &out,
@@ -271,7 +334,7 @@ pub fn build(
         expected,
         progress,
     )?;
-    let ccache = ccache_before.map(|b| crate::ccache::since(cache_root, b));
+    let ccache = ccache_before.map(|b| crate::kernel::ccache::since(cache_root, b));
     if let Some(c) = ccache {
         progress.note(&format!("{}: {c}", req.label));
     }
@@ -290,7 +353,7 @@ pub fn build(
         bail!("make finished but {} is missing", bzimage.display());
     }
     cache::write_atomic(&marker, &json)?;
-    crate::inventory::mark_used(&entry);
+    crate::cache::inventory::mark_used(&entry);
     if steps > 500 {
         // A full build: remember its size so the next one can show a percentage.
         let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
@@ -346,7 +409,7 @@ fn seed_from_base(
         .arg(&base_out)
         .arg(&tmp)
         .status_tracked()?;
-    if !st.success() || crate::children::interrupted() {
+    if !st.success() || crate::sys::proc::interrupted() {
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("copying {} failed", base_out.display());
     }
@@ -431,7 +494,7 @@ fn snapshot_tree(
         ),
     );
     let started = Instant::now();
-    let stats = crate::snapshot::sync(tree, src)?;
+    let stats = crate::kernel::snapshot::sync(tree, src)?;
     progress.note(&format!(
         "snapshot: {} copied, {} removed, {} unchanged in {:.1} s",
         stats.copied,
@@ -447,18 +510,18 @@ fn snapshot_tree(
     let _ = std::fs::remove_file(&applied);
     let mut touched = Vec::new();
     for p in patches {
-        touched.extend(crate::snapshot::patched_files(p)?);
+        touched.extend(crate::kernel::snapshot::patched_files(p)?);
     }
-    crate::snapshot::forget(src, &touched)?;
-    crate::snapshot::sync(tree, src)?;
+    crate::kernel::snapshot::forget(src, &touched)?;
+    crate::kernel::snapshot::sync(tree, src)?;
     for p in patches {
-        if let Err(e) = crate::source::apply_patch(src, tree, p) {
+        if let Err(e) = crate::kernel::source::apply_patch(src, tree, p) {
             // The next run starts from the tree's files again.
-            crate::snapshot::forget(src, &touched)?;
+            crate::kernel::snapshot::forget(src, &touched)?;
             return Err(e);
         }
     }
-    crate::snapshot::forget(src, &[])?;
+    crate::kernel::snapshot::forget(src, &[])?;
     std::fs::write(&applied, "")?;
     Ok(true)
 }
@@ -526,7 +589,7 @@ fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
         .args(targets)
         .output_tracked()
         .context("run make (install make, gcc, flex, bison)")?;
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     if !o.status.success() {
         bail!(
             "make {} failed in {}:\n{}{}",
@@ -560,9 +623,9 @@ fn make(
     let mut logf = std::fs::File::create(log)?;
     let mut cmd = make_cmd(src, out);
     if req.ccache {
-        crate::ccache::wrap(&mut cmd, cache_root)?;
+        crate::kernel::ccache::wrap(&mut cmd, cache_root)?;
     }
-    let (mut child, _tracked) = crate::children::spawn(
+    let (mut child, _tracked) = crate::sys::proc::spawn(
         cmd.arg(format!("-j{}", req.jobs))
             .arg("bzImage")
             .stdin(Stdio::null())
@@ -600,7 +663,7 @@ fn make(
     }
     let status = child.wait()?;
     progress.end_long_step();
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     let errs = errs.join().unwrap_or_default();
     if !status.success() {
         let tail: Vec<&str> = errs

@@ -1,15 +1,15 @@
 //! Kernel source trees: the pristine tree extracted from a source package, and the per-build
 //! copy (hard links, so seconds and no space) that patches are applied to.
 
-use crate::children::RunTracked as _;
+use crate::sys::proc::RunTracked as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-use crate::apt::{Fetched, IndexEntry, PrivateApt};
-use crate::progress::{Progress, Step};
+use crate::kernel::apt::{Fetched, IndexEntry, PrivateApt};
+use crate::sys::progress::{Progress, Step};
 
 const COMPLETE: &str = ".ue-complete";
 
@@ -121,7 +121,7 @@ fn extract_into(
         .arg(&data)
         .output_tracked()
         .with_context(|| format!("unpack {}", deb.display()))?;
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     if !o.status.success() {
         bail!(
             "unpack {}: {}",
@@ -153,7 +153,7 @@ fn extract_into(
         .arg(format!("--checkpoint={CHECKPOINT}"))
         .arg("--checkpoint-action=echo=ue-checkpoint")
         .stderr(std::process::Stdio::piped());
-    let (mut child, _tracked) = crate::children::spawn(&mut tar).context("run tar")?;
+    let (mut child, _tracked) = crate::sys::proc::spawn(&mut tar).context("run tar")?;
     let mut errors = Vec::new();
     let mut done = 0;
     for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()))
@@ -174,7 +174,7 @@ fn extract_into(
     }
     progress.end_long_step();
     let status = child.wait().context("run tar")?;
-    crate::children::check()?;
+    crate::sys::proc::check()?;
     if !status.success() {
         bail!(
             "extracting {} failed: {}",
@@ -223,7 +223,7 @@ pub fn check_kernel_tree(dir: &Path) -> anyhow::Result<()> {
         bail!("{} is not a kernel source tree (no Makefile, Kconfig and kernel/trace/): pass the top of a Linux checkout", dir.display());
     }
     // A tree configured or built in place is fine: it is built from a snapshot of its
-    // sources (crate::snapshot), never in place.
+    // sources (crate::kernel::snapshot), never in place.
     Ok(())
 }
 
@@ -260,7 +260,7 @@ pub fn patched_copy(
                 .arg(e.path())
                 .arg(&staging)
                 .output_tracked()?;
-            crate::children::check()?;
+            crate::sys::proc::check()?;
             if !o.status.success() {
                 bail!(
                     "cp -al {}: {}",

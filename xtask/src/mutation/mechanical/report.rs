@@ -1,0 +1,224 @@
+//! The mutation report: each mutant's outcome (and the upstream selftests' apart), scores per
+//! function and for the key functions, shards merged, as Markdown and JSON.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use super::{MutantSpec, KEY_FUNCTIONS};
+
+/// What became of one mutant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A scenario failed (the first one, by name).
+    Killed { by: String },
+    /// Every scenario passed.
+    Survived,
+    /// A limit ran out (a hang is a detection, counted apart).
+    TimedOut { what: String },
+    /// Object code identical to the unmutated build's (trivial compiler equivalence).
+    Equivalent,
+    /// Judged equivalent by a person (kernel-configs/mutate/judged.toml).
+    JudgedEquivalent { reason: String },
+    /// The compiler or the linker refused it.
+    NotCompiled { error: String },
+}
+
+/// What the upstream selftests made of the same mutant, counted apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Upstream {
+    Killed { by: String },
+    Survived,
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MutantResult {
+    pub mutant: MutantSpec,
+    pub outcome: Outcome,
+    pub upstream: Upstream,
+    /// Wall seconds spent on it (build and boot).
+    pub secs: f64,
+    /// The change with two lines of context, for the report.
+    pub diff: String,
+}
+
+/// `mutate.json`: one run, or several shards merged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub source: String,
+    pub tool: String,
+    pub seed: u64,
+    pub sample: Option<usize>,
+    pub shards: Vec<String>,
+    pub functions: Vec<String>,
+    pub wall_secs: f64,
+    /// Scenarios that failed on the unmutated kernel: left out, since they decide nothing.
+    pub unreliable: Vec<String>,
+    /// Upstream tests that fail on the unmutated kernel: their failures do not count.
+    pub upstream_failing_unmutated: Vec<String>,
+    pub results: Vec<MutantResult>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    pub killed: usize,
+    pub survived: usize,
+    pub timed_out: usize,
+    pub equivalent: usize,
+    pub not_compiled: usize,
+    pub upstream_killed: usize,
+    pub upstream_survived: usize,
+}
+
+impl Tally {
+    fn add(&mut self, r: &MutantResult) {
+        match &r.outcome {
+            Outcome::Killed { .. } => self.killed += 1,
+            Outcome::Survived => self.survived += 1,
+            Outcome::TimedOut { .. } => self.timed_out += 1,
+            Outcome::Equivalent | Outcome::JudgedEquivalent { .. } => self.equivalent += 1,
+            Outcome::NotCompiled { .. } => self.not_compiled += 1,
+        }
+        match r.upstream {
+            Upstream::Killed { .. } => self.upstream_killed += 1,
+            Upstream::Survived => self.upstream_survived += 1,
+            Upstream::NotRun => {}
+        }
+    }
+
+    /// Detected (killed or hung) of the mutants that ran and are not equivalent.
+    pub fn score(&self) -> Option<f64> {
+        let n = self.killed + self.survived + self.timed_out;
+        (n > 0).then(|| (self.killed + self.timed_out) as f64 / n as f64)
+    }
+
+    pub fn upstream_score(&self) -> Option<f64> {
+        let n = self.upstream_killed + self.upstream_survived;
+        (n > 0).then(|| self.upstream_killed as f64 / n as f64)
+    }
+}
+
+impl Report {
+    pub fn tally<'a>(results: impl Iterator<Item = &'a MutantResult>) -> Tally {
+        let mut t = Tally::default();
+        for r in results {
+            t.add(r);
+        }
+        t
+    }
+
+    /// Shards of one run (same source, tool, seed and sample) as one report.
+    pub fn merge(parts: Vec<Report>) -> anyhow::Result<Report> {
+        let mut it = parts.into_iter();
+        let Some(mut first) = it.next() else {
+            bail!("no report to merge")
+        };
+        for p in it {
+            if (p.source.as_str(), p.tool.as_str(), p.seed, p.sample)
+                != (
+                    first.source.as_str(),
+                    first.tool.as_str(),
+                    first.seed,
+                    first.sample,
+                )
+            {
+                bail!(
+                    "reports of different runs: {} seed {} sample {:?} vs {} seed {} sample {:?}",
+                    first.source,
+                    first.seed,
+                    first.sample,
+                    p.source,
+                    p.seed,
+                    p.sample
+                );
+            }
+            first.shards.extend(p.shards);
+            first.unreliable.extend(p.unreliable);
+            first.unreliable.sort();
+            first.unreliable.dedup();
+            first.wall_secs = first.wall_secs.max(p.wall_secs);
+            first.results.extend(p.results);
+        }
+        first.results.sort_by(|a, b| a.mutant.id.cmp(&b.mutant.id));
+        first.results.dedup_by(|a, b| a.mutant.id == b.mutant.id);
+        Ok(first)
+    }
+
+    pub fn markdown(&self) -> String {
+        let pct = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        let all = Report::tally(self.results.iter());
+        let key = Report::tally(
+            self.results
+                .iter()
+                .filter(|r| KEY_FUNCTIONS.contains(&r.mutant.function.as_str())),
+        );
+        let mut s = format!(
+            "## cargo xtask mutate\n\n{} mutants of {} ({}; seed {}, sample {}, shards {}), {:.0} s wall.\n\n",
+            self.results.len(),
+            self.source,
+            self.tool,
+            self.seed,
+            self.sample.map_or("all".to_owned(), |n| n.to_string()),
+            if self.shards.is_empty() { "-".to_owned() } else { self.shards.join(", ") },
+            self.wall_secs
+        );
+        s.push_str("| where | killed | timed out | survived | equivalent | not compiled | this suite | upstream selftests |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        let row = |name: &str, t: &Tally| {
+            format!(
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
+                t.killed,
+                t.timed_out,
+                t.survived,
+                t.equivalent,
+                t.not_compiled,
+                pct(t.score()),
+                pct(t.upstream_score())
+            )
+        };
+        s.push_str(&row("**whole file(s)**", &all));
+        s.push_str(&row(
+            "**key functions** (enabler write, faults, mm dup/remove, REG/UNREG)",
+            &key,
+        ));
+        let mut by_fn: BTreeMap<&str, Vec<&MutantResult>> = BTreeMap::new();
+        for r in &self.results {
+            by_fn.entry(r.mutant.function.as_str()).or_default().push(r);
+        }
+        for (f, rs) in &by_fn {
+            s.push_str(&row(&format!("`{f}`"), &Report::tally(rs.iter().copied())));
+        }
+        s.push_str("\nScores: detected (killed or timed out) of the mutants that ran and are not equivalent; the upstream selftests on the same mutants (their tests that fail on the unmutated kernel too do not count).\n");
+        if !self.unreliable.is_empty() {
+            s.push_str(&format!(
+                "\nLeft out, failing on the unmutated kernel: {}.\n",
+                self.unreliable.join(", ")
+            ));
+        }
+        let survivors: Vec<&MutantResult> = self
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Survived)
+            .collect();
+        if !survivors.is_empty() {
+            s.push_str(&format!("\n### Survivors ({})\n", survivors.len()));
+            for r in survivors {
+                s.push_str(&format!(
+                    "\n`{}` in `{}` (upstream: {}):\n\n```diff\n{}```\n",
+                    r.mutant.id,
+                    r.mutant.function,
+                    match &r.upstream {
+                        Upstream::Killed { by } => format!("killed by {by}"),
+                        Upstream::Survived => "survived".into(),
+                        Upstream::NotRun => "not run".into(),
+                    },
+                    r.diff
+                ));
+            }
+        }
+        s
+    }
+}
