@@ -16,7 +16,8 @@ use harness::vm::VmEnd;
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::mutation::mechanical::{
-    self, Build, Choice, JudgedList, MutantResult, MutantSpec, Outcome, Report, Upstream,
+    self, Build, Choice, JudgedList, MutantResult, MutantSpec, Outcome, Report, SampleKind,
+    Training, Upstream,
 };
 use crate::session::Session;
 use crate::sys::progress::Step;
@@ -106,6 +107,14 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         print_list(&chosen);
         return Ok(ExitCode::SUCCESS);
     }
+    let training_file = s.configs.join(mechanical::training::FILE);
+    let kind = Training::load(&training_file)?.kind(a.seed);
+    if kind == SampleKind::Training && !a.rerun_survivors {
+        eprintln!(
+            "warning: seed {} is a training sample (kernel-configs/mutate/training.toml): its survivors were used to write scenarios, so this score is a training figure, not a detection rate; draw a validation sample with a new --seed",
+            a.seed
+        );
+    }
     let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
     for j in judged.stale(&all) {
         eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
@@ -123,6 +132,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         tool: format!("universalmutator {}", mechanical::TOOL_VERSION),
         seed: a.seed,
         sample: a.sample,
+        kind: Some(kind),
         shards: a
             .shard
             .map(|(i, n)| format!("{i}/{n}"))
@@ -135,6 +145,19 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         results: vec![],
     };
     let mut earlier_secs = 0.0;
+    if a.rerun_survivors
+        && Training::record(
+            &training_file,
+            a.seed,
+            "survivors rerun with --rerun-survivors after scenarios were written for them",
+        )?
+    {
+        eprintln!(
+            "seed {} is now a training sample (added to {}): commit it",
+            a.seed,
+            training_file.display()
+        );
+    }
     if a.resume {
         earlier_secs = resume(
             &mut s,

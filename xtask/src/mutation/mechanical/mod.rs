@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 mod choose;
 mod generate;
 mod report;
+pub mod training;
 mod workbench;
 
 pub use choose::{choose, parse_shard, Choice, JudgedList};
 pub use generate::{generate, tool};
 pub use report::{MutantResult, Outcome, Report, Upstream};
+pub use training::{SampleKind, Training};
 pub use workbench::{Build, Workbench};
 
 /// The files whose mutants are made, relative to the kernel tree.

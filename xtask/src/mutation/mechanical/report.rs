@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::training::{wilson95, SampleKind};
 use super::{MutantSpec, KEY_FUNCTIONS};
 
 /// What became of one mutant.
@@ -53,6 +54,10 @@ pub struct Report {
     pub tool: String,
     pub seed: u64,
     pub sample: Option<usize>,
+    /// Whether the seed trained the suite (kernel-configs/mutate/training.toml) when the run
+    /// started; reports written before this was recorded have none.
+    #[serde(default)]
+    pub kind: Option<SampleKind>,
     pub shards: Vec<String>,
     pub functions: Vec<String>,
     pub wall_secs: f64,
@@ -136,6 +141,10 @@ impl Report {
                     p.sample
                 );
             }
+            // A shard that knew its seed as training makes the whole a training figure.
+            if p.kind == Some(SampleKind::Training) || first.kind.is_none() {
+                first.kind = p.kind;
+            }
             first.shards.extend(p.shards);
             first.unreliable.extend(p.unreliable);
             first.unreliable.sort();
@@ -146,6 +155,33 @@ impl Report {
         first.results.sort_by(|a, b| a.mutant.id.cmp(&b.mutant.id));
         first.results.dedup_by(|a, b| a.mutant.id == b.mutant.id);
         Ok(first)
+    }
+
+    /// The whole file's score, with its 95% interval and what kind of figure it is.
+    fn headline(&self, all: &Tally) -> String {
+        let ran = all.killed + all.timed_out + all.survived;
+        let detected = all.killed + all.timed_out;
+        let score = match (all.score(), wilson95(detected, ran)) {
+            (Some(p), Some((lo, hi))) => format!(
+                "{:.1}% ({detected} of {ran}; 95% interval {:.0}–{:.0}%)",
+                p * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            ),
+            _ => "no mutant ran".to_owned(),
+        };
+        let kind = match self.kind {
+            Some(SampleKind::Validation) => format!(
+                "**Validation figure**: seed {} never trained the suite; this estimates how often it catches a mutant nobody pointed at",
+                self.seed
+            ),
+            Some(SampleKind::Training) => format!(
+                "**Training figure**: seed {}'s survivors were used to write scenarios (kernel-configs/mutate/training.toml); this says they were dealt with, not how often the suite catches a new mutant",
+                self.seed
+            ),
+            None => "Sample kind not recorded (a report from before training seeds were kept)".to_owned(),
+        };
+        format!("{kind}. This suite: {score}.\n\n")
     }
 
     pub fn markdown(&self) -> String {
@@ -166,6 +202,7 @@ impl Report {
             if self.shards.is_empty() { "-".to_owned() } else { self.shards.join(", ") },
             self.wall_secs
         );
+        s.push_str(&self.headline(&all));
         s.push_str("| where | killed | timed out | survived | equivalent | not compiled | this suite | upstream selftests |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         let row = |name: &str, t: &Tally| {
             format!(
