@@ -56,9 +56,34 @@ pub struct MutateArgs {
     /// and run only the mutants it lacks: an interrupted run goes on where it stopped.
     #[arg(long, requires = "out")]
     pub resume: bool,
+    /// Which mutants: universalmutator's token rules (`universal`), the kernel-regression
+    /// operators (`kernel`: flag tests, masks, counters, list and reference operations,
+    /// releases, copy sizes, swallowed errors), or both (`all`). A seed draws from the chosen
+    /// set, so a seed's sample is the same only with the same --operators.
+    #[arg(long, value_enum, default_value_t = Operators::Universal)]
+    pub operators: Operators,
     /// With --resume: run the survivors again too (after new scenarios were added).
     #[arg(long, requires = "resume")]
     pub rerun_survivors: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Operators {
+    Universal,
+    Kernel,
+    All,
+}
+
+impl Operators {
+    /// How the report names the generator (shards of one run must agree).
+    fn tool(self) -> String {
+        let um = format!("universalmutator {}", mechanical::TOOL_VERSION);
+        match self {
+            Operators::Universal => um,
+            Operators::Kernel => "kernel operators".to_owned(),
+            Operators::All => format!("{um} + kernel operators"),
+        }
+    }
 }
 
 fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -90,7 +115,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     }
     s.host_tools()?;
     let (base, base_src) = unmutated_kernel(&mut s, k)?;
-    let all = generate_all(&mut s, k, &base_src)?;
+    let all = generate_all(&mut s, k, &base_src, a.operators)?;
     let choice = Choice {
         functions: a.function.clone(),
         sample: a.sample,
@@ -129,7 +154,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     let bench = workbench(&mut s, k, &base_src)?;
     let mut report = Report {
         source: base.provenance.clone(),
-        tool: format!("universalmutator {}", mechanical::TOOL_VERSION),
+        tool: a.operators.tool(),
         seed: a.seed,
         sample: a.sample,
         kind: Some(kind),
@@ -257,19 +282,30 @@ fn generate_all(
     s: &mut Session,
     k: &KernelArgs,
     base_src: &std::path::Path,
+    operators: Operators,
 ) -> anyhow::Result<Vec<MutantSpec>> {
-    let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
-    let gen_dir = s.cache.join("mutate/mutants");
-    std::fs::create_dir_all(&gen_dir)?;
     let mut all = Vec::new();
-    for file in mechanical::TARGETS {
-        all.extend(mechanical::generate(
-            &tool,
-            base_src,
-            file,
-            &gen_dir,
-            &mut s.progress,
-        )?);
+    if operators != Operators::Kernel {
+        let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
+        let gen_dir = s.cache.join("mutate/mutants");
+        std::fs::create_dir_all(&gen_dir)?;
+        for file in mechanical::TARGETS {
+            all.extend(mechanical::generate(
+                &tool,
+                base_src,
+                file,
+                &gen_dir,
+                &mut s.progress,
+            )?);
+        }
+    }
+    if operators != Operators::Universal {
+        for file in mechanical::TARGETS {
+            let path = base_src.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
+            all.extend(mechanical::kernel_ops::mutants(file, &text));
+        }
     }
     Ok(all)
 }

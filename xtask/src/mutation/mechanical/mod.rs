@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod choose;
 mod generate;
+pub mod kernel_ops;
 mod report;
 pub mod training;
 mod workbench;
