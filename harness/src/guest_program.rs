@@ -196,20 +196,11 @@ fn output_within(mut c: Command, limit: Duration) -> std::io::Result<std::proces
         }
         s
     });
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("still running after {} s; killed", limit.as_secs()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = crate::proc::wait_with_deadline(&mut child, limit)? else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("still running after {} s; killed", limit.as_secs()),
+        ));
     };
     Ok(std::process::Output {
         status,

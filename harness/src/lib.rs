@@ -18,6 +18,7 @@ pub mod ktap;
 pub mod libtest;
 pub mod listing;
 pub mod model;
+pub mod proc;
 pub mod qemu;
 pub mod report;
 pub mod run;

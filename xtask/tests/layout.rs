@@ -41,6 +41,27 @@ fn rexpect_is_used_by_the_self_tests_alone() {
     );
 }
 
+/// harness's files whose text contains `needle`: its one wait is `proc.rs`, and `vm.rs`
+/// owns the QEMU child in its own event loop (reading, limits and reaping are one loop).
+#[test]
+fn harness_children_are_waited_for_by_proc_and_the_vm_alone() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../harness/src");
+    let mut files = vec![];
+    sources(&src, &mut files);
+    for needle in [".try_wait()", "libc::kill("] {
+        let outside: Vec<String> = files
+            .iter()
+            .filter(|p| std::fs::read_to_string(p).unwrap().contains(needle))
+            .map(|p| p.strip_prefix(&src).unwrap().display().to_string())
+            .filter(|p| p != "proc.rs" && p != "vm.rs")
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "`{needle}` in harness outside proc.rs and vm.rs (use proc::wait_with_deadline): {outside:?}"
+        );
+    }
+}
+
 #[test]
 fn children_are_waited_for_by_sys_proc_alone() {
     for needle in [".try_wait()", "libc::kill("] {
