@@ -23,7 +23,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "reg_rejects_bad_args",
-        "REG rejects each bad size (over PAGE_SIZE even with a zero tail), flag, alignment, bit, address, name and field list with its exact errno; an unreadable struct is EFAULT",
+        "REG rejects each bad size (over PAGE_SIZE even with a zero tail), flag, alignment, bit, address, name and field list with its exact errno; an unreadable struct is EFAULT; a struct with only size and name_args set is EINVAL; any other ioctl command is ENOTTY",
         reg_rejects_bad_args,
     ),
     Scenario::new(
@@ -215,6 +215,28 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
     }
     regs_longer_than_the_struct(cx, good)?;
     unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
+    other_ioctls_enotty(cx)?;
+    Ok(())
+}
+
+/// user_events_data knows three ioctl commands; any other is ENOTTY, whatever its argument
+/// (here a readable, zeroed page): the next number of `'*'` with and without a direction,
+/// DEL's number with REG's direction and size, and a terminal's TCGETS.
+fn other_ioctls_enotty(cx: &Ctx) -> R {
+    let tail = ZeroTail::new()?;
+    let arg = tail.put(0u64);
+    for (what, req) in [
+        ("_IO('*', 3)", 0x2A03),
+        ("_IOWR('*', 3, ptr)", 0xC008_2A03),
+        ("_IOWR('*', 1, ptr) (DEL's number)", 0xC008_2A01),
+        ("TCGETS", libc::TCGETS as libc::c_ulong),
+    ] {
+        check_eq!(
+            uapi::ioctl_addr(cx.fd(), req, arg).err(),
+            Some(Errno(libc::ENOTTY)),
+            "ioctl {what} ({req:#x}) on user_events_data"
+        );
+    }
     Ok(())
 }
 
@@ -226,6 +248,17 @@ fn bad_regs(
 ) -> Vec<(&'static str, UserReg, i32)> {
     vec![
         ("size 27", UserReg { size: 27, ..good }, libc::EINVAL),
+        // The header's comment says callers set "at a minimum" size and name_args; since
+        // the remote-write ABI the enable word is required too (enable_size 0 is refused).
+        (
+            "only size and name_args set",
+            UserReg {
+                size: good.size,
+                name_args: good.name_args,
+                ..Default::default()
+            },
+            libc::EINVAL,
+        ),
         (
             "size 4097 (> PAGE_SIZE)",
             UserReg { size: 4097, ..good },
