@@ -63,7 +63,7 @@ const SCENARIOS: &[Scenario] = &[
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
         "multi_format",
-        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
+        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event named NAME.HEX; a REG of the same name and fields on another fd joins the same event (enabling it sets both words)",
         multi_format,
     ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
     Scenario::new(
@@ -773,20 +773,98 @@ fn multi_format(cx: &mut Ctx) -> R {
         multi,
     )?;
     check!(a != b, "both formats got index {a}");
-    let dirs: Vec<String> = std::fs::read_dir(tracefs::path("events/user_events_multi"))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|d| d.starts_with(&format!("{name}.")))
-        .collect();
+    let dirs = multi_dirs(&name)?;
     check_eq!(
         dirs.len(),
         2,
         "user_events_multi entries for {name}: {dirs:?}"
     );
+    // Recording programs find the formats of a name with ^NAME\.[0-9a-fA-F]+$.
+    for d in &dirs {
+        let suffix = d
+            .strip_prefix(name.as_str())
+            .and_then(|r| r.strip_prefix('.'));
+        check!(
+            suffix.is_some_and(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_hexdigit())),
+            "user_events_multi entry {d:?} does not match ^{name}\\.[0-9a-fA-F]+$"
+        );
+    }
     check!(
         !tracefs::exists(&format!("events/user_events/{name}")),
         "a MULTI_FORMAT event also shows under user_events"
     );
+    // The same name and fields again, on an fd of its own as another process would: the
+    // same tracepoint, so no third entry, and enabling it reaches both registrations.
+    let other = tracefs::open_data()?;
+    let word = Mapping::anon(libc::MAP_PRIVATE)?;
+    uapi::reg(
+        other.as_fd(),
+        &format!("{name} u32 a"),
+        word.addr(0) as u64,
+        4,
+        0,
+        multi,
+    )?;
+    check_eq!(
+        multi_dirs(&name)?,
+        dirs,
+        "user_events_multi entries for {name} after a second REG of 'u32 a' on another fd"
+    );
+    let a_dir = multi_dir_with(&name, "u32 a")?;
+    set_multi_enabled(&a_dir, true)?;
+    cx.wait_for("bit 0 of both 'u32 a' registrations", || {
+        page.u32_at(0) & 1 == 1 && word.u32_at(0) == 1
+    })?;
+    check_eq!(
+        page.u32_at(0),
+        1,
+        "this fd's word with {a_dir} enabled (bit 1, 'u64 b', clear)"
+    );
+    set_multi_enabled(&a_dir, false)?;
+    cx.wait_for("both 'u32 a' bits cleared", || {
+        page.u32_at(0) == 0 && word.u32_at(0) == 0
+    })?;
     Ok(())
+}
+
+/// The `user_events_multi` entries (tracepoints) whose names start with `name`, sorted; none
+/// when the system has no event at all.
+fn multi_dirs(name: &str) -> Result<Vec<String>, Stop> {
+    let rd = match std::fs::read_dir(tracefs::path("events/user_events_multi")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        rd => rd?,
+    };
+    let mut dirs: Vec<String> = rd
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|d| d.starts_with(name))
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The one `user_events_multi` entry of `name` whose `format` has the field `field`
+/// (`"u32 a"`).
+fn multi_dir_with(name: &str, field: &str) -> Result<String, Stop> {
+    let want = format!("field:{field};");
+    let mut found = vec![];
+    for d in multi_dirs(name)? {
+        let format = std::fs::read_to_string(tracefs::path(&format!(
+            "events/user_events_multi/{d}/format"
+        )))?;
+        if format.contains(&want) {
+            found.push(d);
+        }
+    }
+    match <[String; 1]>::try_from(found) {
+        Ok([d]) => Ok(d),
+        Err(found) => crate::fail!("user_events_multi entries of {name} with {field}: {found:?}"),
+    }
+}
+
+/// Attaches or detaches ftrace from `user_events_multi/ENTRY` in this process's instance.
+fn set_multi_enabled(entry: &str, on: bool) -> R {
+    let p = tracefs::instance_path(&format!("events/user_events_multi/{entry}/enable"))?;
+    std::fs::write(&p, if on { "1" } else { "0" }).map_err(|e| Stop::Fail(format!("{p}: {e}")))
 }
 
 /// The `user_events_status` line of `name` (the name, then what uses it), if it has one.
