@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use result_channel::Feature;
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::scenarios::kit::del_once_unused;
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
@@ -66,6 +67,11 @@ const SCENARIOS: &[Scenario] = &[
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event named NAME.HEX; a REG of the same name and fields on another fd joins the same event (enabling it sets both words)",
         multi_format,
     ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
+    Scenario::new(
+        "del_all_formats",
+        "DEL of a name removes every MULTI_FORMAT event of it, where '-:NAME FIELDS' in dynamic_events removes that format only",
+        del_all_formats,
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist, Feature::RegMultiFormat]),
     Scenario::new(
         "status_names_probes",
         "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
@@ -865,6 +871,73 @@ fn multi_dir_with(name: &str, field: &str) -> Result<String, Stop> {
 fn set_multi_enabled(entry: &str, on: bool) -> R {
     let p = tracefs::instance_path(&format!("events/user_events_multi/{entry}/enable"))?;
     std::fs::write(&p, if on { "1" } else { "0" }).map_err(|e| Stop::Fail(format!("{p}: {e}")))
+}
+
+fn del_all_formats(cx: &mut Ctx) -> R {
+    let name = cx.event_name();
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let addr = page.addr(0) as u64;
+    // PERSIST, so that the formats stay once unused; registered on an fd of their own,
+    // closed before the deletes (an open fd holds its events).
+    let flags = uapi::USER_EVENT_REG_PERSIST | uapi::USER_EVENT_REG_MULTI_FORMAT;
+    let reg_fd = tracefs::open_data()?;
+    for (bit, fields) in [(0, "u32 a"), (1, "u64 b"), (2, "u8 c")] {
+        uapi::reg(
+            reg_fd.as_fd(),
+            &format!("{name} {fields}"),
+            addr,
+            4,
+            bit,
+            flags,
+        )?;
+        uapi::unreg(reg_fd.as_fd(), addr, bit)?;
+    }
+    drop(reg_fd);
+    let dirs = multi_dirs(&name)?;
+    check_eq!(
+        dirs.len(),
+        3,
+        "user_events_multi entries for {name}: {dirs:?}"
+    );
+    let b_dir = multi_dir_with(&name, "u64 b")?;
+    // dynamic_events matches the name and the field list. An UNREG drops its reference
+    // after a grace period: EBUSY until then.
+    let cmd = format!("-:{name} u64 b");
+    let mut last = None;
+    cx.wait_for(
+        &format!("'{cmd}' accepted once the format is unused"),
+        || match tracefs::dynamic_events_command(&cmd) {
+            // The error carries the path, not the errno: its kind says EBUSY.
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => false,
+            r => {
+                last = Some(r.map_err(|e| e.to_string()));
+                true
+            }
+        },
+    )?;
+    check_eq!(last, Some(Ok(())), "'{cmd}' written to dynamic_events");
+    let others: Vec<String> = dirs.iter().filter(|d| **d != b_dir).cloned().collect();
+    check_eq!(
+        multi_dirs(&name)?,
+        others,
+        "user_events_multi entries for {name} after '{cmd}' (it was {b_dir})"
+    );
+    check_eq!(
+        del_once_unused(cx.fd(), &name, cx.poll_deadline).err(),
+        None,
+        "DEL of {name}, once unused"
+    );
+    check_eq!(
+        multi_dirs(&name)?,
+        Vec::<String>::new(),
+        "user_events_multi entries for {name} after one DEL"
+    );
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "second DEL"
+    );
+    Ok(())
 }
 
 /// The `user_events_status` line of `name` (the name, then what uses it), if it has one.
