@@ -73,6 +73,11 @@ const SCENARIOS: &[Scenario] = &[
         del_all_formats,
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist, Feature::RegMultiFormat]),
     Scenario::new(
+        "del_busy_while_probe_attached",
+        "DEL of an event no registration or fd holds is EBUSY while ftrace is attached, and apart while perf is; once both have detached it succeeds",
+        del_busy_while_probe_attached,
+    ),
+    Scenario::new(
         "status_names_probes",
         "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
         status_names_probes,
@@ -936,6 +941,39 @@ fn del_all_formats(cx: &mut Ctx) -> R {
         uapi::del(cx.fd(), &name).err(),
         Some(Errno(libc::ENOENT)),
         "second DEL"
+    );
+    Ok(())
+}
+
+fn del_busy_while_probe_attached(cx: &mut Ctx) -> R {
+    let name = cx.event_name();
+    let dir = format!("events/user_events/{name}");
+    // Made through dynamic_events: persistent, and held by no registration and no fd, so
+    // only a probe can make it busy.
+    tracefs::dynamic_events_command(&format!("u:{name} u32 n"))?;
+    tracefs::set_enabled(&name, true)?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while ftrace is attached"
+    );
+    tracefs::set_enabled(&name, false)?;
+    let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while perf is attached"
+    );
+    check!(tracefs::exists(&dir), "{dir} gone after the refused DELs");
+    drop(perf);
+    check_eq!(
+        del_once_unused(cx.fd(), &name, cx.poll_deadline).err(),
+        None,
+        "DEL once ftrace and perf have detached"
+    );
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after DEL returned"
     );
     Ok(())
 }
