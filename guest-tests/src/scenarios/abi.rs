@@ -98,6 +98,11 @@ const SCENARIOS: &[Scenario] = &[
     )
     // Reads a global seq_file list: see `Scenario::alone`.
     .alone(true),
+    Scenario::new(
+        "dynamic_events_persist",
+        "an event made by 'u:NAME' in dynamic_events stays with nothing using it, while a registered twin released by its last user goes by itself; '-:NAME FIELDS' deletes it",
+        dynamic_events_persist,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
@@ -974,6 +979,47 @@ fn del_busy_while_probe_attached(cx: &mut Ctx) -> R {
     check!(
         !tracefs::exists(&dir),
         "{dir} still exists after DEL returned"
+    );
+    Ok(())
+}
+
+fn dynamic_events_persist(cx: &mut Ctx) -> R {
+    let (name, twin) = (cx.event_name(), cx.event_name());
+    let (dir, twin_dir) = (
+        format!("events/user_events/{name}"),
+        format!("events/user_events/{twin}"),
+    );
+    tracefs::dynamic_events_command(&format!("u:{name} u32 n"))?;
+    check!(
+        tracefs::exists(&dir),
+        "{dir} missing after 'u:{name} u32 n'"
+    );
+    // The control: a twin registered without PERSIST and released, whose automatic delete
+    // runs on the path (the last put, deferred) that would wrongly delete the other.
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let other = tracefs::open_data()?;
+    uapi::reg(
+        other.as_fd(),
+        &format!("{twin} u32 n"),
+        page.addr(0) as u64,
+        4,
+        0,
+        0,
+    )?;
+    uapi::unreg(other.as_fd(), page.addr(0) as u64, 0)?;
+    drop(other);
+    let wrong = "event made through dynamic_events removed without a delete";
+    let control = cx.wait_for_unless(
+        "the registered twin removed after its last reference went",
+        || !tracefs::exists(&twin_dir),
+        wrong,
+        || !tracefs::exists(&dir),
+    )?;
+    cx.never_after(wrong, control, || !tracefs::exists(&dir))?;
+    tracefs::dynamic_events_command(&format!("-:{name} u32 n"))?;
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after '-:{name} u32 n'"
     );
     Ok(())
 }
