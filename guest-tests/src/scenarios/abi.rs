@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use result_channel::Feature;
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
-use crate::scenarios::kit::del_once_unused;
+use crate::scenarios::kit::{busy_events, del_once_unused};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
@@ -79,7 +79,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "status_names_probes",
-        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached",
         status_names_probes,
     )
     // Reads a global seq_file list: see `Scenario::alone`.
@@ -1038,6 +1038,9 @@ fn status_names_probes(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let want = |users: &str| Some(format!("{name}{users}"));
     check_eq!(status_line(&name)?, want(""), "status line with no probe");
+    // Busy: counts the events anything is attached to; no other scenario runs beside this
+    // one, so only this event's probes change it.
+    let idle = busy_events()?;
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit set with ftrace", || page.u32_at(0) == 1)?;
     check_eq!(
@@ -1045,9 +1048,11 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         want(" # Used by ftrace"),
         "status line with ftrace"
     );
+    check_eq!(busy_events()?, idle + 1, "Busy: with ftrace attached");
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit cleared", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after ftrace");
+    check_eq!(busy_events()?, idle, "Busy: after ftrace detached");
     let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
     cx.wait_for("bit set with perf", || page.u32_at(0) == 1)?;
     check_eq!(
@@ -1055,16 +1060,23 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         want(" # Used by perf"),
         "status line with perf"
     );
+    check_eq!(busy_events()?, idle + 1, "Busy: with perf attached");
     tracefs::set_enabled(&name, true)?;
     check_eq!(
         status_line(&name)?,
         want(" # Used by ftrace perf"),
         "status line with ftrace and perf"
     );
+    check_eq!(
+        busy_events()?,
+        idle + 1,
+        "Busy: with ftrace and perf attached (one event)"
+    );
     tracefs::set_enabled(&name, false)?;
     drop(perf);
     cx.wait_for("bit cleared once both are gone", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after both");
+    check_eq!(busy_events()?, idle, "Busy: after both detached");
     uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
     Ok(())
 }
