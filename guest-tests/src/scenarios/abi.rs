@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use result_channel::Feature;
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::scenarios::kit::{busy_events, del_once_unused};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
@@ -23,7 +24,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "reg_rejects_bad_args",
-        "REG rejects each bad size (over PAGE_SIZE even with a zero tail), flag, alignment, bit, address, name and field list with its exact errno; an unreadable struct is EFAULT",
+        "REG rejects each bad size (over PAGE_SIZE even with a zero tail), flag, alignment, bit, address, name and field list with its exact errno; an unreadable struct is EFAULT; a struct with only size and name_args set is EINVAL; any other ioctl command is ENOTTY",
         reg_rejects_bad_args,
     ),
     Scenario::new(
@@ -63,12 +64,22 @@ const SCENARIOS: &[Scenario] = &[
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
         "multi_format",
-        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event",
+        "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event named NAME.HEX; a REG of the same name and fields on another fd joins the same event (enabling it sets both words)",
         multi_format,
     ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
     Scenario::new(
+        "del_all_formats",
+        "DEL of a name removes every MULTI_FORMAT event of it, where '-:NAME FIELDS' in dynamic_events removes that format only",
+        del_all_formats,
+    ).requires(&[Feature::RemoteWrite, Feature::RegPersist, Feature::RegMultiFormat]),
+    Scenario::new(
+        "del_busy_while_probe_attached",
+        "DEL of an event no registration or fd holds is EBUSY while ftrace is attached, and apart while perf is; once both have detached it succeeds",
+        del_busy_while_probe_attached,
+    ),
+    Scenario::new(
         "status_names_probes",
-        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached",
         status_names_probes,
     )
     // Reads a global seq_file list: see `Scenario::alone`.
@@ -87,6 +98,11 @@ const SCENARIOS: &[Scenario] = &[
     )
     // Reads a global seq_file list: see `Scenario::alone`.
     .alone(true),
+    Scenario::new(
+        "dynamic_events_persist",
+        "an event made by 'u:NAME' in dynamic_events stays with nothing using it, while a registered twin released by its last user goes by itself; '-:NAME FIELDS' deletes it",
+        dynamic_events_persist,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
@@ -215,6 +231,28 @@ fn reg_rejects_bad_args(cx: &mut Ctx) -> R {
     }
     regs_longer_than_the_struct(cx, good)?;
     unreadable_struct(cx, uapi::DIAG_IOCSREG, "REG", 28)?;
+    other_ioctls_enotty(cx)?;
+    Ok(())
+}
+
+/// user_events_data knows three ioctl commands; any other is ENOTTY, whatever its argument
+/// (here a readable, zeroed page): the next number of `'*'` with and without a direction,
+/// DEL's number with REG's direction and size, and a terminal's TCGETS.
+fn other_ioctls_enotty(cx: &Ctx) -> R {
+    let tail = ZeroTail::new()?;
+    let arg = tail.put(0u64);
+    for (what, req) in [
+        ("_IO('*', 3)", 0x2A03),
+        ("_IOWR('*', 3, ptr)", 0xC008_2A03),
+        ("_IOWR('*', 1, ptr) (DEL's number)", 0xC008_2A01),
+        ("TCGETS", libc::TCGETS as libc::c_ulong),
+    ] {
+        check_eq!(
+            uapi::ioctl_addr(cx.fd(), req, arg).err(),
+            Some(Errno(libc::ENOTTY)),
+            "ioctl {what} ({req:#x}) on user_events_data"
+        );
+    }
     Ok(())
 }
 
@@ -226,6 +264,17 @@ fn bad_regs(
 ) -> Vec<(&'static str, UserReg, i32)> {
     vec![
         ("size 27", UserReg { size: 27, ..good }, libc::EINVAL),
+        // The header's comment says callers set "at a minimum" size and name_args; since
+        // the remote-write ABI the enable word is required too (enable_size 0 is refused).
+        (
+            "only size and name_args set",
+            UserReg {
+                size: good.size,
+                name_args: good.name_args,
+                ..Default::default()
+            },
+            libc::EINVAL,
+        ),
         (
             "size 4097 (> PAGE_SIZE)",
             UserReg { size: 4097, ..good },
@@ -740,18 +789,237 @@ fn multi_format(cx: &mut Ctx) -> R {
         multi,
     )?;
     check!(a != b, "both formats got index {a}");
-    let dirs: Vec<String> = std::fs::read_dir(tracefs::path("events/user_events_multi"))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|d| d.starts_with(&format!("{name}.")))
-        .collect();
+    let dirs = multi_dirs(&name)?;
     check_eq!(
         dirs.len(),
         2,
         "user_events_multi entries for {name}: {dirs:?}"
     );
+    // Recording programs find the formats of a name with ^NAME\.[0-9a-fA-F]+$.
+    for d in &dirs {
+        let suffix = d
+            .strip_prefix(name.as_str())
+            .and_then(|r| r.strip_prefix('.'));
+        check!(
+            suffix.is_some_and(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_hexdigit())),
+            "user_events_multi entry {d:?} does not match ^{name}\\.[0-9a-fA-F]+$"
+        );
+    }
     check!(
         !tracefs::exists(&format!("events/user_events/{name}")),
         "a MULTI_FORMAT event also shows under user_events"
+    );
+    // The same name and fields again, on an fd of its own as another process would: the
+    // same tracepoint, so no third entry, and enabling it reaches both registrations.
+    let other = tracefs::open_data()?;
+    let word = Mapping::anon(libc::MAP_PRIVATE)?;
+    uapi::reg(
+        other.as_fd(),
+        &format!("{name} u32 a"),
+        word.addr(0) as u64,
+        4,
+        0,
+        multi,
+    )?;
+    check_eq!(
+        multi_dirs(&name)?,
+        dirs,
+        "user_events_multi entries for {name} after a second REG of 'u32 a' on another fd"
+    );
+    let a_dir = multi_dir_with(&name, "u32 a")?;
+    set_multi_enabled(&a_dir, true)?;
+    cx.wait_for("bit 0 of both 'u32 a' registrations", || {
+        page.u32_at(0) & 1 == 1 && word.u32_at(0) == 1
+    })?;
+    check_eq!(
+        page.u32_at(0),
+        1,
+        "this fd's word with {a_dir} enabled (bit 1, 'u64 b', clear)"
+    );
+    set_multi_enabled(&a_dir, false)?;
+    cx.wait_for("both 'u32 a' bits cleared", || {
+        page.u32_at(0) == 0 && word.u32_at(0) == 0
+    })?;
+    Ok(())
+}
+
+/// The `user_events_multi` entries (tracepoints) whose names start with `name`, sorted; none
+/// when the system has no event at all.
+fn multi_dirs(name: &str) -> Result<Vec<String>, Stop> {
+    let rd = match std::fs::read_dir(tracefs::path("events/user_events_multi")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        rd => rd?,
+    };
+    let mut dirs: Vec<String> = rd
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|d| d.starts_with(name))
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The one `user_events_multi` entry of `name` whose `format` has the field `field`
+/// (`"u32 a"`).
+fn multi_dir_with(name: &str, field: &str) -> Result<String, Stop> {
+    let want = format!("field:{field};");
+    let mut found = vec![];
+    for d in multi_dirs(name)? {
+        let format = std::fs::read_to_string(tracefs::path(&format!(
+            "events/user_events_multi/{d}/format"
+        )))?;
+        if format.contains(&want) {
+            found.push(d);
+        }
+    }
+    match <[String; 1]>::try_from(found) {
+        Ok([d]) => Ok(d),
+        Err(found) => crate::fail!("user_events_multi entries of {name} with {field}: {found:?}"),
+    }
+}
+
+/// Attaches or detaches ftrace from `user_events_multi/ENTRY` in this process's instance.
+fn set_multi_enabled(entry: &str, on: bool) -> R {
+    let p = tracefs::instance_path(&format!("events/user_events_multi/{entry}/enable"))?;
+    std::fs::write(&p, if on { "1" } else { "0" }).map_err(|e| Stop::Fail(format!("{p}: {e}")))
+}
+
+fn del_all_formats(cx: &mut Ctx) -> R {
+    let name = cx.event_name();
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let addr = page.addr(0) as u64;
+    // PERSIST, so that the formats stay once unused; registered on an fd of their own,
+    // closed before the deletes (an open fd holds its events).
+    let flags = uapi::USER_EVENT_REG_PERSIST | uapi::USER_EVENT_REG_MULTI_FORMAT;
+    let reg_fd = tracefs::open_data()?;
+    for (bit, fields) in [(0, "u32 a"), (1, "u64 b"), (2, "u8 c")] {
+        uapi::reg(
+            reg_fd.as_fd(),
+            &format!("{name} {fields}"),
+            addr,
+            4,
+            bit,
+            flags,
+        )?;
+        uapi::unreg(reg_fd.as_fd(), addr, bit)?;
+    }
+    drop(reg_fd);
+    let dirs = multi_dirs(&name)?;
+    check_eq!(
+        dirs.len(),
+        3,
+        "user_events_multi entries for {name}: {dirs:?}"
+    );
+    let b_dir = multi_dir_with(&name, "u64 b")?;
+    // dynamic_events matches the name and the field list. An UNREG drops its reference
+    // after a grace period: EBUSY until then.
+    let cmd = format!("-:{name} u64 b");
+    let mut last = None;
+    cx.wait_for(
+        &format!("'{cmd}' accepted once the format is unused"),
+        || match tracefs::dynamic_events_command(&cmd) {
+            // The error carries the path, not the errno: its kind says EBUSY.
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => false,
+            r => {
+                last = Some(r.map_err(|e| e.to_string()));
+                true
+            }
+        },
+    )?;
+    check_eq!(last, Some(Ok(())), "'{cmd}' written to dynamic_events");
+    let others: Vec<String> = dirs.iter().filter(|d| **d != b_dir).cloned().collect();
+    check_eq!(
+        multi_dirs(&name)?,
+        others,
+        "user_events_multi entries for {name} after '{cmd}' (it was {b_dir})"
+    );
+    check_eq!(
+        del_once_unused(cx.fd(), &name, cx.poll_deadline).err(),
+        None,
+        "DEL of {name}, once unused"
+    );
+    check_eq!(
+        multi_dirs(&name)?,
+        Vec::<String>::new(),
+        "user_events_multi entries for {name} after one DEL"
+    );
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "second DEL"
+    );
+    Ok(())
+}
+
+fn del_busy_while_probe_attached(cx: &mut Ctx) -> R {
+    let name = cx.event_name();
+    let dir = format!("events/user_events/{name}");
+    // Made through dynamic_events: persistent, and held by no registration and no fd, so
+    // only a probe can make it busy.
+    tracefs::dynamic_events_command(&format!("u:{name} u32 n"))?;
+    tracefs::set_enabled(&name, true)?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while ftrace is attached"
+    );
+    tracefs::set_enabled(&name, false)?;
+    let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL while perf is attached"
+    );
+    check!(tracefs::exists(&dir), "{dir} gone after the refused DELs");
+    drop(perf);
+    check_eq!(
+        del_once_unused(cx.fd(), &name, cx.poll_deadline).err(),
+        None,
+        "DEL once ftrace and perf have detached"
+    );
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after DEL returned"
+    );
+    Ok(())
+}
+
+fn dynamic_events_persist(cx: &mut Ctx) -> R {
+    let (name, twin) = (cx.event_name(), cx.event_name());
+    let (dir, twin_dir) = (
+        format!("events/user_events/{name}"),
+        format!("events/user_events/{twin}"),
+    );
+    tracefs::dynamic_events_command(&format!("u:{name} u32 n"))?;
+    check!(
+        tracefs::exists(&dir),
+        "{dir} missing after 'u:{name} u32 n'"
+    );
+    // The control: a twin registered without PERSIST and released, whose automatic delete
+    // runs on the path (the last put, deferred) that would wrongly delete the other.
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let other = tracefs::open_data()?;
+    uapi::reg(
+        other.as_fd(),
+        &format!("{twin} u32 n"),
+        page.addr(0) as u64,
+        4,
+        0,
+        0,
+    )?;
+    uapi::unreg(other.as_fd(), page.addr(0) as u64, 0)?;
+    drop(other);
+    let wrong = "event made through dynamic_events removed without a delete";
+    let control = cx.wait_for_unless(
+        "the registered twin removed after its last reference went",
+        || !tracefs::exists(&twin_dir),
+        wrong,
+        || !tracefs::exists(&dir),
+    )?;
+    cx.never_after(wrong, control, || !tracefs::exists(&dir))?;
+    tracefs::dynamic_events_command(&format!("-:{name} u32 n"))?;
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after '-:{name} u32 n'"
     );
     Ok(())
 }
@@ -770,6 +1038,9 @@ fn status_names_probes(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let want = |users: &str| Some(format!("{name}{users}"));
     check_eq!(status_line(&name)?, want(""), "status line with no probe");
+    // Busy: counts the events anything is attached to; no other scenario runs beside this
+    // one, so only this event's probes change it.
+    let idle = busy_events()?;
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit set with ftrace", || page.u32_at(0) == 1)?;
     check_eq!(
@@ -777,9 +1048,11 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         want(" # Used by ftrace"),
         "status line with ftrace"
     );
+    check_eq!(busy_events()?, idle + 1, "Busy: with ftrace attached");
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit cleared", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after ftrace");
+    check_eq!(busy_events()?, idle, "Busy: after ftrace detached");
     let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
     cx.wait_for("bit set with perf", || page.u32_at(0) == 1)?;
     check_eq!(
@@ -787,16 +1060,23 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         want(" # Used by perf"),
         "status line with perf"
     );
+    check_eq!(busy_events()?, idle + 1, "Busy: with perf attached");
     tracefs::set_enabled(&name, true)?;
     check_eq!(
         status_line(&name)?,
         want(" # Used by ftrace perf"),
         "status line with ftrace and perf"
     );
+    check_eq!(
+        busy_events()?,
+        idle + 1,
+        "Busy: with ftrace and perf attached (one event)"
+    );
     tracefs::set_enabled(&name, false)?;
     drop(perf);
     cx.wait_for("bit cleared once both are gone", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after both");
+    check_eq!(busy_events()?, idle, "Busy: after both detached");
     uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
     Ok(())
 }

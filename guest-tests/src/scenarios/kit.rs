@@ -95,6 +95,16 @@ pub fn active_events() -> Result<u32, Stop> {
     }
 }
 
+/// `Busy: N` of `user_events_status`: how many events something (ftrace, perf) is attached to.
+pub fn busy_events() -> Result<u32, Stop> {
+    let s = tracefs::status()?;
+    let line = s.lines().find_map(|l| l.strip_prefix("Busy: "));
+    match line.and_then(|n| n.trim().parse().ok()) {
+        Some(n) => Ok(n),
+        None => fail!("user_events_status has no Busy: line:\n{s}"),
+    }
+}
+
 /// An index and enabled event with its word in `page` (bit 0 of the u32 at 0).
 pub fn enabled(cx: &mut Ctx, page: &Mapping, name_args: &str) -> Result<u32, Stop> {
     let name = name_args.split(' ').next().unwrap_or(name_args).to_owned();

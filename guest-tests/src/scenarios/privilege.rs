@@ -32,6 +32,11 @@ const SCENARIOS: &[Scenario] = &[
     )
     .requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
+        "dynamic_events_needs_perfmon",
+        "uid 65534 writing 'u:NAME' through a dynamic_events fd root opened gets EPERM and no event; with CAP_PERFMON alone the event is made",
+        dynamic_events_needs_perfmon,
+    ),
+    Scenario::new(
         "tracefs_files_are_roots",
         "user_events_data is 0640 and user_events_status 0440, root's: uid 65534 cannot open them for writing (even with CAP_DAC_READ_SEARCH), yet writes events through an fd it is given",
         tracefs_files_are_roots,
@@ -257,5 +262,52 @@ fn tracefs_files_are_roots(cx: &mut Ctx) -> R {
     })?
     .join(STEP)?;
     tracefs::set_enabled(&name, false)?;
+    Ok(())
+}
+
+fn dynamic_events_needs_perfmon(cx: &mut Ctx) -> R {
+    let (refused, allowed) = (cx.event_name(), cx.event_name());
+    // Root opens the file (root's, writable by root only); the children write through it.
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tracefs::path("dynamic_events"))?;
+    let create = |name: &str| {
+        use std::io::Write;
+        (&file)
+            .write(format!("u:{name} u32 n").as_bytes())
+            .map(drop)
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(0)))
+    };
+    fork(|| {
+        become_user(NOBODY, NOBODY, &[])?;
+        check_eq!(
+            create(&refused).err(),
+            Some(Errno(libc::EPERM)),
+            "'u:NAME' written to dynamic_events by uid 65534 without capabilities"
+        );
+        Ok(())
+    })?
+    .join(STEP)?;
+    check!(
+        !tracefs::exists(&format!("events/user_events/{refused}")),
+        "the event of the refused 'u:NAME' exists"
+    );
+    fork(|| {
+        become_user(NOBODY, NOBODY, &[CAP_PERFMON])?;
+        check_eq!(
+            create(&allowed).err(),
+            None,
+            "'u:NAME' written to dynamic_events by uid 65534 with only CAP_PERFMON"
+        );
+        Ok(())
+    })?
+    .join(STEP)?;
+    let dir = format!("events/user_events/{allowed}");
+    check!(
+        tracefs::exists(&dir),
+        "{dir} missing after the allowed 'u:NAME'"
+    );
+    tracefs::dynamic_events_command(&format!("-:{allowed} u32 n"))?;
+    check!(!tracefs::exists(&dir), "{dir} still exists after '-:NAME'");
     Ok(())
 }
