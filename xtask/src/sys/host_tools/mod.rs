@@ -284,6 +284,16 @@ fn ensure_with(
     if miss.is_empty() {
         return Ok(());
     }
+    // Two runs at once on a new machine would both install: the second waits here, then
+    // finds what the first installed.
+    let _installing = match privilege {
+        Privilege::Root | Privilege::Sudo => Some(apt.lock_install()?),
+        Privilege::No(_) => None,
+    };
+    let miss: Vec<&Tool> = miss.into_iter().filter(|t| !present(t.check)).collect();
+    if miss.is_empty() {
+        return Ok(());
+    }
     let mut pkgs: Vec<String> = Vec::new();
     for t in &miss {
         if !pkgs.iter().any(|p| p == t.package) {

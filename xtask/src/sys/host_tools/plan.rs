@@ -270,6 +270,14 @@ impl HostApt {
         Ok(())
     }
 
+    /// Held while one harness run plans and installs, so that two at once do not both
+    /// install (apt would refuse the second on dpkg's lock).
+    pub fn lock_install(&self) -> anyhow::Result<crate::cache::Lock> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("create {}", self.root.display()))?;
+        crate::cache::lock(&self.root.join("install.lock"))
+    }
+
     /// Whether an earlier refresh left package indexes behind.
     fn has_index(&self) -> bool {
         std::fs::read_dir(self.root.join("lists")).is_ok_and(|rd| {
@@ -416,6 +424,8 @@ impl HostApt {
         argv.extend(self.opts(&format!("{list_dir}/{name}"), lists));
         // The downloaded .debs are not kept: they would sit in the cache, owned by root.
         argv.push("-oAPT::Keep-Downloaded-Packages=false".to_owned());
+        // Another apt at work (unattended upgrades, a person): wait for dpkg's lock, not fail.
+        argv.push("-oDPkg::Lock::Timeout=300".to_owned());
         argv.extend(["install", "-y", "--no-install-recommends", "--no-remove"].map(str::to_owned));
         if let Way::Sibling { suite, .. } = &step.way {
             argv.extend(["-t".to_owned(), suite.clone()]);
