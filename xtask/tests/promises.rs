@@ -150,7 +150,9 @@ fn every_promise_is_traced_or_listed_as_unchecked() {
             wrong.push(format!("{id}: missing from `{heading}`"));
         }
         for id in listed.difference(want) {
-            wrong.push(format!("{id}: listed under `{heading}`, but the row says otherwise"));
+            wrong.push(format!(
+                "{id}: listed under `{heading}`, but the row says otherwise"
+            ));
         }
     }
     println!(
