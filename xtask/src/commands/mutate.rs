@@ -75,6 +75,15 @@ pub enum Operators {
 }
 
 impl Operators {
+    /// As `--operators` spells it, and training.toml records it.
+    fn name(self) -> &'static str {
+        match self {
+            Operators::Universal => "universal",
+            Operators::Kernel => "kernel",
+            Operators::All => "all",
+        }
+    }
+
     /// How the report names the generator (shards of one run must agree).
     fn tool(self) -> String {
         let um = format!("universalmutator {}", mechanical::TOOL_VERSION);
@@ -133,11 +142,12 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let training_file = s.configs.join(mechanical::training::FILE);
-    let kind = Training::load(&training_file)?.kind(a.seed);
+    let kind = Training::load(&training_file)?.kind(a.operators.name(), a.seed, a.sample.is_some());
     if kind == SampleKind::Training && !a.rerun_survivors {
         eprintln!(
-            "warning: seed {} is a training sample (kernel-configs/mutate/training.toml): its survivors were used to write scenarios, so this score is a training figure, not a detection rate; draw a validation sample with a new --seed",
-            a.seed
+            "warning: this is a training sample (kernel-configs/mutate/training.toml lists seed {} of the {} operators, or the run takes every mutant of a set that trained the suite): its score is a training figure, not a detection rate; draw a validation sample with a new --seed",
+            a.seed,
+            a.operators.name()
         );
     }
     let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
@@ -173,6 +183,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     if a.rerun_survivors
         && Training::record(
             &training_file,
+            a.operators.name(),
             a.seed,
             "survivors rerun with --rerun-survivors after scenarios were written for them",
         )?

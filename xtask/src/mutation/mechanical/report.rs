@@ -171,14 +171,8 @@ impl Report {
             _ => "no mutant ran".to_owned(),
         };
         let kind = match self.kind {
-            Some(SampleKind::Validation) => format!(
-                "**Validation figure**: seed {} never trained the suite; this estimates how often it catches a mutant nobody pointed at",
-                self.seed
-            ),
-            Some(SampleKind::Training) => format!(
-                "**Training figure**: seed {}'s survivors were used to write scenarios (kernel-configs/mutate/training.toml); this says they were dealt with, not how often the suite catches a new mutant",
-                self.seed
-            ),
+            Some(SampleKind::Validation) => "**Validation figure**: no mutant of this sample trained the suite; this estimates how often it catches a mutant nobody pointed at".to_owned(),
+            Some(SampleKind::Training) => "**Training figure**: this sample's survivors (or those of a sample it contains) were used to write scenarios (kernel-configs/mutate/training.toml); this says they were dealt with, not how often the suite catches a new mutant".to_owned(),
             None => "Sample kind not recorded (a report from before training seeds were kept)".to_owned(),
         };
         format!("{kind}. This suite: {score}.\n\n")

@@ -24,8 +24,15 @@ pub struct TrainingSample {
     /// Every sample drawn with this seed counts as training: a larger sample of the same
     /// seed draws the same mutants first.
     pub seed: u64,
+    /// The set it was drawn from (`--operators`): universalmutator's unless said.
+    #[serde(default = "universal")]
+    pub operators: String,
     /// What was done with it, and when.
     pub why: String,
+}
+
+fn universal() -> String {
+    "universal".to_owned()
 }
 
 /// Whether a report's sample trained the suite.
@@ -47,8 +54,15 @@ impl Training {
         }
     }
 
-    pub fn kind(&self, seed: u64) -> SampleKind {
-        if self.samples.iter().any(|s| s.seed == seed) {
+    /// A run of `operators` (`universal`, `kernel` or `all`) with `seed`: training when a
+    /// listed sample of the same set used that seed; a run of every mutant (no `--sample`)
+    /// is training when any sample of its set trained the suite, since it contains them.
+    pub fn kind(&self, operators: &str, seed: u64, sampled: bool) -> SampleKind {
+        let mut same_set = self
+            .samples
+            .iter()
+            .filter(|s| operators == "all" || s.operators == operators);
+        if same_set.any(|s| !sampled || s.seed == seed) {
             SampleKind::Training
         } else {
             SampleKind::Validation
@@ -56,13 +70,17 @@ impl Training {
     }
 
     /// Adds `seed` (once) and writes the file back, keeping its leading comment.
-    pub fn record(path: &Path, seed: u64, why: &str) -> anyhow::Result<bool> {
+    pub fn record(path: &Path, operators: &str, seed: u64, why: &str) -> anyhow::Result<bool> {
         let mut t = Training::load(path)?;
-        if t.kind(seed) == SampleKind::Training {
+        if t.samples
+            .iter()
+            .any(|s| s.seed == seed && s.operators == operators)
+        {
             return Ok(false);
         }
         t.samples.push(TrainingSample {
             seed,
+            operators: operators.to_owned(),
             why: why.to_owned(),
         });
         let old = std::fs::read_to_string(path).unwrap_or_default();
@@ -115,13 +133,20 @@ mod tests {
         let p = d.path().join("training.toml");
         std::fs::write(&p, "# the header\n\n[[sample]]\nseed = 1\nwhy = \"x\"\n").unwrap();
         let t = Training::load(&p).unwrap();
-        assert_eq!(t.kind(1), SampleKind::Training);
-        assert_eq!(t.kind(2), SampleKind::Validation);
-        assert!(Training::record(&p, 2, "survivors rerun").unwrap());
-        assert!(!Training::record(&p, 2, "again").unwrap());
+        assert_eq!(t.kind("universal", 1, true), SampleKind::Training);
+        assert_eq!(t.kind("universal", 2, true), SampleKind::Validation);
+        // Every universal mutant contains seed 1's sample; the kernel set trained nothing.
+        assert_eq!(t.kind("universal", 2, false), SampleKind::Training);
+        assert_eq!(t.kind("kernel", 1, false), SampleKind::Validation);
+        assert_eq!(t.kind("all", 1, true), SampleKind::Training);
+        assert!(Training::record(&p, "kernel", 2, "survivors rerun").unwrap());
+        assert!(!Training::record(&p, "kernel", 2, "again").unwrap());
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with("# the header\n"), "{text}");
-        assert_eq!(Training::load(&p).unwrap().kind(2), SampleKind::Training);
+        assert_eq!(
+            Training::load(&p).unwrap().kind("kernel", 2, true),
+            SampleKind::Training
+        );
         assert_eq!(
             Training::load(&d.path().join("none")).unwrap(),
             Training::default()
@@ -136,7 +161,11 @@ mod tests {
             .join(FILE);
         let t = Training::load(&p).unwrap();
         for seed in [1, 20261203, 777] {
-            assert_eq!(t.kind(seed), SampleKind::Training, "seed {seed}");
+            assert_eq!(
+                t.kind("universal", seed, true),
+                SampleKind::Training,
+                "seed {seed}"
+            );
         }
     }
 }
