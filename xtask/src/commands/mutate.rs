@@ -122,7 +122,18 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
         bail!("mutate mutates a packaged kernel's source: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
-    s.host_tools()?;
+    // universalmutator's Python is asked for with the rest, so that a user without root gets
+    // one message naming everything missing.
+    let python: Vec<&crate::sys::host_tools::Tool> =
+        if a.operators != Operators::Kernel && !mechanical::tool_installed(&s.cache) {
+            vec![
+                &crate::sys::host_tools::PYTHON3,
+                &crate::sys::host_tools::PYTHON3_VENV,
+            ]
+        } else {
+            vec![]
+        };
+    s.host_tools_with(&python)?;
     let (base, base_src) = unmutated_kernel(&mut s, k)?;
     let all = generate_all(&mut s, k, &base_src, a.operators)?;
     let choice = Choice {

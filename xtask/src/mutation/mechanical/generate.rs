@@ -48,6 +48,15 @@ pub fn functions_by_line(text: &str) -> Vec<String> {
 
 /// The tool, installed into the cache (a Python virtual environment of its own); the only
 /// thing installed outside the cache is a missing `python3`/`python3-venv`, with apt-get.
+/// Whether universalmutator is already installed in the cache (then neither python3 nor
+/// python3-venv is needed).
+pub fn tool_installed(cache: &Path) -> bool {
+    let venv = cache
+        .join("tools")
+        .join(format!("universalmutator-{TOOL_VERSION}"));
+    venv.join("INSTALLED").is_file() && venv.join("bin/mutate").is_file()
+}
+
 pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyhow::Result<PathBuf> {
     let venv = cache
         .join("tools")

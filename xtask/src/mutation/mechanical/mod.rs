@@ -18,7 +18,7 @@ pub mod training;
 mod workbench;
 
 pub use choose::{choose, parse_shard, Choice, JudgedList};
-pub use generate::{generate, tool};
+pub use generate::{generate, tool, tool_installed};
 pub use report::{MutantResult, Outcome, Report, Upstream};
 pub use training::{SampleKind, Training};
 pub use workbench::{Build, Workbench};
