@@ -147,6 +147,32 @@ impl Plan {
     }
 }
 
+impl Step {
+    /// The sources its install is asked of.
+    fn view(&self) -> View {
+        match self.way {
+            Way::Sibling { .. } => View::WithSiblings,
+            _ => View::Host,
+        }
+    }
+
+    /// The suite it is taken from by name (`-t`), if any.
+    fn target(&self) -> Option<&str> {
+        match &self.way {
+            Way::Sibling { suite, .. } => Some(suite),
+            _ => None,
+        }
+    }
+}
+
+/// The file name of a view's sources list (in the cache, or a pasted command's folder).
+fn list_name(view: View) -> &'static str {
+    match view {
+        View::Host => "host.list",
+        View::WithSiblings => "with-siblings.list",
+    }
+}
+
 /// Which sources a question is asked of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
@@ -196,10 +222,7 @@ impl HostApt {
     }
 
     fn list_path(&self, view: View) -> PathBuf {
-        self.root.join(match view {
-            View::Host => "host.list",
-            View::WithSiblings => "with-siblings.list",
-        })
+        self.root.join(list_name(view))
     }
 
     /// apt's options for a view; `lists` is the index folder (the cache's, or a pasted
@@ -411,15 +434,7 @@ impl HostApt {
 
     /// The argv of each step's install, as root; `lists` is the index folder to use.
     fn step_commands(&self, step: &Step, list_dir: &str, lists: &str) -> Vec<String> {
-        let view = match step.way {
-            Way::Sibling { .. } => View::WithSiblings,
-            _ => View::Host,
-        };
-        let name = self.list_path(view);
-        let name = name
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let name = list_name(step.view());
         let mut argv = vec!["apt-get".to_owned()];
         argv.extend(self.opts(&format!("{list_dir}/{name}"), lists));
         // The downloaded .debs are not kept: they would sit in the cache, owned by root.
@@ -427,8 +442,8 @@ impl HostApt {
         // Another apt at work (unattended upgrades, a person): wait for dpkg's lock, not fail.
         argv.push("-oDPkg::Lock::Timeout=300".to_owned());
         argv.extend(["install", "-y", "--no-install-recommends", "--no-remove"].map(str::to_owned));
-        if let Way::Sibling { suite, .. } = &step.way {
-            argv.extend(["-t".to_owned(), suite.clone()]);
+        if let Some(suite) = step.target() {
+            argv.extend(["-t".to_owned(), suite.to_owned()]);
         }
         argv.extend(step.packages.iter().cloned());
         argv
@@ -439,15 +454,7 @@ impl HostApt {
     /// `--no-remove`, so apt stops rather than remove anything. apt's output goes to the user.
     pub fn install(&self, plan: &Plan, prefix: &[String]) -> anyhow::Result<()> {
         for step in &plan.steps {
-            let view = match step.way {
-                Way::Sibling { .. } => View::WithSiblings,
-                _ => View::Host,
-            };
-            let target = match &step.way {
-                Way::Sibling { suite, .. } => Some(suite.as_str()),
-                _ => None,
-            };
-            let harm = self.simulate(view, target, &step.packages)?;
+            let harm = self.simulate(step.view(), step.target(), &step.packages)?;
             if !harm.is_empty() {
                 bail!(
                     "installing {} would now change packages this machine already has, so it was not installed:\n{}",
@@ -498,11 +505,7 @@ impl HostApt {
             "mkdir -p \"$d/partial\" \"$d/cache/archives/partial\"".to_owned(),
         ];
         for view in [View::Host, View::WithSiblings] {
-            let name = self.list_path(view);
-            let name = name
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
+            let name = list_name(view);
             let host_list = self.sources.etc_apt.join("sources.list");
             let mut s = format!("{{ cat {} 2>/dev/null || true; ", host_list.display());
             if view == View::WithSiblings {
