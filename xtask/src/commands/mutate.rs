@@ -65,6 +65,11 @@ pub struct MutateArgs {
     /// With --resume: run the survivors again too (after new scenarios were added).
     #[arg(long, requires = "resume")]
     pub rerun_survivors: bool,
+    /// Boot the unmutated kernel this many times before the mutants: a scenario that fails in
+    /// any of them is left out, and an upstream test counts only if it passed in all of them
+    /// (some of them fail now and then on an unmutated kernel, and would read as kills).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub baseline_runs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,10 +123,27 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     if !a.merge.is_empty() {
         return merge(&a.merge, &dir);
     }
-    let k = &a.kernel;
-    if !k.patches.is_empty() || k.kernel_image.is_some() || k.kernel_tree.is_some() {
+    if !a.kernel.patches.is_empty()
+        || a.kernel.kernel_image.is_some()
+        || a.kernel.kernel_tree.is_some()
+    {
         bail!("mutate mutates a packaged kernel's source: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
+    // The tree's own selftests are those of its release, and on 6.12 nine of them fail on the
+    // unmutated kernel: as `matrix` does, the upstream side runs the selftests of the newest
+    // kernel of the list with the same ABI generation, so that it is compared at its best.
+    let k = &KernelArgs {
+        kselftest_from: a.kernel.kselftest_from.clone().or_else(|| {
+            let list = s.kernel_list().ok()?;
+            let name = a
+                .kernel
+                .kernel
+                .clone()
+                .unwrap_or_else(|| list.default.clone());
+            list.newest_of_same_abi(&name)
+        }),
+        ..a.kernel.clone()
+    };
     // universalmutator's Python is asked for with the rest, so that a user without root gets
     // one message naming everything missing.
     let python: Vec<&crate::sys::host_tools::Tool> =
@@ -177,7 +199,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     opts.kselftests = true;
     s.choose_accel(&mut opts, a.run.accel, &base)?;
     let started = Instant::now();
-    let baseline = Baseline::of(&mut s, &base, &opts, &guest)?;
+    let baseline = Baseline::of(&mut s, &base, &opts, &guest, a.baseline_runs)?;
     opts.stop_at_first_failure = true;
     let bench = workbench(&mut s, k, &base_src)?;
     let mut report = Report {
@@ -195,6 +217,8 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         wall_secs: 0.0,
         unreliable: baseline.unreliable.clone(),
         upstream_failing_unmutated: baseline.upstream_failing.clone(),
+        baseline_runs: a.baseline_runs,
+        kselftests_from: k.kselftest_from.clone(),
         results: vec![],
     };
     let mut earlier_secs = 0.0;
@@ -354,8 +378,9 @@ fn print_list(chosen: &[MutantSpec]) {
     }
 }
 
-/// What the unmutated kernel says: which scenarios decide nothing (they fail there), which
-/// upstream tests fail there, and the selection a mutant runs.
+/// What the unmutated kernel says over several boots: which scenarios decide nothing (they
+/// fail there, even once), which upstream tests are not reliable enough to count (they fail
+/// there, even once), and the selection a mutant runs.
 struct Baseline {
     unreliable: Vec<String>,
     upstream_failing: Vec<String>,
@@ -368,34 +393,57 @@ impl Baseline {
         base: &KernelUnderTest,
         opts: &harness::model::SuiteOptions,
         guest: &crate::session::Guest,
+        runs: u32,
     ) -> anyhow::Result<Baseline> {
-        // The unmutated kernel first: a scenario that fails there decides nothing about a mutant,
-        // and neither does an upstream test that fails there.
-        s.progress
-            .step(Step::Boot, &format!("{} unmutated", base.label));
         let all_selection = Selection {
             scenarios: guest.scenarios(false),
             kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
             ..Default::default()
         };
-        let base_run = harness::run::run_kernel(base, opts, &all_selection)?;
-        harness::artifacts::write(&base_run)?;
-        let failing = |run: &KernelRun, origin: Origin| -> Vec<String> {
-            run.verdicts
-                .iter()
-                .filter(|v| v.origin == origin && v.verdict.is_fail())
-                .map(|v| v.name.clone())
-                .collect()
-        };
-        let unreliable = failing(&base_run, Origin::Scenario);
-        let upstream_base = failing(&base_run, Origin::Upstream);
-        if failing(&base_run, Origin::Vm).len() + unreliable.len()
-            > all_selection.scenarios.len() / 2
-        {
-            bail!(
-                "the unmutated kernel fails most of the suite (see {}): fix that first",
-                base_run.run_dir.display()
+        let mut unreliable: Vec<String> = vec![];
+        let mut upstream_base: Vec<String> = vec![];
+        for i in 1..=runs {
+            s.progress.step(
+                Step::Boot,
+                &format!("{} unmutated ({i} of {runs})", base.label),
             );
+            let base_run = harness::run::run_kernel(base, opts, &all_selection)?;
+            harness::artifacts::write(&base_run)?;
+            let failing = |origin: Origin| -> Vec<String> {
+                base_run
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.origin == origin && v.verdict.is_fail())
+                    .map(|v| v.name.clone())
+                    .collect()
+            };
+            let scenarios = failing(Origin::Scenario);
+            if failing(Origin::Vm).len() + scenarios.len() > all_selection.scenarios.len() / 2 {
+                bail!(
+                    "the unmutated kernel fails most of the suite (see {}): fix that first",
+                    base_run.run_dir.display()
+                );
+            }
+            let upstream = failing(Origin::Upstream);
+            if i > 1 {
+                let new: Vec<&String> = upstream
+                    .iter()
+                    .chain(&scenarios)
+                    .filter(|n| !upstream_base.contains(n) && !unreliable.contains(n))
+                    .collect();
+                if !new.is_empty() {
+                    eprintln!(
+                        "note: unmutated boot {i} of {runs} failed what earlier ones passed (flaky, not counted): {}",
+                        new.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            unreliable.extend(scenarios);
+            upstream_base.extend(upstream);
+            unreliable.sort();
+            unreliable.dedup();
+            upstream_base.sort();
+            upstream_base.dedup();
         }
         if !unreliable.is_empty() {
             eprintln!(
@@ -474,6 +522,17 @@ fn resume(
                 old.sample,
                 old.source
             );
+        }
+        match (&old.kselftests_from, &report.kselftests_from) {
+            (Some(was), Some(now)) if was != now => bail!(
+                "--resume: the results in {} count the upstream selftests of {was}, this run would count {now}'s: give --kselftest-from {was} to go on with it",
+                dir.display()
+            ),
+            (None, Some(now)) => eprintln!(
+                "note: --resume: the earlier results in {} counted the mutated tree's own selftests (or did not record whose); the new ones count {now}'s",
+                dir.display()
+            ),
+            _ => {}
         }
         let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
         // The wall time so far is kept: the report's time is the whole run's.

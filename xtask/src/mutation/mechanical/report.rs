@@ -63,9 +63,22 @@ pub struct Report {
     pub wall_secs: f64,
     /// Scenarios that failed on the unmutated kernel: left out, since they decide nothing.
     pub unreliable: Vec<String>,
-    /// Upstream tests that fail on the unmutated kernel: their failures do not count.
+    /// Upstream tests that fail on the unmutated kernel (in any of its boots): their failures
+    /// do not count.
     pub upstream_failing_unmutated: Vec<String>,
+    /// How many times the unmutated kernel booted before the mutants (reports from before
+    /// this was recorded booted it once).
+    #[serde(default = "one")]
+    pub baseline_runs: u32,
+    /// The list kernel whose tree's selftests were the upstream side (None: the mutated tree's
+    /// own).
+    #[serde(default)]
+    pub kselftests_from: Option<String>,
     pub results: Vec<MutantResult>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -141,6 +154,20 @@ impl Report {
                     p.sample
                 );
             }
+            if p.kselftests_from != first.kselftests_from {
+                bail!(
+                    "reports whose upstream sides differ: {:?}'s selftests vs {:?}'s",
+                    first.kselftests_from,
+                    p.kselftests_from
+                );
+            }
+            // A shard's baseline is as strong as its fewest boots.
+            first.baseline_runs = first.baseline_runs.min(p.baseline_runs);
+            first
+                .upstream_failing_unmutated
+                .extend(p.upstream_failing_unmutated);
+            first.upstream_failing_unmutated.sort();
+            first.upstream_failing_unmutated.dedup();
             // A shard that knew its seed as training makes the whole a training figure.
             if p.kind == Some(SampleKind::Training) || first.kind.is_none() {
                 first.kind = p.kind;
@@ -175,7 +202,26 @@ impl Report {
             Some(SampleKind::Training) => "**Training figure**: this sample's survivors (or those of a sample it contains) were used to write scenarios (kernel-configs/mutate/training.toml); this says they were dealt with, not how often the suite catches a new mutant".to_owned(),
             None => "Sample kind not recorded (a report from before training seeds were kept)".to_owned(),
         };
-        format!("{kind}. This suite: {score}.\n\n")
+        let up_ran = all.upstream_killed + all.upstream_survived;
+        let upstream = match (all.upstream_score(), wilson95(all.upstream_killed, up_ran)) {
+            (Some(p), Some((lo, hi))) => format!(
+                "{:.1}% ({} of {up_ran}; 95% interval {:.0}–{:.0}%)",
+                p * 100.0,
+                all.upstream_killed,
+                lo * 100.0,
+                hi * 100.0
+            ),
+            _ => "not run".to_owned(),
+        };
+        let basis = format!(
+            "the selftests of {}, counting only the tests that passed on all {} boot{} of the unmutated kernel",
+            self.kselftests_from
+                .as_deref()
+                .map_or("the mutated tree".to_owned(), |k| format!("{k}'s tree")),
+            self.baseline_runs,
+            if self.baseline_runs == 1 { "" } else { "s" }
+        );
+        format!("{kind}. This suite: {score}. Upstream selftests on the same mutants ({basis}): {upstream}.\n\n")
     }
 
     pub fn markdown(&self) -> String {
@@ -251,5 +297,88 @@ impl Report {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, outcome: Outcome, upstream: Upstream) -> MutantResult {
+        MutantResult {
+            mutant: MutantSpec {
+                id: id.into(),
+                file: "kernel/trace/trace_events_user.c".into(),
+                line: 1,
+                function: "user_event_mm_dup".into(),
+                original: "a".into(),
+                mutated: "b".into(),
+            },
+            outcome,
+            upstream,
+            secs: 1.0,
+            diff: String::new(),
+        }
+    }
+
+    fn report(from: Option<&str>, runs: u32, results: Vec<MutantResult>) -> Report {
+        Report {
+            source: "linux 6.12".into(),
+            tool: "kernel operators".into(),
+            seed: 5,
+            sample: Some(10),
+            kind: Some(SampleKind::Validation),
+            shards: vec![],
+            functions: vec![],
+            wall_secs: 1.0,
+            unreliable: vec![],
+            upstream_failing_unmutated: vec![],
+            baseline_runs: runs,
+            kselftests_from: from.map(String::from),
+            results,
+        }
+    }
+
+    #[test]
+    fn the_upstream_figure_has_its_interval_and_says_what_counted() {
+        let killed = || Outcome::Killed { by: "x".into() };
+        let up = || Upstream::Killed {
+            by: "kselftest::abi_test::y".into(),
+        };
+        let r = report(
+            Some("7.3-rc"),
+            3,
+            vec![
+                result("a", killed(), up()),
+                result("b", killed(), Upstream::Survived),
+                result("c", Outcome::Survived, Upstream::Survived),
+                result("d", Outcome::Equivalent, Upstream::NotRun),
+            ],
+        );
+        let md = r.markdown();
+        assert!(
+            md.contains("This suite: 66.7% (2 of 3; 95% interval"),
+            "{md}"
+        );
+        assert!(md.contains("Upstream selftests on the same mutants (the selftests of 7.3-rc's tree, counting only the tests that passed on all 3 boots of the unmutated kernel): 33.3% (1 of 3; 95% interval"), "{md}");
+    }
+
+    #[test]
+    fn shards_merge_only_with_the_same_upstream_side_and_keep_the_weakest_baseline() {
+        let a = report(Some("7.3-rc"), 3, vec![]);
+        let b = report(Some("7.3-rc"), 2, vec![]);
+        assert_eq!(Report::merge(vec![a.clone(), b]).unwrap().baseline_runs, 2);
+        let c = report(None, 3, vec![]);
+        assert!(Report::merge(vec![a, c]).is_err());
+    }
+
+    #[test]
+    fn a_report_from_before_the_baseline_was_recorded_reads_as_one_boot_of_the_own_tree() {
+        let mut v = serde_json::to_value(report(None, 3, vec![])).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("baseline_runs");
+        o.remove("kselftests_from");
+        let r: Report = serde_json::from_value(v).unwrap();
+        assert_eq!((r.baseline_runs, r.kselftests_from), (1, None));
     }
 }
