@@ -31,7 +31,8 @@ pub struct MutateArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Only mutants of lines in these functions (a comma list).
+    /// Only mutants of lines in these functions (a comma list; `key` stands for the key
+    /// functions, which the report scores apart).
     #[arg(long, value_delimiter = ',')]
     pub function: Vec<String>,
     /// Run a sample of this many mutants, drawn with --seed.

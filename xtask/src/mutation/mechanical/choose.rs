@@ -48,9 +48,22 @@ pub(super) fn splitmix64(state: &mut u64) -> u64 {
 }
 
 pub fn choose(all: &[MutantSpec], c: &Choice) -> anyhow::Result<Vec<MutantSpec>> {
+    // `key` stands for the key functions, so that "every mutant of the key functions" is one
+    // word on the command line and in CI, and changes with the list.
+    let functions: Vec<&str> = c
+        .functions
+        .iter()
+        .flat_map(|f| {
+            if f == super::KEY {
+                super::KEY_FUNCTIONS.to_vec()
+            } else {
+                vec![f.as_str()]
+            }
+        })
+        .collect();
     let mut v: Vec<MutantSpec> = all
         .iter()
-        .filter(|m| c.functions.is_empty() || c.functions.contains(&m.function))
+        .filter(|m| functions.is_empty() || functions.contains(&m.function.as_str()))
         .cloned()
         .collect();
     if v.is_empty() {

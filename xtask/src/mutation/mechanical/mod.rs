@@ -32,9 +32,11 @@ pub const TARGETS: [&str; 2] = [
 /// universalmutator's version, pinned so a cached set of mutants stays the same set.
 pub const TOOL_VERSION: &str = "1.14.1";
 
-/// The functions that carry the ABI's hard questions: the enabler write and its fault
-/// handling, the mm's duplication on fork and removal on exit/exec, and REG/UNREG. Their
-/// score is reported apart from the whole file's.
+/// The functions that carry the ABI's promises: the enabler write and its fault handling,
+/// the mm's duplication on fork and removal on exit/exec, REG, UNREG and DEL, the lookup and
+/// matching of an event, the `user_events_status` and `dynamic_events` output, an event's
+/// references and destruction, and the release of the data file. Their score is reported
+/// apart from the whole file's, and `--function key` takes every mutant of them.
 pub const KEY_FUNCTIONS: &[&str] = &[
     "user_event_enabler_write",
     "user_event_enabler_fault_fixup",
@@ -64,7 +66,25 @@ pub const KEY_FUNCTIONS: &[&str] = &[
     "user_unreg_get",
     "current_user_event_enabler_exists",
     "user_event_last_ref",
+    "user_events_ioctl_del",
+    "delete_user_event",
+    "find_user_event",
+    "user_event_match",
+    "user_fields_match",
+    "user_field_match",
+    "user_event_show",
+    "user_seq_show",
+    "user_events_release",
+    "user_events_ref_add",
+    "user_event_get",
+    "user_event_put",
+    "destroy_user_event",
+    "user_event_free",
+    "user_event_is_busy",
 ];
+
+/// `--function`'s name for [`KEY_FUNCTIONS`].
+pub const KEY: &str = "key";
 
 /// One mutant: one line of one file changed by one of the tool's rules.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,6 +168,36 @@ mod tests {
             original,
             mutated: mutated.into(),
         }
+    }
+
+    #[test]
+    fn key_stands_for_the_key_functions_beside_other_names() {
+        let all = vec![
+            spec(6, "\tint a = 2;"),
+            {
+                let mut m = spec(11, "int y = 1;");
+                m.function = "user_event_show".into();
+                m
+            },
+            {
+                let mut m = spec(1, "static int z;");
+                m.function = "user_event_validate".into();
+                m
+            },
+        ];
+        let c = |f: &[&str]| Choice {
+            functions: f.iter().map(|s| s.to_string()).collect(),
+            ..Choice::default()
+        };
+        let ids = |f: &[&str]| -> Vec<String> {
+            choose(&all, &c(f))
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids(&[KEY]), ["t.6", "t.11"]);
+        assert_eq!(ids(&[KEY, "user_event_validate"]), ["t.6", "t.11", "t.1"]);
     }
 
     #[test]
