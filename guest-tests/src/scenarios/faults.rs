@@ -1,7 +1,10 @@
 //! The asynchronous fault worker's bookkeeping (user_event_enabler_fault_fixup): while a
 //! fault is in flight the registration is FAULTING, a transition skips it, an UNREG leaves
-//! it to the worker to free, and the worker drops its reference to the process's
-//! user_event_mm when done.
+//! it to the worker to free (and the event's reference goes with it), and the worker drops
+//! its reference to the process's user_event_mm when done. A fork in that window copies
+//! what the registration means, never that state: a FREEING registration is not copied, and
+//! a FAULTING one is copied without its FAULTING bit (user_event_enabler_dup), since only
+//! the parent has a fault in flight to clear it.
 //!
 //! "While a fault is in flight" is made deterministic by holding the worker: schedule_work()
 //! queues on the CPU that calls it (system_wq is per-CPU), so a process pinned to one CPU
@@ -16,7 +19,7 @@ use result_channel::Feature;
 
 use super::munmap::{resident, wait_fault_warning};
 use crate::framework::{
-    fork, kmsg_count, wait_until, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R,
+    fork, kmsg_count, wait_until, write32, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R,
 };
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
@@ -29,7 +32,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unreg_while_faulting",
-        "DIAG_IOCSUNREG while the fault worker is held with the write pending: the worker frees the registration and never writes the word",
+        "DIAG_IOCSUNREG while the fault worker is held with the write pending: the worker frees the registration, never writes the word, and the event deletes itself once its fd is closed",
         unreg_while_faulting,
     ),
     Scenario::new(
@@ -39,6 +42,16 @@ const SCENARIOS: &[Scenario] = &[
     )
     .fault_warnings(true)
     .requires(&[Feature::RemoteWrite]),
+    Scenario::new(
+        "fork_skips_unreg_pending",
+        "a fork while an UNREG'd registration waits for its fault worker does not copy it: the child's UNREG of the (addr, bit) is ENOENT",
+        fork_skips_unreg_pending,
+    ),
+    Scenario::new(
+        "fork_while_faulting_child_follows",
+        "a fork while the parent's fault is in flight gives the child a registration that follows the next enable and disable",
+        fork_while_faulting_child_follows,
+    ),
 ];
 
 pub const FAMILY: Family = Family::new("faults", SCENARIOS)
@@ -104,10 +117,14 @@ impl HeldWorker {
             released: true,
         };
         let param = libc::sched_param { sched_priority: 10 };
+        // RESET_ON_FORK: a child forked while held starts SCHED_OTHER, so it waits for the
+        // CPU like the kworker instead of holding it as well.
         check_eq!(
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) },
+            unsafe {
+                libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+            },
             0,
-            "sched_setscheduler(SCHED_FIFO, 10): {}",
+            "sched_setscheduler(SCHED_FIFO | SCHED_RESET_ON_FORK, 10): {}",
             std::io::Error::last_os_error()
         );
         held.released = false;
@@ -217,6 +234,8 @@ fn exit_after_fault_frees_event(cx: &mut Ctx) -> R {
 /// fault (FAULTING), and UNREGs at once: UNREG must mark the registration FREEING so that the
 /// worker frees it instead of re-issuing the write. While held, the registration is still
 /// there (REG of its (addr, bit) is EADDRINUSE): that is the proof UNREG saw FAULTING.
+/// The free is for good: once the fd that registered the event is closed too, nothing
+/// references the event, and it deletes itself.
 fn unreg_while_faulting(cx: &mut Ctx) -> R {
     const BIT: u8 = 7;
     for attempt in 1..=HOLD_ATTEMPTS {
@@ -224,7 +243,11 @@ fn unreg_while_faulting(cx: &mut Ctx) -> R {
         let word = page.addr(0);
         let name = cx.event_name();
         let probe_name = cx.event_name();
-        cx.reg(&name, word, 4, BIT)?;
+        // An fd of its own, closed at the end, so that the registration is the event's only
+        // other reference.
+        let reg_fd = tracefs::open_data()?;
+        uapi::reg(reg_fd.as_fd(), &name, word as u64, 4, BIT, 0)
+            .ctx(|| format!("DIAG_IOCSREG {name:?}"))?;
         drop_page(&page)?;
         let mut held = HeldWorker::hold()?;
         let enabled = tracefs::set_enabled(&name, true);
@@ -305,9 +328,35 @@ fn unreg_while_faulting(cx: &mut Ctx) -> R {
             Err(e) => return Err(e),
         }
         tracefs::set_enabled(&name, false)?;
-        return Ok(());
+        drop(reg_fd);
+        return gone_for_good(cx, &name);
     }
     fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// The event `name`, disabled, whose fd is closed and whose one registration was freed by
+/// the fault worker: nothing references it, so it deletes itself, and DEL then finds no such
+/// event.
+fn gone_for_good(cx: &mut Ctx, name: &str) -> R {
+    let dir = format!("events/user_events/{name}");
+    let gone = cx.wait_for(
+        "the event deleted by itself once its fd was closed too",
+        || !tracefs::exists(&dir),
+    );
+    if let Err(Stop::Fail(m)) = gone {
+        let del = uapi::del(cx.fd(), name);
+        fail!(
+            "{m}; DIAG_IOCSDEL now gives {del:?} (EBUSY: something still holds the event, \
+             such as the unregistered registration the fault worker never destroyed)"
+        );
+    }
+    gone?;
+    check_eq!(
+        uapi::del(cx.fd(), name).err(),
+        Some(Errno(libc::ENOENT)),
+        "DEL after the automatic delete"
+    );
+    Ok(())
 }
 
 /// Holds the worker, enables the event (its write to the unmapped word fails: one fault
@@ -355,6 +404,149 @@ fn transition_while_faulting_skipped(cx: &mut Ctx) -> R {
         )?;
         check_eq!(kmsg_count(&needle)?, 1, "fault warnings for {name}");
         return Ok(());
+    }
+    fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// Holds the worker, enables the event (its write to the absent page is queued as a fault:
+/// FAULTING), UNREGs (FREEING: the registration is left to the worker to free) and forks.
+/// The fork must not copy a registration its parent has already unregistered
+/// (user_event_enabler_dup skips FREEING ones): the child's UNREG of the (addr, bit) is
+/// ENOENT. Right after the fork, still held, the parent's REG of the (addr, bit) is
+/// EADDRINUSE: the proof that the fork found the registration still listed, FREEING.
+fn fork_skips_unreg_pending(cx: &mut Ctx) -> R {
+    const BIT: u8 = 9;
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let page = Mapping::anon(libc::MAP_PRIVATE)?;
+        let word = page.addr(0) as u64;
+        let (name, probe_name) = (cx.event_name(), cx.event_name());
+        cx.reg(&name, page.addr(0), 4, BIT)?;
+        drop_page(&page)?;
+        let fd = cx.data.try_clone()?;
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let unreg = uapi::unreg(fd.as_fd(), word, BIT);
+        // The child runs once this process sleeps (it is SCHED_OTHER on the held CPU); what
+        // it got was settled by the fork.
+        let child = fork(|| {
+            let unreg = uapi::unreg(fd.as_fd(), word, BIT);
+            check!(
+                unreg == Err(Errno(libc::ENOENT)),
+                "the child's UNREG of the (addr, bit) its parent had unregistered before the \
+                 fork gave {unreg:?}, not ENOENT: fork copied a registration that was being \
+                 freed (FREEING, its fault still in flight)"
+            );
+            Ok(())
+        });
+        let probe = uapi::reg(fd.as_fd(), &probe_name, word, 4, BIT, 0);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        let child = child?;
+        let parent = enabled.map_err(Stop::from).and_then(|()| {
+            check_eq!(unreg, Ok(()), "DIAG_IOCSUNREG while the fault is pending");
+            Ok(())
+        });
+        child.join_with(parent, cx.poll_deadline * 2)?;
+        tracefs::set_enabled(&name, false)?;
+        match probe {
+            Err(Errno(libc::EADDRINUSE)) => {
+                cx.note(format!(
+                    "attempt {attempt}: held {} us; right after the fork the unregistered \
+                     registration was still listed (EADDRINUSE): the fork came while it was \
+                     FREEING",
+                    for_ms.as_micros()
+                ));
+                return Ok(());
+            }
+            Ok(_) => {
+                cx.note(format!(
+                    "attempt {attempt}: held {} us, but the registration was gone right after \
+                     the fork: the worker had freed it; trying again",
+                    for_ms.as_micros()
+                ));
+                uapi::unreg(cx.fd(), word, BIT)?;
+            }
+            Err(e) => fail!("REG of the (addr, bit) right after the fork: {e}"),
+        }
+    }
+    fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// Holds the worker, enables the event (its write to the absent page is queued as a fault:
+/// the parent's registration is FAULTING) and forks. The child's copy must not inherit
+/// FAULTING (user_event_enabler_dup copies only the bit number and the 32-on-64 flag): no
+/// fault of the child's will ever clear it, and a FAULTING registration is never written.
+/// So, once the parent's worker has run, the child's word must follow the next enable and
+/// disable. The parent's bit, still clear right after the fork, is the proof that the fork
+/// came while the fault was in flight.
+fn fork_while_faulting_child_follows(cx: &mut Ctx) -> R {
+    const BIT: u8 = 5;
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let page = Mapping::anon(libc::MAP_PRIVATE)?;
+        let name = cx.event_name();
+        cx.reg(&name, page.addr(0), 4, BIT)?;
+        drop_page(&page)?;
+        let (to_child, to_parent) = (Pipe::new()?, Pipe::new()?);
+        let deadline = cx.poll_deadline;
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let child = fork(|| {
+            // A write to another word of the page maps it in, so that the transitions below
+            // write this word at once; its bit is still clear (nothing was written at fork).
+            write32(page.addr(64), 0);
+            to_parent.send(b"r")?;
+            to_child.expect(b'e', deadline * 2)?;
+            wait_until(
+                &format!(
+                    "the child's bit {BIT} set by the enable after the fork (a registration \
+                     copied while the parent's fault was in flight is never written: it kept \
+                     FAULTING, which no fault of the child's clears)"
+                ),
+                deadline,
+                || page.u32_at(0) & 1 << BIT != 0,
+            )?;
+            to_parent.send(b"s")?;
+            to_child.expect(b'd', deadline * 2)?;
+            wait_until(
+                &format!("the child's bit {BIT} cleared by the next disable"),
+                deadline,
+                || page.u32_at(0) & 1 << BIT == 0,
+            )
+        });
+        let word_held = page.u32_at(0);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        let child = child?;
+        let parent = enabled.map_err(Stop::from).and_then(|()| {
+            // The control: the released worker rewrites the parent's word, so the parent's
+            // registration is no longer FAULTING.
+            cx.wait_for("the parent's bit written by the released worker", || {
+                page.u32_at(0) & 1 << BIT != 0
+            })?;
+            to_parent.expect(b'r', deadline * 2)?;
+            tracefs::set_enabled(&name, false)?;
+            tracefs::set_enabled(&name, true)?;
+            to_child.send(b"e")?;
+            to_parent.expect(b's', deadline * 2)?;
+            tracefs::set_enabled(&name, false)?;
+            to_child.send(b"d")
+        });
+        child.join_with(parent, deadline * 3)?;
+        if word_held & 1 << BIT == 0 {
+            cx.note(format!(
+                "attempt {attempt}: held {} us; the parent's bit {BIT} still clear right after \
+                 the fork: the fork came while the fault was in flight",
+                for_ms.as_micros()
+            ));
+            return Ok(());
+        }
+        cx.note(format!(
+            "attempt {attempt}: held {} us, but the parent's bit {BIT} was already set right \
+             after the fork: the worker had run; trying again",
+            for_ms.as_micros()
+        ));
     }
     fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
 }

@@ -227,12 +227,16 @@ fn traits(name: &str) -> Traits {
     )
 }
 
-/// The failure that stops the run, if this record is one.
+/// The failure that stops the run, if this record is one. A failure that carries a known
+/// bug's symptom does not stop it: the host excuses it where the kernel list expects that
+/// bug (trace::format_array_fields on every 6.12), and a run stopped there would leave the
+/// scenarios after it unrun and a mutant they would have caught counted as a survivor.
 fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
     match r {
         Record::End(RecordEnd {
             name,
             outcome: Outcome::Fail,
+            symptom: None,
             ..
         }) if plan.stop_at_first_failure
             && (plan.stop_on.is_empty() || plan.stop_on.contains(name)) =>
@@ -604,5 +608,36 @@ mod tests {
         );
         assert_eq!((outcome, missing), (Outcome::Fail, None));
         assert!(message.contains("which it does not declare"), "{message}");
+    }
+
+    #[test]
+    fn a_known_bugs_symptom_does_not_stop_a_fail_fast_run() {
+        let plan = Plan {
+            scenarios: vec![],
+            scenario_timeout_ms: 60_000,
+            poll_deadline_ms: 5_000,
+            kselftests: vec![],
+            stop_at_first_failure: true,
+            stop_on: vec![],
+            jobs: 1,
+            guest_tests: vec![],
+        };
+        let end = |r| {
+            scenario_end(
+                &scenarios::find("basic::present").unwrap(),
+                Ok(r),
+                Instant::now(),
+            )
+        };
+        let symptom = end(Err(Stop::Symptom {
+            bug: "format-array-len",
+            message: "len 0".into(),
+        }));
+        assert_eq!(stopping_failure(&plan, &symptom), None);
+        let fail = end(Err(Stop::Fail("bit 3".into())));
+        assert_eq!(
+            stopping_failure(&plan, &fail).as_deref(),
+            Some("basic::present")
+        );
     }
 }
