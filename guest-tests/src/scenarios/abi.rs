@@ -44,7 +44,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unreg_rejects_bad_args",
-        "UNREG: short size or reserved bits EINVAL, over PAGE_SIZE E2BIG even with a zero tail, an unreadable struct EFAULT, unknown (addr, bit) ENOENT",
+        "UNREG: short size or reserved bits EINVAL, over PAGE_SIZE E2BIG even with a zero tail, an unreadable struct EFAULT, unknown (addr, bit) ENOENT (the address with its top byte set too)",
         unreg_rejects_bad_args,
     ),
     Scenario::new(
@@ -79,7 +79,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "status_names_probes",
-        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached; Active: and Busy: count the lines listed and those used",
         status_names_probes,
     )
     // Reads a global seq_file list: see `Scenario::alone`.
@@ -613,6 +613,16 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
             },
             libc::ENOENT,
         ),
+        // The registered address with its top byte set: the kernel reads all 8 bytes of
+        // disable_addr, so this is just another (unknown) address.
+        (
+            "the address with its top byte set",
+            UserUnreg {
+                disable_addr: page.addr(0) as u64 | 0xff << 56,
+                ..good
+            },
+            libc::ENOENT,
+        ),
     ];
     for (what, u, want) in cases {
         check_eq!(
@@ -1048,6 +1058,7 @@ fn status_names_probes(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let want = |users: &str| Some(format!("{name}{users}"));
     check_eq!(status_line(&name)?, want(""), "status line with no probe");
+    check_status_counts("no probe")?;
     // Busy: counts the events anything is attached to; no other scenario runs beside this
     // one, so only this event's probes change it.
     let idle = busy_events()?;
@@ -1059,6 +1070,7 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         "status line with ftrace"
     );
     check_eq!(busy_events()?, idle + 1, "Busy: with ftrace attached");
+    check_status_counts("ftrace attached")?;
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit cleared", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after ftrace");
@@ -1082,12 +1094,33 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         idle + 1,
         "Busy: with ftrace and perf attached (one event)"
     );
+    check_status_counts("ftrace and perf attached")?;
     tracefs::set_enabled(&name, false)?;
     drop(perf);
     cx.wait_for("bit cleared once both are gone", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after both");
     check_eq!(busy_events()?, idle, "Busy: after both detached");
     uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
+    Ok(())
+}
+
+/// Checks `Active:` and `Busy:` of one `user_events_status` snapshot count its own lines:
+/// every event listed, and those listed as used.
+fn check_status_counts(when: &str) -> R {
+    let s = tracefs::status()?;
+    let events: Vec<&str> = s.lines().take_while(|l| !l.is_empty()).collect();
+    let count = |key: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+    };
+    let used = events.iter().filter(|l| l.contains(" # Used by")).count();
+    let (active, busy) = (count("Active: "), count("Busy: "));
+    check!(
+        (active, busy) == (Some(events.len()), Some(used)),
+        "user_events_status ({when}) gives Active: {active:?} and Busy: {busy:?} under {} event line(s), {used} of them used:\n{s}",
+        events.len()
+    );
     Ok(())
 }
 
