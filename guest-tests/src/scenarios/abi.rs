@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use result_channel::Feature;
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
-use crate::scenarios::kit::{busy_events, del_once_unused};
+use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
 
@@ -44,7 +44,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unreg_rejects_bad_args",
-        "UNREG: short size or reserved bits EINVAL, over PAGE_SIZE E2BIG even with a zero tail, an unreadable struct EFAULT, unknown (addr, bit) ENOENT",
+        "UNREG: short size or reserved bits EINVAL, over PAGE_SIZE E2BIG even with a zero tail, an unreadable struct EFAULT, unknown (addr, bit) ENOENT (the address with its top byte set too)",
         unreg_rejects_bad_args,
     ),
     Scenario::new(
@@ -79,7 +79,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "status_names_probes",
-        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached; Active: and Busy: count the lines listed and those used",
         status_names_probes,
     )
     // Reads a global seq_file list: see `Scenario::alone`.
@@ -102,6 +102,16 @@ const SCENARIOS: &[Scenario] = &[
         "dynamic_events_persist",
         "an event made by 'u:NAME' in dynamic_events stays with nothing using it, while a registered twin released by its last user goes by itself; '-:NAME FIELDS' deletes it",
         dynamic_events_persist,
+    ),
+    Scenario::new(
+        "malformed_fields_refused",
+        "a field list with a malformed field (a type without a name, a struct size that is not a number, a bad array size, an unknown type, a size on a non-struct) is EINVAL through REG and through 'u:NAME FIELDS' in dynamic_events, and no event is made",
+        malformed_fields_refused,
+    ),
+    Scenario::new(
+        "dynamic_events_other_types",
+        "a dynamic_events line without the 'u:' prefix is no user event: one no dynamic event type knows ('x:NAME u32 n', or 'NAME u32 n') is EINVAL and makes no event",
+        dynamic_events_other_types,
     ),
 ];
 
@@ -603,6 +613,16 @@ fn unreg_rejects_bad_args(cx: &mut Ctx) -> R {
             },
             libc::ENOENT,
         ),
+        // The registered address with its top byte set: the kernel reads all 8 bytes of
+        // disable_addr, so this is just another (unknown) address.
+        (
+            "the address with its top byte set",
+            UserUnreg {
+                disable_addr: page.addr(0) as u64 | 0xff << 56,
+                ..good
+            },
+            libc::ENOENT,
+        ),
     ];
     for (what, u, want) in cases {
         check_eq!(
@@ -1038,6 +1058,7 @@ fn status_names_probes(cx: &mut Ctx) -> R {
     cx.reg(&name, page.addr(0), 4, 0)?;
     let want = |users: &str| Some(format!("{name}{users}"));
     check_eq!(status_line(&name)?, want(""), "status line with no probe");
+    check_status_counts("no probe")?;
     // Busy: counts the events anything is attached to; no other scenario runs beside this
     // one, so only this event's probes change it.
     let idle = busy_events()?;
@@ -1049,6 +1070,7 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         "status line with ftrace"
     );
     check_eq!(busy_events()?, idle + 1, "Busy: with ftrace attached");
+    check_status_counts("ftrace attached")?;
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit cleared", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after ftrace");
@@ -1072,12 +1094,33 @@ fn status_names_probes(cx: &mut Ctx) -> R {
         idle + 1,
         "Busy: with ftrace and perf attached (one event)"
     );
+    check_status_counts("ftrace and perf attached")?;
     tracefs::set_enabled(&name, false)?;
     drop(perf);
     cx.wait_for("bit cleared once both are gone", || page.u32_at(0) == 0)?;
     check_eq!(status_line(&name)?, want(""), "status line after both");
     check_eq!(busy_events()?, idle, "Busy: after both detached");
     uapi::unreg(cx.fd(), page.addr(0) as u64, 0)?;
+    Ok(())
+}
+
+/// Checks `Active:` and `Busy:` of one `user_events_status` snapshot count its own lines:
+/// every event listed, and those listed as used.
+fn check_status_counts(when: &str) -> R {
+    let s = tracefs::status()?;
+    let events: Vec<&str> = s.lines().take_while(|l| !l.is_empty()).collect();
+    let count = |key: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+    };
+    let used = events.iter().filter(|l| l.contains(" # Used by")).count();
+    let (active, busy) = (count("Active: "), count("Busy: "));
+    check!(
+        (active, busy) == (Some(events.len()), Some(used)),
+        "user_events_status ({when}) gives Active: {active:?} and Busy: {busy:?} under {} event line(s), {used} of them used:\n{s}",
+        events.len()
+    );
     Ok(())
 }
 
@@ -1188,5 +1231,100 @@ fn dynamic_events_delete_one(cx: &mut Ctx) -> R {
     );
     tracefs::dynamic_events_command(&format!("-:{early}"))?;
     check_eq!(status_line(&early)?, None, "status line after '-:{early}'");
+    Ok(())
+}
+
+/// Field specs the parser must refuse, each with what is wrong with it. Each one alone makes
+/// the event's field list; the kernel parses a field list to the end or not at all.
+const MALFORMED_FIELDS: &[(&str, &str)] = &[
+    ("__data_loc char[]", "a __data_loc type without a name"),
+    ("__rel_loc char[]", "a __rel_loc type without a name"),
+    ("unsigned int", "an 'unsigned' type without a name"),
+    ("struct foo", "a struct type without a name"),
+    ("struct foo x 1x", "a struct size that is not a number"),
+    ("struct foo x -4", "a negative struct size"),
+    ("struct foo x 0", "a struct of size 0"),
+    ("char[ s", "an array without a size"),
+    ("char[12345678] s", "an array size too long to read"),
+    ("char[8 s", "an array size without ']'"),
+    ("float f", "an unknown type"),
+    ("u32 a; float f", "an unknown type after a good field"),
+    ("u32 a 4", "a size on a non-struct field"),
+];
+
+fn malformed_fields_refused(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let mut wrong = Vec::new();
+    let mut names = Vec::new();
+    for (i, (fields, what)) in MALFORMED_FIELDS.iter().enumerate() {
+        // A name of its own per spec: an event made by a wrongly accepted spec must not turn
+        // the next spec's REG into a match or an EADDRINUSE.
+        let name = cx.event_name();
+        let reg = uapi::reg(
+            cx.fd(),
+            &format!("{name} {fields}"),
+            page.addr(0) as u64,
+            4,
+            i as u8,
+            0,
+        );
+        if reg.err() != Some(Errno(libc::EINVAL)) {
+            wrong.push(format!(
+                "REG '{name} {fields}' ({what}): got {reg:?}, want EINVAL"
+            ));
+        }
+        let dynamic = dynamic_events_errno(&format!("u:{name} {fields}"))?;
+        if dynamic != Some(Errno(libc::EINVAL)) {
+            wrong.push(format!(
+                "dynamic_events 'u:{name} {fields}' ({what}): got {dynamic:?}, want EINVAL"
+            ));
+        }
+        if tracefs::exists(&format!("events/user_events/{name}")) {
+            wrong.push(format!("an event {name} exists after '{fields}' ({what})"));
+        }
+        names.push(name);
+    }
+    check!(
+        wrong.is_empty(),
+        "{} malformed field list(s) not refused as the ABI says:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
+    );
+    // The control: the names were fine, only the fields were not.
+    let name = &names[0];
+    let dir = format!("events/user_events/{name}");
+    tracefs::dynamic_events_command(&format!("u:{name} u32 a"))?;
+    check!(
+        tracefs::exists(&dir),
+        "{dir} missing after 'u:{name} u32 a'"
+    );
+    tracefs::dynamic_events_command(&format!("-:{name} u32 a"))?;
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after '-:{name} u32 a'"
+    );
+    cx.note(format!(
+        "{} malformed field lists refused by REG and dynamic_events",
+        MALFORMED_FIELDS.len()
+    ));
+    Ok(())
+}
+
+fn dynamic_events_other_types(cx: &mut Ctx) -> R {
+    // dynamic_events offers each line to every dynamic event type in turn; user_events must
+    // pass on a line without its prefix, and one no type claims is EINVAL
+    // (create_dyn_event turns the last type's ECANCELED into EINVAL).
+    let name = cx.event_name();
+    for line in [format!("x:{name} u32 n"), format!("{name} u32 n")] {
+        check_eq!(
+            dynamic_events_errno(&line)?,
+            Some(Errno(libc::EINVAL)),
+            "dynamic_events line {line:?}"
+        );
+        check!(
+            !tracefs::exists(&format!("events/user_events/{name}")),
+            "an event {name} exists after the dynamic_events line {line:?}"
+        );
+    }
     Ok(())
 }

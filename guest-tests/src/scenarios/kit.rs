@@ -222,3 +222,19 @@ pub fn del_once_unused(
     });
     last
 }
+
+/// Writes one command to `dynamic_events` (opened for appending: O_TRUNC would delete every
+/// dynamic event) and returns the errno the write gave, or None when it took the whole line.
+pub fn dynamic_events_errno(cmd: &str) -> Result<Option<uapi::Errno>, Stop> {
+    use std::io::Write;
+    let p = tracefs::path("dynamic_events");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .map_err(|e| Stop::Fail(format!("{p}: {e}")))?;
+    match f.write(cmd.as_bytes()) {
+        Ok(n) if n == cmd.len() => Ok(None),
+        Ok(n) => fail!("{p}: {cmd:?} written {n} of {} bytes", cmd.len()),
+        Err(e) => Ok(Some(uapi::Errno(e.raw_os_error().unwrap_or(0)))),
+    }
+}

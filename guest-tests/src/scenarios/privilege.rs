@@ -33,7 +33,7 @@ const SCENARIOS: &[Scenario] = &[
     .requires(&[Feature::RemoteWrite, Feature::RegPersist]),
     Scenario::new(
         "dynamic_events_needs_perfmon",
-        "uid 65534 writing 'u:NAME' through a dynamic_events fd root opened gets EPERM and no event; with CAP_PERFMON alone the event is made",
+        "uid 65534 writing 'u:NAME' through a dynamic_events fd root opened gets EPERM and no event; with CAP_PERFMON alone the event is made; its '-:NAME' by uid 65534 without capabilities is EPERM and the event stays",
         dynamic_events_needs_perfmon,
     ),
     Scenario::new(
@@ -271,13 +271,14 @@ fn dynamic_events_needs_perfmon(cx: &mut Ctx) -> R {
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(tracefs::path("dynamic_events"))?;
-    let create = |name: &str| {
+    let command = |cmd: String| {
         use std::io::Write;
         (&file)
-            .write(format!("u:{name} u32 n").as_bytes())
+            .write(cmd.as_bytes())
             .map(drop)
             .map_err(|e| Errno(e.raw_os_error().unwrap_or(0)))
     };
+    let create = |name: &str| command(format!("u:{name} u32 n"));
     fork(|| {
         become_user(NOBODY, NOBODY, &[])?;
         check_eq!(
@@ -306,6 +307,22 @@ fn dynamic_events_needs_perfmon(cx: &mut Ctx) -> R {
     check!(
         tracefs::exists(&dir),
         "{dir} missing after the allowed 'u:NAME'"
+    );
+    // Events made through dynamic_events are PERSIST: deleting one there needs the same
+    // capability as making it (user_event_free), even though nothing uses it.
+    fork(|| {
+        become_user(NOBODY, NOBODY, &[])?;
+        check_eq!(
+            command(format!("-:{allowed} u32 n")).err(),
+            Some(Errno(libc::EPERM)),
+            "'-:NAME' written to dynamic_events by uid 65534 without capabilities"
+        );
+        Ok(())
+    })?
+    .join(STEP)?;
+    check!(
+        tracefs::exists(&dir),
+        "{dir} gone after uid 65534's refused '-:NAME'"
     );
     tracefs::dynamic_events_command(&format!("-:{allowed} u32 n"))?;
     check!(!tracefs::exists(&dir), "{dir} still exists after '-:NAME'");
