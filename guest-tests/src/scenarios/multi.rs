@@ -2,6 +2,7 @@
 //! the event (user_event_enabler_update writes each enabler of the event in each mm), fork
 //! copies all of them, and UNREG removes exactly the one it names.
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use crate::framework::{
@@ -23,7 +24,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unreg_one_keeps_other",
-        "UNREG of one of two bits of an event clears that bit only; the other keeps following and keeps the event busy (DEL EBUSY)",
+        "UNREG of one of two bits of an event clears that bit only; the other keeps following and keeps the event busy (DEL EBUSY with no fd reference and no tracer); UNREG of it lets the event go",
         unreg_one_keeps_other,
     ),
     Scenario::new(
@@ -133,8 +134,13 @@ fn unreg_one_keeps_other(cx: &mut Ctx) -> R {
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
     let addr = page.addr(0) as u64;
-    cx.reg(&name, page.addr(0), 4, 1)?;
-    cx.reg(&name, page.addr(0), 4, 2)?;
+    // Registered through an fd that is closed before the DELs, and DEL'd with ftrace off:
+    // then only the remaining registration can make DEL EBUSY (an fd that registered an
+    // event holds a reference of its own, and so does an attached tracer).
+    let reg_fd = tracefs::open_data()?;
+    uapi::reg(reg_fd.as_fd(), &name, addr, 4, 1, 0)?;
+    uapi::reg(reg_fd.as_fd(), &name, addr, 4, 2, 0)?;
+    drop(reg_fd);
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bits 1 and 2 set", || page.u32_at(0) == 0b110)?;
     uapi::unreg(cx.fd(), addr, 1)?;
@@ -148,18 +154,32 @@ fn unreg_one_keeps_other(cx: &mut Ctx) -> R {
     tracefs::set_enabled(&name, true)?;
     cx.wait_for("bit 2 alone set on enable", || page.u32_at(0) == 0b100)?;
     check_eq!(
-        uapi::del(cx.fd(), &name).err(),
-        Some(Errno(libc::EBUSY)),
-        "DEL while bit 2 is registered"
-    );
-    check_eq!(
         uapi::unreg(cx.fd(), addr, 1).err(),
         Some(Errno(libc::ENOENT)),
         "second UNREG of bit 1"
     );
     tracefs::set_enabled(&name, false)?;
     cx.wait_for("bit 2 cleared on the last disable", || page.u32_at(0) == 0)?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::EBUSY)),
+        "DEL from an fd that never registered it, with no tracer, while bit 2 is registered"
+    );
     uapi::unreg(cx.fd(), addr, 2)?;
+    // With its last registration gone the event goes: deleted by the kernel once the
+    // registration's reference is dropped (after an RCU grace period), or by a DEL.
+    let dir = format!("events/user_events/{name}");
+    let del_fd = tracefs::open_data()?;
+    cx.wait_for(
+        "the event gone after the UNREG of its last registration",
+        || {
+            // A DEL that comes within the grace period is EBUSY, which is no answer yet.
+            !tracefs::exists(&dir) || {
+                let _ = uapi::del(del_fd.as_fd(), &name);
+                !tracefs::exists(&dir)
+            }
+        },
+    )?;
     Ok(())
 }
 

@@ -71,19 +71,35 @@ pub(super) fn wait_fault_warning(cx: &mut Ctx, name: &str, nth: usize) -> Result
 }
 
 fn enable_after_munmap(cx: &mut Ctx) -> R {
-    let (gone, witness) = (
+    // A witness on each side of the unmapped word: the kernel walks an mm's registrations
+    // newest first, so a walk that gave up at the failed write would still have written a
+    // witness registered after it, and only the one registered before shows the loss.
+    let (older, gone, newer) = (
+        Mapping::anon(libc::MAP_PRIVATE)?,
         Mapping::anon(libc::MAP_PRIVATE)?,
         Mapping::anon(libc::MAP_PRIVATE)?,
     );
+    // Present and writable, so that their writes need no fault of their own.
+    write32(older.addr(0), 0);
+    write32(newer.addr(0), 0);
     let name = cx.event_name();
+    cx.reg(&name, older.addr(0), 4, 0)?;
     cx.reg(&name, gone.addr(0), 4, 0)?;
-    cx.reg(&name, witness.addr(0), 4, 0)?;
+    cx.reg(&name, newer.addr(0), 4, 0)?;
     drop(gone);
     tracefs::set_enabled(&name, true)?;
-    cx.wait_for("witness word set", || witness.u32_at(0) == 1)?;
+    cx.wait_for(
+        "the witness registered before the unmapped word set",
+        || older.u32_at(0) == 1,
+    )?;
+    cx.wait_for("the witness registered after it set", || {
+        newer.u32_at(0) == 1
+    })?;
     wait_fault_warning(cx, &name, 1)?;
     tracefs::set_enabled(&name, false)?;
-    cx.wait_for("witness word cleared", || witness.u32_at(0) == 0)?;
+    cx.wait_for("both witness words cleared", || {
+        older.u32_at(0) == 0 && newer.u32_at(0) == 0
+    })?;
     Ok(())
 }
 
