@@ -342,6 +342,32 @@ fn write_errors(cx: &mut Ctx) -> R {
         wrong.len(),
         wrong.join("\n  ")
     );
+    // A payload that runs into memory the process cannot read: the kernel faults the whole
+    // payload in before any probe copies it, and refuses the write (EFAULT) rather than
+    // report success for a record it could not make.
+    let unreadable = Mapping::map(
+        4096,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    let head: Vec<u8> = si.to_le_bytes().into_iter().chain([0u8; 8]).collect();
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut _,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: unreadable.ptr as *mut _,
+            iov_len: 16,
+        },
+    ];
+    check_eq!(
+        uapi::writev(cx.fd(), &iov).err(),
+        Some(Errno(libc::EFAULT)),
+        "writev to an enabled event whose payload runs into a PROT_NONE page"
+    );
     cx.note(format!(
         "{} rejected writes, each with its exact errno",
         cases.len()
