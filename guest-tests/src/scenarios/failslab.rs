@@ -1,6 +1,7 @@
 //! Allocation failure, checked as syzkaller checks it. Each user_events operation that
 //! allocates (REG of a new event, of a MULTI_FORMAT one and of an existing one, DEL, a
-//! `dynamic_events` definition, opening `user_events_data`) runs once for each N = 1, 2, ...
+//! `dynamic_events` definition, fork with registrations, opening `user_events_data`) runs
+//! once for each N = 1, 2, ...
 //! with the N-th slab allocation of its thread failed (`/proc/thread-self/fail-nth`), until
 //! fail-nth reads back nonzero: the operation made fewer than N allocations, so each of them
 //! has been failed in turn. At each N the operation must either fail with ENOMEM (or the
@@ -63,6 +64,11 @@ const SCENARIOS: &[Scenario] = &[
         dynamic_events_create,
     ),
     Scenario::new(
+        "fork_with_registrations",
+        "fork of a process with two registrations of an event, its N-th allocation failed, for every N: ENOMEM, or a child (which may lack the registrations: the kernel drops what it cannot copy); either way the event goes once the child has exited and the parent unregistered",
+        fork_with_registrations,
+    ),
+    Scenario::new(
         "open_data",
         "opening user_events_data with its N-th allocation failed, for every N: ENOMEM, then a retry opens it; or an fd through which a REG makes a whole event",
         open_data,
@@ -100,8 +106,8 @@ const PAYLOAD: [u8; 26] = {
 };
 
 /// A sweep that reaches this N has an operation that allocates far more than any of these
-/// does (a few dozen at most), or a fail-nth that never counts down.
-const MAX_N: u32 = 200;
+/// does (fork, the most, a few hundred at most), or a fail-nth that never counts down.
+const MAX_N: u32 = 1000;
 
 fn reg_new_event(cx: &mut Ctx) -> R {
     reg_new(cx, System::Plain)
@@ -111,9 +117,10 @@ fn reg_multi_format(cx: &mut Ctx) -> R {
     reg_new(cx, System::Multi)
 }
 
-/// REG of a new event in `system`, swept. A REG that fails after the event was made (the
-/// enabler's allocation, the last one) leaves the event held by the fd's reference: that
-/// event must be whole, and go when the fd is closed.
+/// REG of a new event in `system`, swept. A REG that fails after the event was made leaves
+/// it held by the fd's reference (the enabler's allocation, the last one) or by nothing (the
+/// fd's reference array, which the kernel then deletes in the background): while it is
+/// there it must be whole, and it must go once the fd is closed.
 fn reg_new(cx: &mut Ctx, system: System) -> R {
     let fail_nth = FailNth::open()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
@@ -149,11 +156,6 @@ fn reg_new(cx: &mut Ctx, system: System) -> R {
                         prefixed(s, &format!("the event a REG that failed with {e} left"))
                     })?;
                 }
-                let in_list = listed(&name)?;
-                check!(
-                    entries.is_empty() != in_list,
-                    "after a REG that failed with {e}, {name} has tracefs entries {entries:?} but dynamic_events lists it: {in_list}"
-                );
                 drop(data);
                 wait_until(
                     &format!("{name} gone once the fd of its failed REG ({e}) was closed"),
@@ -348,6 +350,66 @@ fn dynamic_events_create(cx: &mut Ctx) -> R {
         drop(r);
         del(cx, &name)?;
         Ok(Attempt::new(hit, got.map(drop), partial))
+    })
+}
+
+/// fork(), swept: most of its allocations are the process's (task, files, memory map), a few
+/// are the copy of its user_events registrations (`user_event_mm_dup`: the child's mm
+/// record, then one record per registration). When that copy cannot be made, the kernel
+/// drops it silently and the child has no registrations: allowed, but what it copied so far
+/// must be freed with it, or the event stays referenced forever. Two registrations, so that
+/// a copy can fail halfway. A failed allocation of the child's stack makes the kernel print a
+/// "vmalloc error" report with a call trace (warn_alloc, rate-limited): expected here, and
+/// none of the trouble the console watch looks for.
+fn fork_with_registrations(cx: &mut Ctx) -> R {
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
+    Reg::new(&name, 0, page.addr(4), 1)
+        .call(r.data.as_fd())
+        .map_err(|e| Stop::Fail(format!("second REG of {name}: {e}")))?;
+    // One event for both sweeps, checked once at their end: a leaked reference of any N
+    // keeps it forever, and a fork is a few ms where an event's deletion is tens. Two sweeps,
+    // because a fork's count of allocations varies by one (every 64th pid needs a new node
+    // of the pid tree): that shifts the later allocations of that one fork, so its N misses
+    // one of them, most likely not at the same N in the other sweep.
+    for pass in ["fork", "fork again"] {
+        fork_sweep(cx, &fail_nth, pass)?;
+    }
+    uapi::unreg(r.data.as_fd(), page.addr(4) as u64, 1)?;
+    r.remove(cx, &name, System::Plain).map_err(|s| {
+        prefixed(
+            s,
+            "after the sweeps, their children gone and the parent's registrations removed (a failed copy of them kept a reference)",
+        )
+    })
+}
+
+/// One sweep of fork(): each child exits at once and is waited for.
+fn fork_sweep(cx: &mut Ctx, fail_nth: &FailNth, what: &str) -> R {
+    sweep(cx, what, |_, n| {
+        let (got, hit) = fail_nth.failing(n, || {
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            if pid < 0 {
+                Err(Errno::last())
+            } else {
+                Ok(pid)
+            }
+        })?;
+        let got = judge(got, hit, &[libc::ENOMEM])?;
+        if let Ok(pid) = got {
+            let mut status = 0;
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            check!(
+                waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the child of fork {pid} ended with wait status {status:#x} (waitpid {waited})"
+            );
+        }
+        Ok(Attempt::new(hit, got.map(drop), false))
     })
 }
 
@@ -747,11 +809,20 @@ fn reference_format(dir: &str) -> Result<String, Stop> {
 }
 
 /// Checks the `format` of the event `DIR` in each trace array that has it.
+/// An event a failed REG made may be on its way out: when nothing but the failed REG held it
+/// (its fd's reference array could not grow), the kernel deletes it in the background, and
+/// its files vanish (ENOENT) or answer ENODEV meanwhile. Those places are skipped; a
+/// half-made event that stays is caught by the wait for it to go.
 fn check_formats(dir: &str, reference: &str) -> R {
     for root in arrays()? {
         let place = format!("{root}/{dir}");
-        if std::path::Path::new(&place).exists() {
-            check_format(&place, reference)?;
+        if !std::path::Path::new(&place).exists() {
+            continue;
+        }
+        match std::fs::read_to_string(format!("{place}/format")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
+            _ => check_format(&place, reference)?,
         }
     }
     Ok(())
