@@ -321,15 +321,20 @@ pub enum Feature {
     RegMultiFormat,
     /// madvise(2) (CONFIG_ADVISE_SYSCALLS).
     Madvise,
+    /// Failing the N-th slab allocation of a task: `/proc/thread-self/fail-nth`
+    /// (CONFIG_FAULT_INJECTION) and debugfs's `failslab` knobs (CONFIG_FAILSLAB,
+    /// CONFIG_FAULT_INJECTION_DEBUG_FS), which a kernel for anything but testing leaves out.
+    Failslab,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Feature::RemoteWrite,
         Feature::StatusPage,
         Feature::RegPersist,
         Feature::RegMultiFormat,
         Feature::Madvise,
+        Feature::Failslab,
     ];
 
     /// The name used in `kernels.toml` and on the command line.
@@ -340,6 +345,7 @@ impl Feature {
             Feature::RegPersist => "reg_persist",
             Feature::RegMultiFormat => "reg_multi_format",
             Feature::Madvise => "madvise",
+            Feature::Failslab => "failslab",
         }
     }
 

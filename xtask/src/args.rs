@@ -22,7 +22,8 @@ pub struct KernelArgs {
     #[arg(long = "patch")]
     pub patches: Vec<PathBuf>,
     /// What the kernel must have, overriding kernels.toml or what is derived from a tree or
-    /// image: a comma list of remote_write, status_page, reg_persist, reg_multi_format, madvise.
+    /// image: a comma list of remote_write, status_page, reg_persist, reg_multi_format, madvise,
+    /// failslab.
     #[arg(long, value_delimiter = ',')]
     pub features: Option<Vec<String>>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).

@@ -25,7 +25,14 @@ fn main() {
         ("devtmpfs", "/dev", "devtmpfs"),
         ("tracefs", "/sys/kernel/tracing", "tracefs"),
         ("tmpfs", "/tmp", "tmpfs"),
+        // The failslab knobs (fault-injection.config). A kernel without debugfs has no
+        // /sys/kernel/debug to mount it on; the failslab scenarios' probe reports that, so
+        // its absence is no news here.
+        ("debugfs", "/sys/kernel/debug", "debugfs"),
     ] {
+        if fstype == "debugfs" && !std::path::Path::new(target).is_dir() {
+            continue;
+        }
         if let Err(e) = mount(src, target, fstype) {
             // Not fatal here: a kernel without tracefs is reported by the scenarios.
             eprintln!("ue-init: mount {fstype} on {target}: {e}");

@@ -27,6 +27,7 @@ impl Ctx {
             Feature::StatusPage => self.require_status_page(),
             Feature::RegPersist | Feature::RegMultiFormat => self.require_flag(feature),
             Feature::Madvise => require_madvise(),
+            Feature::Failslab => require_failslab(),
         }
     }
 
@@ -70,6 +71,38 @@ impl Ctx {
 fn require_madvise() -> R {
     let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_NORMAL) };
     madvise_answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
+}
+
+/// `/proc/thread-self/fail-nth`: the N-th fault site this thread reaches fails.
+pub const FAIL_NTH: &str = "/proc/thread-self/fail-nth";
+/// debugfs's failslab knobs, where the init mounts debugfs.
+pub const FAILSLAB_DIR: &str = "/sys/kernel/debug/failslab";
+
+/// Ignores the scenario unless the kernel can fail the N-th slab allocation of this thread,
+/// the sleeping ones included: fail-nth (CONFIG_FAULT_INJECTION) and the failslab knobs in
+/// debugfs (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS), without which failslab skips
+/// every GFP_KERNEL allocation.
+fn require_failslab() -> R {
+    let knob = format!("{FAILSLAB_DIR}/ignore-gfp-wait");
+    failslab_answer(
+        std::path::Path::new(FAIL_NTH).exists(),
+        std::path::Path::new(&knob).exists(),
+    )
+}
+
+/// What the two files of the failslab probe say.
+fn failslab_answer(fail_nth: bool, knobs: bool) -> R {
+    let found = match (fail_nth, knobs) {
+        (true, true) => return Ok(()),
+        (false, _) => format!("no {FAIL_NTH} (kernel without CONFIG_FAULT_INJECTION)"),
+        (true, false) => format!(
+            "no {FAILSLAB_DIR}/ignore-gfp-wait (kernel without CONFIG_FAILSLAB or CONFIG_FAULT_INJECTION_DEBUG_FS, or debugfs not mounted)"
+        ),
+    };
+    Err(Stop::Ignore {
+        missing: Feature::Failslab,
+        found,
+    })
 }
 
 /// What the remote-write probe's UNREG of nothing means.
@@ -191,6 +224,20 @@ mod tests {
             "PERSIST",
             Err(Errno(libc::EFAULT))
         )));
+    }
+
+    #[test]
+    fn failslab_needs_both_fail_nth_and_its_debugfs_knobs() {
+        assert!(failslab_answer(true, true).is_ok());
+        for (fail_nth, knobs, says) in [
+            (false, true, "CONFIG_FAULT_INJECTION"),
+            (false, false, "CONFIG_FAULT_INJECTION"),
+            (true, false, "debugfs"),
+        ] {
+            let (missing, found) = ignored(failslab_answer(fail_nth, knobs));
+            assert_eq!(missing, Feature::Failslab);
+            assert!(found.contains(says), "{found}");
+        }
     }
 
     #[test]

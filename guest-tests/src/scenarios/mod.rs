@@ -11,6 +11,7 @@ mod basic;
 mod client;
 mod cow;
 mod exec;
+mod failslab;
 mod faults;
 mod fork;
 mod kit;
@@ -49,6 +50,7 @@ pub const FAMILIES: &[&Family] = &[
     &privilege::FAMILY,
     &multi::FAMILY,
     &faults::FAMILY,
+    &failslab::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.

@@ -363,6 +363,13 @@ mod tests {
                 e.has(Feature::RemoteWrite) != e.has(Feature::StatusPage),
                 "{name}: exactly one ABI generation"
             );
+            // The failslab scenarios run on every kernel of the list: each takes the fragment
+            // that builds fault injection in, and so must have it.
+            assert!(
+                e.has(Feature::Failslab)
+                    && k.fragments.iter().any(|f| f == "fault-injection.config"),
+                "{name}: fault-injection.config and the failslab feature"
+            );
         }
         assert!(parse_features(&["remote_writ".into()])
             .unwrap_err()

@@ -446,7 +446,7 @@ pub fn pristine_tree(s: Places, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// What a tree's kernel must have, from its uapi header (which ioctls and flags it defines)
-/// and its `.config` (madvise).
+/// and its `.config` (madvise, failslab).
 pub fn tree_expectation(tree: &Path, config: Option<&Path>) -> Expectation {
     let header = [
         "include/uapi/linux/user_events.h",
@@ -479,11 +479,20 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     if config_has(dot_config, "ADVISE_SYSCALLS") {
         features.insert(Feature::Madvise);
     }
+    if has_failslab(dot_config) {
+        features.insert(Feature::Failslab);
+    }
     Expectation {
         features,
         source: String::new(),
         known_bugs: vec![],
     }
+}
+
+/// Whether a `.config` lets the failslab scenarios run: fail-nth and the failslab knobs in
+/// debugfs (fault-injection.config).
+fn has_failslab(dot_config: &str) -> bool {
+    config_has(dot_config, "FAILSLAB") && config_has(dot_config, "FAULT_INJECTION_DEBUG_FS")
 }
 
 /// Whether a `.config`'s text sets `CONFIG_<option>=y`.
@@ -512,6 +521,11 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     // Without a .config beside the image, the list's base.config (which sets it) is assumed.
     if dot_config.is_empty() || config_has(dot_config, "ADVISE_SYSCALLS") {
         features.insert(Feature::Madvise);
+    }
+    // Not so fault injection: a kernel built for use leaves it out, so without a .config
+    // saying otherwise an image is not expected to have it.
+    if has_failslab(dot_config) {
+        features.insert(Feature::Failslab);
     }
     Expectation {
         features,
@@ -654,12 +668,19 @@ mod tests {
                 && !mid.has(Feature::RegMultiFormat)
         );
         assert_eq!(bzimage_version(&[0u8; 0x100]), None);
+        // A user's image is expected to lack fault injection unless its .config says so.
+        assert!(!mid.has(Feature::Failslab));
+        let debug = "CONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\n";
+        assert!(version_expectation((6, 8), debug).has(Feature::Failslab));
     }
 
     #[test]
     fn a_tree_expects_what_its_uapi_header_defines() {
         let h612 = "#define DIAG_IOCSREG _IOWR(...)\n#define DIAG_IOCSUNREG _IOW(...)\nUSER_EVENT_REG_PERSIST = 1U << 0,\nUSER_EVENT_REG_MULTI_FORMAT = 1U << 1,";
-        let e = header_expectation(h612, "CONFIG_ADVISE_SYSCALLS=y\n");
+        let e = header_expectation(
+            h612,
+            "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\n",
+        );
         assert_eq!(
             e.features,
             Feature::ALL
@@ -667,6 +688,9 @@ mod tests {
                 .filter(|f| *f != Feature::StatusPage)
                 .collect()
         );
+        // failslab without its debugfs knobs cannot fail a GFP_KERNEL allocation.
+        let e = header_expectation(h612, "CONFIG_FAILSLAB=y\n");
+        assert!(!e.has(Feature::Failslab));
         let e = header_expectation("#define DIAG_IOCSREG _IOWR(...)", "");
         assert_eq!(e.features, [Feature::StatusPage].into_iter().collect());
     }
