@@ -14,6 +14,7 @@ mod exec;
 mod faults;
 mod fork;
 mod kit;
+mod leaks;
 mod legacy;
 mod limits;
 mod multi;
@@ -49,6 +50,7 @@ pub const FAMILIES: &[&Family] = &[
     &privilege::FAMILY,
     &multi::FAMILY,
     &faults::FAMILY,
+    &leaks::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
