@@ -296,7 +296,7 @@ fn long_name(name: &str, len: usize) -> String {
 /// REG then UNREG of the same word, with a command of [`MAX_COMMAND`] characters whose
 /// fields are separated by `;` without a space (the kernel splits a fixed-up copy of it).
 /// Unpatched: +8 to +64 kB over the 3000 cycles (limit 117 kB); the registration kept
-/// (`enabler-free-dropped`, about 100 bytes): +360 kB.
+/// (`enabler-free-dropped`, about 100 bytes): +268 kB.
 fn reg_unreg(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let cmd = command(&name, ";", MAX_COMMAND);
@@ -321,7 +321,7 @@ fn reg_unreg(cx: &mut Ctx) -> R {
 /// REG of an event the fd already has, at a read-only word: the kernel copies and parses the
 /// command, finds the event, makes a registration, fails to write the word, and gives the
 /// registration up (ENOMEM). Unpatched: 0 kB in every run (limit 117 kB); the registration
-/// kept (`refused-registration-kept`): +300 kB.
+/// kept (`refused-registration-kept`): +332 kB.
 fn reg_refused_word(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let cmd = command(&name, ";", MAX_COMMAND);
@@ -378,7 +378,7 @@ fn reg_refused_fields(cx: &mut Ctx) -> R {
 /// With `kernel.user_events_max` at 0, REG of a new event (a command of [`MAX_COMMAND`]
 /// characters): the kernel has made the event, its fields and its print format (about two
 /// kB for these 60 fields) when it finds there is no room for it (EMFILE). Unpatched: 0 kB
-/// in every run (limit 62 kB); the print format kept (`print-format-kept`): over 1 MB.
+/// in every run (limit 62 kB); the print format kept (`print-format-kept`): +552 kB.
 fn reg_refused_max(cx: &mut Ctx) -> R {
     let cmd = command(&cx.event_name(), ";", MAX_COMMAND);
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
@@ -474,7 +474,7 @@ fn multi_format_dir(name: &str) -> Result<String, Stop> {
 /// A `dynamic_events` line of [`MAX_DYNAMIC_EVENTS_LINE`] characters: `u:NAME` and many
 /// fields, the last of an unknown type. The kernel copies the line and makes the event and
 /// its fields before it meets that one. Unpatched: -44 to +4 kB (limit 50 kB); the copy of
-/// the line kept (`dynamic-events-line-kept`): +772 kB.
+/// the line kept (`dynamic-events-line-kept`): +756 kB.
 fn dynamic_events_refused(cx: &mut Ctx) -> R {
     let bad = "; nosuchtype x";
     let name = cx.event_name();
@@ -530,7 +530,7 @@ fn fork_exit(cx: &mut Ctx) -> R {
 /// its exit frees it (a 128-byte object) with its two registrations. Threads are cheap
 /// enough ([`clone_thread`]) for the thousands it takes to see 128 bytes. Unpatched: -12 to
 /// 0 kB over the 3000 threads (limit 140 kB); the user_event_mm kept (`mm-free-dropped`):
-/// 118 bytes a thread, +232 kB over 2000 threads.
+/// +368 kB.
 fn thread_exit(cx: &mut Ctx) -> R {
     // A short command: the leaks this scenario is for are the thread's own, and a long one
     // would only make each REG slower.
@@ -569,16 +569,19 @@ fn thread_exit(cx: &mut Ctx) -> R {
 }
 
 /// Events (and pages) per child in [`fault_worker`]: each is one fault the worker handles.
-const FAULT_EVENTS: usize = 64;
+const FAULT_EVENTS: usize = 96;
 
 /// A child registers event i at a word of page i of a MAP_SHARED mapping (so that the
 /// parent sees what the kernel writes there), drops its pages (MADV_DONTNEED) and waits.
 /// The parent enables the events one at a time, each time waiting for its word: the child's
 /// page is absent, so the fault worker faults it in and writes it. Then the child exits and
-/// the parent disables the events again. One fault at a time: faults queued together block
-/// each other on event_mutex, and the pool adds kworkers. Unpatched: 0 to +48 kB over 40
-/// children (limit here 120 kB over 60); the fault records kept (`fault-free-dropped`):
-/// 4.6 kB a child.
+/// the parent disables the events again. One fault at a time: with one event at all the
+/// pages, the enable queues every fault at once, and the workers that run them block one
+/// another (on event_mutex, on the page's mm); the pool then adds kworkers, each a kernel
+/// stack and slab, over 100 of them in 100 such cycles of the unpatched kernel.
+/// Unpatched: +12 to +44 kB over the 50 children in three runs (+68 kB once in a form with
+/// 64 events and 60 children; limit 100 kB); the fault records kept (`fault-free-dropped`):
+/// +276 kB.
 fn fault_worker(cx: &mut Ctx) -> R {
     let names: Vec<String> = (0..FAULT_EVENTS).map(|_| cx.event_name()).collect();
     let pages = Mapping::map(
@@ -589,8 +592,8 @@ fn fault_worker(cx: &mut Ctx) -> R {
         0,
     )?;
     let meter = Meter {
-        warmup: 5,
-        cycles: 60,
+        warmup: 10,
+        cycles: 50,
         limit: 2048,
     };
     let deadline = cx.poll_deadline;
