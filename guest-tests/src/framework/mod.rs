@@ -16,10 +16,12 @@ pub mod stop;
 pub use ctx::Ctx;
 pub use decl::{Entry, Family, Scenario, REMOTE_WRITE};
 pub use files::{kmsg_count, pread, tmpfs_file};
-pub use mem::{read32, read64, write32, Mapping};
+pub use mem::{read32, read64, write32, KernelMemory, Mapping};
 pub use poll::{
     negative_window, negative_window_after, pause, poll_until, wait_until, CONTROL_MULTIPLE,
     NEGATIVE_FLOOR,
 };
-pub use process::{clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, Child, Pipe};
+pub use process::{
+    clone_thread, clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, Child, Pipe,
+};
 pub use stop::{Context, Stop, R};

@@ -32,21 +32,21 @@ const SCENARIOS: &[Scenario] = &[
 
 pub const FAMILY: Family = Family::new("limits", SCENARIOS).requires(REMOTE_WRITE);
 
-const SYSCTL: &str = "/proc/sys/kernel/user_events_max";
+pub(super) const SYSCTL: &str = "/proc/sys/kernel/user_events_max";
 
-fn read_max() -> Result<u32, Stop> {
+pub(super) fn read_max() -> Result<u32, Stop> {
     let s = std::fs::read_to_string(SYSCTL).map_err(|e| Stop::Fail(format!("{SYSCTL}: {e}")))?;
     s.trim()
         .parse()
         .map_err(|e| Stop::Fail(format!("{SYSCTL} reads {s:?}: {e}")))
 }
 
-fn write_max(v: &str) -> Result<(), i32> {
+pub(super) fn write_max(v: &str) -> Result<(), i32> {
     std::fs::write(SYSCTL, format!("{v}\n")).map_err(|e| e.raw_os_error().unwrap_or(0))
 }
 
 /// Puts user_events_max back however the scenario ends.
-struct Restore(u32);
+pub(super) struct Restore(pub(super) u32);
 
 impl Drop for Restore {
     fn drop(&mut self) {

@@ -15,6 +15,7 @@ mod failslab;
 mod faults;
 mod fork;
 mod kit;
+mod leaks;
 mod legacy;
 mod limits;
 mod multi;
@@ -51,6 +52,7 @@ pub const FAMILIES: &[&Family] = &[
     &multi::FAMILY,
     &faults::FAMILY,
     &failslab::FAMILY,
+    &leaks::FAMILY,
 ];
 
 /// Every scenario of [`FAMILIES`], the optional ones included.
