@@ -18,7 +18,7 @@
 //! keeps. Page tables and kernel stacks are in the notes and messages only: an mm's pgd is in
 //! neither, and they move by tens of kB as other processes come and go.
 //!
-//! The limits: each scenario's comment gives the growth of five runs of the family on the
+//! The limits: each scenario's comment gives the growth in five to eight runs on the
 //! unpatched 6.12 under TCG (2 vCPUs, the host busy with another build), and what the
 //! smallest leak it is for made it grow (the mutant that drops that release, run the same
 //! way). The noise is not proportional to the count: SUnreclaim moves in steps (a slab page
@@ -295,7 +295,7 @@ fn long_name(name: &str, len: usize) -> String {
 
 /// REG then UNREG of the same word, with a command of [`MAX_COMMAND`] characters whose
 /// fields are separated by `;` without a space (the kernel splits a fixed-up copy of it).
-/// Unpatched: +8 to +64 kB over the 3000 cycles (limit 117 kB); the registration kept
+/// Unpatched: -20 to +64 kB over the 3000 cycles (limit 117 kB); the registration kept
 /// (`enabler-free-dropped`, about 100 bytes): +268 kB.
 fn reg_unreg(cx: &mut Ctx) -> R {
     let name = cx.event_name();
@@ -320,7 +320,7 @@ fn reg_unreg(cx: &mut Ctx) -> R {
 
 /// REG of an event the fd already has, at a read-only word: the kernel copies and parses the
 /// command, finds the event, makes a registration, fails to write the word, and gives the
-/// registration up (ENOMEM). Unpatched: 0 kB in every run (limit 117 kB); the registration
+/// registration up (ENOMEM). Unpatched: -16 to 0 kB (limit 117 kB); the registration
 /// kept (`refused-registration-kept`): +332 kB.
 fn reg_refused_word(cx: &mut Ctx) -> R {
     let name = cx.event_name();
@@ -528,8 +528,8 @@ fn fork_exit(cx: &mut Ctx) -> R {
 /// A thread registers `cmd` at two words and exits. The scenario's process never registers,
 /// so no thread inherits a user_event_mm: each thread's first REG makes one of its own, and
 /// its exit frees it (a 128-byte object) with its two registrations. Threads are cheap
-/// enough ([`clone_thread`]) for the thousands it takes to see 128 bytes. Unpatched: -12 to
-/// 0 kB over the 3000 threads (limit 140 kB); the user_event_mm kept (`mm-free-dropped`):
+/// enough ([`clone_thread`]) for the thousands it takes to see 128 bytes. Unpatched: -52 to
+/// +8 kB over the 3000 threads (limit 140 kB); the user_event_mm kept (`mm-free-dropped`):
 /// +368 kB.
 fn thread_exit(cx: &mut Ctx) -> R {
     // A short command: the leaks this scenario is for are the thread's own, and a long one
@@ -579,7 +579,7 @@ const FAULT_EVENTS: usize = 96;
 /// pages, the enable queues every fault at once, and the workers that run them block one
 /// another (on event_mutex, on the page's mm); the pool then adds kworkers, each a kernel
 /// stack and slab, over 100 of them in 100 such cycles of the unpatched kernel.
-/// Unpatched: +12 to +44 kB over the 50 children in three runs (+68 kB once in a form with
+/// Unpatched: 0 to +44 kB over the 50 children in five runs (+68 kB once in a form with
 /// 64 events and 60 children; limit 100 kB); the fault records kept (`fault-free-dropped`):
 /// +276 kB.
 fn fault_worker(cx: &mut Ctx) -> R {
