@@ -77,6 +77,7 @@ pub fn plan<'k>(
                 style: g.style.clone(),
             })
             .collect(),
+        hang_limit_ms: opts.guest_hang_limit().as_millis() as u64,
     };
     (plan, programs)
 }
@@ -174,11 +175,24 @@ pub struct Kept {
     pub scenario_timeout_ms: u64,
     pub poll_deadline_ms: u64,
     pub boot_timeout_ms: u64,
+    /// At KVM speed; absent from runs kept before the runner watched for hangs.
+    #[serde(default = "default_hang_limit_ms")]
+    pub hang_limit_ms: u64,
     pub memory_mib: u32,
     pub cpus: u32,
     pub extra_cmdline: String,
     pub qemu_args: Vec<String>,
 }
+
+fn default_hang_limit_ms() -> u64 {
+    DEFAULT_HANG_LIMIT.as_millis() as u64
+}
+
+/// The guest runner's hang limit at KVM speed (`--hang-limit-ms`): a process in
+/// uninterruptible sleep this long is stuck. A healthy kernel sleeps that way for
+/// milliseconds (an RCU grace period on exit, a page fault); ×4 under TCG it is 3 s, short
+/// beside the scenario limit that a hang used to cost.
+pub const DEFAULT_HANG_LIMIT: std::time::Duration = std::time::Duration::from_millis(750);
 
 /// Keeps the kernel (copied: a tree's build is rebuilt in place by the next run), the
 /// initramfs and a command line that works when pasted.
@@ -218,6 +232,7 @@ fn keep(
         scenario_timeout_ms: opts.scenario_timeout.as_millis() as u64,
         poll_deadline_ms: opts.poll_deadline.as_millis() as u64,
         boot_timeout_ms: opts.boot_timeout.as_millis() as u64,
+        hang_limit_ms: opts.hang_limit.as_millis() as u64,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         extra_cmdline: opts.extra_cmdline.clone(),
@@ -701,6 +716,7 @@ mod tests {
             scenario_timeout: std::time::Duration::from_secs(5),
             poll_deadline: std::time::Duration::from_millis(500),
             boot_timeout: std::time::Duration::from_secs(10),
+            hang_limit: DEFAULT_HANG_LIMIT,
             memory_mib: 512,
             cpus: 2,
             extra_cmdline: String::new(),
