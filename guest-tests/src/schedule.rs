@@ -126,12 +126,15 @@ impl Attribution {
         if kind == TroubleKind::UserEventsFault && self.running.iter().all(|r| expects_faults(r)) {
             return;
         }
-        // A splat that names a scenario's own process is that scenario's.
+        // A splat that names a scenario's own process is that scenario's. A hung-task report
+        // names the stuck task, which may belong to a scenario that has ended (the runner
+        // left it behind and marked its pid): that one's too, never the running ones'.
         if let Some(pid) = splat_pid(&rec.text) {
+            let stuck_task = kind == TroubleKind::HungTask;
             if self
                 .pids
                 .iter()
-                .any(|(p, n)| *p == pid && self.running.contains(n))
+                .any(|(p, n)| *p == pid && (stuck_task || self.running.contains(n)))
             {
                 return;
             }
@@ -294,6 +297,33 @@ mod tests {
         );
         assert_eq!(splat_pid("no pid here"), None);
         assert_eq!(parse_pid_marker("pid 7 a::b"), Some((7, "a::b")));
+    }
+
+    /// The runner left x's stuck task 41 behind and marked it; the kernel's hung-task
+    /// report of it comes while y and z run: it is x's, and neither y nor z runs again.
+    #[test]
+    fn a_hung_task_report_of_a_task_left_behind_is_its_scenarios() {
+        let mut a = Attribution::default();
+        let none = |_: &str| false;
+        a.feed(&marker("start", "x"), none);
+        a.feed(&rec(4, &format!("{KMSG_MARKER}pid 40 x")), none);
+        a.feed(&rec(4, &format!("{KMSG_MARKER}pid 41 x")), none);
+        a.feed(&marker("end", "x"), none);
+        a.feed(&marker("start", "y"), none);
+        a.feed(&marker("start", "z"), none);
+        let report = "INFO: task ue-scenarios:41 blocked for more than 4 seconds.";
+        assert_eq!(splat_pid(report), Some(41));
+        a.feed(&rec(3, report), none);
+        assert!(!a.fell_back(), "{:?}", a.rerun);
+        // A task of no scenario's (a kworker): the running ones cannot be told apart.
+        a.feed(
+            &rec(
+                3,
+                "INFO: task kworker/0:1:12 blocked for more than 4 seconds.",
+            ),
+            none,
+        );
+        assert!(a.fell_back());
     }
 
     #[test]

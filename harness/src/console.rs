@@ -82,6 +82,13 @@ impl Watch {
         } else {
             during
         };
+        // The hung-task report is a few known lines (its stack only at the console's INFO
+        // level): anything else after it is not its.
+        if let Some(i) = self.open {
+            if self.found[i].kind == TroubleKind::HungTask && !continues_hung_task(line) {
+                self.open = None;
+            }
+        }
         if let Some(kind) = classify(line) {
             // A panic that follows an oops belongs to it: extend, don't split.
             let continues = kind == TroubleKind::Panic && self.open.is_some();
@@ -113,7 +120,10 @@ impl Watch {
             if t.excerpt.len() < EXCERPT_LINES {
                 t.excerpt.push(line.to_owned());
             }
-            if strip_timestamp(line).starts_with("---[ end ") || t.excerpt.len() >= EXCERPT_LINES {
+            if strip_timestamp(line).starts_with("---[ end ")
+                || t.kind == TroubleKind::HungTask && strip_timestamp(line).trim() == "</TASK>"
+                || t.excerpt.len() >= EXCERPT_LINES
+            {
                 self.open = None;
             }
             // Fault warnings are one line.
@@ -124,13 +134,19 @@ impl Watch {
     }
 
     /// Gives each splat that came beside other scenarios but names one of their processes to
-    /// that scenario; call once the log is complete (the markers may follow the splat).
+    /// that scenario; call once the log is complete (the markers may follow the splat). A
+    /// report of a task stuck or spinning (hung task, soft lockup) names the task that is
+    /// the trouble, whenever it comes: it goes to that task's scenario even after it ended
+    /// (the runner marks the pid of each task it leaves stuck), the latest marker of the pid
+    /// winning.
     pub fn settle(&mut self) {
         for t in &mut self.found {
+            let names_its_task = matches!(t.kind, TroubleKind::HungTask | TroubleKind::Lockup);
             let owner = t.pid.and_then(|p| {
                 self.pids
                     .iter()
-                    .find(|(pid, n)| *pid == p && t.beside.contains(n))
+                    .rev()
+                    .find(|(pid, n)| *pid == p && (names_its_task || t.beside.contains(n)))
                     .map(|(_, n)| n.clone())
             });
             if let Some(owner) = owner {
@@ -160,6 +176,23 @@ impl Trouble {
             || self.beside.iter().any(|b| b == name)
                 && !(self.reproduced && self.rerun.iter().any(|r| r == name))
     }
+}
+
+/// A line that belongs to the hung-task report before it: the taint and "echo 0" lines, the
+/// task line, and its call trace (indented frames, `<TASK>`).
+fn continues_hung_task(line: &str) -> bool {
+    let l = strip_timestamp(line);
+    let t = l.trim_start();
+    l.starts_with(' ')
+        || [
+            "Not tainted",
+            "Tainted:",
+            "\"echo 0",
+            "task:",
+            "Call Trace:",
+        ]
+        .iter()
+        .any(|p| t.starts_with(p))
 }
 
 /// Scans a whole saved log (no scenario attribution: that needs the result channel's timing).

@@ -113,6 +113,7 @@ mod tests {
             stop_on: vec![],
             jobs: 1,
             guest_tests: vec![],
+            hang_limit_ms: 3,
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -144,6 +145,7 @@ mod tests {
             stop_on: vec![],
             jobs: 1,
             guest_tests: vec![],
+            hang_limit_ms: 3,
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

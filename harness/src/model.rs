@@ -169,6 +169,9 @@ pub struct SuiteOptions {
     pub scenario_timeout: Duration,
     pub poll_deadline: Duration,
     pub boot_timeout: Duration,
+    /// A process of a scenario's in uninterruptible sleep this long (at KVM speed, scaled)
+    /// is stuck in the kernel: the guest runner reports the scenario hung and goes on.
+    pub hang_limit: Duration,
     pub memory_mib: u32,
     pub cpus: u32,
     /// `--append`: kernel arguments after the harness's own.
@@ -216,6 +219,11 @@ impl SuiteOptions {
                     .map(move |n| (n, p.timeout * k + margin))
             })
             .collect()
+    }
+
+    /// The guest runner's hang limit, scaled for the accelerator.
+    pub fn guest_hang_limit(&self) -> Duration {
+        self.hang_limit * self.accel.slowdown()
     }
 
     /// The guest's per-scenario limit, scaled for the accelerator.
@@ -364,6 +372,14 @@ pub enum FailCause {
     NotRun,
     /// The kernel has no user_events (no `user_events_data` in tracefs): nothing could run.
     NoUserEvents,
+    /// A process of it stayed in uninterruptible sleep in the kernel past the hang limit,
+    /// waiting on no other record: the guest runner killed it, left it behind and went on.
+    /// The message carries its kernel stack.
+    Hung,
+    /// It was blocked behind record `behind`, which hung first and stayed stuck: its own
+    /// process waited on a lock while `behind`'s was stuck, or it never started because
+    /// user_events no longer answered. The message carries `behind`'s stack, the cause.
+    Blocked { behind: String },
     /// An upstream test a filter named was never reported by its program.
     NotReported,
     /// It skipped itself, or was ignored for a reason the host does not accept (a feature

@@ -101,6 +101,32 @@ pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
     Ok(v)
 }
 
+/// The kernel's own hang detectors, as kernel arguments, their limits scaled like every
+/// other limit: the hung-task detector (CONFIG_DETECT_HUNG_TASK) reports a task that sat in
+/// uninterruptible sleep without being scheduled for [`HUNG_TASK_SECS`] (×4 under TCG),
+/// checking as often, with its stack, and never panics for it: the guest runner judges the
+/// hang (it sees it sooner, from /proc), the report is the kernel's own witness beside it.
+/// The soft-lockup detector (CONFIG_SOFTLOCKUP_DETECTOR) reports a CPU that did not schedule
+/// for twice `watchdog_thresh`: a kernel loop that never sleeps, which no signal ends.
+/// Both defaults (120 s, 10 s) are far beyond a scenario's limit, where a report would come
+/// after the VM was gone.
+pub fn watchdog_cmdline(accel: Accel) -> String {
+    let k = accel.slowdown();
+    format!(
+        "sysctl.kernel.hung_task_timeout_secs={} sysctl.kernel.hung_task_panic=0 watchdog_thresh={}",
+        HUNG_TASK_SECS * k,
+        WATCHDOG_THRESH_SECS * k
+    )
+}
+
+/// The hung-task detector's limit at KVM speed, in seconds (its finest unit): above the
+/// runner's own hang limit, so that the runner names the hang first and the kernel's report
+/// follows while the VM still runs.
+pub const HUNG_TASK_SECS: u32 = 1;
+
+/// `watchdog_thresh` at KVM speed: a soft lockup is reported after twice this.
+pub const WATCHDOG_THRESH_SECS: u32 = 2;
+
 /// qboot starts a Linux kernel faster than SeaBIOS; use it when QEMU ships it.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
@@ -123,6 +149,8 @@ impl QemuConfig {
         let mut s = String::from(
             "console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check",
         );
+        s.push(' ');
+        s.push_str(&watchdog_cmdline(self.accel));
         if !self.extra_cmdline.is_empty() {
             s.push(' ');
             s.push_str(&self.extra_cmdline);
@@ -350,7 +378,7 @@ mod tests {
         assert!(stdio < res, "ttyS0 must be the console: {line}");
         assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
         assert!(
-            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check ue.debug=1'"),
+            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check sysctl.kernel.hung_task_timeout_secs=4 sysctl.kernel.hung_task_panic=0 watchdog_thresh=8 ue.debug=1'"),
             "{line}"
         );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");

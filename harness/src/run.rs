@@ -77,6 +77,7 @@ pub fn plan<'k>(
                 style: g.style.clone(),
             })
             .collect(),
+        hang_limit_ms: opts.guest_hang_limit().as_millis() as u64,
     };
     (plan, programs)
 }
@@ -104,10 +105,24 @@ pub fn run_kernel(
     };
     let first_sel = sel.clone();
     let mut sel = sel.clone();
+    let mut blocked_rerun_done = false;
     loop {
         let last = run.restarts.last().map_or(&run.report, |r| &r.report);
-        let Some(rest) = not_started(last, &sel) else {
-            break;
+        // A dead VM's unstarted records, or else (once per run) those a hang in the kernel
+        // blocked: a fresh VM without the culprit gives them verdicts of their own.
+        let (rest, after) = match not_started(last, &sel) {
+            Some(rest) => (rest, how_it_ended(last)),
+            None => match blocked_behind_a_hang(last, &sel) {
+                Some((rest, culprit)) if !blocked_rerun_done => {
+                    blocked_rerun_done = true;
+                    let after = format!(
+                        "found user_events blocked behind {culprit}, which hung in the kernel \
+                         (a fresh VM without it for the records blocked behind it)"
+                    );
+                    (rest, after)
+                }
+                _ => break,
+            },
         };
         if opts.stop_at_first_failure
             || run.restarts.len() as u32 >= opts.max_restarts
@@ -115,7 +130,6 @@ pub fn run_kernel(
         {
             break;
         }
-        let after = how_it_ended(last);
         let dead_at = Instant::now();
         let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -174,11 +188,24 @@ pub struct Kept {
     pub scenario_timeout_ms: u64,
     pub poll_deadline_ms: u64,
     pub boot_timeout_ms: u64,
+    /// At KVM speed; absent from runs kept before the runner watched for hangs.
+    #[serde(default = "default_hang_limit_ms")]
+    pub hang_limit_ms: u64,
     pub memory_mib: u32,
     pub cpus: u32,
     pub extra_cmdline: String,
     pub qemu_args: Vec<String>,
 }
+
+fn default_hang_limit_ms() -> u64 {
+    DEFAULT_HANG_LIMIT.as_millis() as u64
+}
+
+/// The guest runner's hang limit at KVM speed (`--hang-limit-ms`): a process in
+/// uninterruptible sleep this long is stuck. A healthy kernel sleeps that way for
+/// milliseconds (an RCU grace period on exit, a page fault); ×4 under TCG it is 3 s, short
+/// beside the scenario limit that a hang used to cost.
+pub const DEFAULT_HANG_LIMIT: std::time::Duration = std::time::Duration::from_millis(750);
 
 /// Keeps the kernel (copied: a tree's build is rebuilt in place by the next run), the
 /// initramfs and a command line that works when pasted.
@@ -218,6 +245,7 @@ fn keep(
         scenario_timeout_ms: opts.scenario_timeout.as_millis() as u64,
         poll_deadline_ms: opts.poll_deadline.as_millis() as u64,
         boot_timeout_ms: opts.boot_timeout.as_millis() as u64,
+        hang_limit_ms: opts.hang_limit.as_millis() as u64,
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         extra_cmdline: opts.extra_cmdline.clone(),
@@ -402,6 +430,62 @@ pub fn not_started(report: &vm::VmReport, sel: &Selection) -> Option<Selection> 
             .collect(),
     };
     (!rest.is_empty()).then_some(rest)
+}
+
+/// The records a VM reported blocked behind a record that hung in the kernel (waiting on a
+/// lock it held, or never started once user_events stopped answering), when there are any,
+/// with the culprit: run in a fresh VM without the culprit, they get verdicts of their own.
+pub fn blocked_behind_a_hang(
+    report: &vm::VmReport,
+    sel: &Selection,
+) -> Option<(Selection, String)> {
+    let mut culprit = None;
+    let blocked: HashSet<&str> = report
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::End(e) => {
+                let behind = e
+                    .blocked
+                    .as_ref()
+                    .map(|b| &b.culprit)
+                    .or_else(|| e.hang.as_ref()?.blocked_behind.as_ref())?;
+                culprit.get_or_insert_with(|| behind.clone());
+                Some(e.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let culprit = culprit?;
+    let rest = Selection {
+        scenarios: sel
+            .scenarios
+            .iter()
+            .filter(|s| blocked.contains(s.name.as_str()))
+            .cloned()
+            .collect(),
+        kselftests: sel
+            .kselftests
+            .iter()
+            .filter(|p| blocked.contains(result_channel::kselftest_name(p).as_str()))
+            .cloned()
+            .collect(),
+        guest: sel
+            .guest
+            .iter()
+            .filter_map(|g| {
+                // What is not blocked counts as started: only the blocked part is left.
+                let names = g.record_names();
+                let not_blocked: HashSet<&str> = names
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| !blocked.contains(n))
+                    .collect();
+                not_started_part(g, &not_blocked)
+            })
+            .collect(),
+    };
+    (!rest.is_empty()).then_some((rest, culprit))
 }
 
 /// The part of a guest program the dead VM never started: a libtest program's unstarted
@@ -701,6 +785,7 @@ mod tests {
             scenario_timeout: std::time::Duration::from_secs(5),
             poll_deadline: std::time::Duration::from_millis(500),
             boot_timeout: std::time::Duration::from_secs(10),
+            hang_limit: DEFAULT_HANG_LIMIT,
             memory_mib: 512,
             cpus: 2,
             extra_cmdline: String::new(),
@@ -723,6 +808,75 @@ mod tests {
         let rest = not_started(&r, &sel()).unwrap();
         assert!(!rest.scenarios.iter().any(|s| s.name == "a::one"));
         assert_eq!(restart_options(&opts, &r).jobs, 2);
+    }
+
+    fn end(name: &str) -> result_channel::RecordEnd {
+        result_channel::RecordEnd {
+            name: name.into(),
+            outcome: result_channel::Outcome::Fail,
+            message: String::new(),
+            duration_us: 1,
+            snapshots: vec![],
+            notes: vec![],
+            output: String::new(),
+            missing: None,
+            symptom: None,
+            hang: None,
+            blocked: None,
+        }
+    }
+
+    fn hang(blocked_behind: Option<&str>) -> result_channel::Hang {
+        result_channel::Hang {
+            pid: 40,
+            comm: "ue-scenarios".into(),
+            state_ms: 3000,
+            wchan: "user_events_ioctl".into(),
+            stack: vec!["user_events_ioctl+0x444/0x6b0".into()],
+            waits_on_lock: blocked_behind.is_some(),
+            blocked_behind: blocked_behind.map(Into::into),
+            after_result: false,
+            reported: None,
+            same_place_as: None,
+        }
+    }
+
+    /// a::two hung holding a lock; a::one waited behind it, a::three and an upstream program
+    /// never started: those three run again in a fresh VM, a::two (the culprit) does not.
+    #[test]
+    fn what_a_hang_blocked_runs_again_without_the_culprit() {
+        let mut r = report(vm::VmEnd::Finished, &["a::one", "a::two"], None);
+        let mut waited = end("a::one");
+        waited.hang = Some(Box::new(hang(Some("a::two"))));
+        let mut culprit = end("a::two");
+        culprit.hang = Some(Box::new(hang(None)));
+        let blocked = |name: &str| {
+            let mut e = end(name);
+            e.blocked = Some(Box::new(result_channel::Blocked {
+                culprit: "a::two".into(),
+                probe: "a canary".into(),
+                probe_stack: vec![],
+            }));
+            Record::End(e)
+        };
+        r.records.extend([
+            Record::End(waited),
+            Record::End(culprit),
+            blocked("a::three"),
+            blocked("kselftest::abi_test"),
+        ]);
+        let (rest, who) = blocked_behind_a_hang(&r, &sel()).expect("three are blocked");
+        assert_eq!(who, "a::two");
+        assert_eq!(
+            planned_names(&rest),
+            ["a::one", "a::three", "kselftest::abi_test"]
+        );
+        // One hang alone, nothing behind it: nothing to run again.
+        let mut alone = report(vm::VmEnd::Finished, &["a::two"], None);
+        let mut culprit = end("a::two");
+        culprit.hang = Some(Box::new(hang(None)));
+        alone.records.push(Record::End(culprit));
+        assert!(blocked_behind_a_hang(&alone, &sel()).is_none());
     }
 
     #[test]

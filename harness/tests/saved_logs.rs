@@ -83,3 +83,54 @@ fn quiet_boots_have_no_trouble() {
         assert!(scan(&log(name)).is_empty(), "{name}");
     }
 }
+
+/// The runner's own dump of blocked tasks (sysrq w) is not trouble: the hang is judged from
+/// the result channel, and the dump is the console's witness of it.
+#[test]
+fn a_dump_of_blocked_tasks_is_no_trouble() {
+    assert_eq!(kinds("del_hangs_holding_locks.log"), vec![]);
+    let log = log("del_hangs_holding_locks.log");
+    assert!(
+        log.contains("? __mutex_lock.constprop.0+"),
+        "the waiter's lock frame"
+    );
+    assert!(log.contains("? schedule_timeout+"), "the holder's sleep");
+}
+
+/// Each hung-task report names a task the runner left behind and marked: it goes to that
+/// task's scenario, though it came seconds later while others ran side by side, and its
+/// excerpt is the report with its stack, nothing after it.
+#[test]
+fn a_hung_task_report_goes_to_the_scenario_whose_task_it_names() {
+    let log = log("exit_hangs_reported_later.log");
+    let marked: Vec<(u32, String)> = log
+        .lines()
+        .filter_map(|l| {
+            let rest =
+                harness::console::strip_timestamp(l).strip_prefix(harness::channel::KMSG_MARKER)?;
+            let (pid, name) = harness::channel::parse_pid_marker(rest)?;
+            Some((pid, name.to_owned()))
+        })
+        .collect();
+    let found = scan(&log);
+    let hung: Vec<_> = found
+        .iter()
+        .filter(|t| t.kind == TroubleKind::HungTask)
+        .collect();
+    assert!(!hung.is_empty(), "{found:?}");
+    for t in hung {
+        let pid = t.pid.expect("the report names its task");
+        let owner = marked.iter().rev().find(|(p, _)| *p == pid).map(|(_, n)| n);
+        assert_eq!(t.during.as_ref(), owner, "{t:?}");
+        assert!(t.beside.is_empty(), "{t:?}");
+        assert!(t.excerpt[0].contains(&format!("INFO: task ue-scenarios:{pid} blocked")));
+        assert!(t
+            .excerpt
+            .iter()
+            .any(|l| l.contains("user_event_mm_remove+")));
+        assert!(
+            t.excerpt.last().unwrap().trim_end().ends_with("</TASK>"),
+            "{t:?}"
+        );
+    }
+}

@@ -89,6 +89,70 @@ pub struct RecordEnd {
     /// another breakage of the same scenario is never taken for the known bug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symptom: Option<String>,
+    /// A process of the record's stayed in uninterruptible sleep in the kernel past the
+    /// plan's `hang_limit_ms`: the runner killed its group and left the process behind (its
+    /// verdict is a failure, whatever the record said before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang: Option<Box<Hang>>,
+    /// Never started: user_events stopped answering after another record hung in the
+    /// kernel, so the runner reported this one at once instead of letting it hang too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Box<Blocked>>,
+}
+
+/// A process stuck in the kernel, as the guest runner saw it in `/proc`: in state `D`
+/// (uninterruptible sleep) at every look for `state_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hang {
+    /// The stuck task (a thread's id when a thread other than the main one is stuck).
+    pub pid: u32,
+    /// Its `comm`.
+    pub comm: String,
+    /// How long the runner saw it in `D` before it gave up on it.
+    pub state_ms: u64,
+    /// `/proc/PID/wchan`: the kernel function it sleeps in (empty if unreadable).
+    pub wchan: String,
+    /// `/proc/PID/stack`, innermost frame first, `function+0xoff/0xlen` (empty if
+    /// unreadable).
+    pub stack: Vec<String>,
+    /// Its stack waits on a lock (a mutex, an rwsem, a semaphore).
+    pub waits_on_lock: bool,
+    /// It waits on a lock while the process of this earlier hung record is still stuck:
+    /// blocked behind it, whose stack is the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_behind: Option<String>,
+    /// The record had already sent its result: the hang came on its way out (exit, close, a
+    /// child of its).
+    #[serde(default)]
+    pub after_result: bool,
+    /// That result, as the record sent it (the End's own outcome and message are the hang's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<Reported>,
+    /// Judged before the limit: it sleeps at the very place (the same innermost frame
+    /// outside the scheduler) where this earlier record's task has been stuck all along.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_place_as: Option<String>,
+}
+
+/// A record's own result, kept beside the hang that came after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Why a record never started: the runner's probe of user_events (a canary registration in a
+/// child of its own) did not come back after `culprit` hung, so every record after it would
+/// have hung too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// The record whose process hung first and was still stuck.
+    pub culprit: String,
+    /// What the probe did and how long it was given, in words.
+    pub probe: String,
+    /// Where the probe's own process was stuck: its kernel stack, innermost frame first.
+    pub probe_stack: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -228,6 +292,8 @@ mod tests {
             output: "TAP version 13\n1..1\nok 1 x\n".into(),
             missing: None,
             symptom: Some("format-array-len".into()),
+            hang: None,
+            blocked: None,
         })
     }
 
@@ -285,6 +351,27 @@ mod tests {
         assert!(matches!(&evs[1], Event::Garbage(g) if g.contains("missing field `name`")));
         assert!(matches!(&evs[2], Event::Garbage(g) if g.contains("longer than")));
         assert!(matches!(&evs[3], Event::Garbage(g) if g.starts_with("truncated record")));
+    }
+
+    /// The kernel's hang detectors, as the console shows them: the task a hung-task report
+    /// names (its comm may hold a colon), and a soft lockup's first line.
+    #[test]
+    fn hang_reports_are_trouble_that_names_its_task() {
+        use trouble::{classify, TroubleKind};
+        let hung = "[   12.5] INFO: task kworker/0:1:12 blocked for more than 4 seconds.";
+        assert_eq!(classify(hung), Some(TroubleKind::HungTask));
+        assert_eq!(hung_task_pid(hung), Some(12));
+        assert_eq!(splat_pid(hung), Some(12));
+        assert_eq!(
+            splat_pid("INFO: task ue-scenarios:43 blocked for more than 8 seconds."),
+            Some(43)
+        );
+        assert_eq!(hung_task_pid("INFO: task x blocked"), None);
+        assert_eq!(
+            classify("[ 30.1] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [ue-scenarios:93]"),
+            Some(TroubleKind::Lockup)
+        );
+        assert_eq!(classify("[ 30.1] INFO: lockdep is turned off."), None);
     }
 
     #[test]
@@ -412,6 +499,11 @@ pub struct Plan {
     /// Other people's test programs (`--guest-test`, `--guest-crate`), run last.
     #[serde(default)]
     pub guest_tests: Vec<GuestTestPlan>,
+    /// A process of a record's in uninterruptible sleep (`D`) for this long is stuck in the
+    /// kernel: the runner reports the record as hung and leaves the process behind. 0: the
+    /// runner does not watch.
+    #[serde(default)]
+    pub hang_limit_ms: u64,
 }
 
 fn one_job() -> u32 {
@@ -509,14 +601,29 @@ pub fn parse_pid_marker(rest: &str) -> Option<(u32, &str)> {
     Some((pid.parse().ok()?, name))
 }
 
-/// The process a kernel splat line names: `WARNING: CPU: 0 PID: 36 at ...`, or the
-/// `CPU: 0 UID: 0 PID: 36 Comm: ...` line of a BUG or an Oops.
+/// The process a kernel splat line names: `WARNING: CPU: 0 PID: 36 at ...`, the
+/// `CPU: 0 UID: 0 PID: 36 Comm: ...` line of a BUG or an Oops, or the hung-task detector's
+/// `INFO: task COMM:36 blocked for more than 4 seconds.`
 pub fn splat_pid(line: &str) -> Option<u32> {
+    if let Some(pid) = hung_task_pid(line) {
+        return Some(pid);
+    }
     let rest = &line[line.find("PID: ")? + 5..];
     rest.split(|c: char| !c.is_ascii_digit())
         .next()?
         .parse()
         .ok()
+}
+
+/// The task the hung-task detector names: `INFO: task COMM:PID blocked for more than N
+/// seconds.` (COMM may itself hold a colon: the pid follows the last one).
+pub fn hung_task_pid(line: &str) -> Option<u32> {
+    let l = trouble::strip_timestamp(line);
+    let task = l
+        .strip_prefix("INFO: task ")?
+        .split_once(" blocked for more than ")?
+        .0;
+    task.rsplit_once(':')?.1.parse().ok()
 }
 
 pub const PLAN_PATH: &str = "/etc/ue-plan.json";

@@ -14,6 +14,9 @@ pub enum TroubleKind {
     Sanitizer,
     Lockdep,
     Lockup,
+    /// The hung-task detector: `INFO: task COMM:PID blocked for more than N seconds.` A
+    /// task sat in uninterruptible sleep that long without being scheduled.
+    HungTask,
     /// `user_events: Fault for mm`: expected only where a scenario unmaps the word.
     UserEventsFault,
 }
@@ -26,6 +29,11 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
         Some(TroubleKind::Panic)
     } else if starts("Oops:") || l.contains("] Oops:") || starts("general protection fault") {
         Some(TroubleKind::Oops)
+    } else if starts("INFO: task ") && l.contains(" blocked for more than ") {
+        Some(TroubleKind::HungTask)
+    } else if l.contains("BUG: soft lockup") {
+        // `watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [COMM:PID]`
+        Some(TroubleKind::Lockup)
     } else if starts("BUG:") && !starts("BUG: KASAN") {
         if l.contains("soft lockup") {
             Some(TroubleKind::Lockup)

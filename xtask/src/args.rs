@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// Boot limit in seconds at KVM speed (scaled for TCG).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub boot_timeout: u64,
+    /// A scenario's process in uninterruptible sleep (state D) this long, in ms at KVM speed
+    /// (scaled for TCG), is hung in the kernel: it fails with its kernel stack and the run
+    /// goes on without it. 0 turns the watch off.
+    #[arg(long, default_value_t = 750, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub hang_limit_ms: u64,
     /// Also run the stress family (bounded-time hammering of the asynchronous paths).
     #[arg(long)]
     pub stress: bool,
@@ -142,6 +147,7 @@ impl Default for RunArgs {
             scenario_timeout: 5,
             poll_deadline_ms: 500,
             boot_timeout: 10,
+            hang_limit_ms: 750,
             stress: false,
             kselftest: false,
             append: vec![],

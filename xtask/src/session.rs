@@ -209,6 +209,7 @@ impl Session {
             scenario_timeout: Duration::from_secs(r.scenario_timeout),
             poll_deadline: Duration::from_millis(r.poll_deadline_ms),
             boot_timeout: Duration::from_secs(r.boot_timeout),
+            hang_limit: Duration::from_millis(r.hang_limit_ms),
             memory_mib: r.memory,
             cpus,
             extra_cmdline: r.append.join(" "),
@@ -234,6 +235,8 @@ impl Session {
         let hour = Duration::from_secs(3600);
         opts.boot_timeout = hour;
         opts.scenario_timeout = hour;
+        // A kernel held at a breakpoint leaves its tasks asleep as long as the person looks.
+        opts.hang_limit = Duration::ZERO;
     }
 
     /// KVM when it works here, TCG otherwise, saying why; the probe boot is cached.

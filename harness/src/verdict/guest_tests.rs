@@ -33,6 +33,8 @@ fn end(name: &str, outcome: Outcome, message: &str, output: &str) -> Record {
         output: output.into(),
         missing: None,
         symptom: None,
+        hang: None,
+        blocked: None,
     })
 }
 

@@ -20,6 +20,8 @@ fn ignored(missing: Option<Feature>) -> VmReport {
         output: String::new(),
         missing,
         symptom: None,
+        hang: None,
+        blocked: None,
     });
     VmReport {
         kernel_release: Some("6.12.117".into()),

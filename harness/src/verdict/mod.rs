@@ -3,12 +3,14 @@
 //! says why, never a pass and never missing.
 //!
 //! Split by what is judged, because each has rules of its own: `planned` (one planned
-//! record from its end record, or from its absence), `guest` (other people's test
+//! record from its end record, or from its absence), `hang` (a record the guest runner found
+//! stuck in the kernel, or blocked behind one), `guest` (other people's test
 //! programs: libtest output and TAP), `kselftest` (the kernel tree's own selftests: builds
 //! and KTAP), `health` (the boot itself). This module ties them together in the order the
 //! verdicts are reported.
 
 mod guest;
+mod hang;
 mod health;
 mod kselftest;
 mod planned;

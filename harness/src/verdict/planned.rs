@@ -5,7 +5,7 @@
 
 use result_channel::{Feature, Outcome, Record, RecordEnd};
 
-use super::{guest, trouble_text};
+use super::{guest, hang, trouble_text};
 use crate::console::{Trouble, TroubleKind};
 use crate::model::{
     Expectation, FailCause, GuestProgram, GuestTestStyle, Origin, ScenarioInfo, ScenarioVerdict,
@@ -92,7 +92,7 @@ pub(super) fn judge(p: &Planned, report: &VmReport, expected: &Expectation) -> S
         .filter(|t| !(t.kind == TroubleKind::UserEventsFault && p.expects_fault_warnings()))
         .collect();
     match (end, stopped_at(report)) {
-        (Some(end), _) => judge_ended(p, end, &troubles, expected),
+        (Some(end), _) => judge_ended(p, end, report, &troubles, expected),
         (None, Some(stop)) if p.scenario.is_some() => ScenarioVerdict::new(
             name,
             p.origin(),
@@ -121,15 +121,35 @@ fn stopped_at(report: &VmReport) -> Option<&str> {
 fn judge_ended(
     p: &Planned,
     end: &RecordEnd,
+    report: &VmReport,
     troubles: &[&Trouble],
     expected: &Expectation,
 ) -> ScenarioVerdict {
+    // Stuck in the kernel, or blocked behind a record that was: that is the verdict, the
+    // kernel's own reports of it are added to its words.
+    if let Some(verdict) = hang::judge(end, report, troubles) {
+        return ScenarioVerdict {
+            name: p.name.as_ref().to_owned(),
+            origin: p.origin(),
+            verdict,
+            duration_us: Some(end.duration_us),
+            snapshots: end.snapshots.clone(),
+            notes: end.notes.clone(),
+        };
+    }
     let own = match (end.outcome, p.guest) {
         (_, Some((program, test))) => {
             guest::judge(program, test, end.outcome, &end.message, &end.output)
         }
         (Outcome::Pass, None) => Verdict::Pass,
-        (Outcome::Fail, None) => Verdict::fail(FailCause::Guest, end.message.clone()),
+        (Outcome::Fail, None) => Verdict::fail(
+            FailCause::Guest,
+            format!(
+                "{}{}",
+                end.message,
+                hang::after_the_kernel_died(report, troubles)
+            ),
+        ),
         (Outcome::Ignored, None) => judge_ignore(p, &end.message, end.missing, expected),
     };
     let verdict = match troubles.first() {

@@ -50,6 +50,8 @@ fn end(name: &str, outcome: Outcome, message: &str) -> Record {
         output: String::new(),
         missing: None,
         symptom: None,
+        hang: None,
+        blocked: None,
     })
 }
 
@@ -443,4 +445,141 @@ fn ignored_keeps_its_reason_and_a_silent_guest_is_never_a_pass() {
     assert!(
         matches!(get(&v, "a::x"), Verdict::Fail(Failure { cause: FailCause::NotRun, message: m }) if m.contains("the guest never started the runner (timed out"))
     );
+}
+
+/// The guest runner found a::culprit's process stuck in the kernel and a::waiter's waiting on
+/// a lock behind it, and never started a::never once user_events stopped answering. The
+/// kernel's own hung-task report of the culprit's task comes later, while a::waiter runs: it
+/// is the culprit's (the runner marked its pid), and joins its failure.
+#[test]
+fn a_hang_is_judged_where_it_happened_and_what_waited_behind_it_is_blocked() {
+    let planned = plan(&["a::oopser", "a::culprit", "a::waiter", "a::never"]);
+    let hang =
+        |pid: u32, behind: Option<&str>, frames: &[&str]| Box::new(hang_of(pid, behind, frames));
+    fn hang_of(pid: u32, behind: Option<&str>, frames: &[&str]) -> result_channel::Hang {
+        result_channel::Hang {
+            pid,
+            comm: "ue-scenarios".into(),
+            state_ms: 3100,
+            wchan: "user_events_ioctl".into(),
+            stack: frames.iter().map(|f| f.to_string()).collect(),
+            waits_on_lock: behind.is_some(),
+            blocked_behind: behind.map(Into::into),
+            after_result: false,
+            reported: None,
+            same_place_as: None,
+        }
+    }
+    let with = |name: &str, f: &dyn Fn(&mut RecordEnd)| {
+        let mut r = end(name, Outcome::Fail, "hung in the kernel");
+        if let Record::End(e) = &mut r {
+            f(e);
+        }
+        r
+    };
+    let r = report(
+        vec![
+            start("a::oopser"),
+            end("a::oopser", Outcome::Fail, "not seen within 2000 ms"),
+            start("a::culprit"),
+            with("a::culprit", &|e| {
+                e.hang = Some(hang(
+                    43,
+                    None,
+                    &["schedule_timeout+0x32/0xbc", "user_events_ioctl+0x444/0x6b0"],
+                ))
+            }),
+            start("a::waiter"),
+            with("a::waiter", &|e| {
+                e.hang = Some(hang(
+                    45,
+                    Some("a::culprit"),
+                    &[
+                        "__mutex_lock.constprop.0+0x137/0x257",
+                        "user_events_ioctl+0x5b/0x6b0",
+                    ],
+                ))
+            }),
+            with("a::never", &|e| {
+                e.blocked = Some(Box::new(result_channel::Blocked {
+                    culprit: "a::culprit".into(),
+                    probe: "a canary process".into(),
+                    probe_stack: vec!["__mutex_lock.constprop.0+0x137/0x257".into()],
+                }))
+            }),
+        ],
+        &[
+            ("[    1.1] ue-runner: start a::oopser", None),
+            ("[    1.2] BUG: kernel NULL pointer dereference, address: 0000000000000000", None),
+            ("[    1.2] Oops: Oops: 0000 [#1] SMP", None),
+            ("[    1.2] ---[ end trace 0000000000000000 ]---", None),
+            ("[    1.8] ue-runner: end a::oopser", None),
+            ("[    1.9] ue-runner: start a::culprit", None),
+            ("[    1.9] ue-runner: pid 43 a::culprit", None),
+            ("[    5.0] ue-runner: end a::culprit", None),
+            ("[    5.0] ue-runner: start a::waiter", None),
+            (
+                "[    6.0] INFO: task ue-scenarios:43 blocked for more than 4 seconds.",
+                None,
+            ),
+            ("[    6.0]       Not tainted 6.12.118 #1", None),
+            (
+                "[    6.0] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.",
+                None,
+            ),
+            ("[    6.0] task:ue-scenarios    state:D stack:0     pid:43", None),
+            ("[    6.0] Call Trace:", None),
+            ("[    6.0]  <TASK>", None),
+            ("[    6.0]  ? schedule_timeout+0x32/0xbc", None),
+            ("[    6.0]  </TASK>", None),
+            ("[    6.1] something else entirely", None),
+            ("[    8.0] ue-runner: end a::waiter", None),
+        ],
+        VmEnd::Finished,
+    );
+    // The BUG and its Oops (a::oopser's), then the hung-task report.
+    assert_eq!(r.troubles.len(), 3, "{:?}", r.troubles);
+    let report = &r.troubles[2];
+    assert_eq!(report.kind, TroubleKind::HungTask);
+    assert_eq!(report.during.as_deref(), Some("a::culprit"));
+    assert_eq!(report.excerpt.len(), 8, "{:?}", report.excerpt);
+    let v = verdicts(&r, &planned);
+    let Verdict::Fail(Failure {
+        cause: FailCause::Hung,
+        message: m,
+    }) = get(&v, "a::culprit")
+    else {
+        panic!("{v:?}")
+    };
+    assert!(m.starts_with("hung in the kernel: process 43 (ue-scenarios) slept uninterruptibly (state D) for 3.1 s in user_events_ioctl"), "{m}");
+    assert!(m.contains("    schedule_timeout+0x32/0xbc"), "{m}");
+    assert!(m.contains("the kernel's own hung-task report:"), "{m}");
+    assert!(!m.contains("something else"), "{m}");
+    assert!(
+        m.contains("earlier in this boot the kernel reported Bug while a::oopser ran: BUG: kernel NULL pointer dereference"),
+        "{m}"
+    );
+    let Verdict::Fail(Failure {
+        cause: FailCause::Blocked { behind },
+        message: m,
+    }) = get(&v, "a::waiter")
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(behind, "a::culprit");
+    assert!(
+        m.starts_with("blocked behind a::culprit: process 45"),
+        "{m}"
+    );
+    assert!(m.contains("__mutex_lock"), "{m}");
+    assert!(
+        m.contains("a::culprit's stack (the cause), process 43 in user_events_ioctl:\n    schedule_timeout"),
+        "{m}"
+    );
+    assert!(
+        matches!(get(&v, "a::never"), Verdict::Fail(Failure { cause: FailCause::Blocked { behind }, message: m })
+            if behind == "a::culprit" && m.starts_with("blocked behind a::culprit: not run") && m.contains("user_events_ioctl+0x444")),
+        "{v:?}"
+    );
+    assert_eq!(get(&v, HEALTH), &Verdict::Pass);
 }

@@ -63,6 +63,7 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         scenario_timeout: Duration::from_millis(kept.scenario_timeout_ms),
         poll_deadline: Duration::from_millis(kept.poll_deadline_ms),
         boot_timeout: Duration::from_millis(kept.boot_timeout_ms),
+        hang_limit: Duration::from_millis(kept.hang_limit_ms),
         memory_mib: kept.memory_mib,
         cpus: kept.cpus,
         guest_scenario_timeout: None,

@@ -96,6 +96,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
                 opts.max_restarts
             );
         }
+        if let Some(line) = hangs_line(run) {
+            eprintln!("{}: {line}", run.kernel.label);
+        }
         let guest_tests = run
             .verdicts
             .iter()
@@ -159,4 +162,38 @@ fn list(
         |_| {},
     )?;
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// The hangs of a run in one line: which records hung in the kernel (the guest runner killed
+/// and left them, with their stacks in their failures) and how many were blocked behind each.
+fn hangs_line(run: &harness::model::KernelRun) -> Option<String> {
+    let hung: Vec<&str> = run
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict.fail_cause() == Some(&FailCause::Hung))
+        .map(|v| v.name.as_str())
+        .collect();
+    let mut behind: Vec<(&str, usize)> = Vec::new();
+    for v in &run.verdicts {
+        if let Some(FailCause::Blocked { behind: b }) = v.verdict.fail_cause() {
+            match behind.iter_mut().find(|(n, _)| n == b) {
+                Some((_, k)) => *k += 1,
+                None => behind.push((b.as_str(), 1)),
+            }
+        }
+    }
+    if hung.is_empty() && behind.is_empty() {
+        return None;
+    }
+    let mut line = format!(
+        "{} record(s) hung in the kernel, each failed with its kernel stack and left behind",
+        hung.len()
+    );
+    if hung.len() <= 5 && !hung.is_empty() {
+        line.push_str(&format!(" ({})", hung.join(", ")));
+    }
+    for (b, k) in behind {
+        line.push_str(&format!("; {k} blocked behind {b}"));
+    }
+    Some(line)
 }

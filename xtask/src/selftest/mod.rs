@@ -34,6 +34,12 @@ pub struct Setup {
     pub slow_kernel: KernelUnderTest,
     /// With selftest/hang-in-del.patch.
     pub hang_kernel: KernelUnderTest,
+    /// With selftest/del-hangs-holding-locks.patch.
+    pub del_lock_kernel: KernelUnderTest,
+    /// With selftest/exit-hangs.patch.
+    pub exit_hang_kernel: KernelUnderTest,
+    /// With selftest/oops-in-fault-worker.patch.
+    pub oops_kernel: KernelUnderTest,
     pub warn_patch: PathBuf,
     pub opts: SuiteOptions,
     pub listing: Vec<ScenarioInfo>,
@@ -98,6 +104,9 @@ impl Setup {
         let warn_kernel = patched("selftest/warn-in-unreg.patch")?;
         let slow_kernel = patched("selftest/slow-fault-worker.patch")?;
         let hang_kernel = patched("selftest/hang-in-del.patch")?;
+        let del_lock_kernel = patched("selftest/del-hangs-holding-locks.patch")?;
+        let exit_hang_kernel = patched("selftest/exit-hangs.patch")?;
+        let oops_kernel = patched("selftest/oops-in-fault-worker.patch")?;
         let seed = cache::Seed::of(&kernel).map_err(|e| format!("{e:#}"));
         let devloop = Devloop {
             tree: crate::cache::selftest_tree(&s.cache),
@@ -112,6 +121,9 @@ impl Setup {
             warn_kernel,
             slow_kernel,
             hang_kernel,
+            del_lock_kernel,
+            exit_hang_kernel,
+            oops_kernel,
             warn_patch: s.configs.join("selftest/warn-in-unreg.patch"),
             runs_dir: opts.runs_dir.clone(),
             opts,
@@ -194,9 +206,32 @@ pub fn cases() -> Vec<Case> {
                 )
             },
         ),
-        Case::new("selftest::a_dead_vm_costs_one_scenario", |s| {
-            vm::a_dead_vm_costs_one_scenario(&s.hang_kernel, &s.opts, &s.listing)
+        Case::new("selftest::a_hang_costs_one_scenario", |s| {
+            vm::a_hang_costs_one_scenario(&s.hang_kernel, &s.opts, &s.listing)
         }),
+        Case::new(
+            "selftest::a_hang_holding_the_locks_blocks_in_bounded_time",
+            |s| {
+                vm::a_hang_holding_the_locks_blocks_in_bounded_time(
+                    &s.del_lock_kernel,
+                    &s.opts,
+                    &s.listing,
+                )
+            },
+        ),
+        Case::new("selftest::exit_hangs_are_each_their_own", |s| {
+            vm::exit_hangs_are_each_their_own(&s.exit_hang_kernel, &s.opts, &s.listing)
+        }),
+        Case::new(
+            "selftest::an_oops_in_the_fault_worker_costs_bounded_time",
+            |s| {
+                vm::an_oops_in_the_fault_worker_costs_bounded_time(
+                    &s.oops_kernel,
+                    &s.opts,
+                    &s.listing,
+                )
+            },
+        ),
         // Whole runs on scratch caches seeded from this kernel's entries.
         Case::new("selftest::interrupt_at_every_stage", |s| {
             let times = cache::interrupt_every_stage(&s.exe, s.seed()?, &s.scratch, &s.runs_dir)?;

@@ -365,64 +365,127 @@ pub fn slow_fault_worker_keeps_munmap_deterministic(
 /// The scenario whose DEL never returns on kernel-configs/selftest/hang-in-del.patch.
 pub const HANGS_IN_DEL: &str = "abi::del_busy_then_auto_deleted";
 
+/// Hung in the kernel: the guest runner found its process stuck and left it behind.
+const HUNG: (&str, fn(&FailCause) -> bool) = ("hung in the kernel", |c| *c == FailCause::Hung);
+
+/// Every scenario and program of the suite, the upstream selftests included.
+fn whole_suite(listing: &[ScenarioInfo]) -> Selection {
+    Selection {
+        scenarios: listing.iter().filter(|s| !s.optional).cloned().collect(),
+        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        guest: vec![],
+    }
+}
+
+/// Every planned record has a verdict of its own: none is "not run" or "not finished" (what
+/// a dead VM leaves), and every VM finished by itself, within the host's scenario limit (the
+/// least one hang used to cost, when the host had to end the VM to see it).
+fn every_record_judged_in_bounded_time(run: &KernelRun, sel: &Selection) -> anyhow::Result<()> {
+    let mut wrong = vec![];
+    for name in sel.scenarios.iter().map(|s| s.name.clone()).chain(
+        sel.kselftests
+            .iter()
+            .map(|p| harness::channel::kselftest_name(p)),
+    ) {
+        let v = verdict(run, &name)?;
+        if let Some(FailCause::NotRun | FailCause::NotFinished(_)) = v.fail_cause() {
+            wrong.push(format!("{name}: {v:?}"));
+        }
+    }
+    if !wrong.is_empty() {
+        bail!(
+            "{} record(s) without a verdict of their own:\n  {}",
+            wrong.len(),
+            wrong.join("\n  ")
+        );
+    }
+    let boots = std::iter::once(&run.report).chain(run.restarts.iter().map(|r| &r.report));
+    for (i, b) in boots.enumerate() {
+        if b.end != VmEnd::Finished {
+            bail!(
+                "boot {} ended {:?}: the guest should have judged every hang itself",
+                i + 1,
+                b.end
+            );
+        }
+        if b.wall_ms > run.limits.scenario.as_millis() as u64 {
+            bail!(
+                "boot {} took {:.1} s, more than the host's scenario limit ({:.1} s)",
+                i + 1,
+                b.wall_ms as f64 / 1000.0,
+                run.limits.scenario.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The whole run's VM time, and how the verdicts fall, for the case's output.
+fn tally(run: &KernelRun) -> String {
+    let count =
+        |f: &dyn Fn(&Verdict) -> bool| run.verdicts.iter().filter(|v| f(&v.verdict)).count();
+    let wall: u64 = run.report.wall_ms + run.restarts.iter().map(|r| r.report.wall_ms).sum::<u64>();
+    format!(
+        "{} boot(s), {:.1} s of VM time: {} passed, {} hung, {} blocked, {} other failures",
+        run.restarts.len() + 1,
+        wall as f64 / 1000.0,
+        count(&|v| *v == Verdict::Pass),
+        count(&|v| v.fail_cause() == Some(&FailCause::Hung)),
+        count(&|v| matches!(v.fail_cause(), Some(FailCause::Blocked { .. }))),
+        count(
+            &|v| matches!(v.fail_cause(), Some(c) if *c != FailCause::Hung && !matches!(c, FailCause::Blocked { .. }))
+        ),
+    )
+}
+
 /// A kernel whose DIAG_IOCSDEL hangs, unkillably, for one scenario's events
-/// (kernel-configs/selftest/hang-in-del.patch): the whole suite and the upstream selftests
-/// run; that scenario fails as "not finished", one fresh VM runs what the dead one never
-/// started, and every other scenario and program gets its real verdict (this kernel passes
-/// them all), none "not run". Prints the restart's cost.
-pub fn a_dead_vm_costs_one_scenario(
+/// (kernel-configs/selftest/hang-in-del.patch), holding the group's reg_mutex: the guest
+/// runner reports that scenario hung, with its kernel stack, and goes on. What waited behind
+/// its lock runs again in one fresh VM without it; every other scenario and program gets
+/// its real verdict (this kernel passes them all), none "not run", no VM left to the host's
+/// limit.
+pub fn a_hang_costs_one_scenario(
     k: &KernelUnderTest,
     opts: &SuiteOptions,
     listing: &[ScenarioInfo],
 ) -> anyhow::Result<()> {
-    let scenarios: Vec<ScenarioInfo> = listing.iter().filter(|s| !s.optional).cloned().collect();
-    if !scenarios.iter().any(|s| s.name == HANGS_IN_DEL) {
+    let sel = whole_suite(listing);
+    if !sel.scenarios.iter().any(|s| s.name == HANGS_IN_DEL) {
         bail!("the guest lists no {HANGS_IN_DEL}: the fault patch hangs nothing");
     }
     let mut o = opts.clone();
     o.max_restarts = 2;
     o.kselftests = true;
-    // One at a time: a DEL that hangs holding the event mutex also stops every scenario that
-    // runs beside it, and the point here is the restart's cost, one scenario.
-    o.jobs = 1;
-    let sel = Selection {
-        scenarios: scenarios.clone(),
-        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-        guest: vec![],
-    };
     let run = run_kernel(k, &o, &sel)?;
     expect_fail(
         &run,
         HANGS_IN_DEL,
-        HUNG_IN_IT,
-        &[&format!("scenario {HANGS_IN_DEL} gave no result within")],
+        HUNG,
+        &["hung in the kernel: process", "user_events_ioctl"],
     )?;
+    every_record_judged_in_bounded_time(&run, &sel)?;
     // Our scenarios all pass on this kernel. Some upstream tests fail on 6.12 anyway
     // (docs/findings.md): theirs must be a verdict of their own run, not a stand-in.
-    let mut wrong = vec![];
-    for v in run
+    let wrong: Vec<String> = run
         .verdicts
         .iter()
         .filter(|v| v.name != HANGS_IN_DEL && v.name != HEALTH)
-    {
-        match &v.verdict {
-            Verdict::Fail(f) if v.origin == Origin::Scenario => wrong.push(format!(
+        .filter(|v| {
+            v.origin == Origin::Scenario
+                || matches!(
+                    v.verdict.fail_cause(),
+                    Some(FailCause::Blocked { .. } | FailCause::Hung)
+                )
+        })
+        .filter_map(|v| match &v.verdict {
+            Verdict::Fail(f) => Some(format!(
                 "{}: {}",
                 v.name,
                 f.message.lines().next().unwrap_or("")
             )),
-            Verdict::Fail(f)
-                if matches!(f.cause, FailCause::NotRun | FailCause::NotFinished(_)) =>
-            {
-                wrong.push(format!(
-                    "{}: {}",
-                    v.name,
-                    f.message.lines().next().unwrap_or("")
-                ))
-            }
-            _ => {}
-        }
-    }
+            _ => None,
+        })
+        .collect();
     if !wrong.is_empty() {
         bail!(
             "{} verdict(s) other than the culprit's failed:\n  {}",
@@ -430,38 +493,161 @@ pub fn a_dead_vm_costs_one_scenario(
             wrong.join("\n  ")
         );
     }
-    for s in &scenarios {
-        verdict(&run, &s.name)?;
+    match run.restarts.as_slice() {
+        [] => {}
+        [r] if r.after.contains(&format!("blocked behind {HANGS_IN_DEL}"))
+            && !r.planned.iter().any(|p| p == HANGS_IN_DEL) => {}
+        other => bail!("want at most one fresh VM, for what the hang blocked, got {other:?}"),
     }
-    let [restart] = run.restarts.as_slice() else {
-        bail!("want exactly one fresh VM, got {}", run.restarts.len());
+    expect_pass(&run, HEALTH)?;
+    eprintln!("a hang in one scenario's DEL: {}", tally(&run));
+    Ok(())
+}
+
+/// A kernel whose DIAG_IOCSDEL sleeps forever for every caller, holding reg_mutex and
+/// event_mutex (kernel-configs/selftest/del-hangs-holding-locks.patch): the first scenario to
+/// delete an event hangs and everything after it waits on its locks. Every planned record
+/// still gets a verdict of its own, in at most two boots (the second for what the first hang
+/// blocked), each shorter than one scenario limit: hung (with the kernel's stack of the DEL),
+/// blocked behind a named culprit, or passed.
+pub fn a_hang_holding_the_locks_blocks_in_bounded_time(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    listing: &[ScenarioInfo],
+) -> anyhow::Result<()> {
+    let sel = whole_suite(listing);
+    let mut o = opts.clone();
+    o.max_restarts = 3;
+    o.kselftests = true;
+    let run = run_kernel(k, &o, &sel)?;
+    every_record_judged_in_bounded_time(&run, &sel)?;
+    if run.restarts.len() > 1 {
+        bail!(
+            "want at most two boots, got {}: {:?}",
+            run.restarts.len() + 1,
+            run.restarts.iter().map(|r| &r.after).collect::<Vec<_>>()
+        );
+    }
+    let hung: Vec<_> = run
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict.fail_cause() == Some(&FailCause::Hung))
+        .collect();
+    let Some(first) = hung.first() else {
+        bail!("no scenario hung: {}", tally(&run));
     };
-    let programs: Vec<_> = k.kselftests.iter().filter(|b| b.path().is_some()).collect();
-    for b in &programs {
-        let name = harness::channel::kselftest_name(&b.name);
-        verdict(&run, &name)?;
-        let ran = restart
-            .report
-            .records
-            .iter()
-            .any(|r| matches!(r, harness::channel::Record::End(end) if end.name == name));
-        if !ran {
-            bail!("{name} did not run to its end in the fresh VM");
+    let Verdict::Fail(f) = &first.verdict else {
+        unreachable!()
+    };
+    if !f.message.contains("schedule_timeout") || !f.message.contains("user_events_ioctl") {
+        bail!(
+            "{}: the hang's stack is not the DEL's sleep:\n{}",
+            first.name,
+            f.message
+        );
+    }
+    let culprits: Vec<&str> = hung.iter().map(|v| v.name.as_str()).collect();
+    let mut wrong = vec![];
+    for v in run.verdicts.iter().filter(|v| v.origin == Origin::Scenario) {
+        match v.verdict.fail_cause() {
+            None | Some(FailCause::Hung) => {}
+            Some(FailCause::Blocked { behind }) if culprits.contains(&behind.as_str()) => {}
+            Some(c) => wrong.push(format!("{}: {c:?}", v.name)),
         }
     }
-    if restart.planned.iter().any(|p| p == HANGS_IN_DEL) || restart.planned.is_empty() {
-        bail!("the fresh VM's plan is wrong: {:?}", restart.planned);
+    if !wrong.is_empty() {
+        bail!(
+            "want every scenario passed, hung or blocked behind a hung one:\n  {}",
+            wrong.join("\n  ")
+        );
     }
-    if restart.report.end != VmEnd::Finished {
-        bail!("the fresh VM ended {:?}", restart.report.end);
-    }
-    expect_fail(&run, HEALTH, BOOT, &["timed out", "1 fresh VM(s)"])?;
     eprintln!(
-        "a dead VM cost {} s to detect (the host's scenario limit) and {} s to replace (death to the fresh runner's hello); the fresh VM ran {} scenario(s) and program(s)",
-        run.limits.scenario.as_secs_f64(),
-        restart.cost_ms.map_or("-".into(), |c| format!("{:.1}", c as f64 / 1000.0)),
-        restart.planned.len()
+        "DEL hanging for every caller, holding the locks: {}",
+        tally(&run)
     );
+    Ok(())
+}
+
+/// A kernel where the exit of every process with registrations never ends
+/// (kernel-configs/selftest/exit-hangs.patch): each scenario that registers hangs on its own,
+/// on its way out, blocking nothing. Each is reported hung with its stack, in one boot,
+/// within one scenario limit; none is blocked, and the ones that never register pass.
+pub fn exit_hangs_are_each_their_own(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    listing: &[ScenarioInfo],
+) -> anyhow::Result<()> {
+    let sel = Selection {
+        kselftests: vec![],
+        ..whole_suite(listing)
+    };
+    let run = run_kernel(k, opts, &sel)?;
+    every_record_judged_in_bounded_time(&run, &sel)?;
+    if !run.restarts.is_empty() {
+        bail!("want one boot, got {}", run.restarts.len() + 1);
+    }
+    let mut hung = 0;
+    let mut wrong = vec![];
+    for v in run.verdicts.iter().filter(|v| v.origin == Origin::Scenario) {
+        match &v.verdict {
+            Verdict::Fail(f) if f.cause == FailCause::Hung => {
+                hung += 1;
+                if !f.message.contains("user_event_mm_remove") {
+                    wrong.push(format!("{}: not the exit's stack: {}", v.name, f.message));
+                }
+            }
+            Verdict::Fail(f) => wrong.push(format!(
+                "{}: {:?}: {}",
+                v.name,
+                f.cause,
+                f.message.lines().next().unwrap_or("")
+            )),
+            _ => {}
+        }
+    }
+    if !wrong.is_empty() || hung < 10 {
+        bail!(
+            "want each registering scenario hung on its own ({hung} were):\n  {}",
+            wrong.join("\n  ")
+        );
+    }
+    eprintln!("exit hanging for every registered process: {}", tally(&run));
+    Ok(())
+}
+
+/// A kernel whose fault worker oopses on every fault (kernel-configs/selftest/
+/// oops-in-fault-worker.patch): the scenario whose fault killed the worker fails with the
+/// Oops and its call trace in the worker; what then waits for the dead worker's pool (an SRCU
+/// grace period, under event_mutex) hangs and blocks the rest. Every planned record still
+/// gets a verdict of its own, in at most two boots, each shorter than one scenario limit.
+pub fn an_oops_in_the_fault_worker_costs_bounded_time(
+    k: &KernelUnderTest,
+    opts: &SuiteOptions,
+    listing: &[ScenarioInfo],
+) -> anyhow::Result<()> {
+    let sel = Selection {
+        kselftests: vec![],
+        ..whole_suite(listing)
+    };
+    let run = run_kernel(k, opts, &sel)?;
+    every_record_judged_in_bounded_time(&run, &sel)?;
+    if run.restarts.len() > 1 {
+        bail!("want at most two boots, got {}", run.restarts.len() + 1);
+    }
+    let oops = run.verdicts.iter().find(|v| {
+        matches!(&v.verdict, Verdict::Fail(f)
+            if matches!(f.cause, FailCause::KernelTrouble(TroubleKind::Oops | TroubleKind::Bug))
+                && f.message.contains("NULL pointer dereference"))
+    });
+    let Some(oops) = oops else {
+        bail!("no scenario failed with the worker's Oops: {}", tally(&run));
+    };
+    if oops.origin != Origin::Scenario
+        || !oops.name.starts_with("faults::") && !oops.name.starts_with("munmap::")
+    {
+        bail!("the Oops went to {}, which faults nothing", oops.name);
+    }
+    eprintln!("the fault worker oopsing: {}", tally(&run));
     Ok(())
 }
 

@@ -2,38 +2,38 @@
 //! in a forked child of its own, in a process group of its own, reporting on a pipe, so that a
 //! crash, a hang or a stray fork ends that one run (killed with its whole group at its limit)
 //! and never the runner.
+//!
+//! Nothing here waits on a child without a bound: a child stuck in the kernel (state `D`)
+//! outlives SIGKILL, and a blocking `waitpid` on it would stop the whole runner. Reaping is
+//! `WNOHANG`, woken by a pidfd where the kernel has them; a child that does not go within a
+//! grace after its kill is written off ([`Spawned::write_off`]) and reaped later, if ever.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use guest_tests::framework::Pipe;
 
-/// What a forked child left: the bytes it wrote to the pipe, its wait status, and whether
-/// the limit ran out (then its whole process group was killed).
+/// What a forked child left: the bytes it wrote to the pipe and how it ended.
 pub struct Collected {
     pub bytes: Vec<u8>,
-    status: i32,
-    timed_out: bool,
+    end: ChildEnd,
 }
 
 /// How a collected child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildEnd {
-    /// Its limit ran out and it was killed.
+    /// Its limit ran out and it was killed (and reaped, or written off after the grace).
     TimedOut,
     /// Killed by this signal (a crash).
     Signal(i32),
     Exited(i32),
+    /// Stuck in the kernel past the hang limit: killed and written off, not reaped.
+    Hung,
 }
 
 impl Collected {
     pub fn end(&self) -> ChildEnd {
-        if self.timed_out {
-            ChildEnd::TimedOut
-        } else if libc::WIFSIGNALED(self.status) {
-            ChildEnd::Signal(libc::WTERMSIG(self.status))
-        } else {
-            ChildEnd::Exited(libc::WEXITSTATUS(self.status))
-        }
+        self.end
     }
 }
 
@@ -42,9 +42,16 @@ impl Collected {
 pub struct Spawned {
     pub pid: libc::pid_t,
     pub rd: OwnedFd,
+    /// Readable once the child has exited (None where the kernel has no pidfd_open: the
+    /// caller then polls with a short timeout while a reap is due).
+    pub pidfd: Option<OwnedFd>,
     pub started: Instant,
     pub limit: Duration,
     bytes: Vec<u8>,
+    eof: bool,
+    status: Option<i32>,
+    /// When its group was killed at its limit: the grace for the reap runs from here.
+    killed_at: Option<Instant>,
 }
 
 /// Forks; the child runs `child` with the write end of the pipe. `child` ends with `_exit` or
@@ -58,26 +65,55 @@ pub fn spawn(limit: Duration, child: impl FnOnce(i32)) -> Result<Spawned, String
     }
     if pid == 0 {
         unsafe { libc::setpgid(0, 0) };
+        let keep_out = NOT_FOR_CHILDREN.load(std::sync::atomic::Ordering::Relaxed);
+        if keep_out >= 0 {
+            unsafe { libc::close(keep_out) };
+        }
         child(pipe.wr.as_raw_fd());
         unsafe { libc::_exit(127) };
     }
+    // The parent sets the group too, so that it exists before anyone signals it.
+    unsafe { libc::setpgid(pid, pid) };
     drop(pipe.wr);
     Ok(Spawned {
         pid,
         rd: pipe.rd,
+        pidfd: pidfd_open(pid),
         started,
         limit,
         bytes: Vec::new(),
+        eof: false,
+        status: None,
+        killed_at: None,
     })
 }
 
+/// An fd of the runner's that its children must not hold (the janitor's pipe: a stuck child
+/// holding it would keep the janitor from ever seeing the end of its work). -1: none.
+static NOT_FOR_CHILDREN: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Children forked from now on close `fd` first thing.
+pub fn not_for_children(fd: i32) {
+    NOT_FOR_CHILDREN.store(fd, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 impl Spawned {
+    /// Time left before its limit (zero once killed).
     pub fn left(&self) -> Duration {
+        if self.killed_at.is_some() {
+            return Duration::ZERO;
+        }
         self.limit.saturating_sub(self.started.elapsed())
     }
 
-    /// Reads what the pipe holds; true at EOF (the child has exited or closed the pipe).
-    pub fn read_some(&mut self) -> bool {
+    /// Reads what the pipe holds; at EOF (the child and whatever it forked have closed the
+    /// pipe) notes it.
+    pub fn read_some(&mut self) {
         let mut chunk = [0u8; 65536];
         let n = unsafe {
             libc::read(
@@ -87,12 +123,16 @@ impl Spawned {
             )
         };
         if n <= 0 {
-            return true;
+            self.eof = true;
+            return;
         }
         if self.bytes.len() < 1 << 20 {
             self.bytes.extend_from_slice(&chunk[..n as usize]);
         }
-        false
+    }
+
+    pub fn eof(&self) -> bool {
+        self.eof
     }
 
     /// Whether the child has sent its whole report (a scenario's End record is one line).
@@ -100,49 +140,72 @@ impl Spawned {
         self.bytes.ends_with(b"\n")
     }
 
-    /// Reaps the child; with `timed_out`, kills its whole process group first.
-    pub fn finish(self, timed_out: bool) -> Collected {
-        if timed_out {
-            unsafe {
-                libc::kill(-self.pid, libc::SIGKILL);
-                libc::kill(self.pid, libc::SIGKILL);
+    /// Reaps the child if it has exited, without waiting; true once reaped.
+    pub fn try_reap(&mut self) -> bool {
+        if self.status.is_none() {
+            let mut status = 0;
+            if unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } == self.pid {
+                self.status = Some(status);
             }
         }
-        let mut status = 0;
-        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        self.status.is_some()
+    }
+
+    pub fn reaped(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// SIGKILLs its whole group; [`Spawned::killed`] says since when.
+    pub fn kill(&mut self) {
+        kill_group(self.pid);
+        self.killed_at.get_or_insert_with(Instant::now);
+    }
+
+    /// How long ago its group was killed, if it was.
+    pub fn killed(&self) -> Option<Duration> {
+        self.killed_at.map(|k| k.elapsed())
+    }
+
+    /// Done: it has exited and closed its pipe (or was killed and has exited).
+    pub fn finished(&self) -> bool {
+        self.status.is_some() && (self.eof || self.killed_at.is_some())
+    }
+
+    /// What it left, once [`Spawned::finished`].
+    pub fn collect(self) -> Collected {
+        let status = self.status.unwrap_or(0);
+        let end = if self.killed_at.is_some() {
+            ChildEnd::TimedOut
+        } else if libc::WIFSIGNALED(status) {
+            ChildEnd::Signal(libc::WTERMSIG(status))
+        } else {
+            ChildEnd::Exited(libc::WEXITSTATUS(status))
+        };
         Collected {
             bytes: self.bytes,
-            status,
-            timed_out,
+            end,
         }
     }
 
-    /// Collects until EOF or the limit.
-    pub fn wait(mut self) -> Collected {
-        loop {
-            let left = self.left();
-            if left.is_zero() {
-                return self.finish(true);
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.rd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-                continue; // EINTR, or the limit: checked at the top
-            }
-            if self.read_some() {
-                return self.finish(false);
-            }
-        }
+    /// Gives up on it without reaping it: it is stuck (`end` says how it was given up on). Its
+    /// pid goes to the caller's list of processes to reap later with `WNOHANG`.
+    pub fn write_off(self, end: ChildEnd) -> (libc::pid_t, Collected) {
+        (
+            self.pid,
+            Collected {
+                bytes: self.bytes,
+                end,
+            },
+        )
     }
 }
 
-/// Forks `child` and collects what it reports until EOF or `limit`.
-pub fn fork_collect(limit: Duration, child: impl FnOnce(i32)) -> Result<Collected, String> {
-    Ok(spawn(limit, child)?.wait())
+/// SIGKILLs process group `pgid` and its leader.
+pub fn kill_group(pgid: libc::pid_t) {
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+        libc::kill(pgid, libc::SIGKILL);
+    }
 }
 
 /// The name of a signal that means a crash (or the kill at a limit), for failure messages.

@@ -3,7 +3,10 @@
 //! `--list`/`--list-json` print the scenarios without running anything.
 
 mod children;
+mod hangs;
+mod janitor;
 mod programs;
+mod supervise;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -14,8 +17,9 @@ use guest_tests::framework::{Ctx, Entry, Stop, R};
 use guest_tests::scenarios;
 use guest_tests::schedule::{self, Attribution, Traits};
 use guest_tests::tracefs;
-use programs::{guest_test_runs, run_guest_test, run_kselftest};
+use programs::{guest_test_runs, start_guest_test, start_kselftest};
 use result_channel::{Outcome, Plan, Record, RecordEnd, ScenarioInfo};
+use supervise::{MakeRecord, Supervisor};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,8 +57,12 @@ fn main() {
                 stop_on: vec![],
                 jobs: 1,
                 guest_tests: vec![],
+                // At a shell nobody knows the accelerator: a limit that holds under TCG.
+                hang_limit_ms: 5_000,
             };
-            let rec = run_in_child(name, &plan, false);
+            let mut sup = Supervisor::new(&plan);
+            let rec = run_alone(&mut sup, name, &plan, false);
+            sup.finish();
             print!("{}", rec.to_line());
             0
         }
@@ -97,24 +105,27 @@ fn run_plan(path: &str) -> i32 {
             user_events,
         },
     );
-    let stopped_at = run_scenarios(&plan, &mut |r| emit(&mut out, r));
+    let mut sup = Supervisor::new(&plan);
+    let stopped_at = run_scenarios(&plan, &mut sup, &mut |r| emit(&mut out, r));
     for k in &plan.kselftests {
         let name = result_channel::kselftest_name(&k.name);
-        emit(&mut out, &Record::Start { name: name.clone() });
-        kmsg_marker("start", &name);
-        let rec = run_kselftest(&name, k);
-        kmsg_marker("end", &name);
+        let rec = run_program(&mut sup, &name, || start_kselftest(&name, k), &mut |r| {
+            emit(&mut out, r)
+        });
         emit(&mut out, &rec);
     }
     for g in &plan.guest_tests {
         for (name, argv) in guest_test_runs(g) {
-            emit(&mut out, &Record::Start { name: name.clone() });
-            kmsg_marker("start", &name);
-            let rec = run_guest_test(&name, g, &argv);
-            kmsg_marker("end", &name);
+            let rec = run_program(
+                &mut sup,
+                &name,
+                || start_guest_test(&name, g, &argv),
+                &mut |r| emit(&mut out, r),
+            );
             emit(&mut out, &rec);
         }
     }
+    sup.finish();
     emit(
         &mut out,
         &Record::Done {
@@ -125,9 +136,51 @@ fn run_plan(path: &str) -> i32 {
     0
 }
 
+/// Runs one program (an upstream selftest, a guest test process) to its End under `sup`:
+/// its Start is emitted, and while it runs nothing else does. Blocked, it does not start.
+fn run_program(
+    sup: &mut Supervisor,
+    name: &str,
+    start: impl FnOnce() -> Result<(Spawned, MakeRecord), Box<Record>>,
+    emit: &mut dyn FnMut(&Record),
+) -> Record {
+    if let Some(rec) = sup.blocked_end(name) {
+        return rec;
+    }
+    emit(&Record::Start {
+        name: name.to_owned(),
+    });
+    kmsg_marker("start", name);
+    let rec = match start() {
+        Err(rec) => *rec,
+        Ok((s, make)) => {
+            kmsg_marker("pid", &format!("{} {name}", s.pid));
+            sup.add(name, ALONE, s, None, make);
+            wait_for_the_one(sup)
+        }
+    };
+    kmsg_marker("end", name);
+    rec
+}
+
+/// What a program or a scenario run alone declares for the schedule: nothing beside it.
+const ALONE: Traits = Traits {
+    alone: true,
+    fault_warnings: false,
+};
+
+/// Ticks `sup`, which supervises one child, until that child's record is ready.
+fn wait_for_the_one(sup: &mut Supervisor) -> Record {
+    loop {
+        if let Some(e) = sup.tick().into_iter().next() {
+            return e.record;
+        }
+    }
+}
+
 /// Marks where a scenario starts and ends in the kernel log itself, so the host attributes
 /// a console splat by its place in the console stream, not by when it happened to arrive.
-fn kmsg_marker(what: &str, name: &str) {
+pub fn kmsg_marker(what: &str, name: &str) {
     // Level 4 (warning): shown at the harness's loglevel=5, like the splats it brackets.
     let _ = std::fs::OpenOptions::new()
         .write(true)
@@ -146,7 +199,7 @@ fn uptime_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
+pub fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Record {
     Record::End(RecordEnd {
         name: name.to_owned(),
         outcome,
@@ -157,14 +210,22 @@ fn end(name: &str, outcome: Outcome, message: String, started: Instant) -> Recor
         output: String::new(),
         missing: None,
         symptom: None,
+        hang: None,
+        blocked: None,
     })
 }
 
 /// Runs the plan's scenarios: up to `plan.jobs` side by side as [`schedule::next`] allows,
 /// then again, one at a time, those a splat left unattributable ([`schedule::Attribution`]).
 /// With `stop_at_first_failure`, nothing new starts after a failure (of one of `stop_on`, if
-/// named); what runs finishes. Returns the scenario whose failure stopped the run.
-fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
+/// named); what runs finishes. Once `sup` finds user_events blocked, nothing new starts and
+/// every scenario not yet ended is reported blocked. Returns the scenario whose failure
+/// stopped the run.
+fn run_scenarios(
+    plan: &Plan,
+    sup: &mut Supervisor,
+    emit: &mut dyn FnMut(&Record),
+) -> Option<String> {
     let expects_faults = |name: &str| traits(name).fault_warnings;
     // Without the kernel log the runner cannot tell whose splat is whose: one at a time.
     let mut kmsg = if plan.jobs > 1 { Kmsg::open() } else { None };
@@ -187,7 +248,6 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     let mut run = SideBySide {
         plan,
         pending,
-        running: Vec::new(),
         stopped_at: None,
     };
     loop {
@@ -196,11 +256,11 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
         } else {
             jobs_allowed
         };
-        run.start_what_fits(jobs, emit);
-        if run.running.is_empty() {
+        run.start_what_fits(sup, jobs, emit);
+        if sup.is_empty() {
             break;
         }
-        run.end_finished(emit);
+        run.end_finished(sup, emit);
         if let Some(k) = &mut kmsg {
             k.drain(&mut attribution, expects_faults);
         }
@@ -208,7 +268,14 @@ fn run_scenarios(plan: &Plan, emit: &mut dyn FnMut(&Record)) -> Option<String> {
     if let Some(k) = &mut kmsg {
         k.drain(&mut attribution, expects_faults);
     }
-    rerun_alone(plan, &attribution, emit);
+    if run.stopped_at.is_none() {
+        for (name, _) in std::mem::take(&mut run.pending) {
+            if let Some(rec) = sup.blocked_end(&name) {
+                emit(&rec);
+            }
+        }
+    }
+    rerun_alone(plan, sup, &attribution, emit);
     run.stopped_at
 }
 
@@ -247,8 +314,8 @@ fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
     }
 }
 
-/// The first pass over the plan's scenarios: those still to start, those running side by
-/// side, and the failure that stopped the run, if one did.
+/// The first pass over the plan's scenarios: those still to start, and the failure that
+/// stopped the run, if one did; the supervisor holds those running side by side.
 ///
 /// Once a scenario has sent its End record it is only exiting (the kernel's exit path for a
 /// process with user_events registrations waits out an RCU grace period), so its slot goes to
@@ -257,7 +324,6 @@ fn stopping_failure(plan: &Plan, r: &Record) -> Option<String> {
 struct SideBySide<'a> {
     plan: &'a Plan,
     pending: Vec<(String, Traits)>,
-    running: Vec<(String, Traits, Spawned)>,
     stopped_at: Option<String>,
 }
 
@@ -269,18 +335,22 @@ impl SideBySide<'_> {
         }
     }
 
-    /// Starts scenarios while [`schedule::next`] lets one more start with `jobs` slots and
-    /// no failure has stopped the run.
-    fn start_what_fits(&mut self, jobs: usize, emit: &mut dyn FnMut(&Record)) {
-        while self.stopped_at.is_none() {
+    /// Starts scenarios while [`schedule::next`] lets one more start with `jobs` slots, no
+    /// failure has stopped the run and user_events is not blocked.
+    fn start_what_fits(
+        &mut self,
+        sup: &mut Supervisor,
+        jobs: usize,
+        emit: &mut dyn FnMut(&Record),
+    ) {
+        while self.stopped_at.is_none() && sup.blocked().is_none() {
             // With one job (debugging, or after a splat made the run fall back), the next
             // scenario waits for the last one's exit too: strictly one at a time.
-            let (exiting, busy): (Vec<_>, Vec<_>) = self
-                .running
-                .iter()
-                .partition(|r| jobs > 1 && r.2.reported());
-            let busy: Vec<Traits> = busy.iter().map(|r| r.1).collect();
-            let exiting: Vec<Traits> = exiting.iter().map(|r| r.1).collect();
+            let (exiting, busy): (Vec<_>, Vec<_>) = sup
+                .running()
+                .partition(|(_, reported)| jobs > 1 && *reported);
+            let busy: Vec<Traits> = busy.iter().map(|r| *r.0).collect();
+            let exiting: Vec<Traits> = exiting.iter().map(|r| *r.0).collect();
             let waiting: Vec<Traits> = self.pending.iter().map(|p| p.1).collect();
             let keep_order = self.plan.stop_at_first_failure;
             let Some(i) = schedule::next(&waiting, &busy, &exiting, jobs, keep_order) else {
@@ -290,9 +360,10 @@ impl SideBySide<'_> {
             emit(&Record::Start { name: name.clone() });
             kmsg_marker("start", &name);
             match spawn_scenario(&name, self.plan, false) {
-                Ok(s) => {
+                Ok((s, make)) => {
                     kmsg_marker("pid", &format!("{} {name}", s.pid));
-                    self.running.push((name, t, s))
+                    let instance = tracefs::scenario_key(&name, false);
+                    sup.add(&name, t, s, Some(instance), make);
                 }
                 Err(rec) => {
                     kmsg_marker("end", &name);
@@ -303,49 +374,25 @@ impl SideBySide<'_> {
         }
     }
 
-    /// Waits for the running scenarios (at most 200 ms, less if a limit comes sooner) and
-    /// ends each one that has exited or overrun its limit.
-    fn end_finished(&mut self, emit: &mut dyn FnMut(&Record)) {
-        let mut pfds: Vec<libc::pollfd> = self
-            .running
-            .iter()
-            .map(|r| libc::pollfd {
-                fd: r.2.rd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let soonest = self
-            .running
-            .iter()
-            .map(|r| r.2.left())
-            .min()
-            .unwrap_or_default();
-        let ms = soonest.min(Duration::from_millis(200)).as_millis() as i32;
-        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-        let mut i = 0;
-        while i < self.running.len() {
-            let ready = pfds[i].revents != 0 && self.running[i].2.read_some();
-            let overdue = !ready && self.running[i].2.left().is_zero();
-            if ready || overdue {
-                pfds.remove(i);
-                let (name, _, s) = self.running.remove(i);
-                let (started, limit) = (s.started, s.limit);
-                let rec = scenario_record(&name, started, limit, Ok(s.finish(overdue)));
-                remove_trace_instance(&name, false);
-                kmsg_marker("end", &name);
-                self.stop_if_stopping(&rec);
-                emit(&rec);
-            } else {
-                i += 1;
-            }
+    /// Lets the supervisor wait for the running scenarios (at most 200 ms) and emits the End
+    /// of each one that exited, overran its limit or hung.
+    fn end_finished(&mut self, sup: &mut Supervisor, emit: &mut dyn FnMut(&Record)) {
+        for e in sup.tick() {
+            kmsg_marker("end", &e.name);
+            self.stop_if_stopping(&e.record);
+            emit(&e.record);
         }
     }
 }
 
 /// Runs again, one at a time, the scenarios a splat left unattributable: each rerun is
 /// alone, so its console is its own, and its End is the one the host keeps.
-fn rerun_alone(plan: &Plan, attribution: &Attribution, emit: &mut dyn FnMut(&Record)) {
+fn rerun_alone(
+    plan: &Plan,
+    sup: &mut Supervisor,
+    attribution: &Attribution,
+    emit: &mut dyn FnMut(&Record),
+) {
     let reruns: Vec<&String> = plan
         .scenarios
         .iter()
@@ -358,9 +405,13 @@ fn rerun_alone(plan: &Plan, attribution: &Attribution, emit: &mut dyn FnMut(&Rec
         );
     }
     for name in reruns {
+        // Blocked: the first run's End stands (a rerun would only hang).
+        if sup.blocked().is_some() {
+            break;
+        }
         emit(&Record::Start { name: name.clone() });
         kmsg_marker("start", name);
-        let rec = run_in_child(name, plan, true);
+        let rec = run_alone(sup, name, plan, true);
         kmsg_marker("end", name);
         emit(&rec);
     }
@@ -400,30 +451,27 @@ impl Kmsg {
     }
 }
 
-/// Runs one scenario in a child process of its own; a crash or hang fails that scenario only.
-fn run_in_child(name: &str, plan: &Plan, again: bool) -> Record {
+/// Runs one scenario in a child process of its own, alone under `sup`; a crash or hang
+/// fails that scenario only.
+fn run_alone(sup: &mut Supervisor, name: &str, plan: &Plan, again: bool) -> Record {
     match spawn_scenario(name, plan, again) {
         Err(rec) => *rec,
-        Ok(s) => {
-            let (started, limit) = (s.started, s.limit);
-            let rec = scenario_record(name, started, limit, Ok(s.wait()));
-            remove_trace_instance(name, again);
-            rec
+        Ok((s, make)) => {
+            kmsg_marker("pid", &format!("{} {name}", s.pid));
+            let instance = tracefs::scenario_key(name, again);
+            sup.add(name, ALONE, s, Some(instance), make);
+            wait_for_the_one(sup)
         }
     }
 }
 
-/// Removes the tracefs instance the scenario traced into, once its process group is gone.
-/// One left behind costs memory, not a verdict, so a failure is only logged.
-fn remove_trace_instance(name: &str, again: bool) {
-    if let Err(e) = tracefs::remove_instance(&tracefs::scenario_key(name, again)) {
-        eprintln!("ue-scenarios: {name}: its tracefs instance stays: {e}");
-    }
-}
-
-/// Forks the child that runs scenario `name`; a failure to start is its End record.
-/// `again`: its second run in this boot, with event names of its own.
-fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<Record>> {
+/// Forks the child that runs scenario `name`, with how its End is made; a failure to start
+/// is its End record. `again`: its second run in this boot, with event names of its own.
+fn spawn_scenario(
+    name: &str,
+    plan: &Plan,
+    again: bool,
+) -> Result<(Spawned, MakeRecord), Box<Record>> {
     let started = Instant::now();
     let Some(scenario) = scenarios::find(name) else {
         return Err(Box::new(end(
@@ -434,7 +482,7 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
         )));
     };
     let limit = Duration::from_millis(plan.scenario_timeout_ms);
-    spawn(limit, |fd| {
+    let spawned = spawn(limit, |fd| {
         // Nothing a scenario prints may reach the result port: send stdout to the console.
         unsafe { libc::dup2(2, 1) };
         tracefs::use_instance(&tracefs::scenario_key(name, again));
@@ -475,7 +523,11 @@ fn spawn_scenario(name: &str, plan: &Plan, again: bool) -> Result<Spawned, Box<R
         }
         unsafe { libc::_exit(0) }
     })
-    .map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))
+    .map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))?;
+    let owned = name.to_owned();
+    let make: MakeRecord =
+        Box::new(move |c: Collected| scenario_record(&owned, started, limit, Ok(c)));
+    Ok((spawned, make))
 }
 
 /// The End record of a scenario that ran to its verdict `r`: pass, fail (a known bug's
@@ -537,7 +589,9 @@ fn scenario_record(
             "timed out after {} ms in the guest; killed",
             limit.as_millis()
         ),
+        // Its own End, if it sent one before it hung: the hang is added to it.
         (_, Ok(rec @ Record::End(_))) => return rec,
+        (ChildEnd::Hung, _) => "hung in the kernel".to_owned(),
         (ChildEnd::Signal(sig), _) => format!(
             "scenario process crashed: killed by signal {sig} ({})",
             signal_name(sig)

@@ -7,19 +7,24 @@ use std::time::{Duration, Instant};
 
 use result_channel::{GuestTestPlan, GuestTestStyle, Outcome, Record, RecordEnd};
 
-use super::children::{fork_collect, signal_name, ChildEnd};
+use super::children::{signal_name, spawn, ChildEnd, Collected, Spawned};
 use super::end;
+use super::supervise::MakeRecord;
 
-/// Runs an upstream selftest program with its output captured; the host parses the KTAP.
+/// Starts an upstream selftest program with its output captured; the host parses the KTAP.
 /// It is forked and exec'd by hand: std's spawn with a process group or a pre_exec hook fails
-/// with ENOSYS on these tinyconfig kernels.
-pub fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
+/// with ENOSYS on these tinyconfig kernels. Returns the child and how its End is made, or the
+/// End of a program that could not start.
+pub fn start_kselftest(
+    name: &str,
+    k: &result_channel::KselftestPlan,
+) -> Result<(Spawned, MakeRecord), Box<Record>> {
     let started = Instant::now();
     let path = std::ffi::CString::new(k.path.as_str()).unwrap();
     let limit = Duration::from_millis(k.timeout_ms);
     // One pipe for stdout and stderr: the harness's assertion messages (stderr) then sit
     // next to the KTAP line they explain. The cwd must be writable.
-    let collected = fork_collect(limit, |fd| unsafe {
+    let spawned = spawn(limit, |fd| unsafe {
         libc::chdir(c"/tmp".as_ptr());
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         libc::dup2(null, 0);
@@ -31,10 +36,17 @@ pub fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
         libc::write(2, msg.as_ptr() as *const _, msg.len());
         libc::_exit(127)
     });
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return end(name, Outcome::Fail, e, started),
-    };
+    let s = spawned.map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))?;
+    let name = name.to_owned();
+    Ok((
+        s,
+        Box::new(move |c: Collected| kselftest_end(&name, limit, started, c)),
+    ))
+}
+
+/// An upstream selftest's End: its exit status judged as kselftest counts it, its output
+/// for the host.
+fn kselftest_end(name: &str, limit: Duration, started: Instant, c: Collected) -> Record {
     // Exit 0 is pass and 4 is KSFT_SKIP (the whole program skipped), as kselftest counts them.
     let (outcome, message) = match c.end() {
         ChildEnd::TimedOut => (
@@ -44,6 +56,7 @@ pub fn run_kselftest(name: &str, k: &result_channel::KselftestPlan) -> Record {
                 limit.as_millis()
             ),
         ),
+        ChildEnd::Hung => (Outcome::Fail, "hung in the kernel".into()),
         ChildEnd::Signal(sig) => (
             Outcome::Fail,
             format!("killed by signal {sig} ({})", signal_name(sig)),
@@ -84,9 +97,13 @@ pub fn guest_test_runs(g: &GuestTestPlan) -> Vec<(String, Vec<String>)> {
     }
 }
 
-/// Runs one process of a guest test program with stdout and stderr captured together; the
-/// verdict here is the exit status alone, the host reads the output (libtest, KTAP).
-pub fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record {
+/// Starts one process of a guest test program with stdout and stderr captured together;
+/// the verdict is the exit status alone, the host reads the output (libtest, KTAP).
+pub fn start_guest_test(
+    name: &str,
+    g: &GuestTestPlan,
+    args: &[String],
+) -> Result<(Spawned, MakeRecord), Box<Record>> {
     let started = Instant::now();
     let cstr = |s: &str| std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
     let path = cstr(&g.path);
@@ -104,7 +121,7 @@ pub fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record 
     env.extend(g.env.iter().cloned());
     let envp: Vec<std::ffi::CString> = env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect();
     let limit = Duration::from_millis(g.timeout_ms);
-    let collected = fork_collect(limit, |fd| unsafe {
+    let spawned = spawn(limit, |fd| unsafe {
         libc::chdir(c"/tmp".as_ptr());
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         libc::dup2(null, 0);
@@ -119,10 +136,16 @@ pub fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record 
         libc::write(2, msg.as_ptr() as *const _, msg.len());
         libc::_exit(127)
     });
-    let c = match collected {
-        Ok(c) => c,
-        Err(e) => return end(name, Outcome::Fail, e, started),
-    };
+    let s = spawned.map_err(|e| Box::new(end(name, Outcome::Fail, e, started)))?;
+    let name = name.to_owned();
+    Ok((
+        s,
+        Box::new(move |c: Collected| guest_test_end(&name, limit, started, c)),
+    ))
+}
+
+/// A guest test process's End: its exit status, its output for the host.
+fn guest_test_end(name: &str, limit: Duration, started: Instant, c: Collected) -> Record {
     let (outcome, message) = match c.end() {
         ChildEnd::TimedOut => (
             Outcome::Fail,
@@ -131,6 +154,7 @@ pub fn run_guest_test(name: &str, g: &GuestTestPlan, args: &[String]) -> Record 
                 limit.as_millis()
             ),
         ),
+        ChildEnd::Hung => (Outcome::Fail, "hung in the kernel".into()),
         ChildEnd::Signal(sig) => (
             Outcome::Fail,
             format!("crashed: killed by signal {sig} ({})", signal_name(sig)),

@@ -29,6 +29,7 @@ pub(super) fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Op
         stop_on: vec![],
         jobs: 1,
         guest_tests: vec![],
+        hang_limit_ms: s.opts.guest_hang_limit().as_millis() as u64,
     };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");
