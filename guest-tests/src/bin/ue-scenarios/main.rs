@@ -675,6 +675,7 @@ mod tests {
             stop_on: vec![],
             jobs: 1,
             guest_tests: vec![],
+            hang_limit_ms: 3_000,
         };
         let end = |r| {
             scenario_end(

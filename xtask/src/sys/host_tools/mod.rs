@@ -403,7 +403,6 @@ fn no_apt_message(miss: &[&Tool], upto: Need) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
     use std::path::PathBuf;
 
     /// What apt said on a brand-new machine of this project's image (its README).
@@ -411,9 +410,23 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/host-apt/bookworm-image")
     }
 
+    /// Written by a child `sh`, not by this process: a test thread that forks while this
+    /// process holds the script open for writing would pass that fd to its child, and the
+    /// script's exec would then fail with ETXTBSY ("Text file busy") now and then.
     fn script(path: &Path, body: &str) {
-        std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        use std::io::Write;
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "script"])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = sh.stdin.take().unwrap();
+        stdin
+            .write_all(format!("#!/bin/sh\n{body}").as_bytes())
+            .unwrap();
+        drop(stdin);
+        assert!(sh.wait().unwrap().success(), "writing {}", path.display());
     }
 
     /// A machine in the image's state, replayed: fake apt-get and apt-cache that log every
