@@ -364,11 +364,15 @@ fn gone_for_good(cx: &mut Ctx, name: &str) -> R {
 /// (EBUSY inside the kernel), so exactly one fault runs and warns once. While held, no
 /// warning has been printed yet: that is the proof the disable came while FAULTING.
 fn transition_while_faulting_skipped(cx: &mut Ctx) -> R {
-    const BIT: u8 = 3;
+    const FIRST_BIT: u8 = 3;
     for attempt in 1..=HOLD_ATTEMPTS {
         let (ptr, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
         let name = cx.event_name();
-        cx.reg(&name, ptr, 4, BIT)?;
+        // A bit of its own per attempt: the last attempt's registration stays (its page is
+        // gone, so it cannot be UNREG'd cleanly), and this attempt's page may be mapped at
+        // the very address it names; the same (addr, bit) would then be EADDRINUSE.
+        let bit = FIRST_BIT + attempt as u8 - 1;
+        cx.reg(&name, ptr, 4, bit)?;
         unsafe { libc::munmap(ptr as *mut _, len) };
         let needle = format!("event: {name}\n");
         let mut held = HeldWorker::hold()?;
