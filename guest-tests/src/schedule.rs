@@ -69,6 +69,15 @@ pub fn start_order(pending: &mut [(String, Traits)]) {
     });
 }
 
+/// Moves the `deferred` scenarios behind all others, each group keeping its order (a stable
+/// partition): the plan's deferral outranks the start order's kinds.
+pub fn defer<T>(pending: &mut [(String, T)], deferred: &[String]) {
+    if deferred.is_empty() {
+        return;
+    }
+    pending.sort_by_key(|(name, _)| deferred.contains(name));
+}
+
 /// One record of `/dev/kmsg` as the runner needs it: its level and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmsgRecord {
@@ -165,6 +174,21 @@ mod tests {
         alone: false,
         fault_warnings: true,
     };
+
+    /// The deferred ones go behind everything, alone ones included; each group keeps its
+    /// order. No deferral leaves the order as it was.
+    #[test]
+    fn deferred_scenarios_start_last_in_their_order() {
+        let mut p: Vec<(String, Traits)> =
+            [("a", ALONE), ("f", FAULTY), ("b", PLAIN), ("g", FAULTY)]
+                .map(|(n, t)| (n.to_owned(), t))
+                .to_vec();
+        defer(&mut p, &[]);
+        let names = |p: &[(String, Traits)]| p.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&p), ["a", "f", "b", "g"]);
+        defer(&mut p, &["a".into(), "g".into()]);
+        assert_eq!(names(&p), ["f", "b", "a", "g"]);
+    }
 
     #[test]
     fn alone_scenarios_wait_for_an_empty_machine_and_keep_it() {

@@ -114,6 +114,7 @@ mod tests {
             jobs: 1,
             guest_tests: vec![],
             hang_limit_ms: 3,
+            defer: vec![],
         };
         let bytes = build(&m, dir.path(), &plan, &[]).unwrap();
         let entries = crate::initramfs::read_newc(&bytes).unwrap();
@@ -146,6 +147,7 @@ mod tests {
             jobs: 1,
             guest_tests: vec![],
             hang_limit_ms: 3,
+            defer: vec![],
         };
         let err = format!("{:#}", build(&m, dir.path(), &plan, &[]).unwrap_err());
         assert!(

@@ -78,6 +78,7 @@ pub fn plan<'k>(
             })
             .collect(),
         hang_limit_ms: opts.guest_hang_limit().as_millis() as u64,
+        defer: vec![],
     };
     (plan, programs)
 }
@@ -92,7 +93,7 @@ pub fn run_kernel(
     sel: &Selection,
 ) -> anyhow::Result<KernelRun> {
     let run_dir = new_run_dir(&opts.runs_dir, &kernel.label)?;
-    let first = boot(kernel, opts, sel, &run_dir)?;
+    let first = boot(kernel, opts, sel, &[], &run_dir)?;
     let (first_qemu, first_initrd) = (first.qemu, first.initrd);
     let mut run = KernelRun {
         kernel: kernel.clone(),
@@ -105,21 +106,38 @@ pub fn run_kernel(
     };
     let first_sel = sel.clone();
     let mut sel = sel.clone();
-    let mut blocked_rerun_done = false;
+    // Fresh VMs for what a hang blocked, each said why. Each starts last what resembles every
+    // record that broke a VM so far. One: a second was tried on the fault-worker oops kernel
+    // and gave no more verdicts (the next scenario to drive the worker broke it again), and on
+    // a kernel whose DEL hangs it only hangs the next DEL.
+    let mut blocked_reruns = 0;
+    let mut deferred: Vec<String> = vec![];
     loop {
         let last = run.restarts.last().map_or(&run.report, |r| &r.report);
-        // A dead VM's unstarted records, or else (once per run) those a hang in the kernel
+        // A dead VM's unstarted records, or else (up to MAX_BLOCKED_RERUNS) those a hang in the kernel
         // blocked: a fresh VM without the culprit gives them verdicts of their own.
-        let (rest, after) = match not_started(last, &sel) {
-            Some(rest) => (rest, how_it_ended(last)),
+        let (rest, after, defer) = match not_started(last, &sel) {
+            Some(rest) => (rest, how_it_ended(last), vec![]),
             None => match blocked_behind_a_hang(last, &sel) {
-                Some((rest, culprit)) if !blocked_rerun_done => {
-                    blocked_rerun_done = true;
+                Some((rest, culprit)) if blocked_reruns < MAX_BLOCKED_RERUNS => {
+                    blocked_reruns += 1;
+                    deferred.extend(like_what_broke(last, &sel, &rest));
+                    let defer: Vec<String> = rest
+                        .scenarios
+                        .iter()
+                        .filter(|s| deferred.contains(&s.name))
+                        .map(|s| s.name.clone())
+                        .collect();
                     let after = format!(
                         "found user_events blocked behind {culprit}, which hung in the kernel \
-                         (a fresh VM without it for the records blocked behind it)"
+                         (a fresh VM without it for the records blocked behind it{})",
+                        if defer.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {} like the records that broke it run last", defer.len())
+                        }
                     );
-                    (rest, after)
+                    (rest, after, defer)
                 }
                 _ => break,
             },
@@ -133,7 +151,7 @@ pub fn run_kernel(
         let dead_at = Instant::now();
         let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let next = boot(kernel, &restart_options(opts, last), &rest, &dir)?;
+        let next = boot(kernel, &restart_options(opts, last), &rest, &defer, &dir)?;
         // A rerun boots the first image again; the fresh VMs' images are not kept.
         let _ = std::fs::remove_file(&next.initrd);
         let hello_ms = next.report.hello_wall_ms;
@@ -287,9 +305,11 @@ fn boot(
     kernel: &KernelUnderTest,
     opts: &SuiteOptions,
     sel: &Selection,
+    defer: &[String],
     dir: &Path,
 ) -> anyhow::Result<Boot> {
-    let (plan, programs) = plan(kernel, opts, sel);
+    let (mut plan, programs) = plan(kernel, opts, sel);
+    plan.defer = defer.to_vec();
     let extra: Vec<ExtraFile> = programs
         .iter()
         .filter_map(|b| {
@@ -373,6 +393,9 @@ fn boot(
         initrd,
     })
 }
+
+/// How many fresh VMs may run what a hang in the kernel blocked (within `--max-restarts`).
+pub const MAX_BLOCKED_RERUNS: u32 = 1;
 
 /// How a fresh VM runs after `dead`: one scenario at a time when several were in flight at
 /// the death, so that a culprit among them dies alone and is named; as before otherwise.
@@ -486,6 +509,41 @@ pub fn blocked_behind_a_hang(
             .collect(),
     };
     (!rest.is_empty()).then_some((rest, culprit))
+}
+
+/// Of the scenarios `rest` runs again after a hang, those like the records that broke the
+/// VM (`sel` planned it): the records that hung themselves (not blocked behind another) and
+/// those the kernel's trouble (an oops, a BUG) came during. "Like" is the same family, or,
+/// when a breaker expects the kernel's fault warnings, any scenario that does (they all drive
+/// the fault worker, which an oops there kills for good). The fresh VM starts these last.
+pub fn like_what_broke(report: &vm::VmReport, sel: &Selection, rest: &Selection) -> Vec<String> {
+    let breakers: HashSet<&str> = report
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::End(e) if e.hang.as_ref().is_some_and(|h| h.blocked_behind.is_none()) => {
+                Some(e.name.as_str())
+            }
+            Record::End(e) => e.blocked.as_ref().map(|b| b.culprit.as_str()),
+            _ => None,
+        })
+        .chain(report.troubles.iter().filter_map(|t| t.during.as_deref()))
+        .collect();
+    let families: HashSet<&str> = sel
+        .scenarios
+        .iter()
+        .filter(|s| breakers.contains(s.name.as_str()))
+        .map(|s| s.family.as_str())
+        .collect();
+    let fault_worker = sel
+        .scenarios
+        .iter()
+        .any(|s| breakers.contains(s.name.as_str()) && s.fault_warnings);
+    rest.scenarios
+        .iter()
+        .filter(|s| families.contains(s.family.as_str()) || (fault_worker && s.fault_warnings))
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// The part of a guest program the dead VM never started: a libtest program's unstarted
@@ -877,6 +935,46 @@ mod tests {
         culprit.hang = Some(Box::new(hang(None)));
         alone.records.push(Record::End(culprit));
         assert!(blocked_behind_a_hang(&alone, &sel()).is_none());
+    }
+
+    /// Issue 23's oops kernel: f::oops hung after the fault worker died, and the next VM must
+    /// not start with another scenario that drives the fault worker. What is like the breaker
+    /// (its family; any scenario expecting fault warnings, as it does) goes last; b::plain,
+    /// which touches neither, is not deferred.
+    #[test]
+    fn a_fresh_vm_after_a_hang_runs_what_resembles_the_culprit_last() {
+        let warns = |n: &str| ScenarioInfo {
+            fault_warnings: true,
+            ..info(n)
+        };
+        let sel = Selection {
+            scenarios: vec![
+                warns("f::oops"),
+                info("f::quiet"),
+                warns("m::faulting"),
+                info("b::plain"),
+            ],
+            kselftests: vec![],
+            guest: vec![],
+        };
+        let mut r = report(vm::VmEnd::Finished, &["f::oops"], None);
+        let mut culprit = end("f::oops");
+        culprit.hang = Some(Box::new(hang(None)));
+        r.records.push(Record::End(culprit));
+        let rest = Selection {
+            scenarios: sel.scenarios[1..].to_vec(),
+            ..sel.clone()
+        };
+        assert_eq!(
+            like_what_broke(&r, &sel, &rest),
+            ["f::quiet", "m::faulting"]
+        );
+        // A breaker that expects no fault warnings defers its family only.
+        let plain = Selection {
+            scenarios: vec![info("f::oops"), info("f::quiet"), warns("m::faulting")],
+            ..sel.clone()
+        };
+        assert_eq!(like_what_broke(&r, &plain, &rest), ["f::quiet"]);
     }
 
     #[test]

@@ -504,6 +504,12 @@ pub struct Plan {
     /// runner does not watch.
     #[serde(default)]
     pub hang_limit_ms: u64,
+    /// Scenarios to start only after every other one. A fresh VM after a hang sets this to
+    /// those like the records that broke the last VM (their family, or the fault worker
+    /// they share), so that what does not touch the broken path gets its verdict before the
+    /// kernel can break the same way again and block the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defer: Vec<String>,
 }
 
 fn one_job() -> u32 {

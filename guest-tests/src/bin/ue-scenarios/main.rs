@@ -59,6 +59,7 @@ fn main() {
                 guest_tests: vec![],
                 // At a shell nobody knows the accelerator: a limit that holds under TCG.
                 hang_limit_ms: 5_000,
+                defer: vec![],
             };
             let mut sup = Supervisor::new(&plan);
             let rec = run_alone(&mut sup, name, &plan, false);
@@ -245,6 +246,7 @@ fn run_scenarios(
     if !plan.stop_at_first_failure && jobs_allowed > 1 {
         schedule::start_order(&mut pending);
     }
+    schedule::defer(&mut pending, &plan.defer);
     let mut run = SideBySide {
         plan,
         pending,
@@ -676,6 +678,7 @@ mod tests {
             jobs: 1,
             guest_tests: vec![],
             hang_limit_ms: 3_000,
+            defer: vec![],
         };
         let end = |r| {
             scenario_end(

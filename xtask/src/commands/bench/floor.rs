@@ -30,6 +30,7 @@ pub(super) fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Op
         jobs: 1,
         guest_tests: vec![],
         hang_limit_ms: s.opts.guest_hang_limit().as_millis() as u64,
+        defer: vec![],
     };
     let manifest = harness::image::Manifest::load(&s.opts.manifest)?;
     let initrd = run_dir.join("initramfs.cpio");

@@ -149,6 +149,7 @@ fn write_plan(s: &Setup) -> anyhow::Result<std::path::PathBuf> {
         jobs: 1,
         guest_tests: vec![],
         hang_limit_ms: s.opts.guest_hang_limit().as_millis() as u64,
+        defer: vec![],
     };
     let plan_path = s.dir.join("vng-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
