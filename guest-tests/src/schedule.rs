@@ -18,6 +18,9 @@ pub struct Traits {
     /// machine only with each other: a fault warning while they run is then excused for
     /// every candidate, and never forces a second run.
     pub fault_warnings: bool,
+    /// The plan starts it last ([`result_channel::Plan::defer`]), and only once everything
+    /// not deferred has ended: beside one of them it could break the kernel under it.
+    pub deferred: bool,
 }
 
 /// The index in `pending` of the scenario to start now, if any: the first one, in plan order,
@@ -50,9 +53,10 @@ pub fn next(
     } else {
         pending.len()
     };
-    pending[..barrier]
-        .iter()
-        .position(|p| !p.alone && p.fault_warnings == r.fault_warnings)
+    let only_deferred_present = running.iter().chain(exiting).all(|r| r.deferred);
+    pending[..barrier].iter().position(|p| {
+        !p.alone && p.fault_warnings == r.fault_warnings && (!p.deferred || only_deferred_present)
+    })
 }
 
 /// The order scenarios start in side by side, when the plan's own order does not matter (not
@@ -69,13 +73,17 @@ pub fn start_order(pending: &mut [(String, Traits)]) {
     });
 }
 
-/// Moves the `deferred` scenarios behind all others, each group keeping its order (a stable
-/// partition): the plan's deferral outranks the start order's kinds.
-pub fn defer<T>(pending: &mut [(String, T)], deferred: &[String]) {
+/// Marks the `deferred` scenarios and moves them behind all others, each group keeping its
+/// order (a stable partition): the plan's deferral outranks the start order's kinds.
+/// [`next`] then starts none of them beside one that is not deferred.
+pub fn defer(pending: &mut [(String, Traits)], deferred: &[String]) {
     if deferred.is_empty() {
         return;
     }
-    pending.sort_by_key(|(name, _)| deferred.contains(name));
+    for (name, t) in pending.iter_mut() {
+        t.deferred = deferred.contains(name);
+    }
+    pending.sort_by_key(|(_, t)| t.deferred);
 }
 
 /// One record of `/dev/kmsg` as the runner needs it: its level and text.
@@ -165,14 +173,17 @@ mod tests {
     const PLAIN: Traits = Traits {
         alone: false,
         fault_warnings: false,
+        deferred: false,
     };
     const ALONE: Traits = Traits {
         alone: true,
         fault_warnings: false,
+        deferred: false,
     };
     const FAULTY: Traits = Traits {
         alone: false,
         fault_warnings: true,
+        deferred: false,
     };
 
     /// The deferred ones go behind everything, alone ones included; each group keeps its
@@ -188,6 +199,15 @@ mod tests {
         assert_eq!(names(&p), ["a", "f", "b", "g"]);
         defer(&mut p, &["a".into(), "g".into()]);
         assert_eq!(names(&p), ["f", "b", "a", "g"]);
+        // A deferred one never starts beside one that is not: it waits for it to end.
+        let late = Traits {
+            deferred: true,
+            ..PLAIN
+        };
+        assert_eq!(next(&[late], &[PLAIN], &[], 2, false), None);
+        assert_eq!(next(&[late], &[], &[PLAIN], 2, false), None);
+        assert_eq!(next(&[late], &[late], &[], 2, false), Some(0));
+        assert_eq!(next(&[late], &[], &[], 2, false), Some(0));
     }
 
     #[test]

@@ -347,13 +347,14 @@ fn boot(
     if let Some(port) = opts.gdb {
         eprintln!("{}", gdb_hint(kernel, port));
     }
-    let report = match vm::run_streaming(&qemu, dir, &limits, opts.stream_console) {
+    let mut report = match vm::run_streaming(&qemu, dir, &limits, opts.stream_console) {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&initrd);
             return Err(e);
         }
     };
+    crate::console::to_the_fault_queuer(&mut report.troubles, &sel.scenarios);
 
     let known = |p: &String| kernel.kselftests.iter().any(|b| &b.name == p);
     // Programs that did not build were not planned: their verdict comes from the build.
@@ -514,8 +515,9 @@ pub fn blocked_behind_a_hang(
 /// Of the scenarios `rest` runs again after a hang, those like the records that broke the
 /// VM (`sel` planned it): the records that hung themselves (not blocked behind another) and
 /// those the kernel's trouble (an oops, a BUG) came during. "Like" is the same family, or,
-/// when a breaker expects the kernel's fault warnings, any scenario that does (they all drive
-/// the fault worker, which an oops there kills for good). The fresh VM starts these last.
+/// when a breaker drives the fault worker, any scenario that does (an oops in the worker
+/// kills it for good, and every later event enable then waits forever on an SRCU grace
+/// period under event_mutex). The fresh VM starts these last.
 pub fn like_what_broke(report: &vm::VmReport, sel: &Selection, rest: &Selection) -> Vec<String> {
     let breakers: HashSet<&str> = report
         .records
@@ -538,10 +540,10 @@ pub fn like_what_broke(report: &vm::VmReport, sel: &Selection, rest: &Selection)
     let fault_worker = sel
         .scenarios
         .iter()
-        .any(|s| breakers.contains(s.name.as_str()) && s.fault_warnings);
+        .any(|s| breakers.contains(s.name.as_str()) && s.fault_worker);
     rest.scenarios
         .iter()
-        .filter(|s| families.contains(s.family.as_str()) || (fault_worker && s.fault_warnings))
+        .filter(|s| families.contains(s.family.as_str()) || (fault_worker && s.fault_worker))
         .map(|s| s.name.clone())
         .collect()
 }
@@ -713,6 +715,7 @@ mod tests {
             about: String::new(),
             optional: false,
             fault_warnings: false,
+            fault_worker: false,
             alone: false,
             requires: vec![],
         }
@@ -939,12 +942,12 @@ mod tests {
 
     /// Issue 23's oops kernel: f::oops hung after the fault worker died, and the next VM must
     /// not start with another scenario that drives the fault worker. What is like the breaker
-    /// (its family; any scenario expecting fault warnings, as it does) goes last; b::plain,
-    /// which touches neither, is not deferred.
+    /// (its family; any scenario driving the worker, as it does) goes last; b::plain, which
+    /// touches neither, is not deferred.
     #[test]
     fn a_fresh_vm_after_a_hang_runs_what_resembles_the_culprit_last() {
         let warns = |n: &str| ScenarioInfo {
-            fault_warnings: true,
+            fault_worker: true,
             ..info(n)
         };
         let sel = Selection {
@@ -969,7 +972,7 @@ mod tests {
             like_what_broke(&r, &sel, &rest),
             ["f::quiet", "m::faulting"]
         );
-        // A breaker that expects no fault warnings defers its family only.
+        // A breaker that never drives the worker defers its family only.
         let plain = Selection {
             scenarios: vec![info("f::oops"), info("f::quiet"), warns("m::faulting")],
             ..sel.clone()

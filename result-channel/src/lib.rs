@@ -464,6 +464,12 @@ pub struct ScenarioInfo {
     /// scenario (it unmaps or protects the enable word on purpose), not trouble.
     #[serde(default)]
     pub fault_warnings: bool,
+    /// The kernel's writes of its enable bits go through the fault worker (a page not
+    /// present, or copy-on-write after a fork, when the bit changes). A kernel whose worker
+    /// breaks breaks on it; a fresh VM after such a break runs it last. Kept true by
+    /// `selftest::fault_worker_users_are_declared`, which watches the worker being queued.
+    #[serde(default)]
+    pub fault_worker: bool,
     /// Must not share the machine with other scenarios (timing-sensitive or load-making).
     #[serde(default)]
     pub alone: bool,

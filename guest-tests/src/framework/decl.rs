@@ -18,6 +18,7 @@ pub struct Scenario {
     pub about: &'static str,
     pub run: fn(&mut Ctx) -> R,
     fault_warnings: Option<bool>,
+    fault_worker: Option<bool>,
     alone: Option<bool>,
     requires: Option<&'static [Feature]>,
 }
@@ -29,6 +30,7 @@ impl Scenario {
             about,
             run,
             fault_warnings: None,
+            fault_worker: None,
             alone: None,
             requires: None,
         }
@@ -38,6 +40,15 @@ impl Scenario {
     /// scenario unmaps or protects its word on purpose), or, with `false`, trouble.
     pub const fn fault_warnings(mut self, yes: bool) -> Self {
         self.fault_warnings = Some(yes);
+        self
+    }
+
+    /// The kernel writes its enable bits through the fault worker (the page is not present
+    /// or is copy-on-write when the bit changes), or, with `false`, never does. The runner
+    /// uses it to keep what does not need the worker away from a kernel whose worker broke
+    /// (`ScenarioInfo::fault_worker`); `selftest::fault_worker_users_are_declared` checks it.
+    pub const fn fault_worker(mut self, yes: bool) -> Self {
+        self.fault_worker = Some(yes);
         self
     }
 
@@ -74,6 +85,7 @@ pub struct Family {
     pub name: &'static str,
     pub optional: bool,
     pub fault_warnings: bool,
+    pub fault_worker: bool,
     pub alone: bool,
     pub requires: &'static [Feature],
     pub scenarios: &'static [Scenario],
@@ -87,6 +99,7 @@ impl Family {
             name,
             optional: false,
             fault_warnings: false,
+            fault_worker: false,
             alone: false,
             requires: &[],
             scenarios,
@@ -109,6 +122,12 @@ impl Family {
         self
     }
 
+    /// Its scenarios drive the fault worker unless they say otherwise.
+    pub const fn fault_worker(mut self) -> Self {
+        self.fault_worker = true;
+        self
+    }
+
     /// The features its scenarios require unless they say otherwise (probed by the runner).
     pub const fn requires(mut self, features: &'static [Feature]) -> Self {
         self.requires = features;
@@ -124,6 +143,7 @@ impl Family {
             run: s.run,
             optional: self.optional,
             fault_warnings: s.fault_warnings.unwrap_or(self.fault_warnings),
+            fault_worker: s.fault_worker.unwrap_or(self.fault_worker),
             alone: s.alone.unwrap_or(self.alone),
             requires: s.requires.unwrap_or(self.requires),
         })
@@ -140,6 +160,7 @@ pub struct Entry {
     pub run: fn(&mut Ctx) -> R,
     pub optional: bool,
     pub fault_warnings: bool,
+    pub fault_worker: bool,
     pub alone: bool,
     pub requires: &'static [Feature],
 }
@@ -153,6 +174,7 @@ impl Entry {
             about: self.about.to_owned(),
             optional: self.optional,
             fault_warnings: self.fault_warnings,
+            fault_worker: self.fault_worker,
             alone: self.alone,
             requires: self.requires.to_vec(),
         }

@@ -71,12 +71,14 @@ const SCENARIOS: &[Scenario] = &[
         "fork_child_follows",
         "a fork child, without re-registering, sees the provider's enable changes and its events appear under its own pid",
         fork_child_follows,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "fork_cow_both_follow",
         "after child and then parent write the page holding a static enable word, each still follows enable and disable",
         fork_cow_both_follow,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "unregister_reads_disabled",
         "unregister/drop leave the words disabled for good; the event stays in user_events_status until the crate's fd closes",
@@ -88,7 +90,8 @@ const SCENARIOS: &[Scenario] = &[
         "exec_fresh_registration",
         "after exec from a process with a registered provider, a fresh register in the new image follows enable and writes",
         exec_fresh_registration,
-    ),
+    )
+    .fault_worker(true),
 ];
 
 pub const FAMILY: Family = Family::new("client", SCENARIOS).requires(REMOTE_WRITE);

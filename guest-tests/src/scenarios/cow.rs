@@ -32,7 +32,9 @@ const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
-pub const FAMILY: Family = Family::new("cow", SCENARIOS).requires(REMOTE_WRITE);
+pub const FAMILY: Family = Family::new("cow", SCENARIOS)
+    .fault_worker()
+    .requires(REMOTE_WRITE);
 
 const STEP: Duration = Duration::from_secs(10);
 const BIT: u32 = 1 << 12;

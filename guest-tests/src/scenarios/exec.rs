@@ -18,7 +18,8 @@ const SCENARIOS: &[Scenario] = &[
         "registrations_dropped",
         "after exec the old (addr, bit) is gone: a new page there is never written, UNREG is ENOENT, REG works",
         registrations_dropped,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "fd_survives_exec",
         "a data fd kept across exec still writes events with the index it got before exec",

@@ -55,6 +55,7 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 pub const FAMILY: Family = Family::new("faults", SCENARIOS)
+    .fault_worker()
     .requires(&[Feature::RemoteWrite, Feature::Madvise])
     .alone();
 

@@ -24,7 +24,8 @@ const SCENARIOS: &[Scenario] = &[
         "child_unreg_keeps_parent",
         "a child's UNREG leaves the parent's private word and registration as they were",
         child_unreg_keeps_parent,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "vfork_shares_registrations",
         "a vfork child shares the parent's registrations: its REG of a taken (addr, bit) is EADDRINUSE, its new one lives on",

@@ -89,6 +89,7 @@ const SCENARIOS: &[Scenario] = &[
         "a child whose words the fault worker wrote (pages dropped with MADV_DONTNEED, then enabled) exits and leaves nothing: each fault and the references it took go",
         fault_worker,
     )
+    .fault_worker(true)
     .requires(&[Feature::RemoteWrite, Feature::Madvise]),
 ];
 

@@ -21,7 +21,8 @@ const SCENARIOS: &[Scenario] = &[
         "fork_child_has_both",
         "after fork the child holds both registrations of an event: each follows; the child's UNREG of one leaves its other and both of the parent's",
         fork_child_has_both,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "unreg_one_keeps_other",
         "UNREG of one of two bits of an event clears that bit only; the other keeps following and keeps the event busy (DEL EBUSY with no fd reference and no tracer); UNREG of it lets the event go",

@@ -34,7 +34,8 @@ const SCENARIOS: &[Scenario] = &[
         "unreg_unmapped",
         "the (addr, bit) stays taken after munmap (EADDRINUSE); UNREG gives EFAULT, then ENOENT",
         unreg_unmapped,
-    ).fault_warnings(false),
+    )
+    .fault_worker(false).fault_warnings(false),
     Scenario::new(
         "mprotect_readonly",
         "a word made read-only is not written; once writable again it follows the next change",
@@ -49,10 +50,12 @@ const SCENARIOS: &[Scenario] = &[
         "written_pages_freed",
         "pages whose words the kernel wrote are freed at munmap and exit: 4096 pages with a registration each come back like 4096 without",
         written_pages_freed,
-    ).fault_warnings(false).alone(true),
+    )
+    .fault_worker(false).fault_warnings(false).alone(true),
 ];
 
 pub const FAMILY: Family = Family::new("munmap", SCENARIOS)
+    .fault_worker()
     .requires(REMOTE_WRITE)
     .fault_warnings();
 

@@ -34,7 +34,8 @@ const SCENARIOS: &[Scenario] = &[
         "fork_both_see_changes",
         "after fork, parent and child both see every enable and disable in a shared word",
         fork_both_see_changes,
-    ),
+    )
+    .fault_worker(true),
     Scenario::new(
         "child_unreg_clears_parent_view",
         "a child's DIAG_IOCSUNREG clears the shared bit the parent sees, until the next transition",

@@ -53,6 +53,7 @@ fn scenario() -> Vec<ScenarioInfo> {
         about: String::new(),
         optional: false,
         fault_warnings: false,
+        fault_worker: false,
         alone: false,
         requires: vec![Feature::RemoteWrite, Feature::RegMultiFormat],
     }]

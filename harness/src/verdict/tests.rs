@@ -63,6 +63,7 @@ fn info(name: &str) -> ScenarioInfo {
         about: String::new(),
         optional: false,
         fault_warnings: false,
+        fault_worker: false,
         alone: false,
         requires: vec![],
     }
@@ -537,9 +538,9 @@ fn a_hang_is_judged_where_it_happened_and_what_waited_behind_it_is_blocked() {
         ],
         VmEnd::Finished,
     );
-    // The BUG and its Oops (a::oopser's), then the hung-task report.
-    assert_eq!(r.troubles.len(), 3, "{:?}", r.troubles);
-    let report = &r.troubles[2];
+    // The BUG with its Oops line (one splat, a::oopser's), then the hung-task report.
+    assert_eq!(r.troubles.len(), 2, "{:?}", r.troubles);
+    let report = &r.troubles[1];
     assert_eq!(report.kind, TroubleKind::HungTask);
     assert_eq!(report.during.as_deref(), Some("a::culprit"));
     assert_eq!(report.excerpt.len(), 8, "{:?}", report.excerpt);

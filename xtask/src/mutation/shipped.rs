@@ -283,6 +283,7 @@ mod tests {
             about: String::new(),
             optional: false,
             fault_warnings: false,
+            fault_worker: false,
             alone: false,
             requires: vec![],
         };

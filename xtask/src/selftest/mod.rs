@@ -40,6 +40,8 @@ pub struct Setup {
     pub exit_hang_kernel: KernelUnderTest,
     /// With selftest/oops-in-fault-worker.patch.
     pub oops_kernel: KernelUnderTest,
+    /// With selftest/fault-queue-marker.patch.
+    pub fault_marker_kernel: KernelUnderTest,
     pub warn_patch: PathBuf,
     pub opts: SuiteOptions,
     pub listing: Vec<ScenarioInfo>,
@@ -107,6 +109,7 @@ impl Setup {
         let del_lock_kernel = patched("selftest/del-hangs-holding-locks.patch")?;
         let exit_hang_kernel = patched("selftest/exit-hangs.patch")?;
         let oops_kernel = patched("selftest/oops-in-fault-worker.patch")?;
+        let fault_marker_kernel = patched("selftest/fault-queue-marker.patch")?;
         let seed = cache::Seed::of(&kernel).map_err(|e| format!("{e:#}"));
         let devloop = Devloop {
             tree: crate::cache::selftest_tree(&s.cache),
@@ -124,6 +127,7 @@ impl Setup {
             del_lock_kernel,
             exit_hang_kernel,
             oops_kernel,
+            fault_marker_kernel,
             warn_patch: s.configs.join("selftest/warn-in-unreg.patch"),
             runs_dir: opts.runs_dir.clone(),
             opts,
@@ -232,6 +236,9 @@ pub fn cases() -> Vec<Case> {
                 )
             },
         ),
+        Case::new("selftest::fault_worker_users_are_declared", |s| {
+            vm::fault_worker_users_are_declared(&s.fault_marker_kernel, &s.opts, &s.listing)
+        }),
         // Whole runs on scratch caches seeded from this kernel's entries.
         Case::new("selftest::interrupt_at_every_stage", |s| {
             let times = cache::interrupt_every_stage(&s.exe, s.seed()?, &s.scratch, &s.runs_dir)?;

@@ -168,6 +168,7 @@ fn run_program(
 const ALONE: Traits = Traits {
     alone: true,
     fault_warnings: false,
+    deferred: false,
 };
 
 /// Ticks `sup`, which supervises one child, until that child's record is ready.
@@ -288,10 +289,12 @@ fn traits(name: &str) -> Traits {
         Traits {
             alone: true,
             fault_warnings: false,
+            deferred: false,
         },
         |e| Traits {
             alone: e.alone,
             fault_warnings: e.fault_warnings,
+            deferred: false,
         },
     )
 }
