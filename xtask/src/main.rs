@@ -28,7 +28,11 @@ use crate::sys::proc;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build user_events kernels, boot them in QEMU, check the remote-write ABI"
+    // Usage lines as a person types them (`cargo xtask test`), not as the binary is named.
+    bin_name = "cargo xtask",
+    version = VERSION,
+    about = "Build user_events kernels, boot them in QEMU, check the remote-write ABI",
+    after_help = "Examples:\n  cargo xtask test                     the suite on the default kernel\n  cargo xtask test fork:: -- --list    the fork family's trials, building nothing\n  cargo xtask kernels                  the kernel list and what is cached"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,12 +91,50 @@ enum Cmd {
     BisectStep(commands::bisect::BisectArgs),
 }
 
+/// The project's version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("UE_GIT_REV"), ")");
+
+/// The test runner's own flags: given before `--`, clap would suggest a look-alike of ours
+/// (`--nocapture` → `--features`); they belong after `--`, as with `cargo test`.
+const LIBTEST_FLAGS: &[&str] = &[
+    "--nocapture",
+    "--show-output",
+    "--list",
+    "--exact",
+    "--skip",
+    "--format",
+    "--ignored",
+    "--include-ignored",
+    "--test-threads",
+    "--quiet",
+];
+
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+            let flag = arg.split('=').next().unwrap_or(arg);
+            if LIBTEST_FLAGS.contains(&flag) {
+                let cmd = std::env::args()
+                    .skip(1)
+                    .find(|a| !a.starts_with('-'))
+                    .unwrap_or_else(|| "test".into());
+                eprintln!(
+                    "error: {flag} is the test runner's: put it after `--`, as with cargo test (cargo xtask {cmd} -- {arg})"
+                );
+                std::process::exit(exit::HARNESS_ERROR.into());
+            }
+        }
+    }
+    e.exit()
+}
+
 extern "C" fn on_interrupt(_: libc::c_int) {
     harness::interrupt::set();
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage_error(e));
     // SIGINT and SIGTERM set a flag: a boot stops cleanly (QEMU killed and reaped, socket
     // removed), and the children of the other stages are stopped by `sys::proc`' watcher.
     unsafe {

@@ -26,6 +26,8 @@ const SKIP: u8 = 125;
 const STEP_LOG_ENV: &str = "UE_BISECT_STEP_LOG";
 
 #[derive(Args, Clone)]
+// The tree is what is bisected: required here, so that the usage line shows it.
+#[command(mut_arg("kernel_tree", |a| a.required(true)))]
 pub struct BisectArgs {
     /// A commit where the selected trials pass.
     #[arg(long)]
@@ -42,9 +44,9 @@ pub struct BisectArgs {
     /// bisect (the step then names the trial that failed first).
     #[arg(long)]
     pub no_fail_fast: bool,
-    /// Arguments for the test runner: which trials decide (a filter, --exact, --skip).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    /// Which trials decide whether a commit is good.
+    #[command(flatten)]
+    pub trials: crate::args::FilterArgs,
 }
 
 /// One step's outcome, as the step wrote it.
@@ -257,9 +259,7 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let mut opts = s.suite_options(&a.run, &guest);
     opts.stop_at_first_failure = !a.no_fail_fast;
     s.choose_accel(&mut opts, a.run.accel, &kernel)?;
-    let args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask bisect".to_owned()).chain(a.libtest.clone()),
-    );
+    let args = a.trials.libtest_args("bisect")?;
     let mut failing = Vec::new();
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;

@@ -36,7 +36,7 @@ pub struct MutateArgs {
     #[arg(long, value_delimiter = ',')]
     pub function: Vec<String>,
     /// Run a sample of this many mutants, drawn with --seed.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 1_000_000>)]
     pub sample: Option<usize>,
     /// The sample's seed: the same seed draws the same mutants on every machine.
     #[arg(long, default_value_t = 1)]
@@ -69,7 +69,7 @@ pub struct MutateArgs {
     /// Boot the unmutated kernel this many times before the mutants: a scenario that fails in
     /// any of them is left out, and an upstream test counts only if it passed in all of them
     /// (some of them fail now and then on an unmutated kernel, and would read as kills).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 20>)]
     pub baseline_runs: u32,
 }
 

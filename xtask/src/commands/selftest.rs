@@ -16,15 +16,12 @@ pub struct SelftestArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Arguments for the test runner (filter, --exact, --list).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    #[command(flatten)]
+    pub trials: crate::args::FilterArgs,
 }
 
 pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
-    let mut args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask selftest".to_owned()).chain(a.libtest),
-    );
+    let mut args = a.trials.libtest_args("selftest")?;
     let mut s = Session::for_kernels(&a.kernel);
     s.host_tools()?;
     let kernel = s.one_kernel(&a.kernel, "selftest")?.kernel;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use harness::model::{FailCause, KernelUnderTest};
 
-use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
+use crate::args::{FilterArgs, GuestTestArgs, KernelArgs, RunArgs};
 use crate::kernel::resolve;
 use crate::session::Session;
 
@@ -19,31 +19,40 @@ pub struct TestArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub guest: GuestTestArgs,
-    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    #[command(flatten)]
+    pub trials: FilterArgs,
 }
 
 pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     // Another tree's selftests are asked for in order to run them.
     a.run.kselftest |= a.kernel.kselftest_from.is_some();
-    let args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask test".to_owned()).chain(a.libtest.clone()),
-    );
+    let args = a.trials.libtest_args("test")?;
     let mut s = Session::for_kernels(&a.kernel);
     if args.list {
         return list(&mut s, &a, &args);
     }
     s.host_tools()?;
+    // The guest first: its scenario list says whether the filters select anything, before
+    // a kernel is built for nothing.
+    let labels = resolve::labels(&a.kernel, &s.kernel_list()?)?;
+    let guest = s.guest()?;
+    let scenarios = guest.scenarios(a.run.stress);
+    let mut opts = s.suite_options(&a.run, &guest);
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    if let Some(code) = empty_selection(
+        &args,
+        &labels,
+        &scenarios,
+        opts.kselftests,
+        &opts.guest_programs,
+    ) {
+        return Ok(code);
+    }
     let kernels: Vec<KernelUnderTest> = s
         .kernels(&a.kernel)?
         .into_iter()
         .map(|r| r.kernel)
         .collect();
-    let guest = s.guest()?;
-    let scenarios = guest.scenarios(a.run.stress);
-    let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
@@ -148,20 +157,38 @@ fn list(
         .collect();
     let mut opts = s.suite_options(&a.run, &guest);
     opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    let scenarios = guest.scenarios(a.run.stress);
+    let labels: Vec<String> = stubs.iter().map(|k| k.label.clone()).collect();
+    if let Some(code) = empty_selection(
+        args,
+        &labels,
+        &scenarios,
+        opts.kselftests,
+        &opts.guest_programs,
+    ) {
+        return Ok(code);
+    }
     let never = |_: &KernelUnderTest,
                  _: &harness::run::Selection|
      -> anyhow::Result<harness::model::KernelRun> {
         anyhow::bail!("--list boots nothing")
     };
-    let conclusion = harness::trials::run(
-        args,
-        &stubs,
-        &guest.scenarios(a.run.stress),
-        &opts,
-        never,
-        |_| {},
-    )?;
+    let conclusion = harness::trials::run(args, &stubs, &scenarios, &opts, never, |_| {})?;
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// A filter that selects nothing says so, with libtest's failure status: an empty run that
+/// passed would hide a mistyped filter (in CI, for good).
+pub fn empty_selection(
+    args: &libtest_mimic::Arguments,
+    labels: &[String],
+    scenarios: &[harness::model::ScenarioInfo],
+    kselftests: bool,
+    guest: &[harness::model::GuestProgram],
+) -> Option<ExitCode> {
+    let err = harness::trials::check_selection(args, labels, scenarios, kselftests, guest).err()?;
+    eprintln!("{err}");
+    Some(crate::exit::trials(true))
 }
 
 /// The hangs of a run in one line: which records hung in the kernel (the guest runner killed

@@ -39,7 +39,7 @@ mod vng;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 100>)]
     runs: usize,
     /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
     /// cache, ~20 min here) and 11 (four cold builds for ccache, ~15 min) run only when named.
