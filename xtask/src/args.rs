@@ -4,6 +4,20 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// Options a command takes with a shared group but has no use for: hidden from its help
+/// (`#[command(mut_arg(NAME, |a| a.hide(true)))]`) and, when given, refused with one line, so
+/// that no flag is silently ignored. `given` pairs each flag with whether it was given.
+pub fn refuse_unused(command: &str, given: &[(&str, bool)]) -> anyhow::Result<()> {
+    let named: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(f, _)| *f).collect();
+    if !named.is_empty() {
+        anyhow::bail!(
+            "{} does nothing in `cargo xtask {command}`: leave it out",
+            named.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// A whole number from `LO` to `HI`, as a value parser. "-1" gets this message instead of
 /// clap's tip to write `-- -1` (which would make it a test filter), and 0 where it would
 /// silently mean "the default" is refused.
@@ -30,8 +44,9 @@ pub struct KernelArgs {
     /// worktree): from a snapshot of its sources in the cache; the tree is never written to.
     #[arg(long, conflicts_with_all = ["kernel", "kernel_image"])]
     pub kernel_tree: Option<PathBuf>,
-    /// Boot this ready bzImage, skipping the build.
-    #[arg(long, conflicts_with = "kernel")]
+    /// Boot this ready bzImage, skipping the build (so nothing that changes a build goes
+    /// with it: --patch, --debug, --kconfig, --ccache, --fixes).
+    #[arg(long, conflicts_with_all = ["kernel", "patches", "debug", "kconfig", "ccache"])]
     pub kernel_image: Option<PathBuf>,
     /// A patch to apply on a copy of the pristine source, or on the snapshot of --kernel-tree
     /// (repeatable, in order).
@@ -85,7 +100,7 @@ pub struct KernelArgs {
     #[arg(long)]
     pub gdb: bool,
     /// The local port QEMU's gdb stub listens on with --gdb.
-    #[arg(long, default_value_t = 1234, allow_negative_numbers = true, value_parser = number_in::<u16, 1, 65535>)]
+    #[arg(long, default_value_t = 1234, requires = "gdb", allow_negative_numbers = true, value_parser = number_in::<u16, 1, 65535>)]
     pub gdb_port: u16,
 }
 

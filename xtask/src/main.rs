@@ -45,11 +45,11 @@ enum Cmd {
     /// Arguments after `--` go to the test runner: a filter, --exact, --skip, --list, --format json.
     Test(commands::test::TestArgs),
     /// Build (or find in the cache) the kernel and print the bzImage path.
-    BuildKernel(args::KernelArgs),
+    BuildKernel(commands::build_kernel::BuildKernelArgs),
     /// Build the static guest programs.
     BuildGuest,
     /// Install missing host tools and refresh the private package index.
-    Setup(args::KernelArgs),
+    Setup(commands::setup::SetupArgs),
     /// The kernel list (`--json`: the names, for CI's job matrix).
     Kernels(commands::kernels::KernelsArgs),
     /// Every kernel of the list (or --kernel's): builds one after another while the VMs of the
@@ -185,6 +185,76 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's command lines: those of its `sh` blocks, and the `cargo xtask ...` in its
+    /// text, placeholders (RUN_DIR, REV, `[FILTER]`) filled in.
+    fn readme_examples() -> Vec<String> {
+        let readme = std::fs::read_to_string(session::project_root().join("README.md")).unwrap();
+        let mut out = Vec::new();
+        let mut in_sh = false;
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_sh = line == "```sh";
+                continue;
+            }
+            if in_sh {
+                let code = line.split(" #").next().unwrap_or(line);
+                if let Some(at) = code.find("cargo xtask ") {
+                    out.push(code[at..].trim().to_owned());
+                }
+                continue;
+            }
+            for span in line.split('`').skip(1).step_by(2) {
+                // A span wrapped over two lines leaves a bare `cargo xtask`: not an example.
+                if span.starts_with("cargo xtask ") {
+                    out.push(span.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every command line the README shows parses, each option it names accepted by its
+    /// command (a renamed flag or a filter before a flag that takes none would fail here).
+    #[test]
+    fn every_readme_example_parses() {
+        let examples = readme_examples();
+        assert!(examples.len() > 20, "{examples:?}");
+        for ex in &examples {
+            let argv: Vec<String> = ex
+                .split_whitespace()
+                .skip(2)
+                .filter(|w| *w != "[" && *w != "]")
+                .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+                .map(|w| {
+                    // A placeholder: REV, RUN_DIR, DIR..., T.
+                    if w.chars().any(|c| c.is_ascii_uppercase())
+                        && w.chars()
+                            .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.')
+                    {
+                        "x".to_owned()
+                    } else {
+                        w.to_owned()
+                    }
+                })
+                .collect();
+            let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv.clone()));
+            assert!(
+                r.is_ok(),
+                "README: `{ex}` does not parse: {}",
+                r.err().unwrap()
+            );
+        }
+        // The README's filter examples are cargo's: a family given before `--`.
+        assert!(
+            examples.iter().any(|e| e == "cargo xtask test fork::"),
+            "{examples:?}"
+        );
+        assert!(
+            !examples.iter().any(|e| e.ends_with("-- fork")),
+            "{examples:?}"
+        );
+    }
 
     /// Odd values on the command line end in a clap error or a clear message, never a panic.
     #[test]

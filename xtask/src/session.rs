@@ -121,6 +121,12 @@ impl Session {
         KernelList::load(&self.configs)
     }
 
+    /// The kernel options checked (see [`resolve::check`]), before anything is installed,
+    /// downloaded or probed; the labels the run will have.
+    pub fn check_kernels(&self, k: &KernelArgs) -> anyhow::Result<Vec<String>> {
+        resolve::check(k, &self.kernel_list()?)
+    }
+
     pub fn guest(&mut self) -> anyhow::Result<Guest> {
         let dir = guest::build(&self.root, &self.target, &mut self.progress)?;
         let scenarios = harness::listing::list_scenarios(&dir)?;

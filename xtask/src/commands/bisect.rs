@@ -101,6 +101,7 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
+    s.check_kernels(&a.kernel)?;
     // git and what every step's build and boot need, at once (one message if missing).
     s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;

@@ -93,6 +93,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     }
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
+    s.check_kernels(&a.kernel)?;
     s.host_tools()?;
     let list = s.kernel_list()?;
     let wanted: Vec<String> = list

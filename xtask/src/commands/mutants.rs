@@ -98,6 +98,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         bail!("mutants are applied to a packaged kernel: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
     let mut s = Session::for_kernels(k);
+    s.check_kernels(k)?;
     s.host_tools()?;
     let all = shipped::load(&s.configs.join("mutants"))?;
     let selected: Vec<_> = all

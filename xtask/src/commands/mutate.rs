@@ -26,6 +26,8 @@ use crate::sys::progress::Step;
 const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Args)]
+// Mutants are judged by the default scenarios: the stress family is not run.
+#[command(mut_arg("stress", |a| a.hide(true)))]
 pub struct MutateArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -112,6 +114,7 @@ fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused("mutate", &[("--stress", a.run.stress)])?;
     let mut s = Session::for_kernels(&a.kernel);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -145,6 +148,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         }),
         ..a.kernel.clone()
     };
+    s.check_kernels(k)?;
     // universalmutator's Python is asked for with the rest, so that a user without root gets
     // one message naming everything missing.
     let python: Vec<&crate::sys::host_tools::Tool> =

@@ -47,6 +47,15 @@ fn has_interpreter(elf: &[u8]) -> bool {
 
 pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let mut s = Session::for_kernels(&a.kernel);
+    // The kernel options first: a bad --kernel is told before busybox is looked for or
+    // installed.
+    let labels = s.check_kernels(&a.kernel)?;
+    if labels.len() != 1 {
+        anyhow::bail!(
+            "`cargo xtask shell` boots one kernel; --kernel names {}: pick one",
+            labels.join(", ")
+        );
+    }
     s.host_tools_with(&[&BUSYBOX])?;
     let bytes = std::fs::read(BUSYBOX.check).with_context(|| format!("read {}", BUSYBOX.check))?;
     if has_interpreter(&bytes) {

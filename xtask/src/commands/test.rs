@@ -8,7 +8,6 @@ use clap::Args;
 use harness::model::{FailCause, KernelUnderTest};
 
 use crate::args::{FilterArgs, GuestTestArgs, KernelArgs, RunArgs};
-use crate::kernel::resolve;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -31,10 +30,10 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     if args.list {
         return list(&mut s, &a, &args);
     }
+    let labels = s.check_kernels(&a.kernel)?;
     s.host_tools()?;
     // The guest first: its scenario list says whether the filters select anything, before
     // a kernel is built for nothing.
-    let labels = resolve::labels(&a.kernel, &s.kernel_list()?)?;
     let guest = s.guest()?;
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
@@ -141,7 +140,9 @@ fn list(
     a: &TestArgs,
     args: &libtest_mimic::Arguments,
 ) -> anyhow::Result<ExitCode> {
-    let labels = resolve::labels(&a.kernel, &s.kernel_list()?)?;
+    // As fully as a run checks them, short of building: a list of trials for a kernel
+    // that could never be built or booted would be a list of nothing.
+    let labels = s.check_kernels(&a.kernel)?;
     let guest = s.guest()?;
     let stubs: Vec<KernelUnderTest> = labels
         .into_iter()
