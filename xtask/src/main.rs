@@ -42,49 +42,95 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build the kernel(s) and guest, boot, and report every guest scenario as a test.
-    /// Arguments after `--` go to the test runner: a filter, --exact, --skip, --list, --format json.
+    /// FILTER picks trials as `cargo test FILTER` does; after `--`, the test runner's own
+    /// options: --list, --exact, --skip, --format json, --nocapture, --show-output.
+    #[command(
+        after_help = "Examples:\n  cargo xtask test                         the suite on the default kernel\n  cargo xtask test fork:: --kernel all     one family on every kernel of the list\n  cargo xtask test --kernel-tree ~/linux -- --nocapture   your tree, each trial's notes"
+    )]
     Test(commands::test::TestArgs),
     /// Build (or find in the cache) the kernel and print the bzImage path.
     BuildKernel(commands::build_kernel::BuildKernelArgs),
     /// Build the static guest programs.
+    #[command(
+        after_help = "Examples:\n  cargo xtask build-guest                  the static guest programs, into target/"
+    )]
     BuildGuest,
     /// Install missing host tools and refresh the private package index.
     Setup(commands::setup::SetupArgs),
     /// The kernel list (`--json`: the names, for CI's job matrix).
+    #[command(
+        after_help = "Examples:\n  cargo xtask kernels                      the list: pinned, cached and newest versions\n  cargo xtask kernels --json               the names, for CI's job matrix"
+    )]
     Kernels(commands::kernels::KernelsArgs),
     /// Every kernel of the list (or --kernel's): builds one after another while the VMs of the
     /// kernels already built run beside them; ends with one table, also as Markdown, JSON and
     /// JUnit XML.
+    #[command(
+        after_help = "Examples:\n  cargo xtask matrix                       every kernel of the list, one table\n  cargo xtask matrix --kernel 6.12,7.2     two of them"
+    )]
     Matrix(commands::matrix::MatrixArgs),
     /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
     /// kernel, run the suite on it, and print which scenarios caught it.
+    #[command(
+        after_help = "Examples:\n  cargo xtask mutants                      every shipped mutant on the default kernel\n  cargo xtask mutants --only NAME          one mutant"
+    )]
     Mutants(commands::mutants::MutantsArgs),
     /// The mutation score: mechanical mutants of the user_events source (universalmutator),
     /// pruned, each run with the suite and, apart, the upstream selftests; a report per function.
+    #[command(
+        after_help = "Examples:\n  cargo xtask mutate --sample 50           a sample of mechanical mutants\n  cargo xtask mutate --operators kernel    the kernel-shaped mutants"
+    )]
     Mutate(commands::mutate::MutateArgs),
     /// The harness's own integration tests: boot broken guests and check what is reported.
+    #[command(
+        after_help = "Examples:\n  cargo xtask selftest -- --list           the harness's own cases\n  cargo xtask selftest devloop::           one group of them"
+    )]
     Selftest(commands::selftest::SelftestArgs),
     /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
     /// builds, the last matrix, and virtme-ng on the same kernel; a Markdown table and JSON.
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench                        the default rows\n  cargo xtask bench --only 8               one row"
+    )]
     Bench(commands::bench::BenchArgs),
     /// The cache's entries with their sizes; `cache gc` removes what is neither pinned nor
     /// recently used.
+    #[command(
+        after_help = "Examples:\n  cargo xtask cache                        the cache's entries with sizes\n  cargo xtask cache gc                     remove what is neither pinned nor recently used"
+    )]
     Cache(commands::cache::CacheArgs),
     /// Which way each host tool came; with --dpkg-log-since, fail on any removal or downgrade.
+    #[command(
+        after_help = "Examples:\n  cargo xtask host-tools                   which way each host tool came"
+    )]
     HostTools(commands::host_tools::HostToolsArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
+    #[command(
+        after_help = "Examples:\n  cargo xtask parse --console target/ue-runs/latest-6.12/console.log"
+    )]
     Parse(commands::parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
+    #[command(
+        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md"
+    )]
     Report(commands::report::ReportArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
     /// arguments after `--` filter them as for `test`.
+    #[command(
+        after_help = "Examples:\n  cargo xtask rerun target/ue-runs/latest-6.12            the kept run again\n  cargo xtask rerun target/ue-runs/latest-6.12 fork::     one family of it"
+    )]
     Rerun(commands::rerun::RerunArgs),
     /// Boot the kernel `test` would (same kernel options) with a shell on the console:
     /// tracefs mounted, `ue-scenarios --list` / `--run NAME`; `exit` powers the VM off.
+    #[command(
+        after_help = "Examples:\n  cargo xtask shell                        the default kernel, a shell on its console\n  cargo xtask shell --kernel-tree ~/linux  your tree's kernel"
+    )]
     Shell(commands::shell::ShellArgs),
     /// Find the commit of a git kernel tree (--kernel-tree) that broke the selected trials:
     /// `git bisect run` with the harness (a build failure skips the commit); the tree's HEAD
     /// and bisect state are restored.
+    #[command(
+        after_help = "Examples:\n  cargo xtask bisect --kernel-tree ~/linux --good v6.12 --bad HEAD fork::"
+    )]
     Bisect(commands::bisect::BisectArgs),
     /// One step of `bisect` (what `git bisect run` calls); not for people.
     #[command(hide = true)]
@@ -214,6 +260,57 @@ mod tests {
         out
     }
 
+    /// Turns an example into argv: placeholders (REV, RUN_DIR, `[FILTER]`) filled in.
+    fn example_argv(ex: &str) -> Vec<String> {
+        ex.split_whitespace()
+            .skip(2)
+            .filter(|w| *w != "[" && *w != "]")
+            .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+            .map(|w| {
+                if w.chars().any(|c| c.is_ascii_uppercase())
+                    && w.chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.')
+                {
+                    "x".to_owned()
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect()
+    }
+
+    /// Every example of every command's help parses: a help that teaches a command line
+    /// that is refused would teach the wrong thing.
+    #[test]
+    fn every_help_example_parses() {
+        use clap::CommandFactory as _;
+        let cli = Cli::command();
+        let mut seen = 0;
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let Some(after) = cmd.get_after_help() else {
+                assert!(cmd.is_hide_set(), "{} has no examples", cmd.get_name());
+                continue;
+            };
+            for line in after.to_string().lines() {
+                let Some(ex) = line.trim_start().strip_prefix("cargo xtask ") else {
+                    continue;
+                };
+                // The comment follows two spaces.
+                let ex = format!("cargo xtask {}", ex.split("  ").next().unwrap());
+                let argv = example_argv(&ex);
+                let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv));
+                assert!(
+                    r.is_ok(),
+                    "help of {}: `{ex}`: {}",
+                    cmd.get_name(),
+                    r.err().unwrap()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 25, "{seen} examples");
+    }
+
     /// Every command line the README shows parses, each option it names accepted by its
     /// command (a renamed flag or a filter before a flag that takes none would fail here).
     #[test]
@@ -221,24 +318,8 @@ mod tests {
         let examples = readme_examples();
         assert!(examples.len() > 20, "{examples:?}");
         for ex in &examples {
-            let argv: Vec<String> = ex
-                .split_whitespace()
-                .skip(2)
-                .filter(|w| *w != "[" && *w != "]")
-                .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
-                .map(|w| {
-                    // A placeholder: REV, RUN_DIR, DIR..., T.
-                    if w.chars().any(|c| c.is_ascii_uppercase())
-                        && w.chars()
-                            .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.')
-                    {
-                        "x".to_owned()
-                    } else {
-                        w.to_owned()
-                    }
-                })
-                .collect();
-            let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv.clone()));
+            let argv = example_argv(ex);
+            let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv));
             assert!(
                 r.is_ok(),
                 "README: `{ex}` does not parse: {}",
