@@ -525,3 +525,64 @@ fn a_bad_argument_changes_nothing_even_offline() {
         );
     }
 }
+
+/// `parse --console`: the fault warnings scenarios provoke are skipped and a clean log says
+/// so (exit 0); a real splat is trouble (101); a file that is no console log is refused (2).
+#[test]
+fn parse_judges_a_console_as_a_run_does() {
+    let cache = tempfile::tempdir().unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../harness/test_data/");
+    let clean = format!("{data}clean_run_with_fault_warnings.log");
+    let (code, stdout, stderr) = xtask_in(cache.path(), &["parse", "--console", &clean]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("no kernel trouble found"), "{stdout}");
+    assert!(stderr.contains("fault warning(s) skipped"), "{stderr}");
+    let warn = format!("{data}warn_in_unreg.log");
+    let (code, stdout, _) = xtask_in(cache.path(), &["parse", "--console", &warn]);
+    assert_eq!(code, 101, "{stdout}");
+    assert!(stdout.contains("Warning:"), "{stdout}");
+    let (code, _, stderr) = xtask_in(cache.path(), &["parse", "--console", "/etc/passwd"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("/etc/passwd is not a console log"),
+        "{stderr}"
+    );
+}
+
+/// `report`: two runs of one kernel get two columns told apart by run, and a Markdown file
+/// that cannot be written is named in the error.
+#[test]
+fn report_tells_runs_apart_and_names_paths() {
+    let d = tempfile::tempdir().unwrap();
+    for run in ["20261203-101010-6.12", "20261203-111111-6.12"] {
+        let dir = d.path().join(run);
+        std::fs::create_dir_all(&dir).unwrap();
+        let results = serde_json::json!({
+            "kernel": {"label": "6.12", "bzimage": "bzImage", "config": null, "provenance": "",
+                       "kselftests": [], "expected": {"features": [], "source": ""}},
+            "accel": "tcg", "run_dir": dir,
+            "limits": {"boot": {"secs": 1, "nanos": 0}, "scenario": {"secs": 1, "nanos": 0},
+                       "programs": [], "whole": {"secs": 1, "nanos": 0}, "silence": {"secs": 1, "nanos": 0}},
+            "report": {"kernel_release": "6.12.117", "user_events": true, "guest_hello_ms": 1,
+                       "guest_done_ms": 2, "records": [], "unfinished": null, "troubles": [],
+                       "garbage": [], "end": {"how": "finished"}, "wall_ms": 3, "qemu_stderr": "",
+                       "console_log": "console.log"},
+            "verdicts": [{"name": "basic::present", "origin": "scenario", "verdict": {"verdict": "pass"},
+                          "duration_us": 1, "snapshots": [], "notes": []}]
+        });
+        std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    }
+    let dir = d.path().to_str().unwrap();
+    let (code, stdout, stderr) = xtask_in(d.path(), &["report", dir]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("| scenario | 6.12 (20261203-101010-6.12) | 6.12 (20261203-111111-6.12) |"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = xtask_in(
+        d.path(),
+        &["report", dir, "--markdown", "/no/such/dir/x.md"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/no/such/dir/x.md"), "{stderr}");
+}
