@@ -70,14 +70,13 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    // Named as a test run's folder is (UTC time, then what ran), the pid keeping two
+    // shells of one second apart.
     let run_dir = s.runs_dir().join(format!(
-        "{}-{}-shell-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
+        "{}-shell-{}-{}",
+        harness::run::utc_stamp(std::time::SystemTime::now()),
+        harness::run::safe_label(&kernel.label),
         std::process::id(),
-        harness::run::safe_label(&kernel.label)
     ));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
     let sel = harness::run::Selection {
