@@ -30,6 +30,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     if args.list {
         return list(&mut s, &a, &args);
     }
+    let started = std::time::Instant::now();
     let labels = s.check_kernels(&a.kernel)?;
     s.host_tools()?;
     // The guest first: its scenario list says whether the filters select anything, before
@@ -47,11 +48,13 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     ) {
         return Ok(code);
     }
+    let build_started = std::time::Instant::now();
     let kernels: Vec<KernelUnderTest> = s
         .kernels(&a.kernel)?
         .into_iter()
         .map(|r| r.kernel)
         .collect();
+    let build = build_started.elapsed();
     s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
@@ -61,6 +64,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),
     );
     let mut failed_runs = Vec::new();
+    // Boot (VM start to the runner's hello) and scenarios (hello to the VM's end), summed
+    // over the kernels, for the closing line.
+    let (mut boot_ms, mut suite_ms) = (0u64, 0u64);
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;
         harness::artifacts::write(&run)?;
@@ -124,6 +130,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         if run.failed() {
             failed_runs.push(run.run_dir.clone());
         }
+        let hello = run.report.guest_hello_ms.unwrap_or(run.report.wall_ms);
+        boot_ms += hello.min(run.report.wall_ms);
+        suite_ms += run.report.wall_ms.saturating_sub(hello);
     })?;
     for d in &failed_runs {
         eprintln!(
@@ -131,7 +140,28 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
             d.display()
         );
     }
+    eprintln!(
+        "{}",
+        closing_line(started.elapsed(), build, boot_ms, suite_ms)
+    );
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// The run's real time, after libtest's summary (whose "finished in" counts only the trials'
+/// own time, once the VM has reported): the wall clock and where it went.
+fn closing_line(
+    wall: std::time::Duration,
+    build: std::time::Duration,
+    boot_ms: u64,
+    suite_ms: u64,
+) -> String {
+    let wall = wall.as_secs_f64();
+    let build = build.as_secs_f64();
+    let (boot, suite) = (boot_ms as f64 / 1000.0, suite_ms as f64 / 1000.0);
+    let rest = (wall - build - boot - suite).max(0.0);
+    format!(
+        "run finished in {wall:.1} s wall: kernel build {build:.1} s, boot {boot:.1} s, scenarios {suite:.1} s, the rest {rest:.1} s (host tools, guest, accelerator, image, reports)"
+    )
 }
 
 /// `-- --list`: every trial name, without building a kernel or booting.
@@ -224,4 +254,24 @@ fn hangs_line(run: &harness::model::KernelRun) -> Option<String> {
         line.push_str(&format!("; {k} blocked behind {b}"));
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_closing_line_splits_the_wall_time() {
+        let line = closing_line(
+            Duration::from_secs(100),
+            Duration::from_secs(60),
+            9_500,
+            28_000,
+        );
+        assert_eq!(
+            line,
+            "run finished in 100.0 s wall: kernel build 60.0 s, boot 9.5 s, scenarios 28.0 s, the rest 2.5 s (host tools, guest, accelerator, image, reports)"
+        );
+    }
 }
