@@ -120,7 +120,8 @@ enum Cmd {
     )]
     Rerun(commands::rerun::RerunArgs),
     /// Boot the kernel `test` would (same kernel options) with a shell on the console:
-    /// tracefs mounted, `ue-scenarios --list` / `--run NAME`; `exit` powers the VM off.
+    /// tracefs mounted, `ue-scenarios --list` / `--run NAME` (`--json`: the record); `exit`
+    /// powers the VM off.
     #[command(
         after_help = "Examples:\n  cargo xtask shell                        the default kernel, a shell on its console\n  cargo xtask shell --kernel-tree ~/linux  your tree's kernel"
     )]
