@@ -120,6 +120,10 @@ pub struct RunArgs {
     /// kvm, tcg or auto (auto probes KVM once and falls back to TCG, saying why).
     #[arg(help_heading = "VM", long, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Ask KVM again instead of trusting the cached probe (kept while QEMU, the host kernel
+    /// and /dev/kvm stay the same), with --accel auto or kvm.
+    #[arg(help_heading = "VM", long)]
+    pub reprobe: bool,
     /// Per-scenario limit in seconds at KVM speed (scaled for TCG).
     #[arg(help_heading = "Run", long, default_value_t = 5, allow_negative_numbers = true, value_parser = number_in::<u64, 1, 3600>)]
     pub scenario_timeout: u64,
@@ -179,6 +183,14 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// What clap cannot say of these options: a probe asked for where none is made.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.reprobe && self.accel == AccelChoice::Tcg {
+            anyhow::bail!("--reprobe with --accel tcg: TCG needs no probe; --reprobe goes with --accel auto or kvm");
+        }
+        Ok(())
+    }
+
     /// `--cpus`, or the host's cores up to [`DEFAULT_CPUS_MAX`].
     pub fn guest_cpus(&self) -> u32 {
         self.cpus.unwrap_or_else(|| {
@@ -196,6 +208,7 @@ impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
             accel: AccelChoice::Auto,
+            reprobe: false,
             scenario_timeout: 5,
             poll_deadline_ms: 500,
             boot_timeout: 10,

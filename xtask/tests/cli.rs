@@ -255,6 +255,15 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
             &["test", "--", "--bogus"],
             "the test runner's arguments after `--`: unexpected argument '--bogus'",
         ),
+        // A probe asked for where none is made.
+        (
+            &["test", "--accel", "tcg", "--reprobe"],
+            "--reprobe with --accel tcg",
+        ),
+        (
+            &["shell", "--accel", "tcg", "--reprobe"],
+            "--reprobe with --accel tcg",
+        ),
         // bisect needs its tree, and says so in its usage.
         (
             &["bisect", "--good", "a", "--bad", "b"],

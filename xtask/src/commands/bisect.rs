@@ -102,6 +102,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;
+    a.run.check()?;
     // git and what every step's build and boot need, at once (one message if missing).
     s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
@@ -259,7 +260,7 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     opts.stop_at_first_failure = !a.no_fail_fast;
-    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    s.choose_accel(&mut opts, &a.run, &kernel)?;
     let args = a.trials.libtest_args("bisect")?;
     let mut failing = Vec::new();
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {

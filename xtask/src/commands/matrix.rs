@@ -94,6 +94,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;
+    a.run.check()?;
     s.host_tools()?;
     let list = s.kernel_list()?;
     let wanted: Vec<String> = list
@@ -167,7 +168,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
             });
             if !accel_chosen {
                 let probe = Instant::now();
-                s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+                s.choose_accel(&mut opts, &a.run, &kernel)?;
                 prepare_secs += probe.elapsed().as_secs_f64();
                 accel_chosen = true;
             }

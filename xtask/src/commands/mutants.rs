@@ -99,6 +99,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
     }
     let mut s = Session::for_kernels(k);
     s.check_kernels(k)?;
+    a.run.check()?;
     s.host_tools()?;
     let all = shipped::load(&s.configs.join("mutants"))?;
     let selected: Vec<_> = all
@@ -119,7 +120,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         ..Default::default()
     };
     let mut opts = s.suite_options(&a.run, &guest);
-    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    s.choose_accel(&mut opts, &a.run, &base)?;
     s.progress.step(
         crate::sys::progress::Step::Boot,
         &format!("{} unpatched", base.label),

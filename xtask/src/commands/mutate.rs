@@ -149,6 +149,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         ..a.kernel.clone()
     };
     s.check_kernels(k)?;
+    a.run.check()?;
     // universalmutator's Python is asked for with the rest, so that a user without root gets
     // one message naming everything missing.
     let python: Vec<&crate::sys::host_tools::Tool> =
@@ -202,7 +203,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     opts.kselftests = true;
-    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    s.choose_accel(&mut opts, &a.run, &base)?;
     let started = Instant::now();
     let baseline = Baseline::of(&mut s, &base, &opts, &guest, a.baseline_runs)?;
     opts.stop_at_first_failure = true;

@@ -28,6 +28,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     let mut args = a.trials.libtest_args("selftest")?;
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;
+    a.run.check()?;
     // The cases' names are known without a kernel: `--list` (and a filter that selects
     // nothing) is answered before tools, kernels or the accelerator are touched.
     let names: Vec<Trial> = selftest::cases()
@@ -49,7 +50,7 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     let kernel = s.one_kernel(&a.kernel, "selftest")?.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    s.choose_accel(&mut opts, &a.run, &kernel)?;
     let setup = Arc::new(Setup::prepare(&mut s, &a.kernel, kernel, opts, &guest)?);
     let scratch = setup.scratch.clone();
     let trials = selftest::trials(setup, selftest::cases());

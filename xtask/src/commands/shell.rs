@@ -50,6 +50,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     // The kernel options first: a bad --kernel is told before busybox is looked for or
     // installed.
     let labels = s.check_kernels(&a.kernel)?;
+    a.run.check()?;
     if labels.len() != 1 {
         anyhow::bail!(
             "`cargo xtask shell` boots one kernel; --kernel names {}: pick one",
@@ -69,7 +70,7 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let kernel = s.one_kernel(&a.kernel, "shell")?.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    s.choose_accel(&mut opts, &a.run, &kernel)?;
     // Named as a test run's folder is (UTC time, then what ran), the pid keeping two
     // shells of one second apart.
     let run_dir = s.runs_dir().join(format!(

@@ -32,6 +32,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     }
     let started = std::time::Instant::now();
     let labels = s.check_kernels(&a.kernel)?;
+    a.run.check()?;
     s.host_tools()?;
     // The guest first: its scenario list says whether the filters select anything, before
     // a kernel is built for nothing.
@@ -55,7 +56,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         .map(|r| r.kernel)
         .collect();
     let build = build_started.elapsed();
-    s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
+    s.choose_accel(&mut opts, &a.run, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
     }

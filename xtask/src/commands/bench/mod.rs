@@ -142,7 +142,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let kernel = session.kernels(&kernel_args)?.remove(0).kernel;
     let guest = session.guest()?;
     let mut opts = session.suite_options(&run_args, &guest);
-    session.choose_accel(&mut opts, run_args.accel, &kernel)?;
+    session.choose_accel(&mut opts, &run_args, &kernel)?;
     let setup = Setup {
         dir: dir.clone(),
         cache: session.cache.clone(),
