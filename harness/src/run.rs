@@ -251,7 +251,8 @@ fn keep(
         extra_cmdline: opts.extra_cmdline.clone(),
         qemu_args: opts.qemu_args.clone(),
     };
-    std::fs::write(dir.join(RERUN_FILE), serde_json::to_vec_pretty(&kept)?)?;
+    std::fs::write(dir.join(RERUN_FILE), serde_json::to_vec_pretty(&kept)?)
+        .with_context(|| format!("write {}", dir.join(RERUN_FILE).display()))?;
     Ok(())
 }
 

@@ -107,7 +107,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let step_log = work.join("steps.jsonl");
     let run_log = work.join("git-bisect-run.log");
     // The step is this same command line with `bisect` swapped for `bisect-step`.

@@ -1,5 +1,6 @@
 //! `cargo xtask kernels`: the kernel list, for people and for CI's job matrix (`--json`).
 
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -47,7 +48,8 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
     let cached = crate::cache::inventory::entries(&s.cache, false);
     if a.update {
         let path = s.configs.join("kernels.toml");
-        let mut text = std::fs::read_to_string(&path)?;
+        let mut text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let mut moved = 0;
         for (name, k) in list.kernels.iter().filter(|(_, k)| k.version.is_some()) {
             let newest = apt.newest(&k.package)?.version;

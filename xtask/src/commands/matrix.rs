@@ -3,6 +3,7 @@
 //! build, with at most one VM per core; the next kernel's source downloads and extracts while
 //! the current one builds. Ends with one table, also as Markdown, JSON and JUnit.
 
+use anyhow::Context as _;
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::thread::ScopedJoinHandle;
@@ -234,7 +235,7 @@ fn write_reports(
     let md = harness::report::matrix_markdown(runs);
     println!("{md}");
     let dir = s.runs_dir().join(format!("matrix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let wall = started.elapsed().as_secs_f64();
     std::fs::write(
         dir.join("matrix.md"),

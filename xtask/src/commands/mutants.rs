@@ -1,6 +1,7 @@
 //! `cargo xtask mutants`: build each patch of `kernel-configs/mutants/` on the cached kernel,
 //! run the suite and the upstream selftests on it, and check that a scenario it names caught it.
 
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -53,8 +54,8 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     }
     let runs_dir = Session::for_kernels(&a.kernel).runs_dir();
     let out = runs_dir.join("mutants.md");
-    std::fs::create_dir_all(&runs_dir)?;
-    std::fs::write(&out, &table)?;
+    std::fs::create_dir_all(&runs_dir).with_context(|| format!("create {}", runs_dir.display()))?;
+    std::fs::write(&out, &table).with_context(|| format!("write {}", out.display()))?;
     eprintln!("table written to {}", out.display());
     let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught) && differing.is_empty();
     Ok(crate::exit::trials(!ok))

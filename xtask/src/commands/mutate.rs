@@ -104,12 +104,13 @@ impl Operators {
 }
 
 fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     crate::cache::write_atomic(
         &dir.join("mutate.json"),
         &serde_json::to_vec_pretty(report)?,
     )?;
-    std::fs::write(dir.join("mutate.md"), report.markdown())?;
+    std::fs::write(dir.join("mutate.md"), report.markdown())
+        .with_context(|| format!("write {}", dir.join("mutate.md").display()))?;
     Ok(())
 }
 
@@ -347,7 +348,8 @@ fn generate_all(
     if operators != Operators::Kernel {
         let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
         let gen_dir = s.cache.join("mutate/mutants");
-        std::fs::create_dir_all(&gen_dir)?;
+        std::fs::create_dir_all(&gen_dir)
+            .with_context(|| format!("create {}", gen_dir.display()))?;
         for file in mechanical::TARGETS {
             all.extend(mechanical::generate(
                 &tool,

@@ -214,7 +214,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         started.elapsed().as_secs_f64()
     );
     let md = markdown(&rows, &header);
-    std::fs::write(dir.join("bench.md"), &md)?;
+    std::fs::write(dir.join("bench.md"), &md)
+        .with_context(|| format!("write {}", dir.join("bench.md").display()))?;
     let json = BenchReport {
         accel: setup.opts.accel,
         runs: a.runs,
@@ -223,7 +224,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         load_after: load_average(),
         rows,
     };
-    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)?;
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("write {}", dir.join("bench.json").display()))?;
     println!("{md}");
     println!("```json\n{}\n```", serde_json::to_string_pretty(&json)?);
     say(&format!("table and JSON in {}", dir.display()));
