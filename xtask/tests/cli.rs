@@ -237,6 +237,37 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
         ),
         (&["test", "--gdb-port", "9000"], "--gdb"),
         (&["setup", "--jobs", "2"], "unexpected argument '--jobs'"),
+        (
+            &["shell", "--max-restarts", "1"],
+            "--max-restarts does nothing in `cargo xtask shell`",
+        ),
+        (
+            &["shell", "--stress", "--jobs", "2"],
+            "--stress, --jobs does nothing in `cargo xtask shell`",
+        ),
+        (
+            &["matrix", "--kselftest"],
+            "--kselftest does nothing in `cargo xtask matrix`",
+        ),
+        (
+            &["mutants", "--kselftest"],
+            "--kselftest does nothing in `cargo xtask mutants`",
+        ),
+        (
+            &[
+                "bisect",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--kernel-tree",
+                "/t",
+                "--gdb",
+                "--gdb-port",
+                "9",
+            ],
+            "--gdb-port does nothing in `cargo xtask bisect`",
+        ),
         (&["host-tools", "--dpkg-log", "/x"], "--dpkg-log-since"),
         // The test runner's flags belong after `--`, as with cargo test.
         (
@@ -432,8 +463,20 @@ fn help_teaches() {
             "build-kernel",
             &["--jobs ", "--gdb-port", "--stress", "--keep", "--features"],
         ),
-        ("selftest", &["--stress"]),
-        ("mutate", &["--stress"]),
+        ("selftest", &["--stress", "--gdb-port"]),
+        ("mutate", &["--stress", "--gdb-port"]),
+        ("matrix", &["--kselftest ", "--gdb-port"]),
+        ("mutants", &["--kselftest ", "--gdb-port"]),
+        (
+            "shell",
+            &[
+                "--stress",
+                "--jobs <",
+                "--max-restarts",
+                "--scenario-timeout",
+                "--hang-limit-ms",
+            ],
+        ),
     ] {
         let (code, help, _) = xtask_in(cache.path(), &[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");

@@ -27,7 +27,11 @@ const STEP_LOG_ENV: &str = "UE_BISECT_STEP_LOG";
 
 #[derive(Args, Clone)]
 // The tree is what is bisected: required here, so that the usage line shows it.
-#[command(mut_arg("kernel_tree", |a| a.required(true)))]
+// Its steps run the suite unattended: no VM waits for a debugger.
+#[command(
+    mut_arg("kernel_tree", |a| a.required(true)),
+    mut_arg("gdb_port", |a| a.hide(true))
+)]
 pub struct BisectArgs {
     /// A commit where the selected trials pass.
     #[arg(long)]
@@ -99,6 +103,7 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused("bisect", &[("--gdb-port", a.kernel.gdb_port != 1234)])?;
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;

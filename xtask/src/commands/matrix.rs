@@ -19,6 +19,9 @@ use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
+// The upstream selftests always run in a matrix (unless guest tests take their place), and no
+// VM waits for a debugger: --kselftest and --gdb-port would do nothing.
+#[command(mut_arg("kselftest", |a| a.hide(true)), mut_arg("gdb_port", |a| a.hide(true)))]
 pub struct MatrixArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -79,6 +82,13 @@ pub struct Outcome {
 }
 
 pub fn run(a: MatrixArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused(
+        "matrix",
+        &[
+            ("--kselftest", a.run.kselftest),
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+        ],
+    )?;
     let o = matrix(a)?;
     Ok(crate::exit::trials(o.failed))
 }

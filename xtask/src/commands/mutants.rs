@@ -13,6 +13,8 @@ use crate::mutation::shipped;
 use crate::session::Session;
 
 #[derive(Args)]
+// No VM waits for a debugger here, and the upstream selftests always run.
+#[command(mut_arg("gdb_port", |a| a.hide(true)), mut_arg("kselftest", |a| a.hide(true)))]
 pub struct MutantsArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -34,6 +36,13 @@ pub struct MutantsArgs {
 }
 
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused(
+        "mutants",
+        &[
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+            ("--kselftest", a.run.kselftest),
+        ],
+    )?;
     let judged = judge(&a)?;
     let (base_failing, rows) = (&judged.base_failing, &judged.rows);
     let table = shipped::table(base_failing, rows);

@@ -27,7 +27,8 @@ const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_se
 
 #[derive(Args)]
 // Mutants are judged by the default scenarios: the stress family is not run.
-#[command(mut_arg("stress", |a| a.hide(true)))]
+// No VM waits for a debugger here either.
+#[command(mut_arg("stress", |a| a.hide(true)), mut_arg("gdb_port", |a| a.hide(true)))]
 pub struct MutateArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -115,7 +116,13 @@ fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
-    crate::args::refuse_unused("mutate", &[("--stress", a.run.stress)])?;
+    crate::args::refuse_unused(
+        "mutate",
+        &[
+            ("--stress", a.run.stress),
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+        ],
+    )?;
     let mut s = Session::for_kernels(&a.kernel);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -13,7 +13,8 @@ use crate::session::Session;
 
 #[derive(Args)]
 // The self-test cases are the harness's own, not the suite's: the stress family is not theirs.
-#[command(mut_arg("stress", |a| a.hide(true)))]
+// Nor do they wait for a debugger.
+#[command(mut_arg("stress", |a| a.hide(true)), mut_arg("gdb_port", |a| a.hide(true)))]
 pub struct SelftestArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -24,7 +25,13 @@ pub struct SelftestArgs {
 }
 
 pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
-    crate::args::refuse_unused("selftest", &[("--stress", a.run.stress)])?;
+    crate::args::refuse_unused(
+        "selftest",
+        &[
+            ("--stress", a.run.stress),
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+        ],
+    )?;
     let mut args = a.trials.libtest_args("selftest")?;
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;

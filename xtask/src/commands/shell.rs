@@ -17,6 +17,16 @@ use crate::sys::proc::{self, Wait, Waited};
 pub const SHELL_FLAG: &str = "ue.shell";
 
 #[derive(Args)]
+// A shell runs no scenarios: their limits, how many run side by side, the stress family and
+// fresh VMs after a dead one mean nothing here.
+#[command(
+    mut_arg("stress", |a| a.hide(true)),
+    mut_arg("jobs", |a| a.hide(true)),
+    mut_arg("max_restarts", |a| a.hide(true)),
+    mut_arg("scenario_timeout", |a| a.hide(true)),
+    mut_arg("poll_deadline_ms", |a| a.hide(true)),
+    mut_arg("hang_limit_ms", |a| a.hide(true))
+)]
 pub struct ShellArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -46,6 +56,24 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
+    let d = crate::args::RunArgs::default();
+    crate::args::refuse_unused(
+        "shell",
+        &[
+            ("--stress", a.run.stress),
+            ("--jobs", a.kernel.jobs.is_some()),
+            ("--max-restarts", a.run.max_restarts != d.max_restarts),
+            (
+                "--scenario-timeout",
+                a.run.scenario_timeout != d.scenario_timeout,
+            ),
+            (
+                "--poll-deadline-ms",
+                a.run.poll_deadline_ms != d.poll_deadline_ms,
+            ),
+            ("--hang-limit-ms", a.run.hang_limit_ms != d.hang_limit_ms),
+        ],
+    )?;
     let mut s = Session::for_kernels(&a.kernel);
     // The kernel options first: a bad --kernel is told before busybox is looked for or
     // installed.
