@@ -638,3 +638,41 @@ fn report_tells_runs_apart_and_names_paths() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("/no/such/dir/x.md"), "{stderr}");
 }
+
+/// `kernels` prints columns that line up (offline here: the newest versions are unknown).
+#[test]
+fn kernels_prints_aligned_columns() {
+    if !Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: `unshare -n` is not allowed here");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .arg("kernels")
+        .env("UE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = lines[0];
+    assert!(header.starts_with("kernel "), "{stdout}");
+    assert!(!stdout.contains('\t'), "{stdout}");
+    for col in ["package", "pinned", "cached", "newest", "features"] {
+        let at = header.find(col).unwrap();
+        for l in &lines[1..] {
+            let before = &l[..at];
+            assert!(
+                before.ends_with("  ") && !l[at..].starts_with(' '),
+                "{col} does not line up in:\n{stdout}"
+            );
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("(default)")), "{stdout}");
+}
