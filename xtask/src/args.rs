@@ -167,7 +167,7 @@ pub struct RunArgs {
     #[arg(help_heading = "VM", long, allow_negative_numbers = true, value_parser = number_in::<u32, 1, 64>)]
     pub cpus: Option<u32>,
     /// Guest memory: MiB, or with an M or G suffix.
-    #[arg(help_heading = "VM", long, default_value = "512", value_parser = harness::qemu::parse_memory_mib)]
+    #[arg(help_heading = "VM", long, default_value = "512", allow_negative_numbers = true, value_parser = harness::qemu::parse_memory_mib)]
     pub memory: u32,
     /// Keep the kernel, initramfs and a pasteable QEMU command line in the run folder (a run
     /// with a failure keeps them anyway); `cargo xtask rerun RUN_DIR` boots it again.

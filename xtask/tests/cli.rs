@@ -191,6 +191,16 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
         ),
         (&["mutate", "--sample", "0"], "0 is out of range"),
         (&["bench", "--runs", "0"], "0 is out of range"),
+        (&["bench", "--only", "-1"], "\"-1\" is not a whole number"),
+        (
+            &["cache", "gc", "--keep-days", "-1"],
+            "\"-1\" is not a whole number",
+        ),
+        (
+            &["test", "--memory", "-1"],
+            "give MiB or a size with M or G",
+        ),
+        (&["mutate", "--seed", "-1"], "\"-1\" is not a whole number"),
         // What changes a build, with a ready image.
         (
             &["build-kernel", "--kernel-image", "/k", "--debug"],

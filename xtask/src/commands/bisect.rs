@@ -106,11 +106,24 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused("bisect", &[("--gdb-port", a.kernel.gdb_port != 1234)])?;
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
-    s.check_kernels(&a.kernel)?;
+    let labels = s.check_kernels(&a.kernel)?;
     a.run.check()?;
+    let args = a.trials.libtest_args("bisect")?;
     // git and what every step's build and boot need, at once (one message if missing).
     s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
+    // A filter that selects nothing would make every commit good: said now, before the
+    // first checkout.
+    let guest = s.guest()?;
+    if let Some(code) = crate::commands::test::empty_selection(
+        &args,
+        &labels,
+        &guest.scenarios(a.run.stress),
+        a.run.kselftest,
+        &[],
+    ) {
+        return Ok(code);
+    }
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let step_log = work.join("steps.jsonl");

@@ -42,7 +42,7 @@ pub struct MutateArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 1_000_000>)]
     pub sample: Option<usize>,
     /// The sample's seed: the same seed draws the same mutants on every machine.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::args::number_in::<u64, 0, { u64::MAX }>)]
     pub seed: u64,
     /// Run only shard I of N of the chosen mutants (I/N, from 1), for CI jobs side by side.
     #[arg(long, value_parser = mechanical::parse_shard)]

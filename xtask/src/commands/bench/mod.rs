@@ -43,7 +43,7 @@ pub struct BenchArgs {
     runs: usize,
     /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
     /// cache, ~20 min here) and 11 (four cold builds for ccache, ~15 min) run only when named.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 100>)]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
     #[arg(long)]
