@@ -1,8 +1,8 @@
 //! `cargo xtask kernels`: the kernel list, for people and for CI's job matrix (`--json`).
 
-use anyhow::Context as _;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::session::Session;

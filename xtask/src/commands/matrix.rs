@@ -3,13 +3,12 @@
 //! build, with at most one VM per core; the next kernel's source downloads and extracts while
 //! the current one builds. Ends with one table, also as Markdown, JSON and JUnit.
 
-use anyhow::Context as _;
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
 use harness::model::KernelRun;
 use harness::run::Selection;

@@ -1,10 +1,9 @@
 //! `cargo xtask mutants`: build each patch of `kernel-configs/mutants/` on the cached kernel,
 //! run the suite and the upstream selftests on it, and check that a scenario it names caught it.
 
-use anyhow::Context as _;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
 use harness::run::Selection;
 
