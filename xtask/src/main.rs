@@ -114,7 +114,7 @@ enum Cmd {
     )]
     Report(commands::report::ReportArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
-    /// arguments after `--` filter them as for `test`.
+    /// FILTER and the runner's options after `--` pick them as for `test`.
     #[command(
         after_help = "Examples:\n  cargo xtask rerun target/ue-runs/latest-6.12            the kept run again\n  cargo xtask rerun target/ue-runs/latest-6.12 fork::     one family of it"
     )]
@@ -156,6 +156,8 @@ const LIBTEST_FLAGS: &[&str] = &[
     "--quiet",
 ];
 
+/// clap's usage error, except that a test runner's flag given before `--` is told where it
+/// goes instead of being matched to one of ours.
 fn exit_on_usage_error(e: clap::Error) -> ! {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if e.kind() == ErrorKind::UnknownArgument {
