@@ -355,6 +355,11 @@ fn list_checks_the_kernel_options_as_a_run_does() {
         ),
         (&["--kconfig", "KASAN"], "--kconfig \"KASAN\""),
         (&["--features", "telepathy"], "telepathy"),
+        (
+            &["--guest-crate", "/nonexistent"],
+            "--guest-crate /nonexistent: no Cargo.toml there",
+        ),
+        (&["--guest-env", "X"], "--guest-env \"X\": write NAME=VALUE"),
     ];
     for (args, needle) in cases {
         let mut argv = vec!["test"];
@@ -542,6 +547,9 @@ fn a_bad_argument_changes_nothing_even_offline() {
     let bad: &[&[&str]] = &[
         &["test", "--kernel", "bogus"],
         &["test", "--kernel", "bogus", "--", "--list"],
+        &["test", "--guest-crate", "/nonexistent"],
+        &["test", "--guest-test", "/nonexistent", "--", "--list"],
+        &["matrix", "--guest-env", "NOEQUALS"],
         &["build-kernel", "--kernel", "bogus"],
         &["setup", "--bogus"],
         &["kernels", "--cache-key", "bogus"],

@@ -105,6 +105,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;
     a.run.check()?;
+    crate::guest::programs::check(&a.guest)?;
     s.host_tools()?;
     let list = s.kernel_list()?;
     let wanted: Vec<String> = list

@@ -33,6 +33,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let labels = s.check_kernels(&a.kernel)?;
     a.run.check()?;
+    crate::guest::programs::check(&a.guest)?;
     s.host_tools()?;
     // The guest first: its scenario list says whether the filters select anything, before
     // a kernel is built for nothing.
@@ -174,6 +175,7 @@ fn list(
     // As fully as a run checks them, short of building: a list of trials for a kernel
     // that could never be built or booted would be a list of nothing.
     let labels = s.check_kernels(&a.kernel)?;
+    crate::guest::programs::check(&a.guest)?;
     let guest = s.guest()?;
     let stubs: Vec<KernelUnderTest> = labels
         .into_iter()
