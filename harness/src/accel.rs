@@ -97,7 +97,18 @@ pub fn probe_kvm(kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
                 .trim()
                 .to_owned();
             let end = match &run.report.end {
-                VmEnd::TimedOut { what } => what.clone(),
+                // Silence says little by itself: where the kernel got to says more.
+                VmEnd::TimedOut { what } => {
+                    let console =
+                        std::fs::read_to_string(run.run_dir.join(&run.report.console_log))
+                            .unwrap_or_default();
+                    match console.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+                        Some(last) => format!("{what}; the console's last line: {last}"),
+                        None => format!(
+                            "{what}; the console stayed empty: the kernel printed nothing under KVM (a nested or restricted KVM?)"
+                        ),
+                    }
+                }
                 VmEnd::ExitedEarly { status } => format!("QEMU ended: {status}"),
                 other => format!("{other:?}"),
             };

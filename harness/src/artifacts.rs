@@ -17,7 +17,8 @@ pub fn write(run: &KernelRun) -> anyhow::Result<()> {
     let results = run.run_dir.join(RESULTS);
     std::fs::write(&results, serde_json::to_vec_pretty(run)?)
         .with_context(|| format!("write {}", results.display()))?;
-    std::fs::write(run.run_dir.join("junit.xml"), crate::report::junit(run))?;
+    std::fs::write(run.run_dir.join("junit.xml"), crate::report::junit(run))
+        .with_context(|| format!("write {}", run.run_dir.join("junit.xml").display()))?;
     Ok(())
 }
 

@@ -96,35 +96,53 @@ fn cell(v: &Verdict) -> String {
 }
 
 /// Scenario rows, kernel columns; a scenario a kernel did not run shows "-".
+/// Each run's column heading: its kernel's label, and where two runs share a label (two runs
+/// of one kernel), the run folder's name too, so that the columns can be told apart.
+pub fn column_names(runs: &[KernelRun]) -> Vec<String> {
+    runs.iter()
+        .map(|r| {
+            let label = r.kernel.label.as_str();
+            if runs.iter().filter(|o| o.kernel.label == label).count() > 1 {
+                let run = r.run_dir.file_name().map_or_else(
+                    || r.run_dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                format!("{label} ({run})")
+            } else {
+                label.to_owned()
+            }
+        })
+        .collect()
+}
+
 pub fn matrix_markdown(runs: &[KernelRun]) -> String {
-    let mut rows: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
-    for r in runs {
+    let labels = column_names(runs);
+    let mut rows: BTreeMap<&str, Vec<Option<String>>> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
         for v in &r.verdicts {
-            rows.entry(v.name.as_str()).or_default().insert(
-                r.kernel.label.as_str(),
-                cell(&v.verdict).replace('|', "\\|"),
-            );
+            rows.entry(v.name.as_str())
+                .or_insert_with(|| vec![None; runs.len()])[i] =
+                Some(cell(&v.verdict).replace('|', "\\|"));
         }
     }
-    let labels: Vec<&str> = runs.iter().map(|r| r.kernel.label.as_str()).collect();
     let mut s = format!(
         "| scenario | {} |\n|---|{}\n",
         labels.join(" | "),
         "---|".repeat(labels.len())
     );
     for (name, cells) in &rows {
-        let cols: Vec<String> = labels
+        let cols: Vec<String> = cells
             .iter()
-            .map(|l| cells.get(l).cloned().unwrap_or_else(|| "-".into()))
+            .map(|c| c.clone().unwrap_or_else(|| "-".into()))
             .collect();
         s.push_str(&format!("| {name} | {} |\n", cols.join(" | ")));
     }
     s.push('\n');
-    for r in runs {
+    for (r, label) in runs.iter().zip(&labels) {
         let count = |f: fn(&Verdict) -> bool| r.verdicts.iter().filter(|v| f(&v.verdict)).count();
         s.push_str(&format!(
             "- {}: {} — {} passed, {} failed, {} ignored, {} known kernel bug(s); boot + suite {:.1} s\n",
-            r.kernel.label,
+            label,
             r.kernel.provenance,
             count(|v| matches!(v, Verdict::Pass)),
             count(|v| matches!(v, Verdict::Fail(_))),

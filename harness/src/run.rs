@@ -269,7 +269,8 @@ fn keep(
         extra_cmdline: opts.extra_cmdline.clone(),
         qemu_args: opts.qemu_args.clone(),
     };
-    std::fs::write(dir.join(RERUN_FILE), serde_json::to_vec_pretty(&kept)?)?;
+    std::fs::write(dir.join(RERUN_FILE), serde_json::to_vec_pretty(&kept)?)
+        .with_context(|| format!("write {}", dir.join(RERUN_FILE).display()))?;
     Ok(())
 }
 
@@ -635,23 +636,54 @@ fn how_it_ended(report: &vm::VmReport) -> String {
     }
 }
 
+/// A new run's folder, `YYYYMMDD-HHMMSS-<label>` (UTC): sorted by name, runs are in time
+/// order, and a person reads when each ran. Two runs of one kernel in the same second (the
+/// matrix, parallel CI jobs on one runner) get `-2`, `-3`...: the folder is created, not
+/// merely looked for, so that the race between them has one winner per name.
 fn new_run_dir(runs_dir: &Path, label: &str) -> anyhow::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let safe = safe_label(label);
-    let dir = runs_dir.join(format!(
-        "{}-{}-{}",
-        stamp.as_secs(),
-        std::process::id(),
-        safe
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::create_dir_all(runs_dir).with_context(|| format!("create {}", runs_dir.display()))?;
+    let base = format!("{}-{safe}", utc_stamp(std::time::SystemTime::now()));
+    let mut dir = runs_dir.join(&base);
+    for n in 2.. {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => {
+                dir = runs_dir.join(format!("{base}-{n}"));
+            }
+            Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+        }
+    }
     // `latest-<label>` always points at the newest run of this kernel, for people and CI uploads.
     let latest = runs_dir.join(format!("latest-{safe}"));
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap_or_default(), &latest);
     Ok(dir)
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, for run folders' names.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// A label as it may appear in a file name.
@@ -706,6 +738,24 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_folders_are_named_by_utc_time_and_never_shared() {
+        let at = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(utc_stamp(at(0)), "19700101-000000");
+        assert_eq!(utc_stamp(at(1_795_913_901)), "20261129-005821");
+        assert_eq!(utc_stamp(at(951_782_400)), "20000229-000000");
+        let d = std::env::temp_dir().join(format!("ue-run-dirs-{}", std::process::id()));
+        let a = new_run_dir(&d, "6.12+fixes").unwrap();
+        let b = new_run_dir(&d, "6.12+fixes").unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.ends_with("-6.12_fixes") && name.len() == "YYYYMMDD-HHMMSS-6.12_fixes".len(),
+            "{name}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
     use crate::model::{FailCause, Failure};
 
     fn info(name: &str) -> ScenarioInfo {

@@ -154,6 +154,103 @@ fn all_names(scenarios: &[ScenarioInfo], kselftests: bool, guest: &[GuestProgram
         .collect()
 }
 
+/// Whether the filters leave any trial of a run on these kernels, decided before anything is
+/// built, by the rules that decide what a boot plans. `Err` is the message for a person: how
+/// many trials there were, and the families closest to the filter (a typo, or `fork` for
+/// `fork::`), since an empty run that passes would hide the mistake.
+pub fn check_selection(
+    args: &Arguments,
+    labels: &[String],
+    scenarios: &[ScenarioInfo],
+    kselftests: bool,
+    guest: &[GuestProgram],
+) -> Result<(), String> {
+    let names = all_names(scenarios, kselftests, guest);
+    let any = labels.iter().any(|k| {
+        !selection(args, k, scenarios, kselftests, guest).is_empty()
+            || is_selected(args, &trial_name(k, HEALTH))
+    });
+    if any {
+        return Ok(());
+    }
+    let total = names.len() * labels.len();
+    let what = match (&args.filter, args.skip.as_slice()) {
+        (Some(f), _) => format!("match {f:?}{}", if args.exact { " exactly" } else { "" }),
+        (None, []) => "are selected".to_owned(),
+        (None, skip) => format!("are left by --skip {}", skip.join(", --skip ")),
+    };
+    let mut msg = format!("0 of {total} trials {what}");
+    let families = families(&names);
+    if let Some(f) = &args.filter {
+        // The family part of the filter: after a kernel label, before the first `::`.
+        let bare = labels
+            .iter()
+            .find_map(|l| f.strip_prefix(&format!("{l}::")))
+            .unwrap_or(f);
+        let bare = bare.split("::").next().unwrap_or(bare);
+        let mut near: Vec<(usize, &str)> = families
+            .iter()
+            .map(|fam| (edit_distance(bare, fam), fam.as_str()))
+            .collect();
+        near.sort();
+        let near: Vec<String> = near.iter().take(3).map(|(_, f)| format!("{f}::")).collect();
+        msg.push_str(&format!("; the closest families: {}", near.join(", ")));
+        if let Some(l) = labels.first() {
+            msg.push_str(&format!(" (a trial is named {l}::<family>::<scenario>)"));
+        }
+    }
+    Err(msg)
+}
+
+/// The families of these trial names (`fork` of `fork::child_inherits_registration`), in order.
+fn families(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let fam = n.split("::").next().unwrap_or(n).to_owned();
+        if !out.contains(&fam) {
+            out.push(fam);
+        }
+    }
+    out
+}
+
+/// Levenshtein's distance, by characters: how far a filter is from a family's name.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// `--list --format json`: the trials as libtest's JSON discovery events (libtest-mimic
+/// prints its list as text whatever the format), one object a line.
+fn print_json_list(args: &Arguments, trials: &[Trial]) {
+    let listed: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| !args.is_filtered_out(t))
+        .filter(|t| !args.ignored || t.has_ignored_flag())
+        .collect();
+    println!("{{ \"type\": \"suite\", \"event\": \"discovery\" }}");
+    for t in &listed {
+        println!(
+            "{}",
+            serde_json::json!({"type": "test", "event": "discovered", "name": t.name(), "ignore": t.has_ignored_flag()})
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({"type": "suite", "event": "completed", "tests": listed.len(), "benchmarks": 0, "total": listed.len(), "ignored": listed.iter().filter(|t| t.has_ignored_flag()).count()})
+    );
+}
+
 /// Runs everything and hands the results to libtest-mimic. `boot` runs one kernel (the
 /// pipeline's run-and-write step); `on_run` sees each kernel's run as soon as it ends.
 pub fn run(
@@ -219,6 +316,16 @@ pub fn run(
                 .filter(|n| !run_names.contains(n.as_str()))
                 .map(|n| stand_in(n)),
         );
+    }
+    if args.list && args.format == Some(libtest_mimic::FormatSetting::Json) {
+        print_json_list(args, &trials);
+        return Ok(Conclusion {
+            num_filtered_out: 0,
+            num_passed: 0,
+            num_failed: 0,
+            num_ignored: 0,
+            num_measured: 0,
+        });
     }
     let conclusion = libtest_mimic::run(args, trials);
     let shown: Vec<&(String, Vec<String>)> = shown_notes

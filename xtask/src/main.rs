@@ -28,7 +28,11 @@ use crate::sys::proc;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build user_events kernels, boot them in QEMU, check the remote-write ABI"
+    // Usage lines as a person types them (`cargo xtask test`), not as the binary is named.
+    bin_name = "cargo xtask",
+    version = VERSION,
+    about = "Build user_events kernels, boot them in QEMU, check the remote-write ABI",
+    after_help = "Examples:\n  cargo xtask test                     the suite on the default kernel\n  cargo xtask test fork:: -- --list    the fork family's trials, building nothing\n  cargo xtask kernels                  the kernel list and what is cached"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,53 +42,140 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build the kernel(s) and guest, boot, and report every guest scenario as a test.
-    /// Arguments after `--` go to the test runner: a filter, --exact, --skip, --list, --format json.
+    /// FILTER picks trials as `cargo test FILTER` does; after `--`, the test runner's own
+    /// options: --list, --exact, --skip, --format json, --nocapture, --show-output.
+    #[command(
+        after_help = "Examples:\n  cargo xtask test                         the suite on the default kernel\n  cargo xtask test fork:: --kernel all     one family on every kernel of the list\n  cargo xtask test --kernel-tree ~/linux -- --nocapture   your tree, each trial's notes"
+    )]
     Test(commands::test::TestArgs),
     /// Build (or find in the cache) the kernel and print the bzImage path.
-    BuildKernel(args::KernelArgs),
+    BuildKernel(commands::build_kernel::BuildKernelArgs),
     /// Build the static guest programs.
+    #[command(
+        after_help = "Examples:\n  cargo xtask build-guest                  the static guest programs, into target/"
+    )]
     BuildGuest,
     /// Install missing host tools and refresh the private package index.
-    Setup(args::KernelArgs),
+    Setup(commands::setup::SetupArgs),
     /// The kernel list (`--json`: the names, for CI's job matrix).
+    #[command(
+        after_help = "Examples:\n  cargo xtask kernels                      the list: pinned, cached and newest versions\n  cargo xtask kernels --json               the names, for CI's job matrix"
+    )]
     Kernels(commands::kernels::KernelsArgs),
     /// Every kernel of the list (or --kernel's): builds one after another while the VMs of the
     /// kernels already built run beside them; ends with one table, also as Markdown, JSON and
     /// JUnit XML.
+    #[command(
+        after_help = "Examples:\n  cargo xtask matrix                       every kernel of the list, one table\n  cargo xtask matrix --kernel 6.12,7.2     two of them"
+    )]
     Matrix(commands::matrix::MatrixArgs),
     /// Prove every check can fail: build each kernel-configs/mutants/*.patch on the cached
     /// kernel, run the suite on it, and print which scenarios caught it.
+    #[command(
+        after_help = "Examples:\n  cargo xtask mutants                      every shipped mutant on the default kernel\n  cargo xtask mutants --only NAME          one mutant"
+    )]
     Mutants(commands::mutants::MutantsArgs),
     /// The mutation score: mechanical mutants of the user_events source (universalmutator),
     /// pruned, each run with the suite and, apart, the upstream selftests; a report per function.
+    #[command(
+        after_help = "Examples:\n  cargo xtask mutate --sample 50           a sample of mechanical mutants\n  cargo xtask mutate --operators kernel    the kernel-shaped mutants"
+    )]
     Mutate(commands::mutate::MutateArgs),
     /// The harness's own integration tests: boot broken guests and check what is reported.
+    #[command(
+        after_help = "Examples:\n  cargo xtask selftest -- --list           the harness's own cases\n  cargo xtask selftest devloop::           one group of them"
+    )]
     Selftest(commands::selftest::SelftestArgs),
     /// Time the harness: boot floor, warm suite, no-op build, edit-and-rerun, recorded cold
     /// builds, the last matrix, and virtme-ng on the same kernel; a Markdown table and JSON.
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench                        the default rows\n  cargo xtask bench --only 8               one row"
+    )]
     Bench(commands::bench::BenchArgs),
     /// The cache's entries with their sizes; `cache gc` removes what is neither pinned nor
     /// recently used.
+    #[command(
+        after_help = "Examples:\n  cargo xtask cache                        the cache's entries with sizes\n  cargo xtask cache gc                     remove what is neither pinned nor recently used"
+    )]
     Cache(commands::cache::CacheArgs),
     /// Which way each host tool came; with --dpkg-log-since, fail on any removal or downgrade.
+    #[command(
+        after_help = "Examples:\n  cargo xtask host-tools                   which way each host tool came"
+    )]
     HostTools(commands::host_tools::HostToolsArgs),
     /// Scan a saved console log for kernel trouble, and a saved result stream for records.
+    #[command(
+        after_help = "Examples:\n  cargo xtask parse --console target/ue-runs/latest-6.12/console.log"
+    )]
     Parse(commands::parse::ParseArgs),
     /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
+    #[command(
+        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md"
+    )]
     Report(commands::report::ReportArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
-    /// arguments after `--` filter them as for `test`.
+    /// FILTER and the runner's options after `--` pick them as for `test`.
+    #[command(
+        after_help = "Examples:\n  cargo xtask rerun target/ue-runs/latest-6.12            the kept run again\n  cargo xtask rerun target/ue-runs/latest-6.12 fork::     one family of it"
+    )]
     Rerun(commands::rerun::RerunArgs),
     /// Boot the kernel `test` would (same kernel options) with a shell on the console:
-    /// tracefs mounted, `ue-scenarios --list` / `--run NAME`; `exit` powers the VM off.
+    /// tracefs mounted, `ue-scenarios --list` / `--run NAME` (`--json`: the record); `exit`
+    /// powers the VM off.
+    #[command(
+        after_help = "Examples:\n  cargo xtask shell                        the default kernel, a shell on its console\n  cargo xtask shell --kernel-tree ~/linux  your tree's kernel"
+    )]
     Shell(commands::shell::ShellArgs),
     /// Find the commit of a git kernel tree (--kernel-tree) that broke the selected trials:
     /// `git bisect run` with the harness (a build failure skips the commit); the tree's HEAD
     /// and bisect state are restored.
+    #[command(
+        after_help = "Examples:\n  cargo xtask bisect --kernel-tree ~/linux --good v6.12 --bad HEAD fork::"
+    )]
     Bisect(commands::bisect::BisectArgs),
     /// One step of `bisect` (what `git bisect run` calls); not for people.
     #[command(hide = true)]
     BisectStep(commands::bisect::BisectArgs),
+}
+
+/// The project's version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("UE_GIT_REV"), ")");
+
+/// The test runner's own flags: given before `--`, clap would suggest a look-alike of ours
+/// (`--nocapture` → `--features`); they belong after `--`, as with `cargo test`.
+const LIBTEST_FLAGS: &[&str] = &[
+    "--nocapture",
+    "--show-output",
+    "--list",
+    "--exact",
+    "--skip",
+    "--format",
+    "--ignored",
+    "--include-ignored",
+    "--test-threads",
+    "--quiet",
+];
+
+/// clap's usage error, except that a test runner's flag given before `--` is told where it
+/// goes instead of being matched to one of ours.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) {
+            let flag = arg.split('=').next().unwrap_or(arg);
+            if LIBTEST_FLAGS.contains(&flag) {
+                let cmd = std::env::args()
+                    .skip(1)
+                    .find(|a| !a.starts_with('-'))
+                    .unwrap_or_else(|| "test".into());
+                eprintln!(
+                    "error: {flag} is the test runner's: put it after `--`, as with cargo test (cargo xtask {cmd} -- {arg})"
+                );
+                std::process::exit(exit::HARNESS_ERROR.into());
+            }
+        }
+    }
+    e.exit()
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
@@ -92,7 +183,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage_error(e));
     // SIGINT and SIGTERM set a flag: a boot stops cleanly (QEMU killed and reaped, socket
     // removed), and the children of the other stages are stopped by `sys::proc`' watcher.
     unsafe {
@@ -143,6 +234,111 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's command lines: those of its `sh` blocks, and the `cargo xtask ...` in its
+    /// text, placeholders (RUN_DIR, REV, `[FILTER]`) filled in.
+    fn readme_examples() -> Vec<String> {
+        let readme = std::fs::read_to_string(session::project_root().join("README.md")).unwrap();
+        let mut out = Vec::new();
+        let mut in_sh = false;
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_sh = line == "```sh";
+                continue;
+            }
+            if in_sh {
+                let code = line.split(" #").next().unwrap_or(line);
+                if let Some(at) = code.find("cargo xtask ") {
+                    out.push(code[at..].trim().to_owned());
+                }
+                continue;
+            }
+            for span in line.split('`').skip(1).step_by(2) {
+                // A span wrapped over two lines leaves a bare `cargo xtask`: not an example.
+                if span.starts_with("cargo xtask ") {
+                    out.push(span.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Turns an example into argv: placeholders (REV, RUN_DIR, `[FILTER]`) filled in.
+    fn example_argv(ex: &str) -> Vec<String> {
+        ex.split_whitespace()
+            .skip(2)
+            .filter(|w| *w != "[" && *w != "]")
+            .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+            .map(|w| {
+                if w.chars().any(|c| c.is_ascii_uppercase())
+                    && w.chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.')
+                {
+                    "x".to_owned()
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect()
+    }
+
+    /// Every example of every command's help parses: a help that teaches a command line
+    /// that is refused would teach the wrong thing.
+    #[test]
+    fn every_help_example_parses() {
+        use clap::CommandFactory as _;
+        let cli = Cli::command();
+        let mut seen = 0;
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let Some(after) = cmd.get_after_help() else {
+                assert!(cmd.is_hide_set(), "{} has no examples", cmd.get_name());
+                continue;
+            };
+            for line in after.to_string().lines() {
+                let Some(ex) = line.trim_start().strip_prefix("cargo xtask ") else {
+                    continue;
+                };
+                // The comment follows two spaces.
+                let ex = format!("cargo xtask {}", ex.split("  ").next().unwrap());
+                let argv = example_argv(&ex);
+                let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv));
+                assert!(
+                    r.is_ok(),
+                    "help of {}: `{ex}`: {}",
+                    cmd.get_name(),
+                    r.err().unwrap()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 25, "{seen} examples");
+    }
+
+    /// Every command line the README shows parses, each option it names accepted by its
+    /// command (a renamed flag or a filter before a flag that takes none would fail here).
+    #[test]
+    fn every_readme_example_parses() {
+        let examples = readme_examples();
+        assert!(examples.len() > 20, "{examples:?}");
+        for ex in &examples {
+            let argv = example_argv(ex);
+            let r = Cli::try_parse_from(std::iter::once("xtask".to_owned()).chain(argv));
+            assert!(
+                r.is_ok(),
+                "README: `{ex}` does not parse: {}",
+                r.err().unwrap()
+            );
+        }
+        // The README's filter examples are cargo's: a family given before `--`.
+        assert!(
+            examples.iter().any(|e| e == "cargo xtask test fork::"),
+            "{examples:?}"
+        );
+        assert!(
+            !examples.iter().any(|e| e.ends_with("-- fork")),
+            "{examples:?}"
+        );
+    }
 
     /// Odd values on the command line end in a clap error or a clear message, never a panic.
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use harness::accel::{self, AccelChoice, KvmProbe};
+use harness::accel::{self, KvmProbe};
 use harness::model::{KernelUnderTest, ScenarioInfo, SuiteOptions};
 use harness::qemu::Accel;
 
@@ -119,6 +119,12 @@ impl Session {
 
     pub fn kernel_list(&self) -> anyhow::Result<KernelList> {
         KernelList::load(&self.configs)
+    }
+
+    /// The kernel options checked (see [`resolve::check`]), before anything is installed,
+    /// downloaded or probed; the labels the run will have.
+    pub fn check_kernels(&self, k: &KernelArgs) -> anyhow::Result<Vec<String>> {
+        resolve::check(k, &self.kernel_list()?)
     }
 
     pub fn guest(&mut self) -> anyhow::Result<Guest> {
@@ -239,63 +245,221 @@ impl Session {
         opts.hang_limit = Duration::ZERO;
     }
 
-    /// KVM when it works here, TCG otherwise, saying why; the probe boot is cached.
+    /// KVM when it works here, TCG otherwise, saying why once; the probe boot is cached
+    /// (see [`KvmIdentity`]) and `--reprobe` asks again.
     pub fn choose_accel(
         &mut self,
         opts: &mut SuiteOptions,
-        choice: AccelChoice,
+        run: &RunArgs,
         kernel: &KernelUnderTest,
     ) -> anyhow::Result<()> {
         harness::qemu::check_version(&opts.qemu_binary)?;
         let cache = self.cache.clone();
-        let (accel, why) = accel::decide(choice, accel::dev_kvm_usable(), || {
-            cached_kvm_probe(&cache, kernel, opts)
+        let mut cached = None;
+        let (accel, why) = accel::decide(run.accel, accel::dev_kvm_usable(), || {
+            let (probe, how) = cached_kvm_probe(&cache, kernel, opts, run.reprobe);
+            cached = how;
+            probe
         })
         .map_err(anyhow::Error::msg)?;
         if let Some(why) = why {
-            self.progress.note(&why);
+            match cached.filter(|_| accel == Accel::Tcg) {
+                Some(how) => self.progress.note(&format!("{why}; {how}")),
+                None => self.progress.note(&why),
+            }
         }
         opts.accel = accel;
         Ok(())
     }
 }
 
-/// The KVM probe boots a kernel, so its answer is kept per QEMU and host kernel.
-fn cached_kvm_probe(cache: &Path, kernel: &KernelUnderTest, opts: &SuiteOptions) -> KvmProbe {
-    let qemu = std::process::Command::new(&opts.qemu_binary)
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key = format!("{qemu} | {}", host.trim());
-    let path = cache.join("kvm-probe.json");
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok((k, probe)) = serde_json::from_slice::<(String, KvmProbe)>(&bytes) {
-            if k == key {
-                return probe;
-            }
+/// What a KVM probe's answer holds for: the QEMU binary (its path and version), the host
+/// kernel, and /dev/kvm itself (its device number and inode: a reloaded module or a new
+/// device node). While all are the same, the answer is kept; any change asks again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct KvmIdentity {
+    qemu: String,
+    qemu_version: String,
+    host_kernel: String,
+    dev_kvm: String,
+}
+
+impl KvmIdentity {
+    fn now(qemu_binary: &Path) -> KvmIdentity {
+        // The binary QEMU runs as: the first on PATH, as Command finds it.
+        let qemu = if qemu_binary.components().count() > 1 {
+            qemu_binary.to_owned()
+        } else {
+            std::env::var_os("PATH")
+                .and_then(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(qemu_binary))
+                        .find(|c| c.is_file())
+                })
+                .unwrap_or_else(|| qemu_binary.to_owned())
+        };
+        let qemu_version = std::process::Command::new(&qemu)
+            .arg("--version")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let dev_kvm = {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata("/dev/kvm").map_or_else(
+                |e| format!("absent ({e})"),
+                |m| {
+                    format!(
+                        "device {}:{}, inode {}",
+                        libc::major(m.rdev()),
+                        libc::minor(m.rdev()),
+                        m.ino()
+                    )
+                },
+            )
+        };
+        KvmIdentity {
+            qemu: qemu.display().to_string(),
+            qemu_version,
+            host_kernel,
+            dev_kvm,
         }
+    }
+}
+
+/// The cached probe: its answer, what it holds for, and when it was asked (seconds since the
+/// epoch).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CachedProbe {
+    identity: KvmIdentity,
+    probe: KvmProbe,
+    probed_at: u64,
+}
+
+/// The KVM probe boots a kernel, so its answer is kept while [`KvmIdentity`] holds. Returns
+/// the answer and, for one from the cache, a sentence saying since when, until what, and how
+/// to ask again.
+fn cached_kvm_probe(
+    cache: &Path,
+    kernel: &KernelUnderTest,
+    opts: &SuiteOptions,
+    reprobe: bool,
+) -> (KvmProbe, Option<String>) {
+    let identity = KvmIdentity::now(&opts.qemu_binary);
+    let path = cache.join("kvm-probe.json");
+    if let Some(kept) = cached_answer(&path, &identity, reprobe) {
+        return kept;
     }
     eprintln!("probing KVM with one boot (cached in {})", path.display());
     let probe = accel::probe_kvm(kernel, opts);
+    let record = CachedProbe {
+        identity,
+        probe: probe.clone(),
+        probed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
     let _ = std::fs::create_dir_all(cache);
-    let _ = cache::write_atomic(
-        &path,
-        &serde_json::to_vec(&(key, &probe)).unwrap_or_default(),
+    let _ = cache::write_atomic(&path, &serde_json::to_vec(&record).unwrap_or_default());
+    (probe, None)
+}
+
+/// The cached answer at `path` when it was asked of this `identity` and no new probe is
+/// wanted, with the sentence that says since when, until what, and how to ask again.
+fn cached_answer(
+    path: &Path,
+    identity: &KvmIdentity,
+    reprobe: bool,
+) -> Option<(KvmProbe, Option<String>)> {
+    let k = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedProbe>(&b).ok())
+        .filter(|k| k.identity == *identity && !reprobe)?;
+    let how = format!(
+        "the answer of a probe on {} UTC, cached in {} and kept until QEMU ({} {}), the host kernel ({}) or /dev/kvm ({}) changes; `--accel auto --reprobe` asks again",
+        harness::run::utc_stamp(std::time::UNIX_EPOCH + Duration::from_secs(k.probed_at)),
+        path.display(),
+        identity.qemu,
+        identity.qemu_version,
+        identity.host_kernel,
+        identity.dev_kvm
     );
-    probe
+    Some((k.probe, Some(how)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cached KVM answer is used while QEMU, the host kernel and /dev/kvm are the same, and
+    /// says so with how to ask again; any change, or --reprobe, asks again.
+    #[test]
+    fn a_cached_kvm_answer_holds_for_its_identity_and_says_how_to_ask_again() {
+        let d = std::env::temp_dir().join(format!("ue-kvm-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("kvm-probe.json");
+        let id = KvmIdentity {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            qemu_version: "QEMU emulator version 10.0.2".into(),
+            host_kernel: "6.18.44".into(),
+            dev_kvm: "device 10:232, inode 130".into(),
+        };
+        let record = CachedProbe {
+            identity: id.clone(),
+            probe: KvmProbe::Fails("no report within 8.0 s".into()),
+            probed_at: 0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        let (probe, how) = cached_answer(&path, &id, false).expect("the same identity");
+        assert_eq!(probe, record.probe);
+        let how = how.unwrap();
+        for part in [
+            "19700101-000000",
+            "/usr/bin/qemu-system-x86_64",
+            "6.18.44",
+            "inode 130",
+            "--reprobe",
+        ] {
+            assert!(how.contains(part), "{part}: {how}");
+        }
+        assert!(
+            cached_answer(&path, &id, true).is_none(),
+            "--reprobe asks again"
+        );
+        for other in [
+            KvmIdentity {
+                qemu_version: "QEMU emulator version 10.1".into(),
+                ..id.clone()
+            },
+            KvmIdentity {
+                host_kernel: "6.19".into(),
+                ..id.clone()
+            },
+            KvmIdentity {
+                dev_kvm: "device 10:232, inode 131".into(),
+                ..id.clone()
+            },
+            KvmIdentity {
+                qemu: "/opt/qemu/bin/qemu-system-x86_64".into(),
+                ..id.clone()
+            },
+        ] {
+            assert!(cached_answer(&path, &other, false).is_none(), "{other:?}");
+        }
+        // The old form (a key string and the answer) is not trusted: it is probed again.
+        std::fs::write(&path, r#"["QEMU | 6.18",{"Fails":"x"}]"#).unwrap();
+        assert!(cached_answer(&path, &id, false).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn cargo_target_dir_is_respected() {

@@ -74,7 +74,7 @@ fn run_shell() -> Result<(), String> {
         return Err(format!("{BUSYBOX} --install failed ({st})"));
     }
     println!(
-        "ue-init: tracefs is at /sys/kernel/tracing; try `ue-scenarios --list` and `ue-scenarios --run NAME`; exit powers the VM off"
+        "ue-init: tracefs is at /sys/kernel/tracing; try `ue-scenarios --list` and `ue-scenarios --run NAME` (`--json` for the record); exit powers the VM off"
     );
     // setsid + cttyhack: the shell gets the console as its controlling tty, so Ctrl-C
     // reaches what it runs instead of nothing.

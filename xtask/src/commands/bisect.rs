@@ -26,6 +26,12 @@ const SKIP: u8 = 125;
 const STEP_LOG_ENV: &str = "UE_BISECT_STEP_LOG";
 
 #[derive(Args, Clone)]
+// The tree is what is bisected: required here, so that the usage line shows it.
+// Its steps run the suite unattended: no VM waits for a debugger.
+#[command(
+    mut_arg("kernel_tree", |a| a.required(true)),
+    mut_arg("gdb_port", |a| a.hide(true))
+)]
 pub struct BisectArgs {
     /// A commit where the selected trials pass.
     #[arg(long)]
@@ -42,9 +48,9 @@ pub struct BisectArgs {
     /// bisect (the step then names the trial that failed first).
     #[arg(long)]
     pub no_fail_fast: bool,
-    /// Arguments for the test runner: which trials decide (a filter, --exact, --skip).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    /// Which trials decide whether a commit is good.
+    #[command(flatten)]
+    pub trials: crate::args::FilterArgs,
 }
 
 /// One step's outcome, as the step wrote it.
@@ -97,13 +103,29 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused("bisect", &[("--gdb-port", a.kernel.gdb_port != 1234)])?;
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
+    let labels = s.check_kernels(&a.kernel)?;
+    a.run.check()?;
+    let args = a.trials.libtest_args("bisect")?;
     // git and what every step's build and boot need, at once (one message if missing).
     s.host_tools_with(&[&crate::sys::host_tools::GIT])?;
     let tree = checked_tree(&a)?;
+    // A filter that selects nothing would make every commit good: said now, before the
+    // first checkout.
+    let guest = s.guest()?;
+    if let Some(code) = crate::commands::test::empty_selection(
+        &args,
+        &labels,
+        &guest.scenarios(a.run.stress),
+        a.run.kselftest,
+        &[],
+    ) {
+        return Ok(code);
+    }
     let work = s.runs_dir().join(format!("bisect-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let step_log = work.join("steps.jsonl");
     let run_log = work.join("git-bisect-run.log");
     // The step is this same command line with `bisect` swapped for `bisect-step`.
@@ -256,10 +278,8 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     opts.stop_at_first_failure = !a.no_fail_fast;
-    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
-    let args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask bisect".to_owned()).chain(a.libtest.clone()),
-    );
+    s.choose_accel(&mut opts, &a.run, &kernel)?;
+    let args = a.trials.libtest_args("bisect")?;
     let mut failing = Vec::new();
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;

@@ -25,7 +25,7 @@ pub enum CacheCmd {
     /// Remove entries that are neither pinned nor used within --keep-days.
     Gc {
         /// Entries used within this many days stay.
-        #[arg(long, default_value_t = 14)]
+        #[arg(long, default_value_t = 14, allow_negative_numbers = true, value_parser = crate::args::number_in::<u64, 0, 36_500>)]
         keep_days: u64,
         /// Say what would go, remove nothing.
         #[arg(long)]

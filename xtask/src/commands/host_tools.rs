@@ -19,10 +19,10 @@ pub struct HostToolsArgs {
     pub cache_dir: Option<PathBuf>,
     /// Fail if dpkg's log shows a package removed, purged or downgraded after this byte
     /// offset (its size when a run started: `stat -c %s /var/log/dpkg.log`).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = crate::args::number_in::<u64, 0, { u64::MAX }>)]
     pub dpkg_log_since: Option<u64>,
-    /// dpkg's log.
-    #[arg(long, default_value = dpkg_log::DEFAULT)]
+    /// dpkg's log (read only with --dpkg-log-since).
+    #[arg(long, default_value = dpkg_log::DEFAULT, requires = "dpkg_log_since")]
     pub dpkg_log: PathBuf,
 }
 

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::session::Session;
@@ -47,7 +48,8 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
     let cached = crate::cache::inventory::entries(&s.cache, false);
     if a.update {
         let path = s.configs.join("kernels.toml");
-        let mut text = std::fs::read_to_string(&path)?;
+        let mut text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let mut moved = 0;
         for (name, k) in list.kernels.iter().filter(|(_, k)| k.version.is_some()) {
             let newest = apt.newest(&k.package)?.version;
@@ -64,7 +66,11 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{moved} pin(s) moved in {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("kernel\tpackage\tpinned\tcached\tnewest\tfeatures");
+    let mut rows: Vec<Vec<String>> = vec![[
+        "kernel", "package", "pinned", "cached", "newest", "features",
+    ]
+    .map(String::from)
+    .to_vec()];
     for (name, k) in &list.kernels {
         let default = if *name == list.default {
             " (default)"
@@ -80,18 +86,68 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
         versions.sort();
         versions.dedup();
         let newest = apt.newest(&k.package).map_or("?".to_owned(), |e| e.version);
-        println!(
-            "{name}{default}\t{} ({})\t{}\t{}\t{newest}\t{}",
-            k.package,
-            k.suites.join(", "),
-            k.version.as_deref().unwrap_or("-"),
+        rows.push(vec![
+            format!("{name}{default}"),
+            format!("{} ({})", k.package, k.suites.join(", ")),
+            k.version.as_deref().unwrap_or("-").to_owned(),
             if versions.is_empty() {
                 "-".to_owned()
             } else {
                 versions.join(" ")
             },
-            k.features.join(", ")
+            newest,
+            k.features.join(", "),
+        ]);
+    }
+    print!("{}", aligned(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rows as columns padded to their widest cell (two spaces between), the last one unpadded.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let rows = vec![
+            vec!["kernel".to_owned(), "pinned".into(), "features".into()],
+            vec!["6.12 (default)".to_owned(), "-".into(), "madvise".into()],
+        ];
+        let text = aligned(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].find("pinned"), lines[1].find('-'), "{text}");
+        assert_eq!(
+            lines[0].find("features"),
+            lines[1].find("madvise"),
+            "{text}"
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

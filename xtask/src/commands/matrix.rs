@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
 use harness::model::KernelRun;
 use harness::run::Selection;
@@ -18,6 +18,9 @@ use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
+// The upstream selftests always run in a matrix (unless guest tests take their place), and no
+// VM waits for a debugger: --kselftest and --gdb-port would do nothing.
+#[command(mut_arg("kselftest", |a| a.hide(true)), mut_arg("gdb_port", |a| a.hide(true)))]
 pub struct MatrixArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -78,6 +81,13 @@ pub struct Outcome {
 }
 
 pub fn run(a: MatrixArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused(
+        "matrix",
+        &[
+            ("--kselftest", a.run.kselftest),
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+        ],
+    )?;
     let o = matrix(a)?;
     Ok(crate::exit::trials(o.failed))
 }
@@ -93,6 +103,9 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     }
     let started = Instant::now();
     let mut s = Session::for_kernels(&a.kernel);
+    s.check_kernels(&a.kernel)?;
+    a.run.check()?;
+    crate::guest::programs::check(&a.guest)?;
     s.host_tools()?;
     let list = s.kernel_list()?;
     let wanted: Vec<String> = list
@@ -166,7 +179,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
             });
             if !accel_chosen {
                 let probe = Instant::now();
-                s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+                s.choose_accel(&mut opts, &a.run, &kernel)?;
                 prepare_secs += probe.elapsed().as_secs_f64();
                 accel_chosen = true;
             }
@@ -232,7 +245,7 @@ fn write_reports(
     let md = harness::report::matrix_markdown(runs);
     println!("{md}");
     let dir = s.runs_dir().join(format!("matrix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let wall = started.elapsed().as_secs_f64();
     std::fs::write(
         dir.join("matrix.md"),

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
 use harness::run::Selection;
 
@@ -12,6 +12,8 @@ use crate::mutation::shipped;
 use crate::session::Session;
 
 #[derive(Args)]
+// No VM waits for a debugger here, and the upstream selftests always run.
+#[command(mut_arg("gdb_port", |a| a.hide(true)), mut_arg("kselftest", |a| a.hide(true)))]
 pub struct MutantsArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -33,6 +35,13 @@ pub struct MutantsArgs {
 }
 
 pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused(
+        "mutants",
+        &[
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+            ("--kselftest", a.run.kselftest),
+        ],
+    )?;
     let judged = judge(&a)?;
     let (base_failing, rows) = (&judged.base_failing, &judged.rows);
     let table = shipped::table(base_failing, rows);
@@ -53,8 +62,8 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     }
     let runs_dir = Session::for_kernels(&a.kernel).runs_dir();
     let out = runs_dir.join("mutants.md");
-    std::fs::create_dir_all(&runs_dir)?;
-    std::fs::write(&out, &table)?;
+    std::fs::create_dir_all(&runs_dir).with_context(|| format!("create {}", runs_dir.display()))?;
+    std::fs::write(&out, &table).with_context(|| format!("write {}", out.display()))?;
     eprintln!("table written to {}", out.display());
     let ok = base_failing.is_empty() && rows.iter().all(|r| r.caught) && differing.is_empty();
     Ok(crate::exit::trials(!ok))
@@ -98,6 +107,8 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         bail!("mutants are applied to a packaged kernel: use --kernel, not --patch, --kernel-image or --kernel-tree");
     }
     let mut s = Session::for_kernels(k);
+    s.check_kernels(k)?;
+    a.run.check()?;
     s.host_tools()?;
     let all = shipped::load(&s.configs.join("mutants"))?;
     let selected: Vec<_> = all
@@ -118,7 +129,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         ..Default::default()
     };
     let mut opts = s.suite_options(&a.run, &guest);
-    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    s.choose_accel(&mut opts, &a.run, &base)?;
     s.progress.step(
         crate::sys::progress::Step::Boot,
         &format!("{} unpatched", base.label),

@@ -26,6 +26,9 @@ use crate::sys::progress::Step;
 const MUTANT_KSELFTEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Args)]
+// Mutants are judged by the default scenarios: the stress family is not run.
+// No VM waits for a debugger here either.
+#[command(mut_arg("stress", |a| a.hide(true)), mut_arg("gdb_port", |a| a.hide(true)))]
 pub struct MutateArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -36,10 +39,10 @@ pub struct MutateArgs {
     #[arg(long, value_delimiter = ',')]
     pub function: Vec<String>,
     /// Run a sample of this many mutants, drawn with --seed.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 1_000_000>)]
     pub sample: Option<usize>,
     /// The sample's seed: the same seed draws the same mutants on every machine.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::args::number_in::<u64, 0, { u64::MAX }>)]
     pub seed: u64,
     /// Run only shard I of N of the chosen mutants (I/N, from 1), for CI jobs side by side.
     #[arg(long, value_parser = mechanical::parse_shard)]
@@ -69,7 +72,7 @@ pub struct MutateArgs {
     /// Boot the unmutated kernel this many times before the mutants: a scenario that fails in
     /// any of them is left out, and an upstream test counts only if it passed in all of them
     /// (some of them fail now and then on an unmutated kernel, and would read as kills).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 20>)]
     pub baseline_runs: u32,
 }
 
@@ -102,16 +105,24 @@ impl Operators {
 }
 
 fn write(report: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     crate::cache::write_atomic(
         &dir.join("mutate.json"),
         &serde_json::to_vec_pretty(report)?,
     )?;
-    std::fs::write(dir.join("mutate.md"), report.markdown())?;
+    std::fs::write(dir.join("mutate.md"), report.markdown())
+        .with_context(|| format!("write {}", dir.join("mutate.md").display()))?;
     Ok(())
 }
 
 pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
+    crate::args::refuse_unused(
+        "mutate",
+        &[
+            ("--stress", a.run.stress),
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+        ],
+    )?;
     let mut s = Session::for_kernels(&a.kernel);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -145,6 +156,8 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         }),
         ..a.kernel.clone()
     };
+    s.check_kernels(k)?;
+    a.run.check()?;
     // universalmutator's Python is asked for with the rest, so that a user without root gets
     // one message naming everything missing.
     let python: Vec<&crate::sys::host_tools::Tool> =
@@ -198,7 +211,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
     opts.kselftests = true;
-    s.choose_accel(&mut opts, a.run.accel, &base)?;
+    s.choose_accel(&mut opts, &a.run, &base)?;
     let started = Instant::now();
     let baseline = Baseline::of(&mut s, &base, &opts, &guest, a.baseline_runs)?;
     opts.stop_at_first_failure = true;
@@ -342,7 +355,8 @@ fn generate_all(
     if operators != Operators::Kernel {
         let tool = mechanical::tool(&s.cache, !k.no_install, &mut s.progress)?;
         let gen_dir = s.cache.join("mutate/mutants");
-        std::fs::create_dir_all(&gen_dir)?;
+        std::fs::create_dir_all(&gen_dir)
+            .with_context(|| format!("create {}", gen_dir.display()))?;
         for file in mechanical::TARGETS {
             all.extend(mechanical::generate(
                 &tool,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use clap::Args;
 use harness::model::KernelRun;
 
@@ -67,8 +67,9 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?;
-        writeln!(f, "{md}")?;
+            .open(path)
+            .with_context(|| format!("--markdown {}", path.display()))?;
+        writeln!(f, "{md}").with_context(|| format!("write {}", path.display()))?;
     }
     Ok(crate::exit::trials(runs.iter().any(KernelRun::failed)))
 }

@@ -24,9 +24,8 @@ pub struct RerunArgs {
     /// Keep this run's artifacts too.
     #[arg(long)]
     pub keep: bool,
-    /// Arguments for the test runner (a filter, --exact, --skip, --list, --nocapture).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    #[command(flatten)]
+    pub trials: crate::args::FilterArgs,
 }
 
 pub fn load(run_dir: &std::path::Path) -> anyhow::Result<Kept> {
@@ -49,9 +48,16 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
             a.run_dir.display()
         );
     }
-    let args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask rerun".to_owned()).chain(a.libtest.clone()),
-    );
+    let args = a.trials.libtest_args("rerun")?;
+    if let Some(code) = crate::commands::test::empty_selection(
+        &args,
+        std::slice::from_ref(&kept.kernel.label),
+        &kept.scenarios,
+        !kept.kselftests.is_empty(),
+        &kept.guest,
+    ) {
+        return Ok(code);
+    }
     let s = Session::new(None, false);
     harness::qemu::check_version(std::path::Path::new("qemu-system-x86_64"))?;
     let opts = SuiteOptions {
@@ -102,9 +108,6 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
             )
         },
     )?;
-    Ok(if conclusion.has_failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    // libtest's 101 for failed trials, as `test` exits (not 1, which no caller expects).
+    Ok(crate::exit::trials(conclusion.has_failed()))
 }

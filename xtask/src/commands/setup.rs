@@ -2,11 +2,33 @@
 
 use std::process::ExitCode;
 
+use clap::Args;
+
 use crate::args::KernelArgs;
 use crate::kernel::apt;
 use crate::session::Session;
 
-pub fn run(a: KernelArgs) -> anyhow::Result<ExitCode> {
+/// Setup installs what building and booting the list's kernels needs: which kernel, and how a
+/// run goes, change nothing of that, so they are not options here.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  cargo xtask setup                  install what is missing (root), refresh the index\n  cargo xtask setup --no-install     print the install command instead"
+)]
+pub struct SetupArgs {
+    /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Do not install missing host tools; print the command instead.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+pub fn run(a: SetupArgs) -> anyhow::Result<ExitCode> {
+    let a = KernelArgs {
+        cache_dir: a.cache_dir,
+        no_install: a.no_install,
+        ..KernelArgs::default()
+    };
     let mut s = Session::for_kernels(&a);
     s.host_tools()?;
     let list = s.kernel_list()?;

@@ -17,6 +17,16 @@ use crate::sys::proc::{self, Wait, Waited};
 pub const SHELL_FLAG: &str = "ue.shell";
 
 #[derive(Args)]
+// A shell runs no scenarios: their limits, how many run side by side, the stress family and
+// fresh VMs after a dead one mean nothing here.
+#[command(
+    mut_arg("stress", |a| a.hide(true)),
+    mut_arg("jobs", |a| a.hide(true)),
+    mut_arg("max_restarts", |a| a.hide(true)),
+    mut_arg("scenario_timeout", |a| a.hide(true)),
+    mut_arg("poll_deadline_ms", |a| a.hide(true)),
+    mut_arg("hang_limit_ms", |a| a.hide(true))
+)]
 pub struct ShellArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -46,7 +56,35 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
+    let d = crate::args::RunArgs::default();
+    crate::args::refuse_unused(
+        "shell",
+        &[
+            ("--stress", a.run.stress),
+            ("--jobs", a.kernel.jobs.is_some()),
+            ("--max-restarts", a.run.max_restarts != d.max_restarts),
+            (
+                "--scenario-timeout",
+                a.run.scenario_timeout != d.scenario_timeout,
+            ),
+            (
+                "--poll-deadline-ms",
+                a.run.poll_deadline_ms != d.poll_deadline_ms,
+            ),
+            ("--hang-limit-ms", a.run.hang_limit_ms != d.hang_limit_ms),
+        ],
+    )?;
     let mut s = Session::for_kernels(&a.kernel);
+    // The kernel options first: a bad --kernel is told before busybox is looked for or
+    // installed.
+    let labels = s.check_kernels(&a.kernel)?;
+    a.run.check()?;
+    if labels.len() != 1 {
+        anyhow::bail!(
+            "`cargo xtask shell` boots one kernel; --kernel names {}: pick one",
+            labels.join(", ")
+        );
+    }
     s.host_tools_with(&[&BUSYBOX])?;
     let bytes = std::fs::read(BUSYBOX.check).with_context(|| format!("read {}", BUSYBOX.check))?;
     if has_interpreter(&bytes) {
@@ -60,15 +98,14 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     let kernel = s.one_kernel(&a.kernel, "shell")?.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    s.choose_accel(&mut opts, a.run.accel, &kernel)?;
+    s.choose_accel(&mut opts, &a.run, &kernel)?;
+    // Named as a test run's folder is (UTC time, then what ran), the pid keeping two
+    // shells of one second apart.
     let run_dir = s.runs_dir().join(format!(
-        "{}-{}-shell-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
+        "{}-shell-{}-{}",
+        harness::run::utc_stamp(std::time::SystemTime::now()),
+        harness::run::safe_label(&kernel.label),
         std::process::id(),
-        harness::run::safe_label(&kernel.label)
     ));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
     let sel = harness::run::Selection {

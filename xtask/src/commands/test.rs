@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use harness::model::{FailCause, KernelUnderTest};
 
-use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
-use crate::kernel::resolve;
+use crate::args::{FilterArgs, GuestTestArgs, KernelArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
@@ -19,32 +18,46 @@ pub struct TestArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub guest: GuestTestArgs,
-    /// Arguments for the test runner (libtest's: filter, --exact, --skip, --list, --format).
-    #[arg(last = true)]
-    pub libtest: Vec<String>,
+    #[command(flatten)]
+    pub trials: FilterArgs,
 }
 
 pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     // Another tree's selftests are asked for in order to run them.
     a.run.kselftest |= a.kernel.kselftest_from.is_some();
-    let args = libtest_mimic::Arguments::from_iter(
-        std::iter::once("cargo xtask test".to_owned()).chain(a.libtest.clone()),
-    );
+    let args = a.trials.libtest_args("test")?;
     let mut s = Session::for_kernels(&a.kernel);
     if args.list {
         return list(&mut s, &a, &args);
     }
+    let started = std::time::Instant::now();
+    let labels = s.check_kernels(&a.kernel)?;
+    a.run.check()?;
+    crate::guest::programs::check(&a.guest)?;
     s.host_tools()?;
+    // The guest first: its scenario list says whether the filters select anything, before
+    // a kernel is built for nothing.
+    let guest = s.guest()?;
+    let scenarios = guest.scenarios(a.run.stress);
+    let mut opts = s.suite_options(&a.run, &guest);
+    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    if let Some(code) = empty_selection(
+        &args,
+        &labels,
+        &scenarios,
+        opts.kselftests,
+        &opts.guest_programs,
+    ) {
+        return Ok(code);
+    }
+    let build_started = std::time::Instant::now();
     let kernels: Vec<KernelUnderTest> = s
         .kernels(&a.kernel)?
         .into_iter()
         .map(|r| r.kernel)
         .collect();
-    let guest = s.guest()?;
-    let scenarios = guest.scenarios(a.run.stress);
-    let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
-    s.choose_accel(&mut opts, a.run.accel, &kernels[0])?;
+    let build = build_started.elapsed();
+    s.choose_accel(&mut opts, &a.run, &kernels[0])?;
     if a.kernel.gdb {
         Session::wait_for_debugger(&mut opts, a.kernel.gdb_port);
     }
@@ -53,6 +66,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         &format!("{} kernel(s) under {:?}", kernels.len(), opts.accel),
     );
     let mut failed_runs = Vec::new();
+    // Boot (VM start to the runner's hello) and scenarios (hello to the VM's end), summed
+    // over the kernels, for the closing line.
+    let (mut boot_ms, mut suite_ms) = (0u64, 0u64);
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;
         harness::artifacts::write(&run)?;
@@ -116,6 +132,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
         if run.failed() {
             failed_runs.push(run.run_dir.clone());
         }
+        let hello = run.report.guest_hello_ms.unwrap_or(run.report.wall_ms);
+        boot_ms += hello.min(run.report.wall_ms);
+        suite_ms += run.report.wall_ms.saturating_sub(hello);
     })?;
     for d in &failed_runs {
         eprintln!(
@@ -123,7 +142,28 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
             d.display()
         );
     }
+    eprintln!(
+        "{}",
+        closing_line(started.elapsed(), build, boot_ms, suite_ms)
+    );
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// The run's real time, after libtest's summary (whose "finished in" counts only the trials'
+/// own time, once the VM has reported): the wall clock and where it went.
+fn closing_line(
+    wall: std::time::Duration,
+    build: std::time::Duration,
+    boot_ms: u64,
+    suite_ms: u64,
+) -> String {
+    let wall = wall.as_secs_f64();
+    let build = build.as_secs_f64();
+    let (boot, suite) = (boot_ms as f64 / 1000.0, suite_ms as f64 / 1000.0);
+    let rest = (wall - build - boot - suite).max(0.0);
+    format!(
+        "run finished in {wall:.1} s wall: kernel build {build:.1} s, boot {boot:.1} s, scenarios {suite:.1} s, the rest {rest:.1} s (host tools, guest, accelerator, image, reports)"
+    )
 }
 
 /// `-- --list`: every trial name, without building a kernel or booting.
@@ -132,7 +172,10 @@ fn list(
     a: &TestArgs,
     args: &libtest_mimic::Arguments,
 ) -> anyhow::Result<ExitCode> {
-    let labels = resolve::labels(&a.kernel, &s.kernel_list()?)?;
+    // As fully as a run checks them, short of building: a list of trials for a kernel
+    // that could never be built or booted would be a list of nothing.
+    let labels = s.check_kernels(&a.kernel)?;
+    crate::guest::programs::check(&a.guest)?;
     let guest = s.guest()?;
     let stubs: Vec<KernelUnderTest> = labels
         .into_iter()
@@ -148,20 +191,38 @@ fn list(
         .collect();
     let mut opts = s.suite_options(&a.run, &guest);
     opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    let scenarios = guest.scenarios(a.run.stress);
+    let labels: Vec<String> = stubs.iter().map(|k| k.label.clone()).collect();
+    if let Some(code) = empty_selection(
+        args,
+        &labels,
+        &scenarios,
+        opts.kselftests,
+        &opts.guest_programs,
+    ) {
+        return Ok(code);
+    }
     let never = |_: &KernelUnderTest,
                  _: &harness::run::Selection|
      -> anyhow::Result<harness::model::KernelRun> {
         anyhow::bail!("--list boots nothing")
     };
-    let conclusion = harness::trials::run(
-        args,
-        &stubs,
-        &guest.scenarios(a.run.stress),
-        &opts,
-        never,
-        |_| {},
-    )?;
+    let conclusion = harness::trials::run(args, &stubs, &scenarios, &opts, never, |_| {})?;
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// A filter that selects nothing says so, with libtest's failure status: an empty run that
+/// passed would hide a mistyped filter (in CI, for good).
+pub fn empty_selection(
+    args: &libtest_mimic::Arguments,
+    labels: &[String],
+    scenarios: &[harness::model::ScenarioInfo],
+    kselftests: bool,
+    guest: &[harness::model::GuestProgram],
+) -> Option<ExitCode> {
+    let err = harness::trials::check_selection(args, labels, scenarios, kselftests, guest).err()?;
+    eprintln!("{err}");
+    Some(crate::exit::trials(true))
 }
 
 /// The hangs of a run in one line: which records hung in the kernel (the guest runner killed
@@ -196,4 +257,24 @@ fn hangs_line(run: &harness::model::KernelRun) -> Option<String> {
         line.push_str(&format!("; {k} blocked behind {b}"));
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_closing_line_splits_the_wall_time() {
+        let line = closing_line(
+            Duration::from_secs(100),
+            Duration::from_secs(60),
+            9_500,
+            28_000,
+        );
+        assert_eq!(
+            line,
+            "run finished in 100.0 s wall: kernel build 60.0 s, boot 9.5 s, scenarios 28.0 s, the rest 2.5 s (host tools, guest, accelerator, image, reports)"
+        );
+    }
 }

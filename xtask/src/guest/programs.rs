@@ -17,6 +17,24 @@ use crate::args::GuestTestArgs;
 use crate::guest::TARGET;
 use crate::sys::progress::{Progress, Step};
 
+/// The guest test options checked without building or reading a program: files that exist,
+/// a crate folder with a Cargo.toml, NAME=VALUE variables. Commands call this before they
+/// install or build anything.
+pub fn check(a: &GuestTestArgs) -> anyhow::Result<()> {
+    parse_env(&a.guest_env)?;
+    for p in &a.guest_tests {
+        if !p.is_file() {
+            bail!("--guest-test {}: no such file", p.display());
+        }
+    }
+    if let Some(dir) = &a.guest_crate {
+        if !dir.join("Cargo.toml").is_file() {
+            bail!("--guest-crate {}: no Cargo.toml there", dir.display());
+        }
+    }
+    Ok(())
+}
+
 /// Every guest test program the arguments name, checked; empty without any.
 pub fn resolve(
     a: &GuestTestArgs,

@@ -68,6 +68,34 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
         .collect())
 }
 
+/// Every kernel option checked as a run checks it, short of downloading or building: the
+/// labels, a tree that is a kernel tree, an image that is a bzImage, patches that exist,
+/// --kconfig lines, --features names and a --kselftest-from of the list. `--list` and every
+/// command call this before they install, download or probe anything.
+pub fn check(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> {
+    let labels = labels(a, list)?;
+    if let Some(t) = &a.kernel_tree {
+        source::check_kernel_tree(t).with_context(|| format!("--kernel-tree {}", t.display()))?;
+    }
+    if let Some(img) = &a.kernel_image {
+        ready_image(img)?;
+    }
+    for p in &a.patches {
+        if !p.is_file() {
+            bail!("--patch {}: no such file", p.display());
+        }
+    }
+    checked_kconfig(&a.kconfig)?;
+    if let Some(f) = &a.features {
+        list::parse_features(f)?;
+    }
+    if let Some(from) = &a.kselftest_from {
+        list.select(Some(from))
+            .with_context(|| format!("--kselftest-from {from}"))?;
+    }
+    Ok(labels)
+}
+
 /// Where the list and the cache are, and where progress goes: what resolving needs of the
 /// session, and no more.
 pub struct Places<'a> {

@@ -480,7 +480,8 @@ pub fn shell_runs_a_scenario(exe: &Path, tree: &Path, patch: Option<&Path>) -> a
         .map_err(e("send"))?;
     p.exp_string("TRACEFS-42")
         .map_err(e("tracefs is not mounted"))?;
-    p.send_line(&format!("ue-scenarios --run {QUICK}"))
+    // --json: the record as the host reads it (a person gets a line without it).
+    p.send_line(&format!("ue-scenarios --run {QUICK} --json"))
         .map_err(e("send"))?;
     let (_, record) = p
         .exp_regex(r#"\{[^\n]*"outcome":"[a-z]+"[^\n]*\}"#)

@@ -46,8 +46,10 @@ fn main() {
         ["--plan", path] => run_plan(path),
         // The exec'd side of a scenario that checks what exec does; not for people.
         ["--helper", which, rest @ ..] => scenarios::helper(which, rest),
-        ["--run", name] => {
-            // For a person at a guest shell: one scenario, in this process, record on stdout.
+        ["--run", name] | ["--run", name, "--json"] | ["--json", "--run", name] => {
+            // For a person at a guest shell: one scenario, in this process; a line for the
+            // person, or with --json the record as the host reads it.
+            let json = args.iter().any(|a| a == "--json");
             let plan = Plan {
                 scenarios: vec![name.to_string()],
                 scenario_timeout_ms: 60_000,
@@ -64,15 +66,52 @@ fn main() {
             let mut sup = Supervisor::new(&plan);
             let rec = run_alone(&mut sup, name, &plan, false);
             sup.finish();
-            print!("{}", rec.to_line());
-            0
+            if json {
+                print!("{}", rec.to_line());
+            } else {
+                println!("{}", human(&rec));
+            }
+            // The shell's `$?` says how it went, as a test program's status would.
+            match &rec {
+                Record::End(end) if end.outcome == Outcome::Fail => 1,
+                _ => 0,
+            }
         }
         _ => {
-            eprintln!("usage: ue-scenarios --list | --list-json | --plan FILE | --run NAME");
+            eprintln!(
+                "usage: ue-scenarios --list | --list-json | --plan FILE | --run NAME [--json]"
+            );
             2
         }
     };
     std::process::exit(code);
+}
+
+/// One scenario's end for a person: `NAME: pass in 12.3 ms`, then why it failed or was
+/// ignored, and what it measured, indented.
+fn human(rec: &Record) -> String {
+    let Record::End(end) = rec else {
+        return format!("{rec:?}");
+    };
+    let outcome = match end.outcome {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "FAIL",
+        Outcome::Ignored => "ignored",
+    };
+    let mut out = format!(
+        "{}: {outcome} in {:.1} ms",
+        end.name,
+        end.duration_us as f64 / 1000.0
+    );
+    for line in end
+        .message
+        .lines()
+        .chain(end.notes.iter().map(String::as_str))
+    {
+        out.push_str("\n    ");
+        out.push_str(line);
+    }
+    out
 }
 
 fn run_plan(path: &str) -> i32 {
@@ -618,6 +657,33 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_prints_a_line_for_a_person() {
+        let end = |outcome, message: &str| {
+            Record::End(RecordEnd {
+                name: "fork::child_inherits_registration".into(),
+                outcome,
+                message: message.into(),
+                duration_us: 12_345,
+                snapshots: vec![],
+                notes: vec!["poll 3 ms".into()],
+                output: String::new(),
+                missing: None,
+                symptom: None,
+                hang: None,
+                blocked: None,
+            })
+        };
+        assert_eq!(
+            human(&end(Outcome::Pass, "")),
+            "fork::child_inherits_registration: pass in 12.3 ms\n    poll 3 ms"
+        );
+        assert_eq!(
+            human(&end(Outcome::Fail, "got 0, want 1")),
+            "fork::child_inherits_registration: FAIL in 12.3 ms\n    got 0, want 1\n    poll 3 ms"
+        );
+    }
     use result_channel::Feature;
 
     /// The End record of scenario `name` ending with `r`: its outcome, message and missing

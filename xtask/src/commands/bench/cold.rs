@@ -119,7 +119,7 @@ pub(super) fn scratch_build(
     kconfig: &[&str],
 ) -> anyhow::Result<(f64, crate::kernel::build::BuildRecord)> {
     let sources = scratch.join("sources");
-    std::fs::create_dir_all(&sources)?;
+    std::fs::create_dir_all(&sources).with_context(|| format!("create {}", sources.display()))?;
     let seeded = scratch.join("apt").exists();
     for (from, to, flags) in [
         (real_cache.join("apt"), scratch.join("apt"), "-a"),

@@ -206,8 +206,10 @@ pub(super) fn own_tree_edit(s: &Setup, runs: usize, tree: &Path) -> anyhow::Resu
             .as_nanos();
         // A new file in place of the old, as editors and git write it.
         let tmp = path.with_extension("ue-bench");
-        std::fs::write(&tmp, format!("/* ue-bench edit {nanos} */\n{original}"))?;
-        std::fs::rename(&tmp, &path)?;
+        std::fs::write(&tmp, format!("/* ue-bench edit {nanos} */\n{original}"))
+            .with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
         let sample = warm_suite(s, &args);
         let restore = proc::git(tree, &["checkout", "-q", "--", FILE]);
         let sample = sample?;

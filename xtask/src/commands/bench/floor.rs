@@ -18,7 +18,7 @@ use super::Setup;
 /// The harness's own init with a plan of no scenarios: the floor of this harness.
 pub(super) fn floor_harness(s: &Setup, i: usize) -> anyhow::Result<(f64, f64, Option<f64>)> {
     let run_dir = s.dir.join(format!("floor-harness-{i}"));
-    std::fs::create_dir_all(&run_dir)?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
     let k = s.opts.accel.slowdown();
     let plan = Plan {
         scenarios: vec![],
@@ -107,14 +107,16 @@ pub(super) fn floor_trivial(
 ) -> anyhow::Result<(f64, Option<f64>, Option<f64>)> {
     use std::io::BufRead as _;
     let run_dir = s.dir.join(format!("floor-trivial-{i}"));
-    std::fs::create_dir_all(&run_dir)?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
     let mut img = Initramfs::new();
     img.dir("dev");
     img.file("init", 0o755, init.to_vec());
     let initrd = run_dir.join("initramfs.cpio");
-    std::fs::write(&initrd, img.to_bytes())?;
+    std::fs::write(&initrd, img.to_bytes())
+        .with_context(|| format!("write {}", initrd.display()))?;
     let qemu = qemu_config(s, &s.kernel.bzimage, &run_dir, initrd.clone());
-    std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")?;
+    std::fs::write(run_dir.join("qemu-cmdline.txt"), qemu.shell_line() + "\n")
+        .with_context(|| format!("write {}", run_dir.join("qemu-cmdline.txt").display()))?;
     let _ = std::fs::remove_file(&qemu.result_socket);
     // QEMU connects its second serial port here at start; nothing is ever sent on it.
     let listener = std::os::unix::net::UnixListener::bind(&qemu.result_socket)
@@ -170,7 +172,8 @@ pub(super) fn floor_trivial(
     }
     let console: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
     let console_log = run_dir.join("console.log");
-    std::fs::write(&console_log, &console)?;
+    std::fs::write(&console_log, &console)
+        .with_context(|| format!("write {}", console_log.display()))?;
     let _ = std::fs::remove_file(&initrd);
     // A failed init panics, which also ends the VM, just as fast: it must have rebooted on purpose.
     if console.contains("Kernel panic")

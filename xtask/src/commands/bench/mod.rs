@@ -39,11 +39,11 @@ mod vng;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 100>)]
     runs: usize,
     /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
     /// cache, ~20 min here) and 11 (four cold builds for ccache, ~15 min) run only when named.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 100>)]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
     #[arg(long)]
@@ -142,7 +142,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let kernel = session.kernels(&kernel_args)?.remove(0).kernel;
     let guest = session.guest()?;
     let mut opts = session.suite_options(&run_args, &guest);
-    session.choose_accel(&mut opts, run_args.accel, &kernel)?;
+    session.choose_accel(&mut opts, &run_args, &kernel)?;
     let setup = Setup {
         dir: dir.clone(),
         cache: session.cache.clone(),
@@ -214,7 +214,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         started.elapsed().as_secs_f64()
     );
     let md = markdown(&rows, &header);
-    std::fs::write(dir.join("bench.md"), &md)?;
+    std::fs::write(dir.join("bench.md"), &md)
+        .with_context(|| format!("write {}", dir.join("bench.md").display()))?;
     let json = BenchReport {
         accel: setup.opts.accel,
         runs: a.runs,
@@ -223,7 +224,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         load_after: load_average(),
         rows,
     };
-    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)?;
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("write {}", dir.join("bench.json").display()))?;
     println!("{md}");
     println!("```json\n{}\n```", serde_json::to_string_pretty(&json)?);
     say(&format!("table and JSON in {}", dir.display()));

@@ -152,7 +152,8 @@ fn write_plan(s: &Setup) -> anyhow::Result<std::path::PathBuf> {
         defer: vec![],
     };
     let plan_path = s.dir.join("vng-plan.json");
-    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("write {}", plan_path.display()))?;
     // ue-init mounts tracefs for the harness; under vng the command does it itself. The records
     // go to a file in the bench folder, shared read-write (--rwdir): without udev, vng's init
     // finds no virtio-serial ports for the command's output and falls back to the serial
