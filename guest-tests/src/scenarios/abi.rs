@@ -104,6 +104,11 @@ const SCENARIOS: &[Scenario] = &[
         dynamic_events_persist,
     ),
     Scenario::new(
+        "field_lists_match_exactly",
+        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG and deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
+        field_lists_match_exactly,
+    ),
+    Scenario::new(
         "malformed_fields_refused",
         "a field list with a malformed field (a type without a name, a struct size that is not a number, a bad array size, an unknown type, a size on a non-struct) is EINVAL through REG and through 'u:NAME FIELDS' in dynamic_events, and no event is made",
         malformed_fields_refused,
@@ -1251,6 +1256,77 @@ const MALFORMED_FIELDS: &[(&str, &str)] = &[
     ("u32 a; float f", "an unknown type after a good field"),
     ("u32 a 4", "a size on a non-struct field"),
 ];
+
+/// user_fields_match compares an event's fields with a command's in order and must also see
+/// the command end with them: a longer list is another event, not this one. Fields in a
+/// command that is matched are separated by "; " (the words are joined up to one holding a
+/// ';'), as `dynamic_events` shows them. user_event_parse
+/// gives EADDRINUSE for a name whose fields differ; dynamic_events' delete matches the same
+/// way, so a wrong list deletes nothing. An empty field (a trailing ';') is skipped when an
+/// event is made, so `NAME u32 a;` makes the one-field event.
+fn field_lists_match_exactly(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let addr = page.addr(0) as u64;
+    let name = cx.event_name();
+    cx.reg(&format!("{name} u32 a"), page.addr(0), 4, 0)?;
+    for (bit, fields, what) in [
+        (1, " u32 a; u32 b", "its field and one more"),
+        (2, "", "no fields"),
+        (3, " u64 a", "another type"),
+    ] {
+        check_eq!(
+            uapi::reg(cx.fd(), &format!("{name}{fields}"), addr, 4, bit, 0).err(),
+            Some(Errno(libc::EADDRINUSE)),
+            "REG of {name:?} with {what} ('{name}{fields}') while it has 'u32 a'"
+        );
+    }
+    check_eq!(
+        uapi::reg(cx.fd(), &format!("{name} u32 a;"), addr, 4, 4, 0).err(),
+        None,
+        "REG of {name:?} with its own field and a trailing ';'"
+    );
+
+    // Made with a trailing ';' (an empty last field): the event has the one field.
+    let trailing = cx.event_name();
+    cx.reg(&format!("{trailing} u32 a;"), page.addr(4), 4, 0)?;
+    let format = tracefs::format(&trailing)?;
+    let fields: Vec<&str> = format
+        .lines()
+        .filter(|l| l.trim_start().starts_with("field:") && !l.contains("common_"))
+        .collect();
+    check_eq!(
+        fields,
+        ["\tfield:u32 a;\toffset:8;\tsize:4;\tsigned:0;"],
+        "the fields of {trailing:?} made as '{trailing} u32 a;'"
+    );
+
+    // dynamic_events: a delete whose list is longer or shorter than the event's deletes
+    // nothing; the exact list deletes it.
+    let dynamic = cx.event_name();
+    tracefs::dynamic_events_command(&format!("u:{dynamic} u32 a; u32 b\n"))
+        .map_err(|e| Stop::Fail(format!("create u:{dynamic}: {e}")))?;
+    for (fields, what) in [
+        ("u32 a; u32 b; u32 c", "one field more"),
+        ("u32 a", "one field less"),
+    ] {
+        let r = dynamic_events_errno(&format!("-:{dynamic} {fields}\n"))?;
+        check!(r.is_some(), "'-:{dynamic} {fields}' ({what}) was accepted");
+        check!(
+            tracefs::exists(&format!("events/user_events/{dynamic}")),
+            "{dynamic} is gone after '-:{dynamic} {fields}' ({what}, answered {r:?})"
+        );
+    }
+    check_eq!(
+        dynamic_events_errno(&format!("-:{dynamic} u32 a; u32 b\n"))?,
+        None,
+        "'-:{dynamic} u32 a; u32 b' (its own list)"
+    );
+    check!(
+        !tracefs::exists(&format!("events/user_events/{dynamic}")),
+        "{dynamic} still exists after the delete with its own list"
+    );
+    Ok(())
+}
 
 fn malformed_fields_refused(cx: &mut Ctx) -> R {
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
