@@ -108,9 +108,10 @@ enum Cmd {
         after_help = "Examples:\n  cargo xtask parse --console target/ue-runs/latest-6.12/console.log"
     )]
     Parse(commands::parse::ParseArgs),
-    /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
+    /// The matrix table from kept runs' results.json (CI's summary job), booting nothing;
+    /// with --baseline, only what changed against the baseline runs.
     #[command(
-        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md"
+        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md\n  cargo xtask report --baseline clean/ -- patched/   what changed: new failures by symptom"
     )]
     Report(commands::report::ReportArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;

@@ -657,6 +657,36 @@ fn report_tells_runs_apart_and_names_paths() {
     assert!(stderr.contains("/no/such/dir/x.md"), "{stderr}");
 }
 
+/// `report --baseline`: the new runs are required, a folder without results.json is named,
+/// and a mutant's run against its clean one exits 101 with its failures, the clean run
+/// against itself 0 (xtask/test_data/report: two kept runs of a `mutants` batch, trimmed).
+#[test]
+fn report_baseline_refuses_and_compares() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data/report");
+    let base = format!("{data}/baseline-6.12");
+    let mutant = format!("{data}/mutant-copy-long");
+    let (code, stderr) = xtask(&["report", "--baseline", &base]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("<DIR>"), "{stderr}");
+    let (code, stderr) = xtask(&["report", "--baseline", "/nonexistent/base", "--", &mutant]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --baseline /nonexistent/base: no results.json"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["report", "--baseline", &base, "--", "/nonexistent/new"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/nonexistent/new"), "{stderr}");
+    let d = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) =
+        xtask_in(d.path(), &["report", "--baseline", &base, "--", &mutant]);
+    assert_eq!(code, 101, "{stderr}");
+    assert!(stdout.contains("### New failures: 16 trial(s)"), "{stdout}");
+    let (code, stdout, stderr) = xtask_in(d.path(), &["report", &base, "--baseline", &base]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+}
+
 /// `kernels` prints columns that line up (offline here: the newest versions are unknown).
 #[test]
 fn kernels_prints_aligned_columns() {
