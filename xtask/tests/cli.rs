@@ -687,6 +687,39 @@ fn report_baseline_refuses_and_compares() {
     assert!(stdout.contains("No changes"), "{stdout}");
 }
 
+/// `flakes` reads the cache's history: none yet is said, not an error; --last 0 is refused.
+#[test]
+fn flakes_reads_the_history_of_its_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = xtask_in(d.path(), &["flakes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("no run recorded yet"), "{stdout}");
+    let line = |t: u64, outcome: &str| {
+        format!(
+            r#"{{"time":{t},"kernel":"6.12","load":3.9,"run_dir":"r{t}","trials":[{{"name":"munmap::x","outcome":"{outcome}"}}]}}"#
+        )
+    };
+    std::fs::write(
+        d.path().join("history.jsonl"),
+        format!("{}\n{}\n", line(1, "fail"), line(2, "pass")),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = xtask_in(d.path(), &["flakes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("munmap::x  6.12    1 of 2 (50%)  3.9"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = xtask_in(d.path(), &["flakes", "--last", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("no flaky trials in the last 1 runs"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = xtask_in(d.path(), &["flakes", "--last", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
 /// `kernels` prints columns that line up (offline here: the newest versions are unknown).
 #[test]
 fn kernels_prints_aligned_columns() {
