@@ -10,6 +10,9 @@ use harness::model::{KernelRun, Verdict};
 
 use super::symptom;
 
+/// The most of a symptom's line shown.
+const SHOWN: usize = 160;
+
 /// One trial's outcome in one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -80,15 +83,14 @@ fn outcome(v: &Verdict) -> Outcome {
     }
 }
 
-/// A trial as both sides name it: the baseline's kernel label (the new side's label mapped
-/// onto it) and the trial's name.
+/// A trial in one side's runs: its kernel's label and its name.
 type Key = (String, String);
 
 /// Each side's trials with their outcomes over that side's runs.
-fn outcomes(runs: &[KernelRun], label_of: impl Fn(&str) -> String) -> BTreeMap<Key, Vec<Outcome>> {
+fn outcomes(runs: &[KernelRun]) -> BTreeMap<Key, Vec<Outcome>> {
     let mut out: BTreeMap<Key, Vec<Outcome>> = BTreeMap::new();
     for r in runs {
-        let label = label_of(&r.kernel.label);
+        let label = &r.kernel.label;
         for v in &r.verdicts {
             out.entry((label.clone(), v.name.clone()))
                 .or_default()
@@ -98,17 +100,25 @@ fn outcomes(runs: &[KernelRun], label_of: impl Fn(&str) -> String) -> BTreeMap<K
     out
 }
 
-/// New label → baseline label: each label to itself, and the one label each side has left
-/// unmatched to the other's.
+/// New label → baseline label: each label to itself; then the one label each side has left
+/// unmatched to the other's (`6.12+patched` against `6.12`), or, when the baseline is one
+/// kernel alone, every new label to it, each compared on its own (several mutants against
+/// one clean run). Otherwise which is which cannot be told from labels, and the unmatched
+/// kernels appear and disappear.
 fn pair_labels(base: &BTreeSet<String>, new: &BTreeSet<String>) -> BTreeMap<String, String> {
     let mut map: BTreeMap<String, String> = new
         .intersection(base)
         .map(|l| (l.clone(), l.clone()))
         .collect();
-    let only_new: Vec<&String> = new.difference(base).collect();
     let only_base: Vec<&String> = base.difference(new).collect();
-    if let ([n], [b]) = (only_new.as_slice(), only_base.as_slice()) {
-        map.insert((*n).clone(), (*b).clone());
+    let only_new: Vec<&String> = new.difference(base).collect();
+    if let [b] = only_base.as_slice() {
+        if only_new.len() > 1 && base.len() > 1 {
+            return map;
+        }
+        for n in only_new {
+            map.insert(n.clone(), (*b).clone());
+        }
     }
     map
 }
@@ -159,19 +169,44 @@ impl Diff {
         };
         let (base_labels, new_labels) = (labels(base), labels(new));
         let map = pair_labels(&base_labels, &new_labels);
-        let before = outcomes(base, |l| l.to_owned());
-        let after = outcomes(new, |l| map.get(l).cloned().unwrap_or_else(|| l.to_owned()));
-        // Back from the baseline's label to the new side's, to name trials as the new runs do.
-        let new_label: BTreeMap<&String, &String> = map.iter().map(|(n, b)| (b, n)).collect();
+        let before = outcomes(base);
+        let after = outcomes(new);
         let several = base_labels.len().max(new_labels.len()) > 1;
-        let show = |(label, name): &Key| {
+        let show = |label: &str, name: &str| {
             if several {
-                let l = new_label.get(label).map_or(label.as_str(), |l| l.as_str());
-                format!("{l}::{name}")
+                format!("{label}::{name}")
             } else {
-                name.clone()
+                name.to_owned()
             }
         };
+        let names = |o: &BTreeMap<Key, Vec<Outcome>>, label: &str| -> BTreeSet<String> {
+            o.keys()
+                .filter(|(l, _)| l == label)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        // Every trial to look at: (shown as, baseline key, new key).
+        let mut pairs: Vec<(String, Option<Key>, Option<Key>)> = Vec::new();
+        for l in &new_labels {
+            let b = map.get(l);
+            let mut all = names(&after, l);
+            if let Some(b) = b {
+                all.extend(names(&before, b));
+            }
+            for n in all {
+                pairs.push((
+                    show(l, &n),
+                    b.map(|b| (b.clone(), n.clone())),
+                    Some((l.clone(), n)),
+                ));
+            }
+        }
+        let targets: BTreeSet<&String> = map.values().collect();
+        for b in base_labels.iter().filter(|b| !targets.contains(b)) {
+            for n in names(&before, b) {
+                pairs.push((show(b, &n), Some((b.clone(), n)), None));
+            }
+        }
         let mut d = Diff {
             compared: map
                 .iter()
@@ -188,12 +223,11 @@ impl Diff {
             ..Diff::default()
         };
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
-        for key in keys {
-            let b = before.get(key).map(|o| Status::of(o));
-            let a = after.get(key).map(|o| Status::of(o));
+        for (trial, bk, ak) in pairs {
+            let b = bk.and_then(|k| before.get(&k)).map(|o| Status::of(o));
+            let a = ak.and_then(|k| after.get(&k)).map(|o| Status::of(o));
             let change = Change {
-                trial: show(key),
+                trial,
                 before: b.clone(),
                 after: a.clone(),
             };
@@ -262,9 +296,15 @@ impl Diff {
                 self.new_failures.len()
             ));
             for g in &self.new_failures {
+                // The group is told by the whole line; a long one is shown by its start.
+                let shown: String = if g.symptom.chars().count() > SHOWN {
+                    g.symptom.chars().take(SHOWN).chain(['…']).collect()
+                } else {
+                    g.symptom.clone()
+                };
                 s.push_str(&format!(
                     "- `{}` ({}): {}\n",
-                    g.symptom.replace('`', "'"),
+                    shown.replace('`', "'"),
                     g.trials.len(),
                     g.trials.join(", ")
                 ));
