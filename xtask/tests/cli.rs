@@ -665,9 +665,15 @@ fn report_baseline_refuses_and_compares() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data/report");
     let base = format!("{data}/baseline-6.12");
     let mutant = format!("{data}/mutant-copy-long");
-    let (code, stderr) = xtask(&["report", "--baseline", &base]);
+    let (code, stderr) = xtask(&["report", "--baseline", &base, &mutant]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("<DIR>"), "{stderr}");
+    assert!(
+        stderr.contains("error: --baseline ") && stderr.contains("no new runs to compare"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["report"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("error: no run folders"), "{stderr}");
     let (code, stderr) = xtask(&["report", "--baseline", "/nonexistent/base", "--", &mutant]);
     assert_eq!(code, 2, "{stderr}");
     assert!(

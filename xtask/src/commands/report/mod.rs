@@ -17,7 +17,9 @@ use harness::model::KernelRun;
 pub struct ReportArgs {
     /// Run folders (holding results.json), or folders to search for them; with --baseline,
     /// the new runs.
-    #[arg(required = true, value_name = "DIR")]
+    // Checked in `run`, not by clap: with --baseline, a missing `--` leaves no new runs,
+    // and clap's "required argument" would not say that `--` is what was missing.
+    #[arg(value_name = "DIR")]
     pub runs: Vec<PathBuf>,
     /// Compare against these runs (folders as DIR) and list only what changed: new failures
     /// grouped by symptom, fixes, new flakes, trials that appeared or went. Exits 101 when a
@@ -79,6 +81,19 @@ fn write_markdown(path: Option<&Path>, md: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    if a.runs.is_empty() && !a.baseline.is_empty() {
+        bail!(
+            "--baseline {}: no new runs to compare; --baseline takes every folder up to `--`, put the new ones after it (cargo xtask report --baseline BASE_DIR -- DIR)",
+            a.baseline
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if a.runs.is_empty() {
+        bail!("no run folders: give kept runs (target/ue-runs/latest-*) or folders holding them");
+    }
     if !a.baseline.is_empty() {
         let base = read_each(&a.baseline, "--baseline")?;
         let new = read_each(&a.runs, "new run")?;
