@@ -26,7 +26,8 @@ pub struct ReportArgs {
     /// trial fails that did not fail in the baseline. Put `--` before the new runs.
     #[arg(long, num_args = 1.., value_name = "BASE_DIR")]
     pub baseline: Vec<PathBuf>,
-    /// Also write the table as Markdown to this file (CI: $GITHUB_STEP_SUMMARY).
+    /// Also write the table (with --baseline, the changes) as Markdown to this file, appended
+    /// (CI: $GITHUB_STEP_SUMMARY).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
 }
