@@ -108,11 +108,19 @@ enum Cmd {
         after_help = "Examples:\n  cargo xtask parse --console target/ue-runs/latest-6.12/console.log"
     )]
     Parse(commands::parse::ParseArgs),
-    /// The matrix table from kept runs' results.json (CI's summary job), booting nothing.
+    /// The matrix table from kept runs' results.json (CI's summary job), booting nothing;
+    /// with --baseline, only what changed against the baseline runs.
     #[command(
-        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md"
+        after_help = "Examples:\n  cargo xtask report target/ue-runs/latest-*   the table of the last runs\n  cargo xtask report runs/ --markdown summary.md\n  cargo xtask report --baseline clean/ -- patched/   what changed: new failures by symptom"
     )]
     Report(commands::report::ReportArgs),
+    /// The trials that failed in some runs and passed in others on one kernel, by flake
+    /// rate, over the last runs of `test`, `matrix` and `rerun` (the cache's history), with
+    /// the host's load when they failed.
+    #[command(
+        after_help = "Examples:\n  cargo xtask flakes                       the flaky trials of the last 50 runs\n  cargo xtask flakes --last 200 --json     over more runs, for scripts"
+    )]
+    Flakes(commands::flakes::FlakesArgs),
     /// Boot a kept run (a failed one, or one with --keep) again and report its trials;
     /// FILTER and the runner's options after `--` pick them as for `test`.
     #[command(
@@ -210,6 +218,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => commands::bench::run(a),
         Cmd::Parse(a) => commands::parse::run(a),
         Cmd::Report(a) => commands::report::run(a),
+        Cmd::Flakes(a) => commands::flakes::run(a),
         Cmd::Rerun(a) => commands::rerun::run(a),
         Cmd::Shell(a) => commands::shell::run(a),
         Cmd::Bisect(a) => commands::bisect::run(a),

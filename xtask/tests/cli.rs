@@ -657,6 +657,75 @@ fn report_tells_runs_apart_and_names_paths() {
     assert!(stderr.contains("/no/such/dir/x.md"), "{stderr}");
 }
 
+/// `report --baseline`: the new runs are required, a folder without results.json is named,
+/// and a mutant's run against its clean one exits 101 with its failures, the clean run
+/// against itself 0 (xtask/test_data/report: two kept runs of a `mutants` batch, trimmed).
+#[test]
+fn report_baseline_refuses_and_compares() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data/report");
+    let base = format!("{data}/baseline-6.12");
+    let mutant = format!("{data}/mutant-copy-long");
+    let (code, stderr) = xtask(&["report", "--baseline", &base, &mutant]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --baseline ") && stderr.contains("no new runs to compare"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["report"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("error: no run folders"), "{stderr}");
+    let (code, stderr) = xtask(&["report", "--baseline", "/nonexistent/base", "--", &mutant]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --baseline /nonexistent/base: no results.json"),
+        "{stderr}"
+    );
+    let (code, stderr) = xtask(&["report", "--baseline", &base, "--", "/nonexistent/new"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/nonexistent/new"), "{stderr}");
+    let d = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) =
+        xtask_in(d.path(), &["report", "--baseline", &base, "--", &mutant]);
+    assert_eq!(code, 101, "{stderr}");
+    assert!(stdout.contains("### New failures: 16 trial(s)"), "{stdout}");
+    let (code, stdout, stderr) = xtask_in(d.path(), &["report", &base, "--baseline", &base]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+}
+
+/// `flakes` reads the cache's history: none yet is said, not an error; --last 0 is refused.
+#[test]
+fn flakes_reads_the_history_of_its_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = xtask_in(d.path(), &["flakes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("no run recorded yet"), "{stdout}");
+    let line = |t: u64, outcome: &str| {
+        format!(
+            r#"{{"time":{t},"kernel":"6.12","load":3.9,"run_dir":"r{t}","trials":[{{"name":"munmap::x","outcome":"{outcome}"}}]}}"#
+        )
+    };
+    std::fs::write(
+        d.path().join("history.jsonl"),
+        format!("{}\n{}\n", line(1, "fail"), line(2, "pass")),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = xtask_in(d.path(), &["flakes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("munmap::x  6.12    1 of 2 (50%)  3.9"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = xtask_in(d.path(), &["flakes", "--last", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("no flaky trials in the last 1 runs"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = xtask_in(d.path(), &["flakes", "--last", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
 /// `kernels` prints columns that line up (offline here: the newest versions are unknown).
 #[test]
 fn kernels_prints_aligned_columns() {

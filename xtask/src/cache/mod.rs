@@ -9,12 +9,14 @@
 //!   builds/<key>/src/out/     its build directory (a child of the tree: kbuild then uses
 //!                             relative paths, so a copy of it stays incremental)
 //!   builds/<key>/COMPLETE.json  written last: without it the entry is not a build
+//!   history.jsonl             each kernel run's trial outcomes, the last ones ([`history`])
 //! ```
 //!
 //! Every entry becomes visible by a rename or by its marker written last, so an interrupted
 //! run never leaves anything that looks complete. What the cache holds and what may go is
 //! [`inventory`].
 
+pub mod history;
 pub mod inventory;
 
 use std::fs::File;

@@ -192,10 +192,11 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                     finish(vm)?;
                 }
             }
-            let (opts, sel) = (opts.clone(), sel.clone());
+            let (opts, sel, cache) = (opts.clone(), sel.clone(), s.cache.clone());
             vms.push_back(scope.spawn(move || {
                 let run = harness::run::run_kernel(&kernel, &opts, &sel)?;
                 harness::artifacts::write(&run)?;
+                crate::cache::history::record(&cache, &run);
                 Ok(run)
             }));
         }

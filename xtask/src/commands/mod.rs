@@ -5,6 +5,7 @@ pub mod bisect;
 pub mod build_guest;
 pub mod build_kernel;
 pub mod cache;
+pub mod flakes;
 pub mod host_tools;
 pub mod kernels;
 pub mod matrix;

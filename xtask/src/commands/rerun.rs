@@ -90,6 +90,7 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
     let boot = |k: &harness::model::KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;
         harness::artifacts::write(&run)?;
+        crate::cache::history::record(&s.cache, &run);
         Ok(run)
     };
     let conclusion = harness::trials::run(

@@ -72,6 +72,7 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
         let run = harness::run::run_kernel(k, &opts, sel)?;
         harness::artifacts::write(&run)?;
+        crate::cache::history::record(&s.cache, &run);
         Ok(run)
     };
     let conclusion = harness::trials::run(&args, &kernels, &scenarios, &opts, boot, |run| {
