@@ -105,7 +105,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "field_lists_match_exactly",
-        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG and deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
+        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG, and it or another system deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
         field_lists_match_exactly,
     ),
     Scenario::new(
@@ -1255,15 +1255,16 @@ const MALFORMED_FIELDS: &[(&str, &str)] = &[
     ("float f", "an unknown type"),
     ("u32 a; float f", "an unknown type after a good field"),
     ("u32 a 4", "a size on a non-struct field"),
+    ("struct foo x 8 y", "a token after a struct's size"),
 ];
 
 /// user_fields_match compares an event's fields with a command's in order and must also see
-/// the command end with them: a longer list is another event, not this one. Fields in a
-/// command that is matched are separated by "; " (the words are joined up to one holding a
-/// ';'), as `dynamic_events` shows them. user_event_parse
+/// the command end with them: a longer list is another event, not this one. user_event_parse
 /// gives EADDRINUSE for a name whose fields differ; dynamic_events' delete matches the same
-/// way, so a wrong list deletes nothing. An empty field (a trailing ';') is skipped when an
-/// event is made, so `NAME u32 a;` makes the one-field event.
+/// way (and by system, when the command names one), so a wrong list or system deletes
+/// nothing. Fields in a command that is matched are separated by "; " (the words are joined
+/// up to one holding a ';'), as `dynamic_events` shows them. An empty field (a trailing ';')
+/// is skipped when an event is made, so `NAME u32 a;` makes the one-field event.
 fn field_lists_match_exactly(cx: &mut Ctx) -> R {
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let addr = page.addr(0) as u64;
@@ -1316,14 +1317,24 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
             "{dynamic} is gone after '-:{dynamic} {fields}' ({what}, answered {r:?})"
         );
     }
+    let other_system = format!("-:kprobes/{dynamic} u32 a; u32 b\n");
+    let r = dynamic_events_errno(&other_system)?;
+    check!(
+        r.is_some(),
+        "{other_system:?} (another system) was accepted"
+    );
+    check!(
+        tracefs::exists(&format!("events/user_events/{dynamic}")),
+        "{dynamic} is gone after {other_system:?} (another system, answered {r:?})"
+    );
     check_eq!(
-        dynamic_events_errno(&format!("-:{dynamic} u32 a; u32 b\n"))?,
+        dynamic_events_errno(&format!("-:user_events/{dynamic} u32 a; u32 b\n"))?,
         None,
-        "'-:{dynamic} u32 a; u32 b' (its own list)"
+        "'-:user_events/{dynamic} u32 a; u32 b' (its own system and list)"
     );
     check!(
         !tracefs::exists(&format!("events/user_events/{dynamic}")),
-        "{dynamic} still exists after the delete with its own list"
+        "{dynamic} still exists after the delete with its own system and list"
     );
     Ok(())
 }
