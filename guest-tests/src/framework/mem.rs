@@ -24,6 +24,12 @@ impl Mapping {
         )
     }
 
+    /// `pages` anonymous pages, MAP_PRIVATE or MAP_SHARED (`flags`), with protection `prot`:
+    /// a read-only or PROT_NONE word, or a run of pages for words on several of them.
+    pub fn anon_pages(pages: usize, prot: i32, flags: i32) -> Result<Self, Stop> {
+        Self::map(pages * 4096, prot, flags | libc::MAP_ANONYMOUS, -1, 0)
+    }
+
     pub fn map(len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> Result<Self, Stop> {
         Self::map_at(std::ptr::null(), len, prot, flags, fd, off)
     }

@@ -426,12 +426,10 @@ struct ZeroTail(Mapping);
 
 impl ZeroTail {
     fn new() -> Result<Self, Stop> {
-        Ok(ZeroTail(Mapping::map(
-            3 * 4096,
+        Ok(ZeroTail(Mapping::anon_pages(
+            3,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            libc::MAP_PRIVATE,
         )?))
     }
 
@@ -445,13 +443,7 @@ impl ZeroTail {
 /// of the struct: NULL, an unmapped page, and a struct whose size field (`size`) is
 /// readable but whose rest lies on a PROT_NONE page.
 fn unreadable_struct(cx: &Ctx, req: libc::c_ulong, what: &str, size: u32) -> R {
-    let pages = Mapping::map(
-        3 * 4096,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        -1,
-        0,
-    )?;
+    let pages = Mapping::anon_pages(3, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
     let none = unsafe { libc::mprotect(pages.addr(4096) as *mut _, 4096, libc::PROT_NONE) };
     check_eq!(none, 0, "mprotect: {}", std::io::Error::last_os_error());
     let gone = unsafe { libc::munmap(pages.addr(8192) as *mut _, 4096) };
@@ -524,13 +516,7 @@ fn reg_unusable_address(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let (gone, len) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
     unsafe { libc::munmap(gone as *mut _, len) };
-    let readonly = Mapping::map(
-        4096,
-        libc::PROT_READ,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        -1,
-        0,
-    )?;
+    let readonly = Mapping::anon_pages(1, libc::PROT_READ, libc::MAP_PRIVATE)?;
     for (what, addr) in [
         ("unmapped", gone as u64),
         ("read-only", readonly.addr(0) as u64),

@@ -328,13 +328,7 @@ fn reg_refused_word(cx: &mut Ctx) -> R {
     let cmd = command(&name, ";", MAX_COMMAND);
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     cx.reg(&cmd, page.addr(0), 4, 0)?;
-    let readonly = Mapping::map(
-        4096,
-        libc::PROT_READ,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        -1,
-        0,
-    )?;
+    let readonly = Mapping::anon_pages(1, libc::PROT_READ, libc::MAP_PRIVATE)?;
     let meter = Meter {
         warmup: 100,
         cycles: 3000,
@@ -585,12 +579,10 @@ const FAULT_EVENTS: usize = 96;
 /// +276 kB.
 fn fault_worker(cx: &mut Ctx) -> R {
     let names: Vec<String> = (0..FAULT_EVENTS).map(|_| cx.event_name()).collect();
-    let pages = Mapping::map(
-        FAULT_EVENTS * 4096,
+    let pages = Mapping::anon_pages(
+        FAULT_EVENTS,
         libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-        -1,
-        0,
+        libc::MAP_SHARED,
     )?;
     let meter = Meter {
         warmup: 10,

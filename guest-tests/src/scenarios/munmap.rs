@@ -404,13 +404,8 @@ fn free_and_pins() -> Result<(i64, i64), Stop> {
 fn pages_lost(fd: BorrowedFd<'_>, name: &str, register: bool) -> Result<(i64, i64), Stop> {
     let before = free_and_pins()?;
     fork(|| {
-        let pages = Mapping::map(
-            PAGES * 4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )?;
+        let pages =
+            Mapping::anon_pages(PAGES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
         // Base pages: a pin leaked on a huge page would hold 512 of them, and freed huge
         // pages sit on the per-CPU lists in bulk. (EINVAL without THP: base pages anyway.)
         unsafe { libc::madvise(pages.ptr as *mut _, pages.len, libc::MADV_NOHUGEPAGE) };

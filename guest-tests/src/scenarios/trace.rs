@@ -345,13 +345,7 @@ fn write_errors(cx: &mut Ctx) -> R {
     // A payload that runs into memory the process cannot read: the kernel faults the whole
     // payload in before any probe copies it, and refuses the write (EFAULT) rather than
     // report success for a record it could not make.
-    let unreadable = Mapping::map(
-        4096,
-        libc::PROT_NONE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        -1,
-        0,
-    )?;
+    let unreadable = Mapping::anon_pages(1, libc::PROT_NONE, libc::MAP_PRIVATE)?;
     let head: Vec<u8> = si.to_le_bytes().into_iter().chain([0u8; 8]).collect();
     let iov = [
         libc::iovec {
