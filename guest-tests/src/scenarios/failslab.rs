@@ -259,9 +259,10 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
     Ok(())
 }
 
-/// DEL of an unused event, swept. The event is defined through `dynamic_events`, which
-/// makes it persist while unused (as PERSIST does, without needing that flag).
-fn del_event(cx: &mut Ctx) -> R {
+/// What the sweeps of `u:` events start from: the fail-nth file, a page for registrations,
+/// and the format a whole event of FIELDS has, read from a control event made through
+/// dynamic_events (with no failure injected) and deleted again.
+fn dynamic_sweep_setup(cx: &mut Ctx) -> Result<(FailNth, Mapping, String), Stop> {
     let fail_nth = FailNth::open()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     arrays()?;
@@ -269,6 +270,13 @@ fn del_event(cx: &mut Ctx) -> R {
     tracefs::dynamic_events_command(&format!("u:{control} {FIELDS}"))?;
     let reference = reference_format(&System::Plain.entry_of(&control))?;
     del(cx, &control)?;
+    Ok((fail_nth, page, reference))
+}
+
+/// DEL of an unused event, swept. The event is defined through `dynamic_events`, which
+/// makes it persist while unused (as PERSIST does, without needing that flag).
+fn del_event(cx: &mut Ctx) -> R {
+    let (fail_nth, page, reference) = dynamic_sweep_setup(cx)?;
     sweep(cx, "DEL", |cx, n| {
         let name = cx.event_name();
         let dir = System::Plain.entry_of(&name);
@@ -306,13 +314,7 @@ fn del_event(cx: &mut Ctx) -> R {
 /// A `dynamic_events` definition, swept: the write's buffer, the name's copy, then what REG
 /// of a new event allocates.
 fn dynamic_events_create(cx: &mut Ctx) -> R {
-    let fail_nth = FailNth::open()?;
-    let page = Mapping::anon(libc::MAP_PRIVATE)?;
-    arrays()?;
-    let control = cx.event_name();
-    tracefs::dynamic_events_command(&format!("u:{control} {FIELDS}"))?;
-    let reference = reference_format(&System::Plain.entry_of(&control))?;
-    del(cx, &control)?;
+    let (fail_nth, page, reference) = dynamic_sweep_setup(cx)?;
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(tracefs::path("dynamic_events"))?;
