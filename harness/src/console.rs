@@ -278,14 +278,8 @@ mod tests {
 
     fn info(name: &str, fault_worker: bool) -> ScenarioInfo {
         ScenarioInfo {
-            name: name.into(),
-            family: name.split("::").next().unwrap_or_default().into(),
-            about: String::new(),
-            optional: false,
-            fault_warnings: false,
             fault_worker,
-            alone: false,
-            requires: vec![],
+            ..crate::test_support::scenario(name)
         }
     }
 

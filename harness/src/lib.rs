@@ -23,6 +23,8 @@ pub mod qemu;
 pub mod report;
 pub mod run;
 pub mod snapshots;
+#[cfg(test)]
+mod test_support;
 pub mod trials;
 pub mod verdict;
 pub mod vm;

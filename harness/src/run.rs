@@ -759,16 +759,7 @@ mod tests {
     use crate::model::{FailCause, Failure};
 
     fn info(name: &str) -> ScenarioInfo {
-        ScenarioInfo {
-            name: name.into(),
-            family: name.split("::").next().unwrap_or_default().into(),
-            about: String::new(),
-            optional: false,
-            fault_warnings: false,
-            fault_worker: false,
-            alone: false,
-            requires: vec![],
-        }
+        crate::test_support::scenario(name)
     }
 
     fn report(end: vm::VmEnd, started: &[&str], unfinished: Option<&str>) -> vm::VmReport {

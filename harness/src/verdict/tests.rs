@@ -56,17 +56,7 @@ fn end(name: &str, outcome: Outcome, message: &str) -> Record {
 }
 
 fn info(name: &str) -> ScenarioInfo {
-    let family = name.split("::").next().unwrap().to_owned();
-    ScenarioInfo {
-        name: name.into(),
-        family,
-        about: String::new(),
-        optional: false,
-        fault_warnings: false,
-        fault_worker: false,
-        alone: false,
-        requires: vec![],
-    }
+    crate::test_support::scenario(name)
 }
 
 fn plan(names: &[&str]) -> Vec<ScenarioInfo> {

@@ -378,6 +378,14 @@ fn whole_suite(listing: &[ScenarioInfo]) -> Selection {
     }
 }
 
+/// The whole suite's scenarios, without the upstream selftests.
+fn scenarios_only(listing: &[ScenarioInfo]) -> Selection {
+    Selection {
+        kselftests: vec![],
+        ..whole_suite(listing)
+    }
+}
+
 /// Every planned record has a verdict of its own: none is "not run" or "not finished" (what
 /// a dead VM leaves), and every VM finished by itself, within the host's scenario limit (the
 /// least one hang used to cost, when the host had to end the VM to see it).
@@ -578,10 +586,7 @@ pub fn exit_hangs_are_each_their_own(
     opts: &SuiteOptions,
     listing: &[ScenarioInfo],
 ) -> anyhow::Result<()> {
-    let sel = Selection {
-        kselftests: vec![],
-        ..whole_suite(listing)
-    };
+    let sel = scenarios_only(listing);
     let run = run_kernel(k, opts, &sel)?;
     every_record_judged_in_bounded_time(&run, &sel)?;
     if !run.restarts.is_empty() {
@@ -626,10 +631,7 @@ pub fn an_oops_in_the_fault_worker_costs_bounded_time(
     opts: &SuiteOptions,
     listing: &[ScenarioInfo],
 ) -> anyhow::Result<()> {
-    let sel = Selection {
-        kselftests: vec![],
-        ..whole_suite(listing)
-    };
+    let sel = scenarios_only(listing);
     let run = run_kernel(k, opts, &sel)?;
     every_record_judged_in_bounded_time(&run, &sel)?;
     if run.restarts.len() > 1 {
@@ -687,10 +689,7 @@ pub fn fault_worker_users_are_declared(
     opts: &SuiteOptions,
     listing: &[ScenarioInfo],
 ) -> anyhow::Result<()> {
-    let sel = Selection {
-        kselftests: vec![],
-        ..whole_suite(listing)
-    };
+    let sel = scenarios_only(listing);
     let mut o = opts.clone();
     o.jobs = 1;
     let run = run_kernel(k, &o, &sel)?;
