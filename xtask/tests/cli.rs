@@ -518,12 +518,7 @@ fn help_teaches() {
 /// with exit 2 and leaves the cache as it was (nothing installed, downloaded or probed).
 #[test]
 fn a_bad_argument_changes_nothing_even_offline() {
-    if !Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: `unshare -n` is not allowed here");
+    if !offline_allowed() {
         return;
     }
     let cache = tempfile::tempdir().unwrap();
@@ -729,12 +724,7 @@ fn flakes_reads_the_history_of_its_cache() {
 /// `kernels` prints columns that line up (offline here: the newest versions are unknown).
 #[test]
 fn kernels_prints_aligned_columns() {
-    if !Command::new("unshare")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: `unshare -n` is not allowed here");
+    if !offline_allowed() {
         return;
     }
     let cache = tempfile::tempdir().unwrap();
@@ -762,4 +752,17 @@ fn kernels_prints_aligned_columns() {
         }
     }
     assert!(lines.iter().any(|l| l.contains("(default)")), "{stdout}");
+}
+
+/// Whether this machine lets a test cut itself off from the network (`unshare -n`, root or a
+/// user namespace); says so when it does not, and the offline test is then skipped.
+fn offline_allowed() -> bool {
+    let ok = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: `unshare -n` is not allowed here");
+    }
+    ok
 }

@@ -125,17 +125,18 @@ fn judge_ended(
     troubles: &[&Trouble],
     expected: &Expectation,
 ) -> ScenarioVerdict {
+    let judged = |verdict| ScenarioVerdict {
+        name: p.name.as_ref().to_owned(),
+        origin: p.origin(),
+        verdict,
+        duration_us: Some(end.duration_us),
+        snapshots: end.snapshots.clone(),
+        notes: end.notes.clone(),
+    };
     // Stuck in the kernel, or blocked behind a record that was: that is the verdict, the
     // kernel's own reports of it are added to its words.
     if let Some(verdict) = hang::judge(end, report, troubles) {
-        return ScenarioVerdict {
-            name: p.name.as_ref().to_owned(),
-            origin: p.origin(),
-            verdict,
-            duration_us: Some(end.duration_us),
-            snapshots: end.snapshots.clone(),
-            notes: end.notes.clone(),
-        };
+        return judged(verdict);
     }
     let own = match (end.outcome, p.guest) {
         (_, Some((program, test))) => {
@@ -156,14 +157,7 @@ fn judge_ended(
         Some(t) => with_kernel_trouble(p, t, &own, end),
         None => against_known_bugs(own, p.name.as_ref(), end.symptom.as_deref(), expected),
     };
-    ScenarioVerdict {
-        name: p.name.as_ref().to_owned(),
-        origin: p.origin(),
-        verdict,
-        duration_us: Some(end.duration_us),
-        snapshots: end.snapshots.clone(),
-        notes: end.notes.clone(),
-    }
+    judged(verdict)
 }
 
 /// The guest may have seen nothing wrong; the kernel did: a failure for the first trouble,
