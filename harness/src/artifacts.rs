@@ -1,6 +1,8 @@
 //! What a finished run leaves in its folder for people, CI uploads and the bench:
 //! `results.json` (a [`KernelRun`], read back typed by [`read_results`]), `junit.xml` and the
 //! kernel's `.config`. The console log and QEMU command line are written while it runs.
+//! Each retry (`--retries`) leaves the same files in its own `attempt-N/` folder, and the
+//! run's own files hold the trials' outcomes over all attempts.
 
 use std::path::Path;
 
@@ -19,6 +21,9 @@ pub fn write(run: &KernelRun) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", results.display()))?;
     std::fs::write(run.run_dir.join("junit.xml"), crate::report::junit(run))
         .with_context(|| format!("write {}", run.run_dir.join("junit.xml").display()))?;
+    for attempt in run.retries.iter().filter_map(|r| r.run.as_deref()) {
+        write(attempt)?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! guest can run; [`guest_program`]: other people's test programs) → [`image`] (initramfs from [`initramfs`]) → [`qemu`] (command line) →
 //! [`vm`] (one boot: console and result channel, limits) → [`console`] and [`ktap`] and [`libtest`]
 //! (what the kernel and the test programs said) → [`verdict`] (one per scenario) → [`run`] (one kernel's
-//! boot, tying those together) → [`artifacts`] (results.json, JUnit) → [`trials`]
+//! boot, tying those together; [`retry`]: `--retries`) → [`artifacts`] (results.json, JUnit) → [`trials`]
 //! (libtest-mimic, with [`snapshots`]) and [`report`] (the matrix). [`interrupt`] is the
 //! SIGINT/SIGTERM flag every long wait polls.
 
@@ -21,6 +21,7 @@ pub mod model;
 pub mod proc;
 pub mod qemu;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod snapshots;
 #[cfg(test)]

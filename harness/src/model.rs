@@ -202,6 +202,11 @@ pub struct SuiteOptions {
     /// Fresh VMs one kernel's run may boot after a VM died mid-run (panic, unkillable hang,
     /// silence), each for the scenarios and programs not yet started.
     pub max_restarts: u32,
+    /// `--retries`: how many more times a failed trial runs, each time in a fresh VM with the
+    /// same kernel, until it passes (then it is [`Verdict::Flaky`]).
+    pub retries: u32,
+    /// `--flaky-fails`: a flaky trial fails the run (by default it is reported and passes).
+    pub flaky_fails: bool,
     /// Other people's test programs, run after everything else (`guest::*` trials).
     pub guest_programs: Vec<GuestProgram>,
 }
@@ -278,6 +283,26 @@ pub enum Verdict {
         /// What the scenario said.
         failure: String,
     },
+    /// It failed, then passed when `--retries` ran it again in a fresh VM: reported, and not
+    /// counted as a failure of the run unless `--flaky-fails` asks. A flake is a defect of
+    /// the scenario (a wait that is not a poll) or of the kernel, to be found and fixed,
+    /// which is why it is an outcome of its own and not a pass.
+    Flaky {
+        /// The attempts that failed, in order, before the one that passed.
+        failed_attempts: Vec<FailedAttempt>,
+        /// The attempt that passed (2 for the first retry).
+        passed_on: u32,
+    },
+}
+
+/// One failed attempt of a trial that later passed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedAttempt {
+    /// 1 for the run's own first attempt, 2 for the first retry ...
+    pub attempt: u32,
+    pub failure: Failure,
+    /// The console log of the VM that ran it (the run folder's, or `attempt-N/`'s).
+    pub console_log: PathBuf,
 }
 
 impl Verdict {
@@ -297,6 +322,30 @@ impl Verdict {
     pub fn fail_cause(&self) -> Option<&FailCause> {
         match self {
             Verdict::Fail(f) => Some(&f.cause),
+            _ => None,
+        }
+    }
+
+    pub fn is_flaky(&self) -> bool {
+        matches!(self, Verdict::Flaky { .. })
+    }
+
+    /// `flaky: failed on attempt 1, passed on attempt 2`, for a [`Verdict::Flaky`].
+    pub fn flaky_line(&self) -> Option<String> {
+        match self {
+            Verdict::Flaky {
+                failed_attempts,
+                passed_on,
+            } => {
+                let failed: Vec<String> = failed_attempts
+                    .iter()
+                    .map(|a| a.attempt.to_string())
+                    .collect();
+                Some(format!(
+                    "flaky: failed on attempt {}, passed on attempt {passed_on}",
+                    failed.join(", ")
+                ))
+            }
             _ => None,
         }
     }
@@ -400,6 +449,31 @@ pub enum FailCause {
     Unrecorded,
 }
 
+impl FailCause {
+    /// Whether a failure for this cause may not happen again in a fresh VM with the same
+    /// kernel and programs, so that `--retries` runs it again. Those decided by the kernel,
+    /// its build or the boot alone would fail the same way (and the boot's own trial is not
+    /// one a retry could run apart); one only read back from a file says too little.
+    pub fn can_flake(&self) -> bool {
+        match self {
+            FailCause::Guest
+            | FailCause::KernelTrouble(_)
+            | FailCause::NotFinished(_)
+            | FailCause::NotRun
+            | FailCause::Hung
+            | FailCause::Blocked { .. }
+            | FailCause::UnexpectedSkip
+            | FailCause::IncompleteTap => true,
+            FailCause::NoUserEvents
+            | FailCause::NotReported
+            | FailCause::KnownBugPassed
+            | FailCause::BuildFailed
+            | FailCause::Boot
+            | FailCause::Unrecorded => false,
+        }
+    }
+}
+
 /// What a verdict is about: the project's own scenario, the kernel tree's upstream selftests,
 /// or the boot itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -451,6 +525,25 @@ pub struct KernelRun {
     /// The fresh VMs booted after a VM died, in order (empty when the first one finished).
     #[serde(default)]
     pub restarts: Vec<Restart>,
+    /// The attempts `--retries` made after this one, in order: each a fresh VM (and its own
+    /// restarts) for the trials that had failed every attempt so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Retry>,
+}
+
+/// A later attempt at a kernel's failed trials (`--retries`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Retry {
+    /// 2 for the first retry: the run itself is attempt 1.
+    pub attempt: u32,
+    /// The trials it ran again.
+    pub planned: Vec<String>,
+    /// Its folder, `attempt-N/` in the run's: its console log, results.json and JUnit.
+    pub run_dir: PathBuf,
+    /// The attempt as its own folder's results.json has it; not repeated in the run's file,
+    /// so it is absent from a run read back.
+    #[serde(skip)]
+    pub run: Option<Box<KernelRun>>,
 }
 
 /// A fresh VM booted because the previous one died with scenarios not yet started.
@@ -499,11 +592,22 @@ impl KernelRun {
             report,
             verdicts,
             restarts: vec![],
+            retries: vec![],
         }
     }
 
     pub fn failed(&self) -> bool {
         self.verdicts.iter().any(|v| v.verdict.is_fail())
+    }
+
+    /// Some trial failed and then passed on a retry.
+    pub fn flaky(&self) -> bool {
+        self.verdicts.iter().any(|v| v.verdict.is_flaky())
+    }
+
+    /// Whether this run fails its command: a failed trial, or a flaky one when `--flaky-fails`.
+    pub fn fails_the_run(&self, flaky_fails: bool) -> bool {
+        self.failed() || (flaky_fails && self.flaky())
     }
 
     /// The console log of the boot that ran `name` (a restart's, when a fresh VM ran it).
@@ -541,6 +645,41 @@ mod results_json {
             serde_json::to_value(&v).unwrap(),
             serde_json::json!({"verdict": "fail", "message": "not run: the kernel panicked"})
         );
+    }
+
+    /// A flaky trial says so in results.json, with each failed attempt's words and console
+    /// log, and reads back the same; a run without retries writes no `retries` field.
+    #[test]
+    fn a_flaky_trial_is_written_with_its_failed_attempts() {
+        let v = Verdict::Flaky {
+            failed_attempts: vec![FailedAttempt {
+                attempt: 1,
+                failure: Failure {
+                    cause: FailCause::Guest,
+                    message: "no event".into(),
+                },
+                console_log: "run/console.log".into(),
+            }],
+            passed_on: 2,
+        };
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"verdict": "flaky", "message": {
+                "failed_attempts": [{"attempt": 1, "failure": "no event", "console_log": "run/console.log"}],
+                "passed_on": 2
+            }})
+        );
+        let back: Verdict = serde_json::from_value(json).unwrap();
+        assert!(back.is_flaky() && !back.is_fail());
+        let run = KernelRun::for_test(
+            "6.12",
+            vec![ScenarioVerdict::new("a::b", Origin::Scenario, v)],
+        );
+        assert!(run.flaky() && !run.failed());
+        assert!(!run.fails_the_run(false) && run.fails_the_run(true));
+        let written = serde_json::to_value(&run).unwrap();
+        assert!(written.get("retries").is_none(), "{written}");
     }
 
     /// `results.json` as the serialiser wrote it before the end record became a named struct

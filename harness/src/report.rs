@@ -18,6 +18,11 @@ fn xml_escape(s: &str) -> String {
         .collect()
 }
 
+/// One testsuite per kernel, one testcase per trial. A flaky trial is a passing testcase with
+/// one `<flakyFailure>` per failed attempt, and a trial that failed every attempt a
+/// `<failure>` followed by one `<rerunFailure>` per retry, as cargo-nextest (and Maven
+/// Surefire before it) writes them: CI systems that know the elements show the flake, the
+/// others see a pass.
 pub fn junit(run: &KernelRun) -> String {
     let v = &run.verdicts;
     let failures = v
@@ -60,15 +65,54 @@ pub fn junit(run: &KernelRun) -> String {
             Verdict::Fail(Failure { message: m, .. }) => {
                 let first = m.lines().next().unwrap_or("");
                 s.push_str(&format!(
-                    "><failure message=\"{}\">{}</failure></testcase>\n",
+                    "><failure message=\"{}\">{}</failure>{}</testcase>\n",
                     xml_escape(first),
-                    xml_escape(m)
+                    xml_escape(m),
+                    rerun_failures(run, &x.name)
                 ))
+            }
+            Verdict::Flaky {
+                failed_attempts, ..
+            } => {
+                s.push('>');
+                for a in failed_attempts {
+                    let m = &a.failure.message;
+                    s.push_str(&format!(
+                        "<flakyFailure message=\"{}\" type=\"attempt {}\"><system-out>{}\n  console log: {}</system-out></flakyFailure>",
+                        xml_escape(m.lines().next().unwrap_or("")),
+                        a.attempt,
+                        xml_escape(m),
+                        xml_escape(&a.console_log.display().to_string())
+                    ));
+                }
+                s.push_str("</testcase>\n");
             }
         }
     }
     s.push_str("</testsuite>\n</testsuites>\n");
     s
+}
+
+/// A trial that failed every attempt: each retry's failure, as it judged it in its own VM
+/// (the testcase's `<failure>` is the first attempt's).
+fn rerun_failures(run: &KernelRun, name: &str) -> String {
+    run.retries
+        .iter()
+        .filter_map(|r| {
+            let attempt = r.run.as_deref()?;
+            let v = attempt.verdicts.iter().find(|v| v.name == name)?;
+            let Verdict::Fail(f) = &v.verdict else {
+                return None;
+            };
+            Some(format!(
+                "<rerunFailure message=\"{}\" type=\"attempt {}\"><system-out>{}\n  console log: {}</system-out></rerunFailure>",
+                xml_escape(f.message.lines().next().unwrap_or("")),
+                r.attempt,
+                xml_escape(&f.message),
+                xml_escape(&attempt.console_log_of(name).display().to_string())
+            ))
+        })
+        .collect()
 }
 
 fn cell(v: &Verdict) -> String {
@@ -92,6 +136,13 @@ fn cell(v: &Verdict) -> String {
         }
         Verdict::Ignored(r) => format!("ignored ({})", r.chars().take(60).collect::<String>()),
         Verdict::KnownBug { bug, .. } => format!("KNOWN BUG {bug}"),
+        Verdict::Flaky {
+            failed_attempts,
+            passed_on,
+        } => format!(
+            "FLAKY ({} failed, passed on attempt {passed_on})",
+            failed_attempts.len()
+        ),
     }
 }
 
@@ -141,10 +192,11 @@ pub fn matrix_markdown(runs: &[KernelRun]) -> String {
     for (r, label) in runs.iter().zip(&labels) {
         let count = |f: fn(&Verdict) -> bool| r.verdicts.iter().filter(|v| f(&v.verdict)).count();
         s.push_str(&format!(
-            "- {}: {} — {} passed, {} failed, {} ignored, {} known kernel bug(s); boot + suite {:.1} s\n",
+            "- {}: {} — {} passed, {} flaky, {} failed, {} ignored, {} known kernel bug(s); boot + suite {:.1} s\n",
             label,
             r.kernel.provenance,
             count(|v| matches!(v, Verdict::Pass)),
+            count(|v| matches!(v, Verdict::Flaky { .. })),
             count(|v| matches!(v, Verdict::Fail(_))),
             count(|v| matches!(v, Verdict::Ignored(_))),
             count(|v| matches!(v, Verdict::KnownBug { .. })),
@@ -283,6 +335,84 @@ mod tests {
                 && x.contains("known kernel bug: format-array-len (len never set)"),
             "{x}"
         );
+    }
+
+    fn flaky() -> Verdict {
+        Verdict::Flaky {
+            failed_attempts: vec![crate::model::FailedAttempt {
+                attempt: 1,
+                failure: crate::model::Failure {
+                    cause: crate::model::FailCause::Guest,
+                    message: "timed out <waiting>\nsecond line".into(),
+                },
+                console_log: "run/console.log".into(),
+            }],
+            passed_on: 2,
+        }
+    }
+
+    /// As nextest writes it: a passing testcase holding one `<flakyFailure>` per failed
+    /// attempt, with its message and its output; the suite counts no failure.
+    #[test]
+    fn a_flaky_trial_is_a_passing_testcase_with_its_failed_attempts() {
+        use crate::model::{Origin, ScenarioVerdict};
+        let r = run(
+            "6.12",
+            vec![ScenarioVerdict::new("a::b", Origin::Scenario, flaky())],
+        );
+        let x = junit(&r);
+        assert!(
+            x.contains("tests=\"1\" failures=\"0\" skipped=\"0\""),
+            "{x}"
+        );
+        assert!(
+            x.contains(
+                "<testcase classname=\"6.12::a\" name=\"b\" time=\"0.000000\">\
+                 <flakyFailure message=\"timed out &lt;waiting&gt;\" type=\"attempt 1\">\
+                 <system-out>timed out &lt;waiting&gt;\nsecond line\n  console log: run/console.log</system-out>\
+                 </flakyFailure></testcase>"
+            ),
+            "{x}"
+        );
+        assert!(!x.contains("<failure"), "{x}");
+        let md = matrix_markdown(&[r]);
+        assert!(
+            md.contains("| a::b | FLAKY (1 failed, passed on attempt 2) |"),
+            "{md}"
+        );
+        assert!(md.contains("0 passed, 1 flaky, 0 failed"), "{md}");
+    }
+
+    /// A trial that failed every attempt: the first attempt's `<failure>`, then one
+    /// `<rerunFailure>` per retry, each from its attempt's own run.
+    #[test]
+    fn a_trial_that_failed_every_attempt_has_a_rerun_failure_per_retry() {
+        use crate::model::{FailCause, Origin, Retry, ScenarioVerdict};
+        let fail = |m: &str| {
+            vec![ScenarioVerdict::new(
+                "a::b",
+                Origin::Scenario,
+                Verdict::fail(FailCause::Guest, m),
+            )]
+        };
+        let mut r = run("6.12", fail("first"));
+        let mut again = run("6.12", fail("second"));
+        again.report.console_log = "run/attempt-2/console.log".into();
+        r.retries.push(Retry {
+            attempt: 2,
+            planned: vec!["a::b".into()],
+            run_dir: "run/attempt-2".into(),
+            run: Some(Box::new(again)),
+        });
+        let x = junit(&r);
+        assert!(
+            x.contains(
+                "<failure message=\"first\">first</failure>\
+                 <rerunFailure message=\"second\" type=\"attempt 2\"><system-out>second\n  console log: run/attempt-2/console.log</system-out></rerunFailure></testcase>"
+            ),
+            "{x}"
+        );
+        assert!(x.contains("failures=\"1\""), "{x}");
     }
 
     #[test]

@@ -11,9 +11,10 @@ use result_channel::{GuestTestPlan, KselftestPlan, Plan, Record};
 use crate::image::{self, ExtraFile, Manifest};
 use crate::model::{
     GuestProgram, GuestTestStyle, KernelRun, KernelUnderTest, KselftestBinary, Origin, Restart,
-    ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict, HEALTH,
+    Retry, ScenarioInfo, ScenarioVerdict, SuiteOptions, Verdict, HEALTH,
 };
 use crate::qemu::QemuConfig;
+use crate::retry;
 use crate::verdict;
 use crate::vm;
 
@@ -86,25 +87,48 @@ pub fn plan<'k>(
 /// Runs what `sel` names on `kernel`, in a new folder under `opts.runs_dir`. When a VM dies
 /// mid-run (panic, unkillable hang, silence), the scenario it was running keeps its
 /// "not finished" verdict and a fresh VM runs the ones it never started, up to
-/// `opts.max_restarts` times; their verdicts are real ones, not "not run".
+/// `opts.max_restarts` times; their verdicts are real ones, not "not run". Then, with
+/// `opts.retries`, the trials that failed run again (see [`retry_failed`]).
 pub fn run_kernel(
     kernel: &KernelUnderTest,
     opts: &SuiteOptions,
     sel: &Selection,
 ) -> anyhow::Result<KernelRun> {
     let run_dir = new_run_dir(&opts.runs_dir, &kernel.label)?;
-    let first = boot(kernel, opts, sel, &[], &run_dir)?;
+    let (mut run, first_qemu, first_initrd) = attempt(kernel, opts, sel, 1, &run_dir)?;
+    retry_failed(kernel, opts, sel, &mut run)?;
+    if opts.keep || run.failed() || run.flaky() {
+        keep(&run, &first_qemu, opts, sel)?;
+    } else {
+        // The image is rebuilt every run and is the largest artifact: keep logs, not the
+        // image, and offer no command line that could not work without it.
+        let _ = std::fs::remove_file(&first_initrd);
+    }
+    Ok(run)
+}
+
+/// One attempt at what `sel` names, in `dir`: a first VM, and the fresh VMs after it that a
+/// dead one or a hang needed. Returns the attempt as a run, with the first VM's QEMU and
+/// image (which the caller keeps or removes).
+fn attempt(
+    kernel: &KernelUnderTest,
+    opts: &SuiteOptions,
+    sel: &Selection,
+    number: u32,
+    dir: &Path,
+) -> anyhow::Result<(KernelRun, QemuConfig, PathBuf)> {
+    let first = boot(kernel, opts, sel, &[], number, dir)?;
     let (first_qemu, first_initrd) = (first.qemu, first.initrd);
     let mut run = KernelRun {
         kernel: kernel.clone(),
         accel: opts.accel,
-        run_dir: run_dir.clone(),
+        run_dir: dir.to_owned(),
         limits: first.limits,
         report: first.report,
         verdicts: first.verdicts,
         restarts: vec![],
+        retries: vec![],
     };
-    let first_sel = sel.clone();
     let mut sel = sel.clone();
     // Fresh VMs for what a hang blocked, each said why. Each starts last what resembles every
     // record that broke a VM so far. One: a second was tried on the fault-worker oops kernel
@@ -149,9 +173,17 @@ pub fn run_kernel(
             break;
         }
         let dead_at = Instant::now();
-        let dir = run_dir.join(format!("boot-{}", run.restarts.len() + 2));
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let next = boot(kernel, &restart_options(opts, last), &rest, &defer, &dir)?;
+        let boot_dir = dir.join(format!("boot-{}", run.restarts.len() + 2));
+        std::fs::create_dir_all(&boot_dir)
+            .with_context(|| format!("create {}", boot_dir.display()))?;
+        let next = boot(
+            kernel,
+            &restart_options(opts, last),
+            &rest,
+            &defer,
+            number,
+            &boot_dir,
+        )?;
         // A rerun boots the first image again; the fresh VMs' images are not kept.
         let _ = std::fs::remove_file(&next.initrd);
         let hello_ms = next.report.hello_wall_ms;
@@ -178,14 +210,89 @@ pub fn run_kernel(
             ));
         }
     }
-    if opts.keep || run.failed() {
-        keep(&run, &first_qemu, opts, &first_sel)?;
-    } else {
-        // The image is rebuilt every run and is the largest artifact: keep logs, not the
-        // image, and offer no command line that could not work without it.
-        let _ = std::fs::remove_file(&first_initrd);
+    Ok((run, first_qemu, first_initrd))
+}
+
+/// `--retries`: the trials that failed for a cause that can come and go (see
+/// [`retry::may_retry`]) run again, each attempt in a fresh VM with the same kernel in
+/// `attempt-N/` (dead VMs restarted within it as in the first), until they pass or the
+/// retries run out; each trial's attempts then come to one verdict ([`retry::outcome`]).
+/// A kernel that never booted is not retried: it would fail the same way again.
+fn retry_failed(
+    kernel: &KernelUnderTest,
+    opts: &SuiteOptions,
+    sel: &Selection,
+    run: &mut KernelRun,
+) -> anyhow::Result<()> {
+    if opts.retries == 0 || opts.stop_at_first_failure || run.report.kernel_release.is_none() {
+        return Ok(());
     }
-    Ok(run)
+    // Each retried trial's place in the run's verdicts, and its attempts so far.
+    let mut tries: Vec<(usize, Vec<retry::Attempt>)> = run
+        .verdicts
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| retry::may_retry(v, &kernel.expected))
+        .map(|(i, v)| {
+            let first = retry::Attempt {
+                number: 1,
+                verdict: v.clone(),
+                console_log: run.console_log_of(&v.name).to_owned(),
+            };
+            (i, vec![first])
+        })
+        .collect();
+    for number in 2..=opts.retries.saturating_add(1) {
+        let failing: Vec<String> = tries
+            .iter()
+            .filter(|t| retry::still_failing(&t.1))
+            .map(|t| run.verdicts[t.0].name.clone())
+            .collect();
+        let again = only(sel, &failing);
+        if again.is_empty() || crate::interrupt::is_set() {
+            break;
+        }
+        let dir = run.run_dir.join(format!("attempt-{number}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let (next, _, initrd) = attempt(kernel, opts, &again, number, &dir)?;
+        // As a restart's: `rerun` boots the first attempt's image again.
+        let _ = std::fs::remove_file(&initrd);
+        for (i, attempts) in tries.iter_mut().filter(|t| retry::still_failing(&t.1)) {
+            let name = &run.verdicts[*i].name;
+            let verdict = next
+                .verdicts
+                .iter()
+                .find(|v| v.name == *name)
+                .cloned()
+                .unwrap_or_else(|| {
+                    ScenarioVerdict::new(
+                        name.clone(),
+                        run.verdicts[*i].origin,
+                        Verdict::fail(
+                            crate::model::FailCause::NotReported,
+                            format!("attempt {number} reported nothing of it"),
+                        ),
+                    )
+                });
+            attempts.push(retry::Attempt {
+                number,
+                verdict,
+                console_log: next.console_log_of(name).to_owned(),
+            });
+        }
+        run.retries.push(Retry {
+            attempt: number,
+            planned: failing,
+            run_dir: dir,
+            run: Some(Box::new(next)),
+        });
+    }
+    for (i, attempts) in tries {
+        if let Some(v) = retry::outcome(attempts) {
+            run.verdicts[i] = v;
+        }
+    }
+    Ok(())
 }
 
 /// What `cargo xtask rerun` reads from a kept run folder.
@@ -301,16 +408,22 @@ struct Boot {
     initrd: PathBuf,
 }
 
-/// Boots `kernel` once with what `sel` names; artifacts go to `dir`.
+/// Boots `kernel` once with what `sel` names, for attempt `attempt` (1, or a retry's);
+/// artifacts go to `dir`.
 fn boot(
     kernel: &KernelUnderTest,
     opts: &SuiteOptions,
     sel: &Selection,
     defer: &[String],
+    attempt: u32,
     dir: &Path,
 ) -> anyhow::Result<Boot> {
     let (mut plan, programs) = plan(kernel, opts, sel);
     plan.defer = defer.to_vec();
+    for g in &mut plan.guest_tests {
+        g.env
+            .push((retry::ATTEMPT_ENV.to_owned(), attempt.to_string()));
+    }
     let extra: Vec<ExtraFile> = programs
         .iter()
         .filter_map(|b| {
@@ -482,35 +595,54 @@ pub fn blocked_behind_a_hang(
         })
         .collect();
     let culprit = culprit?;
-    let rest = Selection {
+    let blocked: Vec<String> = blocked.into_iter().map(str::to_owned).collect();
+    let rest = only(sel, &blocked);
+    (!rest.is_empty()).then_some((rest, culprit))
+}
+
+/// The part of `sel` that runs the records `names` (scenarios, upstream programs or their
+/// tests, guest programs or their tests): a program runs whole for any of its tests, a
+/// libtest program only the tests named.
+pub fn only(sel: &Selection, names: &[String]) -> Selection {
+    let named = |record: &str| is_planned_in_any(record, names);
+    Selection {
         scenarios: sel
             .scenarios
             .iter()
-            .filter(|s| blocked.contains(s.name.as_str()))
+            .filter(|s| named(&s.name))
             .cloned()
             .collect(),
         kselftests: sel
             .kselftests
             .iter()
-            .filter(|p| blocked.contains(result_channel::kselftest_name(p).as_str()))
+            .filter(|p| named(&result_channel::kselftest_name(p)))
             .cloned()
             .collect(),
         guest: sel
             .guest
             .iter()
             .filter_map(|g| {
-                // What is not blocked counts as started: only the blocked part is left.
-                let names = g.record_names();
-                let not_blocked: HashSet<&str> = names
+                // What is not named counts as started: only the named part is left.
+                let records = g.record_names();
+                let not_named: HashSet<&str> = records
                     .iter()
                     .map(String::as_str)
-                    .filter(|n| !blocked.contains(n))
+                    .filter(|n| !named(n))
                     .collect();
-                not_started_part(g, &not_blocked)
+                not_started_part(g, &not_named)
             })
             .collect(),
-    };
-    (!rest.is_empty()).then_some((rest, culprit))
+    }
+}
+
+/// `record` (a planned record: a scenario, a program) is one of `names`, or a program one of
+/// whose tests is.
+fn is_planned_in_any(record: &str, names: &[String]) -> bool {
+    names.iter().any(|n| {
+        n == record
+            || n.strip_prefix(record)
+                .is_some_and(|test| test.starts_with("::"))
+    })
 }
 
 /// Of the scenarios `rest` runs again after a hang, those like the records that broke the
@@ -865,6 +997,51 @@ mod tests {
         assert_eq!(planned_names(&rest), ["guest::lib::t3", "guest::plain"]);
     }
 
+    /// A retry plans the failed records alone: a scenario by name, an upstream program for
+    /// any of its tests, a libtest program's failed tests, a plain program whole for one of
+    /// its TAP tests.
+    #[test]
+    fn a_retry_runs_only_the_failed_records() {
+        let prog = |name: &str, style: GuestTestStyle| GuestProgram {
+            name: name.into(),
+            path: "p".into(),
+            args: vec![],
+            env: vec![],
+            timeout: std::time::Duration::from_secs(1),
+            style,
+        };
+        let mut s = sel();
+        s.guest = vec![
+            prog(
+                "lib",
+                GuestTestStyle::Libtest {
+                    tests: vec!["t1".into(), "t2".into(), "t22".into()],
+                    json: false,
+                },
+            ),
+            prog("plain", GuestTestStyle::Program),
+            prog("other", GuestTestStyle::Program),
+        ];
+        let failed = [
+            "a::two",
+            "kselftest::dyn_test::user.matching",
+            "guest::lib::t2",
+            "guest::plain::second",
+        ]
+        .map(String::from);
+        let again = only(&s, &failed);
+        assert_eq!(
+            planned_names(&again),
+            [
+                "a::two",
+                "kselftest::dyn_test",
+                "guest::lib::t2",
+                "guest::plain"
+            ]
+        );
+        assert!(only(&s, &[]).is_empty());
+    }
+
     /// Side by side, a panic while a::one and a::two both ran names neither: both run again,
     /// one at a time, beside what never started.
     #[test]
@@ -902,6 +1079,8 @@ mod tests {
             stop_on: vec![],
             jobs: 2,
             max_restarts: 3,
+            retries: 0,
+            flaky_fails: false,
             guest_programs: vec![],
         };
         assert_eq!(restart_options(&opts, &r).jobs, 1);

@@ -129,6 +129,9 @@ fn unreported_named_tests(
                     }
                     Verdict::Ignored(m) => format!("it was ignored: {m}"),
                     Verdict::KnownBug { bug, .. } => format!("it showed known bug {bug}"),
+                    Verdict::Flaky { passed_on, .. } => {
+                        format!("it passed on attempt {passed_on} without reporting this test")
+                    }
                 });
         out.push(ScenarioVerdict::new(
             wanted,
@@ -265,6 +268,8 @@ pub fn run(
     // `--show-output`: each trial's notes after the summary, as cargo test prints captured
     // output; `--nocapture`: as each trial ends.
     let mut shown_notes: Vec<(String, Vec<String>)> = Vec::new();
+    // The flaky trials, said again after the summary (libtest has no word for them).
+    let mut flaky: Vec<(String, String)> = Vec::new();
     for k in kernels {
         let names = all_names(scenarios, opts.kselftests, &opts.guest_programs);
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
@@ -302,12 +307,22 @@ pub fn run(
             if args.show_output && !v.notes.is_empty() {
                 shown_notes.push((name.clone(), v.notes.clone()));
             }
-            trials.push(Trial::ignorable_test(name.clone(), move || {
+            // `test [flaky] 6.12::a::b ... ok`: libtest-mimic's kind, shown before the name
+            // (filters still match the name alone).
+            let kind = if v.verdict.is_flaky() {
+                flaky.push((name.clone(), flaky_block(&v.verdict)));
+                "flaky"
+            } else {
+                ""
+            };
+            let flaky_fails = opts.flaky_fails;
+            let trial = Trial::ignorable_test(name.clone(), move || {
                 if !notes.is_empty() {
                     println!("\n{}", notes_block(&name, &notes));
                 }
-                conclude(&label, &scenario, verdict, snaps, console)
-            }));
+                conclude(&label, &scenario, verdict, snaps, console, flaky_fails)
+            });
+            trials.push(trial.with_kind(kind));
         }
         let run_names: HashSet<&str> = run.verdicts.iter().map(|v| v.name.as_str()).collect();
         trials.extend(
@@ -338,7 +353,45 @@ pub fn run(
             println!("{}", notes_block(name, notes));
         }
     }
+    let flaky: Vec<&(String, String)> =
+        flaky.iter().filter(|(n, _)| is_selected(args, n)).collect();
+    if !flaky.is_empty() {
+        println!(
+            "FLAKY: {} trial(s) failed and then passed in a fresh VM ({}):\n",
+            flaky.len(),
+            if opts.flaky_fails {
+                "--flaky-fails: they fail the run"
+            } else {
+                "they do not fail the run; --flaky-fails makes them"
+            }
+        );
+        for (name, block) in flaky {
+            println!("{name}\n{block}");
+        }
+    }
     Ok(conclusion)
+}
+
+/// A flaky trial's attempts, a line each, for the terminal.
+fn flaky_block(v: &Verdict) -> String {
+    let Verdict::Flaky {
+        failed_attempts,
+        passed_on,
+    } = v
+    else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for a in failed_attempts {
+        s.push_str(&format!(
+            "  attempt {}: FAILED: {} (console log: {})\n",
+            a.attempt,
+            a.failure.message.lines().next().unwrap_or(""),
+            a.console_log.display()
+        ));
+    }
+    s.push_str(&format!("  attempt {passed_on}: passed\n"));
+    s
 }
 
 /// A trial's notes as cargo test shows a test's output.
@@ -357,11 +410,27 @@ fn conclude(
     verdict: Verdict,
     snaps: Vec<Snapshot>,
     console: PathBuf,
+    flaky_fails: bool,
 ) -> Result<Completion, Failed> {
     match verdict {
         Verdict::Pass => {
             for s in &snaps {
                 crate::snapshots::assert_snapshot(kernel, scenario, s).map_err(Failed::from)?;
+            }
+            Ok(Completion::Completed)
+        }
+        // The passing attempt's snapshots are checked as a pass's are.
+        flaky @ Verdict::Flaky { .. } => {
+            for s in &snaps {
+                crate::snapshots::assert_snapshot(kernel, scenario, s).map_err(Failed::from)?;
+            }
+            if flaky_fails {
+                return Err(format!(
+                    "{} (--flaky-fails)\n{}",
+                    flaky.flaky_line().unwrap_or_default(),
+                    flaky_block(&flaky)
+                )
+                .into());
             }
             Ok(Completion::Completed)
         }

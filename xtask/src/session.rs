@@ -230,6 +230,9 @@ impl Session {
             stop_on: vec![],
             jobs: self.jobs.map_or(cpus, |j| j as u32),
             max_restarts: r.max_restarts,
+            // A command that retries says so (`RetryArgs::apply`).
+            retries: 0,
+            flaky_fails: false,
             guest_programs: vec![],
         }
     }

@@ -26,6 +26,8 @@ pub enum Outcome {
     Ignored,
     /// Failed as the kernel's known bug says it must: not a flake.
     KnownBug,
+    /// Failed, then passed on a retry in the same run (`--retries`): a flake seen in one run.
+    Flaky,
 }
 
 impl From<&Verdict> for Outcome {
@@ -35,6 +37,7 @@ impl From<&Verdict> for Outcome {
             Verdict::Fail(_) => Outcome::Fail,
             Verdict::Ignored(_) => Outcome::Ignored,
             Verdict::KnownBug { .. } => Outcome::KnownBug,
+            Verdict::Flaky { .. } => Outcome::Flaky,
         }
     }
 }

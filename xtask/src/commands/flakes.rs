@@ -1,7 +1,8 @@
 //! `cargo xtask flakes`: the trials that both failed and passed on one kernel over the last
 //! runs of the flake history ([`crate::cache::history`]), by flake rate, with the load the
-//! host had when they failed. A trial that fails every time is broken, not flaky, and is not
-//! listed.
+//! host had when they failed. A trial that failed and then passed on a retry within one run
+//! (`--retries`) is flaky by itself. A trial that fails every time is broken, not flaky, and
+//! is not listed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +30,10 @@ pub struct FlakesArgs {
 pub struct Flake {
     pub trial: String,
     pub kernel: String,
+    /// Runs where it failed, including those where it then passed on a retry.
     pub failed: usize,
+    /// Of `failed`, the runs where it passed on a retry (`--retries`): flaky within the run.
+    pub flaky_in_run: usize,
     /// Runs that judged it: failed + passed (ignored runs are not counted).
     pub runs: usize,
     /// The host's load average at each failure, when it was read.
@@ -55,6 +59,7 @@ pub fn flakes(entries: &[Entry]) -> Vec<Flake> {
                     trial: t.name.clone(),
                     kernel: e.kernel.clone(),
                     failed: 0,
+                    flaky_in_run: 0,
                     runs: 0,
                     loads_when_failed: vec![],
                     failed_runs: vec![],
@@ -66,14 +71,24 @@ pub fn flakes(entries: &[Entry]) -> Vec<Flake> {
                     f.loads_when_failed.extend(e.load);
                     f.failed_runs.push(e.run_dir.clone());
                 }
+                // Failed and passed within one run: a flake on its own, counted as a run that
+                // failed (it needed a retry) where the host's load was what it was.
+                Outcome::Flaky => {
+                    f.failed += 1;
+                    f.runs += 1;
+                    f.flaky_in_run += 1;
+                    f.loads_when_failed.extend(e.load);
+                    f.failed_runs.push(e.run_dir.clone());
+                }
                 Outcome::Pass | Outcome::KnownBug => f.runs += 1,
                 Outcome::Ignored => {}
             }
         }
     }
+    // A flake within a run is one by itself; otherwise it takes a failed run and a passed one.
     let mut out: Vec<Flake> = by
         .into_values()
-        .filter(|f| f.failed > 0 && f.failed < f.runs)
+        .filter(|f| f.flaky_in_run > 0 || (f.failed > 0 && f.failed < f.runs))
         .collect();
     out.sort_by(|a, b| {
         b.rate()
@@ -96,7 +111,17 @@ pub fn table(flakes: &[Flake], runs: usize) -> String {
             [
                 f.trial.clone(),
                 f.kernel.clone(),
-                format!("{} of {} ({:.0}%)", f.failed, f.runs, f.rate() * 100.0),
+                if f.flaky_in_run > 0 {
+                    format!(
+                        "{} of {} ({:.0}%; {} passed on a retry)",
+                        f.failed,
+                        f.runs,
+                        f.rate() * 100.0,
+                        f.flaky_in_run
+                    )
+                } else {
+                    format!("{} of {} ({:.0}%)", f.failed, f.runs, f.rate() * 100.0)
+                },
                 if f.loads_when_failed.is_empty() {
                     "-".into()
                 } else {
@@ -131,7 +156,7 @@ pub fn table(flakes: &[Flake], runs: usize) -> String {
         )
     };
     let mut s = format!(
-        "{} flaky trial(s) in the last {runs} runs (failed in some, passed in others, on one kernel):\n",
+        "{} flaky trial(s) in the last {runs} runs (failed in some, passed in others, on one kernel; or passed on a retry):\n",
         flakes.len()
     );
     s.push_str(&line(head));
@@ -245,6 +270,24 @@ mod tests {
         let t = table(&f, h.len());
         assert!(t.starts_with("2 flaky trial(s) in the last 6 runs"), "{t}");
         assert!(t.contains("often  6.12    2 of 3 (67%)  0.5, 4.2"), "{t}");
+    }
+
+    /// Failed and then passed on a retry within one run: flaky with that run alone, and
+    /// counted as a failed run beside the runs where it passed at once.
+    #[test]
+    fn a_flake_within_one_run_is_listed_alone() {
+        use Outcome::*;
+        let h = [
+            entry("6.12", 3.5, &[("retried", Flaky), ("steady", Pass)]),
+            entry("6.12", 0.5, &[("retried", Pass), ("steady", Pass)]),
+        ];
+        let f = flakes(&h);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].failed, f[0].flaky_in_run, f[0].runs), (1, 1, 2));
+        assert_eq!(f[0].loads_when_failed, [3.5]);
+        let t = table(&f, h.len());
+        assert!(t.contains("1 of 2 (50%; 1 passed on a retry)"), "{t}");
+        assert_eq!(flakes(&h[..1]).len(), 1, "one run is enough");
     }
 
     #[test]

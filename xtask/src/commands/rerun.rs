@@ -79,6 +79,9 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         jobs: kept.cpus,
         // A fresh VM after a dead one boots the kept image with the rest of the plan.
         max_restarts: 3,
+        // A rerun is asked for to see a trial again, once.
+        retries: 0,
+        flaky_fails: false,
         guest_programs: kept.guest.clone(),
         extra_cmdline: kept.extra_cmdline.clone(),
         qemu_args: kept.qemu_args.clone(),

@@ -166,7 +166,7 @@ fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {
         })
 }
 
-/// `want`: "pass", "ignored", "known_bug", or "fail" for the test's own failure
+/// `want`: "pass", "ignored", "known_bug", "flaky", or "fail" for the test's own failure
 /// ([`FailCause::Guest`]); a failure for another cause (kernel trouble, not run) is not that.
 fn expect(run: &KernelRun, name: &str, want: &str, needles: &[&str]) -> anyhow::Result<()> {
     let v = verdict(run, name)?;
@@ -176,6 +176,7 @@ fn expect(run: &KernelRun, name: &str, want: &str, needles: &[&str]) -> anyhow::
         Verdict::Fail(f) => ("fail for another cause", f.message.as_str()),
         Verdict::Ignored(m) => ("ignored", m.as_str()),
         Verdict::KnownBug { failure, .. } => ("known_bug", failure.as_str()),
+        Verdict::Flaky { .. } => ("flaky", ""),
     };
     if kind != want || !needles.iter().all(|n| text.contains(n)) {
         bail!("{name}: want {want} mentioning {needles:?}, got {v:?}");

@@ -30,7 +30,8 @@ pub enum Status {
     Passed,
     /// Failed in every run that judged it; the first failure's message.
     Failed(String),
-    /// Failed in some runs and passed in others.
+    /// Failed in some runs and passed in others, or within one run failed and then passed
+    /// on a retry (`fails` and `runs` then count attempts).
     Flaky {
         fails: usize,
         runs: usize,
@@ -75,11 +76,21 @@ impl Status {
     }
 }
 
-fn outcome(v: &Verdict) -> Outcome {
+/// A verdict's outcomes, one per attempt: a trial that was flaky within its run (failed, then
+/// passed on a retry) counts each failed attempt and the pass, so that one run can show a
+/// flake as several runs do.
+fn outcomes_of(v: &Verdict) -> Vec<Outcome> {
     match v {
-        Verdict::Pass | Verdict::KnownBug { .. } => Outcome::Ok,
-        Verdict::Fail(f) => Outcome::Fail(f.message.clone()),
-        Verdict::Ignored(_) => Outcome::Skipped,
+        Verdict::Pass | Verdict::KnownBug { .. } => vec![Outcome::Ok],
+        Verdict::Fail(f) => vec![Outcome::Fail(f.message.clone())],
+        Verdict::Ignored(_) => vec![Outcome::Skipped],
+        Verdict::Flaky {
+            failed_attempts, ..
+        } => failed_attempts
+            .iter()
+            .map(|a| Outcome::Fail(a.failure.message.clone()))
+            .chain([Outcome::Ok])
+            .collect(),
     }
 }
 
@@ -94,7 +105,7 @@ fn outcomes(runs: &[KernelRun]) -> BTreeMap<Key, Vec<Outcome>> {
         for v in &r.verdicts {
             out.entry((label.clone(), v.name.clone()))
                 .or_default()
-                .push(outcome(&v.verdict));
+                .extend(outcomes_of(&v.verdict));
         }
     }
     out
@@ -537,6 +548,39 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("steady") && !md.contains("broken"), "{md}");
+    }
+
+    /// One run where a trial failed and then passed on a retry: a new flake against a clean
+    /// baseline, not a new failure; a trial that failed every attempt is.
+    #[test]
+    fn a_flake_within_one_run_is_a_new_flake_not_a_failure() {
+        let within = Verdict::Flaky {
+            failed_attempts: vec![harness::model::FailedAttempt {
+                attempt: 1,
+                failure: harness::model::Failure {
+                    cause: harness::model::FailCause::Guest,
+                    message: "slow".into(),
+                },
+                console_log: "run/console.log".into(),
+            }],
+            passed_on: 2,
+        };
+        let base = [run(
+            "6.12",
+            &[("retried", Verdict::Pass), ("broke", Verdict::Pass)],
+        )];
+        let new = [run("6.12", &[("retried", within), ("broke", fail("no"))])];
+        let d = Diff::new(&base, &new);
+        let names = |c: &[Change]| c.iter().map(|c| c.trial.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&d.new_flakes), ["retried"]);
+        assert_eq!(d.new_failures.len(), 1);
+        assert_eq!(d.new_failures[0].trials, ["broke"]);
+        assert!(
+            d.markdown()
+                .contains("- retried: passed → flaky (1 of 2 failed)"),
+            "{}",
+            d.markdown()
+        );
     }
 
     /// Kernels of the same label are compared with each other; the label is shown when more
