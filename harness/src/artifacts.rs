@@ -16,13 +16,19 @@ pub fn write(run: &KernelRun) -> anyhow::Result<()> {
     if let Some(cfg) = &run.kernel.config {
         let _ = std::fs::copy(cfg, run.run_dir.join("kernel.config"));
     }
+    write_judged(run)
+}
+
+/// results.json and junit.xml of `run` and of each of its retries (the same kernel: its
+/// `.config` is kept once, in the run's folder).
+fn write_judged(run: &KernelRun) -> anyhow::Result<()> {
     let results = run.run_dir.join(RESULTS);
     std::fs::write(&results, serde_json::to_vec_pretty(run)?)
         .with_context(|| format!("write {}", results.display()))?;
     std::fs::write(run.run_dir.join("junit.xml"), crate::report::junit(run))
         .with_context(|| format!("write {}", run.run_dir.join("junit.xml").display()))?;
     for attempt in run.retries.iter().filter_map(|r| r.run.as_deref()) {
-        write(attempt)?;
+        write_judged(attempt)?;
     }
     Ok(())
 }

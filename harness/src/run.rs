@@ -420,7 +420,9 @@ fn boot(
 ) -> anyhow::Result<Boot> {
     let (mut plan, programs) = plan(kernel, opts, sel);
     plan.defer = defer.to_vec();
+    // Which attempt this is, for guest test programs; the harness's word is the one they see.
     for g in &mut plan.guest_tests {
+        g.env.retain(|(k, _)| k != retry::ATTEMPT_ENV);
         g.env
             .push((retry::ATTEMPT_ENV.to_owned(), attempt.to_string()));
     }

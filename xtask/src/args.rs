@@ -226,6 +226,34 @@ impl Default for RunArgs {
     }
 }
 
+/// `--retries` and `--flaky-fails`, for the commands that report trials of the suite (`test`,
+/// `matrix`), each with its own default number of retries.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Retries")]
+pub struct RetryArgs {
+    /// Run a failed trial again, up to N times, each time in a fresh VM with the same kernel:
+    /// one that then passes is FLAKY, one that fails every time is FAILED. A known kernel bug
+    /// is never run again. Default: 0 in `test`, 1 in `matrix`.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = number_in::<u32, 0, 20>)]
+    pub retries: Option<u32>,
+    /// A FLAKY trial fails the run (by default it is reported, and the run passes).
+    #[arg(long)]
+    pub flaky_fails: bool,
+}
+
+impl RetryArgs {
+    /// Sets the suite's retries (`default` when `--retries` is not given) and whether a
+    /// flaky trial fails the run. Returns a note for the person when `--flaky-fails` can do
+    /// nothing: with no retries no trial runs twice, so none can be flaky.
+    pub fn apply(&self, opts: &mut harness::model::SuiteOptions, default: u32) -> Option<String> {
+        opts.retries = self.retries.unwrap_or(default);
+        opts.flaky_fails = self.flaky_fails;
+        (self.flaky_fails && opts.retries == 0).then(|| {
+            "--flaky-fails without retries does nothing: no trial runs twice, so none can be flaky (add --retries N)".to_owned()
+        })
+    }
+}
+
 /// Other people's tests in the guest: trials `<kernel>::guest::<program>::<test>`.
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Guest tests")]

@@ -14,7 +14,7 @@ use harness::model::KernelRun;
 use harness::run::Selection;
 use serde::{Deserialize, Serialize};
 
-use crate::args::{GuestTestArgs, KernelArgs, RunArgs};
+use crate::args::{GuestTestArgs, KernelArgs, RetryArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
@@ -30,7 +30,13 @@ pub struct MatrixArgs {
     /// library author's matrix); without, the suite and the upstream selftests.
     #[command(flatten)]
     pub guest: GuestTestArgs,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
+
+/// A matrix runs every kernel, unattended, on a machine busy with builds: one retry tells a
+/// flake from a failure for the price of one more VM for the failed trials alone.
+pub const DEFAULT_RETRIES: u32 = 1;
 
 /// Where a matrix run's time went, kernel by kernel (`timings.json` beside `matrix.json`):
 /// the parts overlap (the next download beside a build, VMs beside the next build), so their
@@ -115,6 +121,9 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         .collect();
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
+    if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
+        s.progress.note(&note);
+    }
     opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     let sel = selection(theirs, &guest, &opts, a.run.stress);
     let mut prepare_secs = started.elapsed().as_secs_f64();
@@ -205,7 +214,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         }
         Ok(())
     })?;
-    write_reports(&s, &runs, times, started, prepare_secs)
+    write_reports(&s, &runs, times, started, prepare_secs, opts.flaky_fails)
 }
 
 /// Other people's programs when given, else the scenarios and the upstream selftests.
@@ -237,6 +246,7 @@ fn write_reports(
     mut times: Vec<KernelTimes>,
     started: Instant,
     prepare_secs: f64,
+    flaky_fails: bool,
 ) -> anyhow::Result<Outcome> {
     for t in &mut times {
         if let Some(run) = runs.iter().find(|r| r.kernel.label == t.kernel) {
@@ -283,7 +293,7 @@ fn write_reports(
     Ok(Outcome {
         dir,
         timings,
-        failed: runs.iter().any(KernelRun::failed),
+        failed: runs.iter().any(|r| r.fails_the_run(flaky_fails)),
     })
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use harness::model::{FailCause, KernelUnderTest};
 
-use crate::args::{FilterArgs, GuestTestArgs, KernelArgs, RunArgs};
+use crate::args::{FilterArgs, GuestTestArgs, KernelArgs, RetryArgs, RunArgs};
 use crate::session::Session;
 
 #[derive(Args)]
@@ -19,8 +19,13 @@ pub struct TestArgs {
     #[command(flatten)]
     pub guest: GuestTestArgs,
     #[command(flatten)]
+    pub retry: RetryArgs,
+    #[command(flatten)]
     pub trials: FilterArgs,
 }
+
+/// `test` runs each trial once unless asked: a person at the terminal sees every failure.
+pub const DEFAULT_RETRIES: u32 = 0;
 
 pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     // Another tree's selftests are asked for in order to run them.
@@ -40,6 +45,9 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let guest = s.guest()?;
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
+    if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
+        s.progress.note(&note);
+    }
     opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     if let Some(code) = empty_selection(
         &args,
@@ -130,16 +138,29 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
                 us as f64 / 1e6
             );
         }
-        if run.failed() {
-            failed_runs.push(run.run_dir.clone());
+        if !run.retries.is_empty() {
+            eprintln!("{}: {}", run.kernel.label, retries_line(run));
         }
-        let hello = run.report.guest_hello_ms.unwrap_or(run.report.wall_ms);
-        boot_ms += hello.min(run.report.wall_ms);
-        suite_ms += run.report.wall_ms.saturating_sub(hello);
+        if run.failed() {
+            failed_runs.push(("failures", run.run_dir.clone()));
+        } else if run.flaky() {
+            failed_runs.push(("flakes", run.run_dir.clone()));
+        }
+        // Every attempt's first VM: a retry's boot and scenarios are the run's time too.
+        let reports = std::iter::once(&run.report).chain(
+            run.retries
+                .iter()
+                .filter_map(|r| Some(&r.run.as_deref()?.report)),
+        );
+        for report in reports {
+            let hello = report.guest_hello_ms.unwrap_or(report.wall_ms);
+            boot_ms += hello.min(report.wall_ms);
+            suite_ms += report.wall_ms.saturating_sub(hello);
+        }
     })?;
-    for d in &failed_runs {
+    for (what, d) in &failed_runs {
         eprintln!(
-            "failures: console log, QEMU command line and results.json are in {}",
+            "{what}: console log, QEMU command line and results.json are in {}",
             d.display()
         );
     }
@@ -224,6 +245,29 @@ pub fn empty_selection(
     let err = harness::trials::check_selection(args, labels, scenarios, kselftests, guest).err()?;
     eprintln!("{err}");
     Some(crate::exit::trials(true))
+}
+
+/// What the retries of a run did, in one line: how many attempts, how many trials came out
+/// flaky and how many failed every time, and where each attempt's files are.
+fn retries_line(run: &harness::model::KernelRun) -> String {
+    let retried: std::collections::BTreeSet<&str> = run
+        .retries
+        .iter()
+        .flat_map(|r| r.planned.iter().map(String::as_str))
+        .collect();
+    let flaky = run.verdicts.iter().filter(|v| v.verdict.is_flaky()).count();
+    let failed = run
+        .verdicts
+        .iter()
+        .filter(|v| retried.contains(v.name.as_str()) && v.verdict.is_fail())
+        .count();
+    format!(
+        "{} retr{} of {} failed trial(s): {flaky} flaky, {failed} failed every time; each attempt's console log and results in {}",
+        run.retries.len(),
+        if run.retries.len() == 1 { "y" } else { "ies" },
+        retried.len(),
+        run.run_dir.join("attempt-N").display()
+    )
 }
 
 /// The hangs of a run in one line: which records hung in the kernel (the guest runner killed

@@ -96,14 +96,17 @@ fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+/// What a run of this program said, for a case to check.
+pub(super) struct Output {
+    pub(super) ok: bool,
+    /// The exit status (None: killed by a signal): 101 is failed trials, 2 a harness error.
+    pub(super) code: Option<i32>,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
     secs: f64,
 }
 
-fn xtask(exe: &Path, args: &[&str]) -> anyhow::Result<Output> {
+pub(super) fn xtask(exe: &Path, args: &[&str]) -> anyhow::Result<Output> {
     let started = Instant::now();
     let out = Command::new(exe)
         .args(args)
@@ -112,19 +115,20 @@ fn xtask(exe: &Path, args: &[&str]) -> anyhow::Result<Output> {
         .with_context(|| format!("run {} {}", exe.display(), args.join(" ")))?;
     Ok(Output {
         ok: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         secs: started.elapsed().as_secs_f64(),
     })
 }
 
-fn tail(s: &str) -> String {
+pub(super) fn tail(s: &str) -> String {
     let l: Vec<&str> = s.lines().collect();
     l[l.len().saturating_sub(25)..].join("\n")
 }
 
 /// The run folder a `test` printed (`artifacts in DIR`).
-fn run_dir(stderr: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn run_dir(stderr: &str) -> anyhow::Result<PathBuf> {
     stderr
         .lines()
         .filter_map(|l| l.split("artifacts in ").nth(1))

@@ -416,3 +416,206 @@ pub fn crate_that_cannot_link_statically(target: &Path) -> anyhow::Result<()> {
         }
     }
 }
+
+/// A guest test that fails on odd attempts and passes on even ones: `UE_ATTEMPT`, which the
+/// harness gives each boot, is the only state it has across boots (the guest's RAM is new
+/// every time).
+const FLAKY_PROGRAM: &str = r#"//! Fails every other boot: on attempt 1, 3 ... of the harness's retries.
+fn main() {
+    let attempt = std::env::var("UE_ATTEMPT").unwrap_or_default();
+    match attempt.parse::<u32>() {
+        Ok(n) if n % 2 == 0 => println!("attempt {n}: passes on an even attempt"),
+        Ok(n) => {
+            eprintln!("attempt {n}: the fixture fails on an odd attempt");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("UE_ATTEMPT is {attempt:?}: the harness did not say which attempt this is");
+            std::process::exit(2);
+        }
+    }
+}
+"#;
+
+/// The trial of [`FLAKY_PROGRAM`], without its kernel's label.
+const FLAKY_TRIAL: &str = "guest::every_other_boot";
+
+/// The crate holding [`FLAKY_PROGRAM`] as its only test (a lib with no tests, since cargo
+/// wants a lib or a bin).
+fn flaky_fixture(target: &Path) -> anyhow::Result<PathBuf> {
+    let dir = target.join("ue-selftest").join("ue_flaky_fixture");
+    write_crate(
+        &dir,
+        "[package]\nname = \"ue_flaky_fixture\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [[test]]\nname = \"every_other_boot\"\nharness = false\n\n[workspace]\n",
+        &[
+            (
+                "src/lib.rs",
+                "//! Nothing: the test is tests/every_other_boot.rs.\n",
+            ),
+            ("tests/every_other_boot.rs", FLAKY_PROGRAM),
+        ],
+    )?;
+    Ok(dir)
+}
+
+/// `cargo xtask test` of the flaky fixture alone, as a person runs it, on a scratch cache
+/// (its flake history is the case's own) with the self-test's kernel image.
+fn test_flaky_fixture(
+    exe: &Path,
+    kernel: &KernelUnderTest,
+    cache: &Path,
+    fixture: &Path,
+    extra: &[&str],
+) -> anyhow::Result<(super::devloop::Output, KernelRun)> {
+    let mut args = vec![
+        "test",
+        "--no-install",
+        "--accel",
+        "tcg",
+        "--cache-dir",
+        path_str(cache)?,
+        "--kernel-image",
+        path_str(&kernel.bzimage)?,
+        "--guest-crate",
+        path_str(fixture)?,
+    ];
+    args.extend(extra);
+    args.extend(["--", FLAKY_TRIAL]);
+    let out = super::devloop::xtask(exe, &args)?;
+    let dir = super::devloop::run_dir(&out.stderr).with_context(|| {
+        format!(
+            "cargo xtask {}: {}",
+            args.join(" "),
+            super::devloop::tail(&out.stderr)
+        )
+    })?;
+    let run = harness::artifacts::read_results(&dir)?;
+    Ok((out, run))
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+/// Issue 25's "done when": a guest test that fails every other boot is FLAKY with
+/// `--retries 2` (the run passes; the terminal, results.json, JUnit and attempt-2/ say so,
+/// and the flake history counts it), FAILED without retries, and fails the run with
+/// `--flaky-fails`.
+pub fn every_other_boot_is_flaky_with_retries_and_failed_without(
+    exe: &Path,
+    kernel: &KernelUnderTest,
+    target: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let fixture = flaky_fixture(target)?;
+    let cache = scratch.join("retries-cache");
+    std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
+    let trial = |run: &KernelRun| format!("{}::{FLAKY_TRIAL}", run.kernel.label);
+
+    let (out, run) = test_flaky_fixture(exe, kernel, &cache, &fixture, &["--retries", "2"])?;
+    let shown = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        super::devloop::tail(&out.stderr)
+    );
+    if out.code != Some(0) {
+        bail!(
+            "--retries 2: want exit 0 (a flaky trial does not fail the run), got {:?}\n{shown}",
+            out.code
+        );
+    }
+    if !out
+        .stdout
+        .contains(&format!("test [flaky] {} ... ok", trial(&run)))
+        || !out
+            .stdout
+            .contains("FLAKY: 1 trial(s) failed and then passed")
+        || !out.stdout.contains("attempt 1: FAILED")
+    {
+        bail!("--retries 2: the terminal does not show the trial as flaky\n{shown}");
+    }
+    match verdict(&run, FLAKY_TRIAL)? {
+        Verdict::Flaky {
+            failed_attempts,
+            passed_on: 2,
+        } if failed_attempts.len() == 1
+            && failed_attempts[0].attempt == 1
+            && failed_attempts[0]
+                .failure
+                .message
+                .contains("fails on an odd attempt") => {}
+        other => {
+            bail!("--retries 2: want flaky, failed on attempt 1 and passed on 2; got {other:?}")
+        }
+    }
+    let attempt_2 = run.run_dir.join("attempt-2");
+    for f in ["console.log", "results.json", "junit.xml"] {
+        if !attempt_2.join(f).is_file() {
+            bail!("the retry's {f} was not kept in {}", attempt_2.display());
+        }
+    }
+    if run.run_dir.join("attempt-3").exists() {
+        bail!("a third attempt ran after the trial passed on the second");
+    }
+    let again = harness::artifacts::read_results(&attempt_2)?;
+    expect(&again, FLAKY_TRIAL, "pass", &[])
+        .context("attempt-2/results.json: the second attempt as its own VM judged it")?;
+    let junit = std::fs::read_to_string(run.run_dir.join("junit.xml"))?;
+    if !junit.contains("<flakyFailure") || !junit.contains("the fixture fails on an odd attempt") {
+        bail!("junit.xml has no <flakyFailure> with the first attempt's output:\n{junit}");
+    }
+
+    let (out, run) = test_flaky_fixture(exe, kernel, &cache, &fixture, &[])?;
+    if out.code != Some(101)
+        || !out
+            .stdout
+            .contains(&format!("test {} ... FAILED", trial(&run)))
+    {
+        bail!(
+            "without retries: want the trial FAILED and exit 101, got {:?}\nstdout:\n{}",
+            out.code,
+            out.stdout
+        );
+    }
+    // Read back from results.json, a failure is its words alone (its cause is not kept).
+    match verdict(&run, FLAKY_TRIAL)? {
+        Verdict::Fail(f) if f.message.contains("fails on an odd attempt") => {}
+        other => bail!("without retries: want the odd attempt's failure, got {other:?}"),
+    }
+    if run.run_dir.join("attempt-2").exists() {
+        bail!("without --retries, a second attempt ran");
+    }
+
+    let (out, run) = test_flaky_fixture(
+        exe,
+        kernel,
+        &cache,
+        &fixture,
+        &["--retries", "2", "--flaky-fails"],
+    )?;
+    if out.code != Some(101) || !out.stdout.contains("(--flaky-fails)") {
+        bail!(
+            "--flaky-fails: want the flaky trial to fail the run (exit 101), got {:?}\nstdout:\n{}",
+            out.code,
+            out.stdout
+        );
+    }
+    expect(&run, FLAKY_TRIAL, "flaky", &[])?;
+
+    // The flake history of the scratch cache: two runs flaky within themselves, one failed.
+    let flakes =
+        super::devloop::xtask(exe, &["flakes", "--json", "--cache-dir", path_str(&cache)?])?;
+    let listed: serde_json::Value = serde_json::from_str(&flakes.stdout)
+        .with_context(|| format!("flakes --json: {}", flakes.stdout))?;
+    let found = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["trial"] == FLAKY_TRIAL);
+    match found {
+        Some(f) if f["flaky_in_run"] == 2 && f["failed"] == 3 && f["runs"] == 3 => Ok(()),
+        _ => bail!("flakes: want {FLAKY_TRIAL} failed in 3 of 3 runs, 2 of them passed on a retry; got {listed}"),
+    }
+}

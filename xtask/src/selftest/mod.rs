@@ -270,6 +270,15 @@ pub fn cases() -> Vec<Case> {
         Case::new("selftest::guest_crate_that_cannot_link_statically", |s| {
             guest::crate_that_cannot_link_statically(&s.target)
         }),
+        // Retries: a guest test that fails every other boot, run as people run it.
+        Case::new(
+            "selftest::every_other_boot_is_flaky_with_retries_and_failed_without",
+            |s| {
+                guest::every_other_boot_is_flaky_with_retries_and_failed_without(
+                    &s.exe, &s.kernel, &s.target, &s.scratch,
+                )
+            },
+        ),
         Case::new("selftest::ctrl_c_leaves_nothing_running", |s| {
             vm::ctrl_c_leaves_nothing(&s.exe, &s.runs_dir)
         }),

@@ -48,6 +48,8 @@ pub(super) fn cold_matrix(s: &Setup) -> anyhow::Result<Vec<Row>> {
         },
         run: s.run_args.clone(),
         guest: crate::args::GuestTestArgs::default(),
+        // The matrix as people run it: its own default retries.
+        retry: crate::args::RetryArgs::default(),
     };
     let o = crate::commands::matrix::matrix(args)?;
     let t = &o.timings;
