@@ -380,6 +380,25 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The line of the message that tells most about the failure, for one-line views (the
+    /// matrix cell, a retry's line): an upstream selftest's first line is its RUN banner and
+    /// its assertion (`Expected ...`) says more; a Rust test's is `thread '…' panicked at
+    /// file:line:` and its message follows; otherwise the first line.
+    pub fn telling_line(&self) -> &str {
+        let m = &self.message;
+        let panic_message = m
+            .lines()
+            .skip_while(|l| !(l.starts_with("thread '") && l.contains("panicked at")))
+            .nth(1);
+        m.lines()
+            .find(|l| l.contains("Expected"))
+            .or(panic_message)
+            .or_else(|| m.lines().next())
+            .unwrap_or("")
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

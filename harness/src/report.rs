@@ -118,19 +118,8 @@ fn rerun_failures(run: &KernelRun, name: &str) -> String {
 fn cell(v: &Verdict) -> String {
     match v {
         Verdict::Pass => "pass".into(),
-        Verdict::Fail(Failure { message: m, .. }) => {
-            // An upstream selftest's first line is its RUN banner; its assertion says more.
-            // A Rust test's is `thread '…' panicked at file:line:`; its message follows.
-            let panic_message = m
-                .lines()
-                .skip_while(|l| !(l.starts_with("thread '") && l.contains("panicked at")))
-                .nth(1);
-            let line = m
-                .lines()
-                .find(|l| l.contains("Expected"))
-                .or(panic_message)
-                .or_else(|| m.lines().next())
-                .unwrap_or("");
+        Verdict::Fail(f) => {
+            let line = f.telling_line();
             let line = line.rsplit_once(".c:").map_or(line, |(_, rest)| rest);
             format!("FAIL ({})", line.chars().take(70).collect::<String>())
         }

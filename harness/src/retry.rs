@@ -92,7 +92,7 @@ pub fn outcome(attempts: Vec<Attempt>) -> Option<ScenarioVerdict> {
 fn attempt_said(v: &Verdict) -> String {
     let first_line = |s: &str| s.lines().next().unwrap_or("").to_owned();
     match v {
-        Verdict::Fail(f) => format!("failed again: {}", first_line(&f.message)),
+        Verdict::Fail(f) => format!("failed again: {}", f.telling_line()),
         Verdict::Pass => "passed".into(),
         Verdict::Ignored(r) => format!("ignored: {}", first_line(r)),
         Verdict::KnownBug { bug, .. } => format!("showed known kernel bug {bug}"),
@@ -195,6 +195,22 @@ mod tests {
             f.message
         );
         assert_eq!(v.duration_us, Some(1));
+    }
+
+    /// A Rust test's first line is where it panicked; its retry line says what it said.
+    #[test]
+    fn a_retry_line_tells_a_panics_message() {
+        let panic = "thread 'tests::t' (38) panicked at src/lib.rs:7:9:\nattempt 2: always fails";
+        let v = outcome(vec![attempt(1, fail("first")), attempt(2, fail(panic))]).unwrap();
+        let Verdict::Fail(f) = &v.verdict else {
+            panic!("{v:?}")
+        };
+        assert!(
+            f.message
+                .contains("attempt 2 of 2 (a fresh VM): failed again: attempt 2: always fails"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

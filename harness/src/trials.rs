@@ -386,7 +386,7 @@ fn flaky_block(v: &Verdict) -> String {
         s.push_str(&format!(
             "  attempt {}: FAILED: {} (console log: {})\n",
             a.attempt,
-            a.failure.message.lines().next().unwrap_or(""),
+            a.failure.telling_line(),
             a.console_log.display()
         ));
     }
