@@ -190,7 +190,11 @@ fn attempt(
         let planned = planned_names(&rest);
         // The stand-ins "not run: ..." of the dead VM give way to what the fresh one found.
         run.verdicts.retain(|v| !is_planned_in(&v.name, &planned));
-        merge_health(&mut run.verdicts, next.verdicts, run.restarts.len() + 2);
+        let from = format!(
+            "boot {} (a fresh VM after a dead one)",
+            run.restarts.len() + 2
+        );
+        merge_health(&mut run.verdicts, next.verdicts, &from);
         run.restarts.push(Restart {
             after,
             planned,
@@ -280,6 +284,19 @@ fn retry_failed(
                 console_log: next.console_log_of(name).to_owned(),
             });
         }
+        // A retry's VM is judged as every VM is: trouble outside its trials, or a boot that
+        // went wrong, joins the run's one health trial.
+        let health: Vec<ScenarioVerdict> = next
+            .verdicts
+            .iter()
+            .filter(|v| v.name == HEALTH)
+            .cloned()
+            .collect();
+        merge_health(
+            &mut run.verdicts,
+            health,
+            &format!("attempt {number} (a retry's fresh VM)"),
+        );
         run.retries.push(Retry {
             attempt: number,
             planned: failing,
@@ -736,8 +753,8 @@ fn is_planned_in(name: &str, planned: &[String]) -> bool {
 }
 
 /// The fresh VM's verdicts join the run's; its health joins the first boot's, one trial that
-/// names the boot each problem came from.
-fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>, boot: usize) {
+/// names the boot each problem came from (`from`: which VM it was, and why it was booted).
+fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>, from: &str) {
     for v in next {
         if v.name != HEALTH {
             verdicts.push(v);
@@ -748,10 +765,7 @@ fn merge_health(verdicts: &mut Vec<ScenarioVerdict>, next: Vec<ScenarioVerdict>,
             continue;
         };
         if let Verdict::Fail(fresh) = v.verdict {
-            let m = format!(
-                "boot {boot} (a fresh VM after a dead one): {}",
-                fresh.message
-            );
+            let m = format!("{from}: {}", fresh.message);
             h.verdict = match &h.verdict {
                 Verdict::Fail(first) => Verdict::Fail(first.clone().followed_by(&format!("\n{m}"))),
                 _ => Verdict::fail(fresh.cause, m),
@@ -1258,7 +1272,7 @@ mod tests {
                 Verdict::fail(FailCause::Boot, "the kernel panicked"),
             ),
         ];
-        merge_health(&mut verdicts, next, 2);
+        merge_health(&mut verdicts, next, "boot 2 (a fresh VM after a dead one)");
         assert_eq!(verdicts.iter().filter(|v| v.name == HEALTH).count(), 1);
         let health = &verdicts.iter().find(|v| v.name == HEALTH).unwrap().verdict;
         assert!(

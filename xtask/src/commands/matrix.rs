@@ -144,6 +144,13 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                     run.report.wall_ms as f64 / 1000.0,
                     run.run_dir.display()
                 );
+                if !run.retries.is_empty() {
+                    eprintln!(
+                        "{}: {}",
+                        run.kernel.label,
+                        crate::commands::test::retries_line(&run)
+                    );
+                }
                 runs.push(run);
                 Ok(())
             };

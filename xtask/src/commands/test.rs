@@ -249,7 +249,7 @@ pub fn empty_selection(
 
 /// What the retries of a run did, in one line: how many attempts, how many trials came out
 /// flaky and how many failed every time, and where each attempt's files are.
-fn retries_line(run: &harness::model::KernelRun) -> String {
+pub fn retries_line(run: &harness::model::KernelRun) -> String {
     let retried: std::collections::BTreeSet<&str> = run
         .retries
         .iter()
