@@ -623,7 +623,7 @@ pub fn blocked_behind_a_hang(
 /// tests, guest programs or their tests): a program runs whole for any of its tests, a
 /// libtest program only the tests named.
 pub fn only(sel: &Selection, names: &[String]) -> Selection {
-    let named = |record: &str| is_planned_in_any(record, names);
+    let named = |record: &str| names.iter().any(|n| is_record_or_its_test(n, record));
     Selection {
         scenarios: sel
             .scenarios
@@ -652,16 +652,6 @@ pub fn only(sel: &Selection, names: &[String]) -> Selection {
             })
             .collect(),
     }
-}
-
-/// `record` (a planned record: a scenario, a program) is one of `names`, or a program one of
-/// whose tests is.
-fn is_planned_in_any(record: &str, names: &[String]) -> bool {
-    names.iter().any(|n| {
-        n == record
-            || n.strip_prefix(record)
-                .is_some_and(|test| test.starts_with("::"))
-    })
 }
 
 /// Of the scenarios `rest` runs again after a hang, those like the records that broke the
@@ -744,12 +734,16 @@ fn planned_names(sel: &Selection) -> Vec<String> {
 
 /// `name` is one of `planned` or an upstream test of a planned program.
 fn is_planned_in(name: &str, planned: &[String]) -> bool {
-    planned.iter().any(|p| {
-        name == p
-            || name
-                .strip_prefix(p.as_str())
-                .is_some_and(|t| t.starts_with("::"))
-    })
+    planned.iter().any(|p| is_record_or_its_test(name, p))
+}
+
+/// `name` is the planned record `record` (a scenario, a program), or a test of that program
+/// (`kselftest::dyn_test::user.matching` of `kselftest::dyn_test`).
+fn is_record_or_its_test(name: &str, record: &str) -> bool {
+    name == record
+        || name
+            .strip_prefix(record)
+            .is_some_and(|test| test.starts_with("::"))
 }
 
 /// The fresh VM's verdicts join the run's; its health joins the first boot's, one trial that
