@@ -76,13 +76,11 @@ pub fn junit(run: &KernelRun) -> String {
             } => {
                 s.push('>');
                 for a in failed_attempts {
-                    let m = &a.failure.message;
-                    s.push_str(&format!(
-                        "<flakyFailure message=\"{}\" type=\"attempt {}\"><system-out>{}\n  console log: {}</system-out></flakyFailure>",
-                        xml_escape(m.lines().next().unwrap_or("")),
+                    s.push_str(&failed_attempt(
+                        "flakyFailure",
                         a.attempt,
-                        xml_escape(m),
-                        xml_escape(&a.console_log.display().to_string())
+                        &a.failure.message,
+                        &a.console_log,
                     ));
                 }
                 s.push_str("</testcase>\n");
@@ -104,15 +102,25 @@ fn rerun_failures(run: &KernelRun, name: &str) -> String {
             let Verdict::Fail(f) = &v.verdict else {
                 return None;
             };
-            Some(format!(
-                "<rerunFailure message=\"{}\" type=\"attempt {}\"><system-out>{}\n  console log: {}</system-out></rerunFailure>",
-                xml_escape(f.message.lines().next().unwrap_or("")),
+            Some(failed_attempt(
+                "rerunFailure",
                 r.attempt,
-                xml_escape(&f.message),
-                xml_escape(&attempt.console_log_of(name).display().to_string())
+                &f.message,
+                attempt.console_log_of(name),
             ))
         })
         .collect()
+}
+
+/// One failed attempt inside a testcase (`flakyFailure`, `rerunFailure`): its first line as
+/// the message, the attempt as the type, all it said and its console log as its output.
+fn failed_attempt(tag: &str, attempt: u32, message: &str, console_log: &std::path::Path) -> String {
+    format!(
+        "<{tag} message=\"{}\" type=\"attempt {attempt}\"><system-out>{}\n  console log: {}</system-out></{tag}>",
+        xml_escape(message.lines().next().unwrap_or("")),
+        xml_escape(message),
+        xml_escape(&console_log.display().to_string())
+    )
 }
 
 fn cell(v: &Verdict) -> String {
