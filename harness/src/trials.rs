@@ -356,8 +356,8 @@ pub fn run(
     let flaky: Vec<&(String, String)> =
         flaky.iter().filter(|(n, _)| is_selected(args, n)).collect();
     if !flaky.is_empty() {
-        println!(
-            "FLAKY: {} trial(s) failed and then passed in a fresh VM ({}):\n",
+        let mut section = format!(
+            "FLAKY: {} trial(s) failed and then passed in a fresh VM ({}):\n\n",
             flaky.len(),
             if opts.flaky_fails {
                 "--flaky-fails: they fail the run"
@@ -366,7 +366,13 @@ pub fn run(
             }
         );
         for (name, block) in flaky {
-            println!("{name}\n{block}");
+            section.push_str(&format!("{name}\n{block}\n"));
+        }
+        // `--format json` keeps stdout to libtest's events, for the programs that read them.
+        if args.format == Some(libtest_mimic::FormatSetting::Json) {
+            eprint!("{section}");
+        } else {
+            print!("{section}");
         }
     }
     Ok(conclusion)
