@@ -69,9 +69,10 @@ pub struct BisectArgs {
     /// run, and so must the bad commit with it reverted (when the revert applies).
     #[arg(help_heading = "Bisect", long)]
     pub no_verify: bool,
-    /// Run every selected trial at every step. By default a step stops at its first failed
+    /// Run every selected trial at every step. By default a run stops at its first failed
     /// trial: a commit is bad as soon as one fails, and waiting out the rest only slows the
-    /// bisect (the step then names the trial that failed first).
+    /// bisect (the step then names the trial that failed first). With --bad-at above 1 every
+    /// run runs every trial anyway, so that a trial's failures are all counted.
     #[arg(help_heading = "Bisect", long)]
     pub no_fail_fast: bool,
     #[command(flatten)]
@@ -199,8 +200,9 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(&run_log).unwrap_or_default();
         if let Some(commits) = only_skipped_left(&text) {
             bail!(
-                "the bisect cannot name one commit: the steps between them were skipped (see \
-                 each step's decision above), so the first bad commit is one of:\n  {}",
+                "the bisect cannot name one commit: the first bad commit is one of these, and \
+                 the steps that would tell them apart were skipped (each step's decision is \
+                 above):\n  {}",
                 commits.join("\n  ")
             );
         }
@@ -426,7 +428,10 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<Step> {
     let kernel: KernelUnderTest = resolved.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.stop_at_first_failure = !a.no_fail_fast;
+    // The same trial must fail M times: a run stopped by another trial's failure would
+    // leave this one's uncounted, and a commit that fails two trials every time could be
+    // skipped for counts of one each.
+    opts.stop_at_first_failure = !a.no_fail_fast && rule.bad_at == 1;
     opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
     s.choose_accel(&mut opts, &a.run, &kernel)?;
     let args = a.trials.libtest_args("bisect")?;
