@@ -135,10 +135,11 @@ enum Cmd {
     )]
     Shell(commands::shell::ShellArgs),
     /// Find the commit of a git kernel tree (--kernel-tree) that broke the selected trials:
-    /// `git bisect run` with the harness (a build failure skips the commit); the tree's HEAD
+    /// `git bisect run` with the harness (a build failure skips the commit), then a check of
+    /// the answer (its parent passes, the bad commit with it reverted passes); the tree's HEAD
     /// and bisect state are restored.
     #[command(
-        after_help = "Examples:\n  cargo xtask bisect --kernel-tree ~/linux --good v6.12 --bad HEAD fork::"
+        after_help = "Examples:\n  cargo xtask bisect --kernel-tree ~/linux --good v6.12 --bad HEAD fork::\n  cargo xtask bisect --kernel-tree ~/linux --good v6.12 --bad HEAD --runs 3 --bad-at 1 fork::\n                                 a failure that shows now and then: bad at its first failure,\n                                 good only after three passes\n\nExit status: 0 a commit was named and verified (or its revert does not apply, as said),\n101 named but not verified, 2 none named (bad input, a harness failure, only skipped\ncommits left)."
     )]
     Bisect(commands::bisect::BisectArgs),
     /// One step of `bisect` (what `git bisect run` calls); not for people.

@@ -310,6 +310,23 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
             &["bisect", "--good", "a", "--bad", "b"],
             "--kernel-tree <KERNEL_TREE>",
         ),
+        // A step cannot fail more often than it runs.
+        (
+            &[
+                "bisect",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--kernel-tree",
+                "/t",
+                "--runs",
+                "3",
+                "--bad-at",
+                "4",
+            ],
+            "--bad-at 4 with --runs 3: a step fails at most 3 time(s); give --bad-at from 1 to 3",
+        ),
     ];
     let cache = tempfile::tempdir().unwrap();
     for (args, needle) in cases {

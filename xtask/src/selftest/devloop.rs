@@ -107,8 +107,21 @@ pub(super) struct Output {
 }
 
 pub(super) fn xtask(exe: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    xtask_with_path(exe, args, None)
+}
+
+/// [`xtask`] with `first` before the other folders of PATH.
+fn xtask_with_path(exe: &Path, args: &[&str], first: Option<&Path>) -> anyhow::Result<Output> {
     let started = Instant::now();
-    let out = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(dir) = first {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined = std::env::join_paths(
+            std::iter::once(dir.to_owned()).chain(std::env::split_paths(&path)),
+        )?;
+        cmd.env("PATH", joined);
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -594,15 +607,71 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// A QEMU that numbers the boots: a script named like QEMU in `dir`, first on the bisect's
+/// PATH, that adds `ue.selftest_boot=N` to the kernel command line (N counted in a file in
+/// `dir`, from 0) and runs the real QEMU. This is how the flaky fixture knows which boot it
+/// is in, with no option of the harness's own for it: the command line is what the host
+/// gives each boot, and only the self-test needs it to change.
+fn boot_numbering_qemu(dir: &Path) -> anyhow::Result<PathBuf> {
+    const QEMU: &str = "qemu-system-x86_64";
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(QEMU))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no {QEMU} on PATH"))?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let counter = dir.join("boots");
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let script = format!(
+        "#!/bin/sh\n\
+         # The devloop bisect's QEMU: numbers each boot on the kernel command line.\n\
+         counter={counter}\n\
+         next=\n\
+         for arg do\n\
+         \x20   shift\n\
+         \x20   if [ \"$next\" = append ]; then\n\
+         \x20       n=$(cat \"$counter\" 2>/dev/null || echo 0)\n\
+         \x20       echo $((n + 1)) > \"$counter\"\n\
+         \x20       arg=\"$arg ue.selftest_boot=$n\"\n\
+         \x20   fi\n\
+         \x20   next=\n\
+         \x20   [ \"$arg\" = -append ] && next=append\n\
+         \x20   set -- \"$@\" \"$arg\"\n\
+         done\n\
+         exec {real} \"$@\"\n",
+        counter = quote(&counter),
+        real = quote(&real),
+    );
+    let wrapper = dir.join(QEMU);
+    std::fs::write(&wrapper, script)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    Ok(counter)
+}
+
 /// A synthetic history on a branch of the tree: eight commits after the pristine one,
-/// the fifth a shipped mutant; bisect must name it, and leave HEAD and the bisect state
-/// as it found them.
+/// the fifth a shipped mutant. The trial that decides is a flaky one: a guest program that
+/// reports the mutant's failure every other boot only ([`super::guest::flaky_fork`]), so a
+/// one-run step on a bad commit may pass. With `--runs 3 --bad-at 1` bisect must still name
+/// the mutant's commit and verify it (its parent passes three times, and so does the last
+/// commit with it reverted), and leave HEAD and the bisect state as it found them.
 pub fn bisect_names_the_mutant_commit(
     exe: &Path,
     tree: &Path,
     mutant: &Path,
+    target: &Path,
+    accel: harness::qemu::Accel,
 ) -> anyhow::Result<()> {
     let t = tree.to_str().context("tree path")?;
+    // The accelerator the self-test chose, named: with `auto`, the wrapper (another QEMU
+    // binary to the probe's cache) would cost a KVM probe and replace the cached answer.
+    let accel = match accel {
+        harness::qemu::Accel::Kvm => "kvm",
+        harness::qemu::Accel::Tcg => "tcg",
+    };
+    let flaky = super::guest::flaky_fork(target)?;
+    let qemu_dir = target.join("ue-selftest").join("bisect-qemu");
+    let boots = boot_numbering_qemu(&qemu_dir)?;
     let base = git(tree, &["rev-parse", "main"])?;
     git(tree, &["checkout", "-q", "-B", "ue-bisect-history", &base])?;
     let mut mutant_commit = String::new();
@@ -643,7 +712,12 @@ pub fn bisect_names_the_mutant_commit(
     git(tree, &["checkout", "-q", "main"])?;
     let head_before = git(tree, &["rev-parse", "--abbrev-ref", "HEAD"])?;
     let label = tree_label(tree);
-    let run = xtask(
+    let trial = format!(
+        "{label}::{}",
+        harness::channel::guest_test_name(&flaky.name, None)
+    );
+    let flaky_path = flaky.path.to_str().context("the flaky program's path")?;
+    let run = xtask_with_path(
         exe,
         &[
             "bisect",
@@ -653,19 +727,39 @@ pub fn bisect_names_the_mutant_commit(
             &bad,
             "--kernel-tree",
             t,
+            "--accel",
+            accel,
+            "--runs",
+            "3",
+            "--bad-at",
+            "1",
+            "--guest-test",
+            flaky_path,
             "--",
             "--exact",
-            &format!("{label}::{CATCHES}"),
+            &trial,
         ],
+        Some(&qemu_dir),
     );
     let head_after = git(tree, &["rev-parse", "--abbrev-ref", "HEAD"])?;
     let bisect_log = git(tree, &["rev-parse", "--git-path", "BISECT_LOG"])?;
+    let dirty = git(tree, &["status", "--porcelain", "--untracked-files=no"])?;
     let run = run?;
     ensure!(
         run.ok,
         "bisect failed:\n{}\n{}",
         tail(&run.stdout),
         tail(&run.stderr)
+    );
+    let booted: u64 = std::fs::read_to_string(&boots)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    ensure!(
+        booted > 0,
+        "the boots were not numbered ({} has no count): was the wrapper QEMU used?",
+        boots.display()
     );
     ensure!(
         run.stdout
@@ -674,15 +768,20 @@ pub fn bisect_names_the_mutant_commit(
         run.stdout
     );
     ensure!(
-        run.stdout
-            .contains(&format!("fails there: {label}::{CATCHES}")),
+        run.stdout.contains(&format!("fails there: {trial} (")),
         "bisect did not name the failing trial:\n{}",
+        run.stdout
+    );
+    ensure!(
+        run.stdout.lines().any(|l| l.starts_with("verified: ")),
+        "bisect did not say verified:\n{}",
         run.stdout
     );
     ensure!(
         head_after == head_before,
         "HEAD was {head_before}, is {head_after}"
     );
+    ensure!(dirty.is_empty(), "the tree was left changed:\n{dirty}");
     ensure!(!tree.join(&bisect_log).exists(), "a bisect is left running");
     if !run.stderr.contains("step ") {
         bail!("no time per step reported:\n{}", tail(&run.stderr));
@@ -694,5 +793,13 @@ pub fn bisect_names_the_mutant_commit(
     {
         eprintln!("    {}", l.trim());
     }
+    for l in run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("verified") || l.contains(" s in all"))
+    {
+        eprintln!("    {l}");
+    }
+    eprintln!("    {booted} boot(s) numbered");
     Ok(())
 }

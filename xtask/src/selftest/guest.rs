@@ -5,7 +5,8 @@
 //! TAP, one that crashes half-way through its TAP, one that only exits. Each outcome must be
 //! reported against that test or program, by name. A copy of examples/ue-tiny-client with one
 //! assertion inverted must fail that test alone, and a crate that cannot link statically gets
-//! the one error that says so.
+//! the one error that says so. [`flaky_fork`] is the program that fails every other boot, for
+//! the devloop bisect case.
 
 use std::path::{Path, PathBuf};
 
@@ -153,6 +154,74 @@ pub fn fixture(target: &Path) -> anyhow::Result<Vec<GuestProgram>> {
         ],
     )?;
     programs(target, &dir, &["UE_FIXTURE=from --guest-env"], 2)
+}
+
+/// The scenario whose failure [`FLAKY_FORK`] reports every other boot: one that catches the
+/// devloop bisect's mutant.
+pub const FLAKY_FORK_SCENARIO: &str = "fork::child_inherits_registration";
+
+/// A bug that reproduces every other boot, as a race that fires half the time does: the
+/// program runs the fork scenario (`ue-scenarios --run`) and reports its failure on odd boots
+/// only. A boot's number cannot live in the guest, which starts from the same image each
+/// time; the host gives it on the kernel command line (`ue.selftest_boot=N`), from a counter
+/// the self-test keeps ([`super::devloop`]'s QEMU wrapper). Without the number it fails, so
+/// a wrapper that stopped working is said, not taken for a pass.
+const FLAKY_FORK: &str = r#"use std::process::{exit, Command};
+
+const SCENARIO: &str = "SCENARIO_NAME";
+
+fn main() {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(boot) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ue.selftest_boot="))
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        eprintln!("no ue.selftest_boot=N on the kernel command line: {cmdline:?}");
+        exit(2);
+    };
+    let st = match Command::new("/bin/ue-scenarios").args(["--run", SCENARIO]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("run /bin/ue-scenarios: {e}");
+            exit(2);
+        }
+    };
+    if st.success() {
+        println!("boot {boot}: {SCENARIO} passes");
+    } else if boot % 2 == 1 {
+        eprintln!("boot {boot}: {SCENARIO} fails, and an odd boot says so");
+        exit(1);
+    } else {
+        println!("boot {boot}: {SCENARIO} fails, and an even boot hides it");
+    }
+}
+"#;
+
+/// The program of [`FLAKY_FORK`], built for the guest; its trial is `guest::flaky_fork`.
+pub fn flaky_fork(target: &Path) -> anyhow::Result<GuestProgram> {
+    let dir = target.join("ue-selftest").join("ue_flaky_fork");
+    let manifest = "[package]\nname = \"ue_flaky_fork\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+                    autotests = false\n\n[lib]\ntest = false\n\n\
+                    [[test]]\nname = \"flaky_fork\"\nharness = false\n\n[workspace]\n";
+    write_crate(
+        &dir,
+        manifest,
+        &[
+            (
+                "src/lib.rs",
+                "//! Empty: the program is tests/flaky_fork.rs.\n",
+            ),
+            (
+                "tests/flaky_fork.rs",
+                &FLAKY_FORK.replace("SCENARIO_NAME", FLAKY_FORK_SCENARIO),
+            ),
+        ],
+    )?;
+    programs(target, &dir, &[], 30)?
+        .into_iter()
+        .find(|p| p.name == "flaky_fork")
+        .context("the flaky fixture's program was not built")
 }
 
 fn verdict<'a>(run: &'a KernelRun, name: &str) -> anyhow::Result<&'a Verdict> {

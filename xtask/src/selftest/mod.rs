@@ -303,7 +303,13 @@ pub fn cases() -> Vec<Case> {
             devloop::shell_runs_a_scenario(&s.exe, &s.devloop.tree, Some(&s.devloop.mutant))
         }),
         Case::devloop("devloop::bisect_names_the_mutant_commit", |s| {
-            devloop::bisect_names_the_mutant_commit(&s.exe, &s.devloop.tree, &s.devloop.mutant)
+            devloop::bisect_names_the_mutant_commit(
+                &s.exe,
+                &s.devloop.tree,
+                &s.devloop.mutant,
+                &s.target,
+                s.opts.accel,
+            )
         }),
         Case::devloop("devloop::gdb_breaks_in_user_events_ioctl_reg", |s| {
             devloop::gdb_breaks_in_ioctl_reg(&s.exe, &s.devloop.tree)
