@@ -19,9 +19,15 @@ const RING_PAGES: usize = 8;
 
 impl PerfRing {
     pub fn open(id: u64) -> Result<Self, Stop> {
+        Self::open_pages(id, RING_PAGES)
+    }
+
+    /// With a ring of `pages` pages (a power of two): room for samples of up to perf's
+    /// largest tracepoint record (PERF_MAX_TRACE_SIZE, 8 KiB) without wrapping.
+    pub fn open_pages(id: u64, pages: usize) -> Result<Self, Stop> {
         let fd = uapi::perf_open_tracepoint(id)
             .map_err(|e| Stop::Fail(format!("perf_event_open of tracepoint {id}: {e}")))?;
-        let len = 4096 * (1 + RING_PAGES);
+        let len = 4096 * (1 + pages);
         let map = Mapping::map(
             len,
             libc::PROT_READ | libc::PROT_WRITE,

@@ -1122,6 +1122,7 @@ mod tests {
             pid: 40,
             comm: "ue-scenarios".into(),
             state_ms: 3000,
+            spinning: false,
             wchan: "user_events_ioctl".into(),
             stack: vec!["user_events_ioctl+0x444/0x6b0".into()],
             waits_on_lock: blocked_behind.is_some(),

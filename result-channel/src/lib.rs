@@ -101,19 +101,25 @@ pub struct RecordEnd {
 }
 
 /// A process stuck in the kernel, as the guest runner saw it in `/proc`: in state `D`
-/// (uninterruptible sleep) at every look for `state_ms`.
+/// (uninterruptible sleep) at every look for `state_ms`, or, when `spinning`, runnable in
+/// the kernel all that time without sleeping or returning to user space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hang {
     /// The stuck task (a thread's id when a thread other than the main one is stuck).
     pub pid: u32,
     /// Its `comm`.
     pub comm: String,
-    /// How long the runner saw it in `D` before it gave up on it.
+    /// How long the runner saw it stuck before it gave up on it.
     pub state_ms: u64,
+    /// It never slept: state `R` at every look, its user time still and its kernel time
+    /// growing, a loop in the kernel (its `wchan` is empty, its stack the kernel's backtrace
+    /// of the CPU it ran on).
+    #[serde(default)]
+    pub spinning: bool,
     /// `/proc/PID/wchan`: the kernel function it sleeps in (empty if unreadable).
     pub wchan: String,
-    /// `/proc/PID/stack`, innermost frame first, `function+0xoff/0xlen` (empty if
-    /// unreadable).
+    /// `/proc/PID/stack` or the kernel's own dump, innermost frame first,
+    /// `function+0xoff/0xlen` (empty if unreadable).
     pub stack: Vec<String>,
     /// Its stack waits on a lock (a mutex, an rwsem, a semaphore).
     pub waits_on_lock: bool,

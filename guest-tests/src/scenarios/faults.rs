@@ -462,6 +462,17 @@ fn fork_skips_unreg_pending(cx: &mut Ctx) -> R {
                      FREEING",
                     for_ms.as_micros()
                 ));
+                // The worker still has the enable's fault to run, and its run frees the
+                // registration. The page must stay mapped until then: a fault on a page
+                // already unmapped fails, and the kernel warns of it (a loaded host can run
+                // the worker after this scenario has returned).
+                cx.wait_for(
+                    "the fault worker freed the unregistered registration (its (addr, bit) free)",
+                    || match uapi::reg(fd.as_fd(), &probe_name, word, 4, BIT, 0) {
+                        Ok(_) => uapi::unreg(fd.as_fd(), word, BIT).is_ok(),
+                        Err(_) => false,
+                    },
+                )?;
                 return Ok(());
             }
             Ok(_) => {

@@ -25,7 +25,8 @@
 //! kept by one long-lived object allocated among thousands of short-lived ones), by up to
 //! about 64 kB either way in a run. So each scenario runs enough cycles that the smallest
 //! leak it is for comes to about twice its limit, and the limit is about twice the largest
-//! step seen. The whole run is pinned to one CPU ([`Pinned`]), which took thread_exit's
+//! step seen. The whole run is pinned to one CPU ([`Pinned`]: with parent and child on
+//! different CPUs, a thread's freed kernel stack stays in slab, lazily), which took thread_exit's
 //! noise from up to +196 kB down to that of the others.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use result_channel::Feature;
 
+use super::kit::Pinned;
 use super::limits;
 use crate::framework::{
     clone_thread, fork, poll_until, wait_until, Ctx, Family, KernelMemory, Mapping, Pipe, Scenario,
@@ -148,45 +150,6 @@ fn threads() -> Result<i64, Stop> {
     {
         Some(n) => Ok(n),
         None => fail!("/proc/loadavg: no thread count in {s:?}"),
-    }
-}
-
-/// This process pinned to the CPU it runs on, until dropped; the children and threads it
-/// makes inherit that. A task's kernel stack (VMAP_STACK) goes back, when the task is gone,
-/// to a cache of two on the CPU it last ran on, and the next task takes one from the cache
-/// of the CPU that creates it: with parent and child on different CPUs the cache of one
-/// fills while the other's is empty, and each stack is vfree'd lazily, which keeps its
-/// 64-byte vmap_area in unreclaimable slab until some 3000 have gathered (64 MB of address
-/// space on 2 CPUs). Unpinned, 2000 threads grew the slab by up to 196 kB on the unpatched
-/// kernel, the size of the leak thread_exit is for; pinned, every stack is reused.
-struct Pinned {
-    old: libc::cpu_set_t,
-}
-
-impl Pinned {
-    fn here() -> Result<Self, Stop> {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sched_getaffinity(0, size, &mut old) } != 0 {
-            fail!("sched_getaffinity: {}", Errno::last());
-        }
-        let cpu = unsafe { libc::sched_getcpu() };
-        if cpu < 0 {
-            fail!("sched_getcpu: {}", Errno::last());
-        }
-        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpu as usize, &mut one) };
-        if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
-            fail!("sched_setaffinity to CPU {cpu}: {}", Errno::last());
-        }
-        Ok(Pinned { old })
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        unsafe { libc::sched_setaffinity(0, size, &self.old) };
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::perf::PerfRing;
-use crate::scenarios::kit::{check_sample, check_trace, record};
+use crate::scenarios::kit::{check_sample, check_trace, record, Pinned};
 use crate::uapi::{self, Errno};
 use crate::{check_eq, tracefs};
 
@@ -31,6 +31,11 @@ const SCENARIOS: &[Scenario] = &[
         "perf_one_byte_payload",
         "an event of one u8 field written with 1, 2 and 8 payload bytes while only perf is attached: each sample holds exactly those bytes",
         perf_one_byte_payload,
+    ),
+    Scenario::new(
+        "perf_sample_sizes",
+        "with only perf attached, payloads of every length from 1 to 24 bytes (each right after 64 bytes of 0xff on the same CPU) and the largest perf holds (8177 to 8184 bytes) each give one sample of exactly trace_entry and its bytes, zero-padded to a u64 boundary",
+        perf_sample_sizes,
     ),
 ];
 
@@ -320,6 +325,51 @@ fn perf_one_byte_payload(cx: &mut Ctx) -> R {
     let samples = ring.raw_samples()?;
     check_eq!(samples.len(), payloads.len(), "perf samples");
     for (s, p) in samples.iter().zip(payloads) {
+        check_sample(&format!("{} payload byte(s)", p.len()), s, id, p)?;
+    }
+    drop(ring);
+    cx.wait_for("bit cleared once perf is gone", || page.u32_at(0) == 0)?;
+    Ok(())
+}
+
+/// perf's tracepoint records are built in a buffer per CPU, of PERF_MAX_TRACE_SIZE (8 KiB),
+/// sized by user_event_perf as the record (trace_entry and payload) rounded up to 8 bytes;
+/// the sample then carries the record padded to a u64 boundary with its u32 size, the
+/// padding never written from that buffer. So: every payload length from 1 to 24 bytes (every
+/// padding, 0 to 7 bytes), each right after 64 bytes of 0xff on the same CPU, so that a byte
+/// of the earlier record shows; and the largest payloads perf holds, 8177 to 8184 bytes
+/// (records of 8185 to 8192 bytes, all within the buffer once rounded). Each gives exactly
+/// one sample of exactly its bytes.
+fn perf_sample_sizes(cx: &mut Ctx) -> R {
+    const PERF_MAX_TRACE_SIZE: usize = 8192;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let idx = cx.reg(&format!("{name} u8 v"), page.addr(0), 4, 0)?;
+    let id = tracefs::event_id(&name)?;
+    let _pinned = Pinned::here()?;
+    // 8 samples of up to 8.2 KiB, 48 small ones: 128 KiB never wraps.
+    let ring = PerfRing::open_pages(id, 32)?;
+    cx.wait_for("bit set with perf attached", || page.u32_at(0) == 1)?;
+    let stale = vec![0xffu8; 64];
+    let small = (1..=24usize).flat_map(|n| [stale.clone(), (1..=n as u8).collect()]);
+    let largest = (PERF_MAX_TRACE_SIZE - 8 - 7..=PERF_MAX_TRACE_SIZE - 8)
+        .map(|n| (0..n).map(|b| (b % 251 + 1) as u8).collect::<Vec<u8>>());
+    let payloads: Vec<Vec<u8>> = small.chain(largest).collect();
+    for p in &payloads {
+        check_eq!(
+            uapi::write_event(cx.fd(), idx, p),
+            Ok(4 + p.len()),
+            "write of {} payload byte(s)",
+            p.len()
+        );
+    }
+    let samples = ring.raw_samples()?;
+    check_eq!(
+        samples.len(),
+        payloads.len(),
+        "perf samples (payloads of 1 to 24 bytes, each after 64 of 0xff, and of 8177 to 8184)"
+    );
+    for (s, p) in samples.iter().zip(&payloads) {
         check_sample(&format!("{} payload byte(s)", p.len()), s, id, p)?;
     }
     drop(ring);

@@ -96,7 +96,17 @@ fn waited_behind(h: &Hang, behind: &str, report: &VmReport) -> String {
 
 /// The stuck task in words: who, how long, where.
 fn stuck(h: &Hang) -> String {
-    let how_long = if h.state_ms == 0 {
+    let how_long = if h.spinning {
+        let ran = if h.state_ms == 0 {
+            "still ran in the kernel when its limit ran out".to_owned()
+        } else {
+            format!("ran in the kernel for {:.1} s", h.state_ms as f64 / 1000.0)
+        };
+        format!(
+            "{ran} without sleeping or returning to user space (state R, its user time still: \
+             a loop in the kernel, which no signal ends)"
+        )
+    } else if h.state_ms == 0 {
         "was still asleep in the kernel when its limit ran out".to_owned()
     } else {
         format!(
@@ -130,9 +140,13 @@ fn culprit_stack(culprit: &str, report: &VmReport) -> String {
     });
     match hang {
         Some(h) => format!(
-            "\n  {culprit}'s stack (the cause), process {} in {}:\n{}",
+            "\n  {culprit}'s stack (the cause), process {} {}:\n{}",
             h.pid,
-            h.wchan,
+            if h.spinning {
+                "spinning on a CPU".to_owned()
+            } else {
+                format!("in {}", h.wchan)
+            },
             frames(&h.stack)
         ),
         None => String::new(),
@@ -175,4 +189,45 @@ pub(super) fn after_the_kernel_died(report: &VmReport, troubles: &[&Trouble]) ->
             .first()
             .map_or("", |l| crate::console::strip_timestamp(l))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that never slept is said to run in the kernel, with the CPU's frames, not to
+    /// sleep in an empty wchan.
+    #[test]
+    fn a_spinning_task_is_said_to_run_in_the_kernel() {
+        let h = Hang {
+            pid: 3603,
+            comm: "ue-scenarios".into(),
+            state_ms: 3100,
+            spinning: true,
+            wchan: String::new(),
+            stack: vec!["user_events_ioctl+0x438/0x6b9".into()],
+            waits_on_lock: false,
+            blocked_behind: None,
+            after_result: false,
+            reported: None,
+            same_place_as: None,
+        };
+        let m = hung(&h);
+        assert!(
+            m.starts_with(
+                "hung in the kernel: process 3603 (ue-scenarios) ran in the kernel for 3.1 s \
+                 without sleeping or returning to user space"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("    user_events_ioctl+0x438/0x6b9"), "{m}");
+        assert!(!m.contains("slept") && !m.contains(" in \n"), "{m}");
+        let asleep = Hang {
+            spinning: false,
+            wchan: "user_events_ioctl".into(),
+            ..h
+        };
+        assert!(hung(&asleep)
+            .contains("slept uninterruptibly (state D) for 3.1 s in user_events_ioctl"));
+    }
 }

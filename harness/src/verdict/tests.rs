@@ -452,6 +452,7 @@ fn a_hang_is_judged_where_it_happened_and_what_waited_behind_it_is_blocked() {
             pid,
             comm: "ue-scenarios".into(),
             state_ms: 3100,
+            spinning: false,
             wchan: "user_events_ioctl".into(),
             stack: frames.iter().map(|f| f.to_string()).collect(),
             waits_on_lock: behind.is_some(),

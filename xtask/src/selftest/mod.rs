@@ -22,6 +22,7 @@ use libtest_mimic::{Failed, Trial};
 
 use crate::args::KernelArgs;
 use crate::session::{Guest, Session};
+use vm::DelStuck;
 
 /// What the cases use, prepared once by the command: the kernels (built before the trials are
 /// listed, as a filtered run needs them as much as a full one), the options, and the paths.
@@ -34,6 +35,8 @@ pub struct Setup {
     pub slow_kernel: KernelUnderTest,
     /// With selftest/hang-in-del.patch.
     pub hang_kernel: KernelUnderTest,
+    /// With selftest/spin-in-del.patch.
+    pub spin_kernel: KernelUnderTest,
     /// With selftest/del-hangs-holding-locks.patch.
     pub del_lock_kernel: KernelUnderTest,
     /// With selftest/exit-hangs.patch.
@@ -106,6 +109,7 @@ impl Setup {
         let warn_kernel = patched("selftest/warn-in-unreg.patch")?;
         let slow_kernel = patched("selftest/slow-fault-worker.patch")?;
         let hang_kernel = patched("selftest/hang-in-del.patch")?;
+        let spin_kernel = patched("selftest/spin-in-del.patch")?;
         let del_lock_kernel = patched("selftest/del-hangs-holding-locks.patch")?;
         let exit_hang_kernel = patched("selftest/exit-hangs.patch")?;
         let oops_kernel = patched("selftest/oops-in-fault-worker.patch")?;
@@ -124,6 +128,7 @@ impl Setup {
             warn_kernel,
             slow_kernel,
             hang_kernel,
+            spin_kernel,
             del_lock_kernel,
             exit_hang_kernel,
             oops_kernel,
@@ -211,7 +216,10 @@ pub fn cases() -> Vec<Case> {
             },
         ),
         Case::new("selftest::a_hang_costs_one_scenario", |s| {
-            vm::a_hang_costs_one_scenario(&s.hang_kernel, &s.opts, &s.listing)
+            vm::a_hang_costs_one_scenario(&s.hang_kernel, &s.opts, &s.listing, DelStuck::Sleeps)
+        }),
+        Case::new("selftest::a_loop_in_the_kernel_costs_one_scenario", |s| {
+            vm::a_hang_costs_one_scenario(&s.spin_kernel, &s.opts, &s.listing, DelStuck::Spins)
         }),
         Case::new(
             "selftest::a_hang_holding_the_locks_blocks_in_bounded_time",

@@ -447,16 +447,41 @@ fn tally(run: &KernelRun) -> String {
     )
 }
 
-/// A kernel whose DIAG_IOCSDEL hangs, unkillably, for one scenario's events
-/// (kernel-configs/selftest/hang-in-del.patch), holding the group's reg_mutex: the guest
-/// runner reports that scenario hung, with its kernel stack, and goes on. What waited behind
-/// its lock runs again in one fresh VM without it; every other scenario and program gets
-/// its real verdict (this kernel passes them all), none "not run", no VM left to the host's
-/// limit.
+/// How the DEL of one scenario's events never returns.
+#[derive(Clone, Copy)]
+pub enum DelStuck {
+    /// It sleeps, unkillably (kernel-configs/selftest/hang-in-del.patch): state D.
+    Sleeps,
+    /// It loops on its CPU without sleeping (kernel-configs/selftest/spin-in-del.patch):
+    /// state R, which no signal ends and /proc/PID/stack does not show.
+    Spins,
+}
+
+impl DelStuck {
+    /// What the culprit's failure must say: hung, how, and the DEL's frame.
+    fn witness(self) -> &'static [&'static str] {
+        match self {
+            DelStuck::Sleeps => &["hung in the kernel: process", "user_events_ioctl"],
+            DelStuck::Spins => &[
+                "hung in the kernel: process",
+                "without sleeping or returning to user space",
+                "user_events_ioctl",
+            ],
+        }
+    }
+}
+
+/// A kernel whose DIAG_IOCSDEL never returns for one scenario's events, holding the group's
+/// reg_mutex (`how`: asleep or spinning): the guest runner reports that scenario hung, with
+/// its kernel stack, and goes on. What waited behind its lock is blocked behind it, not
+/// named the culprit, and runs again in one fresh VM without it; every other scenario and
+/// program gets its real verdict (this kernel passes them all), none "not run", no VM left
+/// to the host's limit.
 pub fn a_hang_costs_one_scenario(
     k: &KernelUnderTest,
     opts: &SuiteOptions,
     listing: &[ScenarioInfo],
+    how: DelStuck,
 ) -> anyhow::Result<()> {
     let sel = whole_suite(listing);
     if !sel.scenarios.iter().any(|s| s.name == HANGS_IN_DEL) {
@@ -466,12 +491,7 @@ pub fn a_hang_costs_one_scenario(
     o.max_restarts = 2;
     o.kselftests = true;
     let run = run_kernel(k, &o, &sel)?;
-    expect_fail(
-        &run,
-        HANGS_IN_DEL,
-        HUNG,
-        &["hung in the kernel: process", "user_events_ioctl"],
-    )?;
+    expect_fail(&run, HANGS_IN_DEL, HUNG, how.witness())?;
     every_record_judged_in_bounded_time(&run, &sel)?;
     // Our scenarios all pass on this kernel. Some upstream tests fail on 6.12 anyway
     // (docs/findings.md): theirs must be a verdict of their own run, not a stand-in.
@@ -509,7 +529,11 @@ pub fn a_hang_costs_one_scenario(
         other => bail!("want at most one fresh VM, for what the hang blocked, got {other:?}"),
     }
     expect_pass(&run, HEALTH)?;
-    eprintln!("a hang in one scenario's DEL: {}", tally(&run));
+    let what = match how {
+        DelStuck::Sleeps => "a hang",
+        DelStuck::Spins => "a loop",
+    };
+    eprintln!("{what} in one scenario's DEL: {}", tally(&run));
     Ok(())
 }
 

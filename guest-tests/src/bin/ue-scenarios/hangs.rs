@@ -24,10 +24,15 @@ pub struct TaskStat {
     pub comm: String,
     pub state: char,
     pub pgrp: i32,
+    /// Time spent in user space and in the kernel, in clock ticks (`utime`, `stime`; 0 when
+    /// the line is cut short).
+    pub utime: u64,
+    pub stime: u64,
 }
 
-/// Parses a `stat` line: `TID (COMM) S PPID PGRP ...`; COMM may hold spaces and parentheses,
-/// so it ends at the last `)`.
+/// Parses a `stat` line: `TID (COMM) S PPID PGRP SESSION TTY TPGID FLAGS MINFLT CMINFLT
+/// MAJFLT CMAJFLT UTIME STIME ...`; COMM may hold spaces and parentheses, so it ends at the
+/// last `)`.
 pub fn parse_stat(line: &str) -> Option<TaskStat> {
     let open = line.find('(')?;
     let close = line.rfind(')')?;
@@ -37,11 +42,17 @@ pub fn parse_stat(line: &str) -> Option<TaskStat> {
     let state = rest.next()?.chars().next()?;
     let _ppid = rest.next()?;
     let pgrp = rest.next()?.parse().ok()?;
+    // SESSION TTY TPGID FLAGS MINFLT CMINFLT MAJFLT CMAJFLT, then the two times.
+    let mut rest = rest.skip(8);
+    let mut ticks = || rest.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let (utime, stime) = (ticks(), ticks());
     Some(TaskStat {
         tid,
         comm,
         state,
         pgrp,
+        utime,
+        stime,
     })
 }
 
@@ -86,27 +97,69 @@ pub fn tasks_in_groups(pgids: &[i32]) -> Vec<(i32, TaskStat)> {
     out
 }
 
-/// Whether a task is still in `D` (false once it is gone or runs again).
-pub fn still_stuck(tgid: i32, tid: i32) -> bool {
-    read_stat(&format!("/proc/{tgid}/task/{tid}/stat")).is_some_and(|t| t.state == 'D')
+/// Whether a task is still stuck the way it was found: in `D`, or, for one found spinning,
+/// still runnable without having returned to user space (false once it is gone, sleeps, or
+/// ran user code again, which a killed task never does).
+pub fn still_stuck(tgid: i32, tid: i32, how: StuckHow) -> bool {
+    read_stat(&format!("/proc/{tgid}/task/{tid}/stat")).is_some_and(|t| match how {
+        StuckHow::Asleep => t.state == 'D',
+        StuckHow::Spinning { utime } => t.state == 'R' && t.utime == utime,
+    })
 }
 
-/// A task seen in `D` at every look since `since`.
+/// How a task is stuck in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StuckHow {
+    /// In uninterruptible sleep (`D`) at every look.
+    Asleep,
+    /// Runnable (`R`) at every look, its user time never moving (`utime`, in ticks) while
+    /// its kernel time grew: a loop in the kernel that never sleeps, which no signal ends,
+    /// because a signal is only acted on on the way back to user space.
+    Spinning { utime: u64 },
+}
+
+/// A task seen stuck at every look since `since`.
 #[derive(Debug, Clone)]
 pub struct Stuck {
     pub pgid: i32,
     pub tgid: i32,
     pub task: TaskStat,
     pub since: Instant,
+    pub how: StuckHow,
+}
+
+/// Where a runnable task's window began: when, and its times then.
+#[derive(Debug, Clone, Copy)]
+struct RunningSince {
+    at: Instant,
+    utime: u64,
+    stime: u64,
+}
+
+/// The share of the wall time a spinning task must have spent in the kernel: a vCPU of a
+/// loaded TCG host runs a fraction of the time, and a task that is runnable but waits for a
+/// CPU gains nothing at all.
+const SPIN_KERNEL_SHARE: f64 = 0.2;
+
+/// `USER_HZ`: the unit of `utime` and `stime` in `/proc/PID/stat`, 100 on every Linux ABI.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Whether a task runnable since `from` and now at `now` spun in the kernel all along: no
+/// user time at all, and at least [`SPIN_KERNEL_SHARE`] of the wall time in the kernel.
+fn spun(from: RunningSince, now: &TaskStat, wall: Duration) -> bool {
+    let kernel = now.stime.saturating_sub(from.stime) as f64 / TICKS_PER_SEC;
+    now.utime == from.utime && kernel > 0.0 && kernel >= wall.as_secs_f64() * SPIN_KERNEL_SHARE
 }
 
 /// Looks at the running groups' tasks every `interval` and remembers since when each has
-/// been in `D`; a task that left `D` at one look starts again from zero.
+/// been in `D`, or runnable without user time; a task that left that state at one look
+/// starts again from zero.
 pub struct HangWatch {
     pub limit: Duration,
     interval: Duration,
     last: Option<Instant>,
     d_since: HashMap<i32, Instant>,
+    r_since: HashMap<i32, RunningSince>,
 }
 
 impl HangWatch {
@@ -118,6 +171,7 @@ impl HangWatch {
             interval: (limit / 6).clamp(Duration::from_millis(50), Duration::from_millis(500)),
             last: None,
             d_since: HashMap::new(),
+            r_since: HashMap::new(),
         }
     }
 
@@ -146,8 +200,9 @@ impl HangWatch {
 
     /// Looks at `groups` (process group, age) if a look is due and some group has run for a
     /// look's interval (a younger one cannot have hung yet, and most records end sooner, so a
-    /// clean run mostly never reads `/proc`). Returns the tasks in `D`, with since when they
-    /// have been, longest first: the caller judges (the limit, or a known place).
+    /// clean run mostly never reads `/proc`). Returns the tasks in `D`, and those that have
+    /// spun in the kernel since an earlier look, with since when, longest first: the caller
+    /// judges (the limit, or a known place).
     pub fn look(&mut self, groups: &[(i32, Duration)]) -> Vec<Stuck> {
         if !self.enabled() || !self.next_look().is_zero() {
             return vec![];
@@ -156,26 +211,53 @@ impl HangWatch {
         if !groups.iter().any(|(_, age)| *age >= self.interval) {
             // Nothing old enough: forget what was seen, it belonged to groups now gone.
             self.d_since.clear();
+            self.r_since.clear();
             return vec![];
         }
         let pgids: Vec<i32> = groups.iter().map(|(g, _)| *g).collect();
         let now = Instant::now();
         let mut seen = HashMap::new();
+        let mut running = HashMap::new();
         let mut stuck = Vec::new();
         for (tgid, t) in tasks_in_groups(&pgids) {
-            if t.state != 'D' {
-                continue;
+            match t.state {
+                'D' => {
+                    let since = *self.d_since.get(&t.tid).unwrap_or(&now);
+                    seen.insert(t.tid, since);
+                    stuck.push(Stuck {
+                        pgid: t.pgrp,
+                        tgid,
+                        how: StuckHow::Asleep,
+                        task: t,
+                        since,
+                    });
+                }
+                'R' => {
+                    let from = match self.r_since.get(&t.tid) {
+                        Some(f) if f.utime == t.utime => *f,
+                        // New, or it ran user code since: its window starts now.
+                        _ => RunningSince {
+                            at: now,
+                            utime: t.utime,
+                            stime: t.stime,
+                        },
+                    };
+                    running.insert(t.tid, from);
+                    if spun(from, &t, now - from.at) {
+                        stuck.push(Stuck {
+                            pgid: t.pgrp,
+                            tgid,
+                            how: StuckHow::Spinning { utime: t.utime },
+                            task: t,
+                            since: from.at,
+                        });
+                    }
+                }
+                _ => {}
             }
-            let since = *self.d_since.get(&t.tid).unwrap_or(&now);
-            seen.insert(t.tid, since);
-            stuck.push(Stuck {
-                pgid: t.pgrp,
-                tgid,
-                task: t,
-                since,
-            });
         }
         self.d_since = seen;
+        self.r_since = running;
         stuck.sort_by_key(|s| s.since);
         stuck
     }
@@ -183,6 +265,7 @@ impl HangWatch {
     /// Forgets the tasks of groups given up on (their records have ended).
     pub fn forget(&mut self, tids: &[i32]) {
         self.d_since.retain(|tid, _| !tids.contains(tid));
+        self.r_since.retain(|tid, _| !tids.contains(tid));
     }
 }
 
@@ -217,6 +300,18 @@ pub fn where_stuck(
     Where { wchan, stack, site }
 }
 
+/// Where a task that runs in the kernel is: its frames from the kernel's backtrace of the
+/// CPUs (`cpus`, from [`running_tasks`]), empty when it was not on a CPU at that moment; it
+/// sleeps nowhere, so no wchan.
+pub fn where_running(tid: i32, cpus: &HashMap<i32, Vec<String>>) -> Where {
+    let stack = cpus.get(&tid).cloned().unwrap_or_default();
+    Where {
+        wchan: String::new(),
+        site: stack.first().cloned().unwrap_or_default(),
+        stack,
+    }
+}
+
 /// [`Where::site`] alone.
 pub fn site_of(tgid: i32, tid: i32, limit: Duration) -> String {
     let (wchan, stack) = read_where(tgid, tid, limit);
@@ -232,6 +327,21 @@ pub const DUMP_WHILE_STUCK_AT_MOST: usize = 8;
 /// back from `/dev/kmsg`, which carries it whatever the console's log level: the stacks by
 /// pid, innermost frame first, scheduler frames included.
 pub fn blocked_tasks() -> HashMap<i32, Vec<String>> {
+    parse_blocked_dump(&sysrq_read_back(b'w'))
+}
+
+/// Asks the kernel for a backtrace of every CPU (sysrq `l`, by NMI) and reads it back: the
+/// stacks of the tasks running in the kernel right now, by pid, innermost frame (the
+/// interrupted instruction's function) first. `/proc/PID/stack` cannot give these: it shows
+/// where a task last slept, not where it runs.
+pub fn running_tasks() -> HashMap<i32, Vec<String>> {
+    parse_cpu_backtraces(&sysrq_read_back(b'l'))
+}
+
+/// Triggers sysrq `key` and reads what the kernel logged for it from `/dev/kmsg` (empty when
+/// the log cannot be read). Read back, not shown: on the slow serial console each dump would
+/// cost the runner, which prints it, a second or more.
+fn sysrq_read_back(key: u8) -> Vec<String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let Ok(mut kmsg) = std::fs::OpenOptions::new()
@@ -239,18 +349,18 @@ pub fn blocked_tasks() -> HashMap<i32, Vec<String>> {
         .custom_flags(libc::O_NONBLOCK)
         .open("/dev/kmsg")
     else {
-        return HashMap::new();
+        return Vec::new();
     };
     if unsafe { libc::lseek(kmsg.as_raw_fd(), 0, libc::SEEK_END) } < 0 {
-        return HashMap::new();
+        return Vec::new();
     }
-    // Read back, not shown: on the slow serial console each dump would cost the runner,
-    // which prints it, a second or more.
     let raised = INFO_ON_CONSOLE.load(std::sync::atomic::Ordering::Relaxed);
     if raised {
         set_console_level(5);
     }
-    sysrq_show_blocked();
+    // Both dumps are complete when the write returns: `w` prints from the caller, and `l`
+    // waits for every CPU's NMI handler (up to its own bound of 10 s).
+    let _ = std::fs::write("/proc/sysrq-trigger", [key]);
     if raised {
         set_console_level(7);
     }
@@ -269,7 +379,66 @@ pub fn blocked_tasks() -> HashMap<i32, Vec<String>> {
             Err(_) => break,
         }
     }
-    parse_blocked_dump(&lines)
+    lines
+}
+
+/// The stacks in the kernel's backtrace of all CPUs (sysrq `l`): per CPU, `NMI backtrace for
+/// cpu N`, `CPU: N UID: U PID: P Comm: ...`, `RIP: 0010:func+0x1/0x2` (the interrupted
+/// kernel instruction), then `Call Trace:` with the NMI's own frames in `<NMI>`..`</NMI>`
+/// and the task's in `<TASK>`..`</TASK>`. An idle CPU says `skipped: idling`; a CPU that
+/// was in user space has no kernel `RIP: 0010:` and no task frames.
+pub fn parse_cpu_backtraces(lines: &[String]) -> HashMap<i32, Vec<String>> {
+    let mut out = HashMap::new();
+    let mut current: Option<(i32, Vec<String>)> = None;
+    // Inside `<TASK>`..`</TASK>`: the interrupted task's frames, not the NMI's or an IRQ's.
+    let mut in_task = false;
+    for l in lines {
+        let t = l.trim();
+        if t.starts_with("NMI backtrace for cpu") {
+            if let Some((pid, frames)) = current.take() {
+                out.insert(pid, frames);
+            }
+            in_task = false;
+            continue;
+        }
+        if t.starts_with("CPU: ") && current.is_none() {
+            let words: Vec<&str> = t.split_whitespace().collect();
+            current = words
+                .iter()
+                .position(|w| *w == "PID:")
+                .and_then(|i| words.get(i + 1)?.parse().ok())
+                .map(|p| (p, Vec::new()));
+            continue;
+        }
+        let Some((_, frames)) = current.as_mut() else {
+            continue;
+        };
+        match t {
+            "<TASK>" => in_task = true,
+            "</TASK>" => {
+                in_task = false;
+                if let Some((pid, frames)) = current.take() {
+                    out.insert(pid, frames);
+                }
+            }
+            // The kernel instruction the NMI interrupted: the innermost frame (user space
+            // runs with code segment 0033, and is no kernel frame).
+            f if f.starts_with("RIP: 0010:") && frames.is_empty() => {
+                frames.push(f["RIP: 0010:".len()..].to_owned());
+            }
+            f if in_task && l.starts_with(' ') && f.contains('+') && !f.starts_with("RIP:") => {
+                let f = f.trim_start_matches("? ").to_owned();
+                if frames.first() != Some(&f) {
+                    frames.push(f);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((pid, frames)) = current {
+        out.insert(pid, frames);
+    }
+    out
 }
 
 /// The stacks in a dump of blocked tasks (sysrq `w`, a hung-task report): `task:COMM
@@ -547,12 +716,102 @@ mod tests {
                 tid: 85,
                 comm: "ue-scenarios".into(),
                 state: 'D',
-                pgrp: 85
+                pgrp: 85,
+                utime: 0,
+                stime: 0,
             }
         );
+        // A whole line (6.12): utime and stime are the 14th and 15th fields.
+        let t = parse_stat(
+            "3603 (ue-scenarios) R 35 3603 35 0 -1 4194560 96 0 0 0 2 311 0 0 20 0 1 0 2331 \
+             6074368 175 18446744073709551615",
+        )
+        .unwrap();
+        assert_eq!((t.state, t.utime, t.stime), ('R', 2, 311));
         let t = parse_stat("9 (a) b (c)) S 1 7 7 0").unwrap();
         assert_eq!((t.comm.as_str(), t.state, t.pgrp), ("a) b (c)", 'S', 7));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    /// A sysrq-l dump as /dev/kmsg gave it on 6.12 with spin-in-del.patch: the runner's own
+    /// CPU (its dump_stack, no RIP), and the DEL spinning on CPU 1, interrupted at its loop.
+    #[test]
+    fn the_kernels_backtrace_of_all_cpus_gives_each_running_tasks_frames() {
+        let lines: Vec<String> = [
+            "sysrq: Show backtrace of all active CPUs",
+            "NMI backtrace for cpu 0",
+            "CPU: 0 UID: 0 PID: 35 Comm: ue-scenarios Not tainted 6.12.118 #2 ",
+            "Call Trace:",
+            " <TASK>",
+            " ? dump_stack_lvl+0x56/0x65",
+            " ? nmi_cpu_backtrace+0xce/0xef",
+            " ? write_sysrq_trigger+0x3f/0x57",
+            " </TASK>",
+            "NMI backtrace for cpu 1",
+            "CPU: 1 UID: 0 PID: 3603 Comm: ue-scenarios Not tainted 6.12.118 #2 ",
+            "RIP: 0010:user_events_ioctl+0x438/0x6b9",
+            "Code: 03 00 49 89 c6 48 89 c5 48 3d 00 f0 ff ff 0f 87 cd 00 00 00 48 <eb> fc",
+            "RSP: 0018:ffffc9000028fe30 EFLAGS: 00010282",
+            "RAX: ffff8880031b2508 RBX: fffffffffffffff7 RCX: 0000000000000002",
+            "Call Trace:",
+            " <NMI>",
+            " ? nmi_cpu_backtrace_handler+0x11/0x16",
+            " </NMI>",
+            " <TASK>",
+            " ? vfs_ioctl+0x1a/0x27",
+            " ? __x64_sys_ioctl+0x7da/0x7fa",
+            " ? do_syscall_64+0x4e/0xa4",
+            " </TASK>",
+            "NMI backtrace for cpu 2 skipped: idling at default_idle+0xf/0x14",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cpus = parse_cpu_backtraces(&lines);
+        assert_eq!(cpus.len(), 2, "{cpus:?}");
+        assert_eq!(
+            cpus[&3603],
+            [
+                "user_events_ioctl+0x438/0x6b9",
+                "vfs_ioctl+0x1a/0x27",
+                "__x64_sys_ioctl+0x7da/0x7fa",
+                "do_syscall_64+0x4e/0xa4"
+            ]
+        );
+        assert!(!waits_on_lock(&cpus[&3603], ""));
+        let w = where_running(3603, &cpus);
+        assert_eq!(
+            (w.wchan.as_str(), w.site.as_str()),
+            ("", "user_events_ioctl+0x438/0x6b9")
+        );
+        assert!(where_running(77, &cpus).stack.is_empty());
+    }
+
+    /// A spinner gains kernel time and no user time; a task that ran user code, or waited
+    /// for a CPU without gaining anything, is none.
+    #[test]
+    fn spinning_is_kernel_time_without_user_time() {
+        let at = |utime, stime| TaskStat {
+            tid: 9,
+            comm: "x".into(),
+            state: 'R',
+            pgrp: 9,
+            utime,
+            stime,
+        };
+        let from = RunningSince {
+            at: Instant::now(),
+            utime: 5,
+            stime: 100,
+        };
+        let sec = Duration::from_secs(1);
+        assert!(spun(from, &at(5, 200), sec));
+        assert!(spun(from, &at(5, 121), sec), "a fifth of the time on a CPU");
+        assert!(!spun(from, &at(5, 110), sec), "too little of it");
+        assert!(!spun(from, &at(6, 200), sec), "it ran user code");
+        assert!(
+            !spun(from, &at(5, 100), Duration::ZERO),
+            "nothing gained yet"
+        );
     }
 
     /// `/proc/PID/stack` leaves the scheduler's functions out: the place is the first frame.

@@ -55,8 +55,8 @@ pub struct Ended {
 struct WrittenOff {
     name: String,
     pid: libc::pid_t,
-    /// Its stuck task, while it stays in `D`.
-    stuck: Option<(i32, i32)>,
+    /// Its stuck task, while it stays stuck the way it was found.
+    stuck: Option<(i32, i32, hangs::StuckHow)>,
     /// Its record's hang (None for a canary, or a child killed at its limit not in `D`).
     hang: Option<Hang>,
 }
@@ -242,32 +242,36 @@ impl Supervisor {
     fn write_off_at_limit(&mut self, j: Job) -> Ended {
         let pgid = j.spawned.pid;
         let limit = j.spawned.limit;
-        let task = hangs::tasks_in_groups(&[pgid])
-            .into_iter()
-            .find(|(_, t)| t.state == 'D');
-        if let Some((_, t)) = &task {
+        // Asleep in the kernel, or else running in it (a killed task that still runs has not
+        // returned to user space since the kill).
+        let tasks = hangs::tasks_in_groups(&[pgid]);
+        let task = tasks
+            .iter()
+            .find(|(_, t)| t.state == 'D')
+            .map(|(tgid, t)| (*tgid, t.clone(), hangs::StuckHow::Asleep))
+            .or_else(|| {
+                tasks.iter().find(|(_, t)| t.state == 'R').map(|(tgid, t)| {
+                    let how = hangs::StuckHow::Spinning { utime: t.utime };
+                    (*tgid, t.clone(), how)
+                })
+            });
+        if let Some((_, t, _)) = &task {
             if t.tid != pgid {
                 kmsg_marker("pid", &format!("{} {}", t.tid, j.name));
             }
         }
         let (pid, collected) = j.spawned.write_off(ChildEnd::TimedOut);
         let mut record = (j.make)(collected);
-        let dump = if task.is_some() {
-            self.dump()
-        } else {
-            HashMap::new()
-        };
-        let hang = task.as_ref().map(|(tgid, t)| {
-            let tgid = *tgid;
-            let hangs::Where { wchan, stack, .. } =
-                hangs::where_stuck(tgid, t.tid, Duration::from_millis(500), &dump);
-            let waits = hangs::waits_on_lock(&stack, &wchan);
+        let hang = task.as_ref().map(|(tgid, t, how)| {
+            let w = self.where_is(*tgid, t.tid, *how);
+            let waits = hangs::waits_on_lock(&w.stack, &w.wchan);
             Hang {
                 pid: t.tid as u32,
                 comm: t.comm.clone(),
                 state_ms: 0,
-                wchan,
-                stack,
+                spinning: matches!(how, hangs::StuckHow::Spinning { .. }),
+                wchan: w.wchan,
+                stack: w.stack,
                 waits_on_lock: waits,
                 blocked_behind: waits.then(|| self.culprit()).flatten(),
                 after_result: false,
@@ -283,7 +287,11 @@ impl Supervisor {
                 limit.as_millis(),
                 self.grace.as_millis(),
                 hang.as_ref()
-                    .map(|h| format!(" (in the kernel, in {})", h.wchan))
+                    .map(|h| match (h.spinning, h.stack.first()) {
+                        (true, Some(f)) => format!(" (running in the kernel, in {f})"),
+                        (true, None) => " (running in the kernel)".to_owned(),
+                        (false, _) => format!(" (in the kernel, in {})", h.wchan),
+                    })
                     .unwrap_or_default()
             );
             e.hang = hang.clone().map(Box::new);
@@ -291,12 +299,24 @@ impl Supervisor {
         self.written_off.push(WrittenOff {
             name: j.name.clone(),
             pid,
-            stuck: task.map(|(tgid, t)| (tgid, t.tid)),
+            stuck: task.map(|(tgid, t, how)| (tgid, t.tid, how)),
             hang,
         });
         Ended {
             name: j.name,
             record,
+        }
+    }
+
+    /// Where a stuck task is: asleep, its wchan and stack (the kernel's dump of blocked tasks
+    /// when allowed); spinning, the kernel's backtrace of the CPU it runs on (no wchan: it
+    /// does not sleep).
+    fn where_is(&self, tgid: i32, tid: i32, how: hangs::StuckHow) -> hangs::Where {
+        match how {
+            hangs::StuckHow::Asleep => {
+                hangs::where_stuck(tgid, tid, Duration::from_millis(500), &self.dump())
+            }
+            hangs::StuckHow::Spinning { .. } => hangs::where_running(tid, &hangs::running_tasks()),
         }
     }
 
@@ -331,8 +351,8 @@ impl Supervisor {
     /// Reaps written-off children that went after all, and notes which stuck tasks left `D`.
     fn reap_written_off(&mut self) {
         self.written_off.retain_mut(|w| {
-            if let Some((tgid, tid)) = w.stuck {
-                if !hangs::still_stuck(tgid, tid) {
+            if let Some((tgid, tid, how)) = w.stuck {
+                if !hangs::still_stuck(tgid, tid, how) {
                     w.stuck = None;
                 }
             }
@@ -343,22 +363,28 @@ impl Supervisor {
         });
     }
 
-    /// Ends the records with a task in `D` past the hang limit; after any, asks the canary
-    /// whether user_events still answers.
+    /// Ends the records with a task stuck in the kernel past the hang limit: in `D`, or
+    /// spinning (see [`spinners_judged`]); after any, asks the canary whether user_events
+    /// still answers.
     fn end_hangs(&mut self) -> Vec<Ended> {
         let groups: Vec<(i32, Duration)> = self
             .jobs
             .iter()
             .map(|j| (j.spawned.pid, j.spawned.started.elapsed()))
             .collect();
-        let in_d = self.watch.look(&groups);
+        let looked = self.watch.look(&groups);
         // Per group, its longest-stuck task that is hung: in D past the limit, or, past one
         // look, asleep at the very place where an earlier record's task has been stuck all
         // along (the same hang again: no need to wait out the limit to know it).
         let mut seen: Vec<i32> = Vec::new();
         let mut hung: Vec<(hangs::Stuck, Option<String>)> = Vec::new();
-        for s in in_d {
+        let mut spinning: Vec<hangs::Stuck> = Vec::new();
+        for s in looked {
             if seen.contains(&s.pgid) {
+                continue;
+            }
+            if matches!(s.how, hangs::StuckHow::Spinning { .. }) {
+                spinning.push(s);
                 continue;
             }
             let age = s.since.elapsed();
@@ -374,10 +400,14 @@ impl Supervisor {
                 }
             }
         }
-        if hung.is_empty() {
+        if hung.is_empty() && spinning.is_empty() {
             return vec![];
         }
-        let dump = self.dump();
+        let dump = if hung.is_empty() {
+            HashMap::new()
+        } else {
+            self.dump()
+        };
         let mut found: Vec<(hangs::Stuck, Option<String>, hangs::Where, bool)> = hung
             .into_iter()
             .map(|(s, same)| {
@@ -386,6 +416,24 @@ impl Supervisor {
                 (s, same, w, waits)
             })
             .collect();
+        let waiter_without_holder = found.iter().any(|f| f.3) && self.culprit().is_none();
+        let spinners = spinners_judged(spinning, self.watch.limit, waiter_without_holder);
+        if !spinners.is_empty() {
+            let cpus = hangs::running_tasks();
+            for s in spinners {
+                if seen.contains(&s.pgid) {
+                    continue;
+                }
+                seen.push(s.pgid);
+                let w = hangs::where_running(s.task.tid, &cpus);
+                // A spinning waiter (a mutex's optimistic spin) shows the lock in its frames.
+                let waits = hangs::waits_on_lock(&w.stack, "");
+                found.push((s, None, w, waits));
+            }
+        }
+        if found.is_empty() {
+            return vec![];
+        }
         // Those that wait on no lock first, so that a holder is known before the tasks that
         // wait behind it are judged.
         found.sort_by_key(|f| f.3);
@@ -397,10 +445,12 @@ impl Supervisor {
                 continue;
             };
             tids.push(s.task.tid);
+            let spins = matches!(s.how, hangs::StuckHow::Spinning { .. });
             let hang = Hang {
                 pid: s.task.tid as u32,
                 comm: s.task.comm.clone(),
                 state_ms: s.since.elapsed().as_millis() as u64,
+                spinning: spins,
                 wchan: w.wchan,
                 stack: w.stack,
                 waits_on_lock: waits,
@@ -410,17 +460,18 @@ impl Supervisor {
                 same_place_as: same_place_as.clone(),
             };
             if same_place_as.is_none() {
-                // A place where a task of its own is stuck, waiting on nothing: where the next
-                // hang like it is known at once.
-                if !waits && !self.known_sites.iter().any(|(k, _)| *k == w.site) {
+                // A place where a task of its own sleeps, waiting on nothing: where the next
+                // hang like it is known at once (a spinner's place is where the NMI caught
+                // it, no place to sleep at).
+                if !waits && !spins && !self.known_sites.iter().any(|(k, _)| *k == w.site) {
                     self.known_sites.push((w.site, self.jobs[i].name.clone()));
                     self.watch.hurry();
                 }
                 // One stuck on its way out, waiting on no lock, blocks nothing.
-                new_place |= !hang.after_result || waits;
+                new_place |= !hang.after_result || waits || spins;
             }
             let j = self.jobs.remove(i);
-            out.push(self.write_off_hung(j, (s.tgid, s.task.tid), hang));
+            out.push(self.write_off_hung(j, (s.tgid, s.task.tid, s.how), hang));
         }
         self.watch.forget(&tids);
         if self.blocked.is_none() && new_place {
@@ -430,7 +481,12 @@ impl Supervisor {
     }
 
     /// Kills a hung record's group and writes its child off; its End carries the hang.
-    fn write_off_hung(&mut self, mut j: Job, (tgid, tid): (i32, i32), hang: Hang) -> Ended {
+    fn write_off_hung(
+        &mut self,
+        mut j: Job,
+        (tgid, tid, how): (i32, i32, hangs::StuckHow),
+        hang: Hang,
+    ) -> Ended {
         j.spawned.kill();
         hangs::console_shows_info();
         // The kernel's own report of this task names its pid: it is this record's.
@@ -442,7 +498,7 @@ impl Supervisor {
         self.written_off.push(WrittenOff {
             name: j.name.clone(),
             pid,
-            stuck: Some((tgid, tid)),
+            stuck: Some((tgid, tid, how)),
             hang: Some(hang),
         });
         Ended {
@@ -517,6 +573,7 @@ impl Supervisor {
                 pid: t.tid as u32,
                 comm: t.comm.clone(),
                 state_ms: 0,
+                spinning: false,
                 wchan,
                 stack,
                 waits_on_lock: true,
@@ -526,7 +583,7 @@ impl Supervisor {
                 same_place_as: None,
             };
             let j = self.jobs.remove(i);
-            out.push(self.write_off_hung(j, (tgid, t.tid), hang));
+            out.push(self.write_off_hung(j, (tgid, t.tid, hangs::StuckHow::Asleep), hang));
         }
     }
 
@@ -556,6 +613,27 @@ impl Supervisor {
     }
 }
 
+/// How many hang limits a task must spin in the kernel, with nothing waiting behind it,
+/// before it is judged hung. Longer than for a sleeper: a task that makes syscalls in a tight
+/// loop is runnable at every look too, and only its user time, a few ticks at most, tells it
+/// from a spinner.
+const SPIN_ALONE_LIMITS: u32 = 4;
+
+/// The spinning tasks (from [`hangs::HangWatch::look`]) judged hung now: each that has spun
+/// for [`SPIN_ALONE_LIMITS`] hang limits, or, when a task waits on a lock past the limit and
+/// no hung record holds it (`waiter_without_holder`), every one: the holder is running, and a
+/// sleeper behind it must not be named the culprit.
+fn spinners_judged(
+    spinning: Vec<hangs::Stuck>,
+    limit: Duration,
+    waiter_without_holder: bool,
+) -> Vec<hangs::Stuck> {
+    spinning
+        .into_iter()
+        .filter(|s| waiter_without_holder || s.since.elapsed() >= limit * SPIN_ALONE_LIMITS)
+        .collect()
+}
+
 fn pollin(fd: i32) -> libc::pollfd {
     libc::pollfd {
         fd,
@@ -580,10 +658,22 @@ fn with_hang(mut record: Record, hang: &Hang) -> Record {
             .as_ref()
             .map(|b| format!(", blocked behind {b}"))
             .unwrap_or_default();
-        e.message = format!(
-            "hung in the kernel{behind}: {} (pid {}) in D for {} ms in {}; killed and left behind",
-            hang.comm, hang.pid, hang.state_ms, hang.wchan
-        );
+        e.message = if hang.spinning {
+            format!(
+                "hung in the kernel{behind}: {} (pid {}) spinning, runnable for {} ms without \
+                 sleeping or returning to user space, in {}; killed and left behind",
+                hang.comm,
+                hang.pid,
+                hang.state_ms,
+                hang.stack.first().map_or("?", String::as_str)
+            )
+        } else {
+            format!(
+                "hung in the kernel{behind}: {} (pid {}) in D for {} ms in {}; killed and left \
+                 behind",
+                hang.comm, hang.pid, hang.state_ms, hang.wchan
+            )
+        };
         e.outcome = Outcome::Fail;
         e.hang = Some(Box::new(hang));
     }
