@@ -285,8 +285,8 @@ struct Watching {
     last_output: Instant,
     /// When each running scenario started, for its limit.
     scenario_started: Vec<(String, Instant)>,
-    /// The guest said it was done.
-    done: bool,
+    /// When the guest said it was done.
+    done: Option<Instant>,
     console_open: bool,
     results_open: bool,
     exit_status: Option<std::process::ExitStatus>,
@@ -317,7 +317,7 @@ impl Watching {
             started,
             last_output: Instant::now(),
             scenario_started: Vec::new(),
-            done: false,
+            done: None,
             console_open: true,
             results_open: true,
             exit_status: None,
@@ -385,7 +385,7 @@ impl Watching {
             }
             Record::Done { uptime_ms, .. } => {
                 report.guest_done_ms = Some(*uptime_ms);
-                self.done = true;
+                self.done = Some(Instant::now());
             }
         }
         report.records.push(r);
@@ -411,7 +411,7 @@ impl Watching {
         if !matches!(report.end, VmEnd::TimedOut { .. }) {
             report.end = if self.watch.kernel_died() {
                 VmEnd::KernelPanicked
-            } else if self.done {
+            } else if self.done.is_some() {
                 VmEnd::Finished
             } else {
                 VmEnd::ExitedEarly {
@@ -429,7 +429,7 @@ fn check_limits(
     last_output: Instant,
     scenario_started: &[(String, Instant)],
     report: &VmReport,
-    done: bool,
+    done: Option<Instant>,
 ) -> Option<String> {
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     if started.elapsed() > limits.whole {
@@ -453,7 +453,9 @@ fn check_limits(
             ));
         }
     }
-    if done && last_output.elapsed() > limits.boot {
+    // Counted from done, not from the last output: a kernel left with a stuck task keeps
+    // printing (lockup and stall reports) while it fails to power off.
+    if done.is_some_and(|d| d.elapsed() > limits.boot) {
         return Some(format!(
             "the guest said done but the VM did not power off within {}",
             secs(limits.boot)

@@ -48,6 +48,14 @@ fn main() {
     }
     unsafe {
         libc::sync();
+        // reboot(2) moves itself to the boot CPU before it restarts, and a task left spinning
+        // in the kernel there (a hung scenario the runner wrote off) never lets it: then the
+        // kernel's emergency restart (sysrq b), which runs on any CPU, ends the VM instead.
+        if libc::fork() == 0 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let _ = std::fs::write("/proc/sysrq-trigger", b"b");
+            libc::_exit(0);
+        }
         libc::reboot(libc::LINUX_REBOOT_CMD_RESTART);
     }
     // Only reached if reboot failed; exiting PID 1 panics the kernel, which ends the VM too.
