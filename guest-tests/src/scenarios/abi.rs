@@ -53,6 +53,11 @@ const SCENARIOS: &[Scenario] = &[
         del_busy_then_auto_deleted,
     ),
     Scenario::new(
+        "auto_deleted_after_the_last_probe",
+        "an event whose user references all went while ftrace and perf were attached stays while either is, and goes by itself once the last detaches",
+        auto_deleted_after_the_last_probe,
+    ),
+    Scenario::new(
         "persist_outlives_users",
         "a PERSIST event stays after its last user, while a twin without PERSIST released the same way goes by itself, and goes with DEL",
         persist_outlives_users,
@@ -676,6 +681,56 @@ fn del_busy_then_auto_deleted(cx: &mut Ctx) -> R {
     drop(other);
     let dir = format!("events/user_events/{name}");
     cx.wait_for("event removed after the last reference went", || {
+        !tracefs::exists(&dir)
+    })?;
+    check_eq!(
+        uapi::del(cx.fd(), &name).err(),
+        Some(Errno(libc::ENOENT)),
+        "DEL after the automatic delete"
+    );
+    Ok(())
+}
+
+/// The probes hold references of their own: an event whose registrations and fds are gone
+/// while ftrace and perf are attached must stay while either is (their last put comes from
+/// the tracing layer, with event_mutex held), and go by itself after the last detaches. A
+/// twin released the same way with no probe is the control: its automatic delete is how long
+/// "would have gone by now" takes.
+fn auto_deleted_after_the_last_probe(cx: &mut Ctx) -> R {
+    let (name, twin) = (cx.event_name(), cx.event_name());
+    let (dir, twin_dir) = (
+        format!("events/user_events/{name}"),
+        format!("events/user_events/{twin}"),
+    );
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let other = tracefs::open_data()?;
+    uapi::reg(other.as_fd(), &name, page.addr(0) as u64, 4, 0, 0)?;
+    uapi::reg(other.as_fd(), &twin, page.addr(4) as u64, 4, 0, 0)?;
+    tracefs::set_enabled(&name, true)?;
+    let perf = uapi::perf_open_tracepoint(tracefs::event_id(&name)?)?;
+    cx.wait_for("bit set with ftrace and perf attached", || {
+        page.u32_at(0) & 1 == 1
+    })?;
+    for at in [0, 4] {
+        uapi::unreg(other.as_fd(), page.addr(at) as u64, 0)?;
+    }
+    drop(other);
+    let wrong = "event removed while a probe was attached";
+    let control = cx.wait_for_unless(
+        "the twin without a probe removed after its last reference went",
+        || !tracefs::exists(&twin_dir),
+        wrong,
+        || !tracefs::exists(&dir),
+    )?;
+    cx.never_after(&format!("{wrong} (ftrace and perf)"), control, || {
+        !tracefs::exists(&dir)
+    })?;
+    tracefs::set_enabled(&name, false)?;
+    cx.never_after(&format!("{wrong} (perf, ftrace gone)"), control, || {
+        !tracefs::exists(&dir)
+    })?;
+    drop(perf);
+    cx.wait_for("event removed once the last probe detached", || {
         !tracefs::exists(&dir)
     })?;
     check_eq!(
