@@ -158,7 +158,7 @@ impl PrivateApt {
         if !fresh {
             if mirrors.origin == MirrorOrigin::DebianArchive {
                 progress.note(&format!(
-                    "this host's apt sources name no Debian mirror: the kernel sources come from Debian's own archive ({}), verified with {KEYRING} (UE_DEBIAN_MIRROR chooses another)",
+                    "this host's apt sources name no Debian mirror: packages (the kernel sources, the compat32 program's libraries) come from Debian's own archive ({}), verified with {KEYRING} (UE_DEBIAN_MIRROR chooses another)",
                     mirrors.debian
                 ));
             }
