@@ -21,7 +21,9 @@ pub enum ElfCheck {
     WrongMachine(u16),
 }
 
-/// Reads the ELF header and program headers: class, machine, and a PT_INTERP if any.
+/// Reads the ELF header and program headers: class, machine, and a PT_INTERP if any. A 64-bit
+/// x86-64 executable runs on every guest kernel; a 32-bit i386 one (the compat32 program) runs
+/// where the kernel has IA32 emulation.
 pub fn elf_check(bytes: &[u8]) -> ElfCheck {
     let field = |o: usize, n: usize| bytes.get(o..o.checked_add(n)?);
     let u16_at = |o: usize| field(o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
@@ -35,15 +37,38 @@ pub fn elf_check(bytes: &[u8]) -> ElfCheck {
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes)
     };
-    if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+    const ELFCLASS32: u8 = 1;
+    const ELFCLASS64: u8 = 2;
+    const EM_386: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(5) != Some(&1) {
         return ElfCheck::NotElf;
     }
+    // Where the two classes keep what is read here: (machine wanted, e_phoff, its width,
+    // e_phentsize, e_phnum, p_offset and p_filesz within a program header, their width).
+    let layout = match bytes.get(4) {
+        Some(&ELFCLASS64) => (EM_X86_64, 32, 8, 54, 56, 8, 32, 8),
+        Some(&ELFCLASS32) => (EM_386, 28, 4, 42, 44, 4, 16, 4),
+        _ => return ElfCheck::NotElf,
+    };
+    let (machine, phoff_at, off_width, phentsize_at, phnum_at, p_offset, p_filesz, width) = layout;
+    let word = |o: usize, w: usize| {
+        if w == 8 {
+            u64_at(o)
+        } else {
+            u32_at(o).map(u64::from)
+        }
+    };
     match u16_at(18) {
-        Some(62) => {}
+        Some(m) if m == machine => {}
         Some(m) => return ElfCheck::WrongMachine(m),
         None => return ElfCheck::NotElf,
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (
+        word(phoff_at, off_width),
+        u16_at(phentsize_at),
+        u16_at(phnum_at),
+    ) else {
         return ElfCheck::NotElf;
     };
     for i in 0..phnum as usize {
@@ -53,8 +78,8 @@ pub fn elf_check(bytes: &[u8]) -> ElfCheck {
         };
         const PT_INTERP: u32 = 3;
         if u32_at(at) == Some(PT_INTERP) {
-            let off = u64_at(at.saturating_add(8)).unwrap_or(0) as usize;
-            let size = u64_at(at.saturating_add(32)).unwrap_or(0) as usize;
+            let off = word(at.saturating_add(p_offset), width).unwrap_or(0) as usize;
+            let size = word(at.saturating_add(p_filesz), width).unwrap_or(0) as usize;
             let interp = bytes
                 .get(off..off.saturating_add(size))
                 .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_owned())
@@ -108,12 +133,12 @@ pub fn inspect(
             path.display()
         ),
         ElfCheck::NotElf => bail!(
-            "{} is not a 64-bit ELF executable: --guest-test takes a static x86-64 program \
-             (a script needs an interpreter the guest does not have)",
+            "{} is not an ELF executable: --guest-test takes a static x86-64 (or i386) \
+             program (a script needs an interpreter the guest does not have)",
             path.display()
         ),
         ElfCheck::WrongMachine(m) => bail!(
-            "{} is an ELF executable for machine {m}, not x86-64: the guest is x86-64",
+            "{} is an ELF executable for machine {m}, not x86-64 or i386: the guest is x86-64",
             path.display()
         ),
     }
@@ -278,6 +303,43 @@ mod tests {
 { "type": "suite", "event": "completed", "tests": 1 }"#;
         assert_eq!(parse_json_list(json), Some(vec!["tests::crash".to_owned()]));
         assert_eq!(parse_json_list("tests::crash: test\n"), None);
+    }
+
+    /// A minimal ELF32 header with one program header: i386 static, or with a PT_INTERP.
+    fn elf32(machine: u16, interp: Option<&str>) -> Vec<u8> {
+        let mut b = vec![0u8; 52 + 32];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 1; // ELFCLASS32
+        b[5] = 1; // little-endian
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b[28..32].copy_from_slice(&52u32.to_le_bytes()); // e_phoff
+        b[42..44].copy_from_slice(&32u16.to_le_bytes()); // e_phentsize
+        b[44..46].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        if let Some(i) = interp {
+            b[52..56].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+            b[56..60].copy_from_slice(&(84u32).to_le_bytes()); // p_offset
+            b[68..72].copy_from_slice(&(i.len() as u32 + 1).to_le_bytes()); // p_filesz
+            b.extend_from_slice(i.as_bytes());
+            b.push(0);
+        } else {
+            b[52..56].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        }
+        b
+    }
+
+    #[test]
+    fn a_32bit_i386_program_is_read_with_the_32bit_layout() {
+        assert_eq!(elf_check(&elf32(3, None)), ElfCheck::Static);
+        assert_eq!(
+            elf_check(&elf32(3, Some("/lib/ld-linux.so.2"))),
+            ElfCheck::Dynamic("/lib/ld-linux.so.2".into())
+        );
+        // 32-bit ARM is no guest's.
+        assert_eq!(elf_check(&elf32(40, None)), ElfCheck::WrongMachine(40));
+        // A 64-bit class with the i386 machine is not a mix we run.
+        let mut mixed = elf32(3, None);
+        mixed[4] = 2;
+        assert_eq!(elf_check(&mixed), ElfCheck::WrongMachine(3));
     }
 
     #[test]

@@ -5,8 +5,25 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KtapResult {
     Ok,
-    NotOk(String),
+    NotOk(NotOk),
     Skip(String),
+}
+
+/// A `not ok` result: what the program said about it, and the known kernel bug it names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotOk {
+    /// The diagnostic lines before it and its own directive (`not ok 3 - x # reason`).
+    pub diag: String,
+    /// `# symptom NAME: ...`: the program recognised the symptom of known kernel bug NAME
+    /// (named as in kernels.toml), so the host may report the failure as that bug.
+    pub symptom: Option<String>,
+}
+
+/// `symptom NAME: text` (or `symptom NAME`) → NAME.
+fn symptom_in(directive: &str) -> Option<String> {
+    let rest = directive.strip_prefix("symptom ")?;
+    let name = rest.split([':', ' ']).next()?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -80,7 +97,14 @@ pub fn parse(text: &str) -> Ktap {
                 }
                 Some(dir) if dir.to_ascii_uppercase().starts_with("XFAIL") => KtapResult::Ok,
                 _ if ok => KtapResult::Ok,
-                _ => KtapResult::NotOk(last_diag.join("\n")),
+                _ => {
+                    let mut diag = std::mem::take(&mut last_diag);
+                    diag.extend(directive.map(str::to_owned));
+                    KtapResult::NotOk(NotOk {
+                        diag: diag.join("\n"),
+                        symptom: directive.and_then(symptom_in),
+                    })
+                }
             };
             last_diag.clear();
             k.results.push((desc, result));
@@ -93,6 +117,33 @@ pub fn parse(text: &str) -> Ktap {
 mod tests {
     use super::*;
 
+    /// A `not ok` line's own reason is part of its diagnostic, and a reason that starts with
+    /// `symptom NAME` names a known kernel bug.
+    #[test]
+    fn a_not_ok_reason_is_kept_and_may_name_a_symptom() {
+        let k = parse(
+            "TAP version 13\n1..3\n# before\nnot ok 1 - reg # symptom no-compat-ioctl: errno 25\n\
+             not ok 2 - other # plain reason\nok 3 - x # SKIP nothing\n",
+        );
+        assert_eq!(
+            k.results[0].1,
+            KtapResult::NotOk(NotOk {
+                diag: "before\nsymptom no-compat-ioctl: errno 25".into(),
+                symptom: Some("no-compat-ioctl".into()),
+            })
+        );
+        assert_eq!(
+            k.results[1].1,
+            KtapResult::NotOk(NotOk {
+                diag: "plain reason".into(),
+                symptom: None,
+            })
+        );
+        assert_eq!(k.results[1].0, "other");
+        assert_eq!(symptom_in("symptom"), None);
+        assert_eq!(symptom_in("symptom x"), Some("x".into()));
+    }
+
     #[test]
     fn kselftest_harness_output_parses() {
         let out = "TAP version 13\n1..3\n# Starting 3 tests from 1 test cases.\n#  RUN           user.enablement ...\n\
@@ -103,7 +154,10 @@ mod tests {
         assert_eq!(k.plan, Some(3));
         assert_eq!(k.results[0], ("user.enablement".into(), KtapResult::Ok));
         match &k.results[1].1 {
-            KtapResult::NotOk(d) => assert!(d.contains("abi_test.c:120"), "{d}"),
+            KtapResult::NotOk(n) => {
+                assert!(n.diag.contains("abi_test.c:120"), "{n:?}");
+                assert_eq!(n.symptom, None);
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(

@@ -267,6 +267,11 @@ pub struct GuestTestArgs {
     /// x86_64-unknown-linux-gnu, crt-static) and run each test executable as --guest-test.
     #[arg(long, value_name = "DIR")]
     pub guest_crate: Option<PathBuf>,
+    /// Build the compat32 program (guest-tests/c/compat32.c: user_events from a static
+    /// 32-bit process, which needs IA32 emulation in the kernel) and run it as a guest test:
+    /// trials `guest::compat32::<check>`. Its 32-bit libraries are fetched into the cache.
+    #[arg(long)]
+    pub compat32: bool,
     /// An argument for every guest test program (repeatable, in order); a libtest program
     /// gets it after `--exact NAME`.
     #[arg(
@@ -286,7 +291,7 @@ pub struct GuestTestArgs {
 
 impl GuestTestArgs {
     pub fn any(&self) -> bool {
-        !self.guest_tests.is_empty() || self.guest_crate.is_some()
+        !self.guest_tests.is_empty() || self.guest_crate.is_some() || self.compat32
     }
 }
 

@@ -1,5 +1,6 @@
-//! docs/promises.md kept true: every promise row names real scenarios and real shipped
-//! mutants, each mutant named on a row must catch one of that row's scenarios, and the
+//! docs/promises.md kept true: every promise row names real scenarios (or checks of the
+//! compat32 guest program) and real shipped mutants, each mutant named on a row must catch
+//! one of that row's scenarios, and the
 //! `## Unchecked` lists say exactly which promises have no scenario and which have no mutant
 //! (so a gap is never silent: a new row without a check, or a check that goes, fails here
 //! until the list says so). The counts are printed: they are the work left.
@@ -90,6 +91,23 @@ fn mutants(dir: &Path) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The checks of the compat32 guest program, as its trials are named
+/// (`guest::compat32::<check>`): the first argument of its `ok`, `not_ok` and `skip` calls.
+fn compat32_checks(source: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(source).unwrap();
+    let mut out = vec![];
+    for call in ["ok(\"", "not_ok(\"", "skip(\""] {
+        for (at, _) in text.match_indices(call) {
+            let rest = &text[at + call.len()..];
+            if let Some(end) = rest.find('"') {
+                out.push(format!("guest::compat32::{}", &rest[..end]));
+            }
+        }
+    }
+    assert!(out.len() > 5, "only {} compat32 checks read", out.len());
+    out
+}
+
 fn catches(entry: &str, scenario: &str) -> bool {
     match entry.strip_suffix('*') {
         Some(family) => scenario.starts_with(family),
@@ -103,10 +121,11 @@ fn every_promise_is_traced_or_listed_as_unchecked() {
     let doc = std::fs::read_to_string(root.join("docs/promises.md")).unwrap();
     let rows = rows(&doc);
     assert!(rows.len() > 50, "only {} rows read", rows.len());
-    let scenarios: BTreeSet<String> = guest_tests::scenarios::all()
+    let mut scenarios: BTreeSet<String> = guest_tests::scenarios::all()
         .into_iter()
         .map(|e| e.name)
         .collect();
+    scenarios.extend(compat32_checks(&root.join("guest-tests/c/compat32.c")));
     let shipped = mutants(&root.join("kernel-configs/mutants"));
     let mut wrong = vec![];
     let mut ids = BTreeSet::new();

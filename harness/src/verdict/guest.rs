@@ -5,11 +5,13 @@
 
 use result_channel::Outcome;
 
-use super::record_output;
+use super::{planned, record_output};
 
 use crate::ktap::{self, KtapResult};
 use crate::libtest::{self, LibtestResult};
-use crate::model::{FailCause, GuestProgram, GuestTestStyle, Origin, ScenarioVerdict, Verdict};
+use crate::model::{
+    Expectation, FailCause, GuestProgram, GuestTestStyle, Origin, ScenarioVerdict, Verdict,
+};
 use crate::vm::VmReport;
 
 /// The verdict of one guest test record from what its process did and said. The exit status
@@ -82,6 +84,7 @@ pub(super) fn expand_ktap(
     verdicts: &mut Vec<ScenarioVerdict>,
     report: &VmReport,
     programs: &[GuestProgram],
+    expected: &Expectation,
 ) {
     for p in programs
         .iter()
@@ -110,22 +113,26 @@ pub(super) fn expand_ktap(
             };
         }
         let sub = tap.results.into_iter().map(|(desc, r)| {
-            ScenarioVerdict::new(
-                result_channel::guest_test_name(&p.name, Some(&desc)),
-                Origin::Guest,
-                match r {
-                    KtapResult::Ok => Verdict::Pass,
-                    KtapResult::Skip(why) => Verdict::Ignored(format!("SKIP {why}")),
-                    KtapResult::NotOk(diag) => Verdict::fail(
+            let trial = result_channel::guest_test_name(&p.name, Some(&desc));
+            let (own, symptom) = match r {
+                KtapResult::Ok => (Verdict::Pass, None),
+                KtapResult::Skip(why) => (Verdict::Ignored(format!("SKIP {why}")), None),
+                KtapResult::NotOk(n) => (
+                    Verdict::fail(
                         FailCause::Guest,
-                        if diag.is_empty() {
+                        if n.diag.is_empty() {
                             "not ok".into()
                         } else {
-                            diag
+                            n.diag
                         },
                     ),
-                },
-            )
+                    n.symptom,
+                ),
+            };
+            // A result the kernel list names as a known bug's is judged like a scenario's:
+            // its symptom is the bug, its passing asks for the list to be updated.
+            let verdict = planned::against_known_bugs(own, &trial, symptom.as_deref(), expected);
+            ScenarioVerdict::new(trial, Origin::Guest, verdict)
         });
         let at = i + 1;
         verdicts.splice(at..at, sub);

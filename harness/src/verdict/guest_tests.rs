@@ -175,3 +175,40 @@ fn a_tap_program_gets_a_verdict_per_result_and_one_for_itself() {
     );
     assert!(!v.iter().any(|x| x.name.starts_with("guest::plain::")));
 }
+
+/// A KTAP result that kernels.toml names as a known bug's scenario is that bug when the
+/// program names its symptom, a failure when it fails otherwise, and a failure that asks for
+/// the list to be updated when it passes.
+#[test]
+fn a_tap_result_can_be_a_known_kernel_bug() {
+    use crate::model::KnownBug;
+    let p = program("compat32", GuestTestStyle::Program);
+    let expected = Expectation {
+        source: "kernels.toml".into(),
+        known_bugs: ["reg", "other", "passes"]
+            .map(|s| KnownBug {
+                name: "no-compat-ioctl".into(),
+                scenario: format!("guest::compat32::{s}"),
+                cause: "no compat_ioctl".into(),
+            })
+            .to_vec(),
+        ..Expectation::default()
+    };
+    let out = "TAP version 13\n1..4\nnot ok 1 - reg # symptom no-compat-ioctl: ENOTTY\n\
+               not ok 2 - other # EINVAL\nok 3 - passes\nnot ok 4 - unlisted # symptom no-compat-ioctl: x\n";
+    let r = report(vec![end("guest::compat32", Outcome::Pass, "", out)], &[]);
+    let v = verdicts_with_guest(&r, &[], &[], &[p], &expected);
+    assert!(
+        matches!(get(&v, "guest::compat32::reg"), Verdict::KnownBug { bug, failure, .. } if bug == "no-compat-ioctl" && failure.contains("ENOTTY"))
+    );
+    assert!(
+        matches!(get(&v, "guest::compat32::other"), Verdict::Fail(Failure { message: m, .. }) if m.contains("not its symptom"))
+    );
+    assert_eq!(
+        get(&v, "guest::compat32::passes").fail_cause(),
+        Some(&FailCause::KnownBugPassed)
+    );
+    assert!(
+        matches!(get(&v, "guest::compat32::unlisted"), Verdict::Fail(Failure { message: m, .. }) if m.contains("does not list"))
+    );
+}

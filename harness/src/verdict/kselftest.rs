@@ -92,18 +92,18 @@ pub fn expand_kselftests(
                 match (r, bug) {
                     (KtapResult::Ok, None) => Verdict::Pass,
                     (KtapResult::Ok, Some(bug)) => bug.passed(&expected.source),
-                    (KtapResult::NotOk(diag), Some(bug)) => bug.verdict(diag),
+                    (KtapResult::NotOk(n), Some(bug)) => bug.verdict(n.diag),
                     // Upstream skips when it is not root or tracefs is missing: never so here.
                     (KtapResult::Skip(why), _) => Verdict::fail(
                         FailCause::UnexpectedSkip,
                         format!("the upstream test skipped itself: SKIP {why}"),
                     ),
-                    (KtapResult::NotOk(diag), None) => Verdict::fail(
+                    (KtapResult::NotOk(n), None) => Verdict::fail(
                         FailCause::Guest,
-                        if diag.is_empty() {
+                        if n.diag.is_empty() {
                             "not ok".into()
                         } else {
-                            diag
+                            n.diag
                         },
                     ),
                 },

@@ -59,7 +59,7 @@ pub fn verdicts_with_guest(
             .iter()
             .map(|p| planned::judge(p, report, expected))
             .collect();
-        guest::expand_ktap(&mut out, report, guest);
+        guest::expand_ktap(&mut out, report, guest, expected);
         out
     } else {
         without_user_events(report, &planned)

@@ -182,7 +182,7 @@ fn with_kernel_trouble(p: &Planned, t: &Trouble, own: &Verdict, end: &RecordEnd)
 /// Only the scenario's own verdict is the bug; a panic or a WARN is not. ... and only its
 /// symptom, as the scenario recognised it: any other failure of that scenario is a breakage
 /// the known bug must not hide.
-fn against_known_bugs(
+pub(super) fn against_known_bugs(
     own: Verdict,
     name: &str,
     symptom: Option<&str>,

@@ -259,10 +259,11 @@ pub fn remove(e: &Entry) -> anyhow::Result<bool> {
 
 /// Staging folders and files whose process is gone (`sources/.extract-<pid>`,
 /// `downloads/.partial-<pid>`, `builds/<key>/.staging-<pid>`, `builds/<key>/src/.out-<pid>`,
-/// `builds/.gc-<pid>-*`, `*.tmp-<pid>`): removed when the next run starts, so a killed run
-/// costs nothing but its own time. Returns what was removed.
+/// `builds/.gc-<pid>-*`, `*.tmp-<pid>`, the compat32 program's `compat32/*.tmp-<pid>`):
+/// removed when the next run starts, so a killed run costs nothing but its own time. Returns
+/// what was removed.
 pub fn remove_dead_staging(cache: &Path) -> Vec<PathBuf> {
-    let mut places: Vec<PathBuf> = ["sources", "downloads", "builds", "apt"]
+    let mut places: Vec<PathBuf> = ["sources", "downloads", "builds", "apt", "compat32"]
         .iter()
         .map(|s| cache.join(s))
         .collect();
@@ -351,8 +352,20 @@ mod tests {
         // A pid that cannot be running: above the kernel's pid_max limit.
         std::fs::create_dir_all(sources.join(".extract-4999999/linux")).unwrap();
         std::fs::create_dir_all(sources.join(format!(".extract-{}", std::process::id()))).unwrap();
-        let removed = remove_dead_staging(d.path());
-        assert_eq!(removed, [sources.join(".extract-4999999")]);
+        // The compat32 program's half-built folder of a killed run, and a finished one.
+        let compat32 = d.path().join("compat32");
+        std::fs::create_dir_all(compat32.join("0123456789abcdef.tmp-4999999")).unwrap();
+        std::fs::create_dir_all(compat32.join("0123456789abcdef")).unwrap();
+        let mut removed = remove_dead_staging(d.path());
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                compat32.join("0123456789abcdef.tmp-4999999"),
+                sources.join(".extract-4999999")
+            ]
+        );
+        assert!(compat32.join("0123456789abcdef").is_dir());
         assert!(sources.join("linux-source-6.12_1").is_dir());
         assert!(sources
             .join(format!(".extract-{}", std::process::id()))

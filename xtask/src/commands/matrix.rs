@@ -124,7 +124,8 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
         s.progress.note(&note);
     }
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs =
+        crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     let sel = selection(theirs, &guest, &opts, a.run.stress);
     let mut prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();

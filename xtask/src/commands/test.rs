@@ -48,7 +48,8 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
         s.progress.note(&note);
     }
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs =
+        crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     if let Some(code) = empty_selection(
         &args,
         &labels,
@@ -212,7 +213,8 @@ fn list(
         })
         .collect();
     let mut opts = s.suite_options(&a.run, &guest);
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs =
+        crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     let scenarios = guest.scenarios(a.run.stress);
     let labels: Vec<String> = stubs.iter().map(|k| k.label.clone()).collect();
     if let Some(code) = empty_selection(

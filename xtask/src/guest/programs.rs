@@ -36,15 +36,23 @@ pub fn check(a: &GuestTestArgs) -> anyhow::Result<()> {
 }
 
 /// Every guest test program the arguments name, checked; empty without any.
+/// `target` takes the crate builds; `cache` the compat32 program's libraries and build.
 pub fn resolve(
     a: &GuestTestArgs,
     target: &Path,
+    cache: &Path,
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<GuestProgram>> {
     let env = parse_env(&a.guest_env)?;
     let timeout = Duration::from_secs(a.guest_test_timeout);
     let mut named: Vec<(PathBuf, Option<String>)> =
         a.guest_tests.iter().map(|p| (p.clone(), None)).collect();
+    if a.compat32 {
+        named.push((
+            crate::guest::compat32::build(cache, progress)?,
+            Some(crate::guest::compat32::NAME.to_owned()),
+        ));
+    }
     if let Some(dir) = &a.guest_crate {
         named.extend(
             build_crate(dir, target, progress)?

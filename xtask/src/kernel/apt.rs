@@ -69,9 +69,14 @@ pub struct Fetched {
 
 impl PrivateApt {
     pub fn new(cache: &Path) -> Self {
-        PrivateApt {
-            root: cache.join("apt"),
-        }
+        Self::at(cache.join("apt"))
+    }
+
+    /// A private apt state of its own at `root`: its sources list names other suites than
+    /// the kernels' (the compat32 program's libraries), so sharing the kernels' state would
+    /// make each refresh the other's index.
+    pub fn at(root: PathBuf) -> Self {
+        PrivateApt { root }
     }
 
     fn opts(&self) -> Vec<String> {
@@ -153,7 +158,7 @@ impl PrivateApt {
         if !fresh {
             if mirrors.origin == MirrorOrigin::DebianArchive {
                 progress.note(&format!(
-                    "this host's apt sources name no Debian mirror: the kernel sources come from Debian's own archive ({}), verified with {KEYRING} (UE_DEBIAN_MIRROR chooses another)",
+                    "this host's apt sources name no Debian mirror: packages (the kernel sources, the compat32 program's libraries) come from Debian's own archive ({}), verified with {KEYRING} (UE_DEBIAN_MIRROR chooses another)",
                     mirrors.debian
                 ));
             }

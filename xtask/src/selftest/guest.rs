@@ -131,7 +131,8 @@ fn programs(
         guest_test_timeout: timeout,
         ..Default::default()
     };
-    crate::guest::programs::resolve(&a, target, &mut Progress::new())
+    // Without --compat32 nothing is fetched: the target folder stands in for the cache.
+    crate::guest::programs::resolve(&a, target, target, &mut Progress::new())
 }
 
 /// The fixture crate, built for the guest.

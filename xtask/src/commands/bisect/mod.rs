@@ -147,7 +147,7 @@ pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
     // A filter that selects nothing would make every commit good: said now, before the
     // first checkout.
     let guest = s.guest()?;
-    let programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    let programs = crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     if let Some(code) = crate::commands::test::empty_selection(
         &args,
         &labels,
@@ -432,7 +432,8 @@ fn step_on_head(a: BisectArgs) -> anyhow::Result<Step> {
     // leave this one's uncounted, and a commit that fails two trials every time could be
     // skipped for counts of one each.
     opts.stop_at_first_failure = !a.no_fail_fast && rule.bad_at == 1;
-    opts.guest_programs = crate::guest::programs::resolve(&a.guest, &s.target, &mut s.progress)?;
+    opts.guest_programs =
+        crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     s.choose_accel(&mut opts, &a.run, &kernel)?;
     let args = a.trials.libtest_args("bisect")?;
     let boot = |k: &KernelUnderTest, sel: &harness::run::Selection| {
