@@ -10,6 +10,9 @@
 //! clean kernel. Or the PIT calibration fails, the TSC is not used, and the guest keeps
 //! time in jiffies, which lose ticks while the vCPU waits. Giving the frequency removes the
 //! measurement. The lapic timer is then calibrated against the TSC, and both read host time.
+//! Given with `tsc=reliable`: the clocksource watchdog would otherwise compare the TSC with
+//! jiffies, which lag under load, and mark the TSC unstable. A constant host TSC is not
+//! unstable (only such a host gets a figure here).
 
 use std::sync::OnceLock;
 
