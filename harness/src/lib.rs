@@ -11,6 +11,7 @@ pub mod accel;
 pub mod artifacts;
 pub mod console;
 pub mod guest_program;
+pub mod host_tsc;
 pub mod image;
 pub mod initramfs;
 pub mod interrupt;

@@ -39,6 +39,19 @@ pub struct QemuConfig {
     /// `--gdb`: QEMU's gdb stub on this local port, the CPU stopped until a debugger
     /// continues it (`-S`).
     pub gdb: Option<u16>,
+    /// The guest TSC's frequency, given as `tsc_early_khz=` (with `tsc=reliable`) so that
+    /// the guest neither measures it at boot nor judges it against jiffies later
+    /// ([`crate::host_tsc`]: under TCG it is the host's); `None`: the guest measures (KVM,
+    /// whose kvmclock needs no calibration, or an unknown host TSC).
+    pub guest_tsc_khz: Option<u32>,
+}
+
+/// What [`QemuConfig::guest_tsc_khz`] should be for `accel`.
+pub fn guest_tsc_khz(accel: Accel) -> Option<u32> {
+    match accel {
+        Accel::Tcg => crate::host_tsc::khz(),
+        Accel::Kvm => None,
+    }
 }
 
 /// `--memory` as QEMU's `-m` reads it: a number of MiB, or with a `M`/`G` suffix.
@@ -145,12 +158,20 @@ impl QemuConfig {
     /// loaded host the vCPU thread can be descheduled through that window (seen in a self-test
     /// while four other builds ran), which kills a healthy kernel before any scenario; the
     /// check proves nothing about user_events, so it is skipped, as VM images commonly do.
+    /// `tsc_early_khz=` and `tsc=reliable`: see [`QemuConfig::guest_tsc_khz`].
     pub fn cmdline(&self) -> String {
         let mut s = String::from(
             "console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check",
         );
         s.push(' ');
         s.push_str(&watchdog_cmdline(self.accel));
+        if let Some(khz) = self.guest_tsc_khz {
+            // `tsc=reliable` too: the guest's clocksource watchdog compares the TSC with
+            // jiffies, which lose ticks while the vCPU waits on a loaded host; it then marked
+            // the (host's, constant) TSC unstable and the guest kept time in jiffies, about
+            // half the wall's pace (bench row 12, eight loaded runs of ten).
+            s.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+        }
         if !self.extra_cmdline.is_empty() {
             s.push(' ');
             s.push_str(&self.extra_cmdline);
@@ -302,6 +323,7 @@ mod tests {
             result_socket: "/run/x/results.sock".into(),
             extra_args: vec![],
             gdb: None,
+            guest_tsc_khz: None,
         }
     }
 
@@ -382,5 +404,20 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");
+    }
+
+    #[test]
+    fn a_known_tsc_rate_is_given_to_the_guest_before_the_extra_line() {
+        let c = QemuConfig {
+            guest_tsc_khz: Some(2_600_000),
+            ..cfg()
+        };
+        assert!(
+            c.cmdline()
+                .ends_with("watchdog_thresh=8 tsc_early_khz=2600000 tsc=reliable ue.debug=1"),
+            "{}",
+            c.cmdline()
+        );
+        assert_eq!(guest_tsc_khz(Accel::Kvm), None, "kvmclock needs none");
     }
 }

@@ -863,6 +863,7 @@ pub fn qemu_config(
         result_socket: socket_path(run_dir),
         extra_args: opts.qemu_args.clone(),
         gdb: opts.gdb,
+        guest_tsc_khz: crate::qemu::guest_tsc_khz(opts.accel),
     }
 }
 

@@ -564,6 +564,7 @@ mod tests {
             result_socket: d.path().join("r.sock"),
             extra_args: vec![],
             gdb: None,
+            guest_tsc_khz: None,
         };
         let limits = Limits {
             boot: Duration::from_secs(1),

@@ -8,10 +8,12 @@
 //! `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5 recorded cold builds, 6 the
 //! newest matrix run, 7 virtme-ng on the same kernel, 8 an own tree's one-line edit to
 //! results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
-//! `cargo xtask mutants`). Two rows run only when `--only` names them, each once (tens of
-//! minutes of both cores): 10 `cargo xtask matrix` from an empty cache, against the sum of
-//! its parts; 11 one cold build without ccache, with an empty ccache, with a warm one, and
-//! with a warm one and one more `--kconfig` option.
+//! `cargo xtask mutants`). Three rows run only when `--only` names them (tens of minutes of
+//! both cores): 10 `cargo xtask matrix` from an empty cache, against the sum of its parts,
+//! once; 11 one cold build without ccache, with an empty ccache, with a warm one, and with a
+//! warm one and one more `--kconfig` option, once; 12 the whole suite `--runs` times beside
+//! two busy processes per core, interleaved with it unloaded, counting the failed trials
+//! (a clean kernel should have none: each one is a scenario to fix).
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +34,7 @@ mod edits;
 mod floor;
 mod from_commands;
 mod interleaved;
+mod loaded;
 mod suite;
 mod table;
 mod vng;
@@ -41,8 +44,9 @@ pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 100>)]
     runs: usize,
-    /// Only these rows (comma list of row numbers, 1–11). Rows 10 (cold matrix from an empty
-    /// cache, ~20 min here) and 11 (four cold builds for ccache, ~15 min) run only when named.
+    /// Only these rows (comma list of row numbers, 1–12). Rows 10 (cold matrix from an empty
+    /// cache, ~20 min here), 11 (four cold builds for ccache, ~15 min) and 12 (the suite under
+    /// load and unloaded, ~2 min per run) run only when named.
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 100>)]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
@@ -70,18 +74,20 @@ pub(super) enum Group {
     KilledMutant = 9,
     ColdMatrix = 10,
     Ccache = 11,
+    LoadedSuite = 12,
 }
 
 impl Group {
-    const LAST: Group = Group::Ccache;
+    const LAST: Group = Group::LoadedSuite;
 
     fn number(self) -> u32 {
         self as u32
     }
 
     /// Rows that take tens of minutes of every core: never part of the default bench (or CI).
+    /// Row 12 also loads the host on purpose, which the other rows' timings must not see.
     fn only_when_named(self) -> bool {
-        matches!(self, Group::ColdMatrix | Group::Ccache)
+        matches!(self, Group::ColdMatrix | Group::Ccache | Group::LoadedSuite)
     }
 
     /// Whether this group runs under `--only only` (empty: the default rows).
@@ -193,6 +199,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     if want(Group::KilledMutant) {
         rows.extend(killed_mutants(&setup)?);
     }
+    let mut under_load = None;
+    if want(Group::LoadedSuite) {
+        let measured = loaded::measure(&setup, a.runs)?;
+        rows.extend(measured.rows());
+        under_load = Some(measured);
+    }
     if want(Group::Ccache) {
         rows.extend(ccache_builds(&setup, &mut session)?);
     }
@@ -223,6 +235,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         load_before,
         load_after: load_average(),
         rows,
+        under_load,
     };
     std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("write {}", dir.join("bench.json").display()))?;
@@ -249,6 +262,7 @@ mod tests {
             ColdMatrix.selected(&[10]) && !Ccache.selected(&[10]) && !WarmSuite.selected(&[10])
         );
         assert!(Ccache.selected(&[2, 11]));
+        assert!(!LoadedSuite.selected(&[]) && LoadedSuite.selected(&[12]));
     }
 
     #[test]

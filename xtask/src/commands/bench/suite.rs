@@ -1,5 +1,5 @@
 //! The warm suite, in-process, as `cargo xtask test --no-install` runs it, with where its
-//! time went: rows 2, 4 and 8 each time one.
+//! time went: rows 2, 4, 8 and 12 each time one.
 
 use std::time::Instant;
 
@@ -14,6 +14,10 @@ use super::Setup;
 
 pub(super) struct SuiteSample {
     pub(super) ok: bool,
+    /// The trials that failed, by name (row 12 counts them).
+    pub(super) failed: Vec<String>,
+    /// The run's folder, where its console log is.
+    pub(super) run_dir: std::path::PathBuf,
     pub(super) total: f64,
     pub(super) vm: f64,
     pub(super) hello: f64,
@@ -53,6 +57,13 @@ pub(super) fn warm_suite(s: &Setup, kernel_args: &KernelArgs) -> anyhow::Result<
     let vm = run.report.wall_ms as f64 / 1000.0;
     Ok(SuiteSample {
         ok: !run.failed(),
+        failed: run
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict.is_fail())
+            .map(|v| v.name.clone())
+            .collect(),
+        run_dir: run.run_dir.clone(),
         total,
         vm,
         hello: run.report.guest_hello_ms.unwrap_or(0) as f64 / 1000.0,

@@ -110,4 +110,7 @@ pub struct BenchReport {
     pub load_before: String,
     pub load_after: String,
     pub rows: Vec<Row>,
+    /// Row 12's runs one by one, with the trials that failed in each (absent: not measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_load: Option<super::loaded::UnderLoad>,
 }
