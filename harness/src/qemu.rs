@@ -164,6 +164,8 @@ impl QemuConfig {
             "console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check",
         );
         s.push(' ');
+        s.push_str(SLUB_DEBUG);
+        s.push(' ');
         s.push_str(&watchdog_cmdline(self.accel));
         if let Some(khz) = self.guest_tsc_khz {
             // `tsc=reliable` too: the guest's clocksource watchdog compares the TSC with
@@ -307,6 +309,14 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// SLUB debugging for every cache (kernel-configs/base.config says why): `F` checks each
+/// object at alloc and free, `Z` red zones after it, `P` poisons freed objects, and `U`
+/// records each object's owner, which is also what makes SLUB remember the size a kmalloc
+/// asked for and red-zone the rest of its slot: a copy one byte past a 33-byte kmalloc lands
+/// in the 64-byte slot's slack, which only that check sees. A kernel built without
+/// CONFIG_SLUB_DEBUG ignores it.
+const SLUB_DEBUG: &str = "slub_debug=FZPU";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,7 +410,7 @@ mod tests {
         assert!(stdio < res, "ttyS0 must be the console: {line}");
         assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
         assert!(
-            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check sysctl.kernel.hung_task_timeout_secs=4 sysctl.kernel.hung_task_panic=0 watchdog_thresh=8 ue.debug=1'"),
+            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check slub_debug=FZPU sysctl.kernel.hung_task_timeout_secs=4 sysctl.kernel.hung_task_panic=0 watchdog_thresh=8 ue.debug=1'"),
             "{line}"
         );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use result_channel::Feature;
 
-use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::framework::{wait_until, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
@@ -112,6 +112,11 @@ const SCENARIOS: &[Scenario] = &[
         "field_lists_match_exactly",
         "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG, and it or another system deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
         field_lists_match_exactly,
+    ),
+    Scenario::new(
+        "field_names_verbatim",
+        "field names are taken as text, '%' and all: the format lists them as written, a second REG with the same list matches the event (its index, both bits follow enable), and dynamic_events deletes a persistent one by that list",
+        field_names_verbatim,
     ),
     Scenario::new(
         "malformed_fields_refused",
@@ -1293,6 +1298,10 @@ const MALFORMED_FIELDS: &[(&str, &str)] = &[
     ("char[ s", "an array without a size"),
     ("char[12345678] s", "an array size too long to read"),
     ("char[8 s", "an array size without ']'"),
+    (
+        "char[4]abcdefgh s",
+        "an array type whose text after '[' does not fit the size buffer, ']' within it",
+    ),
     ("float f", "an unknown type"),
     ("u32 a; float f", "an unknown type after a good field"),
     ("u32 a 4", "a size on a non-struct field"),
@@ -1358,16 +1367,20 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
             "{dynamic} is gone after '-:{dynamic} {fields}' ({what}, answered {r:?})"
         );
     }
-    let other_system = format!("-:kprobes/{dynamic} u32 a; u32 b\n");
-    let r = dynamic_events_errno(&other_system)?;
-    check!(
-        r.is_some(),
-        "{other_system:?} (another system) was accepted"
-    );
-    check!(
-        tracefs::exists(&format!("events/user_events/{dynamic}")),
-        "{dynamic} is gone after {other_system:?} (another system, answered {r:?})"
-    );
+    // Systems on both sides of the group's two names in strcmp() order: a match that
+    // compares the wrong way round, or against the wrong name, lets one of them through.
+    for system in ["kprobes", "zz_other"] {
+        let other_system = format!("-:{system}/{dynamic} u32 a; u32 b\n");
+        let r = dynamic_events_errno(&other_system)?;
+        check!(
+            r.is_some(),
+            "{other_system:?} (another system) was accepted"
+        );
+        check!(
+            tracefs::exists(&format!("events/user_events/{dynamic}")),
+            "{dynamic} is gone after {other_system:?} (another system, answered {r:?})"
+        );
+    }
     check_eq!(
         dynamic_events_errno(&format!("-:user_events/{dynamic} u32 a; u32 b\n"))?,
         None,
@@ -1376,6 +1389,73 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
     check!(
         !tracefs::exists(&format!("events/user_events/{dynamic}")),
         "{dynamic} still exists after the delete with its own system and list"
+    );
+    Ok(())
+}
+
+/// A field name is any word: the kernel checks no characters in it. Matching a second REG
+/// (or a dynamic_events delete) against the event prints each field as text and compares;
+/// a name that reached printf as a format (a '%' conversion in it) would print as something
+/// else and match nothing.
+fn field_names_verbatim(cx: &mut Ctx) -> R {
+    const FIELDS: &str = "u32 a%d; u64 b%s%%; char c%x";
+    const LINES: [&str; 3] = [
+        "\tfield:u32 a%d;\toffset:8;\tsize:4;\tsigned:0;",
+        "\tfield:u64 b%s%%;\toffset:12;\tsize:8;\tsigned:0;",
+        "\tfield:char c%x;\toffset:20;\tsize:1;\tsigned:1;",
+    ];
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let first = cx.reg(&format!("{name} {FIELDS}"), page.addr(0), 4, 0)?;
+    let format = tracefs::format(&name)?;
+    for line in LINES {
+        check!(
+            format.lines().any(|l| l == line),
+            "format of '{name} {FIELDS}' has no line {line:?}:\n{format}"
+        );
+    }
+    let again = uapi::reg(
+        cx.fd(),
+        &format!("{name} {FIELDS}"),
+        page.addr(4) as u64,
+        4,
+        1,
+        0,
+    )
+    .map_err(|e| {
+        Stop::Fail(format!(
+            "second REG of '{name} {FIELDS}' (the same list): {e}"
+        ))
+    })?;
+    check_eq!(
+        again,
+        first,
+        "write index of a second REG of '{name} {FIELDS}' on the same fd"
+    );
+    tracefs::set_enabled(&name, true)?;
+    wait_until(
+        "both words' bits set once enabled",
+        cx.poll_deadline,
+        || page.u32_at(0) == 1 && page.u32_at(4) == 2,
+    )?;
+    tracefs::set_enabled(&name, false)?;
+    wait_until(
+        "both words' bits cleared once disabled",
+        cx.poll_deadline,
+        || page.u32_at(0) == 0 && page.u32_at(4) == 0,
+    )?;
+
+    let dynamic = cx.event_name();
+    tracefs::dynamic_events_command(&format!("u:{dynamic} {FIELDS}\n"))
+        .map_err(|e| Stop::Fail(format!("create u:{dynamic} {FIELDS}: {e}")))?;
+    check_eq!(
+        dynamic_events_errno(&format!("-:{dynamic} {FIELDS}\n"))?,
+        None,
+        "'-:{dynamic} {FIELDS}' (its own list)"
+    );
+    check!(
+        !tracefs::exists(&format!("events/user_events/{dynamic}")),
+        "{dynamic} still exists after the delete with its own list"
     );
     Ok(())
 }

@@ -69,6 +69,11 @@ const SCENARIOS: &[Scenario] = &[
         fork_with_registrations,
     ),
     Scenario::new(
+        "attach_ftrace",
+        "enabling an event through tracefs with the N-th allocation failed, for every N: ENOMEM with the registration's bit still clear, then a retry sets it; or success with the bit set; disabling clears it either way, and the event goes once its registration does (no reference gained or lost)",
+        attach_ftrace,
+    ),
+    Scenario::new(
         "open_data",
         "opening user_events_data with its N-th allocation failed, for every N: ENOMEM, then a retry opens it; or an fd through which a REG makes a whole event",
         open_data,
@@ -417,6 +422,69 @@ fn fork_sweep(cx: &mut Ctx, fail_nth: &FailNth, what: &str) -> R {
 
 /// Opening `user_events_data`, swept: the path walk, the file, and the fd's state that
 /// user_events allocates. An fd that opened must work: a REG through it makes a whole event.
+/// A tracer attaching is user_event_reg(): the tracepoint probe is registered (an allocation:
+/// the probe array grows) and the event's reference and bit follow. When the probe cannot be
+/// registered, the attach must fail and change nothing: a failure path that fell through to
+/// the detach case would answer success with no probe (the bit never set) and drop a
+/// reference it never took (the event freed while registered, or a refcount underflow).
+fn attach_ftrace(cx: &mut Ctx) -> R {
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let [_, instance] = arrays()?;
+    let name = cx.event_name();
+    let dir = System::Plain.entry_of(&name);
+    let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
+    // Another event enabled first in the same instance: the first enable of a trace array
+    // also starts the trace core's command-line recorder (sched probes), whose failed
+    // registration the trace core ignores and later unregisters anyway (a WARNING in
+    // tracepoint_probe_unregister on 6.12, not user_events' doing). With it already
+    // running, the sweep fails only what enabling this event allocates.
+    let holder = cx.event_name();
+    let h = Registration::new(&holder, System::Plain, page.addr(4), 0)?;
+    let holder_place = format!("{instance}/{}", System::Plain.entry_of(&holder));
+    set_enabled(&holder_place, true)?;
+    let place = format!("{instance}/{dir}");
+    let enable_path = format!("{place}/enable");
+    let enable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&enable_path)
+        .map_err(|e| Stop::Fail(format!("{enable_path}: {e}")))?;
+    let mut allocations = 0;
+    sweep(cx, "enabling through tracefs", |cx, n| {
+        let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
+        let got = judge(got, hit, &[libc::ENOMEM])?;
+        allocations += hit as u32;
+        if let Err(e) = got {
+            check_eq!(
+                page.u32_at(0),
+                0,
+                "the word after enabling {name} failed with {e} (a present page: the bit is written before the write returns)"
+            );
+            set_enabled(&place, true).map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
+        }
+        wait_until(
+            &format!("bit 0 set once {name} was enabled"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 1,
+        )?;
+        set_enabled(&place, false)?;
+        wait_until(
+            &format!("bit 0 cleared once {name} was disabled"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 0,
+        )?;
+        Ok(Attempt::new(hit, got.map(drop), false))
+    })?;
+    check!(
+        allocations > 0,
+        "enabling {name} through tracefs made no slab allocation to fail: the probe array's growth was not reached, so the sweep proved nothing"
+    );
+    drop(enable);
+    set_enabled(&holder_place, false)?;
+    h.remove(cx, &holder, System::Plain)?;
+    r.remove(cx, &name, System::Plain)
+}
+
 fn open_data(cx: &mut Ctx) -> R {
     let fail_nth = FailNth::open()?;
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
@@ -541,9 +609,10 @@ fn sweep(
         if !a.hit {
             let answers: Vec<String> = answers.iter().map(|(k, v)| format!("{v} {k}")).collect();
             cx.note(format!(
-                "{what}: each of its {} allocations failed in turn ({}) in {} ms",
+                "{what}: each of its {} allocations failed in turn ({}; in order: {}) in {} ms",
                 n - 1,
                 answers.join(", "),
+                runs(&history),
                 start.elapsed().as_millis()
             ));
             return Ok(());

@@ -36,6 +36,11 @@ const SCENARIOS: &[Scenario] = &[
         unreg_while_faulting,
     ),
     Scenario::new(
+        "exit_while_fault_pending",
+        "a process that exits while the fault worker is held with its write pending: the worker skips the dead mm quietly (no fault warning, nothing written), drops what it held, and the unused event deletes itself",
+        exit_while_fault_pending,
+    ),
+    Scenario::new(
         "transition_while_faulting_skipped",
         "a disable that comes while the enable's fault is in flight queues no second fault: one fault warning, not two",
         transition_while_faulting_skipped,
@@ -333,6 +338,118 @@ fn unreg_while_faulting(cx: &mut Ctx) -> R {
         return gone_for_good(cx, &name);
     }
     fail!("could not hold the fault worker in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// A child registers a word whose page is gone and parks on the other CPU; with the worker
+/// held, the parent enables the event (the write to the child's word is queued as a fault)
+/// and lets the child exit, and only once the child is dead releases the worker. The
+/// process's last task left (user_event_mm_remove) before the fault ran, so the worker must
+/// see the mm has no tasks and give up without touching it: faulting pages into an mm after
+/// exit_mm() is what the kernel's comment there forbids (rss counted after it was snapped),
+/// and past exit_mmap() the fault-in fails and warns. The warning is this scenario's failure
+/// (the console watch names it by the event). The event going by itself afterwards is the
+/// control that the worker ran and put the user_event_mm it held.
+fn exit_while_fault_pending(cx: &mut Ctx) -> R {
+    const BIT: u8 = 3;
+    // Long enough for a child to exit on a loaded TCG vCPU, short of RT throttling (0.95 s),
+    // which would hand the held CPU back to the kworker.
+    const EXIT_LIMIT: std::time::Duration = std::time::Duration::from_millis(800);
+    let _pinned = super::kit::Pinned::here()?;
+    let held_cpu = unsafe { libc::sched_getcpu() };
+    for attempt in 1..=HOLD_ATTEMPTS {
+        let name = cx.event_name();
+        let (to_child, to_parent) = (Pipe::new()?, Pipe::new()?);
+        let deadline = cx.poll_deadline;
+        let child = fork(|| {
+            pin_away_from(held_cpu)?;
+            let data = tracefs::open_data()?;
+            let page = Mapping::anon(libc::MAP_PRIVATE)?;
+            uapi::reg(data.as_fd(), &name, page.addr(0) as u64, 4, BIT, 0)
+                .ctx(|| format!("DIAG_IOCSREG {name:?} in the child"))?;
+            drop_page(&page)?;
+            to_parent.send(b"r")?;
+            to_child.expect(b'x', deadline * 4)?;
+            // What the worker had done by the time this process goes: 's' if it already
+            // wrote the bit (the hold did not hold), 'c' if not.
+            let set = page.u32_at(0) & 1 << BIT != 0;
+            to_parent.send(if set { b"s" } else { b"c" })
+        })?;
+        to_parent.expect(b'r', deadline * 2)?;
+        let mut held = HeldWorker::hold()?;
+        let enabled = tracefs::set_enabled(&name, true);
+        let told = to_child.send(b"x");
+        // Busy: this process must not sleep while it holds the worker.
+        let exit_seen = told.is_ok() && exited(child.pid, EXIT_LIMIT);
+        let for_ms = held.release()?;
+        note_hold_conditions(cx, &held);
+        drop(held);
+        enabled?;
+        told?;
+        let written = to_parent.recv(1, deadline * 2)?;
+        child.join(deadline * 2)?;
+        if !exit_seen || written != b"c" {
+            cx.note(format!(
+                "attempt {attempt}: held {} us; the child {} before the release, and its bit                  was {} when it left: trying again",
+                for_ms.as_micros(),
+                if exit_seen { "exited" } else { "had not exited" },
+                if written == b"s" { "already set (the worker had run)" } else { "clear" },
+            ));
+            tracefs::set_enabled(&name, false)?;
+            continue;
+        }
+        cx.note(format!(
+            "attempt {attempt}: held {} us; the child exited with its fault still queued",
+            for_ms.as_micros()
+        ));
+        tracefs::set_enabled(&name, false)?;
+        return gone_for_good(cx, &name);
+    }
+    fail!("could not hold the fault worker past a child's exit in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// This process onto every online CPU but `cpu`, so that it runs while `cpu` is held.
+fn pin_away_from(cpu: i32) -> R {
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in (0..cpus as usize).filter(|&c| c as i32 != cpu) {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    check!(
+        cpus > 1,
+        "one CPU online: a process cannot run beside the one holding the worker"
+    );
+    check_eq!(
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) },
+        0,
+        "sched_setaffinity away from CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Whether the child `pid` has exited within `limit`, found without sleeping (WNOHANG) and
+/// without reaping it (WNOWAIT: [`Child::join`] reaps it and reads its verdict).
+fn exited(pid: libc::pid_t, limit: std::time::Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 && unsafe { info.si_pid() } == pid {
+            return true;
+        }
+        if r != 0 {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 /// The event `name`, disabled, whose fd is closed and whose one registration was freed by

@@ -15,6 +15,11 @@ const SCENARIOS: &[Scenario] = &[
         integers_via_write,
     ),
     Scenario::new(
+        "one_byte_payloads",
+        "writes whose payload is a single byte (a u8 event) each reach trace with their own byte: the smallest record the write path copies",
+        one_byte_payloads,
+    ),
+    Scenario::new(
         "char_arrays_via_writev",
         "char[N] fields written with writev() split mid-field render as strings, NUL-terminated or full",
         char_arrays_via_writev,
@@ -214,6 +219,43 @@ fn integers_via_write(cx: &mut Ctx) -> R {
         &name,
         &[format!("a='A'(65) {rest}"), format!("a=(7) {rest}")],
     )
+}
+
+/// The write path reserves the record and copies the payload unless it is empty; a record
+/// whose one byte was left uncopied shows whatever the ring buffer held there. Three
+/// different bytes in a row, so that a stale byte cannot pass by chance.
+fn one_byte_payloads(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let idx = enabled_event(cx, &page, &name, "u8 a")?;
+    let bytes = [b'A', 7u8, b'B'];
+    for a in bytes {
+        let mut buf = idx.to_ne_bytes().to_vec();
+        buf.push(a);
+        check_eq!(
+            uapi::write(cx.fd(), &buf)?,
+            5,
+            "bytes accepted by write() of a one-byte payload"
+        );
+    }
+    tracefs::set_enabled(&name, false)?;
+    let lines: Vec<String> = tracefs::trace_lines()?
+        .into_iter()
+        .filter(|l| l.contains(&format!("{name}:")))
+        .collect();
+    let want = ["a='A'(65)", "a=(7)", "a='B'(66)"];
+    check_eq!(
+        lines.len(),
+        want.len(),
+        "lines for {name} in trace: {lines:?}"
+    );
+    for (line, want) in lines.iter().zip(want) {
+        check!(
+            line.ends_with(&format!(" {name}: {want}")),
+            "trace line {line:?} does not end with {want:?}"
+        );
+    }
+    Ok(())
 }
 
 fn char_arrays_via_writev(cx: &mut Ctx) -> R {
