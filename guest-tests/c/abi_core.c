@@ -517,6 +517,100 @@ PLACEMENT(word8_bit31, 8, 0, 31)
 PLACEMENT(word8_bit32, 8, 0, 32)
 PLACEMENT(word8_bit63, 8, 0, 63)
 
+/*
+ * Two registrations in one word, two events: UNREG names (address, bit), so unregistering
+ * bit 2 leaves bit 9's registration following its event, and the bit 9 the kernel set stays.
+ */
+static void unreg_one_bit_keeps_other(void)
+{
+	const char *a = PREFIX "bit2", *b = PREFIX "bit9";
+	volatile uint32_t *word = map_page(MAP_PRIVATE);
+	int fd = open_data(), e;
+
+	*word = 0;
+	reg(fd, PREFIX "bit2 u32 n", word, 4, 2);
+	reg(fd, PREFIX "bit9 u32 n", word, 4, 9);
+	enable(a, 1);
+	enable(b, 1);
+	if (wait_bit(word, 4, 2, 1) < 0 || wait_bit(word, 4, 9, 1) < 0)
+		fail("enabling both events set 0x%x, want bits 2 and 9", *word);
+	e = unreg(fd, word, 2);
+	if (e)
+		fail("UNREG of bit 2: %s", strerror(-e));
+	if (*word != 1u << 9)
+		fail("after UNREG of bit 2 the word is 0x%x, want bit 9 alone", *word);
+	enable(b, 0);
+	if (wait_bit(word, 4, 9, 0) < 0)
+		fail("disabling the event of bit 9 after UNREG of bit 2 left 0x%x: its registration "
+		     "went with bit 2's", *word);
+	enable(b, 1);
+	if (wait_bit(word, 4, 9, 1) < 0)
+		fail("enabling the event of bit 9 again left 0x%x", *word);
+	enable(a, 0);
+	enable(a, 1);
+	nap_ms(100);
+	if (*word != 1u << 9)
+		fail("an enable of bit 2's event after its UNREG made the word 0x%x", *word);
+	e = unreg(fd, word, 9);
+	if (e)
+		fail("UNREG of bit 9 after bit 2's: %s (it must still be registered)", strerror(-e));
+	enable(a, 0);
+	enable(b, 0);
+	close(fd);
+}
+
+/*
+ * A MAP_PRIVATE mapping of a file, read before REG so the file's own page is mapped
+ * read-only: the kernel must write the process's private copy (its pin asks for write access,
+ * which breaks copy-on-write first), never the file.
+ */
+static void private_file_page_untouched(void)
+{
+	const char *name = PREFIX "file";
+	char path[] = "/tmp/abi_core_file_XXXXXX";
+	unsigned char *content = malloc(page_size), *back = malloc(page_size);
+	volatile uint32_t *word;
+	uint32_t unchanged;
+	int fd, file = mkstemp(path), e;
+	long ms;
+
+	if (file < 0 || !content || !back)
+		fail("mkstemp %s: %s", path, strerror(errno));
+	unlink(path);
+	memset(content, 0x5a, page_size);
+	if (write(file, content, page_size) != page_size)
+		fail("write the file: %s", strerror(errno));
+	word = mmap(NULL, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, 0);
+	if (word == MAP_FAILED)
+		fail("mmap the file MAP_PRIVATE: %s", strerror(errno));
+	memcpy(&unchanged, content, 4);
+	if (word[8] != unchanged)
+		fail("the mapping reads 0x%x before REG, the file holds 0x%x", word[8], unchanged);
+	fd = open_data();
+	reg(fd, PREFIX "file u32 n", &word[8], 4, 0);
+	enable(name, 1);
+	ms = wait_bit(&word[8], 4, 0, 1);
+	if (ms < 0 || word[8] != (unchanged | 1))
+		fail("the private mapping's word is 0x%x after enable, want 0x%x", word[8],
+		     unchanged | 1);
+	if (pread(file, back, page_size, 0) != page_size)
+		fail("pread the file: %s", strerror(errno));
+	if (memcmp(back, content, page_size))
+		fail("the kernel wrote the file's page: its word reads 0x%02x%02x%02x%02x as bytes, "
+		     "the file held 0x5a each", back[32], back[33], back[34], back[35]);
+	enable(name, 0);
+	if (wait_bit(&word[8], 4, 0, 0) < 0)
+		fail("disable left the private word 0x%x", word[8]);
+	note("the private copy got the bit in %ld ms; the file stayed as written", ms);
+	e = unreg(fd, &word[8], 0);
+	if (e)
+		fail("UNREG: %s", strerror(-e));
+	close(fd);
+	close(file);
+	free(content);
+	free(back);
+}
+
 /* ---- checks: fork ---- */
 
 #define FORK_BIT 5
@@ -704,6 +798,55 @@ static void cow_both_write(void)
 static void fork_shared_both_see(void)
 {
 	fork_check(PREFIX "fork_shared", 1, 1, 0);
+}
+
+/*
+ * fork copies every registration: a process with two words for one event has a child in
+ * which both follow the event.
+ */
+static void fork_copies_every_registration(void)
+{
+	const char *name = PREFIX "fork_two";
+	volatile uint32_t *words = map_page(MAP_SHARED);
+	struct peer p;
+	struct msg m;
+	int fd = open_data();
+
+	words[0] = 0;
+	words[16] = 0;
+	reg(fd, PREFIX "fork_two u32 n", &words[0], 4, 4);
+	reg(fd, PREFIX "fork_two u32 n", &words[16], 4, 4);
+	forked(&p);
+	if (p.pid == 0) {
+		struct msg got, r = { .step = 'U' };
+
+		in_helper(&p);
+		msg_send(p.from[1], (struct msg){ .step = 'r', .ok = 1 });
+		if (read(p.to[0], &got, sizeof(got)) != (ssize_t)sizeof(got))
+			_exit(0);
+		/* Each UNREG finds the child's own copy of a registration, or ENOENT. */
+		r.err = unreg(fd, &words[0], 4);
+		r.ms = unreg(fd, &words[16], 4);
+		r.ok = !r.err && !r.ms;
+		msg_send(p.from[1], r);
+		_exit(0);
+	}
+	in_check(&p);
+	msg_recv(p.from[0], "child");
+	m = ask(&p, 'U');
+	if (!m.ok)
+		fail("the child's UNREG of the first word: %s, of the second: %s (fork copies every "
+		     "registration)", m.err ? strerror(-m.err) : "ok",
+		     m.ms ? strerror((int)-m.ms) : "ok");
+	reap(&p);
+	enable(name, 1);
+	if (wait_bit(&words[0], 4, 4, 1) < 0 || wait_bit(&words[16], 4, 4, 1) < 0)
+		fail("the parent's two registrations, after the child's UNREGs, set 0x%x and 0x%x",
+		     words[0], words[16]);
+	enable(name, 0);
+	unreg(fd, &words[0], 4);
+	unreg(fd, &words[16], 4);
+	close(fd);
 }
 
 /* ---- checks: threads ---- */
@@ -1058,11 +1201,14 @@ static const struct check CHECKS[] = {
 	{ "word8_bit31", word8_bit31, NULL },
 	{ "word8_bit32", word8_bit32, NULL },
 	{ "word8_bit63", word8_bit63, NULL },
+	{ "unreg_one_bit_keeps_other", unreg_one_bit_keeps_other, NULL },
+	{ "private_file_page_untouched", private_file_page_untouched, NULL },
 	{ "fork_private_neither_writes", fork_private_neither_writes, NULL },
 	{ "cow_child_writes_first", cow_child_writes_first, NULL },
 	{ "cow_parent_writes_first", cow_parent_writes_first, NULL },
 	{ "cow_both_write", cow_both_write, NULL },
 	{ "fork_shared_both_see", fork_shared_both_see, NULL },
+	{ "fork_copies_every_registration", fork_copies_every_registration, NULL },
 	{ "thread_shares_registrations", thread_shares_registrations, NULL },
 	{ "munmap_enable_then_remap", munmap_enable_then_remap, PREFIX "munmap" },
 	{ "unreg_unmapped_efault", unreg_unmapped_efault, NULL },
