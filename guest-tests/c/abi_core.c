@@ -405,19 +405,41 @@ static void prime(volatile unsigned char *page, volatile unsigned char *word, in
 		*(volatile uint64_t *)word &= ~((uint64_t)1 << bit);
 }
 
-/* The byte offset, from the word, of the first byte that differs; the page is `want`. */
+/*
+ * Fails the check unless the page is `want`: the word as the kernel must have left it
+ * (compared as the integer the kernel sees), and every other byte as the program wrote it.
+ * `ms` < 0: nothing on the page changed within the deadline.
+ */
 static void expect_page(const volatile unsigned char *page, const unsigned char *want,
-			const volatile unsigned char *word, const char *when, long ms)
+			const volatile unsigned char *word, int size, const char *when, long ms)
 {
-	long i;
+	long at = (long)(word - page), i, stray = -1;
+	char neighbour[160] = "";
+	uint64_t got_word, want_word;
 
-	for (i = 0; i < page_size; i++) {
-		if (page[i] != want[i])
-			fail("%s: the byte at %+ld from the word is 0x%02x, want 0x%02x (the kernel "
-			     "wrote outside the bit it was given%s)", when,
-			     (long)(&page[i] - word), page[i], want[i],
-			     ms < 0 ? ", or never wrote it" : "");
+	for (i = 0; i < page_size && stray < 0; i++) {
+		if ((i < at || i >= at + size) && page[i] != want[i])
+			stray = i;
 	}
+	if (stray >= 0)
+		snprintf(neighbour, sizeof(neighbour), "the byte at %+ld from the word is 0x%02x, "
+			 "want 0x%02x (the kernel wrote outside the word)", stray - at, page[stray],
+			 want[stray]);
+	got_word = word_get(word, size);
+	if (size == 4) {
+		uint32_t w;
+
+		memcpy(&w, want + at, 4);
+		want_word = w;
+	} else {
+		memcpy(&want_word, want + at, 8);
+	}
+	if (got_word != want_word)
+		fail("%s: the word is 0x%llx, want 0x%llx%s%s%s", when, (unsigned long long)got_word,
+		     (unsigned long long)want_word, ms < 0 ? " (nothing changed in time)" : "",
+		     stray >= 0 ? "; and " : "", neighbour);
+	if (stray >= 0)
+		fail("%s: %s", when, neighbour);
 }
 
 static void set_bit_in(unsigned char *page_copy, long at, int size, int bit, int on)
@@ -459,20 +481,20 @@ static void placement_round(const char *name, int size, long offset, int bit, un
 	prime(page, word, size, bit, fill);
 	memcpy(want, (const void *)page, page_size);
 	reg(fd, name_args, word, size, bit);
-	expect_page(page, want, word, "after REG (the event disabled)", 0);
+	expect_page(page, want, word, size, "after REG (the event disabled)", 0);
 
 	memcpy(before, (const void *)page, page_size);
 	enable(name, 1);
 	set_bit_in(want, at, size, bit, 1);
 	ms = wait_change(page, before);
-	expect_page(page, want, word, "after enable", ms);
+	expect_page(page, want, word, size, "after enable", ms);
 	note("fill 0x%02x: enable set the bit in %ld ms", fill, ms);
 
 	memcpy(before, (const void *)page, page_size);
 	enable(name, 0);
 	set_bit_in(want, at, size, bit, 0);
 	ms = wait_change(page, before);
-	expect_page(page, want, word, "after disable", ms);
+	expect_page(page, want, word, size, "after disable", ms);
 	note("fill 0x%02x: disable cleared it in %ld ms", fill, ms);
 
 	/* UNREG clears the bit with the word's size and address, as the enable wrote it. */
@@ -480,12 +502,12 @@ static void placement_round(const char *name, int size, long offset, int bit, un
 	enable(name, 1);
 	set_bit_in(want, at, size, bit, 1);
 	ms = wait_change(page, before);
-	expect_page(page, want, word, "after the second enable", ms);
+	expect_page(page, want, word, size, "after the second enable", ms);
 	e = unreg(fd, word, bit);
 	if (e)
 		fail("DIAG_IOCSUNREG: %s", strerror(-e));
 	set_bit_in(want, at, size, bit, 0);
-	expect_page(page, want, word, "after UNREG with the event enabled", 0);
+	expect_page(page, want, word, size, "after UNREG with the event enabled", 0);
 	enable(name, 0);
 	close(fd);
 	munmap((void *)page, page_size);
