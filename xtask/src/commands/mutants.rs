@@ -160,6 +160,7 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         fail_fast,
         same_verdicts: a.same_verdicts,
         base_ks_failing: &base_ks_failing,
+        arch: shipped::Arch::GUEST,
     };
     let mut rows = Vec::new();
     for m in selected {
@@ -212,6 +213,8 @@ struct Judge<'a> {
     fail_fast: bool,
     same_verdicts: bool,
     base_ks_failing: &'a [String],
+    /// The guests' architecture: a mutant whose `Arches:` leaves it out must survive.
+    arch: shipped::Arch,
 }
 
 impl Judge<'_> {
@@ -230,7 +233,7 @@ impl Judge<'_> {
             .step(crate::sys::progress::Step::Boot, &kernel.label);
         // Off its architectures the patched code is not compiled: every trial must pass, so
         // all of them run.
-        let off_arch = !m.applies_to(shipped::Arch::GUEST);
+        let off_arch = !m.applies_to(self.arch);
         // Fail fast: the scenarios the mutant names run first, and the first of them to fail
         // ends the run (a mutant that breaks fork would otherwise wait out a deadline in
         // every scenario that forks). The upstream programs still all run.

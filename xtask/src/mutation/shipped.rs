@@ -33,11 +33,12 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// The architecture of the guests `cargo xtask mutants` boots today.
-    // The --arch work passes the run's own architecture instead.
+    /// The architecture of the guests `cargo xtask mutants` boots today (a run of another
+    /// architecture passes its own to the judge instead).
     pub const GUEST: Arch = Arch::X86_64;
 
-    fn parse(word: &str) -> Option<Arch> {
+    /// As an `Arches:` line or `--arch` spells it.
+    pub fn parse(word: &str) -> Option<Arch> {
         match word {
             "x86_64" | "x86-64" => Some(Arch::X86_64),
             "arm64" | "aarch64" => Some(Arch::Arm64),
