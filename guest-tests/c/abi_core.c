@@ -12,7 +12,10 @@
 // - The values it asserts are the kernel's writes. The bit under test starts clear where the
 //   program wrote the word, so a set bit is the kernel's; a clear bit is asserted only after
 //   the kernel had set it. Bytes the program wrote itself (the neighbours, another process's
-//   own bit) are checked for being left alone, never for the event's state.
+//   own bit, a file's contents) are checked for being left alone, never for the event's state.
+// - The kernel's "user_events: Fault for mm" warning is expected from one check only (the
+//   munmap one); the program reads /dev/kmsg around each check and fails a check during which
+//   the warning names another check's event (the host lets this program's warnings pass).
 // - Whatever the kernel may update asynchronously (a page made copy-on-write by fork, a page
 //   that had to be faulted in) is polled up to a deadline (ABI_CORE_DEADLINE_MS, default
 //   10000), and the time it took is printed as a diagnostic.
@@ -29,7 +32,6 @@
 #include <fcntl.h>
 #include <linux/ioctl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -823,8 +825,11 @@ static void fork_shared_both_see(void)
 }
 
 /*
- * fork copies every registration: a process with two words for one event has a child in
- * which both follow the event.
+ * fork copies every registration: a process with two words for one event forks, and the
+ * child can UNREG each of them (an UNREG finds only the calling process's registrations, so
+ * a registration fork did not copy is ENOENT); the parent's two still follow the event after.
+ * The page is MAP_SHARED only so that no copy-on-write is involved: the point is the copy of
+ * the registrations, which fork_private_neither_writes and the COW checks leave at one.
  */
 static void fork_copies_every_registration(void)
 {
@@ -848,7 +853,7 @@ static void fork_copies_every_registration(void)
 			_exit(0);
 		/* Each UNREG finds the child's own copy of a registration, or ENOENT. */
 		r.err = unreg(fd, &words[0], 4);
-		r.ms = unreg(fd, &words[16], 4);
+		r.ms = unreg(fd, &words[16], 4); /* the second UNREG's error rides in `ms` */
 		r.ok = !r.err && !r.ms;
 		msg_send(p.from[1], r);
 		_exit(0);
