@@ -160,7 +160,8 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         fail_fast,
         same_verdicts: a.same_verdicts,
         base_ks_failing: &base_ks_failing,
-        arch: shipped::Arch::GUEST,
+        // The guests this command boots are x86-64's.
+        arch: shipped::Arch::X86_64,
     };
     let mut rows = Vec::new();
     for m in selected {

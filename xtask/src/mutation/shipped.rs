@@ -33,10 +33,6 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// The architecture of the guests `cargo xtask mutants` boots today (a run of another
-    /// architecture passes its own to the judge instead).
-    pub const GUEST: Arch = Arch::X86_64;
-
     /// As an `Arches:` line or `--arch` spells it.
     pub fn parse(word: &str) -> Option<Arch> {
         match word {
