@@ -142,6 +142,11 @@ pub struct GuestProgram {
     /// At KVM speed, scaled by the accelerator: each libtest test's, or the whole program's.
     pub timeout: Duration,
     pub style: GuestTestStyle,
+    /// It provokes user_events' "Fault for mm" warning on purpose (an enable word whose page
+    /// is gone when the event changes), as a scenario declaring `fault_warnings` does: that
+    /// warning does not fail it; any other kernel trouble still does.
+    #[serde(default)]
+    pub fault_warnings: bool,
 }
 
 impl GuestProgram {

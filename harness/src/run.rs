@@ -975,6 +975,7 @@ mod tests {
             env: vec![],
             timeout: std::time::Duration::from_secs(1),
             style,
+            fault_warnings: false,
         };
         let mut s = sel();
         s.guest = vec![
@@ -1020,6 +1021,7 @@ mod tests {
             env: vec![],
             timeout: std::time::Duration::from_secs(1),
             style,
+            fault_warnings: false,
         };
         let mut s = sel();
         s.guest = vec![

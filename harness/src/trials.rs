@@ -498,6 +498,7 @@ mod tests {
             env: vec![],
             timeout: Default::default(),
             style,
+            fault_warnings: false,
         };
         let guest = [
             prog(

@@ -272,6 +272,11 @@ pub struct GuestTestArgs {
     /// trials `guest::compat32::<check>`. Its 32-bit libraries are fetched into the cache.
     #[arg(long)]
     pub compat32: bool,
+    /// The --guest-test programs provoke user_events' "Fault for mm" warning on purpose (an
+    /// enable word unmapped when the event changes, as guest-tests/c/abi_core.c does): that
+    /// warning does not fail them, any other kernel trouble still does.
+    #[arg(long)]
+    pub guest_fault_warnings: bool,
     /// An argument for every guest test program (repeatable, in order); a libtest program
     /// gets it after `--exact NAME`.
     #[arg(

@@ -1,5 +1,5 @@
 //! docs/promises.md kept true: every promise row names real scenarios (or checks of the
-//! compat32 guest program) and real shipped mutants, each mutant named on a row must catch
+//! compat32 and abi_core guest programs) and real shipped mutants, each mutant named on a row must catch
 //! one of that row's scenarios, and the
 //! `## Unchecked` lists say exactly which promises have no scenario and which have no mutant
 //! (so a gap is never silent: a new row without a check, or a check that goes, fails here
@@ -108,6 +108,21 @@ fn compat32_checks(source: &Path) -> Vec<String> {
     out
 }
 
+/// The checks of the abi_core guest program (`guest::abi_core::<check>`): the names of its
+/// CHECKS table, `{ "name", function, ... },` one a line.
+fn abi_core_checks(source: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(source).unwrap();
+    let out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("{ \""))
+        .filter_map(|l| l.split_once('"'))
+        .filter(|(_, rest)| rest.starts_with(", "))
+        .map(|(name, _)| format!("guest::abi_core::{name}"))
+        .collect();
+    assert!(out.len() > 10, "only {} abi_core checks read", out.len());
+    out
+}
+
 fn catches(entry: &str, scenario: &str) -> bool {
     match entry.strip_suffix('*') {
         Some(family) => scenario.starts_with(family),
@@ -126,6 +141,7 @@ fn every_promise_is_traced_or_listed_as_unchecked() {
         .map(|e| e.name)
         .collect();
     scenarios.extend(compat32_checks(&root.join("guest-tests/c/compat32.c")));
+    scenarios.extend(abi_core_checks(&root.join("guest-tests/c/abi_core.c")));
     let shipped = mutants(&root.join("kernel-configs/mutants"));
     let mut wrong = vec![];
     let mut ids = BTreeSet::new();

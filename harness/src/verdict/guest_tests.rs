@@ -19,6 +19,7 @@ fn program(name: &str, style: GuestTestStyle) -> GuestProgram {
         env: vec![],
         timeout: Duration::from_secs(1),
         style,
+        fault_warnings: false,
     }
 }
 
@@ -211,4 +212,33 @@ fn a_tap_result_can_be_a_known_kernel_bug() {
     assert!(
         matches!(get(&v, "guest::compat32::unlisted"), Verdict::Fail(Failure { message: m, .. }) if m.contains("does not list"))
     );
+}
+
+/// user_events' fault warning fails a program that did not declare it provokes the warning
+/// (as it fails a scenario), and passes one that did; other trouble fails both.
+#[test]
+fn a_program_may_declare_the_fault_warning_it_provokes() {
+    let fault =
+        "[ 3.2] user_events: Fault for mm: 0x(____ptrval____) @ 0x7f00 event: abi_core_munmap";
+    let warn = "[ 3.0] WARNING: CPU: 0 PID: 9 at kernel/trace/trace_events_user.c:2673 x";
+    let out = "TAP version 13\n1..1\nok 1 - munmap\n";
+    for (declared, line, passes) in [
+        (false, fault, false),
+        (true, fault, true),
+        (true, warn, false),
+    ] {
+        let mut p = program("abi_core", GuestTestStyle::Program);
+        p.fault_warnings = declared;
+        let r = report(
+            vec![end("guest::abi_core", Outcome::Pass, "", out)],
+            &[(line, "guest::abi_core")],
+        );
+        let v = verdicts_with_guest(&r, &[], &[], &[p], &Expectation::default());
+        assert_eq!(
+            get(&v, "guest::abi_core") == &Verdict::Pass,
+            passes,
+            "declared {declared}, {line}: {v:?}"
+        );
+        assert_eq!(get(&v, "guest::abi_core::munmap"), &Verdict::Pass);
+    }
 }

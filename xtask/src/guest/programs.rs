@@ -62,7 +62,8 @@ pub fn resolve(
     }
     let mut programs = Vec::new();
     for (path, name) in named {
-        let p = guest_program::inspect(&path, name, &a.guest_test_args, &env, timeout)?;
+        let mut p = guest_program::inspect(&path, name, &a.guest_test_args, &env, timeout)?;
+        p.fault_warnings = a.guest_fault_warnings && a.guest_tests.contains(&path);
         // A crate's bin or lib without tests still gets a test executable: nothing to run.
         if matches!(&p.style, GuestTestStyle::Libtest { tests, .. } if tests.is_empty()) {
             progress.note(&format!(

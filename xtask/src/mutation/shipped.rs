@@ -8,14 +8,50 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use harness::model::{KernelRun, Origin, ScenarioInfo};
 
-/// A mutant patch, with what its preamble says: the promise it `Breaks:` and the scenarios
-/// that `Must catch:` it (full names, or `family::*`), over as many comment lines as needed.
+/// A mutant patch, with what its preamble says: the promise it `Breaks:`, the checks that
+/// `Must catch:` it (scenarios by full name or `family::*`, or a guest program's checks as
+/// `guest::PROGRAM::CHECK`), over as many comment lines as needed, and the `Arches:` whose
+/// kernels compile the code it changes (none said: every architecture).
 #[derive(Debug, Clone)]
 pub struct Mutant {
     pub name: String,
     pub path: PathBuf,
     pub breaks: String,
     pub catches: Vec<Catch>,
+    /// Empty: every architecture. Otherwise the patch changes code only these compile (an
+    /// `#ifdef __BIG_ENDIAN` branch, say): elsewhere the patched kernel is the unpatched one,
+    /// so the mutant must survive there, and proves nothing.
+    pub arches: Vec<Arch>,
+}
+
+/// A guest architecture a mutant's code is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+    S390x,
+}
+
+impl Arch {
+    /// As an `Arches:` line or `--arch` spells it.
+    pub fn parse(word: &str) -> Option<Arch> {
+        match word {
+            "x86_64" | "x86-64" => Some(Arch::X86_64),
+            "arm64" | "aarch64" => Some(Arch::Arm64),
+            "s390x" => Some(Arch::S390x),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+            Arch::S390x => "s390x",
+        })
+    }
 }
 
 /// One entry of `Must catch:`.
@@ -24,6 +60,12 @@ pub enum Catch {
     Scenario(String),
     /// `family::*`: any scenario the family declares.
     Family(String),
+    /// `guest::PROGRAM::CHECK`: a KTAP result of one of this repository's guest programs
+    /// (guest-tests/c/PROGRAM.c), reported as that trial.
+    GuestCheck {
+        program: String,
+        check: String,
+    },
 }
 
 impl std::fmt::Display for Catch {
@@ -31,12 +73,22 @@ impl std::fmt::Display for Catch {
         match self {
             Catch::Scenario(n) => f.write_str(n),
             Catch::Family(fam) => write!(f, "{fam}::*"),
+            Catch::GuestCheck { program, check } => write!(f, "guest::{program}::{check}"),
         }
     }
 }
 
 impl Catch {
     fn parse(token: &str) -> Catch {
+        if let Some((program, check)) = token
+            .strip_prefix("guest::")
+            .and_then(|rest| rest.split_once("::"))
+        {
+            return Catch::GuestCheck {
+                program: program.to_owned(),
+                check: check.to_owned(),
+            };
+        }
         match token.strip_suffix("::*") {
             Some(family) => Catch::Family(family.to_owned()),
             None => Catch::Scenario(token.to_owned()),
@@ -47,7 +99,13 @@ impl Catch {
         match self {
             Catch::Scenario(n) => *n == s.name,
             Catch::Family(f) => *f == s.family,
+            Catch::GuestCheck { .. } => false,
         }
+    }
+
+    /// Whether a failing trial of a guest program (`guest::PROGRAM::CHECK`) is this entry.
+    pub fn matches_guest_trial(&self, trial: &str) -> bool {
+        matches!(self, Catch::GuestCheck { .. }) && self.to_string() == trial
     }
 }
 
@@ -55,6 +113,11 @@ impl Mutant {
     /// Does `scenario` count as catching this mutant?
     pub fn names(&self, scenario: &ScenarioInfo) -> bool {
         self.catches.iter().any(|c| c.matches(scenario))
+    }
+
+    /// Is the code it changes compiled for `arch`? Elsewhere it must survive.
+    pub fn applies_to(&self, arch: Arch) -> bool {
+        self.arches.is_empty() || self.arches.contains(&arch)
     }
 }
 
@@ -85,7 +148,7 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
     let field = |name: &str| -> Option<String> {
         let start = preamble.find(name)? + name.len();
         let rest = &preamble[start..];
-        let end = ["Breaks:", "Must catch:"]
+        let end = ["Breaks:", "Must catch:", "Arches:"]
             .iter()
             .filter_map(|f| rest.find(f))
             .min()
@@ -104,6 +167,20 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
             path.display()
         );
     }
+    let mut arches = Vec::new();
+    for word in field("Arches:").unwrap_or_default().split([' ', ',']) {
+        let word = word.trim_end_matches('.');
+        if word.is_empty() {
+            continue;
+        }
+        match Arch::parse(word) {
+            Some(a) => arches.push(a),
+            None => bail!(
+                "{}: `Arches: {word}` is no architecture (x86_64, arm64, s390x)",
+                path.display()
+            ),
+        }
+    }
     let breaks = field("Breaks:").unwrap_or_default();
     let first_sentence = breaks
         .split_inclusive(". ")
@@ -120,6 +197,7 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Mutant> {
         path: path.to_owned(),
         breaks: first_sentence,
         catches,
+        arches,
     })
 }
 
@@ -130,6 +208,9 @@ pub struct Row {
     pub failing: Vec<String>,
     pub kselftests_failing: Vec<String>,
     pub caught: bool,
+    /// The mutant changes code this run's architecture does not compile (`Arches:`): it must
+    /// survive, every trial passing.
+    pub off_arch: bool,
     /// With `--same-verdicts`: the failing scenarios of the second run, with `--jobs 1`.
     pub failing_one_at_a_time: Option<Vec<String>>,
     /// Seconds make took, or None when the build came from the cache.
@@ -157,18 +238,32 @@ pub fn killed_median_secs(rows: &[Row]) -> Option<f64> {
     })
 }
 
-/// The failing scenarios of one run, and apart from them the failing upstream selftests
-/// (program-level verdicts left out where their tests are listed). The VM's own health trial
-/// does not count: a mutant must break a promise that a check names.
+/// The failing scenarios (and checks of guest programs) of one run, and apart from them the
+/// failing upstream selftests (program-level verdicts left out where their tests are
+/// listed). The VM's own health trial does not count: a mutant must break a promise that a
+/// check names.
 pub fn failing(run: &KernelRun) -> (Vec<String>, Vec<String>) {
-    let failed = |origin: Origin| -> Vec<String> {
+    let failed = |origins: &[Origin]| -> Vec<String> {
         run.verdicts
             .iter()
-            .filter(|v| v.origin == origin && v.verdict.is_fail())
+            .filter(|v| origins.contains(&v.origin) && v.verdict.is_fail())
             .map(|v| v.name.clone())
             .collect()
     };
-    (failed(Origin::Scenario), failed(Origin::Upstream))
+    (
+        failed(&[Origin::Scenario, Origin::Guest]),
+        failed(&[Origin::Upstream]),
+    )
+}
+
+/// Whether a row is as it must be: caught by a check it names, or, off its architectures,
+/// caught by nothing.
+pub fn row_holds(r: &Row) -> bool {
+    if r.off_arch {
+        r.failing.is_empty()
+    } else {
+        r.caught
+    }
 }
 
 /// How the failing scenarios of a side-by-side run and a one-at-a-time run of one kernel
@@ -203,15 +298,29 @@ pub fn table(base_failing: &[String], rows: &[Row]) -> String {
         "| mutant | the promise it breaks | scenarios failing | upstream selftests newly failing | rebuild |\n|---|---|---|---|---|\n",
     );
     for r in rows {
-        let failing = if r.failing.is_empty() {
-            "**none: NOT CAUGHT**".to_owned()
-        } else {
-            format!("{}: {}", r.failing.len(), code(&r.failing))
+        let arches = || {
+            r.mutant
+                .arches
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let caught = if r.caught {
-            String::new()
-        } else {
-            " (**not by a scenario its header names**)".to_owned()
+        let failing = match (r.failing.is_empty(), r.off_arch) {
+            (true, true) => format!(
+                "none: survives, as it must where its code is not compiled (only for {})",
+                arches()
+            ),
+            (true, false) => "**none: NOT CAUGHT**".to_owned(),
+            (false, _) => format!("{}: {}", r.failing.len(), code(&r.failing)),
+        };
+        let caught = match (r.caught, r.off_arch) {
+            (_, true) if !r.failing.is_empty() => format!(
+                " (**caught where its code is not compiled: is `Arches: {}` wrong?**)",
+                arches()
+            ),
+            (true, _) | (false, true) => String::new(),
+            (false, false) => " (**not by a check its header names**)".to_owned(),
         };
         // Upstream trial names without the shared `kselftest::` of every one of them.
         let upstream: Vec<String> = r
@@ -296,6 +405,49 @@ mod tests {
         assert!(parse(Path::new("x.patch"), "--- a/x\n").is_err());
     }
 
+    /// The check names of a C guest program's table (`{ "name", function, ... },` lines of
+    /// abi_core.c's CHECKS): the names its KTAP results carry.
+    fn c_program_checks(source: &str) -> Vec<String> {
+        source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("{ \""))
+            .filter_map(|l| l.split_once('"'))
+            .filter(|(_, rest)| rest.starts_with(", "))
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_arch_restricted_mutant_names_guest_checks() {
+        let m = parse(
+            Path::new("be.patch"),
+            "# Breaks: big-endian words. The rest.\n# Arches: s390x\n# Must catch: \n# guest::abi_core::word4_at0_bit0, fork::a.\n--- a/x\n",
+        )
+        .unwrap();
+        assert_eq!(m.arches, [Arch::S390x]);
+        assert!(m.applies_to(Arch::S390x) && !m.applies_to(Arch::X86_64));
+        assert_eq!(
+            m.catches[0],
+            Catch::GuestCheck {
+                program: "abi_core".into(),
+                check: "word4_at0_bit0".into()
+            }
+        );
+        assert!(m.catches[0].matches_guest_trial("guest::abi_core::word4_at0_bit0"));
+        assert!(!m.catches[0].matches_guest_trial("guest::abi_core::word4_at4_bit0"));
+        assert!(!m.catches[1].matches_guest_trial("fork::a"));
+        assert_eq!(m.breaks, "big-endian words.");
+        let every = parse(Path::new("x.patch"), "# Must catch: fork::a\n--- a/x\n").unwrap();
+        assert!(every.arches.is_empty() && every.applies_to(Arch::X86_64));
+        assert!(parse(
+            Path::new("x.patch"),
+            "# Arches: vax\n# Must catch: fork::a\n"
+        )
+        .is_err());
+        let source = "static const struct check CHECKS[] = {\n\t{ \"a_b\", a_b, NULL },\n};\n";
+        assert_eq!(c_program_checks(source), ["a_b"]);
+    }
+
     #[test]
     fn shipped_mutants_name_existing_scenarios() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs/mutants");
@@ -311,6 +463,19 @@ mod tests {
         );
         for m in mutants {
             for c in &m.catches {
+                if let Catch::GuestCheck { program, check } = c {
+                    let source = dir.join(format!("../../guest-tests/c/{program}.c"));
+                    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| {
+                        panic!("{}: names {c}: {}: {e}", m.path.display(), source.display())
+                    });
+                    assert!(
+                        c_program_checks(&text).contains(check),
+                        "{}: names {c}, which {} does not report",
+                        m.path.display(),
+                        source.display()
+                    );
+                    continue;
+                }
                 let probe = Mutant {
                     catches: vec![c.clone()],
                     ..m.clone()
