@@ -83,6 +83,7 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         retries: 0,
         flaky_fails: false,
         guest_programs: kept.guest.clone(),
+        arch_guests: vec![],
         extra_cmdline: kept.extra_cmdline.clone(),
         qemu_args: kept.qemu_args.clone(),
         keep: a.keep,

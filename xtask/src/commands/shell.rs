@@ -138,7 +138,13 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         )?,
     )
     .with_context(|| format!("write {}", initrd.display()))?;
-    let mut qemu = harness::run::qemu_config(&opts, &kernel.bzimage, initrd.clone(), &run_dir);
+    let mut qemu = harness::run::qemu_config(
+        &opts,
+        kernel.arch,
+        &kernel.bzimage,
+        initrd.clone(),
+        &run_dir,
+    );
     qemu.extra_cmdline = format!("{SHELL_FLAG} {}", opts.extra_cmdline)
         .trim()
         .to_owned();
