@@ -204,8 +204,12 @@ impl Session {
     }
 
     /// The cache key a kernel of the list builds under, resolved against the index now.
-    pub fn kernel_cache_key(&mut self, name: &str) -> anyhow::Result<String> {
-        resolve::list_kernel_key(self.places(), name)
+    pub fn kernel_cache_key(
+        &mut self,
+        name: &str,
+        arch: harness::arch::Arch,
+    ) -> anyhow::Result<String> {
+        resolve::list_kernel_key(self.places(), name, arch)
     }
 
     /// The pristine source of a kernel of the list (for the developer-loop self-tests).

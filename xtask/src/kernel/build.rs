@@ -87,10 +87,6 @@ pub struct Built {
     pub ran_make: bool,
 }
 
-pub fn compiler_version() -> anyhow::Result<String> {
-    compiler_version_for(Arch::X86_64)
-}
-
 /// The first line of `--version` of the compiler that builds for `arch`.
 pub fn compiler_version_for(arch: Arch) -> anyhow::Result<String> {
     let gcc = arch.gcc();
@@ -237,6 +233,27 @@ pub fn build(
     configure_and_make(cache_root, req, e, compiler, is_tree, progress)
 }
 
+/// [`key_for`] of a build for `arch` that drops `drop` (its fragment among `fragments`):
+/// what `cargo xtask kernels --cache-key K --arch A` prints.
+pub fn key_for_arch(
+    identity: &str,
+    fragments: &[PathBuf],
+    patches: &[PathBuf],
+    absent: &[String],
+    compiler: &str,
+    arch: Arch,
+    drop: &[String],
+) -> anyhow::Result<String> {
+    let base = key_for(identity, fragments, patches, absent, compiler)?;
+    if arch.is_native() {
+        return Ok(base);
+    }
+    let mut k = KeyBuilder::new(RECIPE);
+    k.part("base", base.as_bytes());
+    arch_key(&mut k, arch, drop);
+    Ok(k.finish())
+}
+
 /// The key of a build of `req` with `patches`: [`key_with_kconfig`], and a foreign
 /// architecture's own part.
 fn key_for_request(
@@ -357,7 +374,7 @@ fn configure_and_make(
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
     let expected = (req.extra_patches == 0 && !is_tree)
-        .then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps))
+        .then(|| read_record(&builds.join(last_steps(req.arch))).map(|r| r.steps))
         .flatten();
     let ccache_before = req
         .ccache
@@ -393,7 +410,7 @@ fn configure_and_make(
     crate::cache::inventory::mark_used(&entry);
     if steps > 500 {
         // A full build: remember its size so the next one can show a percentage.
-        let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
+        let _ = cache::write_atomic(&builds.join(last_steps(req.arch)), &json);
     }
     Ok(Built {
         src,
@@ -403,6 +420,16 @@ fn configure_and_make(
         record,
         ran_make: true,
     })
+}
+
+/// Where the size of the last full build for `arch` is kept (each architecture's own: an
+/// s390x build has other steps than an x86-64 one).
+fn last_steps(arch: Arch) -> String {
+    if arch.is_native() {
+        "last-steps.json".into()
+    } else {
+        format!("last-steps-{arch}.json")
+    }
 }
 
 fn read_record(path: &Path) -> Option<BuildRecord> {

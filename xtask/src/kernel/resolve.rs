@@ -477,9 +477,9 @@ fn with_patches(base: String, patches: &[String]) -> String {
 /// The cache key a kernel of the list builds under, resolved now: the package version the
 /// index names, the compiler, the fragments, patches and absent options. CI keys its cache on
 /// it, so a new package version or compiler is a new entry, not a stale hit.
-pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
+pub fn list_kernel_key(s: Places, name: &str, arch: Arch) -> anyhow::Result<String> {
     let list = KernelList::load(s.configs)?;
-    let (name, spec) = list.select(Some(name))?.remove(0);
+    let (name, spec, arch) = list.select_for(Some(name), &[arch])?.remove(0);
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
@@ -487,15 +487,21 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256
     );
-    let key = build::key_for(
+    let (arch_fragments, drop) = list.arch_build(arch, s.configs);
+    let mut fragments = spec.fragment_paths(s.configs);
+    fragments.extend(arch_fragments);
+    let key = build::key_for_arch(
         &identity,
-        &spec.fragment_paths(s.configs),
+        &fragments,
         &spec.patch_paths(s.configs),
         &spec.absent,
-        &build::compiler_version()?,
+        &build::compiler_version_for(arch)?,
+        arch,
+        &drop,
     )?;
     Ok(format!(
-        "{name}-{}-{key}",
+        "{}-{}-{key}",
+        arch.label(&name),
         entry.version.replace(['~', ':', '+'], "_")
     ))
 }
