@@ -27,7 +27,7 @@ use crate::args::GuestTestArgs;
 use crate::sys::progress::Progress;
 
 /// The init's source, carried by the xtask: the build key hashes it.
-const INIT_SOURCE: &str = include_str!("../../../guest-tests/c/ue-cinit.c");
+pub const INIT_SOURCE: &str = include_str!("../../../guest-tests/c/ue-cinit.c");
 
 /// Its name in the cache and in `images/initramfs-c.toml`.
 pub const INIT: &str = "ue-cinit";
