@@ -38,6 +38,8 @@ pub fn run(a: MutantsArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "mutants",
         &[
+            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
             ("--gdb-port", a.kernel.gdb_port != 1234),
             ("--kselftest", a.run.kselftest),
         ],

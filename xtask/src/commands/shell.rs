@@ -60,6 +60,8 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "shell",
         &[
+            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
             ("--stress", a.run.stress),
             ("--jobs", a.kernel.jobs.is_some()),
             ("--max-restarts", a.run.max_restarts != d.max_restarts),
