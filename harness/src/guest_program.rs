@@ -154,6 +154,7 @@ pub fn inspect(
         env: env.to_vec(),
         timeout,
         style,
+        fault_warnings: false,
     })
 }
 

@@ -1008,6 +1008,7 @@ mod tests {
             env: vec![],
             timeout: std::time::Duration::from_secs(1),
             style,
+            fault_warnings: false,
         };
         let mut s = sel();
         s.guest = vec![
@@ -1053,6 +1054,7 @@ mod tests {
             env: vec![],
             timeout: std::time::Duration::from_secs(1),
             style,
+            fault_warnings: false,
         };
         let mut s = sel();
         s.guest = vec![

@@ -496,6 +496,7 @@ mod tests {
             env: vec![],
             timeout: Default::default(),
             style,
+            fault_warnings: false,
         };
         let guest = [
             prog(

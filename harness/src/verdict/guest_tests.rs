@@ -19,6 +19,7 @@ fn program(name: &str, style: GuestTestStyle) -> GuestProgram {
         env: vec![],
         timeout: Duration::from_secs(1),
         style,
+        fault_warnings: false,
     }
 }
 

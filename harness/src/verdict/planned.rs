@@ -33,9 +33,11 @@ impl Planned<'_> {
         }
     }
 
-    /// The kernel's "user_events: Fault for mm" warning is what this scenario provokes.
+    /// The kernel's "user_events: Fault for mm" warning is what this scenario or guest
+    /// program provokes.
     fn expects_fault_warnings(&self) -> bool {
         self.scenario.is_some_and(|s| s.fault_warnings)
+            || self.guest.is_some_and(|(g, _)| g.fault_warnings)
     }
 }
 

@@ -36,17 +36,33 @@ pub const INIT: &str = "ue-cinit";
 /// per run).
 pub const MANIFEST: &str = "images/initramfs-c.toml";
 
-/// The C programs every foreign architecture runs, from `guest-tests/c/<name>.c`.
-pub const PROGRAMS: [&str; 1] = ["abi_core"];
+/// A C program every foreign architecture runs, from `guest-tests/c/<name>.c`.
+pub struct Shipped {
+    pub name: &'static str,
+    /// It unmaps enable words on purpose: the kernel's "Fault for mm" warning is expected
+    /// while it runs (see [`harness::model::GuestProgram::fault_warnings`]).
+    pub fault_warnings: bool,
+}
+
+pub const PROGRAMS: [Shipped; 1] = [Shipped {
+    name: "abi_core",
+    // Its munmap checks leave registrations on unmapped pages, which the kernel reports
+    // once each when it tries to write them.
+    fault_warnings: true,
+}];
+
+/// A `--guest-c` source that unmaps enable words on purpose says so with this text (in a
+/// comment): the kernel's fault warnings while it runs are then expected.
+pub const FAULT_WARNINGS_MARK: &str = "ue-harness: fault_warnings";
 
 /// The C sources a foreign architecture's guest runs: the shipped programs, then
 /// `--guest-c` files, as (name, path).
 pub fn sources(root: &Path, extra: &[PathBuf]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out: Vec<(String, PathBuf)> = Vec::new();
     for p in PROGRAMS {
-        let path = root.join(format!("guest-tests/c/{p}.c"));
+        let path = root.join(format!("guest-tests/c/{}.c", p.name));
         if path.is_file() {
-            out.push((p.to_owned(), path));
+            out.push((p.name.to_owned(), path));
         }
     }
     for p in extra {
@@ -63,10 +79,19 @@ pub fn sources(root: &Path, extra: &[PathBuf]) -> anyhow::Result<Vec<(String, Pa
         bail!(
             "no C guest program for a foreign architecture: guest-tests/c/{}.c is not in this \
              checkout; give one with --guest-c FILE.c",
-            PROGRAMS[0]
+            PROGRAMS[0].name
         );
     }
     Ok(out)
+}
+
+/// Whether program `name` (its source `text`) provokes the kernel's fault warnings on
+/// purpose: a shipped program by its entry, another by [`FAULT_WARNINGS_MARK`].
+pub fn expects_fault_warnings(name: &str, text: &str) -> bool {
+    PROGRAMS
+        .iter()
+        .find(|p| p.name == name)
+        .map_or(text.contains(FAULT_WARNINGS_MARK), |p| p.fault_warnings)
 }
 
 /// A program's name in trials (`guest::<name>::<check>`): its file's stem, which must be a
@@ -107,6 +132,7 @@ pub fn prepare(
             std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let built = super::c::build(cache, arch, &name, &text, progress)?;
         programs.push(GuestProgram {
+            fault_warnings: expects_fault_warnings(&name, &text),
             name,
             path: built,
             args: a.guest_test_args.clone(),
@@ -159,6 +185,7 @@ pub fn listed(root: &Path, arches: &[Arch], a: &GuestTestArgs) -> anyhow::Result
                         env: vec![],
                         timeout: Duration::from_secs(a.guest_test_timeout),
                         style: GuestTestStyle::Program,
+                        fault_warnings: false,
                     })
                     .collect(),
             })
@@ -287,6 +314,19 @@ mod tests {
             .filter(|r| matches!(r, Record::Start { .. }))
             .count();
         assert_eq!(starts, 3);
+    }
+
+    #[test]
+    fn abi_core_and_marked_programs_expect_the_kernels_fault_warnings() {
+        assert!(expects_fault_warnings("abi_core", ""));
+        assert!(!expects_fault_warnings(
+            "probe",
+            "int main(void) { return 0; }"
+        ));
+        assert!(expects_fault_warnings(
+            "probe",
+            "/* ue-harness: fault_warnings (munmap) */"
+        ));
     }
 
     #[test]
