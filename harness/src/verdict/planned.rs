@@ -33,8 +33,8 @@ impl Planned<'_> {
         }
     }
 
-    /// The kernel's "user_events: Fault for mm" warning is what this scenario or guest
-    /// program provokes.
+    /// The kernel's "user_events: Fault for mm" warning is what this scenario (or guest test
+    /// program) provokes.
     fn expects_fault_warnings(&self) -> bool {
         self.scenario.is_some_and(|s| s.fault_warnings)
             || self.guest.is_some_and(|(g, _)| g.fault_warnings)
