@@ -294,11 +294,6 @@ pub struct GuestTestArgs {
     /// trials `guest::compat32::<check>`. Its 32-bit libraries are fetched into the cache.
     #[arg(long)]
     pub compat32: bool,
-    /// A C source to build statically for each foreign architecture of `--arch` (with that
-    /// architecture's cross gcc) and run in its guest beside guest-tests/c/abi_core.c
-    /// (repeatable): its KTAP output becomes the trials `<kernel>-<arch>::guest::<NAME>::...`.
-    #[arg(long = "guest-c", value_name = "FILE.c")]
-    pub guest_c: Vec<PathBuf>,
     /// An argument for every guest test program (repeatable, in order); a libtest program
     /// gets it after `--exact NAME`.
     #[arg(
@@ -314,6 +309,11 @@ pub struct GuestTestArgs {
     /// or of a whole program of another kind: past it, it is killed and fails as a hang.
     #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = number_in::<u64, 1, 3600>)]
     pub guest_test_timeout: u64,
+    /// A C source to build statically for each foreign architecture of `--arch` (with that
+    /// architecture's cross gcc) and run in its guest beside guest-tests/c/abi_core.c
+    /// (repeatable): its KTAP output becomes the trials `<kernel>-<arch>::guest::<NAME>::...`.
+    #[arg(long = "guest-c", value_name = "FILE.c")]
+    pub guest_c: Vec<PathBuf>,
 }
 
 impl GuestTestArgs {
