@@ -94,12 +94,13 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// Fails with what to do when `binary` is older than [`MIN_VERSION`] or does not answer.
 pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
+    let package = package_of(binary);
     let out = std::process::Command::new(binary)
         .arg("--version")
         .output()
         .map_err(|e| {
             anyhow::anyhow!(
-                "{}: {e}: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)",
+                "{}: {e}: install QEMU (Debian/Ubuntu: apt-get install {package})",
                 binary.display()
             )
         })?;
@@ -112,11 +113,24 @@ pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
     })?;
     if v < MIN_VERSION {
         anyhow::bail!(
-            "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer qemu-system-x86)",
-            v.0, v.1, MIN_VERSION.0, MIN_VERSION.1
+            "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer {package})",
+            v.0,
+            v.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
         );
     }
     Ok(v)
+}
+
+/// The Debian package of a QEMU binary (by its file name; x86-64's when unknown).
+fn package_of(binary: &Path) -> &'static str {
+    let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    Arch::ALL
+        .into_iter()
+        .find(|a| a.qemu_binary() == name)
+        .unwrap_or(Arch::X86_64)
+        .qemu_package()
 }
 
 /// The kernel's own hang detectors, as kernel arguments, their limits scaled like every
@@ -369,6 +383,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
+        let e = check_version(Path::new("/nonexistent/qemu-system-s390x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apt-get install qemu-system-misc"), "{e}");
     }
 
     #[test]
