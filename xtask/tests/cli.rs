@@ -390,6 +390,10 @@ fn list_checks_the_kernel_options_as_a_run_does() {
             &["--guest-c", "/tmp/x.c"],
             "--guest-c /tmp/x.c: no such file",
         ),
+        (
+            &["--arch", "s390x", "--compat32"],
+            "are x86-64 programs, and --arch s390x boots no x86-64 kernel",
+        ),
     ];
     for (args, needle) in cases {
         let mut argv = vec!["test"];

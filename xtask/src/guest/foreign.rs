@@ -163,6 +163,10 @@ pub fn check(a: &GuestTestArgs, arches: &[Arch]) -> anyhow::Result<()> {
     if !a.guest_c.is_empty() && arches.iter().all(|a| a.is_native()) {
         bail!("--guest-c runs in a foreign architecture's guest: add --arch s390x or --arch arm64 (on x86_64, build the program and give it with --guest-test)");
     }
+    // x86-64 programs would silently run nowhere.
+    if a.any() && !arches.iter().any(|a| a.is_native()) {
+        bail!("--guest-test, --guest-crate and --compat32 are x86-64 programs, and --arch {} boots no x86-64 kernel: add x86_64 to --arch, or give a C source with --guest-c", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
+    }
     Ok(())
 }
 
