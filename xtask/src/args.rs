@@ -309,9 +309,10 @@ pub struct GuestTestArgs {
     /// or of a whole program of another kind: past it, it is killed and fails as a hang.
     #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = number_in::<u64, 1, 3600>)]
     pub guest_test_timeout: u64,
-    /// A C source to build statically for each foreign architecture of `--arch` (with that
-    /// architecture's cross gcc) and run in its guest beside guest-tests/c/abi_core.c
-    /// (repeatable): its KTAP output becomes the trials `<kernel>-<arch>::guest::<NAME>::...`.
+    /// A C source to build statically for each architecture of `--arch` (the host's gcc for
+    /// x86_64, the cross gcc for the others) and run in its guest (repeatable): its KTAP
+    /// output becomes the trials `<kernel>[-<arch>]::guest::<NAME>::...`, beside
+    /// guest-tests/c/abi_core.c's on the foreign architectures.
     #[arg(long = "guest-c", value_name = "FILE.c")]
     pub guest_c: Vec<PathBuf>,
 }

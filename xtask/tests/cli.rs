@@ -387,7 +387,7 @@ fn list_checks_the_kernel_options_as_a_run_does() {
             "needs a kernel of the list",
         ),
         (
-            &["--guest-c", "/tmp/x.c"],
+            &["--arch", "s390x", "--guest-c", "/tmp/x.c"],
             "--guest-c /tmp/x.c: no such file",
         ),
         (

@@ -131,7 +131,15 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
     opts.arch_guests =
         crate::guest::foreign::prepare_all(&s.root, &s.cache, &arches, &a.guest, &mut s.progress)?;
-    let sel = selection(theirs, &guest, &opts, a.run.stress);
+    let mut sel = selection(theirs, &guest, &opts, a.run.stress);
+    // --guest-c's programs on the x86-64 kernels too: the same checks in every column.
+    sel.guest.extend(crate::guest::foreign::native_programs(
+        &s.cache,
+        &arches,
+        &a.guest,
+        true,
+        &mut s.progress,
+    )?);
     let mut prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();
     let mut times: Vec<KernelTimes> = Vec::new();

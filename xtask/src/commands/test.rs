@@ -52,6 +52,14 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     }
     opts.guest_programs =
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
+    opts.guest_programs
+        .extend(crate::guest::foreign::native_programs(
+            &s.cache,
+            &arches,
+            &a.guest,
+            true,
+            &mut s.progress,
+        )?);
     opts.arch_guests =
         crate::guest::foreign::prepare_all(&s.root, &s.cache, &arches, &a.guest, &mut s.progress)?;
     if let Some(code) = empty_selection(
@@ -224,7 +232,15 @@ fn list(
     let mut opts = s.suite_options(&a.run, &guest);
     opts.guest_programs =
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
-    // The foreign guests' programs by name, unbuilt: a list builds nothing.
+    // The C programs by name, unbuilt: a list builds nothing.
+    opts.guest_programs
+        .extend(crate::guest::foreign::native_programs(
+            &s.cache,
+            &arches,
+            &a.guest,
+            false,
+            &mut s.progress,
+        )?);
     opts.arch_guests = crate::guest::foreign::listed(&s.root, &arches, &a.guest)?;
     let scenarios = guest.scenarios(a.run.stress);
     let labels: Vec<String> = stubs.iter().map(|k| k.label.clone()).collect();

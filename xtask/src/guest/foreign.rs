@@ -160,9 +160,6 @@ pub fn check(a: &GuestTestArgs, arches: &[Arch]) -> anyhow::Result<()> {
             bail!("--guest-c {}: no such file", p.display());
         }
     }
-    if !a.guest_c.is_empty() && arches.iter().all(|a| a.is_native()) {
-        bail!("--guest-c runs in a foreign architecture's guest: add --arch s390x or --arch arm64 (on x86_64, build the program and give it with --guest-test)");
-    }
     // x86-64 programs would silently run nowhere.
     if a.any() && !arches.iter().any(|a| a.is_native()) {
         bail!("--guest-test, --guest-crate and --compat32 are x86-64 programs, and --arch {} boots no x86-64 kernel: add x86_64 to --arch, or give a C source with --guest-c", arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","));
@@ -195,6 +192,43 @@ pub fn listed(root: &Path, arches: &[Arch], a: &GuestTestArgs) -> anyhow::Result
             })
         })
         .collect()
+}
+
+/// The `--guest-c` programs built for x86-64 (the host's gcc, the same flags), for the
+/// x86-64 kernels of a run that names x86_64 in `--arch` (or none): the same checks beside
+/// the foreign architectures' (`6.12::guest::NAME::...` beside `6.12-s390x::guest::NAME::...`).
+/// Only what --guest-c names: the x86-64 guest's own checks are its scenarios.
+pub fn native_programs(
+    cache: &Path,
+    arches: &[Arch],
+    a: &GuestTestArgs,
+    build: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<GuestProgram>> {
+    if !arches.iter().any(|a| a.is_native()) {
+        return Ok(vec![]);
+    }
+    let env = super::programs::parse_env(&a.guest_env)?;
+    let mut out = Vec::new();
+    for p in &a.guest_c {
+        let name = program_name(p)?;
+        let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+        let path = if build {
+            super::c::build(cache, Arch::X86_64, &name, &text, progress)?
+        } else {
+            p.clone()
+        };
+        out.push(GuestProgram {
+            fault_warnings: expects_fault_warnings(&name, &text),
+            name,
+            path,
+            args: a.guest_test_args.clone(),
+            env: env.clone(),
+            timeout: Duration::from_secs(a.guest_test_timeout),
+            style: GuestTestStyle::Program,
+        });
+    }
+    Ok(out)
 }
 
 /// The guests of every foreign architecture of `arches`.
