@@ -8,6 +8,7 @@
 //! SIGINT/SIGTERM flag every long wait polls.
 
 pub mod accel;
+pub mod arch;
 pub mod artifacts;
 pub mod console;
 pub mod guest_program;

@@ -10,6 +10,7 @@ use std::time::Duration;
 pub use result_channel::trouble::TroubleKind;
 pub use result_channel::{Feature, GuestTestStyle, ScenarioInfo};
 
+use crate::arch::Arch;
 use crate::qemu::Accel;
 use crate::vm::{Limits, VmEnd, VmReport};
 
@@ -33,6 +34,10 @@ pub struct KernelUnderTest {
     /// What the host expects this kernel to have: a scenario may report `ignored` only for a
     /// feature that is not in here.
     pub expected: Expectation,
+    /// What it was built for and boots as (results.json of older runs: x86-64; written only
+    /// for the others, so that an x86-64 run's results.json is as it was).
+    #[serde(default, skip_serializing_if = "crate::arch::is_x86_64")]
+    pub arch: Arch,
 }
 
 /// The features a kernel must have, and who said so (named in a failure, so that a wrong
@@ -214,6 +219,60 @@ pub struct SuiteOptions {
     pub flaky_fails: bool,
     /// Other people's test programs, run after everything else (`guest::*` trials).
     pub guest_programs: Vec<GuestProgram>,
+    /// The guests of the other architectures (`--arch`): a kernel built for one of them
+    /// boots its guest instead of the x86-64 one above, and runs its programs only.
+    pub arch_guests: Vec<ArchGuest>,
+}
+
+/// What a kernel of a foreign architecture boots: a small C init for that architecture
+/// and its C guest programs (the Rust guest is built for x86-64 only), reporting on the same
+/// result channel as the Rust runner does.
+#[derive(Debug, Clone)]
+pub struct ArchGuest {
+    pub arch: Arch,
+    /// Holds the init under the name the manifest gives it.
+    pub bin_dir: PathBuf,
+    pub manifest: PathBuf,
+    pub programs: Vec<GuestProgram>,
+}
+
+/// What one kernel's boot carries: the x86-64 guest with its scenarios and programs, or a
+/// foreign architecture's guest with only its programs.
+pub struct GuestFor<'a> {
+    pub bin_dir: &'a std::path::Path,
+    pub manifest: &'a std::path::Path,
+    pub scenarios: &'a [ScenarioInfo],
+    pub programs: &'a [GuestProgram],
+}
+
+impl SuiteOptions {
+    /// The guest a kernel of `arch` boots, with `scenarios` (the x86-64 runner's) for
+    /// x86-64; a foreign architecture without a guest gets nothing to run (its boot then
+    /// fails `vm::health` with a word on what is missing, never a silent pass).
+    pub fn guest_for<'a>(&'a self, arch: Arch, scenarios: &'a [ScenarioInfo]) -> GuestFor<'a> {
+        if arch.is_native() {
+            return GuestFor {
+                bin_dir: &self.guest_bin_dir,
+                manifest: &self.manifest,
+                scenarios,
+                programs: &self.guest_programs,
+            };
+        }
+        match self.arch_guests.iter().find(|g| g.arch == arch) {
+            Some(g) => GuestFor {
+                bin_dir: &g.bin_dir,
+                manifest: &g.manifest,
+                scenarios: &[],
+                programs: &g.programs,
+            },
+            None => GuestFor {
+                bin_dir: &self.guest_bin_dir,
+                manifest: &self.manifest,
+                scenarios: &[],
+                programs: &[],
+            },
+        }
+    }
 }
 
 impl SuiteOptions {
@@ -603,6 +662,7 @@ impl KernelRun {
                 identity: String::new(),
                 kselftests: vec![],
                 expected: Default::default(),
+                arch: Arch::X86_64,
             },
             accel: crate::qemu::Accel::Tcg,
             run_dir: "run".into(),

@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::arch::{Arch, ResultDevice, RESULT_PORT_NAME};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
@@ -25,6 +27,8 @@ impl Accel {
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub binary: PathBuf,
+    /// The guest's architecture: its machine, console and result device.
+    pub arch: Arch,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub accel: Accel,
@@ -46,11 +50,12 @@ pub struct QemuConfig {
     pub guest_tsc_khz: Option<u32>,
 }
 
-/// What [`QemuConfig::guest_tsc_khz`] should be for `accel`.
-pub fn guest_tsc_khz(accel: Accel) -> Option<u32> {
+/// What [`QemuConfig::guest_tsc_khz`] should be for `accel` and a guest of `arch` (only an
+/// x86 guest's TSC is the host's).
+pub fn guest_tsc_khz(accel: Accel, arch: Arch) -> Option<u32> {
     match accel {
-        Accel::Tcg => crate::host_tsc::khz(),
-        Accel::Kvm => None,
+        Accel::Tcg if arch.takes_host_tsc() => crate::host_tsc::khz(),
+        _ => None,
     }
 }
 
@@ -89,12 +94,13 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// Fails with what to do when `binary` is older than [`MIN_VERSION`] or does not answer.
 pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
+    let package = package_of(binary);
     let out = std::process::Command::new(binary)
         .arg("--version")
         .output()
         .map_err(|e| {
             anyhow::anyhow!(
-                "{}: {e}: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)",
+                "{}: {e}: install QEMU (Debian/Ubuntu: apt-get install {package})",
                 binary.display()
             )
         })?;
@@ -107,11 +113,24 @@ pub fn check_version(binary: &Path) -> anyhow::Result<(u32, u32)> {
     })?;
     if v < MIN_VERSION {
         anyhow::bail!(
-            "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer qemu-system-x86)",
-            v.0, v.1, MIN_VERSION.0, MIN_VERSION.1
+            "QEMU {}.{} is too old: the harness needs {}.{} or newer (install a newer {package})",
+            v.0,
+            v.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
         );
     }
     Ok(v)
+}
+
+/// The Debian package of a QEMU binary (by its file name; x86-64's when unknown).
+fn package_of(binary: &Path) -> &'static str {
+    let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    Arch::ALL
+        .into_iter()
+        .find(|a| a.qemu_binary() == name)
+        .unwrap_or(Arch::X86_64)
+        .qemu_package()
 }
 
 /// The kernel's own hang detectors, as kernel arguments, their limits scaled like every
@@ -159,9 +178,13 @@ impl QemuConfig {
     /// while four other builds ran), which kills a healthy kernel before any scenario; the
     /// check proves nothing about user_events, so it is skipped, as VM images commonly do.
     /// `tsc_early_khz=` and `tsc=reliable`: see [`QemuConfig::guest_tsc_khz`].
+    /// The console and `no_timer_check` are x86's; other architectures get their own console
+    /// ([`Arch::console`]) and no x86 arguments.
     pub fn cmdline(&self) -> String {
-        let mut s = String::from(
-            "console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check",
+        let mut s = format!(
+            "console={} panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1{}",
+            self.arch.console(),
+            self.arch.cmdline_extra()
         );
         s.push(' ');
         s.push_str(SLUB_DEBUG);
@@ -195,9 +218,10 @@ impl QemuConfig {
         ] {
             push(s);
         }
-        push("-machine");
-        push("pc");
-        if Path::new(QBOOT).exists() {
+        for m in self.arch.machine() {
+            push(m);
+        }
+        if self.arch == Arch::X86_64 && Path::new(QBOOT).exists() {
             push("-bios");
             push(QBOOT);
         }
@@ -221,8 +245,9 @@ impl QemuConfig {
             "socket,id=results,path={}",
             self.result_socket.display()
         ));
-        push("-serial");
-        push("chardev:results");
+        for r in result_device_args(self.arch.result_device()) {
+            push(&r);
+        }
         push("-append");
         push(&self.cmdline());
         a.push("-kernel".into());
@@ -298,6 +323,20 @@ impl QemuConfig {
     }
 }
 
+/// The result channel's device, connected to the chardev `results`: x86-64's second serial
+/// port, or a virtio-serial port named [`RESULT_PORT_NAME`] on its machine's transport.
+pub fn result_device_args(device: ResultDevice) -> Vec<String> {
+    match device {
+        ResultDevice::SecondSerial => vec!["-serial".into(), "chardev:results".into()],
+        ResultDevice::VirtioSerial { bus } => vec![
+            "-device".into(),
+            bus.into(),
+            "-device".into(),
+            format!("virtserialport,chardev=results,name={RESULT_PORT_NAME}"),
+        ],
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -324,6 +363,7 @@ mod tests {
     fn cfg() -> QemuConfig {
         QemuConfig {
             binary: "qemu-system-x86_64".into(),
+            arch: Arch::X86_64,
             kernel: "/k/bzImage".into(),
             initrd: "/r/initramfs.cpio".into(),
             accel: Accel::Tcg,
@@ -353,6 +393,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("apt-get install qemu-system-x86"), "{e}");
+        let e = check_version(Path::new("/nonexistent/qemu-system-s390x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apt-get install qemu-system-misc"), "{e}");
     }
 
     #[test]
@@ -428,6 +472,63 @@ mod tests {
             "{}",
             c.cmdline()
         );
-        assert_eq!(guest_tsc_khz(Accel::Kvm), None, "kvmclock needs none");
+        assert_eq!(
+            guest_tsc_khz(Accel::Kvm, Arch::X86_64),
+            None,
+            "kvmclock needs none"
+        );
+        assert_eq!(guest_tsc_khz(Accel::Tcg, Arch::S390x), None);
+        assert_eq!(guest_tsc_khz(Accel::Tcg, Arch::Arm64), None);
+    }
+
+    fn foreign(arch: Arch) -> QemuConfig {
+        QemuConfig {
+            binary: arch.qemu_binary().into(),
+            arch,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn s390x_boots_the_ccw_machine_with_the_sclp_console_and_a_virtio_result_port() {
+        let line = foreign(Arch::S390x).shell_line();
+        assert!(line.starts_with("qemu-system-s390x "), "{line}");
+        assert!(
+            line.contains("-machine s390-ccw-virtio -cpu max -accel tcg"),
+            "{line}"
+        );
+        assert!(line.contains("-serial stdio -chardev socket,id=results,path=/run/x/results.sock -device virtio-serial-ccw -device virtserialport,chardev=results,name=ue.results"), "{line}");
+        assert!(
+            line.contains("'console=ttysclp0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 sysctl."),
+            "{line}"
+        );
+        for x86 in ["no_timer_check", "tsc", "qboot", "chardev:results", "ttyS0"] {
+            assert!(!line.contains(x86), "{x86} in {line}");
+        }
+    }
+
+    #[test]
+    fn arm64_boots_virt_with_the_pl011_console_and_a_virtio_mmio_result_port() {
+        let c = QemuConfig {
+            guest_tsc_khz: None,
+            ..foreign(Arch::Arm64)
+        };
+        let line = c.shell_line();
+        assert!(
+            line.contains("-machine virt -cpu max,pauth-impdef=on -accel tcg"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-device virtio-serial-device -device virtserialport,chardev=results,name=ue.results"),
+            "{line}"
+        );
+        assert!(
+            c.cmdline().starts_with("console=ttyAMA0 "),
+            "{}",
+            c.cmdline()
+        );
+        // A kept run's pasted line writes the results to a file on every architecture.
+        let pasted = c.pasteable_line(Path::new("/k/r.bin"));
+        assert!(pasted.contains("file,id=results,path=/k/r.bin"), "{pasted}");
     }
 }

@@ -271,7 +271,11 @@ pub fn run(
     // The flaky trials, said again after the summary (libtest has no word for them).
     let mut flaky: Vec<(String, String)> = Vec::new();
     for k in kernels {
-        let names = all_names(scenarios, opts.kselftests, &opts.guest_programs);
+        // A foreign architecture's kernel runs its own guest's programs, no x86-64 scenario.
+        let guest = opts.guest_for(k.arch, scenarios);
+        let (scenarios, guest_programs) = (guest.scenarios, guest.programs);
+        let kselftests = opts.kselftests && k.arch.is_native();
+        let names = all_names(scenarios, kselftests, guest_programs);
         // Stand-ins for trials that are not run: libtest-mimic lists them, or filters them out
         // by the same rules that left them unplanned. They are never reported as passes.
         let stand_in = |n: &str| Trial::test(trial_name(&k.label, n), || Ok(()));
@@ -279,13 +283,7 @@ pub fn run(
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;
         }
-        let sel = selection(
-            args,
-            &k.label,
-            scenarios,
-            opts.kselftests,
-            &opts.guest_programs,
-        );
+        let sel = selection(args, &k.label, scenarios, kselftests, guest_programs);
         if sel.is_empty() && !is_selected(args, &trial_name(&k.label, HEALTH)) {
             trials.extend(names.iter().map(|n| stand_in(n)));
             continue;

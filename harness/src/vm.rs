@@ -555,6 +555,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cfg = QemuConfig {
             binary: "/nonexistent/qemu-system-x86_64".into(),
+            arch: crate::arch::Arch::X86_64,
             kernel: d.path().join("bzImage"),
             initrd: d.path().join("initramfs.cpio"),
             accel: Accel::Tcg,

@@ -112,6 +112,28 @@ pub struct KernelArgs {
     /// The local port QEMU's gdb stub listens on with --gdb.
     #[arg(help_heading = "VM", long, default_value_t = 1234, requires = "gdb", allow_negative_numbers = true, value_parser = number_in::<u16, 1, 65535>)]
     pub gdb_port: u16,
+    /// The architectures to build and boot each kernel for: x86_64 (the default), s390x,
+    /// arm64; a comma list or repeated. s390x and arm64 are cross-built (Debian's cross gcc),
+    /// booted under TCG and run the C guest programs; trials `<kernel>-<arch>::...`.
+    /// kernels.toml says which kernels build for which architectures.
+    #[arg(long = "arch", value_name = "ARCH", value_delimiter = ',')]
+    pub arch: Vec<String>,
+}
+
+impl KernelArgs {
+    /// `--arch`, read: each architecture once, x86-64 when none is named.
+    pub fn arches(&self) -> anyhow::Result<Vec<harness::arch::Arch>> {
+        harness::arch::parse_list(&self.arch).map_err(|e| anyhow::anyhow!("--arch: {e}"))
+    }
+
+    /// Whether any kernel is for a foreign architecture (a C guest, cross tools).
+    pub fn foreign_arches(&self) -> anyhow::Result<Vec<harness::arch::Arch>> {
+        Ok(self
+            .arches()?
+            .into_iter()
+            .filter(|a| !a.is_native())
+            .collect())
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -292,6 +314,12 @@ pub struct GuestTestArgs {
     /// or of a whole program of another kind: past it, it is killed and fails as a hang.
     #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = number_in::<u64, 1, 3600>)]
     pub guest_test_timeout: u64,
+    /// A C source to build statically for each architecture of `--arch` (the host's gcc for
+    /// x86_64, the cross gcc for the others) and run in its guest (repeatable): its KTAP
+    /// output becomes the trials `<kernel>[-<arch>]::guest::<NAME>::...`, beside
+    /// guest-tests/c/abi_core.c's on the foreign architectures.
+    #[arg(long = "guest-c", value_name = "FILE.c")]
+    pub guest_c: Vec<PathBuf>,
 }
 
 impl GuestTestArgs {

@@ -34,6 +34,8 @@ pub struct Session {
     tools: host_tools::Need,
     /// `--ccache`: ccache is needed too, unless the kernel is a ready image.
     ccache: bool,
+    /// `--arch`'s foreign architectures: their QEMU, cross compiler and C library.
+    pub foreign: Vec<harness::arch::Arch>,
 }
 
 /// The guest programs, built, and the scenarios they hold.
@@ -87,6 +89,7 @@ impl Session {
             root,
             jobs: None,
             ccache: false,
+            foreign: vec![],
         }
     }
 
@@ -95,6 +98,8 @@ impl Session {
         s.tools = host_tools::needs(k.kernel_image.is_some(), k.kernel_tree.is_some());
         s.jobs = k.jobs.filter(|j| *j > 0);
         s.ccache = k.ccache && k.kernel_image.is_none();
+        // A bad --arch is reported by check_kernels, before anything runs.
+        s.foreign = k.foreign_arches().unwrap_or_default();
         s
     }
 
@@ -114,6 +119,9 @@ impl Session {
         if self.ccache {
             extra.push(&host_tools::CCACHE);
         }
+        for a in &self.foreign {
+            extra.extend(host_tools::arch_tools(*a));
+        }
         host_tools::ensure(&self.cache, self.tools, &extra, self.install)
     }
 
@@ -131,6 +139,18 @@ impl Session {
         let dir = guest::build(&self.root, &self.target, &mut self.progress)?;
         let scenarios = harness::listing::list_scenarios(&dir)?;
         Ok(Guest { dir, scenarios })
+    }
+
+    /// The x86-64 guest when `arches` has x86-64; otherwise none is built (a foreign
+    /// architecture's guest is C, [`crate::guest::foreign`]) and there are no scenarios.
+    pub fn guest_for(&mut self, arches: &[harness::arch::Arch]) -> anyhow::Result<Guest> {
+        if arches.iter().any(|a| a.is_native()) {
+            return self.guest();
+        }
+        Ok(Guest {
+            dir: self.target.join("ue-guest"),
+            scenarios: vec![],
+        })
     }
 
     fn places(&mut self) -> resolve::Places<'_> {
@@ -184,8 +204,12 @@ impl Session {
     }
 
     /// The cache key a kernel of the list builds under, resolved against the index now.
-    pub fn kernel_cache_key(&mut self, name: &str) -> anyhow::Result<String> {
-        resolve::list_kernel_key(self.places(), name)
+    pub fn kernel_cache_key(
+        &mut self,
+        name: &str,
+        arch: harness::arch::Arch,
+    ) -> anyhow::Result<String> {
+        resolve::list_kernel_key(self.places(), name, arch)
     }
 
     /// The pristine source of a kernel of the list (for the developer-loop self-tests).
@@ -234,6 +258,7 @@ impl Session {
             retries: 0,
             flaky_fails: false,
             guest_programs: vec![],
+            arch_guests: vec![],
         }
     }
 
@@ -256,6 +281,14 @@ impl Session {
         run: &RunArgs,
         kernel: &KernelUnderTest,
     ) -> anyhow::Result<()> {
+        for a in &self.foreign {
+            harness::qemu::check_version(Path::new(a.qemu_binary()))?;
+        }
+        if !kernel.arch.is_native() {
+            // Only foreign kernels: their CPUs are emulated, nothing to probe.
+            opts.accel = Accel::Tcg;
+            return Ok(());
+        }
         harness::qemu::check_version(&opts.qemu_binary)?;
         let cache = self.cache.clone();
         let mut cached = None;

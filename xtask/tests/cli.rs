@@ -377,6 +377,23 @@ fn list_checks_the_kernel_options_as_a_run_does() {
             "--guest-crate /nonexistent: no Cargo.toml there",
         ),
         (&["--guest-env", "X"], "--guest-env \"X\": write NAME=VALUE"),
+        (&["--arch", "mips"], "--arch: unknown architecture \"mips\""),
+        (
+            &["--arch", "s390x", "--kernel", "6.1"],
+            "kernel \"6.1\" is not built for s390x",
+        ),
+        (
+            &["--arch", "arm64", "--kernel-image", "/etc/passwd"],
+            "needs a kernel of the list",
+        ),
+        (
+            &["--arch", "s390x", "--guest-c", "/tmp/x.c"],
+            "--guest-c /tmp/x.c: no such file",
+        ),
+        (
+            &["--arch", "s390x", "--compat32"],
+            "are x86-64 programs, and --arch s390x boots no x86-64 kernel",
+        ),
     ];
     for (args, needle) in cases {
         let mut argv = vec!["test"];
@@ -390,6 +407,37 @@ fn list_checks_the_kernel_options_as_a_run_does() {
         );
         assert!(stdout.is_empty(), "{argv:?} listed:\n{stdout}");
     }
+}
+
+/// A foreign architecture's trials carry it in their kernel label, x86-64's do not, and a
+/// C program given with --guest-c is listed for each foreign architecture (nothing built).
+#[test]
+fn foreign_architectures_list_their_c_guest_programs() {
+    let cache = tempfile::tempdir().unwrap();
+    let probe = cache.path().join("probe.c");
+    std::fs::write(&probe, "int main(void) { return 0; }\n").unwrap();
+    let probe = probe.display().to_string();
+    let (code, stdout, stderr) = xtask_in(
+        cache.path(),
+        &[
+            "test",
+            "--arch",
+            "s390x,arm64",
+            "--guest-c",
+            &probe,
+            "--",
+            "--list",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for name in [
+        "6.12-s390x::guest::probe: test",
+        "6.12-arm64::guest::probe: test",
+        "6.12-s390x::vm::health: test",
+    ] {
+        assert!(stdout.contains(name), "{name} not in:\n{stdout}");
+    }
+    assert!(!stdout.contains("fork::"), "no x86-64 scenario: {stdout}");
 }
 
 /// Filters as in cargo: before `--`; a family with `::`; nothing matched is an error with

@@ -22,15 +22,33 @@ pub struct KernelsArgs {
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
     #[arg(long)]
     pub cache_dir: Option<std::path::PathBuf>,
+    /// With --json: the kernels built for these architectures (a comma list), as
+    /// `{"kernel": NAME, "arch": ARCH}` objects (the workflow's foreign-architecture jobs).
+    /// With --cache-key: the key of the build for this one architecture.
+    #[arg(long = "arch", value_name = "ARCH", value_delimiter = ',')]
+    pub arch: Vec<String>,
 }
 
 pub fn run(a: KernelsArgs) -> anyhow::Result<ExitCode> {
     let mut s = Session::new(a.cache_dir.as_deref(), false);
+    let arches = harness::arch::parse_list(&a.arch).map_err(|e| anyhow::anyhow!("--arch: {e}"))?;
     if let Some(name) = &a.cache_key {
-        println!("{}", s.kernel_cache_key(name)?);
+        let [arch] = arches[..] else {
+            anyhow::bail!("--cache-key takes one --arch");
+        };
+        println!("{}", s.kernel_cache_key(name, arch)?);
         return Ok(ExitCode::SUCCESS);
     }
     let list = s.kernel_list()?;
+    if a.json && !a.arch.is_empty() {
+        let pairs: Vec<serde_json::Value> = list
+            .select_for(Some("all"), &arches)?
+            .into_iter()
+            .map(|(kernel, _, arch)| serde_json::json!({"kernel": kernel, "arch": arch}))
+            .collect();
+        println!("{}", serde_json::to_string(&pairs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.json {
         println!(
             "{}",

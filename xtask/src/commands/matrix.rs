@@ -112,21 +112,34 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
     s.check_kernels(&a.kernel)?;
     a.run.check()?;
     crate::guest::programs::check(&a.guest)?;
+    let arches = a.kernel.arches()?;
+    crate::guest::foreign::check(&a.guest, &arches)?;
     s.host_tools()?;
     let list = s.kernel_list()?;
-    let wanted: Vec<String> = list
-        .select(Some(a.kernel.kernel.as_deref().unwrap_or("all")))?
+    // Each kernel for each architecture it builds for, one column each (`6.12-s390x`).
+    let wanted: Vec<(String, harness::arch::Arch)> = list
+        .select_for(Some(a.kernel.kernel.as_deref().unwrap_or("all")), &arches)?
         .into_iter()
-        .map(|(n, _)| n)
+        .map(|(n, _, arch)| (n, arch))
         .collect();
-    let guest = s.guest()?;
+    let guest = s.guest_for(&arches)?;
     let mut opts = s.suite_options(&a.run, &guest);
     if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
         s.progress.note(&note);
     }
     opts.guest_programs =
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
-    let sel = selection(theirs, &guest, &opts, a.run.stress);
+    opts.arch_guests =
+        crate::guest::foreign::prepare_all(&s.root, &s.cache, &arches, &a.guest, &mut s.progress)?;
+    let mut sel = selection(theirs, &guest, &opts, a.run.stress);
+    // --guest-c's programs on the x86-64 kernels too: the same checks in every column.
+    sel.guest.extend(crate::guest::foreign::native_programs(
+        &s.cache,
+        &arches,
+        &a.guest,
+        true,
+        &mut s.progress,
+    )?);
     let mut prepare_secs = started.elapsed().as_secs_f64();
     let mut runs: Vec<KernelRun> = Vec::new();
     let mut times: Vec<KernelTimes> = Vec::new();
@@ -159,17 +172,20 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
         let mut next_source: Option<
             ScopedJoinHandle<'_, anyhow::Result<crate::kernel::source::SourceTimes>>,
         > = None;
-        for (i, name) in wanted.iter().enumerate() {
+        for (i, (name, arch)) in wanted.iter().enumerate() {
             // Newer selftests must run on older kernels: by default each kernel runs those of
             // the newest kernel of the list that has its ABI generation.
             let kselftest_from = a
                 .kernel
                 .kselftest_from
                 .clone()
-                .or_else(|| list.newest_of_same_abi(name));
+                .or_else(|| list.newest_of_same_abi(name))
+                // The upstream selftests are x86-64 programs: a foreign kernel runs its C guest.
+                .filter(|_| arch.is_native());
             let one = KernelArgs {
                 kernel: Some(name.clone()),
                 kselftest_from,
+                arch: vec![arch.name().to_owned()],
                 ..a.kernel.clone()
             };
             let source = match next_source.take() {
@@ -178,7 +194,7 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                     .map_err(|_| anyhow::anyhow!("the source download thread panicked"))??,
                 None => s.prefetch_source(name)?,
             };
-            if let Some(next) = wanted.get(i + 1) {
+            if let Some((next, _)) = wanted.get(i + 1) {
                 next_source = Some(scope.spawn(s.prefetch_source_job(next.clone())));
             }
             let build_started = Instant::now();
@@ -194,7 +210,8 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                 ccache: resolved.built.as_ref().and_then(|r| r.ccache),
                 vm_secs: 0.0,
             });
-            if !accel_chosen {
+            // KVM is probed with a kernel it could run: an x86-64 one.
+            if !accel_chosen && kernel.arch.is_native() {
                 let probe = Instant::now();
                 s.choose_accel(&mut opts, &a.run, &kernel)?;
                 prepare_secs += probe.elapsed().as_secs_f64();
@@ -209,7 +226,15 @@ pub fn matrix(mut a: MatrixArgs) -> anyhow::Result<Outcome> {
                     finish(vm)?;
                 }
             }
-            let (opts, sel, cache) = (opts.clone(), sel.clone(), s.cache.clone());
+            let sel = if kernel.arch.is_native() {
+                sel.clone()
+            } else {
+                Selection {
+                    guest: opts.guest_for(kernel.arch, &[]).programs.to_vec(),
+                    ..Default::default()
+                }
+            };
+            let (opts, cache) = (opts.clone(), s.cache.clone());
             vms.push_back(scope.spawn(move || {
                 let run = harness::run::run_kernel(&kernel, &opts, &sel)?;
                 harness::artifacts::write(&run)?;

@@ -121,14 +121,41 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
             a.only.as_deref().unwrap_or("")
         );
     }
+    // One architecture per run: a foreign one (--arch s390x) boots its C guest, whose
+    // programs' checks are the trials a mutant's `Must catch:` may name.
+    let arches = k.arches()?;
+    if arches.len() != 1 {
+        bail!(
+            "`cargo xtask mutants` runs on one architecture; --arch names {}: pick one",
+            k.arch.join(",")
+        );
+    }
     let base = s.one_kernel(k, "mutants")?.kernel;
-    let guest = s.guest()?;
-    let sel = Selection {
-        scenarios: guest.scenarios(a.run.stress),
-        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-        ..Default::default()
-    };
+    let guest = s.guest_for(&arches)?;
     let mut opts = s.suite_options(&a.run, &guest);
+    let sel = if arches[0].is_native() {
+        Selection {
+            scenarios: guest.scenarios(a.run.stress),
+            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+            ..Default::default()
+        }
+    } else {
+        let programs = crate::args::GuestTestArgs {
+            guest_test_timeout: 30,
+            ..Default::default()
+        };
+        opts.arch_guests = crate::guest::foreign::prepare_all(
+            &s.root,
+            &s.cache,
+            &arches,
+            &programs,
+            &mut s.progress,
+        )?;
+        Selection {
+            guest: opts.arch_guests[0].programs.clone(),
+            ..Default::default()
+        }
+    };
     s.choose_accel(&mut opts, &a.run, &base)?;
     s.progress.step(
         crate::sys::progress::Step::Boot,

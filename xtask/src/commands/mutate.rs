@@ -119,6 +119,8 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "mutate",
         &[
+            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
             ("--stress", a.run.stress),
             ("--gdb-port", a.kernel.gdb_port != 1234),
         ],

@@ -59,7 +59,20 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     let s = Session::new(None, false);
-    harness::qemu::check_version(std::path::Path::new("qemu-system-x86_64"))?;
+    let arch = kept.kernel.arch;
+    harness::qemu::check_version(std::path::Path::new(arch.qemu_binary()))?;
+    // A foreign architecture's kept image holds its C guest; its programs are that guest's.
+    let (guest_programs, arch_guests) = if arch.is_native() {
+        (kept.guest.clone(), vec![])
+    } else {
+        let g = harness::model::ArchGuest {
+            arch,
+            bin_dir: PathBuf::new(),
+            manifest: PathBuf::new(),
+            programs: kept.guest.clone(),
+        };
+        (vec![], vec![g])
+    };
     let opts = SuiteOptions {
         guest_bin_dir: PathBuf::new(),
         manifest: PathBuf::new(),
@@ -82,7 +95,8 @@ pub fn run(a: RerunArgs) -> anyhow::Result<ExitCode> {
         // A rerun is asked for to see a trial again, once.
         retries: 0,
         flaky_fails: false,
-        guest_programs: kept.guest.clone(),
+        guest_programs,
+        arch_guests,
         extra_cmdline: kept.extra_cmdline.clone(),
         qemu_args: kept.qemu_args.clone(),
         keep: a.keep,

@@ -28,6 +28,8 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "selftest",
         &[
+            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
             ("--stress", a.run.stress),
             ("--gdb-port", a.kernel.gdb_port != 1234),
         ],
@@ -53,7 +55,10 @@ pub fn run(a: SelftestArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(crate::exit::trials(true));
     }
+    // The foreign C guest's case boots s390x: its tools come with the others.
+    s.foreign = vec![harness::arch::Arch::S390x];
     s.host_tools()?;
+    s.foreign = vec![];
     let kernel = s.one_kernel(&a.kernel, "selftest")?.kernel;
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);

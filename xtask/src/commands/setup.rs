@@ -12,7 +12,7 @@ use crate::session::Session;
 /// run goes, change nothing of that, so they are not options here.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  cargo xtask setup                  install what is missing (root), refresh the index\n  cargo xtask setup --no-install     print the install command instead"
+    after_help = "Examples:\n  cargo xtask setup                  install what is missing (root), refresh the index\n  cargo xtask setup --no-install     print the install command instead\n  cargo xtask setup --arch s390x     also s390x's QEMU and cross tools"
 )]
 pub struct SetupArgs {
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).
@@ -21,14 +21,20 @@ pub struct SetupArgs {
     /// Do not install missing host tools; print the command instead.
     #[arg(long)]
     pub no_install: bool,
+    /// Also what these architectures need (a comma list): s390x, arm64 (their QEMU, cross
+    /// gcc and cross C library).
+    #[arg(long = "arch", value_name = "ARCH", value_delimiter = ',')]
+    pub arch: Vec<String>,
 }
 
 pub fn run(a: SetupArgs) -> anyhow::Result<ExitCode> {
     let a = KernelArgs {
         cache_dir: a.cache_dir,
         no_install: a.no_install,
+        arch: a.arch,
         ..KernelArgs::default()
     };
+    a.arches()?;
     let mut s = Session::for_kernels(&a);
     s.host_tools()?;
     let list = s.kernel_list()?;

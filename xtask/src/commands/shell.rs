@@ -60,6 +60,8 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "shell",
         &[
+            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
             ("--stress", a.run.stress),
             ("--jobs", a.kernel.jobs.is_some()),
             ("--max-restarts", a.run.max_restarts != d.max_restarts),
@@ -138,7 +140,13 @@ pub fn run(a: ShellArgs) -> anyhow::Result<ExitCode> {
         )?,
     )
     .with_context(|| format!("write {}", initrd.display()))?;
-    let mut qemu = harness::run::qemu_config(&opts, &kernel.bzimage, initrd.clone(), &run_dir);
+    let mut qemu = harness::run::qemu_config(
+        &opts,
+        kernel.arch,
+        &kernel.bzimage,
+        initrd.clone(),
+        &run_dir,
+    );
     qemu.extra_cmdline = format!("{SHELL_FLAG} {}", opts.extra_cmdline)
         .trim()
         .to_owned();

@@ -39,10 +39,12 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     let labels = s.check_kernels(&a.kernel)?;
     a.run.check()?;
     crate::guest::programs::check(&a.guest)?;
+    let arches = a.kernel.arches()?;
+    crate::guest::foreign::check(&a.guest, &arches)?;
     s.host_tools()?;
     // The guest first: its scenario list says whether the filters select anything, before
     // a kernel is built for nothing.
-    let guest = s.guest()?;
+    let guest = s.guest_for(&arches)?;
     let scenarios = guest.scenarios(a.run.stress);
     let mut opts = s.suite_options(&a.run, &guest);
     if let Some(note) = a.retry.apply(&mut opts, DEFAULT_RETRIES) {
@@ -50,12 +52,22 @@ pub fn run(mut a: TestArgs) -> anyhow::Result<ExitCode> {
     }
     opts.guest_programs =
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
+    opts.guest_programs
+        .extend(crate::guest::foreign::native_programs(
+            &s.cache,
+            &arches,
+            &a.guest,
+            true,
+            &mut s.progress,
+        )?);
+    opts.arch_guests =
+        crate::guest::foreign::prepare_all(&s.root, &s.cache, &arches, &a.guest, &mut s.progress)?;
     if let Some(code) = empty_selection(
         &args,
         &labels,
         &scenarios,
         opts.kselftests,
-        &opts.guest_programs,
+        &all_programs(&opts),
     ) {
         return Ok(code);
     }
@@ -199,10 +211,14 @@ fn list(
     // that could never be built or booted would be a list of nothing.
     let labels = s.check_kernels(&a.kernel)?;
     crate::guest::programs::check(&a.guest)?;
-    let guest = s.guest()?;
+    let arches = a.kernel.arches()?;
+    crate::guest::foreign::check(&a.guest, &arches)?;
+    let guest = s.guest_for(&arches)?;
+    let list_arches = crate::kernel::resolve::label_arches(&a.kernel, &s.kernel_list()?)?;
     let stubs: Vec<KernelUnderTest> = labels
         .into_iter()
-        .map(|label| KernelUnderTest {
+        .zip(list_arches)
+        .map(|(label, arch)| KernelUnderTest {
             label,
             bzimage: Default::default(),
             config: None,
@@ -210,11 +226,22 @@ fn list(
             identity: String::new(),
             kselftests: vec![],
             expected: Default::default(),
+            arch,
         })
         .collect();
     let mut opts = s.suite_options(&a.run, &guest);
     opts.guest_programs =
         crate::guest::programs::resolve(&a.guest, &s.target, &s.cache, &mut s.progress)?;
+    // The C programs by name, unbuilt: a list builds nothing.
+    opts.guest_programs
+        .extend(crate::guest::foreign::native_programs(
+            &s.cache,
+            &arches,
+            &a.guest,
+            false,
+            &mut s.progress,
+        )?);
+    opts.arch_guests = crate::guest::foreign::listed(&s.root, &arches, &a.guest)?;
     let scenarios = guest.scenarios(a.run.stress);
     let labels: Vec<String> = stubs.iter().map(|k| k.label.clone()).collect();
     if let Some(code) = empty_selection(
@@ -222,7 +249,7 @@ fn list(
         &labels,
         &scenarios,
         opts.kselftests,
-        &opts.guest_programs,
+        &all_programs(&opts),
     ) {
         return Ok(code);
     }
@@ -233,6 +260,15 @@ fn list(
     };
     let conclusion = harness::trials::run(args, &stubs, &scenarios, &opts, never, |_| {})?;
     Ok(crate::exit::trials(conclusion.has_failed()))
+}
+
+/// Every guest program of the run, the foreign architectures' too: what a filter may select.
+pub fn all_programs(opts: &harness::model::SuiteOptions) -> Vec<harness::model::GuestProgram> {
+    opts.guest_programs
+        .iter()
+        .chain(opts.arch_guests.iter().flat_map(|g| &g.programs))
+        .cloned()
+        .collect()
 }
 
 /// A filter that selects nothing says so, with libtest's failure status: an empty run that

@@ -2,7 +2,9 @@
 //! with the C runtime linked in, so they run as PID 1 in an initramfs with no libc. Other
 //! people's test programs for the guest are [`programs`].
 
+pub mod c;
 pub mod compat32;
+pub mod foreign;
 pub mod programs;
 
 use std::path::{Path, PathBuf};

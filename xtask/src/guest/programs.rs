@@ -86,7 +86,7 @@ pub fn resolve(
     Ok(programs)
 }
 
-fn parse_env(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parse_env(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     vars.iter()
         .map(|v| match v.split_once('=') {
             Some((k, val)) if !k.is_empty() => Ok((k.to_owned(), val.to_owned())),

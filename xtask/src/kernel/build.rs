@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{self, KeyBuilder};
 use crate::kernel::kconfig::{self, TreeKconfig};
 use crate::sys::progress::{Progress, Step};
+use harness::arch::Arch;
 
 /// Bump when the build recipe changes in a way the inputs below do not capture.
 const RECIPE: &str = "kbuild-v1 tinyconfig bzImage";
@@ -54,6 +55,12 @@ pub struct BuildRequest<'a> {
     /// Compile through ccache, its store in the cache (see [`crate::kernel::ccache`]). Not part of
     /// the cache key: the objects are the same either way.
     pub ccache: bool,
+    /// What it is built for: a foreign architecture is cross-compiled (ARCH=, CROSS_COMPILE=)
+    /// and keyed apart.
+    pub arch: Arch,
+    /// Options of the fragments left out for this architecture (kernels.toml `[arch.X]
+    /// drop`): neither asked for nor checked.
+    pub drop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,11 +87,13 @@ pub struct Built {
     pub ran_make: bool,
 }
 
-pub fn compiler_version() -> anyhow::Result<String> {
-    let out = Command::new("gcc")
+/// The first line of `--version` of the compiler that builds for `arch`.
+pub fn compiler_version_for(arch: Arch) -> anyhow::Result<String> {
+    let gcc = arch.gcc();
+    let out = Command::new(&gcc)
         .arg("--version")
         .output_tracked()
-        .context("run gcc --version (install gcc)")?;
+        .with_context(|| format!("run {gcc} --version (install {})", gcc_package(arch)))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -131,6 +140,26 @@ pub fn key_with_kconfig(
     Ok(k.finish())
 }
 
+/// The Debian package of the compiler that builds for `arch`.
+pub fn gcc_package(arch: Arch) -> String {
+    match arch.cross_triple() {
+        None => "gcc".into(),
+        Some(t) => format!("gcc-{t}"),
+    }
+}
+
+/// A foreign architecture's part of the key: its name and what it drops (its fragment is
+/// among the fragments). Nothing for x86-64, whose keys stay as they were.
+fn arch_key(k: &mut KeyBuilder, arch: Arch, drop: &[String]) {
+    if arch.is_native() {
+        return;
+    }
+    k.part("arch", arch.name().as_bytes());
+    for d in drop {
+        k.part("drop", d.as_bytes());
+    }
+}
+
 fn names(paths: &[PathBuf]) -> Vec<String> {
     paths
         .iter()
@@ -148,7 +177,7 @@ pub fn build(
     req: &BuildRequest,
     progress: &mut Progress,
 ) -> anyhow::Result<Built> {
-    let compiler = compiler_version()?;
+    let compiler = compiler_version_for(req.arch)?;
     let builds = cache_root.join("builds");
     let e = Entry::of(&builds, req, &compiler)?;
     let is_tree = matches!(req.source, Source::Tree { .. });
@@ -204,6 +233,52 @@ pub fn build(
     configure_and_make(cache_root, req, e, compiler, is_tree, progress)
 }
 
+/// [`key_for`] of a build for `arch` that drops `drop` (its fragment among `fragments`):
+/// what `cargo xtask kernels --cache-key K --arch A` prints.
+pub fn key_for_arch(
+    identity: &str,
+    fragments: &[PathBuf],
+    patches: &[PathBuf],
+    absent: &[String],
+    compiler: &str,
+    arch: Arch,
+    drop: &[String],
+) -> anyhow::Result<String> {
+    let base = key_for(identity, fragments, patches, absent, compiler)?;
+    if arch.is_native() {
+        return Ok(base);
+    }
+    let mut k = KeyBuilder::new(RECIPE);
+    k.part("base", base.as_bytes());
+    arch_key(&mut k, arch, drop);
+    Ok(k.finish())
+}
+
+/// The key of a build of `req` with `patches`: [`key_with_kconfig`], and a foreign
+/// architecture's own part.
+fn key_for_request(
+    identity: &str,
+    req: &BuildRequest,
+    patches: &[PathBuf],
+    compiler: &str,
+) -> anyhow::Result<String> {
+    let base = key_with_kconfig(
+        identity,
+        &req.fragments,
+        patches,
+        &req.absent,
+        &req.kconfig,
+        compiler,
+    )?;
+    if req.arch.is_native() {
+        return Ok(base);
+    }
+    let mut k = KeyBuilder::new(RECIPE);
+    k.part("base", base.as_bytes());
+    arch_key(&mut k, req.arch, &req.drop);
+    Ok(k.finish())
+}
+
 /// A build's cache entry and the paths in it.
 struct Entry {
     /// What was built: the package's identity, or `tree:PATH`.
@@ -223,14 +298,7 @@ impl Entry {
     fn of(builds: &Path, req: &BuildRequest, compiler: &str) -> anyhow::Result<Entry> {
         let (identity, src, out, entry) = match &req.source {
             Source::Pristine { identity, .. } => {
-                let key = key_with_kconfig(
-                    identity,
-                    &req.fragments,
-                    &req.patches,
-                    &req.absent,
-                    &req.kconfig,
-                    compiler,
-                )?;
+                let key = key_for_request(identity, req, &req.patches, compiler)?;
                 let entry = builds.join(&key);
                 (
                     identity.clone(),
@@ -241,14 +309,7 @@ impl Entry {
             }
             Source::Tree { tree } => {
                 let identity = format!("tree:{}", tree.canonicalize()?.display());
-                let key = key_with_kconfig(
-                    &identity,
-                    &req.fragments,
-                    &req.patches,
-                    &req.absent,
-                    &req.kconfig,
-                    compiler,
-                )?;
+                let key = key_for_request(&identity, req, &req.patches, compiler)?;
                 let entry = builds.join(format!("tree-{key}"));
                 // The build directory is a child of the snapshot: kbuild then records relative
                 // paths, as for the packaged kernels.
@@ -264,7 +325,7 @@ impl Entry {
         Ok(Entry {
             identity,
             key,
-            bzimage: out.join("arch/x86/boot/bzImage"),
+            bzimage: out.join(req.arch.image_path()),
             config: out.join(".config"),
             marker: entry.join(MARKER),
             src,
@@ -308,19 +369,12 @@ fn configure_and_make(
     } = e;
     std::fs::create_dir_all(&out)?;
     if !out.join(CONFIGURED).exists() || !config.exists() {
-        configure(
-            &src,
-            &out,
-            &req.fragments,
-            &req.kconfig,
-            &req.absent,
-            progress,
-        )?;
+        configure(&src, &out, req, progress)?;
     }
     let start = Instant::now();
     // A percentage only means something for a full build; an incremental one shows a count.
     let expected = (req.extra_patches == 0 && !is_tree)
-        .then(|| read_record(&builds.join("last-steps.json")).map(|r| r.steps))
+        .then(|| read_record(&builds.join(last_steps(req.arch))).map(|r| r.steps))
         .flatten();
     let ccache_before = req
         .ccache
@@ -356,7 +410,7 @@ fn configure_and_make(
     crate::cache::inventory::mark_used(&entry);
     if steps > 500 {
         // A full build: remember its size so the next one can show a percentage.
-        let _ = cache::write_atomic(&builds.join("last-steps.json"), &json);
+        let _ = cache::write_atomic(&builds.join(last_steps(req.arch)), &json);
     }
     Ok(Built {
         src,
@@ -366,6 +420,16 @@ fn configure_and_make(
         record,
         ran_make: true,
     })
+}
+
+/// Where the size of the last full build for `arch` is kept (each architecture's own: an
+/// s390x build has other steps than an x86-64 one).
+fn last_steps(arch: Arch) -> String {
+    if arch.is_native() {
+        "last-steps.json".into()
+    } else {
+        format!("last-steps-{arch}.json")
+    }
 }
 
 fn read_record(path: &Path) -> Option<BuildRecord> {
@@ -395,6 +459,8 @@ fn seed_from_base(
         kconfig: req.kconfig.clone(),
         jobs: req.jobs,
         ccache: req.ccache,
+        arch: req.arch,
+        drop: req.drop.clone(),
     };
     let base = build(cache_root, &base_req, progress)?;
     let base_out = base.out;
@@ -429,12 +495,25 @@ fn seed_tree_from_base(
     entry: &Path,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
-    let base_key = key_with_kconfig(
+    let plain = BuildRequest {
+        label: String::new(),
+        source: Source::Tree {
+            tree: PathBuf::new(),
+        },
+        fragments: req.fragments.clone(),
+        patches: vec![],
+        extra_patches: 0,
+        absent: req.absent.clone(),
+        kconfig: vec![],
+        jobs: req.jobs,
+        ccache: false,
+        arch: req.arch,
+        drop: req.drop.clone(),
+    };
+    let base_key = key_for_request(
         identity,
-        &req.fragments,
+        &plain,
         &req.patches[..req.patches.len() - req.extra_patches],
-        &req.absent,
-        &[],
         compiler,
     )?;
     let base = builds.join(format!("tree-{base_key}"));
@@ -542,27 +621,43 @@ fn base_config(fragments: &[PathBuf], kconfig_lines: &[String]) -> String {
 fn configure(
     src: &Path,
     out: &Path,
-    fragments: &[PathBuf],
-    kconfig_lines: &[String],
-    absent: &[String],
+    req: &BuildRequest,
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
-    progress.step(Step::Configure, &base_config(fragments, kconfig_lines));
+    let (fragments, kconfig_lines, absent) = (&req.fragments, &req.kconfig, &req.absent);
+    let arch = req.arch;
+    let what = base_config(fragments, kconfig_lines);
+    progress.step(
+        Step::Configure,
+        &if arch.is_native() {
+            what
+        } else {
+            format!(
+                "{what}, for {arch} (ARCH={} CROSS_COMPILE={}; dropped: {})",
+                arch.kernel_arch(),
+                arch.cross_compile(),
+                req.drop.join(" ")
+            )
+        },
+    );
     let _ = std::fs::remove_file(out.join(CONFIGURED));
     let mut texts = kconfig::read_fragments(fragments)?;
     if !kconfig_lines.is_empty() {
         texts.push(("--kconfig".to_owned(), kconfig_lines.join("\n") + "\n"));
     }
-    let settings = kconfig::without_absent(
+    let settings: Vec<kconfig::Setting> = kconfig::without_absent(
         kconfig::merge(&texts)?,
         absent,
         &TreeKconfig(src.to_owned()),
-    )?;
-    run_quiet(src, out, &["tinyconfig"])?;
+    )?
+    .into_iter()
+    .filter(|s| !req.drop.contains(&s.option))
+    .collect();
+    run_quiet(src, out, arch, &["tinyconfig"])?;
     let dot = out.join(".config");
     let text = std::fs::read_to_string(&dot)?;
     std::fs::write(&dot, kconfig::apply(&text, &settings))?;
-    run_quiet(src, out, &["olddefconfig"])?;
+    run_quiet(src, out, arch, &["olddefconfig"])?;
     kconfig::validate(
         &std::fs::read_to_string(&dot)?,
         &settings,
@@ -573,7 +668,16 @@ fn configure(
 }
 
 pub fn make_cmd(src: &Path, out: &Path) -> Command {
+    make_cmd_for(src, out, Arch::X86_64)
+}
+
+/// [`make_cmd`] for `arch`: a foreign one gets ARCH= and CROSS_COMPILE= (Debian's cross gcc).
+pub fn make_cmd_for(src: &Path, out: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
+    if !arch.is_native() {
+        c.arg(format!("ARCH={}", arch.kernel_arch()))
+            .arg(format!("CROSS_COMPILE={}", arch.cross_compile()));
+    }
     c.arg("-C").arg(src);
     // A build directory inside the tree is named relatively, so kbuild records relative paths.
     if out.parent() == Some(src) {
@@ -584,8 +688,8 @@ pub fn make_cmd(src: &Path, out: &Path) -> Command {
     c
 }
 
-fn run_quiet(src: &Path, out: &Path, targets: &[&str]) -> anyhow::Result<()> {
-    let o = make_cmd(src, out)
+fn run_quiet(src: &Path, out: &Path, arch: Arch, targets: &[&str]) -> anyhow::Result<()> {
+    let o = make_cmd_for(src, out, arch)
         .args(targets)
         .output_tracked()
         .context("run make (install make, gcc, flex, bison)")?;
@@ -621,13 +725,13 @@ fn make(
         ),
     );
     let mut logf = std::fs::File::create(log)?;
-    let mut cmd = make_cmd(src, out);
+    let mut cmd = make_cmd_for(src, out, req.arch);
     if req.ccache {
         crate::kernel::ccache::wrap(&mut cmd, cache_root)?;
     }
     let (mut child, _tracked) = crate::sys::proc::spawn(
         cmd.arg(format!("-j{}", req.jobs))
-            .arg("bzImage")
+            .arg(req.arch.image_target())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use harness::arch::Arch;
 use harness::model::{Expectation, Feature, KnownBug};
 use serde::Deserialize;
 
@@ -13,6 +14,29 @@ pub struct KernelList {
     pub default: String,
     #[serde(rename = "kernel")]
     pub kernels: BTreeMap<String, KernelSpec>,
+    /// What a kernel built for another architecture takes beyond the shared fragments
+    /// (`[arch.s390x]`); x86-64 needs no entry.
+    #[serde(rename = "arch", default)]
+    pub arches: BTreeMap<Arch, ArchSpec>,
+}
+
+/// One foreign architecture's build: its fragment (what it needs to boot under QEMU) and
+/// the options of the shared fragments that are x86's own there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSpec {
+    /// Relative to kernel-configs/, merged after the kernel's own fragments.
+    pub fragment: String,
+    /// Options of the shared fragments this architecture does not have or cannot set
+    /// (`SERIAL_8250` on s390x, `IA32_EMULATION` anywhere but x86): left out of what is asked
+    /// of its builds, so that the rest is still checked in its `.config`.
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+/// What a kernel builds for when kernels.toml does not say: x86-64 alone.
+pub fn x86_only() -> Vec<Arch> {
+    vec![Arch::X86_64]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +61,9 @@ pub struct KernelSpec {
     /// The kernel bugs this kernel carries (`[[kernel."6.12".known_bugs]]`).
     #[serde(default)]
     pub known_bugs: Vec<KnownBugSpec>,
+    /// The architectures it builds and boots for (`--arch`); default x86-64 only.
+    #[serde(default = "x86_only")]
+    pub arches: Vec<Arch>,
 }
 
 /// One known bug of one kernel: the scenario that shows it, its cause, and the patch that
@@ -89,6 +116,14 @@ impl KernelList {
                     );
                 }
             }
+            for a in &k.arches {
+                if !a.is_native() && !list.arches.contains_key(a) {
+                    bail!(
+                        "{}: kernel {name:?} builds for {a}, which has no [arch.{a}] entry",
+                        path.display()
+                    );
+                }
+            }
             for f in k
                 .fragments
                 .iter()
@@ -104,7 +139,74 @@ impl KernelList {
                 }
             }
         }
+        for (a, spec) in &list.arches {
+            if !dir.join(&spec.fragment).is_file() {
+                bail!(
+                    "{}: [arch.{a}] names {:?}, which is not a file in {}",
+                    path.display(),
+                    spec.fragment,
+                    dir.display()
+                );
+            }
+        }
         Ok(list)
+    }
+
+    /// The `--kernel` choice for each of `arches`, as (name, spec, arch). A kernel named
+    /// outright that does not build for an architecture asked for is an error naming those
+    /// that do; `all` takes, per architecture, the kernels that build for it.
+    pub fn select_for(
+        &self,
+        arg: Option<&str>,
+        arches: &[Arch],
+    ) -> anyhow::Result<Vec<(String, KernelSpec, Arch)>> {
+        let selected = self.select(arg)?;
+        let all = arg.map(str::trim) == Some("all");
+        let mut out = Vec::new();
+        for &arch in arches {
+            let mut any = false;
+            for (name, spec) in &selected {
+                if spec.arches.contains(&arch) {
+                    out.push((name.clone(), spec.clone(), arch));
+                    any = true;
+                } else if !all {
+                    bail!(
+                        "kernel {name:?} is not built for {arch}: kernels.toml gives `arches` with {arch} to {} (or add it to [kernel.\"{name}\"] arches)",
+                        self.built_for(arch)
+                    );
+                }
+            }
+            if !any {
+                bail!(
+                    "no kernel of the list is built for {arch}: kernels.toml gives it to {}",
+                    self.built_for(arch)
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernels built for `arch`, for a message.
+    fn built_for(&self, arch: Arch) -> String {
+        let v: Vec<&str> = self
+            .kernels
+            .iter()
+            .filter(|(_, k)| k.arches.contains(&arch))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    }
+
+    /// The extra fragment and the dropped options of `arch` (none for x86-64).
+    pub fn arch_build(&self, arch: Arch, dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
+        match self.arches.get(&arch) {
+            Some(a) if !arch.is_native() => (vec![dir.join(&a.fragment)], a.drop.clone()),
+            _ => (vec![], vec![]),
+        }
     }
 
     /// The newest kernel of the list (by the version its name starts with: `7.3-rc` > `7.2` >
@@ -340,6 +442,68 @@ mod tests {
                 e.path().display()
             );
         }
+    }
+
+    #[test]
+    fn kernels_say_which_architectures_they_build_for() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
+        let list = KernelList::load(&dir).unwrap();
+        // 6.12 is the foreign architectures' kernel; a kernel that says nothing is x86-64's.
+        for a in [Arch::S390x, Arch::Arm64] {
+            assert!(list.kernels["6.12"].arches.contains(&a), "{a}");
+            let (frags, drop) = list.arch_build(a, &dir);
+            assert!(frags[0].is_file() && drop.iter().any(|d| d == "IA32_EMULATION"));
+        }
+        assert_eq!(list.kernels["6.1"].arches, x86_only());
+        assert_eq!(list.arch_build(Arch::X86_64, &dir), (vec![], vec![]));
+        let sel = list
+            .select_for(Some("6.12"), &[Arch::X86_64, Arch::S390x])
+            .unwrap();
+        let got: Vec<(String, Arch)> = sel.into_iter().map(|(n, _, a)| (n, a)).collect();
+        assert_eq!(
+            got,
+            [("6.12".into(), Arch::X86_64), ("6.12".into(), Arch::S390x)]
+        );
+        let e = list
+            .select_for(Some("6.1"), &[Arch::Arm64])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"6.1\" is not built for arm64") && e.contains("6.12"),
+            "{e}"
+        );
+        // `all` takes the kernels built for the architecture.
+        let all = list.select_for(Some("all"), &[Arch::S390x]).unwrap();
+        assert!(all
+            .iter()
+            .all(|(n, _, _)| list.kernels[n].arches.contains(&Arch::S390x)));
+    }
+
+    #[test]
+    fn an_arch_without_its_entry_or_an_unknown_arch_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f.config"), "CONFIG_X=y\n").unwrap();
+        let head = "default = \"a\"\n[kernel.\"a\"]\npackage = \"p\"\nsuites = []\nfragments = [\"f.config\"]\nfeatures = [\"remote_write\"]\n";
+        std::fs::write(
+            d.path().join("kernels.toml"),
+            format!("{head}arches = [\"x86_64\", \"s390x\"]\n"),
+        )
+        .unwrap();
+        let e = format!("{:#}", KernelList::load(d.path()).unwrap_err());
+        assert!(e.contains("no [arch.s390x] entry"), "{e}");
+        std::fs::write(
+            d.path().join("kernels.toml"),
+            format!("{head}arches = [\"mips\"]\n"),
+        )
+        .unwrap();
+        assert!(KernelList::load(d.path()).is_err());
+        std::fs::write(
+            d.path().join("kernels.toml"),
+            format!("{head}arches = [\"arm64\"]\n[arch.arm64]\nfragment = \"f.config\"\ndrop = [\"X\"]\n"),
+        )
+        .unwrap();
+        let l = KernelList::load(d.path()).unwrap();
+        assert_eq!(l.arches[&Arch::Arm64].drop, ["X"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use harness::arch::Arch;
 use harness::model::{Expectation, Feature, KernelUnderTest};
 
 use crate::args::KernelArgs;
@@ -55,6 +56,10 @@ fn tree_label(tree: &Path) -> anyhow::Result<String> {
 
 /// The labels the choice gives, without downloading or building anything (for `--list`).
 pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> {
+    let arches = a.arches()?;
+    if (a.kernel_image.is_some() || a.kernel_tree.is_some()) && arches != [Arch::X86_64] {
+        bail!("--arch {} needs a kernel of the list (--kernel): a tree or a ready image is built or booted for x86_64 only", a.arch.join(","));
+    }
     if a.kernel_image.is_some() {
         return Ok(vec!["image".into()]);
     }
@@ -62,10 +67,31 @@ pub fn labels(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<String>> 
         return Ok(vec![gdb_label(tree_label(t)?, a.gdb)]);
     }
     Ok(list
-        .select(a.kernel.as_deref())?
+        .select_for(a.kernel.as_deref(), &arches)?
         .into_iter()
-        .map(|(n, _)| gdb_label(label(&n, a.debug, a.fixes, !a.patches.is_empty()), a.gdb))
+        .map(|(n, _, arch)| listed_label(&n, a, arch))
         .collect())
+}
+
+/// The architecture of each label [`labels`] gives, in the same order.
+pub fn label_arches(a: &KernelArgs, list: &KernelList) -> anyhow::Result<Vec<Arch>> {
+    if a.kernel_image.is_some() || a.kernel_tree.is_some() {
+        return Ok(vec![Arch::X86_64]);
+    }
+    Ok(list
+        .select_for(a.kernel.as_deref(), &a.arches()?)?
+        .into_iter()
+        .map(|(_, _, arch)| arch)
+        .collect())
+}
+
+/// The label of list kernel `name` built for `arch` as the arguments ask: `6.12+fixes`,
+/// `6.12-s390x`, `6.12+fixes-arm64`.
+fn listed_label(name: &str, a: &KernelArgs, arch: Arch) -> String {
+    arch.label(&gdb_label(
+        label(name, a.debug, a.fixes, !a.patches.is_empty()),
+        a.gdb,
+    ))
 }
 
 /// Every kernel option checked as a run checks it, short of downloading or building: the
@@ -270,6 +296,8 @@ fn resolve_tree(s: Places, a: &KernelArgs, tree: &Path, own: OwnBuild) -> anyhow
         kconfig: own.kconfig_lines,
         jobs: own.jobs,
         ccache: a.ccache,
+        arch: Arch::X86_64,
+        drop: vec![],
     };
     let built = build::build(s.cache, &req, s.progress)?;
     let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
@@ -293,6 +321,7 @@ fn resolve_tree(s: Places, a: &KernelArgs, tree: &Path, own: OwnBuild) -> anyhow
         identity: with_patches(format!("tree:{}", tree.display()), &built.record.patches),
         kselftests,
         expected,
+        arch: Arch::X86_64,
     };
     let build_secs = built.ran_make.then_some(built.record.build_secs);
     Ok(Resolved {
@@ -304,12 +333,12 @@ fn resolve_tree(s: Places, a: &KernelArgs, tree: &Path, own: OwnBuild) -> anyhow
 
 /// The list's kernels `--kernel` selects, each downloaded, patched and built (all cached).
 fn resolve_listed(s: Places, a: &KernelArgs, own: &OwnBuild) -> anyhow::Result<Vec<Resolved>> {
-    let selected = own.list.select(a.kernel.as_deref())?;
+    let selected = own.list.select_for(a.kernel.as_deref(), &a.arches()?)?;
     // One index over every suite the list names, so switching kernels never refreshes it.
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&own.list.all_suites(), &own.list.all_packages(), s.progress)?;
     let mut out = Vec::new();
-    for (name, spec) in selected {
+    for (name, spec, arch) in selected {
         let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
         if spec.version.is_none() {
             note_new_upload(s.cache, &name, &entry, s.progress);
@@ -327,10 +356,10 @@ fn resolve_listed(s: Places, a: &KernelArgs, own: &OwnBuild) -> anyhow::Result<V
         let extra_patches = fixes.len() + own.patches.len();
         all_patches.extend(fixes.iter().cloned());
         all_patches.extend(own.patches.iter().cloned());
-        let label = gdb_label(
-            label(&name, a.debug, a.fixes, !own.patches.is_empty()),
-            a.gdb,
-        );
+        let label = listed_label(&name, a, arch);
+        let (arch_fragments, drop) = own.list.arch_build(arch, own.configs);
+        let mut fragments = own.with_debug(spec.fragment_paths(own.configs));
+        fragments.extend(arch_fragments);
         let identity = format!(
             "deb:{}={} sha256:{}",
             entry.package, entry.version, entry.sha256
@@ -341,13 +370,15 @@ fn resolve_listed(s: Places, a: &KernelArgs, own: &OwnBuild) -> anyhow::Result<V
                 identity: identity.clone(),
                 fetch: &fetch,
             },
-            fragments: own.with_debug(spec.fragment_paths(own.configs)),
+            fragments,
             patches: all_patches,
             extra_patches,
             absent: spec.absent.clone(),
             kconfig: own.kconfig_lines.clone(),
             jobs: own.jobs,
             ccache: a.ccache,
+            arch,
+            drop,
         };
         let built = build::build(s.cache, &req, s.progress)?;
         if !built.ran_make {
@@ -361,8 +392,14 @@ fn resolve_listed(s: Places, a: &KernelArgs, own: &OwnBuild) -> anyhow::Result<V
         } else {
             format!(" + {}", built.record.patches.join(", "))
         };
-        let kselftests = kselftests::build(&built.src, &built.out, s.progress)?;
+        // The upstream selftests are built with the host's compiler, for x86-64 alone.
+        let kselftests = if arch.is_native() {
+            kselftests::build(&built.src, &built.out, s.progress)?
+        } else {
+            vec![]
+        };
         let kernel = KernelUnderTest {
+            arch,
             label,
             bzimage: built.bzimage,
             config: Some(built.config),
@@ -440,9 +477,9 @@ fn with_patches(base: String, patches: &[String]) -> String {
 /// The cache key a kernel of the list builds under, resolved now: the package version the
 /// index names, the compiler, the fragments, patches and absent options. CI keys its cache on
 /// it, so a new package version or compiler is a new entry, not a stale hit.
-pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
+pub fn list_kernel_key(s: Places, name: &str, arch: Arch) -> anyhow::Result<String> {
     let list = KernelList::load(s.configs)?;
-    let (name, spec) = list.select(Some(name))?.remove(0);
+    let (name, spec, arch) = list.select_for(Some(name), &[arch])?.remove(0);
     let aptc = apt::PrivateApt::new(s.cache);
     aptc.update(&list.all_suites(), &list.all_packages(), s.progress)?;
     let entry = aptc.entry(&spec.package, spec.version.as_deref())?;
@@ -450,15 +487,21 @@ pub fn list_kernel_key(s: Places, name: &str) -> anyhow::Result<String> {
         "deb:{}={} sha256:{}",
         entry.package, entry.version, entry.sha256
     );
-    let key = build::key_for(
+    let (arch_fragments, drop) = list.arch_build(arch, s.configs);
+    let mut fragments = spec.fragment_paths(s.configs);
+    fragments.extend(arch_fragments);
+    let key = build::key_for_arch(
         &identity,
-        &spec.fragment_paths(s.configs),
+        &fragments,
         &spec.patch_paths(s.configs),
         &spec.absent,
-        &build::compiler_version()?,
+        &build::compiler_version_for(arch)?,
+        arch,
+        &drop,
     )?;
     Ok(format!(
-        "{name}-{}-{key}",
+        "{}-{}-{key}",
+        arch.label(&name),
         entry.version.replace(['~', ':', '+'], "_")
     ))
 }
@@ -617,6 +660,7 @@ pub fn ready_image(img: &Path) -> anyhow::Result<Resolved> {
         identity: format!("image:{}", img.display()),
         kselftests: vec![],
         expected,
+        arch: Arch::X86_64,
     };
     Ok(Resolved {
         kernel,

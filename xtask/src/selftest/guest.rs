@@ -6,7 +6,8 @@
 //! reported against that test or program, by name. A copy of examples/ue-tiny-client with one
 //! assertion inverted must fail that test alone, and a crate that cannot link statically gets
 //! the one error that says so. [`flaky_fork`] is the program that fails every other boot, for
-//! the devloop bisect case.
+//! the devloop bisect case. On s390x, C programs given with `--guest-c` that pass, fail,
+//! crash and hang must be reported the same way by the foreign architectures' C guest.
 
 use std::path::{Path, PathBuf};
 
@@ -688,4 +689,96 @@ pub fn every_other_boot_is_flaky_with_retries_and_failed_without(
         Some(f) if f["flaky_in_run"] == 2 && f["failed"] == 3 && f["runs"] == 3 => Ok(()),
         _ => bail!("flakes: want {FLAKY_TRIAL} failed in 3 of 3 runs, 2 of them passed on a retry; got {listed}"),
     }
+}
+
+/// A foreign architecture's C guest program that passes a check, fails one, then crashes.
+const FOREIGN_ENDING: &str = r#"#include <signal.h>
+#include <stdio.h>
+int main(void)
+{
+	printf("TAP version 13\n1..3\nok 1 - passes\nnot ok 2 - fails # the fixture's failing check\n");
+	fflush(stdout);
+	raise(SIGSEGV);
+	return 0;
+}
+"#;
+
+/// One that starts its KTAP and never ends.
+const FOREIGN_SLEEPER: &str = r#"#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+	printf("TAP version 13\n1..1\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+"#;
+
+/// Issue 26: on s390x (the C init, cross-built programs, the virtio-serial result port), each
+/// way a C program ends is reported against it by name, as on x86-64: a passing and a failing
+/// KTAP check, a crash (the program's own trial, with the signal), a program past its limit
+/// (killed by the init, the host told why), and the VM itself healthy. Run as people run it:
+/// `cargo xtask test --arch s390x --guest-c FILE.c`.
+pub fn foreign_c_guest_reports_each_ending(exe: &Path, scratch: &Path) -> anyhow::Result<()> {
+    let dir = scratch.join("foreign-c");
+    std::fs::create_dir_all(&dir)?;
+    let (ending, sleeper) = (dir.join("ending.c"), dir.join("sleeper.c"));
+    std::fs::write(&ending, FOREIGN_ENDING)?;
+    std::fs::write(&sleeper, FOREIGN_SLEEPER)?;
+    let args = [
+        "test",
+        "--no-install",
+        "--arch",
+        "s390x",
+        "--guest-c",
+        path_str(&ending)?,
+        "--guest-c",
+        path_str(&sleeper)?,
+        "--guest-test-timeout",
+        "3",
+    ];
+    let out = super::devloop::xtask(exe, &args)?;
+    if out.code != Some(101) {
+        bail!(
+            "cargo xtask {}: exit {:?}, want 101 (failed trials):\n{}",
+            args.join(" "),
+            out.code,
+            super::devloop::tail(&out.stderr)
+        );
+    }
+    let dir = super::devloop::run_dir(&out.stderr)?;
+    let run = harness::artifacts::read_results(&dir)?;
+    let verdict = |name: &str| -> anyhow::Result<&Verdict> {
+        run.verdicts
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| &v.verdict)
+            .with_context(|| format!("no verdict for {name} in {}", dir.display()))
+    };
+    let failed_with = |name: &str, words: &str| -> anyhow::Result<()> {
+        match verdict(name)? {
+            Verdict::Fail(f) if f.message.contains(words) => Ok(()),
+            other => bail!("{name}: want a failure saying {words:?}, got {other:?}"),
+        }
+    };
+    anyhow::ensure!(
+        run.kernel.label == "6.12-s390x",
+        "label {}",
+        run.kernel.label
+    );
+    anyhow::ensure!(
+        matches!(verdict("guest::ending::passes")?, Verdict::Pass),
+        "guest::ending::passes: {:?}",
+        verdict("guest::ending::passes")?
+    );
+    failed_with("guest::ending::fails", "the fixture's failing check")?;
+    failed_with("guest::ending", "killed by signal 11")?;
+    failed_with("guest::sleeper", "timed out after 12000 ms")?;
+    anyhow::ensure!(
+        matches!(verdict(HEALTH)?, Verdict::Pass),
+        "vm::health: {:?}",
+        verdict(HEALTH)?
+    );
+    Ok(())
 }

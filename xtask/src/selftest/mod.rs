@@ -278,6 +278,10 @@ pub fn cases() -> Vec<Case> {
         Case::new("selftest::guest_crate_that_cannot_link_statically", |s| {
             guest::crate_that_cannot_link_statically(&s.target)
         }),
+        // A foreign architecture's C guest: s390x's kernel, cross-built once.
+        Case::new("selftest::foreign_c_guest_reports_each_ending", |s| {
+            guest::foreign_c_guest_reports_each_ending(&s.exe, &s.scratch)
+        }),
         // Retries: a guest test that fails every other boot, run as people run it.
         Case::new(
             "selftest::every_other_boot_is_flaky_with_retries_and_failed_without",

@@ -71,7 +71,7 @@ pub(super) fn qemu_config(
         extra_cmdline: String::new(),
         extra_args: vec![],
         gdb: None,
-        ..harness::run::qemu_config(&s.opts, bzimage, initrd, run_dir)
+        ..harness::run::qemu_config(&s.opts, s.kernel.arch, bzimage, initrd, run_dir)
     }
 }
 

@@ -13,7 +13,8 @@
 //! once; 11 one cold build without ccache, with an empty ccache, with a warm one, and with a
 //! warm one and one more `--kconfig` option, once; 12 the whole suite `--runs` times beside
 //! two busy processes per core, interleaved with it unloaded, counting the failed trials
-//! (a clean kernel should have none: each one is a scenario to fix).
+//! (a clean kernel should have none: each one is a scenario to fix). Row 13, also named
+//! only: each foreign architecture's boot floor and warm C guest under TCG.
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,7 @@ use edits::{edit_rerun, own_tree_edit};
 use from_commands::{killed_mutants, matrix};
 use table::{markdown, BenchReport, Row};
 
+mod arches;
 mod cold;
 mod edits;
 mod floor;
@@ -44,9 +46,10 @@ pub struct BenchArgs {
     /// Runs per measured row (each row reports the median, min and max).
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::args::number_in::<usize, 1, 100>)]
     runs: usize,
-    /// Only these rows (comma list of row numbers, 1–12). Rows 10 (cold matrix from an empty
-    /// cache, ~20 min here), 11 (four cold builds for ccache, ~15 min) and 12 (the suite under
-    /// load and unloaded, ~2 min per run) run only when named.
+    /// Only these rows (comma list of row numbers, 1–13). Rows 10 (cold matrix from an empty
+    /// cache, ~20 min here), 11 (four cold builds for ccache, ~15 min), 12 (the suite under
+    /// load and unloaded, ~2 min per run) and 13 (s390x and arm64 under TCG; a cold cache
+    /// cross-builds each, ~7 min) run only when named.
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::args::number_in::<u32, 1, 100>)]
     only: Vec<u32>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness), passed on to the runs.
@@ -75,10 +78,11 @@ pub(super) enum Group {
     ColdMatrix = 10,
     Ccache = 11,
     LoadedSuite = 12,
+    Arches = 13,
 }
 
 impl Group {
-    const LAST: Group = Group::LoadedSuite;
+    const LAST: Group = Group::Arches;
 
     fn number(self) -> u32 {
         self as u32
@@ -87,7 +91,10 @@ impl Group {
     /// Rows that take tens of minutes of every core: never part of the default bench (or CI).
     /// Row 12 also loads the host on purpose, which the other rows' timings must not see.
     fn only_when_named(self) -> bool {
-        matches!(self, Group::ColdMatrix | Group::Ccache | Group::LoadedSuite)
+        matches!(
+            self,
+            Group::ColdMatrix | Group::Ccache | Group::LoadedSuite | Group::Arches
+        )
     }
 
     /// Whether this group runs under `--only only` (empty: the default rows).
@@ -210,6 +217,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     if want(Group::ColdMatrix) {
         rows.extend(cold_matrix(&setup)?);
+    }
+    if want(Group::Arches) {
+        rows.extend(arches::rows(&setup, a.runs, floor, &mut session)?);
     }
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -113,6 +113,8 @@ fn vng_kernel(
         kconfig: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         ccache: s.kernel_args.ccache,
+        arch: harness::arch::Arch::X86_64,
+        drop: vec![],
     };
     let built = crate::kernel::build::build(&s.cache, &req, &mut session.progress)?;
     let build_note = if built.ran_make {
@@ -131,6 +133,7 @@ fn vng_kernel(
         ),
         kselftests: vec![],
         expected: spec.expectation(&list.default),
+        arch: harness::arch::Arch::X86_64,
     };
     Ok((kernel, built.bzimage, build_note))
 }

@@ -133,7 +133,14 @@ fn checked_tree(a: &BisectArgs) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: BisectArgs) -> anyhow::Result<ExitCode> {
-    crate::args::refuse_unused("bisect", &[("--gdb-port", a.kernel.gdb_port != 1234)])?;
+    crate::args::refuse_unused(
+        "bisect",
+        &[
+            ("--gdb-port", a.kernel.gdb_port != 1234),
+            // x86-64 only: its steps run the Rust guest (test and matrix take --arch).
+            ("--arch", !a.kernel.arch.is_empty()),
+        ],
+    )?;
     let started = Instant::now();
     let rule = Confidence::new(a.runs, a.bad_at)?;
     let mut s = Session::for_kernels(&a.kernel);

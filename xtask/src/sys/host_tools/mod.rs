@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
+use harness::arch::Arch;
 
 use plan::{HostApt, Plan, Way};
 use sources::HostSources;
@@ -186,11 +187,68 @@ pub const PYTHON3_VENV: Tool = Tool {
     need: Need::Package,
 };
 
+/// What `--arch` needs for a foreign architecture: its QEMU (at the installed QEMU's
+/// version: the plan takes it from the suite that carries qemu-system-common, as it does
+/// for qemu-system-x86), Debian's cross gcc for the kernel, and the cross C library that
+/// the C guest programs are linked statically against (the cross gcc only recommends it,
+/// and installs go without recommends).
+pub fn arch_tools(arch: Arch) -> &'static [Tool] {
+    match arch {
+        Arch::X86_64 => &[],
+        Arch::S390x => &S390X,
+        Arch::Arm64 => &ARM64,
+    }
+}
+
+const S390X: [Tool; 3] = [
+    Tool {
+        check: "qemu-system-s390x",
+        package: "qemu-system-misc",
+        why: "boots the s390x test kernel (--arch s390x)",
+        need: Need::Boot,
+    },
+    Tool {
+        check: "s390x-linux-gnu-gcc",
+        package: "gcc-s390x-linux-gnu",
+        why: "cross-builds the s390x kernel and guest programs (--arch s390x)",
+        need: Need::Build,
+    },
+    Tool {
+        check: "/usr/s390x-linux-gnu/lib/libc.a",
+        package: "libc6-dev-s390x-cross",
+        why: "links the s390x guest programs statically (--arch s390x)",
+        need: Need::Build,
+    },
+];
+
+const ARM64: [Tool; 3] = [
+    Tool {
+        check: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+        why: "boots the arm64 test kernel (--arch arm64)",
+        need: Need::Boot,
+    },
+    Tool {
+        check: "aarch64-linux-gnu-gcc",
+        package: "gcc-aarch64-linux-gnu",
+        why: "cross-builds the arm64 kernel and guest programs (--arch arm64)",
+        need: Need::Build,
+    },
+    Tool {
+        check: "/usr/aarch64-linux-gnu/lib/libc.a",
+        package: "libc6-dev-arm64-cross",
+        why: "links the arm64 guest programs statically (--arch arm64)",
+        need: Need::Build,
+    },
+];
+
 /// Every tool any command may install: what `cargo xtask host-tools` reports on.
 pub fn all_tools() -> Vec<&'static Tool> {
     TOOLS
         .iter()
         .chain([&CCACHE, &BUSYBOX, &GIT, &GDB, &PYTHON3, &PYTHON3_VENV])
+        .chain(arch_tools(Arch::S390x))
+        .chain(arch_tools(Arch::Arm64))
         .collect()
 }
 
@@ -736,6 +794,19 @@ esac
         assert!(e.contains("(a test)"), "{e}");
         assert!(!e.contains("apt-get install"), "{e}");
         assert!(e.contains("--kernel-image"), "{e}");
+    }
+
+    #[test]
+    fn each_foreign_arch_brings_its_qemu_cross_gcc_and_cross_libc() {
+        assert!(arch_tools(Arch::X86_64).is_empty());
+        for a in [Arch::S390x, Arch::Arm64] {
+            let t = arch_tools(a);
+            assert_eq!(t[0].check, a.qemu_binary());
+            assert_eq!(t[0].package, a.qemu_package());
+            assert_eq!(t[1].check, a.gcc());
+            assert!(t[2].check.ends_with("/lib/libc.a") && t[2].package.ends_with("-cross"));
+            assert!(all_tools().iter().any(|x| x.package == t[1].package));
+        }
     }
 
     #[test]
