@@ -499,7 +499,7 @@ mod tests {
         );
         assert!(line.contains("-serial stdio -chardev socket,id=results,path=/run/x/results.sock -device virtio-serial-ccw -device virtserialport,chardev=results,name=ue.results"), "{line}");
         assert!(
-            line.contains("'console=ttysclp0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 sysctl."),
+            line.contains("'console=ttysclp0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 slub_debug=FZPU sysctl."),
             "{line}"
         );
         for x86 in ["no_timer_check", "tsc", "qboot", "chardev:results", "ttyS0"] {

@@ -187,8 +187,9 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         fail_fast,
         same_verdicts: a.same_verdicts,
         base_ks_failing: &base_ks_failing,
-        // The guests this command boots are x86-64's.
-        arch: shipped::Arch::X86_64,
+        // The run's one architecture (--arch), as the mutants' `Arches:` lines spell it.
+        arch: shipped::Arch::parse(arches[0].name())
+            .expect("shipped::Arch spells every harness::arch::Arch"),
     };
     let mut rows = Vec::new();
     for m in selected {
