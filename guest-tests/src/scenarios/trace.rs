@@ -81,21 +81,32 @@ fn check_trace_lines(cx: &mut Ctx, name: &str, want: &[String]) -> R {
 }
 
 fn check_lines_and(cx: &mut Ctx, name: &str, want: &[String], format: bool) -> R {
-    tracefs::set_enabled(name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?
-        .into_iter()
-        .filter(|l| l.contains(&format!("{name}:")))
-        .collect();
+    let lines = event_lines(name)?;
     cx.snapshot("trace", lines.join("\n") + "\n");
     if format {
         cx.snapshot("format", tracefs::format(name)?);
     }
+    lines_end_with(name, &lines, want)
+}
+
+/// Disables `name` and returns its lines of `trace`.
+fn event_lines(name: &str) -> Result<Vec<String>, crate::framework::Stop> {
+    tracefs::set_enabled(name, false)?;
+    Ok(tracefs::trace_lines()?
+        .into_iter()
+        .filter(|l| l.contains(&format!("{name}:")))
+        .collect())
+}
+
+/// Exactly one line per `want`, in order, each ending with `NAME: WANT`.
+fn lines_end_with(name: &str, lines: &[String], want: &[impl AsRef<str>]) -> R {
     check_eq!(
         lines.len(),
         want.len(),
         "lines for {name} in trace: {lines:?}"
     );
     for (line, want) in lines.iter().zip(want) {
+        let want = want.as_ref();
         check!(
             line.ends_with(&format!(" {name}: {want}")),
             "trace line {line:?} does not end with {want:?}"
@@ -238,24 +249,8 @@ fn one_byte_payloads(cx: &mut Ctx) -> R {
             "bytes accepted by write() of a one-byte payload"
         );
     }
-    tracefs::set_enabled(&name, false)?;
-    let lines: Vec<String> = tracefs::trace_lines()?
-        .into_iter()
-        .filter(|l| l.contains(&format!("{name}:")))
-        .collect();
-    let want = ["a='A'(65)", "a=(7)", "a='B'(66)"];
-    check_eq!(
-        lines.len(),
-        want.len(),
-        "lines for {name} in trace: {lines:?}"
-    );
-    for (line, want) in lines.iter().zip(want) {
-        check!(
-            line.ends_with(&format!(" {name}: {want}")),
-            "trace line {line:?} does not end with {want:?}"
-        );
-    }
-    Ok(())
+    let lines = event_lines(&name)?;
+    lines_end_with(&name, &lines, &["a='A'(65)", "a=(7)", "a='B'(66)"])
 }
 
 fn char_arrays_via_writev(cx: &mut Ctx) -> R {
