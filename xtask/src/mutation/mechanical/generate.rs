@@ -67,6 +67,16 @@ pub fn tool(cache: &Path, allow_install: bool, progress: &mut Progress) -> anyho
     if installed.is_file() && mutate.is_file() {
         return Ok(mutate);
     }
+    // Two runs that start on an empty cache (a validation run and a `--list` beside it)
+    // would each remove and remake the other's venv: the second waits, then finds it made.
+    let _lock = crate::cache::lock(
+        &cache
+            .join("tools")
+            .join(format!("universalmutator-{TOOL_VERSION}.lock")),
+    )?;
+    if installed.is_file() && mutate.is_file() {
+        return Ok(mutate);
+    }
     host_tools::ensure_tools(
         cache,
         &[&host_tools::PYTHON3],
