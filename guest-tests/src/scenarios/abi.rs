@@ -6,7 +6,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use result_channel::Feature;
 
-use crate::framework::{wait_until, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::framework::{
+    wait_until, Context, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
+};
 use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, tracefs};
@@ -71,6 +73,11 @@ const SCENARIOS: &[Scenario] = &[
         "multi_format",
         "MULTI_FORMAT lets one name carry two field lists, each its own index and user_events_multi event named NAME.HEX; a REG of the same name and fields on another fd joins the same event (enabling it sets both words)",
         multi_format,
+    ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
+    Scenario::new(
+        "multi_format_apart_from_single",
+        "a MULTI_FORMAT REG never joins a single-format event of the same name and fields, nor the reverse, whichever came first: each stays its own tracepoint, and enabling one sets only its own registration's bit",
+        multi_format_apart_from_single,
     ).requires(&[Feature::RemoteWrite, Feature::RegMultiFormat]),
     Scenario::new(
         "del_all_formats",
@@ -911,6 +918,82 @@ fn multi_format(cx: &mut Ctx) -> R {
     cx.wait_for("both 'u32 a' bits cleared", || {
         page.u32_at(0) == 0 && word.u32_at(0) == 0
     })?;
+    Ok(())
+}
+
+fn multi_format_apart_from_single(cx: &mut Ctx) -> R {
+    // Both orders: find_user_event() compares the like-format test before the name, and a
+    // test that only skips one way lets the second REG of either order join the first.
+    // One word of each page per order: a registration outlives the loop's round, and REG
+    // refuses an address and bit this mm already registered.
+    let single = Mapping::anon(libc::MAP_PRIVATE)?;
+    let multi = Mapping::anon(libc::MAP_PRIVATE)?;
+    for (round, single_first) in [true, false].into_iter().enumerate() {
+        let w = round * 8;
+        let name = cx.event_name();
+        let args = format!("{name} u32 a");
+        let reg_single = |cx: &mut Ctx| cx.reg(&args, single.addr(w), 4, 0);
+        let reg_multi = |cx: &mut Ctx| {
+            uapi::reg(
+                cx.fd(),
+                &args,
+                multi.addr(w) as u64,
+                4,
+                0,
+                uapi::USER_EVENT_REG_MULTI_FORMAT,
+            )
+            .ctx(|| format!("DIAG_IOCSREG {args:?} with MULTI_FORMAT"))
+        };
+        let order = if single_first {
+            "single-format REG first"
+        } else {
+            "MULTI_FORMAT REG first"
+        };
+        let (s, m) = if single_first {
+            let s = reg_single(cx)?;
+            (s, reg_multi(cx)?)
+        } else {
+            let m = reg_multi(cx)?;
+            (reg_single(cx)?, m)
+        };
+        check!(s != m, "{order}: both registrations got index {s}");
+        check!(
+            tracefs::exists(&format!("events/user_events/{name}")),
+            "{order}: no user_events/{name}"
+        );
+        let multi_dir = match multi_dir_with(&name, "u32 a") {
+            Err(Stop::Fail(m)) => crate::fail!("{order}: {m}"),
+            found => found?,
+        };
+
+        tracefs::set_enabled(&name, true)?;
+        cx.wait_for(&format!("{order}: the single-format word's bit 0"), || {
+            single.u32_at(w) == 1
+        })?;
+        check_eq!(
+            multi.u32_at(w),
+            0,
+            "{order}: the MULTI_FORMAT word with only user_events/{name} enabled"
+        );
+        tracefs::set_enabled(&name, false)?;
+        cx.wait_for(&format!("{order}: the single-format bit cleared"), || {
+            single.u32_at(w) == 0
+        })?;
+
+        set_multi_enabled(&multi_dir, true)?;
+        cx.wait_for(&format!("{order}: the MULTI_FORMAT word's bit 0"), || {
+            multi.u32_at(w) == 1
+        })?;
+        check_eq!(
+            single.u32_at(w),
+            0,
+            "{order}: the single-format word with only user_events_multi/{multi_dir} enabled"
+        );
+        set_multi_enabled(&multi_dir, false)?;
+        cx.wait_for(&format!("{order}: the MULTI_FORMAT bit cleared"), || {
+            multi.u32_at(w) == 0
+        })?;
+    }
     Ok(())
 }
 
