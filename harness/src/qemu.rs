@@ -189,6 +189,8 @@ impl QemuConfig {
         s.push(' ');
         s.push_str(SLUB_DEBUG);
         s.push(' ');
+        s.push_str(SECRETMEM_ENABLE);
+        s.push(' ');
         s.push_str(&watchdog_cmdline(self.accel));
         if let Some(khz) = self.guest_tsc_khz {
             // `tsc=reliable` too: the guest's clocksource watchdog compares the TSC with
@@ -356,6 +358,12 @@ fn shell_quote(s: &str) -> String {
 /// CONFIG_SLUB_DEBUG ignores it.
 const SLUB_DEBUG: &str = "slub_debug=FZPU";
 
+/// memfd_secret(2) on every kernel built with CONFIG_SECRETMEM: before 6.5 it was off unless
+/// asked for. Its memory is what the fault-retry scenario needs (a page the kernel can
+/// fault in and never pin). A kernel without the option drops the dotted parameter, never
+/// passing it to init.
+const SECRETMEM_ENABLE: &str = "secretmem.enable=1";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,7 +462,7 @@ mod tests {
         assert!(stdio < res, "ttyS0 must be the console: {line}");
         assert!(line.contains("-no-reboot") && line.contains("-nodefaults"));
         assert!(
-            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check slub_debug=FZPU sysctl.kernel.hung_task_timeout_secs=4 sysctl.kernel.hung_task_panic=0 watchdog_thresh=8 ue.debug=1'"),
+            line.contains("'console=ttyS0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 no_timer_check slub_debug=FZPU secretmem.enable=1 sysctl.kernel.hung_task_timeout_secs=4 sysctl.kernel.hung_task_panic=0 watchdog_thresh=8 ue.debug=1'"),
             "{line}"
         );
         assert!(!line.contains("-cpu host"), "TCG cannot use -cpu host");
@@ -499,7 +507,7 @@ mod tests {
         );
         assert!(line.contains("-serial stdio -chardev socket,id=results,path=/run/x/results.sock -device virtio-serial-ccw -device virtserialport,chardev=results,name=ue.results"), "{line}");
         assert!(
-            line.contains("'console=ttysclp0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 slub_debug=FZPU sysctl."),
+            line.contains("'console=ttysclp0 panic=-1 rdinit=/init loglevel=5 nokaslr rcupdate.rcu_expedited=1 slub_debug=FZPU secretmem.enable=1 sysctl."),
             "{line}"
         );
         for x86 in ["no_timer_check", "tsc", "qboot", "chardev:results", "ttyS0"] {

@@ -418,16 +418,20 @@ pub enum Feature {
     /// (CONFIG_FAULT_INJECTION) and debugfs's `failslab` knobs (CONFIG_FAILSLAB,
     /// CONFIG_FAULT_INJECTION_DEBUG_FS), which a kernel for anything but testing leaves out.
     Failslab,
+    /// memfd_secret(2) (CONFIG_SECRETMEM, on by default from 6.5): memory a task can fault in
+    /// but the kernel can never pin, so user_events' fault-in retries run to their cap.
+    Secretmem,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 6] = [
+    pub const ALL: [Feature; 7] = [
         Feature::RemoteWrite,
         Feature::StatusPage,
         Feature::RegPersist,
         Feature::RegMultiFormat,
         Feature::Madvise,
         Feature::Failslab,
+        Feature::Secretmem,
     ];
 
     /// The name used in `kernels.toml` and on the command line.
@@ -439,6 +443,7 @@ impl Feature {
             Feature::RegMultiFormat => "reg_multi_format",
             Feature::Madvise => "madvise",
             Feature::Failslab => "failslab",
+            Feature::Secretmem => "secretmem",
         }
     }
 

@@ -61,6 +61,37 @@ impl Mapping {
         Ok(m)
     }
 
+    /// One page of memfd_secret(2) memory, shared and writable, at `at` (MAP_FIXED, over
+    /// whatever is mapped there) or anywhere. The process reads and writes it as any page,
+    /// but the kernel's page pinning refuses it, while a fault-in succeeds. Its scenarios
+    /// require [`Feature::Secretmem`](result_channel::Feature::Secretmem), which the runner
+    /// has probed, so any error is a failure.
+    pub fn secret(at: Option<*const u8>) -> Result<Self, Stop> {
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0) };
+        if fd < 0 {
+            fail!("memfd_secret(0): {}", io::Error::last_os_error());
+        }
+        let fd = fd as i32;
+        let sized = unsafe { libc::ftruncate(fd, 4096) };
+        let e = io::Error::last_os_error();
+        let mapped = if sized != 0 {
+            Err(Stop::Fail(format!("ftruncate of a memfd_secret fd: {e}")))
+        } else {
+            let (addr, fixed) = at.map_or((std::ptr::null(), 0), |a| (a, libc::MAP_FIXED));
+            Self::map_at(
+                addr,
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | fixed,
+                fd,
+                0,
+            )
+        };
+        // The mapping holds the file.
+        unsafe { libc::close(fd) };
+        mapped
+    }
+
     pub fn addr(&self, off: usize) -> *const u8 {
         unsafe { self.ptr.add(off) }
     }

@@ -28,6 +28,7 @@ impl Ctx {
             Feature::RegPersist | Feature::RegMultiFormat => self.require_flag(feature),
             Feature::Madvise => require_madvise(),
             Feature::Failslab => require_failslab(),
+            Feature::Secretmem => require_secretmem(),
         }
     }
 
@@ -71,6 +72,31 @@ impl Ctx {
 fn require_madvise() -> R {
     let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_NORMAL) };
     madvise_answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
+}
+
+/// Ignores the scenario unless memfd_secret(2) gives a descriptor: ENOSYS is a kernel built
+/// without CONFIG_SECRETMEM, or one before 6.5 booted without `secretmem.enable=1`.
+fn require_secretmem() -> R {
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0) };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        return secretmem_answer(Ok(()));
+    }
+    secretmem_answer(Err(Errno::last()))
+}
+
+/// What the memfd_secret probe's answer means.
+fn secretmem_answer(r: Result<(), Errno>) -> R {
+    match r {
+        Ok(()) => Ok(()),
+        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
+            missing: Feature::Secretmem,
+            found: "memfd_secret gives ENOSYS (kernel without CONFIG_SECRETMEM, or before 6.5 \
+                    without secretmem.enable=1)"
+                .into(),
+        }),
+        Err(e) => Err(Stop::Fail(format!("probe memfd_secret(0): unexpected {e}"))),
+    }
 }
 
 /// `/proc/thread-self/fail-nth`: the N-th fault site this thread reaches fails.
@@ -166,6 +192,19 @@ fn madvise_answer(r: Result<(), Errno>) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secretmem_enosys_is_an_ignore_and_other_errors_fail() {
+        assert!(secretmem_answer(Ok(())).is_ok());
+        assert_eq!(
+            ignored(secretmem_answer(Err(Errno(libc::ENOSYS)))).0,
+            Feature::Secretmem
+        );
+        assert!(matches!(
+            secretmem_answer(Err(Errno(libc::EMFILE))),
+            Err(Stop::Fail(_))
+        ));
+    }
 
     fn ignored(r: R) -> (Feature, String) {
         match r {

@@ -57,6 +57,13 @@ const SCENARIOS: &[Scenario] = &[
         "a fork while the parent's fault is in flight gives the child a registration that follows the next enable and disable",
         fork_while_faulting_child_follows,
     ),
+    Scenario::new(
+        "unpinnable_word_gives_up",
+        "a word the kernel can fault in but never pin (memfd_secret memory): REG gives up with ENOMEM and the event stays; a registration whose page became such memory makes the fault worker give up after an enable, with one fault warning and the word never written",
+        unpinnable_word_gives_up,
+    )
+    .fault_warnings(true)
+    .requires(&[Feature::RemoteWrite, Feature::Secretmem]),
 ];
 
 pub const FAMILY: Family = Family::new("faults", SCENARIOS)
@@ -474,6 +481,58 @@ fn gone_for_good(cx: &mut Ctx, name: &str) -> R {
         Some(Errno(libc::ENOENT)),
         "DEL after the automatic delete"
     );
+    Ok(())
+}
+
+/// Both fault-in loops retry only while the fault-in succeeds and the pin then fails, up to
+/// a cap ("ensure that it cannot be taken advantage of by bad user processes to cause
+/// excessive looping"). Memory of memfd_secret is the one kind a process can hand over where
+/// that is so every time: fixup_user_fault() maps it in, pin_user_pages_remote() refuses
+/// it. Without the cap, REG loops in the kernel for good (the runner judges it a loop) and
+/// the worker queues itself again for good (no warning ever comes).
+fn unpinnable_word_gives_up(cx: &mut Ctx) -> R {
+    // The synchronous loop of REG (user_event_enabler_create).
+    let secret = Mapping::secret(None)?;
+    write32(secret.addr(0), 0);
+    let name = cx.event_name();
+    let started = Instant::now();
+    let reg = uapi::reg(cx.fd(), &name, secret.addr(0) as u64, 4, 0, 0);
+    let took = started.elapsed();
+    check_eq!(
+        reg.err(),
+        Some(Errno(libc::ENOMEM)),
+        "REG of a word in memfd_secret memory (fault-in works, the pin never does)"
+    );
+    cx.note(format!("REG gave up in {} us", took.as_micros()));
+    check!(
+        tracefs::exists(&format!("events/user_events/{name}")),
+        "the event does not exist after the refused REG"
+    );
+
+    // The worker's loop (user_event_enabler_fault_fixup): a registration made on an
+    // ordinary page, which then becomes memfd_secret memory at the same address.
+    let name = cx.event_name();
+    let (ptr, _) = Mapping::anon(libc::MAP_PRIVATE)?.forget();
+    write32(ptr, 0);
+    cx.reg(&name, ptr, 4, 0)?;
+    let secret = Mapping::secret(Some(ptr))?;
+    write32(secret.addr(0), 0);
+    tracefs::set_enabled(&name, true)?;
+    let control = wait_fault_warning(cx, &name, 1)?;
+    let needle = format!("event: {name}\n");
+    cx.never_after(
+        "a second fault warning (the worker went on after giving up)",
+        control,
+        || kmsg_count(&needle).map(|n| n >= 2).unwrap_or(true),
+    )?;
+    check_eq!(
+        secret.u32_at(0),
+        0,
+        "the word the kernel cannot pin, after the worker gave up"
+    );
+    tracefs::set_enabled(&name, false)?;
+    // The disable queues a fault of its own, which gives up the same way.
+    wait_fault_warning(cx, &name, 2)?;
     Ok(())
 }
 

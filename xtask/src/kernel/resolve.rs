@@ -553,6 +553,9 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     if has_failslab(dot_config) {
         features.insert(Feature::Failslab);
     }
+    if config_has(dot_config, "SECRETMEM") {
+        features.insert(Feature::Secretmem);
+    }
     Expectation {
         features,
         source: String::new(),
@@ -597,6 +600,11 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     // saying otherwise an image is not expected to have it.
     if has_failslab(dot_config) {
         features.insert(Feature::Failslab);
+    }
+    // Without a .config, not assumed: the option is the kernel's own default only with
+    // ARCH_HAS_SET_DIRECT_MAP, and tinyconfig leaves it out (base.config sets it).
+    if config_has(dot_config, "SECRETMEM") {
+        features.insert(Feature::Secretmem);
     }
     Expectation {
         features,
@@ -751,7 +759,7 @@ mod tests {
         let h612 = "#define DIAG_IOCSREG _IOWR(...)\n#define DIAG_IOCSUNREG _IOW(...)\nUSER_EVENT_REG_PERSIST = 1U << 0,\nUSER_EVENT_REG_MULTI_FORMAT = 1U << 1,";
         let e = header_expectation(
             h612,
-            "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\n",
+            "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\nCONFIG_SECRETMEM=y\n",
         );
         assert_eq!(
             e.features,
@@ -763,6 +771,8 @@ mod tests {
         // failslab without its debugfs knobs cannot fail a GFP_KERNEL allocation.
         let e = header_expectation(h612, "CONFIG_FAILSLAB=y\n");
         assert!(!e.has(Feature::Failslab));
+        // memfd_secret only where the tree's .config builds it.
+        assert!(!e.has(Feature::Secretmem));
         let e = header_expectation("#define DIAG_IOCSREG _IOWR(...)", "");
         assert_eq!(e.features, [Feature::StatusPage].into_iter().collect());
     }
