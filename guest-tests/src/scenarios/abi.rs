@@ -91,7 +91,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "status_names_probes",
-        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached; Active: and Busy: count the lines listed and those used",
+        "user_events_status lists an event alone while unused, then '# Used by ftrace', '# Used by perf', '# Used by ftrace perf' as probes attach, and its Busy: count is one more while any is attached; Active: and Busy: count the lines listed and those used; one open status file rewound to 0 reads the list again",
         status_names_probes,
     )
     // Reads a global seq_file list: see `Scenario::alone`.
@@ -1186,6 +1186,30 @@ fn status_line(name: &str) -> Result<Option<String>, Stop> {
         .map(str::to_owned))
 }
 
+/// A tool that watches `user_events_status` keeps it open and rewinds it (lseek to 0) before
+/// each read: the second read of one open file must list the event again.
+fn check_rewound_status_reads_again(name: &str) -> R {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = tracefs::path("user_events_status");
+    let mut f = std::fs::File::open(&path).ctx(|| format!("open {path}"))?;
+    let mut first = String::new();
+    f.read_to_string(&mut first)
+        .ctx(|| format!("first read of {path}"))?;
+    f.seek(SeekFrom::Start(0))
+        .ctx(|| format!("lseek({path}, 0, SEEK_SET) after reading it"))?;
+    let mut again = String::new();
+    f.read_to_string(&mut again)
+        .ctx(|| format!("read of {path} after rewinding it"))?;
+    let lists = |text: &str| text.lines().any(|l| l == name);
+    check!(
+        lists(&first) && lists(&again),
+        "{name} in the first read of one open {path} ({}) and in the read after lseek to 0 ({}): {again:?}",
+        lists(&first),
+        lists(&again)
+    );
+    Ok(())
+}
+
 fn status_names_probes(cx: &mut Ctx) -> R {
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let name = cx.event_name();
@@ -1193,6 +1217,7 @@ fn status_names_probes(cx: &mut Ctx) -> R {
     let want = |users: &str| Some(format!("{name}{users}"));
     check_eq!(status_line(&name)?, want(""), "status line with no probe");
     check_status_counts("no probe")?;
+    check_rewound_status_reads_again(&name)?;
     // Busy: counts the events anything is attached to; no other scenario runs beside this
     // one, so only this event's probes change it.
     let idle = busy_events()?;
