@@ -186,6 +186,18 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         all.len(),
         chosen.len()
     ));
+    // Checked before --list too, so that a newly judged entry is checked without a run.
+    let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
+    // The judged list holds mutants of both generators: only a run that has every one of
+    // them (`--operators all`) can tell that an entry matches none.
+    let stale = if a.operators == Operators::All {
+        judged.stale(&all)
+    } else {
+        vec![]
+    };
+    for j in stale {
+        eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
+    }
     if a.list {
         print_list(&chosen);
         return Ok(ExitCode::SUCCESS);
@@ -198,17 +210,6 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
             a.seed,
             a.operators.name()
         );
-    }
-    let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
-    // The judged list is written against universalmutator's mutants: only a run that has
-    // them all can tell that an entry matches none.
-    let stale = if a.operators == Operators::Kernel {
-        vec![]
-    } else {
-        judged.stale(&all)
-    };
-    for j in stale {
-        eprintln!("note: kernel-configs/mutate/judged.toml: {}:{} `{}` matches no mutant of this source (written for another version?)", j.file, j.line, j.mutated.trim());
     }
     let guest = s.guest()?;
     let mut opts = s.suite_options(&a.run, &guest);
