@@ -380,6 +380,16 @@ mod tests {
         assert_eq!(classify("[ 30.1] INFO: lockdep is turned off."), None);
     }
 
+    /// The slab's complaint about an allocation's flags (mm/slub.c, kmalloc_fix_flags) is a
+    /// kernel warning with a stack, as a WARN() is.
+    #[test]
+    fn bad_gfp_flags_are_a_warning() {
+        use trouble::{classify, TroubleKind};
+        let line = "[    5.1] Unexpected gfp: 0x6 (__GFP_HIGHMEM|__GFP_DMA32). Fixing up to gfp: 0x0 (). Fix your code!";
+        assert_eq!(classify(line), Some(TroubleKind::Warning));
+        assert_eq!(classify("[    5.1] Unexpected gfp seen elsewhere"), None);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic() {
         // A cheap deterministic fuzz: xorshift bytes biased towards JSON punctuation.

@@ -42,6 +42,10 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
         }
     } else if starts("kernel BUG at") {
         Some(TroubleKind::Bug)
+    } else if starts("Unexpected gfp:") && l.contains("Fix your code!") {
+        // kmalloc_fix_flags(): an allocation asked for with flags a slab cannot take (a
+        // size and flags swapped, say), fixed up, with a stack dump: WARN()'s in all but name.
+        Some(TroubleKind::Warning)
     } else if starts("WARNING:") && l.contains(" at ") {
         // "WARNING: CPU: 0 PID: 1 at kernel/...": a WARN(); lockdep's own "WARNING: possible
         // circular locking dependency detected" has no " at ".
