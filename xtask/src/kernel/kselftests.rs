@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::sys::progress::{Progress, Step};
 
-const STAMP: &str = "BUILT.json";
+/// Named anew when what a stamp may hold changes: `BUILT.json` could hold a failed
+/// `make headers`, which no stamp keeps now; a tree built before is built again once.
+const STAMP: &str = "BUILT-2.json";
 
 #[derive(Serialize, Deserialize)]
 struct Stamp {
@@ -129,6 +131,12 @@ pub fn build(
     }
     // A gcc stopped by Ctrl-C is no compiler verdict: record nothing.
     crate::sys::proc::check()?;
+    // Nor is a failed `make headers`, which says nothing about the selftests' sources: seen
+    // once on a fresh 7.3-rc build (`scripts/unifdef: not found`, fine when run again),
+    // and a stamp would have kept that failure for every later run of the same tree.
+    if headers_err.is_some() {
+        return Ok(programs);
+    }
     crate::cache::write_atomic(
         &stamp,
         &serde_json::to_vec_pretty(&Stamp {
