@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use harness::model::{KernelRun, KernelUnderTest, Origin};
+use harness::model::{KernelRun, KernelUnderTest, Origin, Verdict};
 use harness::run::Selection;
 use harness::vm::VmEnd;
 
@@ -420,6 +420,11 @@ impl Baseline {
         };
         let mut unreliable: Vec<String> = vec![];
         let mut upstream_base: Vec<String> = vec![];
+        // The upstream tests that passed in every boot so far: the comparison counts only
+        // these, so with none it would read 0% (every program failing to build did).
+        let mut upstream_stable: Option<Vec<String>> = None;
+        let mut upstream_why: Option<String> = None;
+        let mut last_dir = std::path::PathBuf::new();
         for i in 1..=runs {
             s.progress.step(
                 Step::Boot,
@@ -427,6 +432,7 @@ impl Baseline {
             );
             let base_run = harness::run::run_kernel(base, opts, &all_selection)?;
             harness::artifacts::write(&base_run)?;
+            last_dir = base_run.run_dir.clone();
             let failing = |origin: Origin| -> Vec<String> {
                 base_run
                     .verdicts
@@ -443,6 +449,26 @@ impl Baseline {
                 );
             }
             let upstream = failing(Origin::Upstream);
+            let passed: Vec<String> = base_run
+                .verdicts
+                .iter()
+                .filter(|v| v.origin == Origin::Upstream && matches!(v.verdict, Verdict::Pass))
+                .map(|v| v.name.clone())
+                .collect();
+            upstream_stable = Some(match upstream_stable {
+                None => passed,
+                Some(before) => before.into_iter().filter(|n| passed.contains(n)).collect(),
+            });
+            if upstream_why.is_none() {
+                upstream_why = base_run.verdicts.iter().find_map(|v| match &v.verdict {
+                    Verdict::Fail(f) if v.origin == Origin::Upstream => Some(format!(
+                        "{}: {}",
+                        v.name,
+                        f.message.lines().take(3).collect::<Vec<_>>().join(" / ")
+                    )),
+                    _ => None,
+                });
+            }
             if i > 1 {
                 let new: Vec<&String> = upstream
                     .iter()
@@ -462,6 +488,14 @@ impl Baseline {
             unreliable.dedup();
             upstream_base.sort();
             upstream_base.dedup();
+        }
+        // Only when some failed: a tree without the selftests reports them not run instead.
+        if upstream_stable.is_some_and(|v| v.is_empty()) && upstream_why.is_some() {
+            bail!(
+                "no upstream selftest passed on every boot of the unmutated kernel, so the comparison with upstream would read 0% (first failure: {}); see {}",
+                upstream_why.as_deref().unwrap_or("none reported"),
+                last_dir.display()
+            );
         }
         if !unreliable.is_empty() {
             eprintln!(
