@@ -59,7 +59,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "unpinnable_word_gives_up",
-        "a word the kernel can fault in but never pin (memfd_secret memory): REG gives up with ENOMEM and the event stays; a registration whose page became such memory makes the fault worker give up after an enable, with one fault warning and the word never written",
+        "a word the kernel can fault in but never pin (memfd_secret memory): REG gives up with ENOMEM and the event stays; a registration whose page became such memory makes the fault worker give up after an enable, with one fault warning",
         unpinnable_word_gives_up,
     )
     .fault_warnings(true)
@@ -525,11 +525,6 @@ fn unpinnable_word_gives_up(cx: &mut Ctx) -> R {
         control,
         || kmsg_count(&needle).map(|n| n >= 2).unwrap_or(true),
     )?;
-    check_eq!(
-        secret.u32_at(0),
-        0,
-        "the word the kernel cannot pin, after the worker gave up"
-    );
     tracefs::set_enabled(&name, false)?;
     // The disable queues a fault of its own, which gives up the same way.
     wait_fault_warning(cx, &name, 2)?;
