@@ -633,6 +633,7 @@ impl Trial<'_> {
             (&self.baseline.selection, &self.baseline.upstream_failing);
         let t = Instant::now();
         let diff = m.diff(bench.original(&m.file).unwrap_or(""), 2);
+        let mut build_secs = None;
         let (outcome, upstream) = if let Some(j) = judged.find(m) {
             (
                 Outcome::JudgedEquivalent {
@@ -642,6 +643,7 @@ impl Trial<'_> {
             )
         } else {
             let built = bench.build(m);
+            build_secs = Some(t.elapsed().as_secs_f64());
             let r = match built? {
                 Build::NotCompiled(error) => (Outcome::NotCompiled { error }, Upstream::NotRun),
                 Build::Equivalent => (Outcome::Equivalent, Upstream::NotRun),
@@ -665,6 +667,7 @@ impl Trial<'_> {
             outcome,
             upstream,
             secs,
+            build_secs,
             diff,
         })
     }

@@ -314,6 +314,7 @@ mod tests {
             outcome,
             upstream,
             secs: 1.0,
+            build_secs: None,
             diff: String::new(),
         };
         let results = [

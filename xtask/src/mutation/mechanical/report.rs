@@ -43,6 +43,10 @@ pub struct MutantResult {
     pub upstream: Upstream,
     /// Wall seconds spent on it (build and boot).
     pub secs: f64,
+    /// Of those, the build's (compile, compare with the unmutated objects, link); reports
+    /// from before this was recorded have none.
+    #[serde(default)]
+    pub build_secs: Option<f64>,
     /// The change with two lines of context, for the report.
     pub diff: String,
 }
@@ -90,6 +94,33 @@ pub struct Tally {
     pub not_compiled: usize,
     pub upstream_killed: usize,
     pub upstream_survived: usize,
+}
+
+impl Outcome {
+    /// Its kind, as the JSON's `outcome` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Killed { .. } => "killed",
+            Outcome::Survived => "survived",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Equivalent => "equivalent",
+            Outcome::JudgedEquivalent { .. } => "judged_equivalent",
+            Outcome::NotCompiled { .. } => "not_compiled",
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
 }
 
 impl Tally {
@@ -224,6 +255,36 @@ impl Report {
         format!("{kind}. This suite: {score}. Upstream selftests on the same mutants ({basis}): {upstream}.\n\n")
     }
 
+    /// What the run cost: per kind of outcome, how many, their total and median seconds, and
+    /// for those that booted, how much of it was the build. A run of every mutant of a set is
+    /// planned from these.
+    fn cost(&self) -> String {
+        let mut by_kind: BTreeMap<&str, Vec<&MutantResult>> = BTreeMap::new();
+        for r in &self.results {
+            by_kind.entry(r.outcome.kind()).or_default().push(r);
+        }
+        if by_kind.is_empty() {
+            return String::new();
+        }
+        let n = self.results.len();
+        let mut s = format!(
+            "\nCost: {:.0} s wall for {n} mutants, {:.1} s per mutant (the unmutated boots included).\n\n| outcome | mutants | total s | median s | median build s |\n|---|---:|---:|---:|---:|\n",
+            self.wall_secs,
+            self.wall_secs / n as f64
+        );
+        for (kind, rs) in &by_kind {
+            let total: f64 = rs.iter().map(|r| r.secs).sum();
+            let builds: Vec<f64> = rs.iter().filter_map(|r| r.build_secs).collect();
+            s.push_str(&format!(
+                "| {kind} | {} | {total:.0} | {:.1} | {} |\n",
+                rs.len(),
+                median(rs.iter().map(|r| r.secs).collect()).unwrap_or(0.0),
+                median(builds).map_or("–".to_owned(), |m| format!("{m:.1}"))
+            ));
+        }
+        s
+    }
+
     pub fn markdown(&self) -> String {
         let pct = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
         let all = Report::tally(self.results.iter());
@@ -269,6 +330,7 @@ impl Report {
             s.push_str(&row(&format!("`{f}`"), &Report::tally(rs.iter().copied())));
         }
         s.push_str("\nScores: detected (killed or timed out) of the mutants that ran and are not equivalent; the upstream selftests on the same mutants (their tests that fail on the unmutated kernel too do not count).\n");
+        s.push_str(&self.cost());
         if !self.unreliable.is_empty() {
             s.push_str(&format!(
                 "\nLeft out, failing on the unmutated kernel: {}.\n",
@@ -317,6 +379,7 @@ mod tests {
             outcome,
             upstream,
             secs: 1.0,
+            build_secs: Some(0.5),
             diff: String::new(),
         }
     }
@@ -358,6 +421,11 @@ mod tests {
         let md = r.markdown();
         assert!(
             md.contains("This suite: 66.7% (2 of 3; 95% interval"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| killed | 2 | 2 | 1.0 | 0.5 |\n")
+                && md.contains("| equivalent | 1 | 1 | 1.0 | 0.5 |\n"),
             "{md}"
         );
         assert!(md.contains("Upstream selftests on the same mutants (the selftests of 7.3-rc's tree, counting only the tests that passed on all 3 boots of the unmutated kernel): 33.3% (1 of 3; 95% interval"), "{md}");
