@@ -121,24 +121,39 @@ pub fn build(
 /// The compiler's complaint in one message: a missing header or library is named with the
 /// packages that carry it.
 pub fn compile_failure(arch: Arch, name: &str, stderr: &str) -> String {
-    let gcc = arch.gcc();
+    gcc_failure(
+        &format!(
+            "building the C guest program {name} for {arch} with {} -static",
+            arch.gcc()
+        ),
+        stderr,
+        &format!(
+            "Debian's {} carry the compiler and the static C library",
+            packages(arch).join(" and ")
+        ),
+    )
+}
+
+/// gcc's complaint about `what` in one message. When it names something missing (a file, a
+/// library, an option this gcc lacks), those lines come with `carried_by`, which says where
+/// the missing things come from; otherwise its last twenty lines.
+pub fn gcc_failure(what: &str, stderr: &str, carried_by: &str) -> String {
     let missing: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("cannot find") || l.contains("No such file"))
+        .filter(|l| {
+            l.contains("cannot find")
+                || l.contains("No such file")
+                || l.contains("unrecognized command-line option")
+        })
         .take(6)
         .collect();
     if missing.is_empty() {
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let from = lines.len().saturating_sub(20);
-        format!(
-            "building the C guest program {name} for {arch} with {gcc} -static failed:\n{}",
-            lines[from..].join("\n")
-        )
+        format!("{what} failed:\n{}", lines[from..].join("\n"))
     } else {
         format!(
-            "building the C guest program {name} for {arch} with {gcc} -static failed: something \
-             it needs is missing (Debian's {} carry the compiler and the static C library):\n{}",
-            packages(arch).join(" and "),
+            "{what} failed: something it needs is missing ({carried_by}):\n{}",
             missing.join("\n")
         )
     }

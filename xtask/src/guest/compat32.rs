@@ -180,31 +180,15 @@ fn unpack(dest: &Path, debs: &[Fetched]) -> anyhow::Result<PathBuf> {
 
 /// gcc's complaint in one message: a missing file or library is named with what carries it.
 pub fn compile_failure(gcc: &str, stderr: &str) -> String {
-    let missing: Vec<&str> = stderr
-        .lines()
-        .filter(|l| {
-            l.contains("cannot find")
-                || l.contains("No such file")
-                || l.contains("unrecognized command-line option")
-        })
-        .take(6)
-        .collect();
-    if missing.is_empty() {
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        let from = lines.len().saturating_sub(20);
-        format!(
-            "building the compat32 program with {gcc} -m32 -static failed:\n{}",
-            lines[from..].join("\n")
-        )
-    } else {
-        format!(
-            "building the compat32 program with {gcc} -m32 -static failed: something it needs \
-             is missing (the 32-bit files come from {}, unpacked in the cache; the rest from \
-             the host's gcc-{GCC_MAJOR} and libc6-dev):\n{}",
-            PACKAGES.join(", "),
-            missing.join("\n")
-        )
-    }
+    super::c::gcc_failure(
+        &format!("building the compat32 program with {gcc} -m32 -static"),
+        stderr,
+        &format!(
+            "the 32-bit files come from {}, unpacked in the cache; the rest from the host's \
+             gcc-{GCC_MAJOR} and libc6-dev",
+            PACKAGES.join(", ")
+        ),
+    )
 }
 
 #[cfg(test)]
