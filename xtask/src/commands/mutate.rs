@@ -236,6 +236,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         upstream_failing_unmutated: baseline.upstream_failing.clone(),
         baseline_runs: a.baseline_runs,
         kselftests_from: k.kselftest_from.clone(),
+        suite: suite_commit(&s.root),
         results: vec![],
     };
     let mut earlier_secs = 0.0;
@@ -306,6 +307,28 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     println!("{}", report.markdown());
     eprintln!("report in {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checkout's commit, `-dirty` when it has uncommitted changes; None outside git.
+fn suite_commit(root: &std::path::Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 /// `--merge`: the shards' reports as one.
@@ -585,6 +608,14 @@ fn resume(
                 dir.display()
             ),
             _ => {}
+        }
+        if old.suite != report.suite {
+            eprintln!(
+                "note: --resume: the earlier results in {} came from the suite of {}, the new ones from {}'s (a kill stays a kill while its scenario stays; --rerun-survivors gives the survivors to the new suite)",
+                dir.display(),
+                old.suite.as_deref().unwrap_or("an unrecorded commit"),
+                report.suite.as_deref().unwrap_or("an unrecorded commit")
+            );
         }
         let chosen_ids: Vec<&str> = chosen.iter().map(|m| m.id.as_str()).collect();
         // The wall time so far is kept: the report's time is the whole run's.

@@ -78,6 +78,11 @@ pub struct Report {
     /// own).
     #[serde(default)]
     pub kselftests_from: Option<String>,
+    /// The checkout whose scenarios judged the newest results (its commit, `-dirty` with
+    /// uncommitted changes): a figure is that suite's. Reports from before this was recorded
+    /// have none.
+    #[serde(default)]
+    pub suite: Option<String>,
     pub results: Vec<MutantResult>,
 }
 
@@ -207,6 +212,13 @@ impl Report {
             first.unreliable.extend(p.unreliable);
             first.unreliable.sort();
             first.unreliable.dedup();
+            if p.suite != first.suite {
+                bail!(
+                    "reports of different suites: {:?} vs {:?} (shards of one run come from one commit)",
+                    first.suite,
+                    p.suite
+                );
+            }
             first.wall_secs = first.wall_secs.max(p.wall_secs);
             first.results.extend(p.results);
         }
@@ -294,14 +306,15 @@ impl Report {
                 .filter(|r| KEY_FUNCTIONS.contains(&r.mutant.function.as_str())),
         );
         let mut s = format!(
-            "## cargo xtask mutate\n\n{} mutants of {} ({}; seed {}, sample {}, shards {}), {:.0} s wall.\n\n",
+            "## cargo xtask mutate\n\n{} mutants of {} ({}; seed {}, sample {}, shards {}), {:.0} s wall; the suite of {}.\n\n",
             self.results.len(),
             self.source,
             self.tool,
             self.seed,
             self.sample.map_or("all".to_owned(), |n| n.to_string()),
             if self.shards.is_empty() { "-".to_owned() } else { self.shards.join(", ") },
-            self.wall_secs
+            self.wall_secs,
+            self.suite.as_deref().unwrap_or("an unrecorded commit")
         );
         s.push_str(&self.headline(&all));
         s.push_str("| where | killed | timed out | survived | equivalent | not compiled | this suite | upstream selftests |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -398,6 +411,7 @@ mod tests {
             upstream_failing_unmutated: vec![],
             baseline_runs: runs,
             kselftests_from: from.map(String::from),
+            suite: Some("abc123".into()),
             results,
         }
     }
