@@ -358,6 +358,11 @@ fn shell_quote(s: &str) -> String {
 /// CONFIG_SLUB_DEBUG ignores it.
 const SLUB_DEBUG: &str = "slub_debug=FZPU";
 
+/// What `--append` gives to switch [`SLUB_DEBUG`] off again: mm/slub.c's `setup_slub_debug`
+/// runs for each `slub_debug=` in turn and the last one's flags stand (`-`: none). `bench`
+/// measures the witnesses' cost with it.
+pub const SLUB_DEBUG_OFF: &str = "slub_debug=-";
+
 /// memfd_secret(2) on every kernel built with CONFIG_SECRETMEM: before 6.5 it was off unless
 /// asked for. Its memory is what the fault-retry scenario needs (a page the kernel can
 /// fault in and never pin). A kernel without the option drops the dotted parameter, never

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use crate::args::KernelArgs;
+use crate::args::{KernelArgs, RunArgs};
 use crate::session::Session;
 
 use super::floor::{floor_harness, floor_trivial, trivial_init};
-use super::suite::{warm_suite, SuiteSample};
+use super::suite::{warm_suite, warm_suite_with, SuiteSample};
 use super::table::{secs, Row};
 use super::Group;
 use super::{say, Setup};
@@ -38,6 +38,7 @@ struct Measured {
     floor_trivial_pre: Vec<f64>,
     suite: Vec<SuiteSample>,
     suite_seq: Vec<SuiteSample>,
+    suite_no_witnesses: Vec<SuiteSample>,
     noop: Vec<f64>,
     noop_made: usize,
 }
@@ -103,6 +104,25 @@ fn measure(s: &Setup, runs: usize, want: &Wanted) -> anyhow::Result<Measured> {
                 }
             ));
             m.suite_seq.push(sample);
+            let no_witnesses = RunArgs {
+                append: [
+                    s.run_args.append.clone(),
+                    vec![harness::qemu::SLUB_DEBUG_OFF.to_owned()],
+                ]
+                .concat(),
+                ..s.run_args.clone()
+            };
+            let sample = warm_suite_with(s, &s.kernel_args, &no_witnesses)?;
+            say(&format!(
+                "2.nowit warm suite without the SLUB witnesses, run {n}: {:.1} s{}",
+                sample.total,
+                if sample.ok {
+                    ""
+                } else {
+                    " (the suite reported failures)"
+                }
+            ));
+            m.suite_no_witnesses.push(sample);
         }
         if want.noop_build {
             // What `cargo xtask build-kernel --no-install` does: host tools, then the kernel.
@@ -217,6 +237,23 @@ fn suite_rows(s: &Setup, m: &Measured, floor: Option<f64>) -> Vec<Row> {
         )
         .ratio_to(floor, "floor"),
     );
+    let with = rows.first().and_then(|r| r.median);
+    let without = Row::new(
+        Group::WarmSuite,
+        "2.nowit",
+        "  the same without the SLUB witnesses (`--append slub_debug=-`)",
+        m.suite_no_witnesses.iter().map(|x| x.total).collect(),
+        String::new(),
+    )
+    .ratio_to(floor, "floor");
+    let note = match (with, without.median) {
+        (Some(a), Some(b)) if b > 0.0 => format!(
+            "row 2 takes {:.2}× this: the cost of slub_debug=FZPU, which turns a use after free or an overrun into a kernel report; interleaved with row 2 run by run",
+            a / b
+        ),
+        _ => "interleaved with row 2 run by run".to_owned(),
+    };
+    rows.push(Row { note, ..without });
     rows.push(Row::new(
         Group::WarmSuite,
         "2.seq.scen",

@@ -4,10 +4,10 @@
 //! with a JSON copy, to `target/ue-runs/bench-<stamp>/`.
 //!
 //! Rows: 1 boot floor (harness init with an empty plan; a static C init that reboots at once),
-//! 2 the warm suite end to end (scenarios side by side, and with `--jobs 1`), 3 a no-op
-//! `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5 recorded cold builds, 6 the
-//! newest matrix run, 7 virtme-ng on the same kernel, 8 an own tree's one-line edit to
-//! results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
+//! 2 the warm suite end to end (scenarios side by side, with `--jobs 1`, and without the SLUB
+//! witnesses), 3 a no-op `build-kernel`, 4 a one-line kernel edit rebuilt and rerun, 5
+//! recorded cold builds, 6 the newest matrix run, 7 virtme-ng on the same kernel, 8 an own
+//! tree's one-line edit to results, 9 the median killed mutant from patch to verdict (one fail-fast pass of
 //! `cargo xtask mutants`). Three rows run only when `--only` names them (tens of minutes of
 //! both cores): 10 `cargo xtask matrix` from an empty cache, against the sum of its parts,
 //! once; 11 one cold build without ccache, with an empty ccache, with a warm one, and with a

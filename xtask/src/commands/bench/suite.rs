@@ -6,7 +6,7 @@ use std::time::Instant;
 use harness::model::KernelRun;
 use harness::run::Selection;
 
-use crate::args::KernelArgs;
+use crate::args::{KernelArgs, RunArgs};
 use crate::session::Session;
 use crate::sys::progress::{Progress, Step};
 
@@ -35,12 +35,21 @@ pub(super) struct SuiteSample {
 /// What `cargo xtask test --no-install` runs, in-process: session, kernel, guest, one boot,
 /// artifacts. The accelerator is the one the bench chose once (its probe is cached anyway).
 pub(super) fn warm_suite(s: &Setup, kernel_args: &KernelArgs) -> anyhow::Result<SuiteSample> {
+    warm_suite_with(s, kernel_args, &s.run_args)
+}
+
+/// [`warm_suite`] with other run options (row 2.nowit's `--append`).
+pub(super) fn warm_suite_with(
+    s: &Setup,
+    kernel_args: &KernelArgs,
+    run_args: &RunArgs,
+) -> anyhow::Result<SuiteSample> {
     let started = Instant::now();
     let mut session = Session::for_kernels(kernel_args);
     session.host_tools()?;
     let resolved = session.kernels(kernel_args)?.remove(0);
     let guest = session.guest()?;
-    let mut opts = session.suite_options(&s.run_args, &guest);
+    let mut opts = session.suite_options(run_args, &guest);
     opts.accel = s.opts.accel;
     let sel = Selection {
         scenarios: guest.scenarios(false),
