@@ -201,6 +201,10 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
             "give MiB or a size with M or G",
         ),
         (&["mutate", "--seed", "-1"], "\"-1\" is not a whole number"),
+        (
+            &["mutate", "--no-upstream", "--kselftest-from", "7.3-rc"],
+            "'--no-upstream' cannot be used with '--kselftest-from",
+        ),
         // What changes a build, with a ready image.
         (
             &["build-kernel", "--kernel-image", "/k", "--debug"],
