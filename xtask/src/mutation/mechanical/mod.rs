@@ -305,6 +305,13 @@ mod tests {
         for j in &list.equivalent {
             assert!(j.reason.len() > 20 && j.original != j.mutated, "{j:?}");
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for j in &list.equivalent {
+            assert!(
+                seen.insert((&j.file, j.line, &j.original, &j.mutated)),
+                "judged twice: {j:?}"
+            );
+        }
     }
 
     #[test]
