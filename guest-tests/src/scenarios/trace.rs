@@ -5,6 +5,8 @@
 use std::os::fd::AsFd;
 
 use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
+use crate::perf::PerfRing;
+use crate::scenarios::kit::{check_sample, Pinned};
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, tracefs};
 
@@ -18,6 +20,11 @@ const SCENARIOS: &[Scenario] = &[
         "one_byte_payloads",
         "writes whose payload is a single byte (a u8 event) each reach trace with their own byte: the smallest record the write path copies",
         one_byte_payloads,
+    ),
+    Scenario::new(
+        "empty_payloads",
+        "an event without fields takes a write of its index alone: write() returns 4 and the record reaches ftrace (a line) and perf (a sample with no payload)",
+        empty_payloads,
     ),
     Scenario::new(
         "char_arrays_via_writev",
@@ -251,6 +258,46 @@ fn one_byte_payloads(cx: &mut Ctx) -> R {
     }
     let lines = event_lines(&name)?;
     lines_end_with(&name, &lines, &["a='A'(65)", "a=(7)", "a='B'(66)"])
+}
+
+fn empty_payloads(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    // No fields at all: the payload the kernel copies is empty (its copy then returns 0
+    // bytes, which must not read as a fault).
+    let idx = cx.reg(&name, page.addr(0), 4, 0)?;
+    let id = tracefs::event_id(&name)?;
+    {
+        let _pinned = Pinned::here()?;
+        let ring = PerfRing::open(id)?;
+        cx.wait_for("bit set with perf attached", || page.u32_at(0) == 1)?;
+        check_eq!(
+            uapi::write_event(cx.fd(), idx, &[]),
+            Ok(4),
+            "write of the index alone with perf attached"
+        );
+        let samples = ring.raw_samples()?;
+        check_eq!(samples.len(), 1, "perf samples of one empty write");
+        check_sample("the empty write", &samples[0], id, &[])?;
+    }
+    cx.wait_for("bit cleared once perf is gone", || page.u32_at(0) == 0)?;
+    tracefs::clear_trace()?;
+    tracefs::set_enabled(&name, true)?;
+    cx.wait_for("bit set after enable", || page.u32_at(0) == 1)?;
+    for n in 1..=2 {
+        check_eq!(
+            uapi::write_event(cx.fd(), idx, &[]),
+            Ok(4),
+            "empty write {n} with ftrace attached"
+        );
+    }
+    let lines = event_lines(&name)?;
+    check_eq!(
+        lines.len(),
+        2,
+        "lines of {name} in trace after two empty writes: {lines:?}"
+    );
+    Ok(())
 }
 
 fn char_arrays_via_writev(cx: &mut Ctx) -> R {
