@@ -74,6 +74,11 @@ const SCENARIOS: &[Scenario] = &[
         attach_ftrace,
     ),
     Scenario::new(
+        "attach_perf",
+        "opening a perf event on an event's tracepoint with the N-th allocation failed, for every N: ENOMEM with the registration's bit still clear, then a retry sets it; or success with the bit set; closing it clears the bit either way, and the event goes once its registration does (no reference gained or lost)",
+        attach_perf,
+    ),
+    Scenario::new(
         "open_data",
         "opening user_events_data with its N-th allocation failed, for every N: ENOMEM, then a retry opens it; or an fd through which a REG makes a whole event",
         open_data,
@@ -481,6 +486,60 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
     );
     drop(enable);
     set_enabled(&holder_place, false)?;
+    h.remove(cx, &holder, System::Plain)?;
+    r.remove(cx, &name, System::Plain)
+}
+
+/// perf's side of [`attach_ftrace`]: user_event_reg's PERF_REGISTER registers the perf probe
+/// (the tracepoint's probe array grows: an allocation) and takes a reference only if that
+/// worked. Another event with perf on first keeps perf's shared buffers, which the first
+/// tracepoint perf event allocates, out of the sweep.
+fn attach_perf(cx: &mut Ctx) -> R {
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
+    let id = tracefs::event_id(&name)?;
+    let holder = cx.event_name();
+    let h = Registration::new(&holder, System::Plain, page.addr(4), 0)?;
+    let holder_perf = uapi::perf_open_tracepoint(tracefs::event_id(&holder)?)
+        .map_err(|e| Stop::Fail(format!("perf_event_open of {holder}: {e}")))?;
+    let mut allocations = 0;
+    sweep(cx, "opening a perf event", |cx, n| {
+        let (got, hit) = fail_nth.failing(n, || uapi::perf_open_tracepoint(id))?;
+        let got = judge(got, hit, &[libc::ENOMEM])?;
+        allocations += hit as u32;
+        let answer = got.as_ref().map(drop).map_err(|e| *e);
+        let perf = match got {
+            Ok(fd) => fd,
+            Err(e) => {
+                check_eq!(
+                    page.u32_at(0),
+                    0,
+                    "the word after perf_event_open of {name} failed with {e}"
+                );
+                uapi::perf_open_tracepoint(id)
+                    .map_err(|err| Stop::Fail(format!("a retry after {e}: {err}")))?
+            }
+        };
+        wait_until(
+            &format!("bit 0 set once perf was attached to {name}"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 1,
+        )?;
+        drop(perf);
+        wait_until(
+            &format!("bit 0 cleared once perf was closed on {name}"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 0,
+        )?;
+        Ok(Attempt::new(hit, answer, false))
+    })?;
+    check!(
+        allocations > 0,
+        "opening a perf event on {name} made no slab allocation to fail, so the sweep proved nothing"
+    );
+    drop(holder_perf);
     h.remove(cx, &holder, System::Plain)?;
     r.remove(cx, &name, System::Plain)
 }
