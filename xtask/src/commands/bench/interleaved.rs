@@ -79,30 +79,14 @@ fn measure(s: &Setup, runs: usize, want: &Wanted) -> anyhow::Result<Measured> {
         }
         if want.suite {
             let sample = warm_suite(s, &s.kernel_args)?;
-            say(&format!(
-                "2 warm suite run {n}: {:.1} s{}",
-                sample.total,
-                if sample.ok {
-                    ""
-                } else {
-                    " (the suite reported failures)"
-                }
-            ));
+            say_suite(&format!("2 warm suite run {n}"), &sample);
             m.suite.push(sample);
             let one_at_a_time = KernelArgs {
                 jobs: Some(1),
                 ..s.kernel_args.clone()
             };
             let sample = warm_suite(s, &one_at_a_time)?;
-            say(&format!(
-                "2.seq warm suite, --jobs 1, run {n}: {:.1} s{}",
-                sample.total,
-                if sample.ok {
-                    ""
-                } else {
-                    " (the suite reported failures)"
-                }
-            ));
+            say_suite(&format!("2.seq warm suite, --jobs 1, run {n}"), &sample);
             m.suite_seq.push(sample);
             let no_witnesses = RunArgs {
                 append: [
@@ -113,15 +97,10 @@ fn measure(s: &Setup, runs: usize, want: &Wanted) -> anyhow::Result<Measured> {
                 ..s.run_args.clone()
             };
             let sample = warm_suite_with(s, &s.kernel_args, &no_witnesses)?;
-            say(&format!(
-                "2.nowit warm suite without the SLUB witnesses, run {n}: {:.1} s{}",
-                sample.total,
-                if sample.ok {
-                    ""
-                } else {
-                    " (the suite reported failures)"
-                }
-            ));
+            say_suite(
+                &format!("2.nowit warm suite without the SLUB witnesses, run {n}"),
+                &sample,
+            );
             m.suite_no_witnesses.push(sample);
         }
         if want.noop_build {
@@ -139,6 +118,16 @@ fn measure(s: &Setup, runs: usize, want: &Wanted) -> anyhow::Result<Measured> {
         }
     }
     Ok(m)
+}
+
+/// One warm suite run's line: its time, and whether the suite reported failures.
+fn say_suite(what: &str, sample: &SuiteSample) {
+    let failed = if sample.ok {
+        ""
+    } else {
+        " (the suite reported failures)"
+    };
+    say(&format!("{what}: {:.1} s{failed}", sample.total));
 }
 
 /// Row 1's rows (when wanted) and the floor: 1b's median, else 1a's.
