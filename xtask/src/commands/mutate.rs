@@ -734,10 +734,10 @@ fn classify(run: &KernelRun, upstream_base: &[String], upstream_ran: bool) -> (O
             None => Outcome::Survived,
         },
     };
-    // A program that hangs or crashes on the mutant fails its own verdict: a detection too.
     if !upstream_ran {
         return (outcome, Upstream::NotRun);
     }
+    // A program that hangs or crashes on the mutant fails its own verdict: a detection too.
     let upstream = match run.verdicts.iter().find(|v| {
         v.origin == Origin::Upstream && v.verdict.is_fail() && !upstream_base.contains(&v.name)
     }) {
