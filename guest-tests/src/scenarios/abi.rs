@@ -7,11 +7,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use result_channel::Feature;
 
 use crate::framework::{
-    wait_until, Context, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
+    poll_until, wait_until, Context, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
 };
-use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno};
+use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno, open_errno};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
-use crate::{check, check_eq, tracefs};
+use crate::{check, check_eq, fail, tracefs};
 
 const SCENARIOS: &[Scenario] = &[
     Scenario::new(
@@ -135,6 +135,17 @@ const SCENARIOS: &[Scenario] = &[
         "a dynamic_events line without the 'u:' prefix is no user event: one no dynamic event type knows ('x:NAME u32 n', or 'NAME u32 n') is EINVAL and makes no event",
         dynamic_events_other_types,
     ),
+    Scenario::new(
+        "success_returns_zero",
+        "REG, UNREG and DEL that succeed return exactly 0 from ioctl(), not merely a value that is not negative",
+        success_returns_zero,
+    ),
+    Scenario::new(
+        "dynamic_events_truncate",
+        "opening dynamic_events with O_TRUNC is EBUSY and deletes nothing while any user event is in use; once every one is unused it deletes them all",
+        dynamic_events_truncate,
+    )
+    .alone(true),
 ];
 
 pub const FAMILY: Family = Family::new("abi", SCENARIOS).requires(REMOTE_WRITE);
@@ -1668,5 +1679,137 @@ fn dynamic_events_other_types(cx: &mut Ctx) -> R {
             "an event {name} exists after the dynamic_events line {line:?}"
         );
     }
+    Ok(())
+}
+
+/// The uapi's ioctls return 0 on success, and callers test for exactly that (the upstream
+/// selftests' `ASSERT_EQ(0, ioctl(fd, DIAG_IOCSREG, &reg))`), so a positive return breaks
+/// them as an errno would. The `uapi` wrappers take any value that is not negative as
+/// success; these calls look at the value itself. DEL's event is made through
+/// `dynamic_events`, which leaves it unused and persistent, so that the DEL can succeed.
+fn success_returns_zero(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let (name, kept) = (cx.event_name(), cx.event_name());
+    let cmd = CString::new(format!("{name} u32 a")).expect("no NUL in event names");
+    let fd = tracefs::open_data()?;
+    let mut reg = UserReg {
+        size: std::mem::size_of::<UserReg>() as u32,
+        enable_bit: 0,
+        enable_size: 4,
+        flags: 0,
+        enable_addr: page.addr(0) as u64,
+        name_args: cmd.as_ptr() as u64,
+        write_index: u32::MAX,
+    };
+    let unreg = UserUnreg {
+        size: std::mem::size_of::<UserUnreg>() as u32,
+        disable_bit: 0,
+        disable_addr: page.addr(0) as u64,
+        ..Default::default()
+    };
+    tracefs::dynamic_events_command(&format!("u:{kept} u32 a"))?;
+    let kept_name = CString::new(kept.as_str()).expect("no NUL in event names");
+    let returns = |req: libc::c_ulong, arg: *const libc::c_void| {
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
+        (r, if r < 0 { Some(Errno::last()) } else { None })
+    };
+    let got = [
+        (
+            "REG of a new event",
+            returns(uapi::DIAG_IOCSREG, &mut reg as *mut UserReg as *const _),
+        ),
+        (
+            "UNREG of the word just registered",
+            returns(uapi::DIAG_IOCSUNREG, &unreg as *const UserUnreg as *const _),
+        ),
+        (
+            "DEL of an unused event made through dynamic_events",
+            returns(uapi::DIAG_IOCSDEL, kept_name.as_ptr() as *const _),
+        ),
+    ];
+    let wrong: Vec<String> = got
+        .iter()
+        .filter(|(_, (r, _))| *r != 0)
+        .map(|(what, (r, e))| match e {
+            Some(e) => format!("{what}: -1 ({e})"),
+            None => format!("{what}: {r}"),
+        })
+        .collect();
+    check!(
+        wrong.is_empty(),
+        "ioctl() that should succeed did not return 0:\n  {}",
+        wrong.join("\n  ")
+    );
+    check!(
+        !tracefs::exists(&format!("events/user_events/{kept}")),
+        "{kept} still exists after its DEL returned 0"
+    );
+    Ok(())
+}
+
+/// Whether opening `dynamic_events` for writing with O_TRUNC (what `echo > dynamic_events`
+/// does) succeeded, or its errno.
+fn truncate_dynamic_events() -> Option<Errno> {
+    open_errno(
+        &tracefs::path("dynamic_events"),
+        libc::O_WRONLY | libc::O_TRUNC,
+    )
+}
+
+/// O_TRUNC on `dynamic_events` deletes every dynamic event, all or none: the kernel asks
+/// each whether it is busy before it frees any (dyn_events_release_all), so one user event in
+/// use makes it EBUSY with nothing deleted, and with every event unused all go. An unused
+/// event is one made through `dynamic_events`; the one in use is registered. Runs alone: it
+/// deletes other scenarios' unused events, and theirs in use would make it EBUSY.
+fn dynamic_events_truncate(cx: &mut Ctx) -> R {
+    let (unused, used) = (cx.event_name(), cx.event_name());
+    let (unused_dir, used_dir) = (
+        format!("events/user_events/{unused}"),
+        format!("events/user_events/{used}"),
+    );
+    tracefs::dynamic_events_command(&format!("u:{unused} u32 n"))?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let other = tracefs::open_data()?;
+    let word = page.addr(0) as u64;
+    uapi::reg(other.as_fd(), &format!("{used} u32 n"), word, 4, 0, 0)?;
+    check_eq!(
+        truncate_dynamic_events(),
+        Some(Errno(libc::EBUSY)),
+        "O_TRUNC open of dynamic_events while {used} is registered"
+    );
+    for (name, dir) in [(&unused, &unused_dir), (&used, &used_dir)] {
+        check!(
+            tracefs::exists(dir),
+            "{name} deleted by an O_TRUNC open of dynamic_events that was refused (EBUSY)"
+        );
+    }
+    uapi::unreg(other.as_fd(), word, 0)?;
+    drop(other);
+    cx.wait_for(
+        "the registered event removed after its last reference went",
+        || !tracefs::exists(&used_dir),
+    )?;
+    // Another event's last reference may still be on its way (each goes after a grace
+    // period): until then the truncation is EBUSY, so it is retried until the deadline.
+    let mut last = None;
+    let took = poll_until(cx.poll_deadline, &mut || {
+        last = truncate_dynamic_events();
+        last.is_none()
+    });
+    match took {
+        Ok(d) => cx.note(format!(
+            "O_TRUNC open of dynamic_events succeeded {} ms after the last user went",
+            d.as_millis()
+        )),
+        Err(waited) => fail!(
+            "O_TRUNC open of dynamic_events with only unused user events: {last:?} for {} ms, \
+             want success",
+            waited.as_millis()
+        ),
+    }
+    check!(
+        !tracefs::exists(&unused_dir),
+        "{unused} still exists after a successful O_TRUNC open of dynamic_events"
+    );
     Ok(())
 }

@@ -48,7 +48,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "write_errors",
-        "write() rejects short, negative, unknown, unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
+        "write() rejects short, negative, unknown (also on a data fd that never registered), unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
         write_errors,
     ),
     Scenario::new(
@@ -406,6 +406,15 @@ fn write_errors(cx: &mut Ctx) -> R {
         Some(Errno(libc::EBADF)),
         "write with no probe attached"
     );
+    // An fd that never registered has no table of events at all (not an empty one): every
+    // index is unknown to it.
+    let fresh = tracefs::open_data()?;
+    check_eq!(
+        uapi::write(fresh.as_fd(), &good[0].1).err(),
+        Some(Errno(libc::ENOENT)),
+        "write of index {si} on a data fd that never registered an event"
+    );
+    drop(fresh);
     for (n, bit) in [(&s, 0), (&r, 1), (&b, 2)] {
         tracefs::set_enabled(n, true)?;
         cx.wait_for(&format!("bit {bit} set after enable"), || {
