@@ -78,7 +78,7 @@ enum Cmd {
     /// The mutation score: mechanical mutants of the user_events source (universalmutator),
     /// pruned, each run with the suite and, apart, the upstream selftests; a report per function.
     #[command(
-        after_help = "Examples:\n  cargo xtask mutate --sample 50           a sample of mechanical mutants\n  cargo xtask mutate --operators kernel    the kernel-shaped mutants"
+        after_help = "Examples:\n  cargo xtask mutate --sample 50           a sample of mechanical mutants\n  cargo xtask mutate --operators kernel    the kernel-shaped mutants\n  cargo xtask mutate --arch s390x --out DIR  DIR's x86-64 survivors, run again on s390x"
     )]
     Mutate(commands::mutate::MutateArgs),
     /// The harness's own integration tests: boot broken guests and check what is reported.

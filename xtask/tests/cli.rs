@@ -205,6 +205,21 @@ fn flags_that_would_do_nothing_are_refused_naming_the_combination() {
             &["mutate", "--no-upstream", "--kselftest-from", "7.3-rc"],
             "'--no-upstream' cannot be used with '--kselftest-from",
         ),
+        // Another architecture runs a report's survivors: the report chooses the mutants.
+        (
+            &["mutate", "--arch", "s390x"],
+            "--arch s390x runs the survivors of an x86-64 report on s390x: give --out DIR",
+        ),
+        (
+            &[
+                "mutate", "--arch", "s390x", "--sample", "5", "--out", "/tmp",
+            ],
+            "--sample does nothing in `cargo xtask mutate --arch`",
+        ),
+        (
+            &["mutate", "--arch", "s390x,arm64", "--out", "/tmp"],
+            "`cargo xtask mutate` runs on one architecture; --arch names s390x,arm64",
+        ),
         // What changes a build, with a ready image.
         (
             &["build-kernel", "--kernel-image", "/k", "--debug"],

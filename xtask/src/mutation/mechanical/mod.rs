@@ -19,7 +19,7 @@ mod workbench;
 
 pub use choose::{choose, parse_shard, Choice, JudgedList};
 pub use generate::{generate, tool, tool_installed};
-pub use report::{MutantResult, Outcome, Report, Upstream};
+pub use report::{ArchResult, MutantResult, Outcome, Report, Upstream};
 pub use training::{SampleKind, Training};
 pub use workbench::{Build, Workbench};
 
@@ -323,6 +323,7 @@ mod tests {
             secs: 1.0,
             build_secs: None,
             diff: String::new(),
+            elsewhere: vec![],
         };
         let results = [
             r(Outcome::Killed { by: "a::b".into() }, Upstream::Survived),

@@ -49,6 +49,35 @@ pub struct MutantResult {
     pub build_secs: Option<f64>,
     /// The change with two lines of context, for the report.
     pub diff: String,
+    /// What became of it on the other architectures it was run on (`mutate --arch`, which
+    /// runs a report's survivors there): a change the x86-64 kernel compiles away or never
+    /// reaches (a big-endian branch, a 32-bit path) can still be caught on another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<ArchResult>,
+}
+
+/// One survivor run again on another architecture, with its C guest programs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchResult {
+    pub arch: harness::arch::Arch,
+    pub outcome: Outcome,
+    pub secs: f64,
+    /// The checkout whose guest programs judged it (as [`Report::suite`]).
+    #[serde(default)]
+    pub suite: Option<String>,
+}
+
+impl MutantResult {
+    /// The architecture whose checks detected it where x86-64's did not (the first, in the
+    /// order they ran), if any.
+    pub fn detected_elsewhere(&self) -> Option<&ArchResult> {
+        if self.outcome != Outcome::Survived {
+            return None;
+        }
+        self.elsewhere
+            .iter()
+            .find(|e| matches!(e.outcome, Outcome::Killed { .. } | Outcome::TimedOut { .. }))
+    }
 }
 
 /// `mutate.json`: one run, or several shards merged.
@@ -92,7 +121,11 @@ fn one() -> u32 {
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Tally {
+    /// Killed on x86-64, or a survivor there killed on another architecture (also counted in
+    /// `elsewhere`).
     pub killed: usize,
+    /// Of `killed`: survivors on x86-64 that another architecture's run caught.
+    pub elsewhere: usize,
     pub survived: usize,
     pub timed_out: usize,
     pub equivalent: usize,
@@ -132,6 +165,10 @@ impl Tally {
     fn add(&mut self, r: &MutantResult) {
         match &r.outcome {
             Outcome::Killed { .. } => self.killed += 1,
+            Outcome::Survived if r.detected_elsewhere().is_some() => {
+                self.killed += 1;
+                self.elsewhere += 1;
+            }
             Outcome::Survived => self.survived += 1,
             Outcome::TimedOut { .. } => self.timed_out += 1,
             Outcome::Equivalent | Outcome::JudgedEquivalent { .. } => self.equivalent += 1,
@@ -231,9 +268,18 @@ impl Report {
     fn headline(&self, all: &Tally) -> String {
         let ran = all.killed + all.timed_out + all.survived;
         let detected = all.killed + all.timed_out;
+        let elsewhere = if all.elsewhere > 0 {
+            format!(
+                ", {} of them survivors on x86-64 caught on {}",
+                all.elsewhere,
+                self.arches_elsewhere().join(" and ")
+            )
+        } else {
+            String::new()
+        };
         let score = match (all.score(), wilson95(detected, ran)) {
             (Some(p), Some((lo, hi))) => format!(
-                "{:.1}% ({detected} of {ran}; 95% interval {:.0}–{:.0}%)",
+                "{:.1}% ({detected} of {ran}{elsewhere}; 95% interval {:.0}–{:.0}%)",
                 p * 100.0,
                 lo * 100.0,
                 hi * 100.0
@@ -265,6 +311,18 @@ impl Report {
             if self.baseline_runs == 1 { "" } else { "s" }
         );
         format!("{kind}. This suite: {score}. Upstream selftests on the same mutants ({basis}): {upstream}.\n\n")
+    }
+
+    /// The other architectures the survivors were run on, in the order of the first result
+    /// that names each.
+    fn arches_elsewhere(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = vec![];
+        for e in self.results.iter().flat_map(|r| &r.elsewhere) {
+            if !v.contains(&e.arch.name()) {
+                v.push(e.arch.name());
+            }
+        }
+        v
     }
 
     /// What the run cost: per kind of outcome, how many, their total and median seconds, and
@@ -350,10 +408,35 @@ impl Report {
                 self.unreliable.join(", ")
             ));
         }
+        let caught_elsewhere: Vec<&MutantResult> = self
+            .results
+            .iter()
+            .filter(|r| r.detected_elsewhere().is_some())
+            .collect();
+        if !caught_elsewhere.is_empty() {
+            s.push_str(&format!(
+                "\n### Survivors on x86-64 caught on another architecture ({})\n\n",
+                caught_elsewhere.len()
+            ));
+            for r in caught_elsewhere {
+                let e = r.detected_elsewhere().expect("filtered on it");
+                s.push_str(&format!(
+                    "- `{}` in `{}`: {} on {} ({:.0} s)\n",
+                    r.mutant.id,
+                    r.mutant.function,
+                    match &e.outcome {
+                        Outcome::Killed { by } => format!("killed by {by}"),
+                        other => other.kind().replace('_', " "),
+                    },
+                    e.arch.name(),
+                    e.secs
+                ));
+            }
+        }
         let survivors: Vec<&MutantResult> = self
             .results
             .iter()
-            .filter(|r| r.outcome == Outcome::Survived)
+            .filter(|r| r.outcome == Outcome::Survived && r.detected_elsewhere().is_none())
             .collect();
         if !survivors.is_empty() {
             s.push_str(&format!("\n### Survivors ({})\n", survivors.len()));
@@ -369,6 +452,13 @@ impl Report {
                     },
                     r.diff
                 ));
+                for e in &r.elsewhere {
+                    s.push_str(&format!(
+                        "\nOn {}: {}.\n",
+                        e.arch.name(),
+                        e.outcome.kind().replace('_', " ")
+                    ));
+                }
             }
         }
         s
@@ -394,6 +484,7 @@ mod tests {
             secs: 1.0,
             build_secs: Some(0.5),
             diff: String::new(),
+            elsewhere: vec![],
         }
     }
 
@@ -443,6 +534,55 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("Upstream selftests on the same mutants (the selftests of 7.3-rc's tree, counting only the tests that passed on all 3 boots of the unmutated kernel): 33.3% (1 of 3; 95% interval"), "{md}");
+    }
+
+    #[test]
+    fn a_survivor_caught_on_another_architecture_counts_as_detected_and_is_named() {
+        let mut caught = result("be", Outcome::Survived, Upstream::Survived);
+        caught.elsewhere.push(ArchResult {
+            arch: harness::arch::Arch::S390x,
+            outcome: Outcome::Killed {
+                by: "guest::abi_core::bits".into(),
+            },
+            secs: 40.0,
+            suite: None,
+        });
+        let mut missed = result("both", Outcome::Survived, Upstream::Survived);
+        missed.elsewhere.push(ArchResult {
+            arch: harness::arch::Arch::S390x,
+            outcome: Outcome::Survived,
+            secs: 50.0,
+            suite: None,
+        });
+        let r = report(
+            None,
+            3,
+            vec![
+                result("k", Outcome::Killed { by: "x".into() }, Upstream::Survived),
+                caught,
+                missed,
+            ],
+        );
+        let t = Report::tally(r.results.iter());
+        assert_eq!((t.killed, t.elsewhere, t.survived), (2, 1, 1));
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "This suite: 66.7% (2 of 3, 1 of them survivors on x86-64 caught on s390x;"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- `be` in `user_event_mm_dup`: killed by guest::abi_core::bits on s390x"),
+            "{md}"
+        );
+        assert!(
+            md.contains("### Survivors (1)") && md.contains("On s390x: survived."),
+            "{md}"
+        );
+        // Written only where there is something, so that older reports read the same.
+        let v = serde_json::to_value(result("k", Outcome::Survived, Upstream::NotRun)).unwrap();
+        assert!(v.get("elsewhere").is_none());
     }
 
     #[test]

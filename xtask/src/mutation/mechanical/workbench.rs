@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
+use harness::arch::Arch;
 
 use crate::sys::progress::Progress;
 
@@ -21,6 +22,8 @@ pub struct Workbench {
     pub out: PathBuf,
     log: PathBuf,
     jobs: usize,
+    /// What the unmutated build was made for: a foreign one is cross-compiled the same way.
+    arch: Arch,
     /// For each target file: its text, and the objects built from it with their unmutated bytes.
     baseline: BTreeMap<String, Baseline>,
     _lock: crate::cache::Lock,
@@ -43,6 +46,7 @@ impl Workbench {
         base_src: &Path,
         dir: &Path,
         jobs: usize,
+        arch: Arch,
         progress: &mut Progress,
     ) -> anyhow::Result<Workbench> {
         std::fs::create_dir_all(dir)?;
@@ -78,6 +82,7 @@ impl Workbench {
             src,
             log: dir.join("make.log"),
             jobs,
+            arch,
             baseline: BTreeMap::new(),
             _lock: lock,
         };
@@ -143,7 +148,7 @@ impl Workbench {
     }
 
     fn make(&self, targets: &[&str]) -> Result<(), String> {
-        let out = crate::kernel::build::make_cmd(&self.src, &self.out)
+        let out = crate::kernel::build::make_cmd_for(&self.src, &self.out, self.arch)
             .arg(format!("-j{}", self.jobs))
             .args(targets)
             .output()
@@ -181,10 +186,10 @@ impl Workbench {
         if same {
             return Ok(Build::Equivalent);
         }
-        if let Err(e) = self.make(&["bzImage"]) {
+        if let Err(e) = self.make(&[self.arch.image_target()]) {
             return Ok(Build::NotCompiled(format!("link: {e}")));
         }
-        Ok(Build::Kernel(self.out.join("arch/x86/boot/bzImage")))
+        Ok(Build::Kernel(self.out.join(self.arch.image_path())))
     }
 
     /// Puts the unmutated file back (its objects are rebuilt by the next mutant's make).

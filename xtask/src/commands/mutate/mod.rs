@@ -2,7 +2,10 @@
 //! user_events source (universalmutator), pruned, each run on the cached kernel with the suite
 //! (stopping at its first failure) and, counted apart, the upstream selftests; a report per
 //! function, in Markdown and JSON. Shards of one seeded sample run as separate jobs and
-//! `--merge` puts their reports together.
+//! `--merge` puts their reports together. `--arch` runs a report's survivors on another
+//! architecture ([`elsewhere`]).
+
+mod elsewhere;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,12 +127,19 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     crate::args::refuse_unused(
         "mutate",
         &[
-            // x86-64 only: their guest is the Rust one (test and matrix take --arch).
-            ("--arch", !a.kernel.arch.is_empty()),
             ("--stress", a.run.stress),
             ("--gdb-port", a.kernel.gdb_port != 1234),
         ],
     )?;
+    let arches = a.kernel.arches()?;
+    match arches.as_slice() {
+        [one] if one.is_native() => {}
+        [other] => return elsewhere::run(&a, *other),
+        _ => bail!(
+            "`cargo xtask mutate` runs on one architecture; --arch names {}: pick one",
+            a.kernel.arch.join(",")
+        ),
+    }
     let mut s = Session::for_kernels(&a.kernel);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -224,9 +234,14 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     opts.kselftests = !a.no_upstream;
     s.choose_accel(&mut opts, &a.run, &base)?;
     let started = Instant::now();
-    let baseline = Baseline::of(&mut s, &base, &opts, &guest, a.baseline_runs)?;
+    let every_check = Selection {
+        scenarios: guest.scenarios(false),
+        kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
+        ..Default::default()
+    };
+    let baseline = Baseline::of(&mut s, &base, &opts, every_check, a.baseline_runs)?;
     opts.stop_at_first_failure = true;
-    let bench = workbench(&mut s, k, &base_src)?;
+    let bench = workbench(&mut s, k, &base_src, harness::arch::Arch::X86_64)?;
     let mut report = Report {
         source: base.provenance.clone(),
         tool: a.operators.tool(),
@@ -427,9 +442,10 @@ fn print_list(chosen: &[MutantSpec]) {
     }
 }
 
-/// What the unmutated kernel says over several boots: which scenarios decide nothing (they
-/// fail there, even once), which upstream tests are not reliable enough to count (they fail
-/// there, even once), and the selection a mutant runs.
+/// What the unmutated kernel says over several boots: which scenarios (or, on another
+/// architecture, guest program checks) decide nothing (they fail there, even once), which
+/// upstream tests are not reliable enough to count (they fail there, even once), and the
+/// selection a mutant runs.
 struct Baseline {
     unreliable: Vec<String>,
     upstream_failing: Vec<String>,
@@ -441,14 +457,9 @@ impl Baseline {
         s: &mut Session,
         base: &KernelUnderTest,
         opts: &harness::model::SuiteOptions,
-        guest: &crate::session::Guest,
+        all_selection: Selection,
         runs: u32,
     ) -> anyhow::Result<Baseline> {
-        let all_selection = Selection {
-            scenarios: guest.scenarios(false),
-            kselftests: harness::model::KSELFTESTS.map(String::from).to_vec(),
-            ..Default::default()
-        };
         let mut unreliable: Vec<String> = vec![];
         let mut upstream_base: Vec<String> = vec![];
         // The upstream tests that passed in every boot so far: the comparison counts only
@@ -472,8 +483,15 @@ impl Baseline {
                     .map(|v| v.name.clone())
                     .collect()
             };
-            let scenarios = failing(Origin::Scenario);
-            if failing(Origin::Vm).len() + scenarios.len() > all_selection.scenarios.len() / 2 {
+            // A guest program's checks (another architecture's C guest) decide like scenarios.
+            let mut scenarios = failing(Origin::Scenario);
+            scenarios.extend(failing(Origin::Guest));
+            let checks = base_run
+                .verdicts
+                .iter()
+                .filter(|v| matches!(v.origin, Origin::Scenario | Origin::Guest))
+                .count();
+            if failing(Origin::Vm).len() + scenarios.len() > checks / 2 {
                 bail!(
                     "the unmutated kernel fails most of the suite (see {}): fix that first",
                     base_run.run_dir.display()
@@ -541,8 +559,8 @@ impl Baseline {
                 .filter(|sc| !unreliable.contains(&sc.name))
                 .cloned()
                 .collect(),
-            kselftests: all_selection.kselftests.clone(),
-            ..Default::default()
+            kselftests: all_selection.kselftests,
+            guest: all_selection.guest,
         };
         Ok(Baseline {
             unreliable,
@@ -557,6 +575,7 @@ fn workbench(
     s: &mut Session,
     k: &KernelArgs,
     base_src: &std::path::Path,
+    arch: harness::arch::Arch,
 ) -> anyhow::Result<mechanical::Workbench> {
     // One mutation tree per unpatched build: its key is the build folder's name.
     let base_key = base_src
@@ -572,6 +591,7 @@ fn workbench(
         base_src,
         &s.cache.join("mutate/trees").join(base_key),
         jobs,
+        arch,
         &mut s.progress,
     )
 }
@@ -694,7 +714,12 @@ impl Trial<'_> {
                     };
                     let run = harness::run::run_kernel(&kernel, opts, selection)?;
                     harness::artifacts::write(&run)?;
-                    classify(&run, upstream_base, opts.kselftests)
+                    classify(
+                        &run,
+                        upstream_base,
+                        opts.kselftests,
+                        &self.baseline.unreliable,
+                    )
                 }
             };
             bench.restore(&m.file)?;
@@ -708,13 +733,21 @@ impl Trial<'_> {
             secs,
             build_secs,
             diff,
+            elsewhere: vec![],
         })
     }
 }
 
-/// The first failure decides: a scenario (or the boot itself) failing is a kill, a limit
-/// running out a timeout; upstream tests count only where they pass on the unmutated kernel.
-fn classify(run: &KernelRun, upstream_base: &[String], upstream_ran: bool) -> (Outcome, Upstream) {
+/// The first failure decides: a scenario or a guest program's check (or the boot itself)
+/// failing is a kill, a limit running out a timeout; upstream tests count only where they pass
+/// on the unmutated kernel. `unreliable` failed there too (a guest program's checks cannot be
+/// left out of its run, so they are left out here).
+fn classify(
+    run: &KernelRun,
+    upstream_base: &[String],
+    upstream_ran: bool,
+    unreliable: &[String],
+) -> (Outcome, Upstream) {
     // A VM that ended while an upstream program ran says nothing about the scenarios, which
     // had all finished by then.
     let upstream_ran_last = run.report.unfinished.as_deref().is_some_and(|u| {
@@ -722,17 +755,34 @@ fn classify(run: &KernelRun, upstream_base: &[String], upstream_ran: bool) -> (O
             .iter()
             .any(|v| v.name == u && v.origin == Origin::Upstream)
     });
-    let ours = |o: Origin| o == Origin::Scenario || (o == Origin::Vm && !upstream_ran_last);
+    let ours = |o: Origin| {
+        matches!(o, Origin::Scenario | Origin::Guest) || (o == Origin::Vm && !upstream_ran_last)
+    };
     let outcome = match &run.report.end {
         VmEnd::TimedOut { what } if !upstream_ran_last => Outcome::TimedOut { what: what.clone() },
-        _ => match run
-            .verdicts
-            .iter()
-            .find(|v| ours(v.origin) && v.verdict.is_fail())
-        {
-            Some(v) => Outcome::Killed { by: v.name.clone() },
-            None => Outcome::Survived,
-        },
+        _ => {
+            let failed: Vec<&str> = run
+                .verdicts
+                .iter()
+                .filter(|v| ours(v.origin) && v.verdict.is_fail() && !unreliable.contains(&v.name))
+                .map(|v| v.name.as_str())
+                .collect();
+            // A guest program fails as a whole (`guest::abi_core`, often only by running out
+            // of time after its checks failed) and check by check: the first failing check
+            // says what broke.
+            let is_program_of_another =
+                |n: &str| failed.iter().any(|o| o.starts_with(&format!("{n}::")));
+            match failed
+                .iter()
+                .find(|n| !is_program_of_another(n))
+                .or(failed.first())
+            {
+                Some(n) => Outcome::Killed {
+                    by: (*n).to_owned(),
+                },
+                None => Outcome::Survived,
+            }
+        }
     };
     if !upstream_ran {
         return (outcome, Upstream::NotRun);
