@@ -9,7 +9,9 @@ use result_channel::Feature;
 use crate::framework::{
     poll_until, wait_until, Context, Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE,
 };
-use crate::scenarios::kit::{busy_events, del_once_unused, dynamic_events_errno, open_errno};
+use crate::scenarios::kit::{
+    busy_events, del_once_unused, dynamic_events_errno, open_errno, status_line,
+};
 use crate::uapi::{self, Errno, UserReg, UserUnreg};
 use crate::{check, check_eq, fail, tracefs};
 
@@ -1187,14 +1189,6 @@ fn dynamic_events_persist(cx: &mut Ctx) -> R {
         "{dir} still exists after '-:{name} u32 n'"
     );
     Ok(())
-}
-
-/// The `user_events_status` line of `name` (the name, then what uses it), if it has one.
-fn status_line(name: &str) -> Result<Option<String>, Stop> {
-    let s = tracefs::status()?;
-    Ok(s.lines()
-        .find(|l| *l == name || l.starts_with(&format!("{name} ")))
-        .map(str::to_owned))
 }
 
 /// A tool that watches `user_events_status` keeps it open and rewinds it (lseek to 0) before

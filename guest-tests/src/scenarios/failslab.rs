@@ -29,6 +29,7 @@ use result_channel::Feature;
 
 use crate::framework::probe::{FAILSLAB_DIR, FAIL_NTH};
 use crate::framework::{wait_until, write32, Ctx, Family, Mapping, Scenario, Stop, R};
+use crate::scenarios::kit::status_line;
 use crate::uapi::{self, Errno, UserReg, USER_EVENT_REG_MULTI_FORMAT as MULTI};
 use crate::{check, check_eq, fail, tracefs};
 
@@ -77,6 +78,11 @@ const SCENARIOS: &[Scenario] = &[
         "attach_perf",
         "opening a perf event on an event's tracepoint with the N-th allocation failed, for every N: ENOMEM with the registration's bit still clear, then a retry sets it; or success with the bit set; closing it clears the bit either way, and the event goes once its registration does (no reference gained or lost)",
         attach_perf,
+    ),
+    Scenario::new(
+        "detach_ftrace",
+        "disabling one of two trace arrays an event is enabled in, with the N-th allocation failed, for every N: it succeeds, the bit stays set for the other, and user_events_status names ftrace and, where the tracepoint kept a stub for the probe it could not shrink away, 'other'; disabling the other clears the bit and the status",
+        detach_ftrace,
     ),
     Scenario::new(
         "open_data",
@@ -583,6 +589,96 @@ fn open_data(cx: &mut Ctx) -> R {
 }
 
 /// This thread's fail-nth, opened once: opening it while a failure is armed would allocate.
+/// The detach side of [`attach_ftrace`]. Each trace array an event is enabled in is one probe
+/// on its tracepoint; removing one shrinks the probe array, an allocation. When it fails,
+/// the tracepoint layer keeps the old array with the removed probe turned into a stub
+/// (tracepoint.c, func_remove: "Failed to allocate, replace the old function with calls to
+/// tp_stub_func") and reports success, so the disable succeeds; user_events counts the stub
+/// as a probe that is neither ftrace's nor perf's, and user_events_status says `other` until
+/// the next removal drops it. The event must stay enabled for the other array, and once that
+/// detaches too, nothing (no stub) may keep the bit set. A holder event enabled in the first
+/// array keeps the trace core's command-line recorder running, so that the sweep fails only
+/// what removing this probe allocates.
+fn detach_ftrace(cx: &mut Ctx) -> R {
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let [top, instance] = arrays()?;
+    let name = cx.event_name();
+    let entry = System::Plain.entry_of(&name);
+    let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
+    let holder = cx.event_name();
+    let h = Registration::new(&holder, System::Plain, page.addr(4), 0)?;
+    let holder_place = format!("{top}/{}", System::Plain.entry_of(&holder));
+    set_enabled(&holder_place, true)?;
+    let (first, second) = (format!("{top}/{entry}"), format!("{instance}/{entry}"));
+    let enable_path = format!("{first}/enable");
+    let enable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&enable_path)
+        .map_err(|e| Stop::Fail(format!("{enable_path}: {e}")))?;
+    let (plain, with_stub) = (
+        format!("{name} # Used by ftrace"),
+        format!("{name} # Used by ftrace other"),
+    );
+    let mut stubs = 0;
+    sweep(cx, "disabling one of two trace arrays", |cx, n| {
+        set_enabled(&first, true)?;
+        set_enabled(&second, true)?;
+        wait_until(
+            &format!("bit 0 set once {name} was enabled in both arrays"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 1,
+        )?;
+        let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"0"))?;
+        let got = judge(got, hit, &[])?;
+        // The other array still has it: the bit is not cleared (the write path updates the
+        // word before it returns, and the page is present), not now and not later.
+        check_eq!(
+            page.u32_at(0),
+            1,
+            "the word once {name} was disabled in {top} only"
+        );
+        let line = status_line(&name)?.unwrap_or_default();
+        if hit && line == with_stub {
+            stubs += 1;
+        } else {
+            check_eq!(
+                line,
+                plain,
+                "{name}'s user_events_status line while only {instance} has it enabled{}",
+                if hit {
+                    " (or, where a stub was left, the same with ' other')"
+                } else {
+                    ""
+                }
+            );
+        }
+        set_enabled(&second, false)?;
+        wait_until(
+            &format!("bit 0 cleared once {name} was disabled in both arrays"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 0,
+        )?;
+        check_eq!(
+            status_line(&name)?.unwrap_or_default(),
+            name.clone(),
+            "{name}'s user_events_status line once disabled in both arrays (no probe, no stub)"
+        );
+        Ok(Attempt::new(hit, got.map(drop), false))
+    })?;
+    check!(
+        stubs > 0,
+        "no failed allocation while disabling {name} in one of two arrays left a probe stub that user_events_status names 'other': the probe array's shrinking was not reached, or the stub is not reported"
+    );
+    cx.note(format!(
+        "{stubs} of the failed allocations left a stub, named 'other' until the next detach"
+    ));
+    drop(enable);
+    set_enabled(&holder_place, false)?;
+    h.remove(cx, &holder, System::Plain)?;
+    r.remove(cx, &name, System::Plain)
+}
+
 struct FailNth(File);
 
 impl FailNth {

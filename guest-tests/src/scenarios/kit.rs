@@ -212,6 +212,14 @@ pub fn open_errno(path: &str, flags: i32) -> Option<uapi::Errno> {
     }
 }
 
+/// The `user_events_status` line of `name` (the name, then what uses it), if it has one.
+pub fn status_line(name: &str) -> Result<Option<String>, Stop> {
+    let s = tracefs::status()?;
+    Ok(s.lines()
+        .find(|l| *l == name || l.starts_with(&format!("{name} ")))
+        .map(str::to_owned))
+}
+
 /// DEL of `name`, retried while it is EBUSY: since the stable fix that defers an enabler's
 /// event reference to an RCU work item, the last references of an UNREG'd or exited
 /// registration go some time after the call returns. Returns the first other outcome.
