@@ -59,8 +59,10 @@ pub struct MutateArgs {
     /// Where the report goes (default: <target>/ue-runs/mutate-<time>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Keep the results already in --out's mutate.json (same source, tool, seed and sample)
-    /// and run only the mutants it lacks: an interrupted run goes on where it stopped.
+    /// Keep the results already in --out's mutate.json (same source, tool and seed, and the
+    /// same or a smaller sample) and run only the mutants it lacks: an interrupted run goes on
+    /// where it stopped, and a sample that came out too small grows (a seed's larger sample
+    /// begins with its smaller one's draws).
     #[arg(long, requires = "out")]
     pub resume: bool,
     /// Which mutants: universalmutator's token rules (`universal`), the kernel-regression
@@ -610,13 +612,9 @@ fn resume(
     if let Ok(bytes) = std::fs::read(dir.join("mutate.json")) {
         let old: Report = serde_json::from_slice(&bytes)
             .with_context(|| format!("parse {}", dir.join("mutate.json").display()))?;
-        if (old.source.as_str(), old.tool.as_str(), old.seed, old.sample)
-            != (
-                report.source.as_str(),
-                report.tool.as_str(),
-                report.seed,
-                report.sample,
-            )
+        if (old.source.as_str(), old.tool.as_str(), old.seed)
+            != (report.source.as_str(), report.tool.as_str(), report.seed)
+            || !draw_goes_on(old.sample, report.sample)
         {
             bail!(
                 "--resume: {} holds another run (seed {}, sample {:?}, {})",
@@ -624,6 +622,15 @@ fn resume(
                 old.seed,
                 old.sample,
                 old.source
+            );
+        }
+        if old.sample != report.sample {
+            eprintln!(
+                "note: --resume: the sample grows from {} to {} mutants of seed {}: the first {} draws are the ones already run",
+                old.sample.unwrap_or(0),
+                report.sample.unwrap_or(0),
+                report.seed,
+                old.sample.unwrap_or(0)
             );
         }
         match (&old.kselftests_from, &report.kselftests_from) {
@@ -672,6 +679,17 @@ fn resume(
         ));
     }
     Ok(earlier_secs)
+}
+
+/// Whether a run with sample size `now` continues one with `was` (same source, tool and
+/// seed): the same size, or a larger one. A seed's sample is a prefix of one shuffle of all
+/// the chosen mutants (`choose`), so a larger sample begins with the smaller one's draws, and
+/// a sample that ran out of time can grow to the size it needs.
+fn draw_goes_on(was: Option<usize>, now: Option<usize>) -> bool {
+    match (was, now) {
+        (Some(a), Some(b)) => a <= b,
+        (a, b) => a == b,
+    }
 }
 
 /// What one mutant is run against.
@@ -816,5 +834,20 @@ fn upstream_text(u: &Upstream) -> String {
         Upstream::Killed { by } => format!("killed by {by}"),
         Upstream::Survived => "survived".into(),
         Upstream::NotRun => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_may_grow_on_resume_but_not_shrink_or_change_kind() {
+        assert!(draw_goes_on(Some(660), Some(660)));
+        assert!(draw_goes_on(Some(660), Some(800)));
+        assert!(!draw_goes_on(Some(800), Some(660)));
+        assert!(draw_goes_on(None, None));
+        assert!(!draw_goes_on(None, Some(5)));
+        assert!(!draw_goes_on(Some(5), None));
     }
 }

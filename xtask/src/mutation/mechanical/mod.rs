@@ -244,6 +244,16 @@ mod tests {
         let one = choose(&all, &c).unwrap();
         assert_eq!(one, choose(&all, &c).unwrap());
         assert_eq!(one.len(), 30);
+        // A larger sample of the same seed begins with the smaller one (`--resume` grows one).
+        let more = choose(
+            &all,
+            &Choice {
+                sample: Some(50),
+                ..c.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(more[..30], one[..]);
         assert_ne!(
             one,
             choose(
