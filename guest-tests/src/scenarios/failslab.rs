@@ -588,7 +588,6 @@ fn open_data(cx: &mut Ctx) -> R {
     })
 }
 
-/// This thread's fail-nth, opened once: opening it while a failure is armed would allocate.
 /// The detach side of [`attach_ftrace`]. Each trace array an event is enabled in is one probe
 /// on its tracepoint; removing one shrinks the probe array, an allocation. When it fails,
 /// the tracepoint layer keeps the old array with the removed probe turned into a stub
@@ -631,8 +630,8 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
         )?;
         let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"0"))?;
         let got = judge(got, hit, &[])?;
-        // The other array still has it: the bit is not cleared (the write path updates the
-        // word before it returns, and the page is present), not now and not later.
+        // The other array still has it: the bit is still set (the write path updates the word
+        // before it returns, and the page is present, so a clear would already show).
         check_eq!(
             page.u32_at(0),
             1,
@@ -679,6 +678,7 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
     r.remove(cx, &name, System::Plain)
 }
 
+/// This thread's fail-nth, opened once: opening it while a failure is armed would allocate.
 struct FailNth(File);
 
 impl FailNth {
