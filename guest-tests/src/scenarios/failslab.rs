@@ -455,11 +455,7 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
     let holder_place = format!("{instance}/{}", System::Plain.entry_of(&holder));
     set_enabled(&holder_place, true)?;
     let place = format!("{instance}/{dir}");
-    let enable_path = format!("{place}/enable");
-    let enable = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&enable_path)
-        .map_err(|e| Stop::Fail(format!("{enable_path}: {e}")))?;
+    let enable = open_enable(&place)?;
     let mut allocations = 0;
     sweep(cx, "enabling through tracefs", |cx, n| {
         let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
@@ -610,11 +606,7 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
     let holder_place = format!("{top}/{}", System::Plain.entry_of(&holder));
     set_enabled(&holder_place, true)?;
     let (first, second) = (format!("{top}/{entry}"), format!("{instance}/{entry}"));
-    let enable_path = format!("{first}/enable");
-    let enable = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&enable_path)
-        .map_err(|e| Stop::Fail(format!("{enable_path}: {e}")))?;
+    let enable = open_enable(&first)?;
     let (plain, with_stub) = (
         format!("{name} # Used by ftrace"),
         format!("{name} # Used by ftrace other"),
@@ -1095,6 +1087,16 @@ fn del(cx: &Ctx, name: &str) -> R {
 fn set_enabled(place: &str, on: bool) -> R {
     let p = format!("{place}/enable");
     std::fs::write(&p, if on { "1" } else { "0" }).map_err(|e| Stop::Fail(format!("{p}: {e}")))
+}
+
+/// The `enable` file of the event folder `place`, opened before fail-nth is armed (the open
+/// allocates), so that a sweep's write is the only system call under test.
+fn open_enable(place: &str) -> Result<File, Stop> {
+    let p = format!("{place}/enable");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map_err(|e| Stop::Fail(format!("{p}: {e}")))
 }
 
 /// DIAG_IOCSDEL with a name built before fail-nth is armed.
