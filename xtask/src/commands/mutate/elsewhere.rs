@@ -19,7 +19,7 @@ use harness::arch::Arch;
 use harness::run::Selection;
 
 use super::{unmutated_kernel, workbench, write, Baseline, MutateArgs, Trial};
-use crate::mutation::mechanical::{ArchResult, JudgedList, Outcome, Report};
+use crate::mutation::mechanical::{ArchResult, JudgedList, Outcome};
 use crate::session::Session;
 use crate::sys::progress::Step;
 
@@ -49,16 +49,13 @@ pub(super) fn run(a: &MutateArgs, arch: Arch) -> anyhow::Result<ExitCode> {
         );
     };
     let path = dir.join("mutate.json");
-    let bytes = std::fs::read(&path).with_context(|| {
+    let mut report = super::load(&path).with_context(|| {
         format!(
-            "read {}: run `cargo xtask mutate --out {}` (x86-64) first; --arch {} runs its survivors",
-            path.display(),
+            "run `cargo xtask mutate --out {}` (x86-64) first; --arch {} runs its survivors",
             dir.display(),
             arch.name()
         )
     })?;
-    let mut report: Report =
-        serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
     let mut s = Session::for_kernels(&a.kernel);
     s.check_kernels(&a.kernel)?;
     a.run.check()?;

@@ -356,6 +356,12 @@ fn suite_commit(root: &std::path::Path) -> Option<String> {
     })
 }
 
+/// A `mutate.json` report.
+fn load(path: &std::path::Path) -> anyhow::Result<Report> {
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+}
+
 /// `--merge`: the shards' reports as one.
 fn merge(parts: &[PathBuf], dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let parts = parts
@@ -366,8 +372,7 @@ fn merge(parts: &[PathBuf], dir: &std::path::Path) -> anyhow::Result<ExitCode> {
             } else {
                 p.clone()
             };
-            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+            load(&path)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let merged = Report::merge(parts)?;

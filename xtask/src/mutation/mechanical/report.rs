@@ -313,11 +313,15 @@ impl Report {
         format!("{kind}. This suite: {score}. Upstream selftests on the same mutants ({basis}): {upstream}.\n\n")
     }
 
-    /// The other architectures the survivors were run on, in the order of the first result
-    /// that names each.
+    /// The other architectures that caught a survivor, in the order of the first result that
+    /// names each (one that ran and caught nothing is not named in the headline).
     fn arches_elsewhere(&self) -> Vec<&'static str> {
         let mut v: Vec<&'static str> = vec![];
-        for e in self.results.iter().flat_map(|r| &r.elsewhere) {
+        for e in self
+            .results
+            .iter()
+            .filter_map(MutantResult::detected_elsewhere)
+        {
             if !v.contains(&e.arch.name()) {
                 v.push(e.arch.name());
             }
