@@ -106,7 +106,7 @@ pub(super) fn run(a: &MutateArgs, arch: Arch) -> anyhow::Result<ExitCode> {
     s.choose_accel(&mut opts, &a.run, &base)?;
     let baseline = Baseline::of(&mut s, &base, &opts, every_check, a.baseline_runs)?;
     opts.stop_at_first_failure = true;
-    let bench = workbench(&mut s, &a.kernel, &base_src, arch)?;
+    let bench = workbench(&mut s, &a.kernel, &base_src, arch, 0)?;
     // The mutants were drawn from the x86-64 build's copy of the source: this one must be the
     // same text, or a mutant would land on another line (or not apply).
     for &i in &todo {
@@ -132,7 +132,6 @@ pub(super) fn run(a: &MutateArgs, arch: Arch) -> anyhow::Result<ExitCode> {
         base: &base,
         opts: &opts,
         baseline: &baseline,
-        bench: &bench,
         judged: &judged,
     };
     s.progress.step(
@@ -154,7 +153,7 @@ pub(super) fn run(a: &MutateArgs, arch: Arch) -> anyhow::Result<ExitCode> {
             break;
         }
         let m = report.results[i].mutant.clone();
-        let r = trial.run(&m)?;
+        let r = trial.run(&bench, &m)?;
         eprintln!(
             "[{}/{}] {} {}:{} in {} on {}: {} {:.0} s",
             n + 1,

@@ -84,6 +84,13 @@ pub struct MutateArgs {
     /// every mutant of a set, where this suite's own figure is what is asked.
     #[arg(long, conflicts_with = "kselftest_from")]
     pub no_upstream: bool,
+    /// Build the next mutant in a second mutation tree, at the lowest CPU priority, while the
+    /// current one runs in QEMU. Under TCG a booted mutant leaves one of two cores mostly
+    /// idle, and the build is a third or more of a killed mutant's time, so a long run (every
+    /// mutant of a set) ends sooner. The guest then shares the machine with a nice-19
+    /// compiler: samples whose figure is compared with earlier ones run without it.
+    #[arg(long)]
+    pub build_ahead: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -243,7 +250,10 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
     };
     let baseline = Baseline::of(&mut s, &base, &opts, every_check, a.baseline_runs)?;
     opts.stop_at_first_failure = true;
-    let bench = workbench(&mut s, k, &base_src, harness::arch::Arch::X86_64)?;
+    let trees = if a.build_ahead { 2 } else { 1 };
+    let benches = (0..trees)
+        .map(|tree| workbench(&mut s, k, &base_src, harness::arch::Arch::X86_64, tree))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut report = Report {
         source: base.provenance.clone(),
         tool: a.operators.tool(),
@@ -298,36 +308,46 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         base: &base,
         opts: &opts,
         baseline: &baseline,
-        bench: &bench,
         judged: &judged,
     };
-    for (i, m) in chosen.iter().enumerate() {
-        if done.contains(&m.id) {
-            continue;
-        }
-        if harness::interrupt::is_set() {
+    let todo: Vec<(usize, &MutantSpec)> = chosen
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !done.contains(&m.id))
+        .collect();
+    let total = chosen.len();
+    let stopped = in_lanes(
+        &todo,
+        trees,
+        |lane, &(_, m)| trial.prepare(&benches[lane], m),
+        |lane, &(i, m), prepared| {
+            let result = trial.finish(&benches[lane], m, prepared)?;
             eprintln!(
-                "interrupted: the report holds the {} mutants run so far",
-                report.results.len()
+                "[{}/{}] {} {}:{} in {}: {} (upstream: {}) {:.0} s",
+                i + 1,
+                total,
+                m.id,
+                m.file,
+                m.line,
+                m.function,
+                outcome_text(&result.outcome),
+                upstream_text(&result.upstream),
+                result.secs
             );
-            break;
-        }
-        let result = trial.run(m)?;
+            report.results.push(result);
+            report.wall_secs = earlier_secs + started.elapsed().as_secs_f64();
+            write(&report, &dir)
+        },
+        // A mutant built ahead when the run stopped is not run: its tree gets the unmutated
+        // file back (a later run would put it back too, on opening the tree).
+        |lane, &(_, m)| benches[lane].restore(&m.file),
+        harness::interrupt::is_set,
+    )?;
+    if stopped {
         eprintln!(
-            "[{}/{}] {} {}:{} in {}: {} (upstream: {}) {:.0} s",
-            i + 1,
-            chosen.len(),
-            m.id,
-            m.file,
-            m.line,
-            m.function,
-            outcome_text(&result.outcome),
-            upstream_text(&result.upstream),
-            result.secs
+            "interrupted: the report holds the {} mutants run so far",
+            report.results.len()
         );
-        report.results.push(result);
-        report.wall_secs = earlier_secs + started.elapsed().as_secs_f64();
-        write(&report, &dir)?;
     }
     println!("{}", report.markdown());
     eprintln!("report in {}", dir.display());
@@ -583,13 +603,18 @@ fn workbench(
     k: &KernelArgs,
     base_src: &std::path::Path,
     arch: harness::arch::Arch,
+    tree: usize,
 ) -> anyhow::Result<mechanical::Workbench> {
-    // One mutation tree per unpatched build: its key is the build folder's name.
-    let base_key = base_src
+    // One mutation tree per unpatched build: its key is the build folder's name (and a
+    // number for the second tree of --build-ahead).
+    let mut base_key = base_src
         .parent()
         .and_then(|p| p.file_name())
         .context("the build tree has no cache entry")?
         .to_owned();
+    if tree > 0 {
+        base_key.push(format!("-{}", tree + 1));
+    }
     let jobs = k
         .build_jobs
         .filter(|j| *j > 0)
@@ -702,63 +727,145 @@ struct Trial<'a> {
     base: &'a KernelUnderTest,
     opts: &'a harness::model::SuiteOptions,
     baseline: &'a Baseline,
-    bench: &'a mechanical::Workbench,
     judged: &'a JudgedList,
 }
 
+/// A mutant ready to run: judged, or built in a mutation tree that keeps it until
+/// [`Trial::finish`].
+enum Prepared {
+    Judged { reason: String },
+    Built { build: Build, build_secs: f64 },
+}
+
 impl Trial<'_> {
-    /// One mutant: judged, or built (not compiled, identical object code, or a kernel) and
-    /// run with the suite; the mutation tree is restored after.
-    fn run(&self, m: &MutantSpec) -> anyhow::Result<MutantResult> {
-        let (base, opts, bench, judged) = (self.base, self.opts, self.bench, self.judged);
+    /// One mutant, judged or built and run in `bench`.
+    fn run(&self, bench: &mechanical::Workbench, m: &MutantSpec) -> anyhow::Result<MutantResult> {
+        let prepared = self.prepare(bench, m)?;
+        self.finish(bench, m, prepared)
+    }
+
+    /// Judges or builds `m` in `bench` (not compiled, identical object code, or a kernel).
+    fn prepare(&self, bench: &mechanical::Workbench, m: &MutantSpec) -> anyhow::Result<Prepared> {
+        if let Some(j) = self.judged.find(m) {
+            return Ok(Prepared::Judged {
+                reason: j.reason.clone(),
+            });
+        }
+        let t = Instant::now();
+        let build = bench.build(m).inspect_err(|_| {
+            let _ = bench.restore(&m.file);
+        })?;
+        Ok(Prepared::Built {
+            build,
+            build_secs: t.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Runs a built kernel with the suite and puts the unmutated file back in `bench`.
+    fn finish(
+        &self,
+        bench: &mechanical::Workbench,
+        m: &MutantSpec,
+        prepared: Prepared,
+    ) -> anyhow::Result<MutantResult> {
+        let (base, opts) = (self.base, self.opts);
         let (selection, upstream_base) =
             (&self.baseline.selection, &self.baseline.upstream_failing);
         let t = Instant::now();
         let diff = m.diff(bench.original(&m.file).unwrap_or(""), 2);
-        let mut build_secs = None;
-        let (outcome, upstream) = if let Some(j) = judged.find(m) {
-            (
-                Outcome::JudgedEquivalent {
-                    reason: j.reason.clone(),
-                },
-                Upstream::NotRun,
-            )
-        } else {
-            let built = bench.build(m);
-            build_secs = Some(t.elapsed().as_secs_f64());
-            let r = match built? {
-                Build::NotCompiled(error) => (Outcome::NotCompiled { error }, Upstream::NotRun),
-                Build::Equivalent => (Outcome::Equivalent, Upstream::NotRun),
-                Build::Kernel(bzimage) => {
-                    let kernel = KernelUnderTest {
-                        label: format!("{}+{}", base.label, m.id),
-                        bzimage,
-                        ..base.clone()
-                    };
-                    let run = harness::run::run_kernel(&kernel, opts, selection)?;
-                    harness::artifacts::write(&run)?;
-                    classify(
-                        &run,
-                        upstream_base,
-                        opts.kselftests,
-                        &self.baseline.unreliable,
-                    )
-                }
-            };
-            bench.restore(&m.file)?;
-            r
+        let (outcome, upstream, build_secs) = match prepared {
+            Prepared::Judged { reason } => {
+                (Outcome::JudgedEquivalent { reason }, Upstream::NotRun, None)
+            }
+            Prepared::Built { build, build_secs } => {
+                let ran = match build {
+                    Build::NotCompiled(error) => {
+                        Ok((Outcome::NotCompiled { error }, Upstream::NotRun))
+                    }
+                    Build::Equivalent => Ok((Outcome::Equivalent, Upstream::NotRun)),
+                    Build::Kernel(bzimage) => {
+                        let kernel = KernelUnderTest {
+                            label: format!("{}+{}", base.label, m.id),
+                            bzimage,
+                            ..base.clone()
+                        };
+                        harness::run::run_kernel(&kernel, opts, selection).and_then(|run| {
+                            harness::artifacts::write(&run)?;
+                            Ok(classify(
+                                &run,
+                                upstream_base,
+                                opts.kselftests,
+                                &self.baseline.unreliable,
+                            ))
+                        })
+                    }
+                };
+                bench.restore(&m.file)?;
+                let (outcome, upstream) = ran?;
+                (outcome, upstream, Some(build_secs))
+            }
         };
-        let secs = t.elapsed().as_secs_f64();
         Ok(MutantResult {
             mutant: m.clone(),
             outcome,
             upstream,
-            secs,
+            secs: build_secs.unwrap_or(0.0) + t.elapsed().as_secs_f64(),
             build_secs,
             diff,
             elsewhere: vec![],
         })
     }
+}
+
+/// Takes `items` in order through `prepare` and then `finish`, item n in lane n % lanes.
+/// With two lanes (two mutation trees), item n + 1 is prepared on a thread of its own while
+/// item n finishes, so a build overlaps the previous mutant's run. Before each item, `stop`
+/// may end the run: an item prepared ahead is then handed to `discard`. Returns whether
+/// `stop` ended it.
+fn in_lanes<T: Sync, P: Send>(
+    items: &[T],
+    lanes: usize,
+    prepare: impl Fn(usize, &T) -> anyhow::Result<P> + Sync,
+    mut finish: impl FnMut(usize, &T, P) -> anyhow::Result<()>,
+    discard: impl Fn(usize, &T) -> anyhow::Result<()>,
+    stop: impl Fn() -> bool,
+) -> anyhow::Result<bool> {
+    let lanes = lanes.max(1);
+    std::thread::scope(|scope| {
+        let prepare = &prepare;
+        let mut ahead = None;
+        for (n, item) in items.iter().enumerate() {
+            if stop() {
+                if let Some(built) = ahead {
+                    let _ = joined(built);
+                    discard(n % lanes, item)?;
+                }
+                return Ok(true);
+            }
+            let prepared = match ahead.take() {
+                Some(built) => joined(built)?,
+                None => prepare(n % lanes, item)?,
+            };
+            if let (true, Some(next)) = (lanes > 1, items.get(n + 1)) {
+                let lane = (n + 1) % lanes;
+                ahead = Some(scope.spawn(move || {
+                    crate::sys::proc::lowest_priority_for_this_thread();
+                    prepare(lane, next)
+                }));
+            }
+            // On an error here the scope still waits for the build ahead; its tree keeps the
+            // mutant until the next run opens it.
+            finish(n % lanes, item, prepared)?;
+        }
+        Ok(false)
+    })
+}
+
+/// What a thread that prepared the next item gave.
+fn joined<P>(built: std::thread::ScopedJoinHandle<'_, anyhow::Result<P>>) -> anyhow::Result<P> {
+    built
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread that built the next mutant panicked"))?
 }
 
 /// The first failure decides: a scenario or a guest program's check (or the boot itself)
@@ -845,6 +952,122 @@ fn upstream_text(u: &Upstream) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[test]
+    fn one_lane_prepares_and_finishes_each_item_in_turn() {
+        let log = Mutex::new(vec![]);
+        let note = |line: String| {
+            log.lock().unwrap().push(line);
+            Ok(())
+        };
+        let stopped = in_lanes(
+            &["a", "b"],
+            1,
+            |lane, x| note(format!("prepare {x} in {lane}")),
+            |lane, x, ()| note(format!("finish {x} in {lane}")),
+            |_, _| unreachable!("nothing is prepared ahead with one lane"),
+            || false,
+        )
+        .unwrap();
+        assert!(!stopped);
+        assert_eq!(
+            log.into_inner().unwrap(),
+            [
+                "prepare a in 0",
+                "finish a in 0",
+                "prepare b in 0",
+                "finish b in 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn two_lanes_prepare_the_next_item_in_the_other_lane_while_one_finishes() {
+        // finish(0) waits for prepare(1) to have begun: one at a time, this would time out.
+        let (began, seen) = mpsc::channel();
+        let seen = Mutex::new(seen);
+        let lanes = Mutex::new(vec![]);
+        in_lanes(
+            &[0, 1, 2],
+            2,
+            |lane, &x| {
+                lanes.lock().unwrap().push((x, lane));
+                let _ = began.send(x);
+                Ok(x * 10)
+            },
+            |_, &x, prepared| {
+                assert_eq!(
+                    prepared,
+                    x * 10,
+                    "each item finishes with what was prepared for it"
+                );
+                if x == 0 {
+                    let seen = seen.lock().unwrap();
+                    assert_eq!(seen.recv_timeout(Duration::from_secs(5)), Ok(0));
+                    assert_eq!(seen.recv_timeout(Duration::from_secs(5)), Ok(1));
+                }
+                Ok(())
+            },
+            |_, _| unreachable!("the run was not stopped"),
+            || false,
+        )
+        .unwrap();
+        let mut lanes = lanes.into_inner().unwrap();
+        lanes.sort();
+        assert_eq!(lanes, [(0, 0), (1, 1), (2, 0)]);
+    }
+
+    #[test]
+    fn a_stop_discards_the_item_prepared_ahead_and_finishes_nothing_more() {
+        let finished = Mutex::new(vec![]);
+        let discarded = Mutex::new(vec![]);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let stopped = in_lanes(
+            &["a", "b", "c"],
+            2,
+            |_, _| Ok(()),
+            |_, x, ()| {
+                finished.lock().unwrap().push(*x);
+                Ok(())
+            },
+            |lane, x| {
+                discarded.lock().unwrap().push((*x, lane));
+                Ok(())
+            },
+            // Asked before each item: go on for "a", stop before "b".
+            || calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1,
+        )
+        .unwrap();
+        assert!(stopped);
+        assert_eq!(finished.into_inner().unwrap(), ["a"]);
+        assert_eq!(discarded.into_inner().unwrap(), [("b", 1)]);
+    }
+
+    #[test]
+    fn a_failed_build_ahead_ends_the_run_with_its_error() {
+        let err = in_lanes(
+            &[0, 1, 2],
+            2,
+            |_, &x| {
+                if x == 1 {
+                    anyhow::bail!("make failed for 1")
+                } else {
+                    Ok(())
+                }
+            },
+            |_, &x, ()| {
+                assert_ne!(x, 2, "nothing after the failed build runs");
+                Ok(())
+            },
+            |_, _| Ok(()),
+            || false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("make failed for 1"), "{err:#}");
+    }
 
     #[test]
     fn a_sample_may_grow_on_resume_but_not_shrink_or_change_kind() {
