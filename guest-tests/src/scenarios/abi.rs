@@ -119,7 +119,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "field_lists_match_exactly",
-        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG, and it or another system deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
+        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG (a list of one token against an event without fields too), and it or another system deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
         field_lists_match_exactly,
     ),
     Scenario::new(
@@ -1458,6 +1458,26 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
         None,
         "REG of {name:?} with its own field and a trailing ';'"
     );
+
+    // An event without fields against a list of one token: 6.12 matches the tokens one by
+    // one and finds one left over; a shortcut that decides by the count alone lets it in.
+    let bare = cx.event_name();
+    cx.reg(&bare, page.addr(8), 4, 0)?;
+    for (bit, fields) in [(1, "x"), (2, "u32")] {
+        check_eq!(
+            uapi::reg(
+                cx.fd(),
+                &format!("{bare} {fields}"),
+                page.addr(8) as u64,
+                4,
+                bit,
+                0
+            )
+            .err(),
+            Some(Errno(libc::EADDRINUSE)),
+            "REG of {bare:?} with the one-token list '{fields}' while it has no fields"
+        );
+    }
 
     // Made with a trailing ';' (an empty last field): the event has the one field.
     let trailing = cx.event_name();
