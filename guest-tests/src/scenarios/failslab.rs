@@ -28,7 +28,8 @@ use std::time::Instant;
 use result_channel::Feature;
 
 use crate::framework::probe::{FAILSLAB_DIR, FAIL_NTH};
-use crate::framework::{wait_until, write32, Ctx, Family, Mapping, Scenario, Stop, R};
+use crate::framework::{kmsg_count, wait_until, write32, Ctx, Family, Mapping, Scenario, Stop, R};
+use crate::scenarios::faults::drop_page;
 use crate::scenarios::kit::status_line;
 use crate::uapi::{self, Errno, UserReg, USER_EVENT_REG_MULTI_FORMAT as MULTI};
 use crate::{check, check_eq, fail, tracefs};
@@ -74,6 +75,13 @@ const SCENARIOS: &[Scenario] = &[
         "enabling an event through tracefs with the N-th allocation failed, for every N: ENOMEM with the registration's bit still clear, then a retry sets it; or success with the bit set; disabling clears it either way, and the event goes once its registration does (no reference gained or lost)",
         attach_ftrace,
     ),
+    Scenario::new(
+        "attach_ftrace_page_absent",
+        "enabling an event through tracefs while its word's page is not present, with the N-th allocation failed, for every N: ENOMEM, then a retry sets the bit; or success with the bit set by the fault worker; or, where the failed allocation was the fault record (user_events warns it could not queue the fault), success with the bit left clear, and the next disable and enable set it",
+        attach_ftrace_page_absent,
+    )
+    .fault_worker(true)
+    .requires(&[Feature::RemoteWrite, Feature::Failslab, Feature::Madvise]),
     Scenario::new(
         "attach_perf",
         "opening a perf event on an event's tracepoint with the N-th allocation failed, for every N: ENOMEM with the registration's bit still clear, then a retry sets it; or success with the bit set; closing it clears the bit either way, and the event goes once its registration does (no reference gained or lost)",
@@ -485,6 +493,83 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
     check!(
         allocations > 0,
         "enabling {name} through tracefs made no slab allocation to fail: the probe array's growth was not reached, so the sweep proved nothing"
+    );
+    drop(enable);
+    set_enabled(&holder_place, false)?;
+    h.remove(cx, &holder, System::Plain)?;
+    r.remove(cx, &name, System::Plain)
+}
+
+/// [`attach_ftrace`] with the word's page dropped before each enable: the write cannot pin
+/// it, so user_events allocates a fault record (GFP_NOWAIT, which failslab fails whatever its
+/// ignore-gfp-wait says) and hands the write to the fault worker. When that allocation fails
+/// it warns and returns: the bit stays clear until the next enable or disable, which must try
+/// again (nothing else was left marked as faulting). Without fault injection that allocation
+/// never fails, so only this sweep reaches the path where a NULL record would be used.
+fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
+    const UNQUEUED: &str = "user_events: Unable to queue fault handler";
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let holder_page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let [_, instance] = arrays()?;
+    let name = cx.event_name();
+    let dir = System::Plain.entry_of(&name);
+    let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
+    // As in attach_ftrace, on a page of its own: dropping this event's page must not touch it.
+    let holder = cx.event_name();
+    let h = Registration::new(&holder, System::Plain, holder_page.addr(0), 0)?;
+    let holder_place = format!("{instance}/{}", System::Plain.entry_of(&holder));
+    set_enabled(&holder_place, true)?;
+    let place = format!("{instance}/{dir}");
+    let enable = open_enable(&place)?;
+    let mut allocations = 0;
+    let mut unqueued = 0;
+    sweep(cx, "enabling through tracefs, page absent", |cx, n| {
+        drop_page(&page)?;
+        let warned = kmsg_count(UNQUEUED)?;
+        let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
+        let got = judge(got, hit, &[libc::ENOMEM])?.map(drop);
+        allocations += hit as u32;
+        match &got {
+            Err(e) => {
+                set_enabled(&place, true)
+                    .map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
+            }
+            Ok(()) if kmsg_count(UNQUEUED)? > warned => {
+                check!(
+                    hit,
+                    "user_events could not queue a fault record though no allocation was failed"
+                );
+                unqueued += 1;
+                // No work was queued for this registration, so nothing may have set the bit.
+                check_eq!(
+                    page.u32_at(0),
+                    0,
+                    "the word after enabling {name} left its fault unqueued"
+                );
+                set_enabled(&place, false)
+                    .map_err(|s| prefixed(s, "the disable after an unqueued fault record"))?;
+                set_enabled(&place, true)
+                    .map_err(|s| prefixed(s, "the enable after an unqueued fault record"))?;
+            }
+            Ok(()) => {}
+        }
+        wait_until(
+            &format!("bit 0 set once {name} was enabled (its page absent)"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 1,
+        )?;
+        set_enabled(&place, false)?;
+        wait_until(
+            &format!("bit 0 cleared once {name} was disabled"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 0,
+        )?;
+        Ok(Attempt::new(hit, got, false))
+    })?;
+    check!(
+        unqueued > 0,
+        "no failed allocation left {name}'s fault unqueued ({allocations} failed in turn): the page was present, or the fault record was never allocated, so the sweep proved nothing"
     );
     drop(enable);
     set_enabled(&holder_place, false)?;

@@ -77,7 +77,7 @@ const HOLD_ATTEMPTS: u32 = 5;
 /// `madvise(MADV_DONTNEED)` of a private anonymous page: the page is gone (a later write
 /// fault gets a fresh zeroed one). Its callers' scenarios require madvise, which the runner
 /// has probed, so any error here is a failure.
-fn drop_page(page: &Mapping) -> R {
+pub(super) fn drop_page(page: &Mapping) -> R {
     if unsafe { libc::madvise(page.ptr as *mut _, page.len, libc::MADV_DONTNEED) } != 0 {
         fail!("madvise(MADV_DONTNEED): {}", Errno::last());
     }
