@@ -555,6 +555,31 @@ impl FailCause {
             | FailCause::Unrecorded => false,
         }
     }
+
+    /// Whether the failure may be what an earlier trial of the same boot left behind rather
+    /// than the trial's own finding: the VM or the runner ended or stalled around it (a panic,
+    /// a held lock, a dead kworker), or the console showed trouble while it ran. Only a
+    /// verdict the trial's own check or program gave (an assertion, an exit status, its TAP)
+    /// is certainly its own. A comparison between two sets of trials booted together (the
+    /// suite and the upstream selftests after it) must not credit one with the other's wreck.
+    pub fn may_be_inherited(&self) -> bool {
+        match self {
+            FailCause::KernelTrouble(_)
+            | FailCause::NotFinished(_)
+            | FailCause::NotRun
+            | FailCause::Hung
+            | FailCause::Blocked { .. }
+            | FailCause::Boot
+            | FailCause::Unrecorded => true,
+            FailCause::Guest
+            | FailCause::NoUserEvents
+            | FailCause::NotReported
+            | FailCause::UnexpectedSkip
+            | FailCause::KnownBugPassed
+            | FailCause::BuildFailed
+            | FailCause::IncompleteTap => false,
+        }
+    }
 }
 
 /// What a verdict is about: the project's own scenario, the kernel tree's upstream selftests,

@@ -9,6 +9,7 @@ use harness::run::Selection;
 
 use crate::args::{KernelArgs, RunArgs};
 use crate::mutation::shipped;
+use crate::mutation::upstream;
 use crate::session::Session;
 
 #[derive(Args)]
@@ -295,6 +296,22 @@ impl Judge<'_> {
         } else {
             None
         };
+        // The upstream selftests booted after the suite: where the suite's failure may have
+        // wrecked the kernel for them, they get a boot of their own.
+        let ks_failing =
+            if upstream::needs_its_own_boot(&run, !failing.is_empty(), self.base_ks_failing) {
+                s.progress.step(
+                    crate::sys::progress::Step::Boot,
+                    &format!("{}, upstream selftests alone", kernel.label),
+                );
+                let alone = harness::model::KernelUnderTest {
+                    label: format!("{}-upstream-alone", kernel.label),
+                    ..kernel.clone()
+                };
+                shipped::failing(&boot(&alone, &mutant_opts, &upstream::alone(&mutant_sel))?).1
+            } else {
+                ks_failing
+            };
         // Upstream selftests that fail on the unpatched kernel too say nothing about the mutant.
         let kselftests_failing: Vec<String> = ks_failing
             .into_iter()

@@ -4,3 +4,4 @@
 
 pub mod mechanical;
 pub mod shipped;
+pub mod upstream;

@@ -22,6 +22,7 @@ use crate::mutation::mechanical::{
     self, Build, Choice, JudgedList, MutantResult, MutantSpec, Outcome, Report, SampleKind,
     Training, Upstream,
 };
+use crate::mutation::upstream;
 use crate::session::Session;
 use crate::sys::progress::Step;
 
@@ -801,12 +802,29 @@ impl Trial<'_> {
                         };
                         harness::run::run_kernel(&kernel, opts, selection).and_then(|run| {
                             harness::artifacts::write(&run)?;
-                            Ok(classify(
+                            let (outcome, upstream) = classify(
                                 &run,
                                 upstream_base,
                                 opts.kselftests,
                                 &self.baseline.unreliable,
-                            ))
+                            );
+                            let suite_caught = matches!(
+                                outcome,
+                                Outcome::Killed { .. } | Outcome::TimedOut { .. }
+                            );
+                            if !opts.kselftests
+                                || !upstream::needs_its_own_boot(&run, suite_caught, upstream_base)
+                            {
+                                return Ok((outcome, upstream));
+                            }
+                            let kernel = KernelUnderTest {
+                                label: format!("{}-upstream-alone", kernel.label),
+                                ..kernel
+                            };
+                            let alone = upstream::alone(selection);
+                            let run = harness::run::run_kernel(&kernel, opts, &alone)?;
+                            harness::artifacts::write(&run)?;
+                            Ok((outcome, upstream_of(&run, upstream_base)))
                         })
                     }
                 };
@@ -927,14 +945,17 @@ fn classify(
     if !upstream_ran {
         return (outcome, Upstream::NotRun);
     }
-    // A program that hangs or crashes on the mutant fails its own verdict: a detection too.
-    let upstream = match run.verdicts.iter().find(|v| {
-        v.origin == Origin::Upstream && v.verdict.is_fail() && !upstream_base.contains(&v.name)
-    }) {
+    (outcome, upstream_of(run, upstream_base))
+}
+
+/// What the upstream selftests of `run` made of the mutant: the first one failing that passed
+/// on every boot of the unmutated kernel. A program that hangs or crashes on the mutant fails
+/// its own verdict: a detection too.
+fn upstream_of(run: &KernelRun, upstream_base: &[String]) -> Upstream {
+    match upstream::newly_failing(run, upstream_base).next() {
         Some(v) => Upstream::Killed { by: v.name.clone() },
         None => Upstream::Survived,
-    };
-    (outcome, upstream)
+    }
 }
 
 fn outcome_text(o: &Outcome) -> String {
