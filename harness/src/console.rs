@@ -155,8 +155,8 @@ impl Watch {
             {
                 self.open = None;
             }
-            // Fault warnings are one line.
-            if t.kind == TroubleKind::UserEventsFault {
+            // user_events' own warnings are one line.
+            if t.kind.is_one_line() {
                 self.open = None;
             }
         }

@@ -17,8 +17,25 @@ pub enum TroubleKind {
     /// The hung-task detector: `INFO: task COMM:PID blocked for more than N seconds.` A
     /// task sat in uninterruptible sleep that long without being scheduled.
     HungTask,
-    /// `user_events: Fault for mm`: expected only where a scenario unmaps the word.
+    /// A write of a registration's bit that user_events could not make: the fault worker
+    /// could not fault the page in (`user_events: Fault for mm`), or the fault could not be
+    /// handed to the worker at all (`user_events: Unable to queue fault handler`). Expected
+    /// only where a scenario takes the word away (unmaps it) or fails the allocation on purpose.
     UserEventsFault,
+    /// An event user_events could not free when its last reference went (`user_events:
+    /// Unable to delete event`, `... Unable to queue delayed destroy`): it stays until someone
+    /// deletes it. Nothing the suite does on purpose makes either happen.
+    UserEventsLeft,
+}
+
+impl TroubleKind {
+    /// A one-line message, not a splat with a stack that ends in `---[ end`.
+    pub fn is_one_line(self) -> bool {
+        matches!(
+            self,
+            TroubleKind::UserEventsFault | TroubleKind::UserEventsLeft
+        )
+    }
 }
 
 /// Classifies one console line (timestamps and all).
@@ -63,8 +80,14 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
         || l.contains("rcu: INFO: rcu_") && l.contains("stall")
     {
         Some(TroubleKind::Lockup)
-    } else if starts("user_events: Fault for mm") {
+    } else if starts("user_events: Fault for mm")
+        || starts("user_events: Unable to queue fault handler")
+    {
         Some(TroubleKind::UserEventsFault)
+    } else if starts("user_events: Unable to delete event")
+        || starts("user_events: Unable to queue delayed destroy")
+    {
+        Some(TroubleKind::UserEventsLeft)
     } else {
         None
     }
@@ -85,4 +108,32 @@ pub fn strip_timestamp(line: &str) -> &str {
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_events_own_warnings_are_one_line_trouble() {
+        let fault = "[    3.7] user_events: Fault for mm: 0x(____ptrval____) @ 0x7f00 event: e";
+        let unqueued = "[    2.1] user_events: Unable to queue fault handler";
+        assert_eq!(classify(fault), Some(TroubleKind::UserEventsFault));
+        assert_eq!(classify(unqueued), Some(TroubleKind::UserEventsFault));
+        for left in [
+            "[    4.0] user_events: Unable to delete event",
+            "[    4.0] user_events: Unable to queue delayed destroy",
+        ] {
+            assert_eq!(classify(left), Some(TroubleKind::UserEventsLeft), "{left}");
+        }
+        assert!(TroubleKind::UserEventsFault.is_one_line());
+        assert!(TroubleKind::UserEventsLeft.is_one_line());
+        assert!(!TroubleKind::Warning.is_one_line());
+        // Its boot-time messages are not scenario trouble (a kernel without user_events is
+        // told apart by the runner), nor is another subsystem's line that merely names it.
+        assert_eq!(
+            classify("[    0.5] user_events could not register with tracefs"),
+            None
+        );
+    }
 }

@@ -36,8 +36,10 @@ impl Scenario {
         }
     }
 
-    /// The kernel's "user_events: Fault for mm" warning is an expected outcome here (the
-    /// scenario unmaps or protects its word on purpose), or, with `false`, trouble.
+    /// The kernel's warnings about a bit it could not write ("user_events: Fault for mm",
+    /// "user_events: Unable to queue fault handler") are an expected outcome here (the
+    /// scenario unmaps or protects its word, or fails the fault record's allocation, on
+    /// purpose), or, with `false`, trouble.
     pub const fn fault_warnings(mut self, yes: bool) -> Self {
         self.fault_warnings = Some(yes);
         self

@@ -81,6 +81,7 @@ const SCENARIOS: &[Scenario] = &[
         attach_ftrace_page_absent,
     )
     .fault_worker(true)
+    .fault_warnings(true)
     .requires(&[Feature::RemoteWrite, Feature::Failslab, Feature::Madvise]),
     Scenario::new(
         "attach_perf",
