@@ -117,6 +117,10 @@ pub struct Attribution {
     /// Scenarios to run again alone, with the first record that made them ambiguous.
     pub rerun: BTreeSet<String>,
     pub first_ambiguous: Option<String>,
+    /// The first trouble the host will fail a scenario for, logged while one or more ran
+    /// (whoever it belongs to), and what was running: a fail-fast run stops there, as it
+    /// stops at a scenario's own failure.
+    pub first_trouble: Option<(String, Vec<String>)>,
 }
 
 impl Attribution {
@@ -137,10 +141,15 @@ impl Attribution {
         let Some(kind) = classify(&rec.text) else {
             return;
         };
-        if self.running.len() < 2 {
+        if self.running.is_empty()
+            || kind == TroubleKind::UserEventsFault
+                && self.running.iter().all(|r| expects_faults(r))
+        {
             return;
         }
-        if kind == TroubleKind::UserEventsFault && self.running.iter().all(|r| expects_faults(r)) {
+        self.first_trouble
+            .get_or_insert_with(|| (rec.text.clone(), self.running.clone()));
+        if self.running.len() < 2 {
             return;
         }
         // A splat that names a scenario's own process is that scenario's. A hung-task report
@@ -313,6 +322,38 @@ mod tests {
         a.feed(&marker("start", "z"), none);
         assert_eq!(a.rerun.iter().collect::<Vec<_>>(), ["x", "y"]);
         assert!(a.first_ambiguous.unwrap().starts_with("WARNING"));
+    }
+
+    #[test]
+    fn the_first_trouble_is_kept_with_what_ran_and_expected_faults_are_none() {
+        let mut a = Attribution::default();
+        let faults = |n: &str| n == "munmap::x";
+        a.feed(&rec(4, "WARNING: CPU: 0 PID: 1 at kernel/boot.c"), faults);
+        assert_eq!(
+            a.first_trouble, None,
+            "nothing ran: boot trouble is the host's"
+        );
+        a.feed(&marker("start", "munmap::x"), faults);
+        a.feed(
+            &rec(4, "user_events: Fault for mm: 0x1 @ 0x2 event: e"),
+            faults,
+        );
+        assert_eq!(
+            a.first_trouble, None,
+            "a fault warning its scenario declares"
+        );
+        a.feed(&marker("start", "abi::y"), faults);
+        a.feed(
+            &rec(4, "user_events: Unable to queue fault handler"),
+            faults,
+        );
+        a.feed(
+            &rec(1, "BUG: kernel NULL pointer dereference, address: 0"),
+            faults,
+        );
+        let (line, running) = a.first_trouble.clone().unwrap();
+        assert!(line.contains("Unable to queue"), "{line}");
+        assert_eq!(running, ["munmap::x", "abi::y"]);
     }
 
     #[test]

@@ -306,6 +306,7 @@ fn run_scenarios(
         if let Some(k) = &mut kmsg {
             k.drain(&mut attribution, expects_faults);
         }
+        run.stop_at_trouble(&attribution);
     }
     if let Some(k) = &mut kmsg {
         k.drain(&mut attribution, expects_faults);
@@ -376,6 +377,20 @@ impl SideBySide<'_> {
     fn stop_if_stopping(&mut self, rec: &Record) {
         if self.stopped_at.is_none() {
             self.stopped_at = stopping_failure(self.plan, rec);
+        }
+    }
+
+    /// Under fail-fast with no scenario named (`mutate`), kernel trouble stops the run too:
+    /// the host fails a scenario for it even where the scenario's own checks pass, so the
+    /// verdict is already decided, and the rest of the suite would only add time (a mutant
+    /// that WARNs on every free took the whole suite, ~40 s under TCG, instead of a few).
+    /// With scenarios named (`mutants`), only their own failures stop it.
+    fn stop_at_trouble(&mut self, a: &Attribution) {
+        if self.stopped_at.is_some() || !self.plan.stop_at_first_failure {
+            return;
+        }
+        if let (true, Some((_, running))) = (self.plan.stop_on.is_empty(), &a.first_trouble) {
+            self.stopped_at = running.first().cloned();
         }
     }
 
