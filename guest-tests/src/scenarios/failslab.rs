@@ -14,6 +14,11 @@
 //! fmt, a tracefs directory or a write index, or a NULL that the next system call oopses on
 //! (the console watch reports it).
 //!
+//! Each sweep but fork's ends with one more run of its operation under failslab's default,
+//! which skips allocations that may sleep, its first other allocation armed to fail: only
+//! memory that may sleep (GFP_KERNEL, which reclaims and waits under pressure) is allocated,
+//! so nothing is failed, except the fault record of a write that holds locks (GFP_NOWAIT).
+//!
 //! The family runs alone: it reads `dynamic_events` (see [`Scenario::alone`]), and the
 //! failslab knobs it sets are global. They are harmless to others (nothing else sets
 //! fail-nth or a failure probability), but the sweeps' timings are only meaningful alone.
@@ -160,7 +165,7 @@ fn reg_new(cx: &mut Ctx, system: System) -> R {
         System::Plain => "REG of a new event",
         System::Multi => "REG of a new MULTI_FORMAT event",
     };
-    sweep(cx, what, |cx, n| {
+    sweep(cx, what, Unslept::None, |cx, n| {
         let name = cx.event_name();
         let mut reg = Reg::new(&name, system.flags(), page.addr(0), 0);
         let data = tracefs::open_data()?;
@@ -222,7 +227,7 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
     // in one pass (the page is present, so the writes are done when the enable returns).
     let word = page.addr(4);
     let mut misreported = Vec::new();
-    sweep(cx, "REG of an existing event", |cx, n| {
+    sweep(cx, "REG of an existing event", Unslept::None, |cx, n| {
         let mut reg = Reg::new(&name, 0, word, 1);
         let data = tracefs::open_data()?;
         write32(word, 0);
@@ -302,7 +307,7 @@ fn dynamic_sweep_setup(cx: &mut Ctx) -> Result<(FailNth, Mapping, String), Stop>
 /// makes it persist while unused (as PERSIST does, without needing that flag).
 fn del_event(cx: &mut Ctx) -> R {
     let (fail_nth, page, reference) = dynamic_sweep_setup(cx)?;
-    sweep(cx, "DEL", |cx, n| {
+    sweep(cx, "DEL", Unslept::None, |cx, n| {
         let name = cx.event_name();
         let dir = System::Plain.entry_of(&name);
         tracefs::dynamic_events_command(&format!("u:{name} {FIELDS}"))?;
@@ -343,7 +348,7 @@ fn dynamic_events_create(cx: &mut Ctx) -> R {
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(tracefs::path("dynamic_events"))?;
-    sweep(cx, "a dynamic_events definition", |cx, n| {
+    sweep(cx, "a dynamic_events definition", Unslept::None, |cx, n| {
         let name = cx.event_name();
         let dir = System::Plain.entry_of(&name);
         let cmd = format!("u:{name} {FIELDS}");
@@ -415,7 +420,7 @@ fn fork_with_registrations(cx: &mut Ctx) -> R {
 
 /// One sweep of fork(): each child exits at once and is waited for.
 fn fork_sweep(cx: &mut Ctx, fail_nth: &FailNth, what: &str) -> R {
-    sweep(cx, what, |_, n| {
+    sweep(cx, what, Unslept::Unchecked, |_, n| {
         let (got, hit) = fail_nth.failing(n, || {
             let pid = unsafe { libc::fork() };
             if pid == 0 {
@@ -466,7 +471,7 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
     let place = format!("{instance}/{dir}");
     let enable = open_enable(&place)?;
     let mut allocations = 0;
-    sweep(cx, "enabling through tracefs", |cx, n| {
+    sweep(cx, "enabling through tracefs", Unslept::None, |cx, n| {
         let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
         let got = judge(got, hit, &[libc::ENOMEM])?;
         allocations += hit as u32;
@@ -525,49 +530,54 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
     let enable = open_enable(&place)?;
     let mut allocations = 0;
     let mut unqueued = 0;
-    sweep(cx, "enabling through tracefs, page absent", |cx, n| {
-        drop_page(&page)?;
-        let warned = kmsg_count(UNQUEUED)?;
-        let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
-        let got = judge(got, hit, &[libc::ENOMEM])?.map(drop);
-        allocations += hit as u32;
-        match &got {
-            Err(e) => {
-                set_enabled(&place, true)
-                    .map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
-            }
-            Ok(()) if kmsg_count(UNQUEUED)? > warned => {
-                check!(
+    sweep(
+        cx,
+        "enabling through tracefs, page absent",
+        Unslept::FaultRecord,
+        |cx, n| {
+            drop_page(&page)?;
+            let warned = kmsg_count(UNQUEUED)?;
+            let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"1"))?;
+            let got = judge(got, hit, &[libc::ENOMEM])?.map(drop);
+            allocations += hit as u32;
+            match &got {
+                Err(e) => {
+                    set_enabled(&place, true)
+                        .map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
+                }
+                Ok(()) if kmsg_count(UNQUEUED)? > warned => {
+                    check!(
                     hit,
                     "user_events could not queue a fault record though no allocation was failed"
                 );
-                unqueued += 1;
-                // No work was queued for this registration, so nothing may have set the bit.
-                check_eq!(
-                    page.u32_at(0),
-                    0,
-                    "the word after enabling {name} left its fault unqueued"
-                );
-                set_enabled(&place, false)
-                    .map_err(|s| prefixed(s, "the disable after an unqueued fault record"))?;
-                set_enabled(&place, true)
-                    .map_err(|s| prefixed(s, "the enable after an unqueued fault record"))?;
+                    unqueued += 1;
+                    // No work was queued for this registration, so nothing may have set the bit.
+                    check_eq!(
+                        page.u32_at(0),
+                        0,
+                        "the word after enabling {name} left its fault unqueued"
+                    );
+                    set_enabled(&place, false)
+                        .map_err(|s| prefixed(s, "the disable after an unqueued fault record"))?;
+                    set_enabled(&place, true)
+                        .map_err(|s| prefixed(s, "the enable after an unqueued fault record"))?;
+                }
+                Ok(()) => {}
             }
-            Ok(()) => {}
-        }
-        wait_until(
-            &format!("bit 0 set once {name} was enabled (its page absent)"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 1,
-        )?;
-        set_enabled(&place, false)?;
-        wait_until(
-            &format!("bit 0 cleared once {name} was disabled"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 0,
-        )?;
-        Ok(Attempt::new(hit, got, false))
-    })?;
+            wait_until(
+                &format!("bit 0 set once {name} was enabled (its page absent)"),
+                cx.poll_deadline,
+                || page.u32_at(0) == 1,
+            )?;
+            set_enabled(&place, false)?;
+            wait_until(
+                &format!("bit 0 cleared once {name} was disabled"),
+                cx.poll_deadline,
+                || page.u32_at(0) == 0,
+            )?;
+            Ok(Attempt::new(hit, got, false))
+        },
+    )?;
     check!(
         unqueued > 0,
         "no failed allocation left {name}'s fault unqueued ({allocations} failed in turn): the page was present, or the fault record was never allocated, so the sweep proved nothing"
@@ -593,7 +603,7 @@ fn attach_perf(cx: &mut Ctx) -> R {
     let holder_perf = uapi::perf_open_tracepoint(tracefs::event_id(&holder)?)
         .map_err(|e| Stop::Fail(format!("perf_event_open of {holder}: {e}")))?;
     let mut allocations = 0;
-    sweep(cx, "opening a perf event", |cx, n| {
+    sweep(cx, "opening a perf event", Unslept::None, |cx, n| {
         let (got, hit) = fail_nth.failing(n, || uapi::perf_open_tracepoint(id))?;
         let got = judge(got, hit, &[libc::ENOMEM])?;
         allocations += hit as u32;
@@ -644,7 +654,7 @@ fn open_data(cx: &mut Ctx) -> R {
         body
     };
     let path = CString::new(tracefs::path("user_events_data")).expect("no NUL in the path");
-    sweep(cx, "opening user_events_data", |cx, n| {
+    sweep(cx, "opening user_events_data", Unslept::None, |cx, n| {
         let (got, hit) = fail_nth.failing(n, || open_raw(&path))?;
         let got = judge(got, hit, &[libc::ENOMEM])?;
         let answer = got.as_ref().map(drop).map_err(|e| *e);
@@ -698,51 +708,56 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
         format!("{name} # Used by ftrace other"),
     );
     let mut stubs = 0;
-    sweep(cx, "disabling one of two trace arrays", |cx, n| {
-        set_enabled(&first, true)?;
-        set_enabled(&second, true)?;
-        wait_until(
-            &format!("bit 0 set once {name} was enabled in both arrays"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 1,
-        )?;
-        let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"0"))?;
-        let got = judge(got, hit, &[])?;
-        // The other array still has it: the bit is still set (the write path updates the word
-        // before it returns, and the page is present, so a clear would already show).
-        check_eq!(
-            page.u32_at(0),
-            1,
-            "the word once {name} was disabled in {top} only"
-        );
-        let line = status_line(&name)?.unwrap_or_default();
-        if hit && line == with_stub {
-            stubs += 1;
-        } else {
+    sweep(
+        cx,
+        "disabling one of two trace arrays",
+        Unslept::None,
+        |cx, n| {
+            set_enabled(&first, true)?;
+            set_enabled(&second, true)?;
+            wait_until(
+                &format!("bit 0 set once {name} was enabled in both arrays"),
+                cx.poll_deadline,
+                || page.u32_at(0) == 1,
+            )?;
+            let (got, hit) = fail_nth.failing(n, || write_raw(enable.as_fd(), b"0"))?;
+            let got = judge(got, hit, &[])?;
+            // The other array still has it: the bit is still set (the write path updates the word
+            // before it returns, and the page is present, so a clear would already show).
             check_eq!(
-                line,
-                plain,
-                "{name}'s user_events_status line while only {instance} has it enabled{}",
-                if hit {
-                    " (or, where a stub was left, the same with ' other')"
-                } else {
-                    ""
-                }
+                page.u32_at(0),
+                1,
+                "the word once {name} was disabled in {top} only"
             );
-        }
-        set_enabled(&second, false)?;
-        wait_until(
-            &format!("bit 0 cleared once {name} was disabled in both arrays"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 0,
-        )?;
-        check_eq!(
-            status_line(&name)?.unwrap_or_default(),
-            name.clone(),
-            "{name}'s user_events_status line once disabled in both arrays (no probe, no stub)"
-        );
-        Ok(Attempt::new(hit, got.map(drop), false))
-    })?;
+            let line = status_line(&name)?.unwrap_or_default();
+            if hit && line == with_stub {
+                stubs += 1;
+            } else {
+                check_eq!(
+                    line,
+                    plain,
+                    "{name}'s user_events_status line while only {instance} has it enabled{}",
+                    if hit {
+                        " (or, where a stub was left, the same with ' other')"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            set_enabled(&second, false)?;
+            wait_until(
+                &format!("bit 0 cleared once {name} was disabled in both arrays"),
+                cx.poll_deadline,
+                || page.u32_at(0) == 0,
+            )?;
+            check_eq!(
+                status_line(&name)?.unwrap_or_default(),
+                name.clone(),
+                "{name}'s user_events_status line once disabled in both arrays (no probe, no stub)"
+            );
+            Ok(Attempt::new(hit, got.map(drop), false))
+        },
+    )?;
     check!(
         stubs > 0,
         "no failed allocation while disabling {name} in one of two arrays left a probe stub that user_events_status names 'other': the probe array's shrinking was not reached, or the stub is not reported"
@@ -821,9 +836,26 @@ impl Attempt {
 
 /// Runs `step(cx, n)` for n = 1, 2, ... until a step's operation made fewer than n
 /// allocations; notes how many were failed, what the operation answered, and the time.
+/// What a sweep expects of the operation's allocations that cannot sleep (no direct reclaim:
+/// GFP_NOWAIT, GFP_ATOMIC, or flags passed wrong), which fail under memory pressure where
+/// one that may sleep reclaims and waits. failslab skips the sleeping ones by default
+/// (ignore-gfp-wait), so one more run of the operation with that default and its first
+/// allocation armed to fail shows whether it makes any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unslept {
+    /// Every allocation may sleep: none is failed.
+    None,
+    /// Exactly the fault record (GFP_NOWAIT: the write that needs it holds locks).
+    FaultRecord,
+    /// Not checked: the operation runs code outside user_events that allocates without
+    /// sleeping and copes when that fails (fork: a node of the pid tree, kept in reserve).
+    Unchecked,
+}
+
 fn sweep(
     cx: &mut Ctx,
     what: &str,
+    unslept: Unslept,
     mut step: impl FnMut(&mut Ctx, u32) -> Result<Attempt, Stop>,
 ) -> R {
     let start = Instant::now();
@@ -840,6 +872,7 @@ fn sweep(
             prefixed(s, &format!("{what}, allocation {n} failed{before}"))
         })?;
         if !a.hit {
+            check_unslept(cx, what, unslept, &mut step)?;
             let answers: Vec<String> = answers.iter().map(|(k, v)| format!("{v} {k}")).collect();
             cx.note(format!(
                 "{what}: each of its {} allocations failed in turn ({}; in order: {}) in {} ms",
@@ -863,6 +896,62 @@ fn sweep(
         history.push(answer);
     }
     fail!("{what}: still allocating at allocation {MAX_N} (or fail-nth never counts down)")
+}
+
+/// The operation once more with failslab skipping allocations that may sleep and the first
+/// other one failed: whether one came must be as `unslept` says.
+fn check_unslept(
+    cx: &mut Ctx,
+    what: &str,
+    unslept: Unslept,
+    step: &mut impl FnMut(&mut Ctx, u32) -> Result<Attempt, Stop>,
+) -> R {
+    if unslept == Unslept::Unchecked {
+        return Ok(());
+    }
+    let a = {
+        let _skipping = SleepingSkipped::new()?;
+        step(cx, 1).map_err(|s| {
+            prefixed(
+                s,
+                &format!("{what}, its first allocation that cannot sleep failed"),
+            )
+        })?
+    };
+    match (unslept, a.hit) {
+        (Unslept::None, true) => fail!(
+            "{what} made an allocation that cannot sleep (failslab, skipping those that may, failed it; it answered {}): under memory pressure it fails where GFP_KERNEL would reclaim and wait",
+            match a.errno {
+                Ok(()) => "success".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        ),
+        (Unslept::FaultRecord, false) => fail!(
+            "{what} made no allocation that cannot sleep, where the fault record's is GFP_NOWAIT"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// failslab's default while it lives: allocations that may sleep are never failed.
+struct SleepingSkipped;
+
+impl SleepingSkipped {
+    fn new() -> Result<Self, Stop> {
+        set_ignore_gfp_wait("Y")?;
+        Ok(SleepingSkipped)
+    }
+}
+
+impl Drop for SleepingSkipped {
+    fn drop(&mut self) {
+        let _ = set_ignore_gfp_wait("N");
+    }
+}
+
+fn set_ignore_gfp_wait(value: &str) -> R {
+    let p = format!("{FAILSLAB_DIR}/ignore-gfp-wait");
+    std::fs::write(&p, value).map_err(|e| Stop::Fail(format!("{p}: {e}")))
 }
 
 /// Answers in order, each run of equal ones as `COUNT× ANSWER`.
