@@ -15,9 +15,10 @@
 //! (the console watch reports it).
 //!
 //! Each sweep but fork's ends with one more run of its operation under failslab's default,
-//! which skips allocations that may sleep, its first other allocation armed to fail: only
-//! memory that may sleep (GFP_KERNEL, which reclaims and waits under pressure) is allocated,
-//! so nothing is failed, except the fault record of a write that holds locks (GFP_NOWAIT).
+//! which skips allocations that may sleep, its first other allocation armed to fail: what
+//! fails under memory pressure without reclaim must not fail the operation. user_events
+//! allocates only memory that may sleep (GFP_KERNEL, which reclaims and waits), except the
+//! fault record of a write that holds locks (GFP_NOWAIT), which must be the one failed there.
 //!
 //! The family runs alone: it reads `dynamic_events` (see [`Scenario::alone`]), and the
 //! failslab knobs it sets are global. They are harmless to others (nothing else sets
@@ -918,15 +919,19 @@ fn check_unslept(
             )
         })?
     };
-    match (unslept, a.hit) {
-        (Unslept::None, true) => fail!(
-            "{what} made an allocation that cannot sleep (failslab, skipping those that may, failed it; it answered {}): under memory pressure it fails where GFP_KERNEL would reclaim and wait",
-            match a.errno {
-                Ok(()) => "success".to_owned(),
-                Err(e) => e.to_string(),
-            }
+    match (unslept, a.hit, a.errno) {
+        // The trace core's id allocator tries GFP_NOWAIT first and falls back to a sleeping
+        // allocation (once in 1024 event types): failed, it still succeeds.
+        (Unslept::None, true, Ok(())) => {
+            cx.note(format!(
+                "{what}: an allocation that cannot sleep was failed, and it coped"
+            ));
+            Ok(())
+        }
+        (Unslept::None, true, Err(e)) => fail!(
+            "{what} failed with {e} when failslab, skipping allocations that may sleep, failed one that cannot: under memory pressure it fails where GFP_KERNEL would reclaim and wait"
         ),
-        (Unslept::FaultRecord, false) => fail!(
+        (Unslept::FaultRecord, false, _) => fail!(
             "{what} made no allocation that cannot sleep, where the fault record's is GFP_NOWAIT"
         ),
         _ => Ok(()),
