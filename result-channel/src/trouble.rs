@@ -72,7 +72,11 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
         || l.contains("lockdep") && starts("WARNING")
     {
         Some(TroubleKind::Lockdep)
-    } else if starts("BUG: KASAN") || starts("UBSAN:") || starts("BUG: KFENCE") || starts("KFENCE:")
+    } else if starts("BUG: KASAN")
+        || starts("UBSAN:")
+        || starts("BUG: KFENCE")
+        || starts("KFENCE:")
+        || is_slab_debug_report(l)
     {
         Some(TroubleKind::Sanitizer)
     } else if l.contains("Watchdog detected hard LOCKUP")
@@ -91,6 +95,17 @@ pub fn classify(line: &str) -> Option<TroubleKind> {
     } else {
         None
     }
+}
+
+/// SLUB's own checks (`slub_debug`, which the harness boots with): `BUG CACHE (TAINT):
+/// WHAT`, e.g. `BUG kmalloc-cg-64 (Not tainted): Poison overwritten` when a freed object was
+/// written (a use after free) and then handed out again, or `Object already free`. No colon
+/// follows the BUG, so the `BUG:` test above misses it.
+fn is_slab_debug_report(l: &str) -> bool {
+    l.strip_prefix("BUG ").is_some_and(|rest| {
+        rest.split_once(" (")
+            .is_some_and(|(cache, after)| !cache.contains(' ') && after.contains("): "))
+    })
 }
 
 /// `[    1.234567] text` → `text`.
@@ -113,6 +128,25 @@ pub fn strip_timestamp(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slub_debug_reports_are_sanitizer_trouble() {
+        for l in [
+            "[    9.1] BUG kmalloc-cg-64 (Not tainted): Poison overwritten",
+            "[    9.1] BUG kmalloc-64 (Tainted: G        W ): Object already free",
+            "[    9.1] BUG user_event_enabler_fault (Not tainted): Redzone overwritten",
+        ] {
+            assert_eq!(classify(l), Some(TroubleKind::Sanitizer), "{l}");
+        }
+        assert_eq!(
+            classify("[    9.1] BUG in the test (not a kernel line)"),
+            None
+        );
+        assert_eq!(
+            classify("[    9.1] BUG: kernel NULL pointer dereference, address: 0"),
+            Some(TroubleKind::Bug)
+        );
+    }
 
     #[test]
     fn user_events_own_warnings_are_one_line_trouble() {
