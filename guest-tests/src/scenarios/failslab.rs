@@ -460,15 +460,7 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let dir = System::Plain.entry_of(&name);
     let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
-    // Another event enabled first in the same instance: the first enable of a trace array
-    // also starts the trace core's command-line recorder (sched probes), whose failed
-    // registration the trace core ignores and later unregisters anyway (a WARNING in
-    // tracepoint_probe_unregister on 6.12, not user_events' doing). With it already
-    // running, the sweep fails only what enabling this event allocates.
-    let holder = cx.event_name();
-    let h = Registration::new(&holder, System::Plain, page.addr(4), 0)?;
-    let holder_place = format!("{instance}/{}", System::Plain.entry_of(&holder));
-    set_enabled(&holder_place, true)?;
+    let holder = EnabledHolder::new(cx, &instance, page.addr(4))?;
     let place = format!("{instance}/{dir}");
     let enable = open_enable(&place)?;
     let mut allocations = 0;
@@ -502,8 +494,7 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
         "enabling {name} through tracefs made no slab allocation to fail: the probe array's growth was not reached, so the sweep proved nothing"
     );
     drop(enable);
-    set_enabled(&holder_place, false)?;
-    h.remove(cx, &holder, System::Plain)?;
+    holder.remove(cx)?;
     r.remove(cx, &name, System::Plain)
 }
 
@@ -522,11 +513,8 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let dir = System::Plain.entry_of(&name);
     let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
-    // As in attach_ftrace, on a page of its own: dropping this event's page must not touch it.
-    let holder = cx.event_name();
-    let h = Registration::new(&holder, System::Plain, holder_page.addr(0), 0)?;
-    let holder_place = format!("{instance}/{}", System::Plain.entry_of(&holder));
-    set_enabled(&holder_place, true)?;
+    // On a page of its own: dropping this event's page must not touch the holder's word.
+    let holder = EnabledHolder::new(cx, &instance, holder_page.addr(0))?;
     let place = format!("{instance}/{dir}");
     let enable = open_enable(&place)?;
     let mut allocations = 0;
@@ -548,16 +536,10 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
                 }
                 Ok(()) if kmsg_count(UNQUEUED)? > warned => {
                     check!(
-                    hit,
-                    "user_events could not queue a fault record though no allocation was failed"
-                );
-                    unqueued += 1;
-                    // No work was queued for this registration, so nothing may have set the bit.
-                    check_eq!(
-                        page.u32_at(0),
-                        0,
-                        "the word after enabling {name} left its fault unqueued"
+                        hit,
+                        "user_events could not queue a fault record though no allocation was failed"
                     );
+                    unqueued += 1;
                     set_enabled(&place, false)
                         .map_err(|s| prefixed(s, "the disable after an unqueued fault record"))?;
                     set_enabled(&place, true)
@@ -584,8 +566,7 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
         "no failed allocation left {name}'s fault unqueued ({allocations} failed in turn): the page was present, or the fault record was never allocated, so the sweep proved nothing"
     );
     drop(enable);
-    set_enabled(&holder_place, false)?;
-    h.remove(cx, &holder, System::Plain)?;
+    holder.remove(cx)?;
     r.remove(cx, &name, System::Plain)
 }
 
@@ -698,10 +679,7 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     let entry = System::Plain.entry_of(&name);
     let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
-    let holder = cx.event_name();
-    let h = Registration::new(&holder, System::Plain, page.addr(4), 0)?;
-    let holder_place = format!("{top}/{}", System::Plain.entry_of(&holder));
-    set_enabled(&holder_place, true)?;
+    let holder = EnabledHolder::new(cx, &top, page.addr(4))?;
     let (first, second) = (format!("{top}/{entry}"), format!("{instance}/{entry}"));
     let enable = open_enable(&first)?;
     let (plain, with_stub) = (
@@ -767,9 +745,36 @@ fn detach_ftrace(cx: &mut Ctx) -> R {
         "{stubs} of the failed allocations left a stub, named 'other' until the next detach"
     ));
     drop(enable);
-    set_enabled(&holder_place, false)?;
-    h.remove(cx, &holder, System::Plain)?;
+    holder.remove(cx)?;
     r.remove(cx, &name, System::Plain)
+}
+
+/// Another event enabled first in a trace array: the first enable of an array also starts
+/// the trace core's command-line recorder (sched probes), whose failed registration the
+/// trace core ignores and later unregisters anyway (a WARNING in tracepoint_probe_unregister
+/// on 6.12, not user_events' doing). With it already running, a sweep fails only what
+/// enabling or disabling the event under test allocates.
+struct EnabledHolder {
+    name: String,
+    reg: Registration,
+    place: String,
+}
+
+impl EnabledHolder {
+    /// Registered with its word at `word`, enabled in the array `events_dir`.
+    fn new(cx: &mut Ctx, events_dir: &str, word: *const u8) -> Result<Self, Stop> {
+        let name = cx.event_name();
+        let reg = Registration::new(&name, System::Plain, word, 0)?;
+        let place = format!("{events_dir}/{}", System::Plain.entry_of(&name));
+        set_enabled(&place, true)?;
+        Ok(EnabledHolder { name, reg, place })
+    }
+
+    /// Disabled, unregistered, and gone.
+    fn remove(self, cx: &mut Ctx) -> R {
+        set_enabled(&self.place, false)?;
+        self.reg.remove(cx, &self.name, System::Plain)
+    }
 }
 
 /// This thread's fail-nth, opened once: opening it while a failure is armed would allocate.
@@ -835,8 +840,6 @@ impl Attempt {
     }
 }
 
-/// Runs `step(cx, n)` for n = 1, 2, ... until a step's operation made fewer than n
-/// allocations; notes how many were failed, what the operation answered, and the time.
 /// What a sweep expects of the operation's allocations that cannot sleep (no direct reclaim:
 /// GFP_NOWAIT, GFP_ATOMIC, or flags passed wrong), which fail under memory pressure where
 /// one that may sleep reclaims and waits. failslab skips the sleeping ones by default
@@ -853,6 +856,9 @@ enum Unslept {
     Unchecked,
 }
 
+/// Runs `step(cx, n)` for n = 1, 2, ... until a step's operation made fewer than n
+/// allocations, then once more as [`Unslept`] says; notes how many were failed, what the
+/// operation answered, and the time.
 fn sweep(
     cx: &mut Ctx,
     what: &str,
