@@ -109,7 +109,16 @@ mod tests {
     #[test]
     fn the_boot_of_its_own_runs_only_the_upstream_programs() {
         let sel = Selection {
-            scenarios: vec![],
+            scenarios: vec![harness::model::ScenarioInfo {
+                name: "failslab::attach_ftrace_page_absent".into(),
+                family: "failslab".into(),
+                about: String::new(),
+                optional: false,
+                fault_warnings: true,
+                fault_worker: true,
+                alone: true,
+                requires: vec![],
+            }],
             kselftests: vec!["abi_test".into(), "ftrace_test".into()],
             guest: vec![],
         };

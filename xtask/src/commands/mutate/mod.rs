@@ -812,9 +812,7 @@ impl Trial<'_> {
                                 outcome,
                                 Outcome::Killed { .. } | Outcome::TimedOut { .. }
                             );
-                            if !opts.kselftests
-                                || !upstream::needs_its_own_boot(&run, suite_caught, upstream_base)
-                            {
+                            if !upstream::needs_its_own_boot(&run, suite_caught, upstream_base) {
                                 return Ok((outcome, upstream));
                             }
                             let kernel = KernelUnderTest {
