@@ -22,6 +22,7 @@ pub use poll::{
     NEGATIVE_FLOOR,
 };
 pub use process::{
-    clone_thread, clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, Child, Pipe,
+    clone_thread, clone_vm, exec_helper, fork, helper_verdict, keep_across_exec, Child, JobThread,
+    Pipe,
 };
 pub use stop::{Context, Stop, R};

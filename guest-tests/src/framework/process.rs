@@ -5,6 +5,8 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use result_channel::Feature;
@@ -377,6 +379,62 @@ pub fn clone_thread(stack: &mut [u8], f: &mut dyn FnMut()) -> R {
         };
     }
 }
+
+/// A thread that runs jobs on request until it is told to exit. What user_events keeps per
+/// task follows clone(): a thread started before its process's first REG has no
+/// user_event_mm and makes its own on its own first REG; one started after shares the
+/// process's.
+pub struct JobThread {
+    jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl JobThread {
+    pub fn start() -> Self {
+        let (jobs, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let handle = thread::spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+        JobThread {
+            jobs: Some(jobs),
+            handle,
+        }
+    }
+
+    /// Runs `f` on the thread and returns its result, waiting at most [`JOB_LIMIT`] (a job
+    /// stuck in the kernel fails the scenario, whose process the runner then ends).
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Stop> {
+        let (tx, rx) = mpsc::channel();
+        let job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| Stop::Fail("job thread is gone".into()))?;
+        rx.recv_timeout(JOB_LIMIT)
+            .map_err(|_| Stop::Fail(format!("job thread gave no result in {JOB_LIMIT:?}")))
+    }
+
+    /// Ends the thread and waits until it has exited (its exit removes a user_event_mm of
+    /// its own).
+    pub fn exit(mut self) -> R {
+        // Closing the job channel ends the thread's loop.
+        self.jobs = None;
+        match self.handle.join() {
+            Err(_) => fail!("job thread panicked"),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// How long [`JobThread::run`] waits for one job.
+pub const JOB_LIMIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

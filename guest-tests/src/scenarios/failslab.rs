@@ -1,18 +1,18 @@
 //! Allocation failure, checked as syzkaller checks it. Each user_events operation that
-//! allocates (REG of a new event, of a MULTI_FORMAT one and of an existing one, DEL, a
-//! `dynamic_events` definition, fork with registrations, opening `user_events_data`) runs
-//! once for each N = 1, 2, ...
-//! with the N-th slab allocation of its thread failed (`/proc/thread-self/fail-nth`), until
-//! fail-nth reads back nonzero: the operation made fewer than N allocations, so each of them
-//! has been failed in turn. At each N the operation must either fail with ENOMEM (or the
-//! errno the kernel's code gives for that allocation) and leave no half-made event, after
-//! which a plain retry makes the event whole; or succeed with the event whole: its `format`
-//! the same as that of an event made without a failure (every field, the print fmt), a write
-//! with the index REG returned accepted, and enabling it through tracefs setting the
-//! registration's bit. Without fault injection no allocation fails, so nothing else reaches
-//! these paths: a mutant that turns an -ENOMEM into 0 leaves an event without a field, a print
-//! fmt, a tracefs directory or a write index, or a NULL that the next system call oopses on
-//! (the console watch reports it).
+//! allocates (REG of a new event, of a MULTI_FORMAT one and of an existing one, a thread's
+//! first REG, DEL, a `dynamic_events` definition, fork with registrations, opening
+//! `user_events_data`) runs once for each N = 1, 2, ... with the N-th slab allocation of
+//! its thread failed (`/proc/thread-self/fail-nth`), until fail-nth reads back nonzero: the
+//! operation made fewer than N allocations, so each of them has been failed in turn. At
+//! each N the operation must either fail with ENOMEM (or the errno the kernel's code gives
+//! for that allocation) and leave no half-made event, after which a plain retry makes the
+//! event whole; or succeed with the event whole: its `format` the same as that of an event
+//! made without a failure (every field, the print fmt), a write with the index REG returned
+//! accepted, and enabling it through tracefs setting the registration's bit. Without fault
+//! injection no allocation fails, so nothing else reaches these paths: a mutant that turns
+//! an -ENOMEM into 0 leaves an event without a field, a print fmt, a tracefs directory or a
+//! write index, or a NULL that the next system call oopses on (the console watch reports
+//! it).
 //!
 //! Each sweep but fork's ends with one more run of its operation under failslab's default,
 //! which skips allocations that may sleep, its first other allocation armed to fail: what
@@ -34,7 +34,9 @@ use std::time::Instant;
 use result_channel::Feature;
 
 use crate::framework::probe::{FAILSLAB_DIR, FAIL_NTH};
-use crate::framework::{kmsg_count, wait_until, write32, Ctx, Family, Mapping, Scenario, Stop, R};
+use crate::framework::{
+    kmsg_count, wait_until, write32, Ctx, Family, JobThread, Mapping, Scenario, Stop, R,
+};
 use crate::scenarios::faults::drop_page;
 use crate::scenarios::kit::status_line;
 use crate::uapi::{self, Errno, UserReg, USER_EVENT_REG_MULTI_FORMAT as MULTI};
@@ -60,6 +62,11 @@ const SCENARIOS: &[Scenario] = &[
         "reg_existing_event",
         "REG of an existing event on another fd with its N-th allocation failed, for every N: ENOMEM with the event unchanged and the failed registration's bit never set; or success with its own index and bit",
         reg_existing_event,
+    ),
+    Scenario::new(
+        "reg_first_of_thread",
+        "the first REG of a thread without registrations (it makes the thread's user_event_mm) with its N-th allocation failed, for every N: ENOMEM, then a retry registers; or success; either way the registration is the thread's own (the main thread's UNREG is ENOENT), enabling sets its bit, disabling clears it and its UNREG works",
+        reg_first_of_thread,
     ),
     Scenario::new(
         "del_event",
@@ -281,6 +288,12 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
         Ok(Attempt::new(hit, got.map(drop), partial))
     })?;
     holder.remove(cx, &name, System::Plain)?;
+    field_match_enomem(&misreported)
+}
+
+/// The known kernel bug `field-match-enomem` when a sweep of a REG of an existing event got
+/// EADDRINUSE at the allocations `misreported`.
+fn field_match_enomem(misreported: &[u32]) -> R {
     if !misreported.is_empty() {
         crate::symptom!(
             "field-match-enomem",
@@ -288,6 +301,78 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
         );
     }
     Ok(())
+}
+
+/// The first REG of a thread that has none, swept. Such a thread has no user_event_mm (its
+/// process's main thread never registers, so it inherited none): this REG makes one, twice
+/// over when the first allocation fails (the duplicate check asks for one, then the enabler's
+/// creation asks again), and a REG that cannot make one must fail with ENOMEM, not go on
+/// with none. No other sweep reaches those allocations: each runs on a thread that already
+/// has its user_event_mm. Each N runs on a new thread, the event defined through
+/// `dynamic_events` so that nothing of the main thread registers. Whatever REG answered,
+/// the thread then holds a registration (a failed REG is retried) that must be its own (the
+/// main thread's UNREG of it is ENOENT) and that enabling the event sets and disabling
+/// clears; its UNREG must work. The event exists, so the field comparison's allocations give
+/// EADDRINUSE as in [`reg_existing_event`] (`field-match-enomem`).
+fn reg_first_of_thread(cx: &mut Ctx) -> R {
+    FailNth::set_knobs()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    tracefs::dynamic_events_command(&format!("u:{name} {FIELDS}"))?;
+    let dir = System::Plain.entry_of(&name);
+    let place = format!("{}/{dir}", tracefs::path("events"));
+    let word = page.addr(0) as u64;
+    let mut misreported = Vec::new();
+    sweep(cx, "first REG of a thread", Unslept::None, |cx, n| {
+        let data = tracefs::open_data()?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&data);
+        write32(page.addr(0), 0);
+        let thread = JobThread::start();
+        let job_name = name.clone();
+        let (got, hit, retry) = thread.run(move || {
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            let mut reg = Reg::new(&job_name, 0, word as *const u8, 0);
+            let fail_nth = FailNth::own()?;
+            let (got, hit) = fail_nth.failing(n, || reg.call(fd))?;
+            let retry = got.is_err().then(|| reg.call(fd));
+            Ok::<_, Stop>((got, hit, retry))
+        })??;
+        let got = judge(got, hit, &[libc::ENOMEM, libc::EADDRINUSE])?;
+        if got == Err(Errno(libc::EADDRINUSE)) {
+            misreported.push(n);
+        }
+        if let (Err(e), Some(retry)) = (got, retry) {
+            retry.map_err(|r| Stop::Fail(format!("a retry on the thread after {e}: {r}")))?;
+        }
+        let after = match got {
+            Ok(_) => "its REG".to_owned(),
+            Err(e) => format!("its REG failed with {e} and a retry"),
+        };
+        check_eq!(
+            uapi::unreg(data.as_fd(), word, 0).err(),
+            Some(Errno(libc::ENOENT)),
+            "the main thread's UNREG of the thread's registration, after {after} (its user_event_mm must be the thread's own)"
+        );
+        set_enabled(&place, true)?;
+        wait_until(
+            &format!("the thread's bit set by enabling {name}, after {after}"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 1,
+        )?;
+        set_enabled(&place, false)?;
+        wait_until(
+            &format!("the thread's bit cleared by disabling {name}"),
+            cx.poll_deadline,
+            || page.u32_at(0) == 0,
+        )?;
+        let unreg =
+            thread.run(move || uapi::unreg(unsafe { BorrowedFd::borrow_raw(raw) }, word, 0))?;
+        unreg.map_err(|e| Stop::Fail(format!("the thread's UNREG of its registration: {e}")))?;
+        thread.exit()?;
+        Ok(Attempt::new(hit, got.map(drop), false))
+    })?;
+    del(cx, &name)?;
+    field_match_enomem(&misreported)
 }
 
 /// What the sweeps of `u:` events start from: the fail-nth file, a page for registrations,
@@ -785,10 +870,21 @@ impl FailNth {
     /// every allocation of user_events may sleep) and keeps it from dumping a stack to the
     /// console at each injected failure (its default: slow on a serial console under TCG).
     fn open() -> Result<Self, Stop> {
+        Self::set_knobs()?;
+        Self::own()
+    }
+
+    /// The failslab knobs [`FailNth::open`] sets: they are global.
+    fn set_knobs() -> R {
         for (knob, value) in [("ignore-gfp-wait", "N"), ("verbose", "0")] {
             let p = format!("{FAILSLAB_DIR}/{knob}");
             std::fs::write(&p, value).map_err(|e| Stop::Fail(format!("{p}: {e}")))?;
         }
+        Ok(())
+    }
+
+    /// The calling thread's fail-nth file, the knobs left as they are.
+    fn own() -> Result<Self, Stop> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -6,9 +6,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::framework::{Ctx, Family, JobThread, Mapping, Scenario, Stop, R, REMOTE_WRITE};
 use crate::uapi::{self, Errno};
-use crate::{check_eq, fail, tracefs};
+use crate::{check_eq, tracefs};
 
 const SCENARIOS: &[Scenario] = &[
     Scenario::new(
@@ -49,51 +49,6 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Resul
         .map_err(|_| Stop::Fail("thread gave no result".into()))?;
     t.join().map_err(|_| Stop::Fail("thread panicked".into()))?;
     Ok(r)
-}
-
-/// A thread started now that runs jobs later, until it is told to exit; it exists before
-/// any REG of the scenario.
-struct Early {
-    jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-    handle: thread::JoinHandle<()>,
-}
-
-impl Early {
-    fn start() -> Self {
-        let (jobs, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let handle = thread::spawn(move || {
-            while let Ok(job) = rx.recv() {
-                job();
-            }
-        });
-        Early {
-            jobs: Some(jobs),
-            handle,
-        }
-    }
-
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Stop> {
-        let (tx, rx) = mpsc::channel();
-        let job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .as_ref()
-            .and_then(|j| j.send(job).ok())
-            .ok_or_else(|| Stop::Fail("early thread is gone".into()))?;
-        rx.recv_timeout(STEP)
-            .map_err(|_| Stop::Fail("early thread gave no result".into()))
-    }
-
-    /// Ends the thread and waits until it has exited (its exit removes its user_event_mm).
-    fn exit(mut self) -> R {
-        // Closing the job channel ends the thread's loop.
-        self.jobs = None;
-        match self.handle.join() {
-            Err(_) => fail!("early thread panicked"),
-            Ok(()) => Ok(()),
-        }
-    }
 }
 
 /// The data fd number, for use on other threads (the Ctx outlives them all).
@@ -153,7 +108,7 @@ fn later_thread_registration_outlives_it(cx: &mut Ctx) -> R {
 }
 
 fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
-    let early = Early::start();
+    let early = JobThread::start();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (name, other) = (cx.event_name(), cx.event_name());
     cx.reg(&name, page.addr(0), 4, 0)?;
@@ -185,7 +140,7 @@ fn earlier_thread_has_its_own(cx: &mut Ctx) -> R {
 }
 
 fn earlier_thread_registration_dies_with_it(cx: &mut Ctx) -> R {
-    let early = Early::start();
+    let early = JobThread::start();
     let page = Mapping::anon(libc::MAP_PRIVATE)?;
     let (mains, earlys) = (cx.event_name(), cx.event_name());
     cx.reg(&mains, page.addr(0), 4, 0)?;
