@@ -32,6 +32,14 @@ pub enum Stop {
 pub type R = Result<(), Stop>;
 
 impl Stop {
+    /// A failure with `what` in front of its message; an ignore or a symptom as it is.
+    pub fn prefixed(self, what: &str) -> Self {
+        match self {
+            Stop::Fail(m) => Stop::Fail(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     pub fn ignore(missing: Feature, found: impl Into<String>) -> Self {
         Stop::Ignore {
             missing,

@@ -191,7 +191,7 @@ fn reg_new(cx: &mut Ctx, system: System) -> R {
                 let entries = system.entries(&name);
                 for dir in &entries {
                     check_formats(dir, &reference).map_err(|s| {
-                        prefixed(s, &format!("the event a REG that failed with {e} left"))
+                        s.prefixed(&format!("the event a REG that failed with {e} left"))
                     })?;
                 }
                 drop(data);
@@ -205,7 +205,7 @@ fn reg_new(cx: &mut Ctx, system: System) -> R {
                     "{name} still in dynamic_events, with no tracefs entry, after a REG that failed with {e}"
                 );
                 Registration::new(&name, system, page.addr(0), 0)
-                    .map_err(|s| prefixed(s, &format!("a retry after {e}")))?
+                    .map_err(|s| s.prefixed(&format!("a retry after {e}")))?
             }
         };
         let partial = r.check_whole(cx, &system.entry(&name)?, &reference)?;
@@ -253,7 +253,7 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
             },
             Err(e) => {
                 check_formats(&dir, &reference)
-                    .map_err(|s| prefixed(s, &format!("after a REG that failed with {e}")))?;
+                    .map_err(|s| s.prefixed(&format!("after a REG that failed with {e}")))?;
                 let place = format!("{instance}/{dir}");
                 set_enabled(&place, true)?;
                 wait_until(
@@ -275,7 +275,7 @@ fn reg_existing_event(cx: &mut Ctx) -> R {
                 })?;
                 drop(data);
                 Registration::new(&name, System::Plain, word, 1)
-                    .map_err(|s| prefixed(s, &format!("a retry after {e}")))?
+                    .map_err(|s| s.prefixed(&format!("a retry after {e}")))?
             }
         };
         let partial = r.check_whole(cx, &dir, &reference)?;
@@ -404,15 +404,15 @@ fn del_event(cx: &mut Ctx) -> R {
         if let Err(e) = got {
             // Still the event it was, and still usable.
             let after = format!("after a DEL that failed with {e}");
-            check_formats(&dir, &reference).map_err(|s| prefixed(s, &after))?;
+            check_formats(&dir, &reference).map_err(|s| s.prefixed(&after))?;
             check!(listed(&name)?, "{name} gone from dynamic_events {after}");
             let r = Registration::new(&name, System::Plain, page.addr(0), 0)?;
             partial = r
                 .check_whole(cx, &dir, &reference)
-                .map_err(|s| prefixed(s, &after))?;
+                .map_err(|s| s.prefixed(&after))?;
             uapi::unreg(r.data.as_fd(), page.addr(0) as u64, 0)?;
             drop(r);
-            del(cx, &name).map_err(|s| prefixed(s, &format!("a retry {after}")))?;
+            del(cx, &name).map_err(|s| s.prefixed(&format!("a retry {after}")))?;
         }
         let left = System::Plain.entries(&name);
         check!(
@@ -497,10 +497,7 @@ fn fork_with_registrations(cx: &mut Ctx) -> R {
     }
     uapi::unreg(r.data.as_fd(), page.addr(4) as u64, 1)?;
     r.remove(cx, &name, System::Plain).map_err(|s| {
-        prefixed(
-            s,
-            "after the sweeps, their children gone and the parent's registrations removed (a failed copy of them kept a reference)",
-        )
+        s.prefixed("after the sweeps, their children gone and the parent's registrations removed (a failed copy of them kept a reference)")
     })
 }
 
@@ -559,7 +556,7 @@ fn attach_ftrace(cx: &mut Ctx) -> R {
                 0,
                 "the word after enabling {name} failed with {e} (a present page: the bit is written before the write returns)"
             );
-            set_enabled(&place, true).map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
+            set_enabled(&place, true).map_err(|s| s.prefixed(&format!("a retry after {e}")))?;
         }
         wait_until(
             &format!("bit 0 set once {name} was enabled"),
@@ -617,7 +614,7 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
             match &got {
                 Err(e) => {
                     set_enabled(&place, true)
-                        .map_err(|s| prefixed(s, &format!("a retry after {e}")))?;
+                        .map_err(|s| s.prefixed(&format!("a retry after {e}")))?;
                 }
                 Ok(()) if kmsg_count(UNQUEUED)? > warned => {
                     check!(
@@ -626,9 +623,9 @@ fn attach_ftrace_page_absent(cx: &mut Ctx) -> R {
                     );
                     unqueued += 1;
                     set_enabled(&place, false)
-                        .map_err(|s| prefixed(s, "the disable after an unqueued fault record"))?;
+                        .map_err(|s| s.prefixed("the disable after an unqueued fault record"))?;
                     set_enabled(&place, true)
-                        .map_err(|s| prefixed(s, "the enable after an unqueued fault record"))?;
+                        .map_err(|s| s.prefixed("the enable after an unqueued fault record"))?;
                 }
                 Ok(()) => {}
             }
@@ -972,7 +969,7 @@ fn sweep(
             } else {
                 format!(" (allocations 1 to {} answered {})", n - 1, runs(&history))
             };
-            prefixed(s, &format!("{what}, allocation {n} failed{before}"))
+            s.prefixed(&format!("{what}, allocation {n} failed{before}"))
         })?;
         if !a.hit {
             check_unslept(cx, what, unslept, &mut step)?;
@@ -1015,10 +1012,9 @@ fn check_unslept(
     let a = {
         let _skipping = SleepingSkipped::new()?;
         step(cx, 1).map_err(|s| {
-            prefixed(
-                s,
-                &format!("{what}, its first allocation that cannot sleep failed"),
-            )
+            s.prefixed(&format!(
+                "{what}, its first allocation that cannot sleep failed"
+            ))
         })?
     };
     match (unslept, a.hit, a.errno) {
@@ -1090,14 +1086,6 @@ fn judge<T>(got: Result<T, Errno>, hit: bool, allowed: &[i32]) -> Result<Result<
             )
         }
         Err(e) => fail!("failed with {e} though no allocation was failed"),
-    }
-}
-
-/// `s` with `what` in front of its message.
-fn prefixed(s: Stop, what: &str) -> Stop {
-    match s {
-        Stop::Fail(m) => Stop::Fail(format!("{what}: {m}")),
-        other => other,
     }
 }
 
