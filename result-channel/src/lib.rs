@@ -431,10 +431,14 @@ pub enum Feature {
     /// memfd_secret(2) (CONFIG_SECRETMEM, on by default from 6.5): memory a task can fault in
     /// but the kernel can never pin, so user_events' fault-in retries run to their cap.
     Secretmem,
+    /// userfaultfd(2) for missing pages, with kernel faults handled (CONFIG_USERFAULTFD):
+    /// a page whose first touch waits for this process, so a scenario can hold the fault
+    /// worker inside its fault-in.
+    Userfaultfd,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 7] = [
+    pub const ALL: [Feature; 8] = [
         Feature::RemoteWrite,
         Feature::StatusPage,
         Feature::RegPersist,
@@ -442,6 +446,7 @@ impl Feature {
         Feature::Madvise,
         Feature::Failslab,
         Feature::Secretmem,
+        Feature::Userfaultfd,
     ];
 
     /// The name used in `kernels.toml` and on the command line.
@@ -454,6 +459,7 @@ impl Feature {
             Feature::Madvise => "madvise",
             Feature::Failslab => "failslab",
             Feature::Secretmem => "secretmem",
+            Feature::Userfaultfd => "userfaultfd",
         }
     }
 

@@ -64,7 +64,7 @@ pub struct KernelArgs {
     pub patches: Vec<PathBuf>,
     /// What the kernel must have, overriding kernels.toml or what is derived from a tree or
     /// image: a comma list of remote_write, status_page, reg_persist, reg_multi_format, madvise,
-    /// failslab, secretmem.
+    /// failslab, secretmem, userfaultfd.
     #[arg(long, value_delimiter = ',')]
     pub features: Option<Vec<String>>,
     /// Cache directory (default $UE_CACHE_DIR or ~/.cache/ue-harness).

@@ -12,6 +12,7 @@ pub mod poll;
 pub mod probe;
 pub mod process;
 pub mod stop;
+pub mod uffd;
 
 pub use ctx::Ctx;
 pub use decl::{Entry, Family, Scenario, REMOTE_WRITE};

@@ -29,6 +29,7 @@ impl Ctx {
             Feature::Madvise => require_madvise(),
             Feature::Failslab => require_failslab(),
             Feature::Secretmem => require_secretmem(),
+            Feature::Userfaultfd => require_userfaultfd(),
         }
     }
 
@@ -83,6 +84,32 @@ fn require_secretmem() -> R {
         return secretmem_answer(Ok(()));
     }
     secretmem_answer(Err(Errno::last()))
+}
+
+/// Ignores the scenario unless userfaultfd(2) gives a descriptor that may handle kernel
+/// faults (no UFFD_USER_MODE_ONLY; the runner is root): ENOSYS is a kernel built without
+/// CONFIG_USERFAULTFD.
+fn require_userfaultfd() -> R {
+    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        return userfaultfd_answer(Ok(()));
+    }
+    userfaultfd_answer(Err(Errno::last()))
+}
+
+/// What the userfaultfd probe's answer means.
+fn userfaultfd_answer(r: Result<(), Errno>) -> R {
+    match r {
+        Ok(()) => Ok(()),
+        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
+            missing: Feature::Userfaultfd,
+            found: "userfaultfd gives ENOSYS (kernel without CONFIG_USERFAULTFD)".into(),
+        }),
+        Err(e) => Err(Stop::Fail(format!(
+            "probe userfaultfd(O_CLOEXEC): unexpected {e}"
+        ))),
+    }
 }
 
 /// What the memfd_secret probe's answer means.
@@ -202,6 +229,20 @@ mod tests {
         );
         assert!(matches!(
             secretmem_answer(Err(Errno(libc::EMFILE))),
+            Err(Stop::Fail(_))
+        ));
+    }
+
+    #[test]
+    fn userfaultfd_enosys_is_an_ignore_and_other_errors_fail() {
+        assert!(userfaultfd_answer(Ok(())).is_ok());
+        assert_eq!(
+            ignored(userfaultfd_answer(Err(Errno(libc::ENOSYS)))).0,
+            Feature::Userfaultfd
+        );
+        // EPERM would be a runner without CAP_SYS_PTRACE: not a kernel without the feature.
+        assert!(matches!(
+            userfaultfd_answer(Err(Errno(libc::EPERM))),
             Err(Stop::Fail(_))
         ));
     }

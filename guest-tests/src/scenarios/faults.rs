@@ -12,14 +12,16 @@
 //! drops back to SCHED_OTHER ([`HeldWorker`]). Each scenario also checks, from what the
 //! kernel left, that the hold really held; an attempt where it did not is noted and redone.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Instant;
 
 use result_channel::Feature;
 
 use super::munmap::{resident, wait_fault_warning};
+use crate::framework::uffd::{Fault, MissingTrap};
 use crate::framework::{
-    fork, kmsg_count, wait_until, write32, Context, Ctx, Family, Mapping, Pipe, Scenario, Stop, R,
+    fork, kmsg_count, wait_until, write32, Context, Ctx, Family, JobThread, Mapping, Pipe,
+    Scenario, Stop, R,
 };
 use crate::uapi::{self, Errno};
 use crate::{check, check_eq, fail, tracefs};
@@ -40,6 +42,12 @@ const SCENARIOS: &[Scenario] = &[
         "a process that exits while the fault worker is held with its write pending: the worker skips the dead mm quietly (no fault warning, nothing written), drops what it held, and the unused event deletes itself",
         exit_while_fault_pending,
     ),
+    Scenario::new(
+        "thread_exit_during_fault_in",
+        "a thread whose fault the worker is faulting in (held there by a userfaultfd trap on the word's page) exits, its process living on: once the page comes in, the worker writes nothing; the same fault with the thread alive writes the bit",
+        thread_exit_during_fault_in,
+    )
+    .requires(&[Feature::RemoteWrite, Feature::Madvise, Feature::Userfaultfd]),
     Scenario::new(
         "transition_while_faulting_skipped",
         "a disable that comes while the enable's fault is in flight queues no second fault: one fault warning, not two",
@@ -412,6 +420,104 @@ fn exit_while_fault_pending(cx: &mut Ctx) -> R {
         return gone_for_good(cx, &name);
     }
     fail!("could not hold the fault worker past a child's exit in {HOLD_ATTEMPTS} attempts (see the notes)")
+}
+
+/// user_events asks twice whether a registration's user_event_mm still has a task: before
+/// the fault worker faults the page in, and again in the write after it, under event_mutex:
+/// the fault-in sleeps, and the last task may exit meanwhile. [`exit_while_fault_pending`]
+/// reaches the first; this scenario the second. A userfaultfd trap on the word's page holds
+/// the worker inside its fault-in while the thread that registered exits. The scenario's
+/// main thread never registers, so that thread's user_event_mm was its own, and the process
+/// lives on: a write after the exit lands where the scenario sees it. The same fault with
+/// the thread alive comes first, and its bit must come: the trap holds the worker on the path
+/// to the write.
+fn thread_exit_during_fault_in(cx: &mut Ctx) -> R {
+    const BIT: u8 = 0;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    // Present before the trap is set, so that REG's own write needs no fault-in.
+    write32(page.addr(0), 0);
+    let trap = MissingTrap::register(&page)?;
+    let name = cx.event_name();
+    let data = tracefs::open_data()?;
+    let raw = data.as_raw_fd();
+    let word = page.addr(0) as u64;
+    let thread = JobThread::start();
+    let reg_name = name.clone();
+    thread
+        .run(move || {
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+            uapi::reg(fd, &reg_name, word, 4, BIT, 0)
+        })?
+        .ctx(|| format!("DIAG_IOCSREG {name:?} on a thread of its own"))?;
+    let limit = cx.poll_deadline * 4;
+    let trapped = |cx: &mut Ctx, when: &str| -> Result<Fault, Stop> {
+        drop_page(&page)?;
+        tracefs::set_enabled(&name, true)?;
+        let fault = trap.next_fault(limit).map_err(|s| {
+            s.prefixed(&format!(
+                "the fault worker's fault-in of the word's dropped page, enabled {when}"
+            ))
+        })?;
+        check_eq!(fault.page, word, "the page the fault worker faulted in");
+        cx.note(format!(
+            "{when}: the fault worker (kworker {}) waits in its fault-in ({})",
+            fault.tid,
+            if fault.write {
+                "a write fault"
+            } else {
+                "a read fault"
+            }
+        ));
+        Ok(fault)
+    };
+
+    let fault = trapped(cx, "with the thread alive")?;
+    trap.supply_zeroed(&fault)?;
+    cx.wait_for("the bit set by the worker once the page came in", || {
+        page.u32_at(0) == 1 << BIT
+    })?;
+    tracefs::set_enabled(&name, false)?;
+    cx.wait_for("the bit cleared by the disable", || page.u32_at(0) == 0)?;
+
+    let fault = trapped(cx, "then the thread exits")?;
+    thread.exit()?;
+    // Its exit is done (the join waits for it) and removed its user_event_mm; the worker
+    // cannot have gone on, since its page is still missing.
+    check_eq!(
+        task_state(fault.tid)?,
+        Some('D'),
+        "the fault worker's state while its page is missing"
+    );
+    trap.supply_zeroed(&fault)?;
+    cx.wait_for(
+        "the fault worker idle again once the page came in (its fault done)",
+        || matches!(task_state(fault.tid), Ok(None | Some('I'))),
+    )?;
+    check_eq!(
+        page.u32_at(0),
+        0,
+        "the word once the fault worker finished a fault whose registering thread had exited (the write must be skipped: the user_event_mm has no task)"
+    );
+    tracefs::set_enabled(&name, false)?;
+    drop(data);
+    gone_for_good(cx, &name)
+}
+
+/// The state letter of task `tid` (`/proc/TID/stat`'s third field), or None once it is gone.
+fn task_state(tid: i32) -> Result<Option<char>, Stop> {
+    let path = format!("/proc/{tid}/stat");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => fail!("{path}: {e}"),
+    };
+    // The command name (field 2) is in parentheses and may hold anything: the state follows
+    // the last ')'.
+    let after = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .ok_or_else(|| Stop::Fail(format!("{path} has no ')': {text:?}")))?;
+    Ok(after.trim_start().chars().next())
 }
 
 /// This process onto every online CPU but `cpu`, so that it runs while `cpu` is held.

@@ -556,6 +556,9 @@ fn header_expectation(header: &str, dot_config: &str) -> Expectation {
     if config_has(dot_config, "SECRETMEM") {
         features.insert(Feature::Secretmem);
     }
+    if config_has(dot_config, "USERFAULTFD") {
+        features.insert(Feature::Userfaultfd);
+    }
     Expectation {
         features,
         source: String::new(),
@@ -605,6 +608,10 @@ fn version_expectation(version: (u32, u32), dot_config: &str) -> Expectation {
     // ARCH_HAS_SET_DIRECT_MAP, and tinyconfig leaves it out (base.config sets it).
     if config_has(dot_config, "SECRETMEM") {
         features.insert(Feature::Secretmem);
+    }
+    // Likewise: tinyconfig leaves it out and base.config sets it.
+    if config_has(dot_config, "USERFAULTFD") {
+        features.insert(Feature::Userfaultfd);
     }
     Expectation {
         features,
@@ -759,7 +766,7 @@ mod tests {
         let h612 = "#define DIAG_IOCSREG _IOWR(...)\n#define DIAG_IOCSUNREG _IOW(...)\nUSER_EVENT_REG_PERSIST = 1U << 0,\nUSER_EVENT_REG_MULTI_FORMAT = 1U << 1,";
         let e = header_expectation(
             h612,
-            "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\nCONFIG_SECRETMEM=y\n",
+            "CONFIG_ADVISE_SYSCALLS=y\nCONFIG_FAILSLAB=y\nCONFIG_FAULT_INJECTION_DEBUG_FS=y\nCONFIG_SECRETMEM=y\nCONFIG_USERFAULTFD=y\n",
         );
         assert_eq!(
             e.features,
@@ -771,8 +778,8 @@ mod tests {
         // failslab without its debugfs knobs cannot fail a GFP_KERNEL allocation.
         let e = header_expectation(h612, "CONFIG_FAILSLAB=y\n");
         assert!(!e.has(Feature::Failslab));
-        // memfd_secret only where the tree's .config builds it.
-        assert!(!e.has(Feature::Secretmem));
+        // memfd_secret and userfaultfd only where the tree's .config builds them.
+        assert!(!e.has(Feature::Secretmem) && !e.has(Feature::Userfaultfd));
         let e = header_expectation("#define DIAG_IOCSREG _IOWR(...)", "");
         assert_eq!(e.features, [Feature::StatusPage].into_iter().collect());
     }
