@@ -188,6 +188,8 @@ pub fn judge(a: &MutantsArgs) -> anyhow::Result<Judged> {
         fail_fast,
         same_verdicts: a.same_verdicts,
         base_ks_failing: &base_ks_failing,
+        base: &base,
+        base_ks_failing_alone: std::cell::OnceCell::new(),
         // The run's one architecture (--arch), as the mutants' `Arches:` lines spell it.
         arch: shipped::Arch::parse(arches[0].name())
             .expect("shipped::Arch spells every harness::arch::Arch"),
@@ -243,11 +245,38 @@ struct Judge<'a> {
     fail_fast: bool,
     same_verdicts: bool,
     base_ks_failing: &'a [String],
+    base: &'a harness::model::KernelUnderTest,
+    /// What fails when the upstream selftests boot alone on the unpatched kernel (some of a
+    /// tree's own tests do, by their timing, right after boot): booted on first need.
+    base_ks_failing_alone: std::cell::OnceCell<Vec<String>>,
     /// The guests' architecture: a mutant whose `Arches:` leaves it out must survive.
     arch: shipped::Arch,
 }
 
 impl Judge<'_> {
+    /// The upstream selftests that fail when they boot alone on the unpatched kernel.
+    fn base_ks_failing_alone(&self, s: &mut Session) -> anyhow::Result<&[String]> {
+        if let Some(known) = self.base_ks_failing_alone.get() {
+            return Ok(known);
+        }
+        s.progress.step(
+            crate::sys::progress::Step::Boot,
+            &format!("{} unpatched, upstream selftests alone", self.base.label),
+        );
+        let alone = harness::model::KernelUnderTest {
+            label: format!("{}-upstream-alone", self.base.label),
+            ..self.base.clone()
+        };
+        let failing = shipped::failing(&boot(&alone, self.opts, &upstream::alone(self.sel))?).1;
+        if !failing.is_empty() {
+            eprintln!(
+                "note: upstream selftests failing on the unpatched kernel when they boot alone (not counted in such a boot of a mutant): {}",
+                failing.join(", ")
+            );
+        }
+        Ok(self.base_ks_failing_alone.get_or_init(|| failing))
+    }
+
     /// One mutant, from patch to verdict: rebuilt, booted with the scenarios it names first.
     fn mutant(&self, s: &mut Session, m: shipped::Mutant) -> anyhow::Result<shipped::Row> {
         let mk = KernelArgs {
@@ -297,9 +326,11 @@ impl Judge<'_> {
             None
         };
         // The upstream selftests booted after the suite: where the suite's failure may have
-        // wrecked the kernel for them, they get a boot of their own.
+        // wrecked the kernel for them, they get a boot of their own, compared with such a
+        // boot of the unpatched kernel.
         let ks_failing =
             if upstream::needs_its_own_boot(&run, !failing.is_empty(), self.base_ks_failing) {
+                let base_alone = self.base_ks_failing_alone(s)?;
                 s.progress.step(
                     crate::sys::progress::Step::Boot,
                     &format!("{}, upstream selftests alone", kernel.label),
@@ -308,7 +339,11 @@ impl Judge<'_> {
                     label: format!("{}-upstream-alone", kernel.label),
                     ..kernel.clone()
                 };
-                shipped::failing(&boot(&alone, &mutant_opts, &upstream::alone(&mutant_sel))?).1
+                shipped::failing(&boot(&alone, &mutant_opts, &upstream::alone(&mutant_sel))?)
+                    .1
+                    .into_iter()
+                    .filter(|k| !base_alone.contains(k))
+                    .collect()
             } else {
                 ks_failing
             };

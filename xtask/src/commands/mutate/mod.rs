@@ -270,6 +270,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
         wall_secs: 0.0,
         unreliable: baseline.unreliable.clone(),
         upstream_failing_unmutated: baseline.upstream_failing.clone(),
+        upstream_failing_unmutated_alone: baseline.upstream_failing_alone.clone(),
         baseline_runs: a.baseline_runs,
         kselftests_from: k.kselftest_from.clone(),
         suite: suite_commit(&s.root),
@@ -487,6 +488,9 @@ fn print_list(chosen: &[MutantSpec]) {
 struct Baseline {
     unreliable: Vec<String>,
     upstream_failing: Vec<String>,
+    /// What fails in the upstream programs' boots of their own on the unmutated kernel, with
+    /// `upstream_failing`: what a mutant's boot of its own is compared with.
+    upstream_failing_alone: Vec<String>,
     selection: Selection,
 }
 
@@ -590,6 +594,45 @@ impl Baseline {
                 unreliable.join(", ")
             );
         }
+        // A mutant the suite caught may get a boot of the upstream programs alone (see
+        // upstream::needs_its_own_boot): the unmutated kernel boots them so as often.
+        let mut upstream_failing_alone = upstream_base.clone();
+        if !all_selection.kselftests.is_empty() {
+            let alone_kernel = KernelUnderTest {
+                label: format!("{}-upstream-alone", base.label),
+                ..base.clone()
+            };
+            for i in 1..=runs {
+                s.progress.step(
+                    Step::Boot,
+                    &format!(
+                        "{} unmutated, upstream selftests alone ({i} of {runs})",
+                        base.label
+                    ),
+                );
+                let run = harness::run::run_kernel(
+                    &alone_kernel,
+                    opts,
+                    &upstream::alone(&all_selection),
+                )?;
+                harness::artifacts::write(&run)?;
+                upstream_failing_alone
+                    .extend(upstream::newly_failing(&run, &upstream_base).map(|v| v.name.clone()));
+            }
+            upstream_failing_alone.sort();
+            upstream_failing_alone.dedup();
+            let only_alone: Vec<&str> = upstream_failing_alone
+                .iter()
+                .filter(|n| !upstream_base.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !only_alone.is_empty() {
+                eprintln!(
+                    "note: failing on the unmutated kernel only when the upstream selftests boot alone (not counted in such a boot of a mutant): {}",
+                    only_alone.join(", ")
+                );
+            }
+        }
         let selection = Selection {
             scenarios: all_selection
                 .scenarios
@@ -603,6 +646,7 @@ impl Baseline {
         Ok(Baseline {
             unreliable,
             upstream_failing: upstream_base,
+            upstream_failing_alone,
             selection,
         })
     }
@@ -822,7 +866,10 @@ impl Trial<'_> {
                             let alone = upstream::alone(selection);
                             let run = harness::run::run_kernel(&kernel, opts, &alone)?;
                             harness::artifacts::write(&run)?;
-                            Ok((outcome, upstream_of(&run, upstream_base)))
+                            Ok((
+                                outcome,
+                                upstream_of(&run, &self.baseline.upstream_failing_alone),
+                            ))
                         })
                     }
                 };

@@ -99,6 +99,13 @@ pub struct Report {
     /// Upstream tests that fail on the unmutated kernel (in any of its boots): their failures
     /// do not count.
     pub upstream_failing_unmutated: Vec<String>,
+    /// Upstream tests that fail on the unmutated kernel when they boot alone, as they do
+    /// again for a mutant the suite caught (see `mutation::upstream`): there they do not
+    /// count either. Right after boot, with no suite before them, some of the tree's own
+    /// tests fail by their timing (a DEL in an RCU grace period). Reports from before this
+    /// was recorded have none, and their upstream figures are high by those failures.
+    #[serde(default)]
+    pub upstream_failing_unmutated_alone: Vec<String>,
     /// How many times the unmutated kernel booted before the mutants (reports from before
     /// this was recorded booted it once).
     #[serde(default = "one")]
@@ -241,6 +248,11 @@ impl Report {
                 .extend(p.upstream_failing_unmutated);
             first.upstream_failing_unmutated.sort();
             first.upstream_failing_unmutated.dedup();
+            first
+                .upstream_failing_unmutated_alone
+                .extend(p.upstream_failing_unmutated_alone);
+            first.upstream_failing_unmutated_alone.sort();
+            first.upstream_failing_unmutated_alone.dedup();
             // A shard that knew its seed as training makes the whole a training figure.
             if p.kind == Some(SampleKind::Training) || first.kind.is_none() {
                 first.kind = p.kind;
@@ -504,6 +516,7 @@ mod tests {
             wall_secs: 1.0,
             unreliable: vec![],
             upstream_failing_unmutated: vec![],
+            upstream_failing_unmutated_alone: vec![],
             baseline_runs: runs,
             kselftests_from: from.map(String::from),
             suite: Some("abc123".into()),
