@@ -561,6 +561,22 @@ pub fn waits_on_lock(stack: &[String], wchan: &str) -> bool {
     stack.iter().any(|f| lockish(f)) || (stack.is_empty() && lockish(wchan))
 }
 
+/// Whether a stack (or, without one, the wchan) waits for an RCU or SRCU grace period (a
+/// tracepoint's probe update does: synchronize_srcu). A CPU that loops in the kernel without
+/// scheduling never passes a quiescent state, so while such a loop lasts, the task waits
+/// behind it as a lock's waiter waits behind the holder.
+pub fn waits_for_grace_period(stack: &[String], wchan: &str) -> bool {
+    let gp = |f: &str| {
+        let func = f.split('+').next().unwrap_or(f);
+        func.contains("synchronize_rcu")
+            || func.contains("synchronize_srcu")
+            || func.contains("wait_rcu_gp")
+            || func.starts_with("rcu_barrier")
+            || func.starts_with("srcu_barrier")
+    };
+    stack.iter().any(|f| gp(f)) || (stack.is_empty() && gp(wchan))
+}
+
 /// What the canary found: user_events answers, or the canary itself is stuck.
 pub enum Canary {
     Answers,
@@ -829,5 +845,18 @@ mod tests {
         ));
         assert!(waits_on_lock(&[], "__mutex_lock.constprop.0"));
         assert!(!waits_on_lock(&[], "do_wait"));
+        // A tracepoint's probe update behind a CPU that loops in the kernel (seen beside
+        // spin-in-del.patch's DEL): a grace period, not a lock.
+        let srcu: Vec<String> = [
+            "__synchronize_srcu+0x9a/0x130",
+            "tracepoint_probe_register_prio_may_exist+0x7d/0xb0",
+            "user_event_reg+0x1f0/0x2c0",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(!waits_on_lock(&srcu, ""));
+        assert!(waits_for_grace_period(&srcu, ""));
+        assert!(waits_for_grace_period(&[], "synchronize_rcu_expedited"));
+        assert!(!waits_for_grace_period(&holder, "user_events_ioctl"));
     }
 }

@@ -265,6 +265,7 @@ impl Supervisor {
         let hang = task.as_ref().map(|(tgid, t, how)| {
             let w = self.where_is(*tgid, t.tid, *how);
             let waits = hangs::waits_on_lock(&w.stack, &w.wchan);
+            let blocked_behind = self.behind(&w.stack, &w.wchan);
             Hang {
                 pid: t.tid as u32,
                 comm: t.comm.clone(),
@@ -273,7 +274,7 @@ impl Supervisor {
                 wchan: w.wchan,
                 stack: w.stack,
                 waits_on_lock: waits,
-                blocked_behind: waits.then(|| self.culprit()).flatten(),
+                blocked_behind,
                 after_result: false,
                 reported: None,
                 same_place_as: None,
@@ -340,12 +341,23 @@ impl Supervisor {
 
     /// The first record whose own process hung (not behind another) and is still stuck.
     fn culprit(&self) -> Option<String> {
-        self.written_off
-            .iter()
-            .find(|w| {
-                w.stuck.is_some() && w.hang.as_ref().is_some_and(|h| h.blocked_behind.is_none())
-            })
-            .map(|w| w.name.clone())
+        self.culprit_record().map(|w| w.name.clone())
+    }
+
+    fn culprit_record(&self) -> Option<&WrittenOff> {
+        self.written_off.iter().find(|w| {
+            w.stuck.is_some() && w.hang.as_ref().is_some_and(|h| h.blocked_behind.is_none())
+        })
+    }
+
+    /// The culprit a stuck task with this stack waits behind: on a lock, or, while the
+    /// culprit loops on a CPU, on a grace period (see [`hangs::waits_for_grace_period`]).
+    fn behind(&self, stack: &[String], wchan: &str) -> Option<String> {
+        let culprit = self.culprit_record()?;
+        let spins = culprit.hang.as_ref().is_some_and(|h| h.spinning);
+        (hangs::waits_on_lock(stack, wchan)
+            || (spins && hangs::waits_for_grace_period(stack, wchan)))
+        .then(|| culprit.name.clone())
     }
 
     /// Reaps written-off children that went after all, and notes which stuck tasks left `D`.
@@ -412,7 +424,10 @@ impl Supervisor {
             .into_iter()
             .map(|(s, same)| {
                 let w = hangs::where_stuck(s.tgid, s.task.tid, Duration::from_millis(500), &dump);
-                let waits = hangs::waits_on_lock(&w.stack, &w.wchan);
+                // On a lock, or on a grace period that a looping CPU may be keeping from
+                // ending: either way possibly behind another task.
+                let waits = hangs::waits_on_lock(&w.stack, &w.wchan)
+                    || hangs::waits_for_grace_period(&w.stack, &w.wchan);
                 (s, same, w, waits)
             })
             .collect();
@@ -446,15 +461,20 @@ impl Supervisor {
             };
             tids.push(s.task.tid);
             let spins = matches!(s.how, hangs::StuckHow::Spinning { .. });
+            let blocked_behind = if waits {
+                self.behind(&w.stack, &w.wchan)
+            } else {
+                None
+            };
             let hang = Hang {
                 pid: s.task.tid as u32,
                 comm: s.task.comm.clone(),
                 state_ms: s.since.elapsed().as_millis() as u64,
                 spinning: spins,
+                waits_on_lock: hangs::waits_on_lock(&w.stack, &w.wchan),
                 wchan: w.wchan,
                 stack: w.stack,
-                waits_on_lock: waits,
-                blocked_behind: waits.then(|| self.culprit()).flatten(),
+                blocked_behind,
                 after_result: self.jobs[i].sends_end && self.jobs[i].spawned.reported(),
                 reported: None,
                 same_place_as: same_place_as.clone(),
