@@ -62,6 +62,7 @@ pub(super) fn run(a: &MutateArgs, arch: Arch) -> anyhow::Result<ExitCode> {
     s.host_tools()?;
     let (base, base_src) = unmutated_kernel(&mut s, &a.kernel)?;
     let judged = JudgedList::load(&s.configs.join("mutate/judged.toml"))?;
+    report.note_gaps(&judged);
     // Survivors not run on this architecture yet (an interrupted pass goes on), and not
     // judged equivalent since the x86-64 run.
     let todo: Vec<usize> = report

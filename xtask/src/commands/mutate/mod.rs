@@ -301,6 +301,7 @@ pub fn run(a: MutateArgs) -> anyhow::Result<ExitCode> {
             a.rerun_survivors,
         )?;
     }
+    report.note_gaps(&judged);
     let done: Vec<String> = report.results.iter().map(|r| r.mutant.id.clone()).collect();
     s.progress.step(
         Step::Build,
@@ -878,6 +879,10 @@ impl Trial<'_> {
                 (outcome, upstream, Some(build_secs))
             }
         };
+        let gap = match outcome {
+            Outcome::Survived => self.judged.find_gap(m).map(|j| j.reason.clone()),
+            _ => None,
+        };
         Ok(MutantResult {
             mutant: m.clone(),
             outcome,
@@ -886,6 +891,7 @@ impl Trial<'_> {
             build_secs,
             diff,
             elsewhere: vec![],
+            gap,
         })
     }
 }

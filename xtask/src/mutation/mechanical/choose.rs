@@ -113,6 +113,12 @@ pub struct Judged {
 pub struct JudgedList {
     #[serde(default, rename = "equivalent")]
     pub equivalent: Vec<Judged>,
+    /// Survivors judged NOT equivalent: a real difference no check here sees (only on an
+    /// architecture the harness does not build, only under KASAN within a grace period, only
+    /// under a memory cgroup's limit), with why and what would see it. They still run and
+    /// still count as misses; the entry only says the survivor was looked at.
+    #[serde(default, rename = "gap")]
+    pub gaps: Vec<Judged>,
 }
 
 impl JudgedList {
@@ -128,12 +134,18 @@ impl JudgedList {
     pub fn stale<'a>(&'a self, all: &[MutantSpec]) -> Vec<&'a Judged> {
         self.equivalent
             .iter()
+            .chain(&self.gaps)
             .filter(|j| !all.iter().any(|m| j.matches(m)))
             .collect()
     }
 
     pub fn find(&self, m: &MutantSpec) -> Option<&Judged> {
         self.equivalent.iter().find(|j| j.matches(m))
+    }
+
+    /// The gap entry of a survivor, if one was written.
+    pub fn find_gap(&self, m: &MutantSpec) -> Option<&Judged> {
+        self.gaps.iter().find(|j| j.matches(m))
     }
 }
 

@@ -315,8 +315,12 @@ mod tests {
         for j in &list.equivalent {
             assert!(j.reason.len() > 20 && j.original != j.mutated, "{j:?}");
         }
+        for j in &list.gaps {
+            assert!(j.reason.len() > 20 && j.original != j.mutated, "{j:?}");
+        }
+        // One judgment per mutant: equivalent or a gap, never both, never twice.
         let mut seen = std::collections::BTreeSet::new();
-        for j in &list.equivalent {
+        for j in list.equivalent.iter().chain(&list.gaps) {
             assert!(
                 seen.insert((&j.file, j.line, &j.original, &j.mutated)),
                 "judged twice: {j:?}"
@@ -334,6 +338,7 @@ mod tests {
             build_secs: None,
             diff: String::new(),
             elsewhere: vec![],
+            gap: None,
         };
         let results = [
             r(Outcome::Killed { by: "a::b".into() }, Upstream::Survived),

@@ -54,6 +54,10 @@ pub struct MutantResult {
     /// reaches (a big-endian branch, a 32-bit path) can still be caught on another.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub elsewhere: Vec<ArchResult>,
+    /// For a survivor: the reason of its `[[gap]]` entry in judged.toml (a difference no
+    /// check here sees). Still a miss in every score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
 }
 
 /// One survivor run again on another architecture, with its C guest programs.
@@ -201,6 +205,17 @@ impl Tally {
 }
 
 impl Report {
+    /// Names each survivor's `[[gap]]` entry of `judged` (and drops one whose entry went),
+    /// so that the report reads the current judged.toml.
+    pub fn note_gaps(&mut self, judged: &super::JudgedList) {
+        for r in &mut self.results {
+            r.gap = match r.outcome {
+                Outcome::Survived => judged.find_gap(&r.mutant).map(|j| j.reason.clone()),
+                _ => None,
+            };
+        }
+    }
+
     pub fn tally<'a>(results: impl Iterator<Item = &'a MutantResult>) -> Tally {
         let mut t = Tally::default();
         for r in results {
@@ -455,7 +470,14 @@ impl Report {
             .filter(|r| r.outcome == Outcome::Survived && r.detected_elsewhere().is_none())
             .collect();
         if !survivors.is_empty() {
-            s.push_str(&format!("\n### Survivors ({})\n", survivors.len()));
+            let gaps = survivors.iter().filter(|r| r.gap.is_some()).count();
+            let of_them = match gaps {
+                0 => String::new(),
+                n => format!(
+                    "; {n} of them known gaps, judged not equivalent with a reason in judged.toml and still counted as misses"
+                ),
+            };
+            s.push_str(&format!("\n### Survivors ({}{of_them})\n", survivors.len()));
             for r in survivors {
                 s.push_str(&format!(
                     "\n`{}` in `{}` (upstream: {}):\n\n```diff\n{}```\n",
@@ -468,6 +490,9 @@ impl Report {
                     },
                     r.diff
                 ));
+                if let Some(why) = &r.gap {
+                    s.push_str(&format!("\nKnown gap: {why}\n"));
+                }
                 for e in &r.elsewhere {
                     s.push_str(&format!(
                         "\nOn {}: {}.\n",
@@ -499,6 +524,7 @@ mod tests {
             upstream,
             secs: 1.0,
             build_secs: Some(0.5),
+            gap: None,
             diff: String::new(),
             elsewhere: vec![],
         }
@@ -551,6 +577,56 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("Upstream selftests on the same mutants (the selftests of 7.3-rc's tree, counting only the tests that passed on all 3 boots of the unmutated kernel): 33.3% (1 of 3; 95% interval"), "{md}");
+    }
+
+    #[test]
+    fn a_survivors_gap_entry_is_named_and_still_a_miss() {
+        let mut report = report(
+            None,
+            1,
+            vec![
+                result("gap", Outcome::Survived, Upstream::Survived),
+                result("open", Outcome::Survived, Upstream::Survived),
+                result("k", Outcome::Killed { by: "x".into() }, Upstream::Survived),
+            ],
+        );
+        report.results[2].mutant.line = 2;
+        let entry = |line: usize| super::super::choose::Judged {
+            file: "kernel/trace/trace_events_user.c".into(),
+            line,
+            original: "a".into(),
+            mutated: "b".into(),
+            reason: "differs only on a HIGHMEM kernel, which the harness does not build".into(),
+        };
+        report.results[1].mutant.mutated = "c".into();
+        let judged = super::super::JudgedList {
+            equivalent: vec![],
+            // Line 2 is the killed one's: a gap entry names survivors only.
+            gaps: vec![entry(1), entry(2)],
+        };
+        report.note_gaps(&judged);
+        assert!(report.results[0]
+            .gap
+            .as_deref()
+            .is_some_and(|g| g.contains("HIGHMEM")));
+        assert_eq!(
+            (
+                report.results[1].gap.as_ref(),
+                report.results[2].gap.as_ref()
+            ),
+            (None, None)
+        );
+        let t = Report::tally(report.results.iter());
+        assert_eq!((t.killed, t.survived), (1, 2));
+        let md = report.markdown();
+        assert!(
+            md.contains("### Survivors (2; 1 of them known gaps"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Known gap: differs only on a HIGHMEM kernel"),
+            "{md}"
+        );
     }
 
     #[test]
