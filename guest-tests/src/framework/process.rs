@@ -387,19 +387,26 @@ pub fn clone_thread(stack: &mut [u8], f: &mut dyn FnMut()) -> R {
 pub struct JobThread {
     jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
     handle: thread::JoinHandle<()>,
+    /// Its kernel thread id, for [`JobThread::exit`]'s bounded wait.
+    tid: i32,
 }
 
 impl JobThread {
     pub fn start() -> Self {
         let (jobs, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let (tid_tx, tid_rx) = mpsc::channel();
         let handle = thread::spawn(move || {
+            let _ = tid_tx.send(unsafe { libc::gettid() });
             while let Ok(job) = rx.recv() {
                 job();
             }
         });
+        // A new thread's first statement: it comes unless the thread could not start.
+        let tid = tid_rx.recv().unwrap_or(0);
         JobThread {
             jobs: Some(jobs),
             handle,
+            tid,
         }
     }
 
@@ -421,11 +428,22 @@ impl JobThread {
             .map_err(|_| Stop::Fail(format!("job thread gave no result in {JOB_LIMIT:?}")))
     }
 
-    /// Ends the thread and waits until it has exited (its exit removes a user_event_mm of
-    /// its own).
+    /// Ends the thread and waits, at most [`JOB_LIMIT`], until it has exited (its exit
+    /// removes a user_event_mm of its own). A thread stuck in the kernel on its way out fails
+    /// the scenario rather than hang it: the wait is for its `/proc/self/task/TID` to go,
+    /// which happens only once the kernel has released it.
     pub fn exit(mut self) -> R {
         // Closing the job channel ends the thread's loop.
         self.jobs = None;
+        let task = format!("/proc/self/task/{}", self.tid);
+        let gone =
+            super::poll::poll_until(JOB_LIMIT, &mut || !std::path::Path::new(&task).exists());
+        if gone.is_err() {
+            fail!(
+                "job thread {} did not exit within {JOB_LIMIT:?}: stuck in the kernel on its way out",
+                self.tid
+            );
+        }
         match self.handle.join() {
             Err(_) => fail!("job thread panicked"),
             Ok(()) => Ok(()),

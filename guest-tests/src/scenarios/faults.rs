@@ -449,6 +449,12 @@ fn thread_exit_during_fault_in(cx: &mut Ctx) -> R {
             uapi::reg(fd, &reg_name, word, 4, BIT, 0)
         })?
         .ctx(|| format!("DIAG_IOCSREG {name:?} on a thread of its own"))?;
+    // The thread's user_event_mm must be its own, or its exit would end nothing.
+    check_eq!(
+        uapi::unreg(data.as_fd(), word, BIT).err(),
+        Some(Errno(libc::ENOENT)),
+        "the main thread's UNREG of the thread's registration (the main thread must have no user_event_mm)"
+    );
     let limit = cx.poll_deadline * 4;
     let trapped = |cx: &mut Ctx, when: &str| -> Result<Fault, Stop> {
         drop_page(&page)?;
@@ -481,13 +487,13 @@ fn thread_exit_during_fault_in(cx: &mut Ctx) -> R {
 
     let fault = trapped(cx, "then the thread exits")?;
     thread.exit()?;
-    // Its exit is done (the join waits for it) and removed its user_event_mm; the worker
-    // cannot have gone on, since its page is still missing.
-    check_eq!(
-        task_state(fault.tid)?,
-        Some('D'),
-        "the fault worker's state while its page is missing"
-    );
+    // Its exit is done (the wait is for the kernel to release it) and removed its
+    // user_event_mm; the worker cannot have gone on, since its page is still missing. Polled:
+    // a spurious wakeup leaves it runnable for a moment before it waits again.
+    cx.wait_for(
+        "the fault worker still waiting for its page (state D)",
+        || matches!(task_state(fault.tid), Ok(Some('D'))),
+    )?;
     trap.supply_zeroed(&fault)?;
     cx.wait_for(
         "the fault worker idle again once the page came in (its fault done)",
@@ -500,7 +506,15 @@ fn thread_exit_during_fault_in(cx: &mut Ctx) -> R {
     );
     tracefs::set_enabled(&name, false)?;
     drop(data);
-    gone_for_good(cx, &name)
+    gone_for_good(cx, &name)?;
+    // The event went only after the worker dropped what it held, after its write: this read
+    // needs no reading of the worker's state.
+    check_eq!(
+        page.u32_at(0),
+        0,
+        "the word once the event was gone (the worker's write, skipped, would have come before)"
+    );
+    Ok(())
 }
 
 /// The state letter of task `tid` (`/proc/TID/stat`'s third field), or None once it is gone.
