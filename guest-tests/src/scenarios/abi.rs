@@ -119,7 +119,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     Scenario::new(
         "field_lists_match_exactly",
-        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG (a list of one token against an event without fields too), and it or another system deletes nothing through dynamic_events; an empty field (a trailing ';') is no field",
+        "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG (a list of one token against an event without fields too), and it or another system deletes nothing through dynamic_events, while its own system and list delete that event and not another of the same fields; an empty field (a trailing ';') is no field",
         field_lists_match_exactly,
     ),
     Scenario::new(
@@ -1523,6 +1523,12 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
             "{dynamic} is gone after {other_system:?} (another system, answered {r:?})"
         );
     }
+    // Another event of the same fields beside it: a delete naming the system must still
+    // match the name (a match that let the system decide alone deletes every event of the
+    // system with those fields).
+    let bystander = cx.event_name();
+    tracefs::dynamic_events_command(&format!("u:{bystander} u32 a; u32 b\n"))
+        .map_err(|e| Stop::Fail(format!("create u:{bystander}: {e}")))?;
     check_eq!(
         dynamic_events_errno(&format!("-:user_events/{dynamic} u32 a; u32 b\n"))?,
         None,
@@ -1531,6 +1537,15 @@ fn field_lists_match_exactly(cx: &mut Ctx) -> R {
     check!(
         !tracefs::exists(&format!("events/user_events/{dynamic}")),
         "{dynamic} still exists after the delete with its own system and list"
+    );
+    check!(
+        tracefs::exists(&format!("events/user_events/{bystander}")),
+        "{bystander} (the same fields, another name) is gone after '-:user_events/{dynamic} u32 a; u32 b'"
+    );
+    check_eq!(
+        dynamic_events_errno(&format!("-:{bystander} u32 a; u32 b\n"))?,
+        None,
+        "'-:{bystander} u32 a; u32 b'"
     );
     Ok(())
 }
