@@ -72,57 +72,69 @@ impl Ctx {
 /// mapping; without the option the system call is not there (ENOSYS).
 fn require_madvise() -> R {
     let r = unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_NORMAL) };
-    madvise_answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
+    MADVISE.answer(if r == 0 { Ok(()) } else { Err(Errno::last()) })
 }
 
-/// Ignores the scenario unless memfd_secret(2) gives a descriptor: ENOSYS is a kernel built
-/// without CONFIG_SECRETMEM, or one before 6.5 booted without `secretmem.enable=1`.
+/// Ignores the scenario unless memfd_secret(2) gives a descriptor.
 fn require_secretmem() -> R {
-    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0) };
-    if fd >= 0 {
-        unsafe { libc::close(fd as i32) };
-        return secretmem_answer(Ok(()));
-    }
-    secretmem_answer(Err(Errno::last()))
+    SECRETMEM.answer(fd_probe(unsafe {
+        libc::syscall(libc::SYS_memfd_secret, 0)
+    }))
 }
 
 /// Ignores the scenario unless userfaultfd(2) gives a descriptor that may handle kernel
-/// faults (no UFFD_USER_MODE_ONLY; the runner is root): ENOSYS is a kernel built without
-/// CONFIG_USERFAULTFD.
+/// faults (no UFFD_USER_MODE_ONLY; the runner is root).
 fn require_userfaultfd() -> R {
-    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) };
-    if fd >= 0 {
-        unsafe { libc::close(fd as i32) };
-        return userfaultfd_answer(Ok(()));
-    }
-    userfaultfd_answer(Err(Errno::last()))
+    USERFAULTFD.answer(fd_probe(unsafe {
+        libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC)
+    }))
 }
 
-/// What the userfaultfd probe's answer means.
-fn userfaultfd_answer(r: Result<(), Errno>) -> R {
-    match r {
-        Ok(()) => Ok(()),
-        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
-            missing: Feature::Userfaultfd,
-            found: "userfaultfd gives ENOSYS (kernel without CONFIG_USERFAULTFD)".into(),
-        }),
-        Err(e) => Err(Stop::Fail(format!(
-            "probe userfaultfd(O_CLOEXEC): unexpected {e}"
-        ))),
+/// A system call that returns a descriptor: closed again, or its errno.
+fn fd_probe(ret: libc::c_long) -> Result<(), Errno> {
+    if ret < 0 {
+        return Err(Errno::last());
     }
+    unsafe { libc::close(ret as i32) };
+    Ok(())
 }
 
-/// What the memfd_secret probe's answer means.
-fn secretmem_answer(r: Result<(), Errno>) -> R {
-    match r {
-        Ok(()) => Ok(()),
-        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
-            missing: Feature::Secretmem,
-            found: "memfd_secret gives ENOSYS (kernel without CONFIG_SECRETMEM, or before 6.5 \
-                    without secretmem.enable=1)"
-                .into(),
-        }),
-        Err(e) => Err(Stop::Fail(format!("probe memfd_secret(0): unexpected {e}"))),
+/// A feature that is a system call: without its Kconfig option the call is not there
+/// (ENOSYS), which is an ignore; any other error is a failure of the probe.
+struct SyscallFeature {
+    feature: Feature,
+    /// The probe's call, for a failure's message.
+    probe: &'static str,
+    /// What ENOSYS says about the kernel.
+    missing: &'static str,
+}
+
+const MADVISE: SyscallFeature = SyscallFeature {
+    feature: Feature::Madvise,
+    probe: "madvise(NULL, 0)",
+    missing: "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)",
+};
+
+const SECRETMEM: SyscallFeature = SyscallFeature {
+    feature: Feature::Secretmem,
+    probe: "memfd_secret(0)",
+    missing: "memfd_secret gives ENOSYS (kernel without CONFIG_SECRETMEM, or before 6.5 \
+              without secretmem.enable=1)",
+};
+
+const USERFAULTFD: SyscallFeature = SyscallFeature {
+    feature: Feature::Userfaultfd,
+    probe: "userfaultfd(O_CLOEXEC)",
+    missing: "userfaultfd gives ENOSYS (kernel without CONFIG_USERFAULTFD)",
+};
+
+impl SyscallFeature {
+    fn answer(&self, r: Result<(), Errno>) -> R {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Errno(libc::ENOSYS)) => Err(Stop::ignore(self.feature, self.missing)),
+            Err(e) => Err(Stop::Fail(format!("probe {}: unexpected {e}", self.probe))),
+        }
     }
 }
 
@@ -202,47 +214,33 @@ fn flag_answer(feature: Feature, what: &str, reg: Result<(), Errno>) -> R {
     }
 }
 
-/// What an madvise of no bytes answered.
-fn madvise_answer(r: Result<(), Errno>) -> R {
-    match r {
-        Ok(()) => Ok(()),
-        Err(Errno(libc::ENOSYS)) => Err(Stop::Ignore {
-            missing: Feature::Madvise,
-            found: "madvise gives ENOSYS (kernel without CONFIG_ADVISE_SYSCALLS)".into(),
-        }),
-        Err(e) => Err(Stop::Fail(format!(
-            "probe madvise(NULL, 0): unexpected {e}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn secretmem_enosys_is_an_ignore_and_other_errors_fail() {
-        assert!(secretmem_answer(Ok(())).is_ok());
+        assert!(SECRETMEM.answer(Ok(())).is_ok());
         assert_eq!(
-            ignored(secretmem_answer(Err(Errno(libc::ENOSYS)))).0,
+            ignored(SECRETMEM.answer(Err(Errno(libc::ENOSYS)))).0,
             Feature::Secretmem
         );
         assert!(matches!(
-            secretmem_answer(Err(Errno(libc::EMFILE))),
+            SECRETMEM.answer(Err(Errno(libc::EMFILE))),
             Err(Stop::Fail(_))
         ));
     }
 
     #[test]
     fn userfaultfd_enosys_is_an_ignore_and_other_errors_fail() {
-        assert!(userfaultfd_answer(Ok(())).is_ok());
+        assert!(USERFAULTFD.answer(Ok(())).is_ok());
         assert_eq!(
-            ignored(userfaultfd_answer(Err(Errno(libc::ENOSYS)))).0,
+            ignored(USERFAULTFD.answer(Err(Errno(libc::ENOSYS)))).0,
             Feature::Userfaultfd
         );
         // EPERM would be a runner without CAP_SYS_PTRACE: not a kernel without the feature.
         assert!(matches!(
-            userfaultfd_answer(Err(Errno(libc::EPERM))),
+            USERFAULTFD.answer(Err(Errno(libc::EPERM))),
             Err(Stop::Fail(_))
         ));
     }
@@ -322,12 +320,12 @@ mod tests {
 
     #[test]
     fn madvise_is_missing_only_when_the_system_call_is() {
-        assert!(madvise_answer(Ok(())).is_ok());
+        assert!(MADVISE.answer(Ok(())).is_ok());
         assert_eq!(
-            ignored(madvise_answer(Err(Errno(libc::ENOSYS)))).0,
+            ignored(MADVISE.answer(Err(Errno(libc::ENOSYS)))).0,
             Feature::Madvise
         );
-        assert!(failed(madvise_answer(Err(Errno(libc::EINVAL)))));
+        assert!(failed(MADVISE.answer(Err(Errno(libc::EINVAL)))));
         // The host has madvise: the real probe finds it.
         assert!(require_madvise().is_ok());
     }
