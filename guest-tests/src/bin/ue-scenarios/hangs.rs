@@ -547,8 +547,7 @@ pub fn parse_stack(text: &str) -> Vec<String> {
 /// holder, not stuck on its own. Only the kernel's own dump shows these frames
 /// ([`blocked_tasks`]): `/proc/PID/stack` leaves them out.
 pub fn waits_on_lock(stack: &[String], wchan: &str) -> bool {
-    let lockish = |f: &str| {
-        let func = f.split('+').next().unwrap_or(f);
+    sleeps_in(stack, wchan, |func| {
         func.contains("mutex_lock")
             || func.starts_with("rwsem_down")
             || func.starts_with("down_read")
@@ -557,8 +556,7 @@ pub fn waits_on_lock(stack: &[String], wchan: &str) -> bool {
             || func.starts_with("rt_mutex")
             || func.starts_with("percpu_down")
             || func.starts_with("percpu_rwsem")
-    };
-    stack.iter().any(|f| lockish(f)) || (stack.is_empty() && lockish(wchan))
+    })
 }
 
 /// Whether a stack (or, without one, the wchan) waits for an RCU or SRCU grace period (a
@@ -566,15 +564,20 @@ pub fn waits_on_lock(stack: &[String], wchan: &str) -> bool {
 /// scheduling never passes a quiescent state, so while such a loop lasts, the task waits
 /// behind it as a lock's waiter waits behind the holder.
 pub fn waits_for_grace_period(stack: &[String], wchan: &str) -> bool {
-    let gp = |f: &str| {
-        let func = f.split('+').next().unwrap_or(f);
+    sleeps_in(stack, wchan, |func| {
         func.contains("synchronize_rcu")
             || func.contains("synchronize_srcu")
             || func.contains("wait_rcu_gp")
             || func.starts_with("rcu_barrier")
             || func.starts_with("srcu_barrier")
-    };
-    stack.iter().any(|f| gp(f)) || (stack.is_empty() && gp(wchan))
+    })
+}
+
+/// Whether a frame of `stack` (`function+0xoff/0xlen`), or the wchan when there is no
+/// stack, names a function `is` picks.
+fn sleeps_in(stack: &[String], wchan: &str, is: impl Fn(&str) -> bool) -> bool {
+    let named = |f: &str| is(f.split('+').next().unwrap_or(f));
+    stack.iter().any(|f| named(f)) || (stack.is_empty() && named(wchan))
 }
 
 /// What the canary found: user_events answers, or the canary itself is stuck.
