@@ -311,8 +311,9 @@ fn field_match_enomem(misreported: &[u32]) -> R {
 /// has its user_event_mm. Each N runs on a new thread, the event defined through
 /// `dynamic_events` so that nothing of the main thread registers. Whatever REG answered,
 /// the thread then holds a registration (a failed REG is retried) that must be its own (the
-/// main thread's UNREG of it is ENOENT) and that enabling the event sets and disabling
-/// clears; its UNREG must work. The event exists, so the field comparison's allocations give
+/// main thread's UNREG of it is ENOENT) and that works as [`Registration::check_whole`]
+/// asks (enabling sets its bit, a write with its index is accepted, disabling clears the
+/// bit); its UNREG must work. The event exists, so the field comparison's allocations give
 /// EADDRINUSE as in [`reg_existing_event`] (`field-match-enomem`).
 fn reg_first_of_thread(cx: &mut Ctx) -> R {
     FailNth::set_knobs()?;
@@ -320,7 +321,7 @@ fn reg_first_of_thread(cx: &mut Ctx) -> R {
     let name = cx.event_name();
     tracefs::dynamic_events_command(&format!("u:{name} {FIELDS}"))?;
     let dir = System::Plain.entry_of(&name);
-    let place = format!("{}/{dir}", tracefs::path("events"));
+    let reference = reference_format(&dir)?;
     let word = page.addr(0) as u64;
     let mut misreported = Vec::new();
     sweep(cx, "first REG of a thread", Unslept::None, |cx, n| {
@@ -341,9 +342,13 @@ fn reg_first_of_thread(cx: &mut Ctx) -> R {
         if got == Err(Errno(libc::EADDRINUSE)) {
             misreported.push(n);
         }
-        if let (Err(e), Some(retry)) = (got, retry) {
-            retry.map_err(|r| Stop::Fail(format!("a retry on the thread after {e}: {r}")))?;
-        }
+        let idx = match (got, retry) {
+            (Ok(idx), _) => idx,
+            (Err(e), Some(retry)) => {
+                retry.map_err(|r| Stop::Fail(format!("a retry on the thread after {e}: {r}")))?
+            }
+            (Err(e), None) => fail!("no retry on the thread after {e}"),
+        };
         let after = match got {
             Ok(_) => "its REG".to_owned(),
             Err(e) => format!("its REG failed with {e} and a retry"),
@@ -353,23 +358,21 @@ fn reg_first_of_thread(cx: &mut Ctx) -> R {
             Some(Errno(libc::ENOENT)),
             "the main thread's UNREG of the thread's registration, after {after} (its user_event_mm must be the thread's own)"
         );
-        set_enabled(&place, true)?;
-        wait_until(
-            &format!("the thread's bit set by enabling {name}, after {after}"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 1,
-        )?;
-        set_enabled(&place, false)?;
-        wait_until(
-            &format!("the thread's bit cleared by disabling {name}"),
-            cx.poll_deadline,
-            || page.u32_at(0) == 0,
-        )?;
+        let r = Registration {
+            data,
+            idx,
+            word: page.addr(0),
+            bit: 0,
+        };
+        let partial = r
+            .check_whole(cx, &dir, &reference)
+            .map_err(|s| s.prefixed(&format!("the thread's registration, after {after}")))?;
         let unreg =
             thread.run(move || uapi::unreg(unsafe { BorrowedFd::borrow_raw(raw) }, word, 0))?;
         unreg.map_err(|e| Stop::Fail(format!("the thread's UNREG of its registration: {e}")))?;
         thread.exit()?;
-        Ok(Attempt::new(hit, got.map(drop), false))
+        drop(r);
+        Ok(Attempt::new(hit, got.map(drop), partial))
     })?;
     del(cx, &name)?;
     field_match_enomem(&misreported)
