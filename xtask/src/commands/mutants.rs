@@ -263,10 +263,7 @@ impl Judge<'_> {
             crate::sys::progress::Step::Boot,
             &format!("{} unpatched, upstream selftests alone", self.base.label),
         );
-        let alone = harness::model::KernelUnderTest {
-            label: format!("{}-upstream-alone", self.base.label),
-            ..self.base.clone()
-        };
+        let alone = upstream::alone_kernel(self.base);
         let failing = shipped::failing(&boot(&alone, self.opts, &upstream::alone(self.sel))?).1;
         if !failing.is_empty() {
             eprintln!(
@@ -335,10 +332,7 @@ impl Judge<'_> {
                     crate::sys::progress::Step::Boot,
                     &format!("{}, upstream selftests alone", kernel.label),
                 );
-                let alone = harness::model::KernelUnderTest {
-                    label: format!("{}-upstream-alone", kernel.label),
-                    ..kernel.clone()
-                };
+                let alone = upstream::alone_kernel(&kernel);
                 shipped::failing(&boot(&alone, &mutant_opts, &upstream::alone(&mutant_sel))?)
                     .1
                     .into_iter()

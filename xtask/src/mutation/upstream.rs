@@ -1,7 +1,7 @@
 //! The comparison with the kernel tree's own selftests, which boot together with the suite
 //! (after it): a verdict of theirs counts only where it is their own finding.
 
-use harness::model::{KernelRun, Origin, ScenarioVerdict};
+use harness::model::{KernelRun, KernelUnderTest, Origin, ScenarioVerdict};
 use harness::run::Selection;
 
 /// The upstream selftests of `run` that fail and did not fail on the unmutated kernel
@@ -32,6 +32,14 @@ pub fn alone(sel: &Selection) -> Selection {
     Selection {
         kselftests: sel.kselftests.clone(),
         ..Selection::default()
+    }
+}
+
+/// `kernel` for that boot: the same image, its run directory named apart.
+pub fn alone_kernel(kernel: &KernelUnderTest) -> KernelUnderTest {
+    KernelUnderTest {
+        label: format!("{}-upstream-alone", kernel.label),
+        ..kernel.clone()
     }
 }
 

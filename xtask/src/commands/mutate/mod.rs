@@ -599,10 +599,7 @@ impl Baseline {
         // upstream::needs_its_own_boot): the unmutated kernel boots them so as often.
         let mut upstream_failing_alone = upstream_base.clone();
         if !all_selection.kselftests.is_empty() {
-            let alone_kernel = KernelUnderTest {
-                label: format!("{}-upstream-alone", base.label),
-                ..base.clone()
-            };
+            let alone_kernel = upstream::alone_kernel(base);
             for i in 1..=runs {
                 s.progress.step(
                     Step::Boot,
@@ -860,10 +857,7 @@ impl Trial<'_> {
                             if !upstream::needs_its_own_boot(&run, suite_caught, upstream_base) {
                                 return Ok((outcome, upstream));
                             }
-                            let kernel = KernelUnderTest {
-                                label: format!("{}-upstream-alone", kernel.label),
-                                ..kernel
-                            };
+                            let kernel = upstream::alone_kernel(&kernel);
                             let alone = upstream::alone(selection);
                             let run = harness::run::run_kernel(&kernel, opts, &alone)?;
                             harness::artifacts::write(&run)?;
