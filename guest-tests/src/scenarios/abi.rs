@@ -3,6 +3,8 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::Path;
+use std::time::Instant;
 
 use result_channel::Feature;
 
@@ -86,6 +88,11 @@ const SCENARIOS: &[Scenario] = &[
         "DEL of a name removes every MULTI_FORMAT event of it, where '-:NAME FIELDS' in dynamic_events removes that format only",
         del_all_formats,
     ).requires(&[Feature::RemoteWrite, Feature::RegPersist, Feature::RegMultiFormat]),
+    Scenario::new(
+        "del_takes_its_name_only",
+        "DEL of each of 257 unused events, one more than the buckets of the kernel's name table so that two share one whatever its hash: each DEL is 0 and removes its own event only",
+        del_takes_its_name_only,
+    ),
     Scenario::new(
         "del_busy_while_probe_attached",
         "DEL of an event no registration or fd holds is EBUSY while ftrace is attached, and apart while perf is; once both have detached it succeeds",
@@ -1371,6 +1378,57 @@ fn dynamic_events_lists_fields(cx: &mut Ctx) -> R {
             "index of a second REG with fields {same:?}"
         );
     }
+    Ok(())
+}
+
+/// The buckets of the kernel's table of event names (`DECLARE_HASHTABLE(register_table, 8)`
+/// in each group): one more event than this puts two in one bucket, whatever the hash.
+const NAME_TABLE_BUCKETS: usize = 256;
+
+/// DEL finds its event by walking the name's bucket, which holds every event whose name
+/// hashes there: it must compare names, or it deletes its bucket's neighbours too. Which
+/// names share a bucket depends on the hash, so the check makes enough events that two
+/// must (pigeonhole), then deletes each by name: a DEL that took a neighbour leaves that
+/// neighbour's own DEL nothing to find.
+fn del_takes_its_name_only(cx: &mut Ctx) -> R {
+    let base = cx.event_name();
+    let names: Vec<String> = (0..=NAME_TABLE_BUCKETS)
+        .map(|i| format!("{base}_{i}"))
+        .collect();
+    let made = Instant::now();
+    // Made through dynamic_events, so that they persist unused and DEL has no reference to
+    // wait for.
+    for name in &names {
+        tracefs::dynamic_events_command(&format!("u:{name}"))?;
+    }
+    let made = made.elapsed();
+    let exists =
+        |name: &str| Path::new(&tracefs::path(&format!("events/user_events/{name}"))).exists();
+    let deleted = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        let got = uapi::del(cx.fd(), name);
+        if got.is_ok() && !exists(name) {
+            continue;
+        }
+        let left = &names[i + 1..];
+        let gone: Vec<&String> = left.iter().filter(|n| !exists(n)).collect();
+        for n in left {
+            let _ = uapi::del(cx.fd(), n);
+        }
+        fail!(
+            "DEL of {name} (event {} of {}, all unused): {got:?}, its directory {}; of the {} not yet deleted, gone already: {gone:?}",
+            i + 1,
+            names.len(),
+            if exists(name) { "still there" } else { "gone" },
+            left.len()
+        );
+    }
+    cx.note(format!(
+        "{} events made through dynamic_events in {} ms, each deleted by its own DEL in {} ms",
+        names.len(),
+        made.as_millis(),
+        deleted.elapsed().as_millis()
+    ));
     Ok(())
 }
 

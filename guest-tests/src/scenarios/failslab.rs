@@ -35,7 +35,7 @@ use result_channel::Feature;
 
 use crate::framework::probe::{FAILSLAB_DIR, FAIL_NTH};
 use crate::framework::{
-    kmsg_count, wait_until, write32, Ctx, Family, JobThread, Mapping, Scenario, Stop, R,
+    kmsg_count, poll_until, wait_until, write32, Ctx, Family, JobThread, Mapping, Scenario, Stop, R,
 };
 use crate::scenarios::faults::drop_page;
 use crate::scenarios::kit::status_line;
@@ -73,6 +73,17 @@ const SCENARIOS: &[Scenario] = &[
         "DEL of an unused event with its N-th allocation failed, for every N: ENOMEM with the event still whole and usable, then a retry deletes it; or success with no directory and no dynamic_events line left",
         del_event,
     ),
+    Scenario::new(
+        "del_multi_format",
+        "DEL of a name with two unused MULTI_FORMAT events with its N-th allocation failed, for every N: ENOMEM with a format of the name still whole (a destroy that failed ends the DEL), then a retry deletes what is left; or success with no NAME.HEX entry left",
+        del_multi_format,
+    )
+    .requires(&[
+        Feature::RemoteWrite,
+        Feature::RegPersist,
+        Feature::RegMultiFormat,
+        Feature::Failslab,
+    ]),
     Scenario::new(
         "dynamic_events_create",
         "'u:NAME fields' written to dynamic_events with its N-th allocation failed, for every N: ENOMEM with no directory and no dynamic_events line, then a retry makes it whole; or success with the event whole",
@@ -427,6 +438,127 @@ fn del_event(cx: &mut Ctx) -> R {
             "{name} still in dynamic_events after a DEL that returned 0"
         );
         Ok(Attempt::new(hit, got, partial))
+    })
+}
+
+/// The field lists of the two formats [`del_multi_format`] gives one name.
+const FORMATS: [&str; 2] = [FIELDS, "u64 b"];
+
+/// DEL of a name with two MULTI_FORMAT events, swept. DEL destroys the name's events one
+/// after another, and each destroy allocates (the credentials it removes the tracepoint
+/// with): one that fails must end the DEL with its error, or a DEL that goes on to the next
+/// format returns that one's 0 with a format left behind.
+fn del_multi_format(cx: &mut Ctx) -> R {
+    let fail_nth = FailNth::open()?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    arrays()?;
+    let control = cx.event_name();
+    unused_formats(&control, page.addr(0))?;
+    let mut references = Vec::new();
+    for dir in System::Multi.entries(&control) {
+        let body = format_body(&tracefs::path(&format!("events/{dir}")))?;
+        if !references.contains(&body) {
+            references.push(body);
+        }
+    }
+    check_eq!(
+        references.len(),
+        FORMATS.len(),
+        "formats of {control}'s MULTI_FORMAT events made with no allocation failed"
+    );
+    del(cx, &control)?;
+    check_eq!(
+        System::Multi.entries(&control),
+        Vec::<String>::new(),
+        "entries of {control} after a DEL with no allocation failed"
+    );
+    sweep(cx, "DEL of two formats", Unslept::None, |cx, n| {
+        let name = cx.event_name();
+        unused_formats(&name, page.addr(0))?;
+        let c = CString::new(name.as_str()).expect("no NUL in event names");
+        let (got, hit) = failing_once_unused(cx, &fail_nth, n, &c)?;
+        let got = judge(got, hit, &[libc::ENOMEM])?;
+        let left = System::Multi.entries(&name);
+        if let Err(e) = got {
+            check!(
+                !left.is_empty(),
+                "DEL failed with {e}, yet every format of {name} is gone"
+            );
+            for dir in &left {
+                for root in arrays()? {
+                    let place = format!("{root}/{dir}");
+                    if !std::path::Path::new(&place).exists() {
+                        continue;
+                    }
+                    let body = format_body(&place)?;
+                    check!(
+                        references.contains(&body),
+                        "{place}/format, left by a DEL that failed with {e}, is neither format made with no allocation failed:\n{body}"
+                    );
+                }
+            }
+            del(cx, &name).map_err(|s| s.prefixed(&format!("a retry after {e}")))?;
+        }
+        let left = System::Multi.entries(&name);
+        check!(
+            left.is_empty(),
+            "tracefs still has {left:?} after a DEL that returned 0"
+        );
+        Ok(Attempt::new(hit, got, false))
+    })
+}
+
+/// Two PERSIST MULTI_FORMAT events named `name`, one of each of [`FORMATS`], left unused:
+/// registered on an fd of their own, unregistered, the fd closed.
+fn unused_formats(name: &str, word: *const u8) -> R {
+    let data = tracefs::open_data()?;
+    for fields in FORMATS {
+        uapi::reg(
+            data.as_fd(),
+            &format!("{name} {fields}"),
+            word as u64,
+            4,
+            0,
+            uapi::USER_EVENT_REG_PERSIST | MULTI,
+        )?;
+        uapi::unreg(data.as_fd(), word as u64, 0)?;
+    }
+    Ok(())
+}
+
+/// DEL of `name` with the `n`-th allocation failed, once the name's events are unused: an
+/// UNREG drops its event reference after an RCU grace period, and DEL is EBUSY until then.
+/// EBUSY comes before any allocation DEL fails on but the name's copy (whose failure is
+/// ENOMEM), so an EBUSY answer left the armed failure unused, and DEL is tried again.
+fn failing_once_unused(
+    cx: &Ctx,
+    fail_nth: &FailNth,
+    n: u32,
+    name: &CString,
+) -> Result<(Result<(), Errno>, bool), Stop> {
+    let mut last = None;
+    let mut error = None;
+    let _ = poll_until(cx.poll_deadline, &mut || match fail_nth
+        .failing(n, || del_raw(cx.fd(), name))
+    {
+        Ok((Err(Errno(libc::EBUSY)), false)) => false,
+        Ok(answer) => {
+            last = Some(answer);
+            true
+        }
+        Err(s) => {
+            error = Some(s);
+            true
+        }
+    });
+    if let Some(s) = error {
+        return Err(s);
+    }
+    last.ok_or_else(|| {
+        Stop::Fail(format!(
+            "DEL of {name:?} still EBUSY {} ms after its formats' UNREG and close",
+            cx.poll_deadline.as_millis()
+        ))
     })
 }
 
