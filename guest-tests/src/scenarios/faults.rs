@@ -495,12 +495,27 @@ fn thread_exit_during_fault_in(cx: &mut Ctx) -> R {
         || matches!(task_state(fault.tid), Ok(Some('D'))),
     )?;
     trap.supply_zeroed(&fault)?;
+    // Still enabled: a worker that went on to write would set the bit (it writes the event's
+    // state at the time of the write, so a disable before it would hide the write). Its work
+    // item is over when it sleeps idle (state I) or has gone; a mutex or mmap_lock on the
+    // way is state D. Nothing but that write sets the bit.
+    cx.wait_for_unless(
+        "the fault worker done with its fault (idle or gone), the event still enabled",
+        || matches!(task_state(fault.tid), Ok(None | Some('I'))),
+        "the bit set: the fault worker finished a fault whose registering thread had exited, and must have skipped the write (the user_event_mm has no task)",
+        || page.u32_at(0) != 0,
+    )?;
+    check_eq!(
+        page.u32_at(0),
+        0,
+        "the word, the event still enabled, once the fault worker was done: it must have skipped the write of a fault whose registering thread had exited"
+    );
     tracefs::set_enabled(&name, false)?;
     drop(data);
     gone_for_good(cx, &name)?;
     // The event goes only once the worker has dropped the user_event_mm it held (its
-    // enablers hold the event), which it does after its write: by now the write was made or
-    // skipped, and nothing else writes this word (the disable finds no live registration).
+    // enablers hold the event): nothing writes this word any more (the disable finds no
+    // live registration).
     check_eq!(
         page.u32_at(0),
         0,
