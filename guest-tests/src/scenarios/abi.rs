@@ -125,6 +125,11 @@ const SCENARIOS: &[Scenario] = &[
         dynamic_events_persist,
     ),
     Scenario::new(
+        "dynamic_events_delete_busy",
+        "'-:NAME' written to dynamic_events is EBUSY while a registration holds the event, and again while only the registering fd does, and leaves it whole (enabling sets the bit, a write is accepted); once the fd is closed it deletes the event",
+        dynamic_events_delete_busy,
+    ),
+    Scenario::new(
         "field_lists_match_exactly",
         "a name matches its event only with the same field list: one field more or less is EADDRINUSE through REG (a list of one token against an event without fields too), and it or another system deletes nothing through dynamic_events, while its own system and list delete that event and not another of the same fields; an empty field (a trailing ';') is no field",
         field_lists_match_exactly,
@@ -1194,6 +1199,80 @@ fn dynamic_events_persist(cx: &mut Ctx) -> R {
     check!(
         !tracefs::exists(&dir),
         "{dir} still exists after '-:{name} u32 n'"
+    );
+    Ok(())
+}
+
+/// `dynamic_events` deletes through the dynamic-event layer, which leaves the reference test
+/// to user_events: a delete that skipped it would free an event a process still writes and
+/// the kernel still updates the word of. The event is made through dynamic_events, so that
+/// it persists and the delete is the only way it goes.
+fn dynamic_events_delete_busy(cx: &mut Ctx) -> R {
+    let name = cx.event_name();
+    let dir = format!("events/user_events/{name}");
+    tracefs::dynamic_events_command(&format!("u:{name} u32 n"))?;
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let word = page.addr(0) as u64;
+    let data = tracefs::open_data()?;
+    let idx = uapi::reg(data.as_fd(), &format!("{name} u32 n"), word, 4, 0, 0)?;
+    // With its field list: without one, it names an event without fields.
+    let delete = format!("-:{name} u32 n");
+    // Whole after a refused delete: enabling it sets the registration's bit (while there is
+    // one), and a write with the fd's index is accepted.
+    let busy = |cx: &mut Ctx, holder: &str, registered: bool| -> R {
+        check_eq!(
+            dynamic_events_errno(&delete)?,
+            Some(Errno(libc::EBUSY)),
+            "'{delete}' written to dynamic_events while {holder} holds the event"
+        );
+        check!(
+            tracefs::exists(&dir),
+            "{dir} gone after a refused '{delete}' ({holder} holds it)"
+        );
+        tracefs::set_enabled(&name, true)?;
+        let set = if registered {
+            cx.wait_for(
+                &format!("bit 0 set by the enable after the refused delete ({holder})"),
+                || page.u32_at(0) & 1 != 0,
+            )
+            .map(drop)
+        } else {
+            Ok(())
+        };
+        let written = uapi::write_event(data.as_fd(), idx, &7u32.to_ne_bytes());
+        tracefs::set_enabled(&name, false)?;
+        set?;
+        check_eq!(
+            written,
+            Ok(8),
+            "write with the event's index after the refused delete ({holder})"
+        );
+        Ok(())
+    };
+    busy(cx, "a registration", true)?;
+    uapi::unreg(data.as_fd(), word, 0)?;
+    busy(cx, "the registering fd", false)?;
+    drop(data);
+    // The UNREG drops its reference after an RCU grace period: EBUSY until then.
+    let mut last = None;
+    cx.wait_for(
+        &format!("'{delete}' accepted once the fd was closed"),
+        || match dynamic_events_errno(&delete) {
+            Ok(Some(Errno(libc::EBUSY))) => false,
+            r => {
+                last = Some(r.map_err(|s| format!("{s:?}")));
+                true
+            }
+        },
+    )?;
+    check_eq!(
+        last,
+        Some(Ok(None)),
+        "'{delete}' written once nothing held the event"
+    );
+    check!(
+        !tracefs::exists(&dir),
+        "{dir} still exists after '{delete}'"
     );
     Ok(())
 }
