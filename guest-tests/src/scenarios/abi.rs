@@ -3,7 +3,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::Path;
 use std::time::Instant;
 
 use result_channel::Feature;
@@ -1481,8 +1480,7 @@ fn del_takes_its_name_only(cx: &mut Ctx) -> R {
         tracefs::dynamic_events_command(&format!("u:{name}"))?;
     }
     let made = made.elapsed();
-    let exists =
-        |name: &str| Path::new(&tracefs::path(&format!("events/user_events/{name}"))).exists();
+    let exists = |name: &str| tracefs::exists(&format!("events/user_events/{name}"));
     let deleted = Instant::now();
     for (i, name) in names.iter().enumerate() {
         let got = uapi::del(cx.fd(), name);
