@@ -428,7 +428,8 @@ fn fd_many_events(cx: &mut Ctx) -> R {
 /// Open and close of the data file and nothing else: user_events_open allocates the fd's
 /// user_event_file_info (16 bytes, its group and its table of events), user_events_release
 /// frees it. No other scenario opens enough fds for that small object to show. Unpatched:
-/// +0 kB over the 6000 cycles (784 ms under TCG); limit 40 bytes a cycle (234 kB), as
+/// +0 kB over the 6000 cycles in both runs so far (549 and 784 ms under TCG, one of them
+/// with a mutation run's build beside it); limit 40 bytes a cycle (234 kB), as
 /// reg_unreg's, whose noise is that of the family. The object kept
 /// (`data-release-keeps-info`): 128 bytes a cycle with the witnesses' red zones and owner
 /// records, +752 kB.
