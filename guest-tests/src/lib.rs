@@ -3,6 +3,7 @@
 //! its own, and reports them on the result channel (ttyS1).
 
 pub mod framework;
+pub mod kallsyms;
 pub mod perf;
 pub mod scenarios;
 pub mod schedule;

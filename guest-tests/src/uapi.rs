@@ -197,6 +197,19 @@ pub fn writev(fd: BorrowedFd<'_>, iov: &[libc::iovec]) -> SysResult<usize> {
 /// `perf_event_open` on a tracepoint id: attaching perf is the second way a tracer enables
 /// an event, and goes through the same `user_event_reg` path as tracefs.
 pub fn perf_open_tracepoint(id: u64) -> SysResult<std::os::fd::OwnedFd> {
+    perf_open_tracepoint_sampling(id, PERF_SAMPLE_RAW)
+}
+
+/// PERF_SAMPLE_IP: the sample begins with the instruction pointer of the registers the
+/// probe handed perf (a u64).
+pub const PERF_SAMPLE_IP: u64 = 1 << 0;
+/// PERF_SAMPLE_RAW: the tracepoint's record, after a u32 size.
+pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
+
+/// perf_event_open of a tracepoint for this task on any CPU, a sample for every event, with
+/// these PERF_SAMPLE_* fields. Kernel samples are not excluded (exclude_kernel is 0), so the
+/// sample's IP is the kernel's.
+pub fn perf_open_tracepoint_sampling(id: u64, sample_type: u64) -> SysResult<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     // struct perf_event_attr, PERF_ATTR_SIZE_VER0 layout (64 bytes) zero-extended to VER5.
     let mut attr = [0u8; 112];
@@ -204,7 +217,7 @@ pub fn perf_open_tracepoint(id: u64) -> SysResult<std::os::fd::OwnedFd> {
     attr[4..8].copy_from_slice(&112u32.to_ne_bytes()); // size
     attr[8..16].copy_from_slice(&id.to_ne_bytes()); // config = tracepoint id
     attr[16..24].copy_from_slice(&1u64.to_ne_bytes()); // sample_period
-    attr[24..32].copy_from_slice(&(1u64 << 10).to_ne_bytes()); // sample_type = PERF_SAMPLE_RAW
+    attr[24..32].copy_from_slice(&sample_type.to_ne_bytes());
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,

@@ -4,11 +4,12 @@
 
 use std::os::fd::AsFd;
 
-use crate::framework::{Ctx, Family, Mapping, Scenario, R, REMOTE_WRITE};
+use crate::framework::{Ctx, Family, Mapping, Scenario, Stop, R, REMOTE_WRITE};
+use crate::kallsyms::{base_name, KernelText};
 use crate::perf::PerfRing;
 use crate::scenarios::kit::{check_sample, Pinned};
 use crate::uapi::{self, Errno};
-use crate::{check, check_eq, tracefs};
+use crate::{check, check_eq, fail, tracefs};
 
 const SCENARIOS: &[Scenario] = &[
     Scenario::new(
@@ -50,6 +51,11 @@ const SCENARIOS: &[Scenario] = &[
         "write_errors",
         "write() rejects short, negative, unknown (also on a data fd that never registered), unprobed, unterminated, out-of-bounds (__data_loc and __rel_loc) and pwrite data with exact errnos",
         write_errors,
+    ),
+    Scenario::new(
+        "perf_sample_ip",
+        "perf samples (PERF_SAMPLE_IP) of events written with write() and writev() carry a kernel IP inside user_events' write path, as every tracepoint's sample carries its caller's",
+        perf_sample_ip,
     ),
     Scenario::new(
         "instances_are_separate",
@@ -297,6 +303,68 @@ fn empty_payloads(cx: &mut Ctx) -> R {
         2,
         "lines of {name} in trace after two empty writes: {lines:?}"
     );
+    Ok(())
+}
+
+/// The functions a user_events write runs through to reach its probes: user_event_perf
+/// hands perf the registers of its caller (perf_fetch_caller_regs), which is
+/// user_events_write_core, or whichever of write() and writev()'s entries gcc inlined it into.
+const WRITE_PATH: &[&str] = &[
+    "user_events_write_core",
+    "user_events_write",
+    "user_events_write_iter",
+];
+
+/// perf's tracepoint probes hand perf the registers of the place the event happened, and a
+/// sample's IP, kernel callchain and PERF_SAMPLE_REGS_INTR come from them. user_event_perf
+/// takes its caller's; one that skipped that would hand perf the per-CPU registers buffer as
+/// the last tracepoint left it (zero on a boot that used none, or another tracepoint's
+/// caller). So the IP of a write()'s sample and of a writev()'s must lie inside the write
+/// path, looked up in /proc/kallsyms.
+fn perf_sample_ip(cx: &mut Ctx) -> R {
+    let page = Mapping::anon(libc::MAP_PRIVATE)?;
+    let name = cx.event_name();
+    let idx = cx.reg(&format!("{name} u32 v"), page.addr(0), 4, 0)?;
+    let id = tracefs::event_id(&name)?;
+    let ring = PerfRing::open_with_ip(id)?;
+    cx.wait_for("bit set with perf attached", || page.u32_at(0) == 1)?;
+    let (written, vectored) = (0x1234_5678u32.to_ne_bytes(), 0x9abc_def0u32.to_ne_bytes());
+    check_eq!(
+        uapi::write_event(cx.fd(), idx, &written),
+        Ok(8),
+        "write() with perf attached"
+    );
+    let index = idx.to_ne_bytes();
+    check_eq!(
+        uapi::writev(cx.fd(), &[iovec(&index), iovec(&vectored)]),
+        Ok(8),
+        "writev() with perf attached"
+    );
+    let samples = ring.samples()?;
+    drop(ring);
+    check_eq!(samples.len(), 2, "perf samples of a write() and a writev()");
+    let text = KernelText::load().map_err(|e| Stop::Fail(format!("/proc/kallsyms: {e}")))?;
+    for (sample, (how, payload)) in samples
+        .iter()
+        .zip([("write()", written), ("writev()", vectored)])
+    {
+        check_sample(how, &sample.raw, id, &payload)?;
+        let Some(ip) = sample.ip else {
+            fail!("{how}: the sample has no IP though the ring asked for PERF_SAMPLE_IP");
+        };
+        let function = text.function_at(ip);
+        check!(
+            function.is_some_and(|f| WRITE_PATH.contains(&base_name(f))),
+            "{how}: the sample's IP {ip:#x} is in {}, not in the write path ({})",
+            function.unwrap_or("no kernel function"),
+            WRITE_PATH.join(", ")
+        );
+        cx.note(format!(
+            "{how}: sample IP {ip:#x} in {}",
+            function.unwrap_or("?")
+        ));
+    }
+    cx.wait_for("bit cleared once perf is gone", || page.u32_at(0) == 0)?;
     Ok(())
 }
 
