@@ -93,11 +93,13 @@ impl PerfRing {
             if kind == 9 {
                 // PERF_RECORD_SAMPLE: its fields in perf's order, IP (a u64) before RAW (a
                 // u32 size, then the bytes), after the 8-byte header.
-                let mut at = pos + 8;
-                let ip = (self.sample_type & uapi::PERF_SAMPLE_IP != 0).then(|| {
-                    at += 8;
-                    u64::from_ne_bytes(data[at - 8..at].try_into().unwrap())
-                });
+                let has_ip = self.sample_type & uapi::PERF_SAMPLE_IP != 0;
+                let at = pos + 8 + if has_ip { 8 } else { 0 };
+                check!(
+                    at + 4 <= pos + len,
+                    "perf sample at {pos} of {len} bytes is too short for its fields"
+                );
+                let ip = has_ip.then(|| u64::from_ne_bytes(data[pos + 8..at].try_into().unwrap()));
                 let raw = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap()) as usize;
                 check!(
                     at + 4 + raw <= pos + len,
